@@ -1,0 +1,325 @@
+"""The ``nodegraph`` command: run, validate, nodes, serve, eval.
+
+Exit codes of ``run``: 0 success, 1 a node failed, 2 invalid workflow, 130 interrupted.
+``--help``, ``validate`` and ``nodes`` never import torch (packs import it inside ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nodegraph", description="Node-graph workflows for unCLIP text-to-image.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more (model loading, pack discovery)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--nodes-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="extra folder of packs (like custom_nodes/); repeatable")
+        sp.add_argument("--models-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="extra folder searched for models by name; repeatable")
+
+    r = sub.add_parser("run", help="run a workflow (JSON, or a PNG made by nodegraph)")
+    r.add_argument("workflow", type=Path)
+    r.add_argument("--set", action="append", default=[], metavar="NODE.PORT=VALUE", dest="sets",
+                   help="override an input; VALUE is parsed as JSON when it parses, else taken as a string")
+    r.add_argument("--output-dir", type=Path, default=None, help="where output nodes write (default: output/)")
+    r.add_argument("--input-dir", type=Path, default=None, help="where input images are read from")
+    r.add_argument("--batch", type=Path, default=None, metavar="FILE.jsonl",
+                   help="one run per line, each a JSON object of NODE.PORT overrides; line k writes to DIR/k/")
+    r.add_argument("--node", action="append", default=[], metavar="NODE_ID",
+                   help="run only what this node needs (default: every output node); repeatable")
+    r.add_argument("--quiet", action="store_true", help="print only failures and the summary")
+    r.add_argument("--json-events", action="store_true", help="print every event as a JSON line on stdout")
+    common(r)
+
+    v = sub.add_parser("validate", help="check a workflow without running it")
+    v.add_argument("workflow", type=Path)
+    v.add_argument("--json", action="store_true", help='print {"valid": bool, "issues": [...]}')
+    common(v)
+
+    n = sub.add_parser("nodes", help="list the node catalogue (and packs that failed to load)")
+    n.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    common(n)
+
+    s = sub.add_parser("serve", help="start the editor and HTTP/WebSocket API server")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8188)
+    s.add_argument("--token", default=None, help="require this token (mandatory when not on 127.0.0.1)")
+    s.add_argument("--data-dir", type=Path, default=Path(".nodegraph"), help="queue/history database folder")
+    s.add_argument("--output-dir", type=Path, default=None)
+    s.add_argument("--input-dir", type=Path, default=None)
+    common(s)
+
+    e = sub.add_parser("eval", help="run a pack's evaluation, e.g. `nodegraph eval shapes`")
+    e.add_argument("name", help="evaluation name")
+    e.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the evaluation")
+    common(e)
+    return p
+
+
+def _engine(args: argparse.Namespace, **overrides: Any):
+    from .config import Settings
+    from .engine import Engine
+
+    settings = Settings.from_env(**overrides)
+    if args.nodes_dir:
+        settings.nodes_dirs = [*settings.nodes_dirs, *args.nodes_dir]
+    if getattr(args, "models_dir", None):
+        settings.model_dirs = [*args.models_dir, *settings.model_dirs]
+    return Engine.from_settings(settings)
+
+
+def _read_workflow(path: Path) -> tuple[Any, str | None]:
+    """The workflow source at ``path`` (JSON text or a PNG's embedded workflow), or an error line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        from .png import read_png_workflow
+
+        wf = read_png_workflow(data)
+        if wf is None:
+            return None, f"{path} is a PNG without an embedded nodegraph workflow"
+        return wf, None
+    return data, None
+
+
+def _print_issues(issues: list, stream=sys.stderr) -> None:
+    print(f"invalid workflow: {len(issues)} issue(s)", file=stream)
+    for i in issues:
+        where = ".".join(x for x in (i.node, i.port) if x)
+        print(f"  [{i.code}]{' ' + where if where else ''}: {i.message}", file=stream)
+
+
+def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
+    from .engine import parse_override_value
+
+    out: dict[str, Any] = {}
+    errors = []
+    for item in items:
+        target, eq, value = item.partition("=")
+        if not eq or "." not in target:
+            errors.append(f"--set {item!r}: expected NODE.PORT=VALUE, e.g. --set prompt.value='a red circle'")
+            continue
+        out[target] = parse_override_value(value)
+    return out, errors
+
+
+class _Interrupt:
+    """First Ctrl-C cancels cooperatively; a second one interrupts at once."""
+
+    def __init__(self, token) -> None:
+        self.token = token
+        self.previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.token.cancelled:
+                raise KeyboardInterrupt
+            print("\ninterrupt: cancelling (press Ctrl-C again to stop now)", file=sys.stderr)
+            self.token.cancel("interrupted")
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _json_sink(event: Any) -> None:
+    print(json.dumps(event.model_dump(mode="json")), flush=True)
+
+
+def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, args, token) -> int:
+    from .engine import apply_overrides
+    from .errors import WorkflowInvalid
+    from .events import fanout
+    from .render import ConsoleRenderer
+
+    data, issues = apply_overrides(source, overrides)
+    if issues or data is None:
+        _print_issues(issues)
+        return EXIT_INVALID
+    renderer = ConsoleRenderer(quiet=args.quiet)
+    sink = fanout(renderer, _json_sink if args.json_events else None)
+    try:
+        result = engine.run(data, targets=args.node or None, sink=sink, cancel=token, output_dir=out_dir)
+    except WorkflowInvalid as exc:
+        _print_issues(exc.issues)
+        return EXIT_INVALID
+    for f in renderer.files:
+        print(str(out_dir / f))
+    if result.status == "cancelled":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .context import CancelToken
+
+    source, err = _read_workflow(args.workflow)
+    if err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    overrides, errors = _parse_sets(args.sets)
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    out_root = args.output_dir or None
+    engine = _engine(args, output_dir=out_root, input_dir=args.input_dir)
+    out_root = Path(engine.settings.output_dir)
+    token = CancelToken()
+    with _Interrupt(token):
+        try:
+            if args.batch is None:
+                return _run_once(engine, source, overrides, out_root, args, token)
+            return _run_batch(engine, source, overrides, out_root, args, token)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> int:
+    from .validate import check
+
+    _, issues = check(source, engine.registry)
+    if issues and any(i.code in ("invalid_json", "unsupported_format", "invalid_workflow") for i in issues):
+        _print_issues(issues)
+        return EXIT_INVALID
+    try:
+        lines = args.batch.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        print(f"error: cannot read batch file {args.batch}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
+    failed: list[str] = []
+    k = -1
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        k += 1
+        where = f"{args.batch}:{lineno} (run {k})"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            print(f"error: {where}: not valid JSON ({exc}); skipped", file=sys.stderr)
+            failed.append(where)
+            continue
+        if not isinstance(item, dict):
+            print(f"error: {where}: expected an object of \"NODE.PORT\": value overrides; skipped",
+                  file=sys.stderr)
+            failed.append(where)
+            continue
+        print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
+        code = _run_once(engine, source, {**base_overrides, **item}, out_root / str(k), args, token)
+        if code == EXIT_INTERRUPTED:
+            return code
+        if code != EXIT_OK:
+            failed.append(where)
+    total = k + 1
+    print(f"batch: {total - len(failed)}/{total} runs succeeded", file=sys.stderr)
+    for f in failed:
+        print(f"  failed: {f}", file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import Issue, ValidationResult
+
+    source, err = _read_workflow(args.workflow)
+    engine = _engine(args)
+    if err:
+        result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
+    else:
+        result = engine.validate(source)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif result.valid:
+        print(f"{args.workflow}: valid")
+    else:
+        _print_issues(result.issues, sys.stdout)
+    return EXIT_OK if result.valid else EXIT_INVALID
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    cat = engine.registry.catalogue()
+    if args.json:
+        print(json.dumps(cat, indent=2, default=str))
+        return EXIT_OK
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for node in cat["nodes"].values():
+        by_cat.setdefault(node["category"], []).append(node)
+    for category in sorted(by_cat):
+        print(f"{category}:")
+        for node in by_cat[category]:
+            ins = ", ".join(f"{i['name']}:{i['type']}" for i in node["inputs"])
+            outs = ", ".join(f"{o['name']}:{o['type']}" for o in node["outputs"])
+            first = node["description"].splitlines()[0] if node["description"] else ""
+            print(f"  {node['type']} v{node['version']}  ({ins}) -> ({outs})")
+            if first:
+                print(f"      {first}")
+    print(f"\n{len(cat['nodes'])} node types from {len(cat['packs'])} pack(s)")
+    for f in cat["failed_packs"]:
+        print(f"FAILED pack {f['source']}: {f['message']}")
+        if args.verbose and f["traceback"]:
+            print(f["traceback"])
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import serve
+    except ImportError as exc:  # pragma: no cover - the server lands in its own change
+        print(f"error: the server is not available: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return serve(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import importlib
+
+    engine = _engine(args)
+    available = {name: target for pack in engine.registry.packs.values()
+                 for name, target in pack.evaluations.items()}
+    target = available.get(args.name)
+    if target is None:
+        print(f"error: unknown evaluation {args.name!r}; packs provide: {', '.join(sorted(available)) or 'none'}",
+              file=sys.stderr)
+        return EXIT_INVALID
+    module_name, _, func = target.partition(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, func or "main")(args.args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    commands = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "serve": cmd_serve,
+                "eval": cmd_eval}
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The narrow facade a node gets while it runs: progress, cancellation, models, folders."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import Cancelled
+from .events import Progress
+from .paths import safe_join
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .events import EventSink
+    from .modelstore import ModelStore
+
+__all__ = ["CancelToken", "NodeContext"]
+
+
+class CancelToken:
+    """Cooperative cancellation shared by a run and whoever may cancel it (CLI, server)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(self.reason or "cancelled")
+
+
+class NodeContext:
+    """What a running node may use. One per node execution; nodes must not keep it."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        type_id: str,
+        run_id: str,
+        settings: Settings,
+        models: ModelStore,
+        cancel: CancelToken,
+        sink: EventSink,
+        output_dir: Path,
+        workflow: dict[str, Any] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.type_id = type_id
+        self.run_id = run_id
+        self.settings = settings
+        self.models = models
+        self.output_dir = output_dir
+        self.workflow = workflow  # the JSON being run: output nodes embed it in the files they write
+        self.log = logging.getLogger(f"nodegraph.node.{type_id}")
+        self.ui: dict[str, Any] = {}
+        self._cancel = cancel
+        self._sink = sink
+
+    # -- progress and cancellation ---------------------------------------------------------------
+    def progress(self, step: int, total: int | None = None, preview: Any = None) -> None:
+        """Report progress (``step`` of ``total``), optionally with a preview IMAGE; may raise Cancelled."""
+        self._cancel.raise_if_cancelled()
+        self._sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~nodegraph.Cancelled` if the run was cancelled."""
+        self._cancel.raise_if_cancelled()
+
+    # -- UI payload ------------------------------------------------------------------------------
+    def show(self, **items: Any) -> None:
+        """Attach JSON data for the editor to this node's result, e.g. ``images=[{...}]``.
+
+        Lists under the same name are concatenated. It is cached with the outputs.
+        """
+        for name, value in items.items():
+            if isinstance(value, list) and isinstance(self.ui.get(name), list):
+                self.ui[name] = self.ui[name] + value
+            else:
+                self.ui[name] = value
+
+    # -- files -----------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    @property
+    def input_dir(self) -> Path:
+        return Path(self.settings.input_dir)
+
+    @property
+    def temp_dir(self) -> Path:
+        return Path(self.settings.temp_dir)
+
+    def resolve_file(self, folder: str, name: str) -> Path:
+        """The path of ``name`` inside ``folder`` ("input", "output", "temp"), confined to it."""
+        base = {"input": self.input_dir, "output": self.output_dir, "temp": self.temp_dir}.get(folder)
+        if base is None:
+            raise ValueError(f"unknown folder {folder!r}; use 'input', 'output' or 'temp'")
+        return safe_join(base, name)

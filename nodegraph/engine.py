@@ -1,0 +1,122 @@
+"""The engine: registry + cache + model store + settings + an executor, behind a small API.
+
+No singletons: create one ``Engine`` per process (the CLI, the server, a test) and pass it around.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .cache import OutputCache
+from .config import Settings
+from .context import CancelToken
+from .events import EventSink
+from .executor import Executor, LocalExecutor, RunResult
+from .modelstore import ModelStore
+from .plan import Plan, make_plan
+from .plugins import load_packs
+from .registry import Registry
+from .validate import Issue, ValidationResult, check
+from .workflow import Workflow, WorkflowFormatError, dump_workflow, parse_source
+
+__all__ = ["Engine", "apply_overrides", "parse_override_value"]
+
+
+class Engine:
+    """Validate, plan and run workflows; everything long-lived (cache, models) lives here."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings | None = None,
+        *,
+        cache: OutputCache | None = None,
+        models: ModelStore | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings or Settings()
+        self.cache = cache if cache is not None else OutputCache(self.settings.cache_bytes)
+        self.models = models if models is not None else ModelStore(
+            self.settings.model_dirs, max_items=self.settings.model_cache_items,
+            allow_paths=self.settings.allow_model_paths)
+        self.executor: Executor = executor or LocalExecutor(self.settings, self.cache, self.models)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Engine:
+        """An engine with packs loaded from the places the settings name."""
+        settings = settings or Settings.from_env()
+        registry = load_packs(Registry(), builtin=settings.builtin_packs,
+                              entry_points=settings.entry_point_packs, dirs=settings.nodes_dirs)
+        return cls(registry, settings)
+
+    def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
+        _, issues = check(source, self.registry, targets=targets)
+        return ValidationResult(valid=not issues, issues=issues)
+
+    def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
+        """Validate and plan; raises :class:`~nodegraph.WorkflowInvalid` with every issue."""
+        out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
+        return make_plan(source, self.registry, targets=targets, output_dir=str(out.resolve()),
+                         settings=self.settings)
+
+    def run(
+        self,
+        source: Any,
+        *,
+        targets: Iterable[str] | None = None,
+        sink: EventSink | None = None,
+        cancel: CancelToken | None = None,
+        output_dir: Path | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Validate, plan and execute. Invalid workflows raise; node failures are in the result."""
+        out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
+        plan = self.plan(source, targets=targets, output_dir=out)
+        return self.executor.execute(plan, run_id=run_id, sink=sink, cancel=cancel, output_dir=out)
+
+
+def apply_overrides(source: Any, overrides: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """Apply ``{"NODE.PORT": value}`` overrides to a workflow; returns the new dict and any issues.
+
+    A value replaces a literal or a link on that port. Unknown nodes are reported as issues (code
+    ``unknown_target``); values are validated later like any other input.
+    """
+    try:
+        if isinstance(source, Workflow):
+            data = dump_workflow(source)
+        else:
+            data = parse_source(copy.deepcopy(source) if isinstance(source, dict) else source)
+    except WorkflowFormatError as exc:
+        return None, [Issue(code=exc.code, message=exc.message)]
+    issues: list[Issue] = []
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict):
+        return data, issues
+    for target, value in overrides.items():
+        node_id, sep, port = str(target).rpartition(".")
+        if not sep or not node_id or not port:
+            issues.append(Issue(code="unknown_target", message=f"override {target!r} must look like NODE.PORT"))
+            continue
+        entry = nodes.get(node_id)
+        if not isinstance(entry, dict):
+            close = [n for n in nodes if n.lower() == node_id.lower()]
+            issues.append(Issue(code="unknown_target", node=node_id, port=port,
+                                message=f"override {target}: there is no node {node_id!r}"
+                                + (f"; did you mean {close[0]!r}?" if close else
+                                   f"; nodes are: {', '.join(list(nodes)[:20])}")))
+            continue
+        entry.setdefault("inputs", {})[port] = value
+    return data, issues
+
+
+def parse_override_value(text: str) -> Any:
+    """``--set`` values: JSON when they parse as JSON, else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

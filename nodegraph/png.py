@@ -1,0 +1,49 @@
+"""Workflows embedded in PNG files: output nodes write them, the CLI and the editor read them back."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PNG_KEY", "read_png_workflow", "save_png"]
+
+PNG_KEY = "nodegraph.workflow"  # tEXt chunk holding the workflow JSON
+
+
+def save_png(image: Any, path: str | Path, workflow: dict[str, Any] | None = None,
+             extra: dict[str, str] | None = None) -> Path:
+    """Write a PIL image as PNG, with the workflow JSON (and ``extra`` text) in its metadata."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    if workflow is not None:
+        info.add_text(PNG_KEY, json.dumps(workflow, separators=(",", ":")))
+    for key, value in (extra or {}).items():
+        info.add_text(key, value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", pnginfo=info, compress_level=4)
+    return path
+
+
+def read_png_workflow(source: str | Path | bytes) -> dict[str, Any] | None:
+    """The workflow embedded in a PNG (path or bytes), or ``None`` if it carries none.
+
+    The result is untrusted input: validate it like any workflow before running it.
+    """
+    from PIL import Image
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        if img.format != "PNG":
+            return None
+        text = getattr(img, "text", {}).get(PNG_KEY)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,128 @@
+"""The registry: node type id → spec, the packs they came from, and packs that failed to load."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DuplicateNodeType, PackError
+from .node import Node, NodeSpec, derive_spec
+
+__all__ = ["Pack", "PackFailure", "PackInfo", "Registry"]
+
+
+@dataclass(frozen=True)
+class Pack:
+    """What a pack module exports as ``PACK``.
+
+    ``name`` namespaces its node types (``name.node``); ``web`` is a folder of front-end extension
+    files (relative to the module), served by the server under ``/extensions/<name>/``;
+    ``evaluations`` maps a name to ``"module:function"`` run by ``nodegraph eval NAME [ARGS]``
+    (the function takes the argument list and returns an exit code).
+    """
+
+    name: str
+    nodes: Sequence[type[Node]]
+    version: str = "0"
+    description: str = ""
+    web: str | None = None
+    evaluations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PackInfo:
+    """A pack that loaded: where from, and which node types it registered."""
+
+    name: str
+    source: str  # "builtin:nodes.core", "entry-point:dist-name", "dir:/path/to/pack"
+    version: str
+    description: str
+    node_types: list[str] = field(default_factory=list)
+    web_dir: Path | None = None
+    evaluations: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "version": self.version,
+                "description": self.description, "nodes": list(self.node_types),
+                "web": self.web_dir is not None, "evaluations": sorted(self.evaluations)}
+
+
+@dataclass
+class PackFailure:
+    """A pack that did not load: which one, why, and the traceback."""
+
+    source: str
+    message: str
+    traceback: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "message": self.message, "traceback": self.traceback}
+
+
+class Registry:
+    """Node specs by type id. Registering a pack is all-or-nothing."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, NodeSpec] = {}
+        self.packs: dict[str, PackInfo] = {}
+        self.failures: list[PackFailure] = []
+
+    def add_pack(self, pack: Pack, source: str, web_dir: Path | None = None) -> PackInfo:
+        """Register every node of ``pack``; raises :class:`PackError` and registers nothing on error."""
+        if not isinstance(pack, Pack):
+            raise PackError(f"{source}: PACK must be a nodegraph.Pack, got {type(pack).__name__}")
+        if not pack.name or not pack.name.replace("_", "a").isalnum() or not pack.name.islower():
+            raise PackError(f"{source}: pack name {pack.name!r} must be a lower-case identifier like 'mypack'")
+        if pack.name in self.packs:
+            other = self.packs[pack.name]
+            raise PackError(f"pack name {pack.name!r} is defined twice: by {other.source} and by {source}; "
+                            "rename one of them (pack names namespace node type ids)")
+        specs: list[NodeSpec] = []
+        for cls in pack.nodes:
+            try:
+                spec = derive_spec(cls, pack.name)
+            except TypeError as exc:
+                raise PackError(f"{source}: {exc}") from exc
+            if spec.type_id in self._specs or any(s.type_id == spec.type_id for s in specs):
+                first = self._specs.get(spec.type_id)
+                owner = self.packs[first.pack].source if first else source
+                raise DuplicateNodeType(
+                    f"node type {spec.type_id!r} is defined twice: by {owner} and by {source}; "
+                    "give one of the node classes another `name`")
+            specs.append(spec)
+        for spec in specs:
+            self._specs[spec.type_id] = spec
+        info = PackInfo(pack.name, source, pack.version, pack.description, [s.type_id for s in specs], web_dir,
+                        dict(pack.evaluations))
+        self.packs[pack.name] = info
+        return info
+
+    def add_failure(self, source: str, message: str, traceback: str = "") -> None:
+        self.failures.append(PackFailure(source, message, traceback))
+
+    def get(self, type_id: str) -> NodeSpec | None:
+        return self._specs.get(type_id)
+
+    def __contains__(self, type_id: object) -> bool:
+        return type_id in self._specs
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def specs(self) -> list[NodeSpec]:
+        return list(self._specs.values())
+
+    def suggest(self, type_id: str) -> list[str]:
+        """Registered type ids that look like ``type_id`` (for 'did you mean' messages)."""
+        return difflib.get_close_matches(type_id, list(self._specs), n=3, cutoff=0.6)
+
+    def catalogue(self) -> dict[str, Any]:
+        """The node catalogue: every node's schema, the packs, and the packs that failed."""
+        return {
+            "nodes": {tid: spec.schema() for tid, spec in sorted(self._specs.items())},
+            "packs": [p.as_json() for p in self.packs.values()],
+            "failed_packs": [f.as_json() for f in self.failures],
+        }

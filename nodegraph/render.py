@@ -1,0 +1,104 @@
+"""Rendering run events for a terminal: progress bars on a TTY, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from .events import NodeCached, NodeCompleted, NodeFailed, NodeStarted, Progress, RunFinished, RunStarted
+
+__all__ = ["ConsoleRenderer"]
+
+_BAR = 24
+
+
+class ConsoleRenderer:
+    """An event sink writing to a stream (stderr by default).
+
+    On a TTY it redraws one status line per node (``[3/7] dec unclip.decoder ███░░ 12/25``);
+    otherwise it prints plain lines, with progress throttled to about every 10 % of a node.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.quiet = quiet
+        self._total = 0
+        self._done = 0
+        self._started: dict[str, float] = {}
+        self._last_pct: dict[str, int] = {}
+        self._line_open = False
+        self.files: list[str] = []
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        if self._line_open:
+            self._write("\r\x1b[2K")
+            self._line_open = False
+        self._write(text + "\n")
+
+    def _status(self, text: str) -> None:
+        self._write("\r\x1b[2K" + text)
+        self._line_open = True
+
+    def __call__(self, event: Any) -> None:
+        if self.quiet and not isinstance(event, NodeFailed | RunFinished):
+            return
+        if isinstance(event, RunStarted):
+            self._total = len(event.nodes)
+            self._done = 0
+        elif isinstance(event, NodeStarted):
+            self._started[event.node] = time.perf_counter()
+            if self.tty:
+                self._status(f"[{self._done + 1}/{self._total}] {event.node} {event.type} …")
+            else:
+                self._line(f"run   {event.node} ({event.type})")
+        elif isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, NodeCached):
+            self._done += 1
+            self._collect(event.ui)
+            if not self.tty:
+                self._line(f"cached {event.node} ({event.type})")
+        elif isinstance(event, NodeCompleted):
+            self._done += 1
+            self._collect(event.ui)
+            text = f"done  {event.node} ({event.type}) {event.duration:.2f}s"
+            if self.tty:
+                self._line(f"[{self._done}/{self._total}] " + text)
+            else:
+                self._line(text)
+        elif isinstance(event, NodeFailed):
+            self._line(f"FAILED {event.node} ({event.type}): {event.error_type}: {event.message}")
+            if event.traceback and not self.quiet:
+                self._line(event.traceback.rstrip())
+        elif isinstance(event, RunFinished):
+            self._line(f"run {event.status} in {event.duration:.2f}s "
+                       f"({event.executed} executed, {event.cached} cached)")
+
+    def _progress(self, event: Progress) -> None:
+        if event.total:
+            frac = min(1.0, max(0.0, event.step / event.total))
+            if self.tty:
+                filled = int(frac * _BAR)
+                bar = "█" * filled + "░" * (_BAR - filled)
+                elapsed = time.perf_counter() - self._started.get(event.node, time.perf_counter())
+                self._status(f"[{self._done + 1}/{self._total}] {event.node} {bar} "
+                             f"{event.step}/{event.total} {elapsed:.1f}s")
+            else:
+                pct = int(frac * 10)
+                if pct > self._last_pct.get(event.node, -1):
+                    self._last_pct[event.node] = pct
+                    self._line(f"step  {event.node} {event.step}/{event.total}")
+        elif self.tty:
+            self._status(f"[{self._done + 1}/{self._total}] {event.node} step {event.step}")
+
+    def _collect(self, ui: dict[str, Any]) -> None:
+        for item in ui.get("images", []) if isinstance(ui, dict) else []:
+            if isinstance(item, dict) and item.get("type") == "output":
+                sub = item.get("subfolder") or ""
+                self.files.append(f"{sub}/{item['filename']}" if sub else item["filename"])

@@ -1,0 +1,163 @@
+"""The workflow format: pydantic models, loading (with format migrations) and saving.
+
+One JSON format serves the editor and headless runs::
+
+    {"format": "nodegraph/1",
+     "nodes": {"prompt": {"type": "core.text", "version": 1, "inputs": {"value": "a red circle"}},
+               "enc": {"type": "unclip.text_encode", "version": 1,
+                       "inputs": {"text": {"from": "prompt", "output": "value"}}}},
+     "ui": {}, "meta": {}}
+
+An input value is a literal or a link ``{"from": NODE_ID, "output": OUTPUT_NAME}`` (an object with
+exactly those two string keys). ``ui`` fields belong to the editor; the engine ignores them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FORMAT",
+    "Link",
+    "NodeEntry",
+    "Workflow",
+    "WorkflowFormatError",
+    "as_link",
+    "dump_workflow",
+    "load_workflow",
+    "migrate",
+]
+
+FORMAT = "nodegraph/1"
+
+
+class Link(BaseModel):
+    """A link from another node's named output."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from")
+    output: str
+
+
+def as_link(value: Any) -> Link | None:
+    """The :class:`Link` a raw input value denotes, or ``None`` for a literal."""
+    if type(value) is dict and len(value) == 2 and "from" in value and "output" in value:
+        src, out = value["from"], value["output"]
+        if isinstance(src, str) and isinstance(out, str):
+            return Link(from_=src, output=out)
+    return None
+
+
+class NodeEntry(BaseModel):
+    """One node of a workflow."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(min_length=1)
+    version: int | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    title: str | None = None
+    ui: dict[str, Any] = Field(default_factory=dict)
+
+
+class Workflow(BaseModel):
+    """A whole workflow (current format)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: Literal["nodegraph/1"] = FORMAT
+    nodes: dict[str, NodeEntry] = Field(default_factory=dict)
+    ui: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowFormatError(ValueError):
+    """The input is not a workflow at all; ``code`` is ``invalid_json`` or ``unsupported_format``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- format migrations ---------------------------------------------------------------------------
+# Ordered: each takes a dict in format `key` and returns one in the next format. Add new ones at the
+# end; never edit an old one.
+
+
+def _v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """nodegraph/0 stored nodes as a list with ids and links as ``[node, output]`` pairs."""
+    nodes: dict[str, Any] = {}
+    for entry in data.get("nodes", []):
+        if not isinstance(entry, dict) or "id" not in entry:
+            raise WorkflowFormatError("unsupported_format", "nodegraph/0 node without an 'id'")
+        entry = dict(entry)
+        node_id = str(entry.pop("id"))
+        inputs = {}
+        for port, value in (entry.get("inputs") or {}).items():
+            if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value) \
+                    and port in (entry.get("linked") or []):
+                value = {"from": value[0], "output": value[1]}
+            inputs[port] = value
+        entry.pop("linked", None)
+        entry["inputs"] = inputs
+        nodes[node_id] = entry
+    return {"format": "nodegraph/1", "nodes": nodes, "ui": data.get("ui", {}), "meta": data.get("meta", {})}
+
+
+MIGRATIONS: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
+    ("nodegraph/0", "nodegraph/1", _v0_to_v1),
+]
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade a workflow dict from any known older format to :data:`FORMAT`."""
+    fmt = data.get("format")
+    for old, new, step in MIGRATIONS:
+        if fmt == old:
+            data = step(data)
+            fmt = new
+    if fmt != FORMAT:
+        known = ", ".join([FORMAT] + [m[0] for m in MIGRATIONS])
+        raise WorkflowFormatError(
+            "unsupported_format",
+            f"unsupported workflow format {fmt!r}; this version reads {known}. "
+            "Was this file written by a newer nodegraph, or is it not a nodegraph workflow?")
+    return data
+
+
+def parse_source(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    """JSON text or a dict → a dict in the current format; raises :class:`WorkflowFormatError`."""
+    if isinstance(source, bytes | bytearray):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkflowFormatError("invalid_json", f"the file is not UTF-8 text ({exc}); "
+                                      "is it an image? load a PNG with its embedded workflow instead") from exc
+    if isinstance(source, str):
+        try:
+            source = json.loads(source)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise WorkflowFormatError("invalid_json", f"the file is not valid JSON: {exc}") from None
+    if not isinstance(source, dict):
+        raise WorkflowFormatError("unsupported_format", f"a workflow is a JSON object with a 'format' key, "
+                                  f"found a JSON {type(source).__name__}")
+    if "format" not in source:
+        hint = ""
+        if all(isinstance(v, dict) and "class_type" in v for v in source.values()) and source:
+            hint = " (this looks like a ComfyUI API-format prompt, which nodegraph does not read)"
+        raise WorkflowFormatError("unsupported_format", "the object has no 'format' key; a nodegraph "
+                                  f"workflow starts with {{\"format\": \"{FORMAT}\", \"nodes\": {{...}}}}{hint}")
+    return migrate(source)
+
+
+def load_workflow(source: str | bytes | dict[str, Any]) -> Workflow:
+    """Parse and migrate; raises :class:`WorkflowFormatError` or pydantic's ValidationError."""
+    return Workflow.model_validate(parse_source(source))
+
+
+def dump_workflow(workflow: Workflow) -> dict[str, Any]:
+    """The workflow as a JSON-ready dict (links written as ``{"from", "output"}``)."""
+    return workflow.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,137 @@
+"""Loading images from the input folder, saving them to the output folder, previews."""
+
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nodegraph
+from nodegraph import IMAGE, MASK, Node, NodeContext, NodeExecutionError, Port
+
+_PREFIX = r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$"
+
+
+class LoadImage(Node):
+    """Load an image from the input folder (uploads land there). Transparent pixels become the mask."""
+
+    name = "load_image"
+    category = "image"
+    volatile = True  # the file can change on disk; the fingerprint notices
+
+    class Inputs(nodegraph.Inputs):
+        image: nodegraph.ImageFile = Port(description="File name in the input folder.")
+
+    class Outputs(nodegraph.Outputs):
+        image: IMAGE = Port(description="The image, (1, H, W, 3).")
+        mask: MASK = Port(description="1 where the image is transparent, (1, H, W); zeros if opaque.")
+        width: int = Port(description="Width in pixels.")
+        height: int = Port(description="Height in pixels.")
+
+    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
+        try:
+            path = nodegraph.safe_join(settings.input_dir, inputs["image"])
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except (OSError, nodegraph.UnsafePath):
+            return None  # run() reports the problem
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import numpy as np
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        path = ctx.resolve_file("input", inputs.image)
+        if not path.is_file():
+            available = sorted(p.name for p in ctx.input_dir.glob("*") if p.is_file())[:20]
+            raise NodeExecutionError(f"image {inputs.image!r} not found in the input folder {ctx.input_dir}; "
+                                     f"available: {', '.join(available) or 'none (upload one)'}")
+        try:
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                rgba = img.convert("RGBA")
+        except (UnidentifiedImageError, OSError) as exc:
+            raise NodeExecutionError(f"{inputs.image!r} is not a readable image: {exc}") from None
+        arr = np.asarray(rgba, dtype=np.float32) / 255.0
+        image = np.ascontiguousarray(arr[None, :, :, :3])
+        mask = np.ascontiguousarray(1.0 - arr[None, :, :, 3])
+        return self.Outputs(image=image, mask=mask, width=rgba.width, height=rgba.height)
+
+
+def _next_paths(folder: Path, prefix: str, count: int) -> list[Path]:
+    """``count`` unused ``prefix_00001.png``-style paths (never overwrites)."""
+    base = Path(prefix).name
+    pattern = re.compile(re.escape(base) + r"_(\d{5,})\.png$")
+    highest = 0
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            m = pattern.match(entry.name)
+            if m:
+                highest = max(highest, int(m.group(1)))
+    return [folder / f"{base}_{highest + i + 1:05d}.png" for i in range(count)]
+
+
+def _write(ctx: NodeContext, images: Any, root_kind: str, prefix: str) -> list[dict[str, str]]:
+    if not re.match(_PREFIX, prefix) or ".." in prefix.split("/"):
+        raise NodeExecutionError(f"filename prefix {prefix!r}: use letters, digits, '_', '-', '.', and '/' for "
+                                 "subfolders (no '..')")
+    target = ctx.resolve_file(root_kind, prefix)
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    pil = nodegraph.to_pil(images)
+    written = []
+    subfolder = str(Path(prefix).parent) if "/" in prefix else ""
+    for img in pil:
+        for _ in range(100):  # another process may take a name between scan and create
+            path = _next_paths(folder, prefix, 1)[0]
+            try:
+                with open(path, "xb"):
+                    pass
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise NodeExecutionError(f"could not find a free file name for {prefix!r} in {folder}")
+        nodegraph.save_png(img, path, ctx.workflow, {"nodegraph.node": ctx.node_id})
+        written.append({"filename": path.name, "subfolder": subfolder, "type": root_kind})
+    return written
+
+
+class SaveImage(Node):
+    """Save images as PNG files in the output folder, with the workflow embedded in each file."""
+
+    name = "save_image"
+    category = "image"
+    output_node = True
+
+    class Inputs(nodegraph.Inputs):
+        images: IMAGE = Port(description="Images to save, one file each.")
+        filename_prefix: str = Port("nodegraph", min_length=1, max_length=200,
+                                    description="File name prefix; '/' makes subfolders. Files are "
+                                    "numbered prefix_00001.png, never overwritten.")
+
+    class Outputs(nodegraph.Outputs):
+        pass
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        files = _write(ctx, inputs.images, "output", inputs.filename_prefix)
+        ctx.show(images=files)
+        return self.Outputs()
+
+
+class PreviewImage(Node):
+    """Show images on the node without keeping them (written to the temporary folder)."""
+
+    name = "preview_image"
+    category = "image"
+    output_node = True
+
+    class Inputs(nodegraph.Inputs):
+        images: IMAGE = Port(description="Images to preview.")
+
+    class Outputs(nodegraph.Outputs):
+        pass
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        files = _write(ctx, inputs.images, "temp", f"preview_{uuid.uuid4().hex[:8]}")
+        ctx.show(images=files)
+        return self.Outputs()

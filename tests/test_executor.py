@@ -1,0 +1,254 @@
+"""Executor semantics, asserted from the event stream of real runs through the real plugin loader."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from helpers import Recorder, chain, link, node, workflow
+
+import nodegraph
+from nodegraph import CancelToken, Engine, Settings, WorkflowInvalid
+
+
+def run(engine: Engine, wf, **kw) -> tuple[nodegraph.RunResult, Recorder]:
+    rec = Recorder()
+    result = engine.run(wf, sink=rec, **kw)
+    return result, rec
+
+
+def diamond(b_value: float = 2.0):
+    return workflow(
+        a=node("toy.const", value=1.0),
+        b=node("toy.const", value=b_value),
+        left=node("toy.add", a=link("a"), b=10.0),
+        right=node("toy.add", a=link("b"), b=20.0),
+        join=node("toy.add", a=link("left"), b=link("right")),
+        out=node("toy.sink", value=link("join")),
+    )
+
+
+def test_first_run_executes_every_needed_node_once(engine):
+    result, rec = run(engine, diamond())
+    assert result.ok
+    assert rec.ran == {"a", "b", "left", "right", "join", "out"}
+    assert len(rec.nodes("node_completed")) == 6
+    assert result.outputs["out"]["value"] == 33.0
+    assert rec.kinds()[0] == "run_started" and rec.kinds()[-1] == "run_finished"
+
+
+def test_identical_rerun_executes_nothing(engine):
+    run(engine, diamond())
+    result, rec = run(engine, diamond())
+    assert rec.ran == set()
+    assert rec.nodes("node_started") == []
+    assert rec.cached == {"out"}
+    assert result.outputs["out"]["value"] == 33.0
+
+
+def test_changing_one_widget_reruns_only_descendants(engine):
+    run(engine, diamond())
+    _, rec = run(engine, diamond(b_value=5.0))
+    assert rec.ran == {"b", "right", "join", "out"}
+    assert "left" in rec.cached  # the untouched branch comes from the cache
+
+
+def test_identical_subgraph_in_another_workflow_is_a_hit(engine):
+    run(engine, diamond())
+    renamed = workflow(
+        p=node("toy.const", value=1.0),
+        q=node("toy.add", a=link("p"), b=10.0),
+        other=node("toy.sink", value=link("q")),
+    )
+    _, rec = run(engine, renamed)
+    assert "q" in rec.cached  # same type, inputs and upstream as `left`, different ids
+    assert rec.ran == {"other"}
+
+
+def test_only_ancestors_of_outputs_run(engine):
+    wf = diamond()
+    wf["nodes"]["unused"] = node("toy.add", a=link("a"), b=1.0)
+    _, rec = run(engine, wf)
+    assert "unused" not in rec.ran
+    assert "unused" not in rec[0].nodes  # not even planned
+
+
+def test_running_a_chosen_node(engine):
+    result, rec = run(engine, diamond(), targets=["left"])
+    assert rec.ran == {"a", "left"}
+    assert result.outputs == {"left": {"value": 11.0}}
+
+
+def test_order_is_deterministic(engine, settings):
+    orders = []
+    for _ in range(2):
+        eng = Engine.from_settings(settings)
+        _, rec = run(eng, diamond())
+        orders.append(rec.nodes("node_started"))
+    assert orders[0] == orders[1] == ["a", "left", "b", "right", "join", "out"]
+
+
+def test_lazy_input_skips_the_unused_branch(engine):
+    wf = workflow(
+        yes=node("toy.const", value=1.0),
+        no=node("toy.fail", fail=True),
+        sw=node("core.switch", condition=True, on_true=link("yes"), on_false=link("no")),
+        out=node("toy.sink", value=link("sw")),
+    )
+    result, rec = run(engine, wf)
+    assert result.ok, result.error
+    assert "no" not in rec.ran and "no" not in rec.nodes("node_started")
+    assert result.outputs["out"]["value"] == 1.0
+    wf["nodes"]["sw"]["inputs"]["condition"] = False
+    result, rec = run(engine, wf)
+    assert result.status == "failed" and result.error.node == "no"
+
+
+def test_failure_stops_the_run_with_node_type_message_and_traceback(engine):
+    wf = workflow(a=node("toy.const", value=1.0), f=node("toy.fail", value=link("a")),
+                  out=node("toy.sink", value=link("f")))
+    result, rec = run(engine, wf)
+    assert result.status == "failed"
+    failed = [e for e in rec if e.event == "node_failed"]
+    assert len(failed) == 1
+    assert (failed[0].node, failed[0].type) == ("f", "toy.fail")
+    assert failed[0].message == "toy failure requested"
+    assert "Traceback" in failed[0].traceback and "NodeExecutionError" in failed[0].traceback
+    assert rec.finished.status == "failed"
+    assert "out" not in rec.nodes("node_started")
+
+
+def test_failure_does_not_poison_the_cache_and_recovery_reuses_upstream(engine):
+    wf = workflow(a=node("toy.const", value=1.0), b=node("toy.add", a=link("a"), b=1.0),
+                  f=node("toy.fail", value=link("b")), out=node("toy.sink", value=link("f")))
+    result, _ = run(engine, wf)
+    assert result.status == "failed"
+    wf["nodes"]["f"]["inputs"]["fail"] = False
+    result, rec = run(engine, wf)
+    assert result.ok
+    assert rec.ran == {"f", "out"}
+    assert "b" in rec.cached
+    assert result.outputs["out"]["value"] == 2.0
+
+
+def test_bounded_cache_evicts_least_recently_used(settings):
+    settings.cache_bytes = 10_000
+    eng = Engine.from_settings(settings)
+
+    def blob(tag):
+        return workflow(b=node("toy.blob", nbytes=4000, tag=tag), out=node("toy.sink", value=link("b", "data")))
+
+    run(eng, blob("x"))
+    run(eng, blob("y"))
+    assert eng.cache.nbytes <= 10_000
+    _, rec = run(eng, blob("z"))  # evicts x's entries
+    assert eng.cache.evictions > 0 and eng.cache.nbytes <= 10_000
+    _, rec = run(eng, blob("x"))
+    assert "b" in rec.ran  # x was evicted, so it runs again
+    _, rec = run(eng, blob("x"))
+    assert rec.ran == set()
+
+
+def test_entry_larger_than_the_bound_is_not_kept_but_the_run_works(settings):
+    settings.cache_bytes = 1000
+    eng = Engine.from_settings(settings)
+    wf = workflow(b=node("toy.blob", nbytes=5000), out=node("toy.sink", value=link("b", "data")))
+    result, _ = run(eng, wf)
+    assert result.ok and len(result.outputs["out"]["value"]) == 5000
+    assert eng.cache.nbytes <= 1000
+
+
+def test_volatile_node_reruns_every_time(engine):
+    wf = workflow(c=node("toy.clock"), out=node("toy.sink", value=link("c")))
+    first, _ = run(engine, wf)
+    second, rec = run(engine, wf)
+    assert "c" in rec.ran and "out" in rec.ran
+    assert first.outputs["out"]["value"] != second.outputs["out"]["value"]
+
+
+def test_cancel_between_nodes(engine):
+    token = CancelToken()
+    token.cancel()
+    result, rec = run(engine, diamond(), cancel=token)
+    assert result.status == "cancelled"
+    assert rec.ran == set() and rec.finished.status == "cancelled"
+
+
+def test_cancel_inside_progress_callback(engine):
+    token = CancelToken()
+    rec = Recorder()
+
+    def sink(event):
+        rec(event)
+        if event.event == "progress" and event.step == 2:
+            token.cancel()
+
+    wf = workflow(s=node("toy.steps", steps=50), out=node("toy.sink", value=link("s")))
+    result = engine.run(wf, sink=sink, cancel=token)
+    assert result.status == "cancelled"
+    steps = [e.step for e in rec if e.event == "progress"]
+    assert steps == [1, 2]  # the third progress call raised
+    # Nothing cached from the cancelled node: the next run does the work.
+    result, rec = run(engine, wf)
+    assert result.ok and "s" in rec.ran
+
+
+def test_cancel_from_another_thread(engine):
+    token = CancelToken()
+    started = threading.Event()
+
+    def sink(event):
+        if event.event == "progress":
+            started.set()
+
+    wf = workflow(s=node("toy.steps", steps=1000, delay=0.01), out=node("toy.sink", value=link("s")))
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", engine.run(wf, sink=sink, cancel=token)))
+    t.start()
+    assert started.wait(10)
+    token.cancel()
+    t.join(10)
+    assert box["r"].status == "cancelled"
+
+
+def test_progress_events_carry_step_and_total(engine):
+    wf = workflow(s=node("toy.steps", steps=3), out=node("toy.sink", value=link("s")))
+    _, rec = run(engine, wf)
+    assert [(e.step, e.total) for e in rec if e.event == "progress"] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_linked_widget_value_is_validated_at_run_time(engine):
+    wf = workflow(i=node("core.int", value=0), s=node("toy.steps", steps=link("i")),
+                  out=node("toy.sink", value=link("s")))
+    result, _ = run(engine, wf)
+    assert result.status == "failed" and result.error.node == "s"
+    assert "steps" in result.error.message and "greater than or equal to 1" in result.error.message
+
+
+def test_invalid_workflow_raises_with_every_issue(engine):
+    with pytest.raises(WorkflowInvalid) as info:
+        engine.run(workflow(a=node("toy.nope"), s=node("toy.sink")))
+    assert {i.code for i in info.value.issues} == {"unknown_node_type", "missing_input"}
+
+
+def test_100k_node_chain_runs_without_recursion(engine):
+    result, rec = run(engine, chain(100_000))
+    assert result.ok
+    assert result.outputs["out"]["value"] == 100_000.0
+    # and a fully cached re-run touches only the output node
+    _, rec = run(engine, chain(100_000))
+    assert rec.ran == set() and rec.cached == {"out"}
+
+
+def test_output_dir_is_part_of_output_node_keys(engine, tmp_path):
+    wf = workflow(c=node("core.solid_color", width=4, height=4),
+                  s={"type": "core.save_image", "inputs": {"images": link("c", "images"), "filename_prefix": "x"}})
+    run(engine, wf, output_dir=tmp_path / "one")
+    _, rec = run(engine, wf, output_dir=tmp_path / "two")
+    assert rec.ran == {"s"} and "c" in rec.cached
+    assert (tmp_path / "two" / "x_00001.png").exists()
+
+
+def test_settings_bound_the_cache(tmp_path):
+    s = Settings(cache_bytes=12345, builtin_packs=False, entry_point_packs=False, output_dir=tmp_path)
+    assert Engine.from_settings(s).cache.max_bytes == 12345

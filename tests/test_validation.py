@@ -1,0 +1,210 @@
+"""Validation: one test per issue code (asserting the exact set of codes), plus property tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import link, node, workflow
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nodegraph import validate
+from nodegraph.validate import CODES, ValidationResult
+
+
+def codes(result: ValidationResult) -> set[str]:
+    return {i.code for i in result.issues}
+
+
+def test_valid_workflow_has_no_issues(registry):
+    wf = workflow(a=node("toy.const", value=1), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert result.valid and result.issues == []
+
+
+def test_invalid_json(registry):
+    assert codes(validate('{"format": "nodegraph/1", "nodes": {', registry)) == {"invalid_json"}
+
+
+def test_unsupported_format(registry):
+    assert codes(validate({"format": "nodegraph/99", "nodes": {}}, registry)) == {"unsupported_format"}
+    assert codes(validate("[1, 2, 3]", registry)) == {"unsupported_format"}
+    assert codes(validate({"nodes": {}}, registry)) == {"unsupported_format"}
+
+
+def test_invalid_workflow_structure(registry):
+    result = validate({"format": "nodegraph/1", "nodes": {"a": {"inputs": {}}}}, registry)
+    assert codes(result) == {"invalid_workflow"}
+    assert result.issues[0].node == "a"
+
+
+def test_unknown_node_type_suggests_a_close_name(registry):
+    wf = workflow(a=node("toy.cnst", value=1), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"unknown_node_type"}
+    assert "toy.const" in result.issues[0].message
+
+
+def test_version_mismatch(registry):
+    wf = workflow(a={"type": "toy.const", "version": 7, "inputs": {"value": 1}}, s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"version_mismatch"}
+    assert "version 7" in result.issues[0].message
+
+
+def test_unknown_port(registry):
+    wf = workflow(a=node("toy.const", valeu=1), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"unknown_port"}
+    assert "'value'" in result.issues[0].message  # did you mean
+
+
+def test_missing_input(registry):
+    wf = workflow(s=node("toy.sink"))
+    result = validate(wf, registry)
+    assert codes(result) == {"missing_input"}
+    assert (result.issues[0].node, result.issues[0].port) == ("s", "value")
+
+
+def test_type_mismatch_on_link(registry):
+    wf = workflow(t=node("core.string", value="x"), a=node("toy.add", a=link("t")), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"type_mismatch"}
+    msg = result.issues[0].message
+    assert "a.a expects FLOAT but t.value is STRING" in msg
+    assert "connect the `value` output of a" in msg  # names a node type that produces a FLOAT
+
+
+def test_type_mismatch_literal_on_link_port(registry):
+    wf = workflow(s=node("core.image_grid", images=3), o=node("toy.sink", value=link("s", "image")))
+    result = validate(wf, registry)
+    assert codes(result) == {"type_mismatch"}
+    assert "expects a link of type IMAGE" in result.issues[0].message
+
+
+def test_image_output_into_float_input_is_a_type_mismatch(registry):
+    wf = workflow(c=node("core.solid_color"), a=node("toy.add", a=link("c", "images")), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"type_mismatch"}
+    assert "a.a expects FLOAT but c.images is IMAGE" in result.issues[0].message
+
+
+def test_invalid_value_reports_the_constraint(registry):
+    wf = workflow(a=node("toy.add", b=1e12), s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"invalid_value"}
+    assert "less than or equal to 1000000000" in result.issues[0].message
+
+
+def test_dangling_link_to_missing_node_and_missing_output(registry):
+    wf = workflow(a=node("toy.add", a=link("ghost"), b=link("c", "nope")), c=node("toy.const"),
+                  s=node("toy.sink", value=link("a")))
+    result = validate(wf, registry)
+    assert codes(result) == {"dangling_link"}
+    assert len(result.issues) == 2
+
+
+def test_cycle_names_the_nodes_on_it(registry):
+    wf = workflow(x=node("toy.add", a=link("z")), y=node("toy.add", a=link("x")), z=node("toy.add", a=link("y")),
+                  s=node("toy.sink", value=link("z")))
+    result = validate(wf, registry)
+    assert codes(result) == {"cycle"}
+    assert all(n in result.issues[0].message for n in ("x", "y", "z"))
+
+
+def test_no_outputs(registry):
+    result = validate(workflow(a=node("toy.const")), registry)
+    assert codes(result) == {"no_outputs"}
+
+
+def test_every_issue_is_collected_in_one_pass(registry):
+    wf = workflow(
+        a=node("toy.nope"),
+        b=node("toy.add", zz=1, b="x"),
+        c=node("toy.sink", value=link("ghost")),
+        d=node("toy.sink"),
+    )
+    assert codes(validate(wf, registry)) == {"unknown_node_type", "unknown_port", "invalid_value",
+                                             "dangling_link", "missing_input"}
+
+
+def test_all_codes_are_documented():
+    assert {"invalid_json", "unsupported_format", "unknown_node_type", "version_mismatch", "unknown_port",
+            "missing_input", "type_mismatch", "invalid_value", "dangling_link", "cycle", "no_outputs"} <= set(CODES)
+
+
+def test_long_chain_validates_without_recursion(registry):
+    n = 100_000
+    nodes = {"n0": node("toy.const", value=1)}
+    for i in range(1, n):
+        nodes[f"n{i}"] = node("toy.add", a=link(f"n{i - 1}"), b=1)
+    nodes["s"] = node("toy.sink", value=link(f"n{n - 1}"))
+    assert validate(workflow(**nodes), registry).valid
+
+
+# --- property-based: whatever comes in, the answer is a ValidationResult --------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(json_values)
+def test_random_json_gives_a_structured_result(registry, value):
+    for source in (value, json.dumps(value)):
+        result = validate(source, registry)
+        assert isinstance(result, ValidationResult)
+        assert result.valid is False or isinstance(value, dict)
+
+
+BASE = workflow(
+    a=node("toy.const", value=1),
+    b=node("toy.add", a=link("a"), b=2),
+    c=node("core.switch", condition=True, on_true=link("b"), on_false=link("a")),
+    s=node("toy.sink", value=link("c")),
+)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+ALL_PATHS = list(_paths(BASE))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(ALL_PATHS), json_values | st.sampled_from(["a", "b", "ghost", "value"])),
+                min_size=1, max_size=4))
+def test_mutated_workflows_give_a_structured_result(registry, mutations):
+    wf = json.loads(json.dumps(BASE))
+    for path, value in mutations:
+        if not path:
+            wf = value
+            continue
+        target = wf
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
+    result = validate(wf, registry)
+    assert isinstance(result, ValidationResult)
+    for issue in result.issues:
+        assert issue.code in CODES and issue.message
+
+
+@pytest.mark.parametrize("text", ["", "null", "\x00", "{" * 100_000, '{"format": "nodegraph/1", "nodes": []}'])
+def test_hostile_text_gives_a_structured_result(registry, text):
+    result = validate(text, registry)
+    assert not result.valid
