@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/nodegraph run workflows/variation.json --output-dir out
+	$(VENV)/bin/nodegraph run workflows/palette_grid.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -27,53 +27,87 @@ Importing this module never imports torch.
 
 from __future__ import annotations
 
-from .cache import OutputCache, estimate_nbytes
-from .config import Settings
-from .context import CancelToken, NodeContext
-from .engine import Engine, apply_overrides
-from .errors import (
-    Cancelled,
-    DuplicateNodeType,
-    NodeExecutionError,
-    NodegraphError,
-    PackError,
-    UnsafePath,
-    WorkflowInvalid,
-)
-from .events import (
-    Event,
-    NodeCached,
-    NodeCompleted,
-    NodeFailed,
-    NodeStarted,
-    Progress,
-    RunFinished,
-    RunStarted,
-)
-from .executor import Executor, LocalExecutor, RunResult
-from .images import as_image_batch, from_pil, to_pil
-from .modelstore import ModelStore
-from .node import Inputs, Node, NodeSpec, Outputs, Port
-from .paths import safe_join
-from .plan import Plan, make_plan
-from .plugins import load_packs
-from .png import read_png_workflow, save_png
-from .registry import Pack, Registry
-from .types import ANY, IMAGE, MASK, FileName, ImageFile, Seed, Text, link_type
-from .validate import Issue, ValidationResult, validate
-from .workflow import FORMAT, Workflow, dump_workflow, load_workflow
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 #: Version of this public API. Bumped on any incompatible change to what is exported here.
 API_VERSION = 1
 
-__all__ = [
-    "ANY", "API_VERSION", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine", "Event", "Executor",
-    "FORMAT", "FileName", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor", "MASK", "ModelStore",
-    "Node", "NodeCached", "NodeCompleted", "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec",
-    "NodeStarted", "NodegraphError", "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port",
-    "Progress", "Registry", "RunFinished", "RunResult", "RunStarted", "Seed", "Settings", "Text",
-    "UnsafePath", "ValidationResult", "Workflow", "WorkflowInvalid", "__version__", "apply_overrides",
-    "dump_workflow", "estimate_nbytes", "link_type", "load_packs", "load_workflow", "make_plan",
-    "read_png_workflow", "safe_join", "save_png", "validate", "as_image_batch", "from_pil", "to_pil",
-]
+# Public name -> submodule. Loaded on first use (PEP 562), so `nodegraph --help` stays instant.
+_EXPORTS = {
+    "OutputCache": "cache", "estimate_nbytes": "cache",
+    "Settings": "config",
+    "CancelToken": "context", "NodeContext": "context",
+    "Engine": "engine", "apply_overrides": "engine",
+    "Cancelled": "errors", "DuplicateNodeType": "errors", "NodeExecutionError": "errors",
+    "NodegraphError": "errors", "PackError": "errors", "UnsafePath": "errors", "WorkflowInvalid": "errors",
+    "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
+    "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
+    "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
+    "as_image_batch": "images", "from_pil": "images", "to_pil": "images",
+    "ModelStore": "modelstore",
+    "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
+    "safe_join": "paths",
+    "Plan": "plan", "make_plan": "plan",
+    "load_packs": "plugins",
+    "read_png_workflow": "png", "save_png": "png",
+    "Pack": "registry", "Registry": "registry",
+    "ANY": "types", "IMAGE": "types", "MASK": "types", "FileName": "types", "ImageFile": "types",
+    "Seed": "types", "Text": "types", "link_type": "types",
+    "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
+    "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
+}
+
+__all__ = ["API_VERSION", "__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nodegraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above load lazily
+    from .cache import OutputCache, estimate_nbytes
+    from .config import Settings
+    from .context import CancelToken, NodeContext
+    from .engine import Engine, apply_overrides
+    from .errors import (
+        Cancelled,
+        DuplicateNodeType,
+        NodeExecutionError,
+        NodegraphError,
+        PackError,
+        UnsafePath,
+        WorkflowInvalid,
+    )
+    from .events import (
+        Event,
+        NodeCached,
+        NodeCompleted,
+        NodeFailed,
+        NodeStarted,
+        Progress,
+        RunFinished,
+        RunStarted,
+    )
+    from .executor import Executor, LocalExecutor, RunResult
+    from .images import as_image_batch, from_pil, to_pil
+    from .modelstore import ModelStore
+    from .node import Inputs, Node, NodeSpec, Outputs, Port
+    from .paths import safe_join
+    from .plan import Plan, make_plan
+    from .plugins import load_packs
+    from .png import read_png_workflow, save_png
+    from .registry import Pack, Registry
+    from .types import ANY, IMAGE, MASK, FileName, ImageFile, Seed, Text, link_type
+    from .validation import Issue, ValidationResult, validate
+    from .workflow import FORMAT, Workflow, dump_workflow, load_workflow

@@ -18,8 +18,23 @@ __all__ = ["CacheEntry", "OutputCache", "estimate_nbytes"]
 _MAX_VISIT = 10_000  # bound the walk over huge containers; the estimate stays an estimate
 
 
+_SMALL = (bool, int, float, type(None))
+
+
 def estimate_nbytes(obj: Any) -> int:
     """Estimate the memory held by ``obj``: arrays, tensors, images, bytes, containers (iterative)."""
+    if type(obj) is dict:  # fast path: node outputs that are all numbers/short strings
+        total = 0
+        for v in obj.values():
+            t = type(v)
+            if t in _SMALL:
+                total += 8
+            elif t is str:
+                total += len(v)
+            else:
+                break
+        else:
+            return total
     total = 0
     seen: set[int] = set()
     stack = [obj]

@@ -95,11 +95,11 @@ def _read_workflow(path: Path) -> tuple[Any, str | None]:
     return data, None
 
 
-def _print_issues(issues: list, stream=sys.stderr) -> None:
+def _print_issues(issues: list, stream=None) -> None:
+    stream = stream or sys.stderr
     print(f"invalid workflow: {len(issues)} issue(s)", file=stream)
     for i in issues:
-        where = ".".join(x for x in (i.node, i.port) if x)
-        print(f"  [{i.code}]{' ' + where if where else ''}: {i.message}", file=stream)
+        print(f"  [{i.code}] {i.message}", file=stream)
 
 
 def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -197,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> int:
-    from .validate import check
+    from .validation import check
 
     _, issues = check(source, engine.registry)
     if issues and any(i.code in ("invalid_json", "unsupported_format", "invalid_workflow") for i in issues):
@@ -240,7 +240,7 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import Issue, ValidationResult
+    from .validation import Issue, ValidationResult
 
     source, err = _read_workflow(args.workflow)
     engine = _engine(args)

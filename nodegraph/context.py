@@ -62,10 +62,14 @@ class NodeContext:
         self.models = models
         self.output_dir = output_dir
         self.workflow = workflow  # the JSON being run: output nodes embed it in the files they write
-        self.log = logging.getLogger(f"nodegraph.node.{type_id}")
         self.ui: dict[str, Any] = {}
         self._cancel = cancel
         self._sink = sink
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the node type."""
+        return logging.getLogger(f"nodegraph.node.{self.type_id}")
 
     # -- progress and cancellation ---------------------------------------------------------------
     def progress(self, step: int, total: int | None = None, preview: Any = None) -> None:

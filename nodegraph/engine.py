@@ -20,7 +20,7 @@ from .modelstore import ModelStore
 from .plan import Plan, make_plan
 from .plugins import load_packs
 from .registry import Registry
-from .validate import Issue, ValidationResult, check
+from .validation import Issue, ValidationResult, check
 from .workflow import Workflow, WorkflowFormatError, dump_workflow, parse_source
 
 __all__ = ["Engine", "apply_overrides", "parse_override_value"]

@@ -102,6 +102,7 @@ class LocalExecutor:
         lazy_asked: dict[str, set[str]] = {}
         instances: dict[str, Node] = {}
         stack = list(reversed(plan.targets))
+        missed: set[str] = set()
         current: PlanNode | None = None
 
         def finish(pn: PlanNode) -> None:
@@ -128,7 +129,7 @@ class LocalExecutor:
                     stack.pop()
                     continue
                 pn = current = nodes[nid]
-                entry = self.cache.get(pn.key)
+                entry = None if nid in missed else self.cache.get(pn.key)
                 if entry is not None:
                     values[nid] = entry.outputs
                     result.cached.append(nid)
@@ -138,7 +139,8 @@ class LocalExecutor:
                     stack.pop()
                     finish(pn)
                     continue
-                lazy_ports = [p for p in pn.links if pn.spec.inputs[p].lazy]
+                missed.add(nid)  # looked up once per run; it will be computed now
+                lazy_ports = [p for p in pn.links if p in pn.spec.lazy_ports] if pn.spec.lazy_ports else []
                 asked = lazy_asked.setdefault(nid, set()) if lazy_ports else set()
                 missing = [src for port, (src, _) in pn.links.items()
                            if src not in values and (port not in lazy_ports or port in asked)]

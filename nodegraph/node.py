@@ -7,6 +7,7 @@ descriptions, the JSON Schema) is read from those models once, into a :class:`No
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -152,6 +153,10 @@ class NodeSpec:
     @property
     def version(self) -> int:
         return self.cls.version
+
+    @functools.cached_property
+    def lazy_ports(self) -> frozenset[str]:
+        return frozenset(name for name, p in self.inputs.items() if p.lazy)
 
     @property
     def output_node(self) -> bool:

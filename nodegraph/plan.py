@@ -1,18 +1,20 @@
 """Planning: a validated workflow → the nodes a run needs, in order, each with its cache key.
 
-The cache key is a Merkle key: sha256 over canonical JSON of the node's type id, version, validated
-literal inputs and, for each link, the upstream node's key and output name. Node ids are not part
-of it, so an identical subgraph in another workflow has the same keys. A plan is plain data, so a
-different executor (a cluster backend) can run the same plan.
+The cache key is a Merkle key: sha256 over a canonical encoding of the node's type id, version,
+validated literal inputs and, for each link, the upstream node's key and output name. Node ids are
+not part of it, so an identical subgraph in another workflow has the same keys. A plan is plain
+data, so a different executor (a cluster backend) can run the same plan.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +24,8 @@ from .config import Settings
 from .errors import WorkflowInvalid
 from .node import NodeSpec
 from .registry import Registry
-from .validate import Issue, check
-from .workflow import Workflow, as_link
+from .validation import Issue, analyse
+from .workflow import Workflow
 
 __all__ = ["Plan", "PlanNode", "make_plan"]
 
@@ -58,8 +60,18 @@ class Plan:
         return {nid: n.key for nid, n in self.nodes.items()}
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _encode(value: Any) -> str:
+    """Canonical text of a validated literal (type-tagged, so 1 and 1.0 and "1" differ)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if type(value) in _SCALARS:
+        return f"{type(value).__name__[0]}{value!r}"
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return "j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 def make_plan(
@@ -74,25 +86,37 @@ def make_plan(
     """Validate and plan; raises :class:`WorkflowInvalid` listing every issue.
 
     ``output_dir`` is part of the keys of output nodes (so a batch writing to a new folder writes);
-    ``run_nonce`` is part of the keys of volatile nodes that have no fingerprint (so they re-run).
+    ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run).
     """
     wanted = list(targets) if targets is not None else None
-    wf, issues = check(source, registry, targets=wanted)
-    if wf is None or issues:
+    # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
+    # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
+    with _gc_paused():
+        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
+               run_nonce: str | None, settings: Settings | None) -> Plan:
+    analysis, issues = analyse(source, registry, targets=wanted)
+    if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
-
-    graph = nx.DiGraph()
-    order_index = {nid: i for i, nid in enumerate(wf.nodes)}
-    graph.add_nodes_from(wf.nodes)
-    for nid, entry in wf.nodes.items():
-        for value in entry.inputs.values():
-            link = as_link(value)
-            if link is not None:
-                graph.add_edge(link.from_, nid)
+    graph = analysis.graph
+    specs = analysis.specs
 
     if wanted is None:
-        wanted = [nid for nid, e in wf.nodes.items() if registry.get(e.type).output_node]  # type: ignore[union-attr]
+        wanted = [nid for nid, spec in specs.items() if spec.output_node]
     needed = set(wanted)  # the targets and all their ancestors, in one reverse traversal
     frontier = list(wanted)
     while frontier:
@@ -100,32 +124,24 @@ def make_plan(
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
-    sub = graph.subgraph(needed)
-    order = list(nx.lexicographical_topological_sort(sub, key=order_index.__getitem__))
+    # networkx's sort is deterministic for a given insertion (= workflow) order.
+    order = [n for n in nx.topological_sort(graph) if n in needed]
 
     nodes: dict[str, PlanNode] = {}
+    sha = hashlib.sha256
     for nid in order:
-        entry = wf.nodes[nid]
-        spec = registry.get(entry.type)
-        assert spec is not None  # validated above
-        literals: dict[str, Any] = {}
-        links: dict[str, tuple[str, str]] = {}
+        spec = specs[nid]
+        literals = dict(analysis.literals[nid])
         for port, pspec in spec.inputs.items():
-            if port in entry.inputs:
-                value = entry.inputs[port]
-                link = as_link(value)
-                if link is not None:
-                    links[port] = (link.from_, link.output)
-                else:
-                    literals[port] = pspec.validate_value(value)
-            elif not pspec.required:
+            if port not in literals and not pspec.required and port not in analysis.links[nid]:
                 literals[port] = pspec.default
-        key_inputs: dict[str, Any] = {}
-        for port, value in literals.items():
-            key_inputs[port] = ["v", _jsonable(value)]
-        for port, (src, out) in links.items():
-            key_inputs[port] = ["l", nodes[src].key, out]
-        material: dict[str, Any] = {"t": spec.type_id, "v": spec.version, "i": key_inputs}
+        links = analysis.links[nid]
+        parts = [spec.type_id, str(spec.version)]
+        for port in sorted(literals):
+            parts.append(f"{port}={_encode(literals[port])}")
+        for port in sorted(links):
+            src, out = links[port]
+            parts.append(f"{port}<{nodes[src].key}.{out}")
         if spec.cls.volatile:
             fp = None
             if settings is not None and not links:
@@ -133,17 +149,10 @@ def make_plan(
                     fp = spec.cls().fingerprint(dict(literals), settings)
                 except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
                     fp = None
-            material["f"] = fp if fp is not None else nonce
+            parts.append(f"!fingerprint={fp if fp is not None else nonce}")
         if spec.output_node:
-            material["o"] = output_dir
-        key = hashlib.sha256(_canonical(material).encode()).hexdigest()
+            parts.append(f"!output_dir={output_dir}")
+        key = sha("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
         nodes[nid] = PlanNode(nid, spec, literals, links, key)
-    return Plan(workflow=wf, nodes=nodes, order=order, targets=wanted, graph=sub, run_nonce=nonce)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
+    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=graph,
+                run_nonce=nonce)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "FORMAT",
     "Link",
+    "LinkRef",
     "NodeEntry",
     "Workflow",
     "WorkflowFormatError",
@@ -43,12 +44,20 @@ class Link(BaseModel):
     output: str
 
 
-def as_link(value: Any) -> Link | None:
-    """The :class:`Link` a raw input value denotes, or ``None`` for a literal."""
-    if type(value) is dict and len(value) == 2 and "from" in value and "output" in value:
-        src, out = value["from"], value["output"]
-        if isinstance(src, str) and isinstance(out, str):
-            return Link(from_=src, output=out)
+class LinkRef(NamedTuple):
+    """A parsed link (cheap: validation and planning parse every input)."""
+
+    from_: str
+    output: str
+
+
+def as_link(value: Any) -> LinkRef | None:
+    """The link a raw input value denotes, or ``None`` for a literal."""
+    if type(value) is dict and len(value) == 2:
+        src = value.get("from")
+        out = value.get("output")
+        if type(src) is str and type(out) is str:
+            return LinkRef(src, out)
     return None
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodegraph import validate
-from nodegraph.validate import CODES, ValidationResult
+from nodegraph.validation import CODES, ValidationResult
 
 
 def codes(result: ValidationResult) -> set[str]:

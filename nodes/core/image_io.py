@@ -21,7 +21,7 @@ class LoadImage(Node):
     volatile = True  # the file can change on disk; the fingerprint notices
 
     class Inputs(nodegraph.Inputs):
-        image: nodegraph.ImageFile = Port(description="File name in the input folder.")
+        image: nodegraph.ImageFile = Port(description="File name in the input folder.", examples=["example.png"])
 
     class Outputs(nodegraph.Outputs):
         image: IMAGE = Port(description="The image, (1, H, W, 3).")

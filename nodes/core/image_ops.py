@@ -14,7 +14,7 @@ def _rgb(hex_colour: str) -> tuple[float, float, float]:
 
 
 class ImageResize(Node):
-    """Resize images. A width or height of 0 keeps the aspect ratio."""
+    """Resize images to a width and/or height (0 keeps the aspect ratio), or by a scale factor."""
 
     name = "image_resize"
     category = "image"
@@ -23,6 +23,8 @@ class ImageResize(Node):
         images: IMAGE = Port(description="Images to resize.")
         width: int = Port(0, ge=0, le=8192, description="Target width (0: from height, keeping aspect).")
         height: int = Port(0, ge=0, le=8192, description="Target height (0: from width, keeping aspect).")
+        scale: float = Port(2.0, gt=0.0, le=16.0, step=0.25,
+                            description="Scale factor, used when width and height are both 0.")
         method: Literal["nearest", "bilinear", "bicubic", "lanczos"] = Port("bicubic",
                                                                             description="Resampling filter.")
 
@@ -35,9 +37,12 @@ class ImageResize(Node):
         images = nodegraph.as_image_batch(inputs.images)
         h, w = images.shape[1:3]
         if inputs.width == 0 and inputs.height == 0:
-            raise NodeExecutionError("set width or height (or both); 0 for both leaves nothing to do")
-        tw = inputs.width or max(1, round(w * inputs.height / h))
-        th = inputs.height or max(1, round(h * inputs.width / w))
+            tw, th = max(1, round(w * inputs.scale)), max(1, round(h * inputs.scale))
+        else:
+            tw = inputs.width or max(1, round(w * inputs.height / h))
+            th = inputs.height or max(1, round(h * inputs.width / w))
+        if tw * th > 8192 * 8192:
+            raise NodeExecutionError(f"{tw}x{th} is too large; the limit is 8192x8192")
         resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
                     "lanczos": Image.LANCZOS}[inputs.method]
         frames = [img.resize((tw, th), resample) for img in nodegraph.to_pil(images)]
@@ -45,7 +50,7 @@ class ImageResize(Node):
 
 
 class ImageCrop(Node):
-    """Crop a rectangle out of images."""
+    """Crop a rectangle out of images (clipped to the image where it reaches past an edge)."""
 
     name = "image_crop"
     category = "image"
@@ -63,10 +68,10 @@ class ImageCrop(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         images = nodegraph.as_image_batch(inputs.images)
         h, w = images.shape[1:3]
-        if inputs.x + inputs.width > w or inputs.y + inputs.height > h:
-            raise NodeExecutionError(
-                f"crop {inputs.width}x{inputs.height} at ({inputs.x}, {inputs.y}) does not fit in a {w}x{h} "
-                "image; reduce the size or move the corner")
+        if inputs.x >= w or inputs.y >= h:
+            raise NodeExecutionError(f"the crop corner ({inputs.x}, {inputs.y}) is outside the {w}x{h} image; "
+                                     "move it inside")
+        # A rectangle reaching past the edge is clipped to the image, as in other editors.
         crop = images[:, inputs.y:inputs.y + inputs.height, inputs.x:inputs.x + inputs.width]
         return self.Outputs(images=crop.copy())
 

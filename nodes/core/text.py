@@ -54,11 +54,13 @@ class Replace(Node):
 
     class Inputs(nodegraph.Inputs):
         text: str = Port("", description="The text.")
-        old: str = Port("", description="Substring to find.", min_length=1)
+        old: str = Port("", description="Substring to find (empty: the text is passed on unchanged).")
         new: str = Port("", description="Replacement.")
 
     class Outputs(nodegraph.Outputs):
         value: str = Port(description="The text with replacements.")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        if not inputs.old:
+            return self.Outputs(value=inputs.text)
         return self.Outputs(value=inputs.text.replace(inputs.old, inputs.new))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -19,7 +20,7 @@ from .registry import Registry
 from .types import compatible
 from .workflow import NodeEntry, Workflow, WorkflowFormatError, as_link, parse_source
 
-__all__ = ["CODES", "Issue", "ValidationResult", "check", "validate"]
+__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "analyse", "check", "validate"]
 
 CODES = (
     "invalid_json",
@@ -87,8 +88,9 @@ def _first_error(exc: ValidationError) -> str:
     return str(err.get("msg", "invalid value"))
 
 
-def _check_node(nid: str, entry: NodeEntry, spec: NodeSpec, inputs: dict[str, Any], wf: Workflow,
-                registry: Registry, issues: list[Issue], edges: list[tuple[str, str]]) -> None:
+def _check_node(nid: str, spec: NodeSpec, inputs: dict[str, Any], wf: Workflow, registry: Registry,
+                issues: list[Issue], edges: list[tuple[str, str]], literals: dict[str, Any],
+                links: dict[str, tuple[str, str]]) -> None:
     for port, value in inputs.items():
         pspec = spec.inputs.get(port)
         if pspec is None:
@@ -122,8 +124,10 @@ def _check_node(nid: str, entry: NodeEntry, spec: NodeSpec, inputs: dict[str, An
                                     f"{_producers(registry, pspec.type.name)}"))
                 continue
             edges.append((link.from_, nid))
+            links[port] = (link.from_, link.output)
         elif pspec.link_only:
             if value is None and pspec.type.optional:
+                literals[port] = None
                 continue
             issues.append(Issue(code="type_mismatch", node=nid, port=port,
                                 message=f"{nid}.{port} expects a link of type {pspec.type.name} but a literal "
@@ -132,7 +136,7 @@ def _check_node(nid: str, entry: NodeEntry, spec: NodeSpec, inputs: dict[str, An
                                 '{"from": NODE_ID, "output": OUTPUT_NAME}'))
         else:
             try:
-                pspec.validate_value(value)
+                literals[port] = pspec.validate_value(value)
             except ValidationError as exc:
                 issues.append(Issue(code="invalid_value", node=nid, port=port,
                                     message=f"{nid}.{port} = {_short(value)}: {_first_error(exc)}; "
@@ -166,6 +170,17 @@ def _describe(pspec: Any) -> str:
     return kind + (" " + ", ".join(bounds) if bounds else "")
 
 
+@dataclass
+class Analysis:
+    """What validation learned, reused by planning: specs, validated literals, links, the graph."""
+
+    workflow: Workflow
+    specs: dict[str, NodeSpec]
+    literals: dict[str, dict[str, Any]]
+    links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
+    graph: nx.DiGraph
+
+
 def check(
     source: str | bytes | dict[str, Any] | Workflow,
     registry: Registry,
@@ -176,6 +191,17 @@ def check(
 
     The workflow is ``None`` when the source is not a workflow at all.
     """
+    analysis, issues = analyse(source, registry, targets=targets)
+    return (analysis.workflow if analysis else None), issues
+
+
+def analyse(
+    source: str | bytes | dict[str, Any] | Workflow,
+    registry: Registry,
+    *,
+    targets: Iterable[str] | None = None,
+) -> tuple[Analysis | None, list[Issue]]:
+    """Validate, keeping what planning needs. ``None`` when the source is not a workflow at all."""
     if isinstance(source, Workflow):
         wf = source
     else:
@@ -191,6 +217,9 @@ def check(
     issues: list[Issue] = []
     edges: list[tuple[str, str]] = []
     upgraded: dict[str, NodeEntry] = {}
+    specs: dict[str, NodeSpec] = {}
+    all_literals: dict[str, dict[str, Any]] = {}
+    all_links: dict[str, dict[str, tuple[str, str]]] = {}
     for nid, entry in wf.nodes.items():
         spec = registry.get(entry.type)
         if spec is None:
@@ -217,7 +246,10 @@ def check(
                 continue
             inputs = migrated
             upgraded[nid] = entry.model_copy(update={"inputs": migrated, "version": spec.version})
-        _check_node(nid, entry, spec, inputs, wf, registry, issues, edges)
+        specs[nid] = spec
+        literals = all_literals[nid] = {}
+        links = all_links[nid] = {}
+        _check_node(nid, spec, inputs, wf, registry, issues, edges, literals, links)
 
     graph = nx.DiGraph()
     graph.add_nodes_from(wf.nodes)
@@ -244,7 +276,7 @@ def check(
 
     if upgraded:
         wf = wf.model_copy(update={"nodes": {**wf.nodes, **upgraded}})
-    return wf, issues
+    return Analysis(wf, specs, all_literals, all_links, graph), issues
 
 
 def validate(

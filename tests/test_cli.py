@@ -1,0 +1,221 @@
+"""The `nodegraph` command: exit codes, --set, --batch, PNG metadata, validate, nodes, start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TESTS
+from helpers import link, node, workflow
+
+from nodegraph import read_png_workflow
+from nodegraph.cli import main
+
+PACKS = str(TESTS / "packs")
+
+
+def save_wf(colour: str = "#ff0000") -> dict:
+    return workflow(
+        c=node("core.solid_color", width=8, height=8, color=colour, batch=2),
+        s=node("core.save_image", images=link("c", "images"), filename_prefix="img"),
+    )
+
+
+@pytest.fixture
+def wf_file(tmp_path):
+    def write(wf, name="wf.json"):
+        path = tmp_path / name
+        path.write_text(json.dumps(wf))
+        return path
+
+    return write
+
+
+def cli(*args: str) -> int:
+    return main([*args])
+
+
+def test_run_success_writes_files_and_exits_0(tmp_path, wf_file, capsys):
+    out = tmp_path / "out"
+    assert cli("run", str(wf_file(save_wf())), "--output-dir", str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img_00001.png", "img_00002.png"]
+    printed = capsys.readouterr().out.split()
+    assert str(out / "img_00001.png") in printed
+
+
+def test_node_failure_exits_1(tmp_path, wf_file, capsys):
+    wf = workflow(f=node("toy.fail"), s=node("toy.sink", value=link("f")))
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "FAILED f (toy.fail)" in err and "toy failure requested" in err
+
+
+def test_invalid_workflow_exits_2_and_prints_every_issue(tmp_path, wf_file, capsys):
+    wf = workflow(a=node("core.nope"), s=node("core.save_image"))
+    assert cli("run", str(wf_file(wf)), "--output-dir", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "[unknown_node_type]" in err and "[missing_input]" in err
+
+
+def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert cli("run", str(bad)) == 2
+    assert cli("run", str(tmp_path / "missing.json")) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_set_overrides_are_json_when_they_parse_else_strings(tmp_path, wf_file, capsys):
+    wf = workflow(t=node("core.string", value="x"), n=node("core.int", value=1),
+                  a=node("toy.sink", value=link("t")), b=node("toy.sink", value=link("n")))
+    path = wf_file(wf)
+    assert cli("run", str(path), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+               "--set", "t.value=hello world", "--set", "n.value=41", "--json-events") == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    shown = {e["node"]: e["ui"]["value"][0] for e in events if e["event"] == "node_completed" and e["ui"]}
+    assert shown == {"a": "'hello world'", "b": "41"}
+
+
+def test_set_values_are_validated_like_any_input(tmp_path, wf_file, capsys):
+    path = wf_file(save_wf())
+    assert cli("run", str(path), "--set", "c.width=0", "--output-dir", str(tmp_path)) == 2
+    assert "[invalid_value] c.width" in capsys.readouterr().err
+    assert cli("run", str(path), "--set", "ghost.width=3") == 2
+    assert "there is no node 'ghost'" in capsys.readouterr().err
+    assert cli("run", str(path), "--set", "nonsense") == 2
+
+
+def test_batch_runs_each_line_into_its_own_folder_and_reports_bad_lines(tmp_path, wf_file, capsys):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("\n".join([
+        json.dumps({"c.color": "#00ff00"}),
+        "{broken json",
+        json.dumps({"c.width": -5}),
+        json.dumps({"c.color": "#0000ff", "c.batch": 1}),
+    ]) + "\n")
+    out = tmp_path / "out"
+    code = cli("run", str(wf_file(save_wf())), "--batch", str(batch), "--output-dir", str(out))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "batch: 2/4 runs succeeded" in err
+    assert sorted(p.name for p in (out / "0").iterdir()) == ["img_00001.png", "img_00002.png"]
+    assert not (out / "1").exists() and not (out / "2").exists()
+    assert [p.name for p in (out / "3").iterdir()] == ["img_00001.png"]
+    from PIL import Image
+
+    assert Image.open(out / "3" / "img_00001.png").getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_batch_shares_one_process_cache(tmp_path, wf_file, capsys):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{}\n{}\n')
+    code = cli("run", str(wf_file(save_wf())), "--batch", str(batch), "--output-dir", str(tmp_path / "o"))
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "cached c (core.solid_color)" in err  # second line reuses the first line's image
+    assert (tmp_path / "o" / "1" / "img_00001.png").exists()  # but still writes its own files
+
+
+def test_png_metadata_round_trip(tmp_path, wf_file):
+    out = tmp_path / "out"
+    assert cli("run", str(wf_file(save_wf())), "--set", "c.color=#123456", "--output-dir", str(out)) == 0
+    embedded = read_png_workflow(out / "img_00001.png")
+    assert embedded["format"] == "nodegraph/1"
+    assert embedded["nodes"]["c"]["inputs"]["color"] == "#123456"  # the workflow as run, overrides included
+    # A PNG made by nodegraph runs again as a workflow.
+    assert cli("run", str(out / "img_00001.png"), "--output-dir", str(tmp_path / "again")) == 0
+    assert (tmp_path / "again" / "img_00001.png").exists()
+
+
+def test_validate_json_output_and_exit_codes(tmp_path, wf_file, capsys):
+    assert cli("validate", str(wf_file(save_wf())), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"valid": True, "issues": []}
+    assert cli("validate", str(wf_file(workflow(a=node("core.nope")))), "--json") == 2
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False and result["issues"][0]["code"] == "unknown_node_type"
+    assert set(result["issues"][0]) == {"code", "node", "port", "message"}
+
+
+def test_nodes_lists_the_catalogue_and_failed_packs(tmp_path, capsys):
+    broken = tmp_path / "packs" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise RuntimeError('nope')\n")
+    assert cli("nodes", "--json", "--nodes-dir", str(tmp_path / "packs")) == 0
+    cat = json.loads(capsys.readouterr().out)
+    assert "core.math" in cat["nodes"]
+    assert cat["failed_packs"][0]["message"] == "RuntimeError: nope"
+    assert cli("nodes", "--nodes-dir", str(tmp_path / "packs")) == 0
+    assert "FAILED pack" in capsys.readouterr().out
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_help_validate_and_nodes_do_not_import_torch(tmp_path, wf_file):
+    path = wf_file(save_wf())
+    code = (
+        "import sys\nfrom nodegraph.cli import main\n"
+        f"main(['validate', {str(path)!r}])\nmain(['nodes', '--json'])\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "NO-TORCH", proc.stderr
+
+
+def test_interrupt_exits_130(tmp_path, wf_file):
+    wf = workflow(s=node("toy.steps", steps=10_000, delay=0.01), o=node("toy.sink", value=link("s")))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodegraph", "run", str(wf_file(wf)), "--nodes-dir", PACKS,
+         "--output-dir", str(tmp_path)],
+        stderr=subprocess.PIPE, text=True, env=_env())
+    for line in proc.stderr:  # wait for the run to be inside the node
+        if line.startswith("step"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert "run cancelled" in rest
+
+
+def test_plain_output_when_not_a_tty(tmp_path, wf_file):
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "run", str(wf_file(save_wf())),
+                           "--output-dir", str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+    assert "run   c (core.solid_color)" in proc.stderr and "run success" in proc.stderr
+
+
+def test_tty_renderer_draws_bars():
+    import io
+
+    from nodegraph.events import NodeCompleted, NodeStarted, Progress, RunStarted
+    from nodegraph.render import ConsoleRenderer
+
+    buf = io.StringIO()
+    r = ConsoleRenderer(buf, tty=True)
+    r(RunStarted(run_id="r", nodes=["a"], targets=["a"]))
+    r(NodeStarted(run_id="r", node="a", type="x.y"))
+    r(Progress(run_id="r", node="a", step=5, total=10))
+    r(NodeCompleted(run_id="r", node="a", type="x.y", duration=0.1))
+    text = buf.getvalue()
+    assert "█" * 12 in text and "5/10" in text and "\r" in text
+
+
+def test_example_workflows_validate():
+    for path in sorted((ROOT / "workflows").glob("*.json")):
+        assert cli("validate", str(path)) == 0, path
+
+
+def test_default_output_dir_is_relative_to_cwd(tmp_path, wf_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli("run", str(wf_file(save_wf()))) == 0
+    assert (Path(tmp_path) / "output" / "img_00001.png").exists()

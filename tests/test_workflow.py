@@ -1,0 +1,63 @@
+"""The workflow format: load/save round trip and ordered format migrations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import link, node, workflow
+
+from nodegraph import FORMAT, dump_workflow, load_workflow, validate
+from nodegraph.workflow import MIGRATIONS, WorkflowFormatError, as_link, migrate
+
+
+def test_round_trip_keeps_ui_and_meta():
+    wf = workflow(p={"type": "core.text", "version": 1, "inputs": {"value": "a red circle"},
+                     "ui": {"pos": [40, 80]}, "title": "Prompt"},
+                  s=node("core.show", value=link("p")))
+    wf["ui"] = {"zoom": 1.5}
+    wf["meta"] = {"author": "me"}
+    again = dump_workflow(load_workflow(json.dumps(wf)))
+    assert again["nodes"]["p"]["ui"] == {"pos": [40, 80]}
+    assert again["nodes"]["p"]["title"] == "Prompt"
+    assert again["nodes"]["s"]["inputs"]["value"] == {"from": "p", "output": "value"}
+    assert again["ui"] == {"zoom": 1.5} and again["meta"] == {"author": "me"}
+    assert again["format"] == FORMAT
+
+
+def test_links_are_objects_with_exactly_from_and_output():
+    assert as_link({"from": "a", "output": "b"}) == ("a", "b")
+    assert as_link({"from": "a", "output": "b", "x": 1}) is None
+    assert as_link({"from": "a"}) is None
+    assert as_link(["a", "b"]) is None
+
+
+def test_v0_workflows_are_migrated(registry):
+    v0 = {
+        "format": "nodegraph/0",
+        "nodes": [
+            {"id": "p", "type": "core.text", "inputs": {"value": "hello"}},
+            {"id": "s", "type": "core.show", "inputs": {"value": ["p", "value"]}, "linked": ["value"]},
+        ],
+    }
+    data = migrate(v0)
+    assert data["format"] == FORMAT
+    assert data["nodes"]["s"]["inputs"]["value"] == {"from": "p", "output": "value"}
+    assert validate(v0, registry).valid
+
+
+def test_migrations_are_ordered_and_end_at_the_current_format():
+    assert MIGRATIONS[-1][1] == FORMAT
+    for (_, new), (old, _) in zip([(m[0], m[1]) for m in MIGRATIONS], [(m[0], m[1]) for m in MIGRATIONS[1:]]):
+        assert new == old
+
+
+def test_unknown_format_is_refused_with_a_reason():
+    with pytest.raises(WorkflowFormatError) as info:
+        load_workflow({"format": "nodegraph/42", "nodes": {}})
+    assert info.value.code == "unsupported_format" and "nodegraph/1" in info.value.message
+
+
+def test_comfyui_api_prompt_gets_a_helpful_message(registry):
+    result = validate({"3": {"class_type": "KSampler", "inputs": {}}}, registry)
+    assert "ComfyUI" in result.issues[0].message
