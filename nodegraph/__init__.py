@@ -46,7 +46,7 @@ _EXPORTS = {
     "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
     "as_image_batch": "images", "from_pil": "images", "to_pil": "images",
-    "ModelStore": "modelstore",
+    "ModelHandle": "modelstore", "ModelStore": "modelstore",
     "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
     "safe_join": "paths",
     "Plan": "plan", "make_plan": "plan",
@@ -59,7 +59,17 @@ _EXPORTS = {
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
 }
 
-__all__ = ["API_VERSION", "__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine",
+    "Event", "Executor", "FORMAT", "FileName", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor",
+    "MASK", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted", "NodeContext",
+    "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError", "OutputCache",
+    "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
+    "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
+    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "from_pil",
+    "link_type", "load_packs", "load_workflow", "make_plan", "read_png_workflow", "safe_join", "save_png",
+    "to_pil", "validate",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -101,7 +111,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     )
     from .executor import Executor, LocalExecutor, RunResult
     from .images import as_image_batch, from_pil, to_pil
-    from .modelstore import ModelStore
+    from .modelstore import ModelHandle, ModelStore
     from .node import Inputs, Node, NodeSpec, Outputs, Port
     from .paths import safe_join
     from .plan import Plan, make_plan

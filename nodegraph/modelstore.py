@@ -12,13 +12,14 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
 
-__all__ = ["ModelStore"]
+__all__ = ["ModelHandle", "ModelStore"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,3 +108,20 @@ class ModelStore:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHandle:
+    """A loaded model as it flows on a link: the cache keeps a reference, never counts or copies it.
+
+    ``model`` is whatever the loader returned; ``name`` the model's name or path; ``kind`` e.g.
+    ``"unclip.prior"``; ``info`` small facts to show (sizes, source layout).
+    """
+
+    model: Any
+    name: str
+    kind: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __nodegraph_nbytes__(self) -> int:
+        return 0  # owned by the model store
