@@ -1,0 +1,76 @@
+// Copy/paste of nodes, in our workflow format: Ctrl+C copies the selected nodes (with the links among
+// them, and those from outside for Ctrl+Shift+V), Ctrl+V pastes them at the mouse with new ids. The
+// copy also goes to the system clipboard as workflow JSON, and pasting workflow JSON text (from a file
+// or another editor) adds its nodes.
+
+import { addWorkflowNodes, exportWorkflow, migrate } from "./workflow.js";
+
+const KEY = "nodegraph.clipboard";
+
+export class Clipboard {
+  constructor(app) {
+    this.app = app;
+  }
+
+  /** Copy nodes (default: the selection); returns the copied workflow or null. */
+  copy(nodes = this.app.selectedNodes()) {
+    if (!nodes.length) return null;
+    const workflow = exportWorkflow(this.app, { nodes, canvas: false, keepOutsideLinks: true });
+    delete workflow.ui.groups;
+    const text = JSON.stringify(workflow);
+    try {
+      localStorage.setItem(KEY, text);
+    } catch {
+      // storage full or disabled: the in-memory copy still works in this tab
+    }
+    this.memory = text;
+    return workflow;
+  }
+
+  stored() {
+    let text = null;
+    try {
+      text = localStorage.getItem(KEY);
+    } catch {
+      text = null;
+    }
+    text ??= this.memory;
+    if (!text) return null;
+    try {
+      return migrate(JSON.parse(text));
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Paste a workflow's nodes (default: the copied ones) with their top-left corner at the mouse.
+   * keepOutsideLinks: also link inputs to the nodes they came from, when those are in the graph.
+   */
+  paste({ workflow = this.stored(), keepOutsideLinks = false, at = null } = {}) {
+    if (!workflow || !Object.keys(workflow.nodes).length) return [];
+    const app = this.app;
+    let minX = Infinity;
+    let minY = Infinity;
+    for (const entry of Object.values(workflow.nodes)) {
+      const pos = entry?.ui?.pos;
+      if (Array.isArray(pos)) {
+        minX = Math.min(minX, pos[0]);
+        minY = Math.min(minY, pos[1]);
+      }
+    }
+    if (!Number.isFinite(minX)) minX = minY = 0;
+    const target = at ?? app.canvas.graph_mouse;
+    const { nodes } = addWorkflowNodes(app, workflow, {
+      freshIds: true,
+      offset: [target[0] - minX, target[1] - minY],
+      keepOutsideLinks,
+    });
+    const created = [...nodes.values()];
+    app.canvas.deselectAll();
+    for (const node of created) app.canvas.selectNode(node, true);
+    app.canvas.setDirty(true, true);
+    app.changed();
+    return created;
+  }
+}
