@@ -4,8 +4,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The editor's JavaScript dependency (litegraph, pinned in web/package-lock.json), installed by npm ci.
+WEB_STAMP := web/node_modules/.installed
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install lint
+.PHONY: demo test install lint web browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +19,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
 
-demo: $(STAMP)
+web: $(WEB_STAMP)
+
+browser:
+	@test -x $(CHROMIUM) || command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+install: $(STAMP) $(WEB_STAMP)
+
+demo: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/nodegraph run workflows/palette_grid.json
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -341,6 +341,10 @@ export class App {
       this.openServerWorkflows();
       return;
     }
+    if (key === "escape" && document.querySelector(".litecontextmenu")) {
+      LiteGraph.closeAllContextMenus(window);
+      return;
+    }
     if (editable || document.querySelector(".ng-modal, .ng-search-dialog")) return;
     if (mod && key === "z" && !e.shiftKey) {
       stop();
@@ -758,21 +762,16 @@ export class App {
       this.toast(`Not queued: ${err.message}`, "error");
       return null;
     }
-    this.queueInFlight++;
     let res;
     try {
-      res = await this.api.queue(workflow, { targets, front });
+      res = await this.trackJob(this.api.queue(workflow, { targets, front }));
     } catch (err) {
       if (err instanceof ApiError && err.payload?.issues) {
         this.showIssues(err.payload.issues);
         this.toast(`Not queued: ${err.payload.issues.length} problem(s) in the workflow; see the marked nodes`, "error", 6000);
       } else this.toast(`Not queued: ${err.message}`, "error", 6000);
       return null;
-    } finally {
-      this.queueInFlight--;
-      if (!this.queueInFlight) this.dropUnclaimedEvents();
     }
-    this.claimJob(res.job_id);
     this.hooks.emit("queued", { jobId: res.job_id, position: res.position, workflow });
     this.queuePanel.refreshSoon();
     return res;
@@ -786,7 +785,8 @@ export class App {
       this.claimJob(res.job_id);
       return res;
     } finally {
-      this.queueInFlight--;
+      // Events of jobs no request of ours created belong to other clients: forget them.
+      if (--this.queueInFlight === 0) this.pendingEvents.clear();
     }
   }
 
@@ -795,10 +795,6 @@ export class App {
     const early = this.pendingEvents.get(jobId) ?? [];
     this.pendingEvents.delete(jobId);
     for (const msg of early) this.applyRunEvent(msg.type, msg.data);
-  }
-
-  dropUnclaimedEvents() {
-    this.pendingEvents.clear();
   }
 
   setQueueSize(n) {

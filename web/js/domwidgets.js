@@ -73,7 +73,7 @@ export class DomTextWidget {
   }
 
   computeLayoutSize() {
-    return { minHeight: 60, maxHeight: 600, minWidth: 200 };
+    return { minHeight: 60, maxHeight: 600, minWidth: 150 };
   }
 
   draw(ctx, node, width, y, H, lowQuality) {

@@ -79,6 +79,7 @@ export class NgNode extends LGraphNode {
   // --- run state -------------------------------------------------------------------------------
   ngSetThumbnail(image) {
     this.ngRun.thumb = image ? this.ngApp.loadImage(this.ngApp.api.viewUrl(image), this) : null;
+    if (image) this.ngGrowForImages();
     this.setDirtyCanvas(true, false);
   }
 
@@ -193,6 +194,11 @@ export class MissingNode extends LGraphNode {
     this.ngRun = { state: null, images: [], preview: null, text: null, thumb: null };
     this.color = "#6b2a2a";
     this.bgcolor = "#3a1f1f";
+  }
+
+  /** The context menu's title: the workflow's type name. */
+  get displayType() {
+    return this.ngType;
   }
 
   onDrawForeground(ctx) {

@@ -274,9 +274,10 @@ function applyEntry(node, entry, offset) {
   for (const w of node.widgets ?? []) {
     if (w.ngControlFor && w.type === "combo") w.value = seedModes?.[w.ngControlFor] === "randomize" ? "randomize" : "fixed";
   }
-  const min = node.computeSize();
-  if (Array.isArray(size) && size.length === 2) node.size = [Math.max(Number(size[0]) || 0, min[0]), Math.max(Number(size[1]) || 0, min[1])];
-  else node.size = min;
+  // The saved size is kept as it is (the round trip is exact); without one, the node's natural size.
+  if (Array.isArray(size) && size.length === 2 && size.every((v) => Number.isFinite(Number(v)) && Number(v) > 0)) {
+    node.size = [Number(size[0]), Number(size[1])];
+  } else node.size = node.computeSize();
 }
 
 /** Replace the graph with a workflow (canvas view, groups and meta included). */
