@@ -137,6 +137,10 @@ export class App {
     this.canvas.onRender = () => this.domLayer.beginFrame();
     this.canvas.onDrawOverlay = () => this.domLayer.endFrame();
     this.canvas.showSearchBox = (event, linkContext) => this.openSearch(event, linkContext);
+    // A link dropped on empty canvas opens the node search, filtered to nodes that fit the link.
+    LiteGraph.release_link_on_empty_shows_menu = true;
+    this.canvas.showConnectionMenu = ({ nodeFrom, slotFrom, nodeTo, slotTo, e }) =>
+      this.openSearch(e, nodeFrom ? { node_from: nodeFrom, slot_from: slotFrom } : { node_to: nodeTo, slot_from: slotTo });
     const baseNodeMenu = this.canvas.getNodeMenuOptions.bind(this.canvas);
     const hidden = new Set(["Properties", "Properties Panel", "Mode", "Convert to Subgraph 🆕"]);
     this.canvas.getNodeMenuOptions = (node) => baseNodeMenu(node).filter((item) => !item || !hidden.has(item.content));

@@ -56,7 +56,18 @@ export class DomTextWidget {
     this.el.value = port.default ?? "";
     this.el.setAttribute("aria-label", `${port.name}`);
     this.el.dataset.port = port.name;
-    this.el.addEventListener("input", () => changed(this.el.value));
+    // Typing makes one undo step per pause, not one per key.
+    let timer = null;
+    const flush = () => {
+      clearTimeout(timer);
+      timer = null;
+      changed(this.el.value);
+    };
+    this.el.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(flush, 400);
+    });
+    this.el.addEventListener("change", () => timer && flush());
     // Focus on the element selects its node, as a click on a canvas widget does.
     this.el.addEventListener("pointerdown", () => {
       if (!node.selected) app.canvas.selectNode(node, false);
