@@ -15,6 +15,7 @@ import { registerNodeTypes } from "./nodes.js";
 import { Palette, openSearchDialog } from "./palette.js";
 import { readPngWorkflow } from "./png.js";
 import { QueuePanel } from "./queue.js";
+import { installTooltips } from "./tooltips.js";
 import { colourType, compatible, installTypeRules } from "./types.js";
 import { setWidgetLiteral } from "./widgets.js";
 import { WorkflowError, exportWorkflow, graphId, loadWorkflow, migrate } from "./workflow.js";
@@ -158,6 +159,7 @@ export class App {
     this.queuePanel = new QueuePanel(this, this.el.queue);
     this.bindUi();
     this.bindSocket();
+    installTooltips(this);
 
     await this.loadExtensions();
     await this.loadCatalogue();
