@@ -133,6 +133,7 @@ export class App {
     this.canvas = new LGraphCanvas(this.el.canvas, this.graph);
     this.canvas.show_info = false;
     this.canvas.render_canvas_border = false;
+    this.canvas.low_quality_zoom_threshold = 0.5; // litegraph: 0.6; titles stay readable a bit further out
     this.canvas.allow_searchbox = true;
     this.domLayer = new DomWidgetLayer(this.el.domLayer);
     this.canvas.onRender = () => this.domLayer.beginFrame();
