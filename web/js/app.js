@@ -297,6 +297,8 @@ export class App {
     on("interrupt-button", () => this.api.interrupt().catch((err) => this.toast(err.message, "error")));
 
     // Every finished pointer or key action may have changed the graph: check for a change.
+    // The canvas takes the keyboard when clicked (litegraph's own keys: Ctrl+A, Space-drag).
+    this.el.canvas.addEventListener("pointerdown", () => this.el.canvas.focus({ preventScroll: true }));
     const check = () => this.changed();
     this.el.canvas.addEventListener("pointerup", () => queueMicrotask(check));
     document.addEventListener("pointerup", (e) => {
@@ -311,13 +313,11 @@ export class App {
 
     // Drag and drop: workflow files (JSON or a PNG made by nodegraph), images onto image widgets,
     // node types from the palette.
-    const wrap = this.el.canvasWrap;
     document.addEventListener("dragover", (e) => {
       e.preventDefault();
       e.dataTransfer.dropEffect = "copy";
     });
     document.addEventListener("drop", (e) => this.onDrop(e));
-    wrap.addEventListener("dragover", (e) => e.preventDefault());
   }
 
   isEditable(target) {
@@ -549,15 +549,11 @@ export class App {
   }
 
   undo() {
-    if (this.tracker.undo()) this.toastHistory("Undo");
+    if (this.tracker.undo()) this.renderIssues(); // marks of nodes that were rebuilt are gone
   }
 
   redo() {
-    if (this.tracker.redo()) this.toastHistory("Redo");
-  }
-
-  toastHistory() {
-    this.renderIssues();
+    if (this.tracker.redo()) this.renderIssues();
   }
 
   fitView() {
