@@ -1,0 +1,91 @@
+"""The diffusion prior: CLIP text encoding → CLIP image embedding (diffusers `PriorTransformer`).
+
+`sample_prior` is `UnCLIPPipeline`'s prior loop, stage by stage: classifier-free guidance against the
+negative prompt's encoding (the empty prompt by default), `prev_timestep` for the UnCLIPScheduler,
+and `post_process_latents` (un-normalise with the model's CLIP mean and std) at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import PriorTransformer
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import schedulers as sch
+from .clip import TextEncoding
+
+Callback = Callable[[int, int, "torch.Tensor | None"], None]
+
+
+@dataclass
+class PriorModel:
+    prior: PriorTransformer
+    scheduler: object  # the checkpoint's scheduler; sampling works on a fresh copy
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.prior.config.embedding_dim)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.prior.config.num_embeddings)
+
+
+def load_prior(path: str | Path) -> PriorModel:
+    """Load `prior/` + `prior_scheduler/` from a shapes-unclip bundle or a Karlo root."""
+    root = Path(path)
+    if not (root / "prior").is_dir():
+        raise FileNotFoundError(f"no prior in {root}: expected prior/ and prior_scheduler/ (Karlo layout)")
+    prior = PriorTransformer.from_pretrained(root, subfolder="prior", torch_dtype=torch.float32).eval()
+    return PriorModel(prior, sch.load_scheduler(root / "prior_scheduler"))
+
+
+def _check_context(model: PriorModel, enc: TextEncoding) -> None:
+    if enc.hidden.shape[1] != model.context_length or enc.embeds.shape[-1] != model.embedding_dim:
+        raise ValueError(f"this prior expects text of {model.context_length} tokens × {model.embedding_dim} "
+                         f"(the CLIP it was trained with) but got {tuple(enc.hidden.shape[1:])}; "
+                         "encode the prompt with the CLIP of the same bundle")
+
+
+def sample_prior(model: PriorModel, cond: TextEncoding, uncond: TextEncoding, guidance: float = 4.0,
+                 steps: int = 25, generator: torch.Generator | None = None, num_per_prompt: int = 1,
+                 callback: Callback | None = None, scheduler: str | None = None,
+                 latents: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample CLIP image embeddings, (B × num_per_prompt, D), from text encodings.
+
+    cond: the prompts (B rows); uncond: the negative prompt (1 or B rows). Guidance is on when it is
+    not 1. The initial noise is `randn_tensor((B·n, D), generator)` and the same generator drives the
+    scheduler's step noise. `latents` replaces the initial noise (tests).
+    """
+    _check_context(model, cond)
+    prior = model.prior
+    cond = cond.repeat_interleave(num_per_prompt)
+    batch = cond.embeds.shape[0]
+    do_cfg = guidance != 1.0
+    if do_cfg:
+        unc = uncond.expand(batch) if uncond.embeds.shape[0] == 1 else uncond.repeat_interleave(num_per_prompt)
+        enc = TextEncoding.cat([unc, cond])  # [uncond, cond], the pipeline's order
+    else:
+        enc = cond
+    sched = sch.make_scheduler(model.scheduler, scheduler)
+    ts = sch.timesteps(sched, steps)
+    dtype = prior.dtype
+    if latents is None:
+        latents = randn_tensor((batch, model.embedding_dim), generator=generator, dtype=dtype)
+    latents = latents.to(dtype) * sched.init_noise_sigma
+    for i, t in enumerate(ts):
+        x = torch.cat([latents] * 2) if do_cfg else latents
+        x = sched.scale_model_input(x, t)
+        pred = prior(x, timestep=t, proj_embedding=enc.embeds.to(dtype), encoder_hidden_states=enc.hidden.to(dtype),
+                     attention_mask=enc.mask).predicted_image_embedding
+        if do_cfg:
+            p_uncond, p_text = pred.chunk(2)
+            pred = p_uncond + guidance * (p_text - p_uncond)
+        latents = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator).prev_sample
+        if callback is not None:
+            callback(i + 1, len(ts), None)
+    return prior.post_process_latents(latents)

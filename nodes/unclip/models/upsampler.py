@@ -1,0 +1,84 @@
+"""Super-resolution: a `UNet2DModel` on [noisy high-res, upsampled low-res] (6 channels), Karlo style.
+
+`upsample` is `UnCLIPPipeline`'s super-resolution loop: the low-resolution image is upsampled
+bicubically with antialiasing to the model's `sample_size`, concatenated to the latents at every
+step, `super_res_last` runs the final step (when the checkpoint has one; our shipped upsampler has
+only `super_res_first`, used for every step). `noise_level` > 0 adds Gaussian noise of that
+standard deviation (in [-1, 1] units) to the upsampled image first — the paper's conditioning
+augmentation, which our upsampler was trained with; Karlo's pipeline uses none (0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DModel
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import schedulers as sch
+
+Callback = Callable[[int, int, "torch.Tensor | None"], None]
+
+
+@dataclass
+class UpsamplerModel:
+    first: UNet2DModel
+    last: UNet2DModel | None  # None: `first` runs every step
+    scheduler: object
+
+    @property
+    def sample_size(self) -> int:
+        size = self.first.config.sample_size
+        return int(size[0] if isinstance(size, list | tuple) else size)
+
+
+def load_upsampler(path: str | Path) -> UpsamplerModel:
+    """Load `super_res_first/` [`super_res_last/`] and `super_res_scheduler/` (bundle or Karlo root)."""
+    root = Path(path)
+    if not (root / "super_res_first").is_dir() or not (root / "super_res_scheduler").is_dir():
+        raise FileNotFoundError(f"no upsampler in {root}: expected super_res_first/ and super_res_scheduler/ "
+                                "(Karlo layout)")
+    first = UNet2DModel.from_pretrained(root, subfolder="super_res_first", torch_dtype=torch.float32).eval()
+    last = None
+    if (root / "super_res_last").is_dir():
+        last = UNet2DModel.from_pretrained(root, subfolder="super_res_last", torch_dtype=torch.float32).eval()
+    return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"))
+
+
+def upscale_condition(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, h, w) in [-1, 1] → bicubic, antialiased (B, 3, size, size), as the pipeline does."""
+    return F.interpolate(images, size=[size, size], mode="bicubic", align_corners=False, antialias=True)
+
+
+def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, generator: torch.Generator | None = None,
+             noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
+             latents: torch.Tensor | None = None) -> torch.Tensor:
+    """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size."""
+    unet = model.first
+    dtype = unet.dtype
+    size = model.sample_size
+    channels = unet.config.in_channels // 2
+    batch = images.shape[0]
+    sched = sch.make_scheduler(model.scheduler, scheduler)
+    ts = sch.timesteps(sched, steps)
+    if latents is None:
+        latents = randn_tensor((batch, channels, size, size), generator=generator, dtype=dtype)
+    latents = latents.to(dtype) * sched.init_noise_sigma
+    cond = upscale_condition(images.to(dtype) * 2 - 1, size)
+    if noise_level > 0:
+        # drawn after the initial noise, so noise_level=0 keeps the pipeline's random stream
+        cond = cond + noise_level * randn_tensor(cond.shape, generator=generator, dtype=dtype)
+    for i, t in enumerate(ts):
+        net = model.last if (i == len(ts) - 1 and model.last is not None) else unet
+        # only the latents are on the scheduler's scale (identity for the UnCLIPScheduler)
+        x = torch.cat([sched.scale_model_input(latents, t), cond], dim=1)
+        pred = net(sample=x, timestep=t).sample
+        out = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator)
+        latents = out.prev_sample
+        if callback is not None:
+            callback(i + 1, len(ts), sch.preview(out, latents))
+    return latents.clamp(-1, 1) * 0.5 + 0.5

@@ -1,0 +1,148 @@
+"""Stage 1: CLIP (open_clip, registered custom config `ShapesCLIP`) trained contrastively on Shapes.
+
+Loss: the symmetric CLIP loss with *multi-positive* targets — a caption naming only some attributes
+("a small star") matches every image in the batch that has them, so its false negatives are not
+pushed away — plus auxiliary linear heads that classify colour, background, shape, size and
+position from the image embedding (they make size and position linearly decodable early; ML-NOTES).
+The heads are training-only and not saved.
+
+    python -m train.clip [--smoke] [--steps N] [--threads T] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nodes.shapes import domain
+from nodes.unclip.models.clip import SHAPES_CLIP, OpenClipEncoder, register_shapes_config, save_open_clip
+from train import data as shapes_data
+from train.common import SHIPPED, Timer, parse, record_time, setup
+
+log = logging.getLogger("train.clip")
+ATTR_OF_COLUMN = ("color", "background", "shape", "size", "position")
+PREPROCESS = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
+              "resize_mode": "shortest"}
+
+
+@dataclass
+class Config:
+    out: str = str(SHIPPED)
+    steps: int = 1200
+    batch: int = 128
+    lr: float = 2e-3
+    warmup: int = 100
+    aux_weight: float = 1.0
+    n_data: int = 60_000
+    data_seed: int = 0
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    model_overrides: dict = field(default_factory=dict)
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=3, batch=16, n_data=256, threads=1, log_every=1,
+                  model_overrides={"embed_dim": 16, "vision_cfg": {"width": 8, "image_size": 32},
+                                   "text_cfg": {"width": 16, "heads": 2, "layers": 1}})
+
+
+def model_config(overrides: dict) -> dict:
+    from open_clip import factory
+
+    cfg = copy.deepcopy(factory._MODEL_CONFIGS[SHAPES_CLIP])
+    for k, v in overrides.items():
+        if isinstance(v, dict):
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
+    # keep the text width equal to the embedding dim: UnCLIPTextProjModel projects token states with
+    # clip_embeddings_dim
+    cfg["text_cfg"]["width"] = cfg["embed_dim"]
+    return cfg
+
+
+def positives(labels: torch.Tensor, named: torch.Tensor) -> torch.Tensor:
+    """P[i, j] = image j has every attribute caption i names. labels (B, 5), named (B, 5) bool."""
+    same = labels[:, None, :] == labels[None, :, :]  # (B_text, B_img, 5)
+    return (same | ~named[:, None, :]).all(-1).float()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(Config, argv, smoke)
+    setup(cfg.seed, cfg.threads)
+    import open_clip
+
+    register_shapes_config()
+    out = Path(cfg.out)
+    timer = Timer()
+    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
+    mcfg = model_config(cfg.model_overrides)
+    size = mcfg["vision_cfg"]["image_size"]
+    model = open_clip.CLIP(**mcfg)
+    tokenizer = open_clip.SimpleTokenizer(context_length=mcfg["text_cfg"]["context_length"])
+    pre = dict(PREPROCESS, size=size)
+    enc = OpenClipEncoder(model, tokenizer, size, pre["mean"], pre["std"])
+    heads = torch.nn.ModuleList([torch.nn.Linear(mcfg["embed_dim"], n) for n in shapes_data.LABEL_SIZES])
+    params = list(model.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+    log.info("CLIP params: %.2f M", sum(p.numel() for p in model.parameters()) / 1e6)
+    rng = np.random.default_rng(cfg.seed)
+    images_src = ds.images64
+    model.train()
+    for step in range(cfg.steps):
+        idx = rng.choice(len(ds), size=cfg.batch, replace=False)
+        images = shapes_data.to_tensor(images_src[idx])
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        # light corruption so that imperfect generated images still embed well
+        noisy = torch.rand(cfg.batch, 1, 1, 1) < 0.3
+        images = torch.where(noisy, (images + 0.03 * torch.randn_like(images)).clamp(0, 1), images)
+        labels = torch.from_numpy(ds.labels[idx])
+        named_rows, caps = [], []
+        for i in idx:
+            include = domain.random_subset(rng)
+            named_rows.append([a in include for a in ATTR_OF_COLUMN])
+            caps.append(domain.caption(ds.attrs(int(i)), rng, include=include))
+        named = torch.tensor(named_rows)
+        img = model.encode_image(enc.preprocess(images))
+        txt = enc.encode_tokens(tokenizer(caps)).embeds
+        img_n, txt_n = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * txt_n @ img_n.T  # (B_text, B_img)
+        pos = positives(labels, named)
+        loss_t = -(F.log_softmax(logits, 1) * pos / pos.sum(1, keepdim=True)).sum(1).mean()
+        loss_i = -(F.log_softmax(logits.T, 1) * pos.T / pos.T.sum(1, keepdim=True)).sum(1).mean()
+        aux = sum(F.cross_entropy(h(img), labels[:, k]) for k, h in enumerate(heads)) / len(heads)
+        loss = 0.5 * (loss_t + loss_i) + cfg.aux_weight * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            acc = [(h(img).argmax(1) == labels[:, k]).float().mean().item() for k, h in enumerate(heads)]
+            log.info("step %d loss %.3f (contrastive %.3f aux %.3f) head acc %s  %.0f s", step, loss.item(),
+                     0.5 * (loss_t + loss_i).item(), aux.item(), " ".join(f"{a:.2f}" for a in acc), timer())
+    model.eval()
+    save_open_clip(model, out / "clip", pre, mcfg)
+    (out / "clip" / "README.md").write_text(
+        "open_clip model `ShapesCLIP` (custom config, SimpleTokenizer), trained on the Shapes domain by "
+        "`python -m train.clip`. Load with `open_clip.create_model('local-dir:<this folder>')`.\n")
+    record_time(out, "clip", timer(), {"steps": cfg.steps, "batch": cfg.batch,
+                                        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)})
+    log.info("saved %s in %.0f s; config %s", out / "clip", timer(), json.dumps(mcfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

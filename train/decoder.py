@@ -1,0 +1,180 @@
+"""Stage 3: the decoder — Karlo's `UnCLIPTextProjModel` + a `UNet2DConditionModel` at 32 px.
+
+The UNet (`class_embed_type="identity"`, SimpleCrossAttn blocks as in Karlo) gets the CLIP image
+embedding twice: projected and added to the timestep embedding (`class_labels`), and as 4 extra
+context tokens in front of the projected prompt token states it cross-attends to. Training:
+
+- v-prediction under the cosine schedule (whose terminal SNR is ~0), so the network learns the
+  global colour at the highest noise levels — the feasibility run's epsilon decoder lost the
+  background colour; min-SNR-5 loss weighting;
+- classifier-free-guidance dropout as in the paper: the image embedding is replaced by text_proj's
+  learned null embedding 10 % of the time, the caption by the empty prompt 50 % of the time;
+- an EMA of the weights is what is saved (every `save_every` steps, so a cut-short run still ships).
+
+The shipped `decoder_scheduler` is a DDIM config (v-prediction, trailing spacing): the
+UnCLIPScheduler only implements epsilon / sample prediction.
+
+    python -m train.decoder [--smoke] [--steps N] [--threads T] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+
+from nodes.unclip.models.clip import TextEncoding
+from train import data as shapes_data
+from train.common import (
+    SHIPPED,
+    Timer,
+    cosine_lr,
+    image_embeddings,
+    load_clip_frozen,
+    parse,
+    record_time,
+    setup,
+    write_model_index,
+)
+
+log = logging.getLogger("train.decoder")
+
+
+@dataclass
+class Config:
+    out: str = str(SHIPPED)
+    steps: int = 1500
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 100
+    channels: str = "48,96,144"
+    layers_per_block: int = 1
+    head_dim: int = 16
+    cross_dim: int = 128
+    p_drop_image: float = 0.1
+    p_drop_text: float = 0.5
+    min_snr: float = 5.0
+    ema: float = 0.995
+    n_data: int = 60_000
+    data_seed: int = 0
+    seed: int = 2
+    threads: int = 1
+    log_every: int = 50
+    save_every: int = 250
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=2, batch=8, channels="16,32,32", head_dim=8, cross_dim=16,
+                  n_data=256, log_every=1, save_every=1000)
+
+
+def scheduler() -> DDIMScheduler:
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                         clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=True, timestep_spacing="trailing")
+
+
+def build(cfg: Config, clip_dim: int) -> tuple[UnCLIPTextProjModel, UNet2DConditionModel]:
+    ch = tuple(int(c) for c in cfg.channels.split(","))
+    groups = 16 if all(c % 16 == 0 for c in ch) else 8
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=3, out_channels=3,
+        down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * (len(ch) - 1),
+        up_block_types=("SimpleCrossAttnUpBlock2D",) * (len(ch) - 1) + ("ResnetUpsampleBlock2D",),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=ch, layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cfg.cross_dim, attention_head_dim=cfg.head_dim, resnet_time_scale_shift="scale_shift",
+        class_embed_type="identity", norm_num_groups=groups)
+    # time_embed_dim of the UNet is 4 × its first block's channels
+    text_proj = UnCLIPTextProjModel(clip_extra_context_tokens=4, clip_embeddings_dim=clip_dim,
+                                    time_embed_dim=4 * ch[0], cross_attention_dim=cfg.cross_dim)
+    return text_proj, unet
+
+
+def save(out: Path, text_proj, unet) -> None:
+    # fp16 storage halves the file; the loader casts back to fp32
+    for name, model in (("text_proj", text_proj), ("decoder", unet)):
+        copy.deepcopy(model).to(torch.float16).save_pretrained(out / name, safe_serialization=True)
+    scheduler().save_pretrained(out / "decoder_scheduler")
+    write_model_index(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(Config, argv, smoke)
+    setup(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    timer = Timer()
+    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
+    clip = load_clip_frozen(out)
+    emb = image_embeddings(clip, ds.images64)  # (N, D)
+    log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    with torch.no_grad():
+        empty = clip.encode_text([""])
+    text_proj, unet = build(cfg, clip.embed_dim)
+    modules = torch.nn.ModuleList([text_proj, unet])
+    ema = copy.deepcopy(modules).eval().requires_grad_(False)
+    params = list(modules.parameters())
+    log.info("decoder params: %.2f M (unet %.2f M)", sum(p.numel() for p in params) / 1e6,
+             sum(p.numel() for p in unet.parameters()) / 1e6)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    lr = cosine_lr(opt, cfg.warmup, cfg.steps)
+    abar = scheduler().alphas_cumprod  # (T,)
+    rng = np.random.default_rng(cfg.seed)
+    images_all = ds.images32
+    modules.train()
+    run_loss = None
+    for step in range(cfg.steps):
+        idx = rng.choice(len(ds), size=cfg.batch, replace=False)
+        x0 = shapes_data.to_tensor(images_all[idx]) * 2 - 1  # (B, 3, 32, 32) in [-1, 1]
+        img = emb[torch.from_numpy(idx)]
+        with torch.no_grad():
+            text = clip.encode_text(ds.captions(idx, rng))
+        drop_t = torch.rand(cfg.batch) < cfg.p_drop_text
+        text = TextEncoding(torch.where(drop_t[:, None], empty.embeds, text.embeds),
+                            torch.where(drop_t[:, None, None], empty.hidden, text.hidden),
+                            torch.where(drop_t[:, None], empty.mask, text.mask))
+        drop_i = (torch.rand(cfg.batch) < cfg.p_drop_image)[:, None]
+        img = torch.where(drop_i, text_proj.learned_classifier_free_guidance_embeddings[None], img)
+        hidden, additive = text_proj(image_embeddings=img, prompt_embeds=text.embeds,
+                                     text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
+        mask = F.pad(text.mask, (text_proj.clip_extra_context_tokens, 0), value=True)
+        t = torch.randint(0, len(abar), (cfg.batch,))
+        a = abar[t].view(-1, 1, 1, 1)
+        noise = torch.randn_like(x0)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        v = a.sqrt() * noise - (1 - a).sqrt() * x0
+        pred = unet(xt, t, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask).sample
+        snr = (a / (1 - a)).view(-1)
+        weight = snr.clamp(max=cfg.min_snr) / (snr + 1)  # min-SNR-γ for v-prediction
+        loss = (weight * (pred - v).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        lr.step()
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), modules.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
+        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.info("step %d loss %.4f (ema %.4f)  %.0f s  %.1f samples/s", step, loss.item(), run_loss, timer(),
+                     (step + 1) * cfg.batch / timer())
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save(out, ema[0], ema[1])
+            log.info("checkpoint at step %d", step + 1)
+    save(out, ema[0], ema[1])
+    record_time(out, "decoder", timer(), {"steps": cfg.steps, "batch": cfg.batch,
+                                           "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+    log.info("saved %s in %.0f s", out / "decoder", timer())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

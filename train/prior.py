@@ -1,0 +1,127 @@
+"""Stage 2: the diffusion prior (diffusers `PriorTransformer`), text encoding → CLIP image embedding.
+
+As in unCLIP / Karlo: a causal transformer over [text token states, text embedding, timestep, noisy
+image embedding, learned query], trained to predict the *clean* (normalised) image embedding
+(x0 objective, `prediction_type="sample"`) under the cosine schedule. 10 % of captions are replaced
+by the empty prompt, which is the unconditional branch of classifier-free guidance at sampling
+time. `clip_mean` / `clip_std` are set from the data and frozen (they are zero-initialised trainable
+parameters in diffusers).
+
+    python -m train.prior [--smoke] [--steps N] [--threads T] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import PriorTransformer, UnCLIPScheduler
+
+from train import data as shapes_data
+from train.common import (
+    SHIPPED,
+    Timer,
+    cosine_lr,
+    image_embeddings,
+    load_clip_frozen,
+    parse,
+    record_time,
+    setup,
+    write_model_index,
+)
+
+log = logging.getLogger("train.prior")
+
+
+@dataclass
+class Config:
+    out: str = str(SHIPPED)
+    steps: int = 4000
+    batch: int = 256
+    lr: float = 6e-4
+    warmup: int = 200
+    layers: int = 6
+    heads: int = 4
+    head_dim: int = 32
+    p_uncond: float = 0.1
+    n_data: int = 60_000
+    data_seed: int = 0
+    seed: int = 1
+    threads: int = 1
+    log_every: int = 200
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=3, batch=16, layers=1, heads=2, head_dim=8, n_data=256,
+                  log_every=1)
+
+
+def scheduler() -> UnCLIPScheduler:
+    # Karlo's prior scheduler
+    return UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
+                           clip_sample=True, clip_sample_range=5.0, beta_schedule="squaredcos_cap_v2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(Config, argv, smoke)
+    setup(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    timer = Timer()
+    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
+    clip = load_clip_frozen(out)
+    emb = image_embeddings(clip, ds.images64)  # (N, D)
+    log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    dim, ctx = clip.embed_dim, clip.context_length
+    prior = PriorTransformer(num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim, num_layers=cfg.layers,
+                             embedding_dim=dim, num_embeddings=ctx, additional_embeddings=4, dropout=0.0)
+    with torch.no_grad():
+        prior.clip_mean.copy_(emb.mean(0, keepdim=True))
+        prior.clip_std.copy_(emb.std(0, keepdim=True))
+    prior.clip_mean.requires_grad_(False)
+    prior.clip_std.requires_grad_(False)
+    target_all = (emb - prior.clip_mean) / prior.clip_std  # the prior's latent space
+    sched = scheduler()
+    abar = sched.alphas_cumprod  # (T,)
+    params = [p for p in prior.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    lr = cosine_lr(opt, cfg.warmup, cfg.steps)
+    log.info("prior params: %.2f M", sum(p.numel() for p in params) / 1e6)
+    rng = np.random.default_rng(cfg.seed)
+    prior.train()
+    ema = None
+    for step in range(cfg.steps):
+        idx = rng.choice(len(ds), size=cfg.batch, replace=False)
+        with torch.no_grad():
+            text = clip.encode_text(ds.captions(idx, rng, p_empty=cfg.p_uncond))
+        x0 = target_all[torch.from_numpy(idx)]
+        t = torch.randint(0, len(abar), (cfg.batch,))
+        a = abar[t][:, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
+        pred = prior(xt, timestep=t, proj_embedding=text.embeds, encoder_hidden_states=text.hidden,
+                     attention_mask=text.mask).predicted_image_embedding
+        loss = F.mse_loss(pred, x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        lr.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.info("step %d loss %.4f (ema %.4f)  %.0f s", step, loss.item(), ema, timer())
+    prior.eval()
+    prior.save_pretrained(out / "prior", safe_serialization=True)
+    scheduler().save_pretrained(out / "prior_scheduler")
+    write_model_index(out)
+    record_time(out, "prior", timer(), {"steps": cfg.steps, "batch": cfg.batch,
+                                         "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+    log.info("saved %s in %.0f s", out / "prior", timer())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
