@@ -69,7 +69,10 @@ def make_scheduler(base, name: str | None = None):
 
 
 def uses_learned_variance(sched) -> bool:
-    return getattr(sched.config, "variance_type", None) in LEARNED_VARIANCE
+    # from_config keeps unknown keys in the config, so ask only schedulers that implement the option
+    if not isinstance(sched, diffusers.UnCLIPScheduler | diffusers.DDPMScheduler):
+        return False
+    return sched.config.get("variance_type") in LEARNED_VARIANCE
 
 
 def step(sched, model_output: torch.Tensor, t, sample: torch.Tensor, prev_t, generator):
