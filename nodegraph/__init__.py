@@ -57,6 +57,7 @@ _EXPORTS = {
     "Seed": "types", "Text": "types", "link_type": "types",
     "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
+    "load_state_dict": "weights",
 }
 
 __all__ = [
@@ -67,8 +68,8 @@ __all__ = [
     "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
     "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "from_pil",
-    "link_type", "load_packs", "load_workflow", "make_plan", "read_png_workflow", "safe_join", "save_png",
-    "to_pil", "validate",
+    "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow", "safe_join",
+    "save_png", "to_pil", "validate",
 ]
 
 
@@ -120,4 +121,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .registry import Pack, Registry
     from .types import ANY, IMAGE, MASK, FileName, ImageFile, Seed, Text, link_type
     from .validation import Issue, ValidationResult, validate
+    from .weights import load_state_dict
     from .workflow import FORMAT, Workflow, dump_workflow, load_workflow
