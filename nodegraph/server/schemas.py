@@ -1,0 +1,473 @@
+"""Pydantic models of the API's request and response bodies and of the WebSocket messages (v1).
+
+These models are the single description of the wire format: request bodies are parsed with them,
+the OpenAPI document at ``/api/openapi.json`` is generated from them, and the tests check every
+answer and message against them. Changes within v1 are additive only (docs/api.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from ..validation import Issue, ValidationResult
+
+__all__ = [
+    "WORKFLOW_MARK",
+    "WS_VERSION",
+    "ApiErrorBody",
+    "CacheInfo",
+    "ExtensionList",
+    "FileList",
+    "HistoryPage",
+    "HistoryQuery",
+    "InterruptRequest",
+    "InterruptResponse",
+    "InvalidWorkflowBody",
+    "Issue",
+    "Job",
+    "JobError",
+    "JobList",
+    "ModelList",
+    "ModelsQuery",
+    "MoveRequest",
+    "MoveResponse",
+    "NodeCatalogue",
+    "QueueInfo",
+    "QueueRequest",
+    "QueueResponse",
+    "RequeueRequest",
+    "SavedWorkflow",
+    "SystemInfo",
+    "UploadResponse",
+    "ValidateRequest",
+    "ValidationResult",
+    "ViewQuery",
+    "WorkflowList",
+    "WsMessage",
+    "WsQuery",
+    "WS_MESSAGES",
+]
+
+WS_VERSION = 1
+
+#: A workflow as sent by clients: validated by the engine (which reports structured issues), so the
+#: body model accepts any JSON here and documents it as the workflow format.
+WORKFLOW_MARK = {"x-nodegraph": "workflow"}  # replaced by a $ref to the Workflow schema in the OpenAPI document
+WorkflowJson = Annotated[Any, WithJsonSchema(WORKFLOW_MARK)]
+JobId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+JobStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # e.g. ?token= rides along on any URL
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class ApiErrorBody(BaseModel):
+    """Every error answer: a machine-readable code and a message saying what to do."""
+
+    error: str = Field(description="e.g. not_found, invalid_request, unsupported_media_type, payload_too_large, "
+                       "queue_full, unauthorized, forbidden, conflict, invalid_workflow, unsafe_path")
+    message: str
+
+
+class InvalidWorkflowBody(ApiErrorBody):
+    """400 answer of POST /api/jobs: every issue found in the workflow."""
+
+    error: Literal["invalid_workflow"] = "invalid_workflow"
+    issues: list[Issue]
+
+
+# --- node catalogue ----------------------------------------------------------------------------------
+
+
+class PortSchema(BaseModel):
+    """One port of a node, as the editor draws it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: str = Field(description="Type compared on links: IMAGE, INT, FLOAT, STRING, SEED, ENUM, pack types...")
+    description: str
+    required: bool | None = None
+    link: bool | None = Field(None, description="Only a link is accepted (no widget).")
+    optional: bool | None = None
+    lazy: bool | None = None
+    choices: list[Any] | None = None
+    widget: str | None = Field(None, description="seed, text or file")
+    folder: str | None = None
+    extensions: list[str] | None = None
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    display: str | None = None
+
+
+class NodeSchema(BaseModel):
+    """A node type (``NodeSpec.schema()``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    pack: str
+    version: int
+    title: str
+    category: str
+    description: str
+    output_node: bool
+    volatile: bool = False
+    deprecated: bool = False
+    inputs: list[PortSchema]
+    outputs: list[PortSchema]
+    input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
+    output_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the outputs.")
+
+
+class PackSchema(BaseModel):
+    name: str
+    source: str
+    version: str
+    description: str
+    nodes: list[str]
+    web: bool
+    evaluations: list[str] = Field(default_factory=list)
+
+
+class PackFailureSchema(BaseModel):
+    source: str
+    message: str
+    traceback: str
+
+
+class NodeCatalogue(BaseModel):
+    """GET /api/nodes."""
+
+    nodes: dict[str, NodeSchema]
+    packs: list[PackSchema]
+    failed_packs: list[PackFailureSchema]
+
+
+# --- validation and jobs -------------------------------------------------------------------------
+
+
+class ValidateRequest(_Body):
+    workflow: WorkflowJson
+    targets: list[str] | None = Field(None, max_length=10_000, description="Validate only what these nodes need.")
+
+
+class QueueRequest(_Body):
+    workflow: WorkflowJson
+    client_id: ClientId | None = Field(None, description="The WebSocket client that queued (gets validation_failed).")
+    targets: list[str] | None = Field(None, max_length=10_000, description="Run only what these nodes need.")
+    front: bool = Field(False, description="Put the job at the front of the queue.")
+
+
+class QueueResponse(BaseModel):
+    job_id: str
+    position: int = Field(description="Place in the queue when queued (0 = next).")
+
+
+class JobError(BaseModel):
+    node: str | None
+    type: str | None
+    error_type: str
+    message: str
+    traceback: str = ""
+
+
+class Job(BaseModel):
+    """A job, queued, running or finished."""
+
+    id: str
+    status: JobStatus
+    created: float = Field(description="Unix seconds.")
+    started: float | None
+    finished: float | None
+    position: int | None = Field(description="Place in the queue (queued jobs only).")
+    client_id: str | None
+    workflow: WorkflowJson
+    targets: list[str] | None
+    error: JobError | None
+    outputs: dict[str, dict[str, Any]] = Field(description="node id -> what the node showed, e.g. "
+                                               '{"images": [{"filename", "subfolder", "type", "url"}]}')
+    requeued_from: str | None = Field(None, description="The job this one is a re-queued copy of.")
+
+
+class JobList(BaseModel):
+    """GET /api/jobs: the running job and the queue in order."""
+
+    running: Job | None
+    queued: list[Job]
+
+
+class RequeueRequest(_Body):
+    client_id: ClientId | None = Field(None, description="Client of the new job (default: the original's).")
+    front: bool = Field(False, description="Put the new job at the front of the queue.")
+
+
+class MoveRequest(_Body):
+    position: int = Field(ge=0, description="New place in the queue (0 = next); clamped to its length.")
+
+
+class MoveResponse(BaseModel):
+    position: int
+
+
+class InterruptRequest(_Body):
+    job_id: JobId | None = Field(None, description="Interrupt only if this job is the running one.")
+
+
+class InterruptResponse(BaseModel):
+    interrupted: str | None = Field(description="The job that was asked to stop, or null.")
+
+
+class HistoryQuery(_Query):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class WsQuery(_Query):
+    client_id: ClientId | None = Field(None, description="Names this connection (validation_failed replies).")
+
+
+class HistoryPage(BaseModel):
+    jobs: list[Job] = Field(description="Finished jobs, newest first.")
+    total: int
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+class ViewQuery(_Query):
+    filename: str = Field(min_length=1, max_length=255)
+    subfolder: str = Field("", max_length=1024)
+    type: Literal["output", "temp", "input"] = "output"
+
+
+class UploadResponse(BaseModel):
+    name: str
+    subfolder: str = ""
+    type: Literal["input"] = "input"
+
+
+class FileList(BaseModel):
+    files: list[str]
+
+
+class ModelsQuery(_Query):
+    kind: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+                             description="Model folder, e.g. 'unclip'; omit for the top level.")
+
+
+class ModelList(BaseModel):
+    models: list[str]
+
+
+class WorkflowList(BaseModel):
+    workflows: list[str]
+
+
+class SavedWorkflow(BaseModel):
+    name: str
+
+
+# --- system --------------------------------------------------------------------------------------------
+
+
+class CacheInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    models_loaded: list[str] = Field(default_factory=list)
+
+
+class QueueInfo(BaseModel):
+    queued: int
+    running: int
+    finished: int
+    max_queue: int
+
+
+class SystemInfo(BaseModel):
+    versions: dict[str, str | int | None]
+    packs: list[PackSchema]
+    failed_packs: list[PackFailureSchema]
+    device: str
+    cache: CacheInfo
+    queue: QueueInfo
+
+
+class ExtensionList(BaseModel):
+    scripts: list[str] = Field(description="URLs of the packs' front-end modules, /extensions/<pack>/<file>.js")
+
+
+# --- WebSocket messages (server -> client) -----------------------------------------------------------
+
+
+class StatusData(BaseModel):
+    queue_remaining: int
+    running: str | None
+
+
+class JobStartedData(BaseModel):
+    job_id: str
+    nodes: list[str] = Field(description="The planned nodes, in order.")
+
+
+class NodeStartedData(BaseModel):
+    job_id: str
+    node: str
+    type: str
+
+
+class ProgressData(BaseModel):
+    job_id: str
+    node: str
+    step: int
+    total: int | None
+
+
+class PreviewData(BaseModel):
+    job_id: str
+    node: str
+    step: int
+    image: str = Field(description="data:image/png;base64,...")
+
+
+class NodeCachedData(BaseModel):
+    job_id: str
+    node: str
+    type: str
+    ui: dict[str, Any]
+
+
+class NodeCompletedData(BaseModel):
+    job_id: str
+    node: str
+    type: str
+    duration: float
+    ui: dict[str, Any]
+
+
+class NodeFailedData(BaseModel):
+    job_id: str
+    node: str
+    type: str
+    error_type: str
+    message: str
+    traceback: str
+
+
+class JobFinishedData(BaseModel):
+    job_id: str
+    status: Literal["success", "failed", "cancelled", "interrupted"]
+    duration: float
+    executed: int
+    cached: int
+    error: JobError | None
+
+
+class ValidationFailedData(BaseModel):
+    job_id: None = None
+    issues: list[Issue]
+
+
+class _Message(BaseModel):
+    v: Literal[1] = WS_VERSION
+    t: float | None = Field(None, description="Unix seconds at which the event happened on the server "
+                            "(receive time minus t is the event latency).")
+
+
+class StatusMessage(_Message):
+    """Queue status: on connect and on every change."""
+
+    type: Literal["status"] = "status"
+    data: StatusData
+
+
+class JobStartedMessage(_Message):
+    """A job began running."""
+
+    type: Literal["job_started"] = "job_started"
+    data: JobStartedData
+
+
+class NodeStartedMessage(_Message):
+    """A node began running."""
+
+    type: Literal["node_started"] = "node_started"
+    data: NodeStartedData
+
+
+class ProgressMessage(_Message):
+    """A node reported progress."""
+
+    type: Literal["progress"] = "progress"
+    data: ProgressData
+
+
+class PreviewMessage(_Message):
+    """An in-progress image from a node (throttled per node)."""
+
+    type: Literal["preview"] = "preview"
+    data: PreviewData
+
+
+class NodeCachedMessage(_Message):
+    """A node's outputs came from the cache."""
+
+    type: Literal["node_cached"] = "node_cached"
+    data: NodeCachedData
+
+
+class NodeCompletedMessage(_Message):
+    """A node finished."""
+
+    type: Literal["node_completed"] = "node_completed"
+    data: NodeCompletedData
+
+
+class NodeFailedMessage(_Message):
+    """A node failed; the run stops."""
+
+    type: Literal["node_failed"] = "node_failed"
+    data: NodeFailedData
+
+
+class JobFinishedMessage(_Message):
+    """A job ended."""
+
+    type: Literal["job_finished"] = "job_finished"
+    data: JobFinishedData
+
+
+class ValidationFailedMessage(_Message):
+    """The workflow this client queued is invalid (sent to that client only)."""
+
+    type: Literal["validation_failed"] = "validation_failed"
+    data: ValidationFailedData
+
+
+WS_MESSAGES: tuple[type[BaseModel], ...] = (
+    StatusMessage, JobStartedMessage, NodeStartedMessage, ProgressMessage, PreviewMessage, NodeCachedMessage,
+    NodeCompletedMessage, NodeFailedMessage, JobFinishedMessage, ValidationFailedMessage,
+)
+
+#: Any server -> client message (discriminated by ``type``).
+WsMessage = Annotated[
+    StatusMessage | JobStartedMessage | NodeStartedMessage | ProgressMessage | PreviewMessage
+    | NodeCachedMessage | NodeCompletedMessage | NodeFailedMessage | JobFinishedMessage | ValidationFailedMessage,
+    Field(discriminator="type"),
+]
