@@ -127,16 +127,21 @@ async def test_nodegraph_serve_listens_on_loopback_without_torch_and_stops_clean
                 url = m.group(1) if m else None
         assert url.startswith("http://127.0.0.1:")
         async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url + "ws")
             async with session.post(url + "api/jobs", json={"workflow": trivial(3.0)}) as res:
                 assert res.status == 201
             async with session.get(url + "api/system") as res:
                 assert (await res.json())["versions"]["api"] == 1
-        maps = Path(f"/proc/{proc.pid}/maps")
-        if maps.exists():
-            assert "libtorch" not in maps.read_text()  # the server never imported torch
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            assert await proc.wait() == 0
+            maps = Path(f"/proc/{proc.pid}/maps")
+            if maps.exists():
+                assert "libtorch" not in maps.read_text()  # the server never imported torch
+            proc.send_signal(signal.SIGTERM)  # with a WebSocket open: it is told, not waited for
+            async with asyncio.timeout(10):
+                while not ws.closed:
+                    await ws.receive()
+            assert ws.close_code == 1001  # "going away"
+            async with asyncio.timeout(10):
+                assert await proc.wait() == 0
     finally:
         if proc.returncode is None:
             proc.kill()

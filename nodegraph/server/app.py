@@ -65,6 +65,7 @@ def create_app(engine: Engine, settings: Settings | None = None, *, data_dir: st
     api.install(app, body_limit)
     app.router.add_get("/{tail:.+}", editor_file)  # after every API route: the rest of web/
     app.on_response_prepare.append(security_headers)
+    app.on_shutdown.append(_close_sockets)  # open WebSockets would otherwise hold the shutdown up
     app.cleanup_ctx.append(_lifecycle)
     return app
 
@@ -79,6 +80,10 @@ def _openapi() -> dict[str, Any]:
         "description": "Switching protocols: a WebSocket whose text frames are WsMessage objects",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WsMessage"}}}}
     return doc
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[HUB].close()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -82,7 +82,7 @@ class Hub:
 
     # -- connections -----------------------------------------------------------------------------
     async def handle(self, request: web.Request, client_id: str | None) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, timeout=2.0)
         await ws.prepare(request)
         client = Client(ws, client_id, asyncio.Queue(self.queue_size))
         if self.status_text is not None:
@@ -144,7 +144,7 @@ class Hub:
                     await client.ws.close(code=1013, message=b"too slow: reconnect and reload the state")
 
     async def close(self) -> None:
-        for client in list(self.clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close(code=1001, message=b"server shutting down")
-        self.clients.clear()
+        """Tell every client the server is going away (each gets 2 s to answer the close)."""
+        clients, self.clients = list(self.clients), set()
+        await asyncio.gather(*(c.ws.close(code=1001, message=b"server shutting down") for c in clients),
+                             return_exceptions=True)
