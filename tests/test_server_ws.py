@@ -195,7 +195,7 @@ async def test_validation_failed_goes_only_to_the_client_that_queued(server):
     assert "validation_failed" not in [m["type"] for m in seen]
 
 
-async def test_a_client_that_falls_behind_is_disconnected_and_others_are_not(start):
+async def test_clients_that_fall_behind_are_disconnected_and_can_reconnect(start):
     srv = await start(ws_queue=10)
     slow = await srv.ws("slow")
     fine = await srv.ws("fine")

@@ -261,7 +261,11 @@ class JobRunner:
         await self.publish_status()
         while not self._closing:
             self._wake.clear()  # before looking: a job queued from now on sets it again
-            job = await self.store(lambda s: s.claim_next())
+            try:
+                job = await self.store(lambda s: s.claim_next())
+            except Exception:  # noqa: BLE001 - e.g. a full disk: keep serving, retry on the next queue change
+                log.exception("could not take the next job from the queue")
+                job = None
             if job is None:
                 await self._wake.wait()
                 continue
@@ -274,6 +278,8 @@ class JobRunner:
                 raise
             except Exception:  # noqa: BLE001 - the runner must survive anything a job does
                 log.exception("recording job %s failed", job["id"])
+            finally:
+                self.current = None
 
     async def _run(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
