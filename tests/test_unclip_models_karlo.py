@@ -9,11 +9,12 @@ own generator, continuing the same random stream the library uses for that stage
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from diffusers import UnCLIPPipeline, UnCLIPScheduler
 from diffusers.utils.torch_utils import randn_tensor
-from karlo_tiny import build_tiny_karlo
 
 from nodes.unclip.models import (
     load_clip,
@@ -24,6 +25,7 @@ from nodes.unclip.models import (
     sample_prior,
     upsample,
 )
+from nodes.unclip.models.tiny import build_tiny_karlo
 
 
 class _StageNoiseScheduler(UnCLIPScheduler):
@@ -105,8 +107,11 @@ def test_karlo_decoder_accepts_other_schedulers_and_a_preview_callback(karlo):
             assert [s[:2] for s in seen] == [(1, 2), (2, 2)] and seen[0][2] == tuple(img.shape)
 
 
-def test_text_only_karlo_clip_refuses_image_encoding_with_a_clear_message(karlo):
-    clip = load_clip(karlo)
+def test_text_only_karlo_clip_refuses_image_encoding_with_a_clear_message(karlo, tmp_path):
+    # the text-to-image Karlo release has no image_encoder/ (the image-variation one has)
+    text_only = tmp_path / "text-only"
+    shutil.copytree(karlo, text_only, ignore=shutil.ignore_patterns("image_encoder", "feature_extractor"))
+    clip = load_clip(text_only)
     with pytest.raises(ValueError, match="text-only"):
         clip.encode_image(torch.rand(1, 3, 32, 32))
 
@@ -124,3 +129,12 @@ def test_cancelling_from_the_callback_leaves_the_model_reusable(karlo):
         a = sample_prior(prior, cond, uncond, steps=3, generator=_gen(0))
         b = sample_prior(prior, cond, uncond, steps=3, generator=_gen(0))
     torch.testing.assert_close(a, b)
+
+
+def test_karlo_image_encoder_embeds_images_in_the_text_space(karlo):
+    clip = load_clip(karlo)
+    with torch.no_grad():
+        emb = clip.encode_image(torch.rand(2, 3, 48, 40))
+        text = clip.encode_text(["a red circle"]).embeds
+    assert emb.shape == (2, text.shape[-1])
+    assert torch.isfinite(emb).all()

@@ -38,6 +38,8 @@ class ShapesData:
     images64: np.ndarray  # (N, 64, 64, 3) uint8
     images32: np.ndarray  # (N, 32, 32, 3) uint8
     labels: np.ndarray  # (N, 5) int64: colour, background, shape, size, position
+    fg_rgb: np.ndarray  # (N, 3) uint8: the jittered object colour
+    bg_rgb: np.ndarray  # (N, 3) uint8: the jittered background colour
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,24 +61,62 @@ def generate(seed: int, n: int) -> ShapesData:
     im32 = np.clip(np.rint(im32), 0, 255).astype(np.uint8)
     labels = np.array([[COLOR_IDX[s.color], COLOR_IDX[s.background], SHAPE_IDX[s.shape], SIZE_IDX[s.size],
                         POS_IDX[s.position]] for s in scenes], dtype=np.int64)
-    return ShapesData(im64, im32, labels)
+    fg = np.array([s.fg_rgb for s in scenes], dtype=np.uint8)
+    bg = np.array([s.bg_rgb for s in scenes], dtype=np.uint8)
+    return ShapesData(im64, im32, labels, fg, bg)
 
 
 def load(seed: int = 0, n: int = 60_000, cache: bool = True) -> ShapesData:
     """The dataset for (seed, n), from the cache when present."""
-    path = DATA_DIR / f"shapes-s{seed}-n{n}.npz"
+    path = DATA_DIR / f"shapes-v2-s{seed}-n{n}.npz"
     if cache and path.exists():
         z = np.load(path)
-        return ShapesData(z["images64"], z["images32"], z["labels"])
+        return ShapesData(z["images64"], z["images32"], z["labels"], z["fg_rgb"], z["bg_rgb"])
     t0 = time.time()
     data = generate(seed, n)
     log.info("generated %d scenes in %.1f s", n, time.time() - t0)
     if cache:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images64=data.images64, images32=data.images32, labels=data.labels)
+        np.savez(tmp, images64=data.images64, images32=data.images32, labels=data.labels, fg_rgb=data.fg_rgb,
+                 bg_rgb=data.bg_rgb)
         tmp.replace(path)
     return data
+
+
+def recolor(images: np.ndarray, bg: np.ndarray, fg: np.ndarray, new_fg: np.ndarray) -> np.ndarray:
+    """Repaint the object of rendered images (B, H, W, 3) uint8 with `new_fg` (B, 3).
+
+    A rendered pixel is the blend a·fg + (1 − a)·bg, so its coverage a is its projection on the
+    bg → fg line; the anti-aliased edges stay exact.
+    """
+    img = images.astype(np.float32)
+    bg, fg, new = (x.astype(np.float32)[:, None, None, :] for x in (bg, fg, new_fg))
+    axis = fg - bg
+    a = np.clip(((img - bg) * axis).sum(-1, keepdims=True) / np.maximum((axis ** 2).sum(-1, keepdims=True), 1e-6),
+                0, 1)
+    return np.clip(np.rint(a * new + (1 - a) * bg), 0, 255).astype(np.uint8)
+
+
+def random_object_colors(rng: np.random.Generator, shapes: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Random RGB object colours (B, 3) for shape indices `shapes`, never forming a held-out pair.
+
+    Rejected: colours whose nearest palette colour is held out for that shape (so no training image
+    shows, e.g., anything the analyser would call a red star) and colours too close to the background.
+    """
+    palette = np.array([domain.PALETTE[c] for c in domain.COLORS], dtype=np.float32)
+    out = np.zeros((len(shapes), 3), dtype=np.uint8)
+    for i, (shape, b) in enumerate(zip(shapes, bg.astype(np.float32), strict=True)):
+        while True:
+            rgb = rng.integers(0, 256, size=3).astype(np.float32)
+            nearest = domain.COLORS[int(((palette - rgb) ** 2).sum(-1).argmin())]
+            if (nearest, domain.SHAPES[int(shape)]) in domain.HELDOUT_PAIRS:
+                continue
+            if np.sqrt(((rgb - b) ** 2).sum()) < 80:
+                continue
+            out[i] = rgb.astype(np.uint8)
+            break
+    return out
 
 
 def to_tensor(images: np.ndarray):

@@ -8,8 +8,10 @@ import nodegraph
 def _example_embedding():
     import torch
 
+    from .models.tiny import TEXT_DIM
+
     g = torch.Generator().manual_seed(0)
-    return torch.randn(2, 16, generator=g)
+    return torch.randn(2, TEXT_DIM, generator=g)
 
 
 def _tiny(kind: str):

@@ -200,14 +200,14 @@ def load_open_clip(path: Path) -> OpenClipEncoder:
 def load_transformers_clip(root: Path) -> TransformersClipEncoder:
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-    text_encoder = CLIPTextModelWithProjection.from_pretrained(root / "text_encoder", torch_dtype=torch.float32)
+    text_encoder = CLIPTextModelWithProjection.from_pretrained(root / "text_encoder", torch_dtype=torch.float32, low_cpu_mem_usage=False)
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
     image_encoder, size, mean, std = None, 224, None, None
     if (root / "image_encoder").is_dir():
         from transformers import CLIPVisionModelWithProjection
 
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(root / "image_encoder",
-                                                                      torch_dtype=torch.float32)
+                                                                      torch_dtype=torch.float32, low_cpu_mem_usage=False)
         size = image_encoder.config.image_size
         pre = root / "feature_extractor" / "preprocessor_config.json"
         if pre.is_file():

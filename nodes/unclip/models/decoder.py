@@ -26,6 +26,8 @@ from . import schedulers as sch
 from .clip import TextEncoding
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
+ExtraKwargs = Callable[..., dict]
+LatentHook = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -50,8 +52,8 @@ def load_decoder(path: str | Path) -> DecoderModel:
         if not (root / sub).is_dir():
             raise FileNotFoundError(f"no decoder in {root}: expected text_proj/, decoder/ and decoder_scheduler/ "
                                     f"(Karlo layout); {sub}/ is missing")
-    text_proj = UnCLIPTextProjModel.from_pretrained(root, subfolder="text_proj", torch_dtype=torch.float32).eval()
-    unet = UNet2DConditionModel.from_pretrained(root, subfolder="decoder", torch_dtype=torch.float32).eval()
+    text_proj = UnCLIPTextProjModel.from_pretrained(root, subfolder="text_proj", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
+    unet = UNet2DConditionModel.from_pretrained(root, subfolder="decoder", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
     return DecoderModel(text_proj, unet, sch.load_scheduler(root / "decoder_scheduler"))
 
 
@@ -70,12 +72,19 @@ def conditioning(model: DecoderModel, image_embeds: torch.Tensor, text: TextEnco
 def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEncoding, uncond: TextEncoding,
                    guidance: float = 8.0, steps: int = 25, generator: torch.Generator | None = None,
                    scheduler: str | None = None, callback: Callback | None = None,
-                   latents: torch.Tensor | None = None) -> torch.Tensor:
+                   latents: torch.Tensor | None = None, extra_unet_kwargs: ExtraKwargs | None = None,
+                   latent_hook: LatentHook | None = None) -> torch.Tensor:
     """Decode image embeddings (B, D) into images (B, 3, S, S) in [0, 1].
 
     cond: the prompt (1 or B rows; an empty prompt for pure variations); uncond: the negative prompt
     (1 or B rows). Guidance is on when it is not 1. Initial noise: `randn_tensor((B, 3, S, S),
     generator)`; the same generator drives the scheduler's step noise.
+
+    Hooks for editing methods (both optional; without them this is exactly the pipeline's loop):
+    `extra_unet_kwargs(i, t, x, hidden, additive, mask) -> dict` adds keyword arguments to each UNet
+    call (ControlNet residuals, `cross_attention_kwargs`); x is the UNet input, [uncond; cond] under
+    guidance. `latent_hook(i, t, prev_t, latents) -> latents` replaces the latents after each step
+    (mask-guided inpainting re-noises the known pixels there).
     """
     unet = model.unet
     dtype = unet.dtype
@@ -97,8 +106,9 @@ def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEn
     for i, t in enumerate(ts):
         x = torch.cat([latents] * 2) if do_cfg else latents
         x = sched.scale_model_input(x, t)
+        extra = extra_unet_kwargs(i, t, x, hidden, additive, mask) if extra_unet_kwargs is not None else {}
         pred = unet(sample=x, timestep=t, encoder_hidden_states=hidden, class_labels=additive,
-                    attention_mask=mask).sample
+                    attention_mask=mask, **extra).sample
         if do_cfg:
             p_uncond, p_text = pred.chunk(2)
             p_uncond = p_uncond[:, :channels]
@@ -108,6 +118,8 @@ def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEn
                 pred = torch.cat([pred, p_var], dim=1)
         out = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator)
         latents = out.prev_sample
+        if latent_hook is not None:
+            latents = latent_hook(i, t, sch.prev_timestep(ts, i), latents)
         if callback is not None:
             callback(i + 1, len(ts), sch.preview(out, latents))
     return latents.clamp(-1, 1) * 0.5 + 0.5

@@ -40,7 +40,7 @@ def load_prior(path: str | Path) -> PriorModel:
     root = Path(path)
     if not (root / "prior").is_dir():
         raise FileNotFoundError(f"no prior in {root}: expected prior/ and prior_scheduler/ (Karlo layout)")
-    prior = PriorTransformer.from_pretrained(root, subfolder="prior", torch_dtype=torch.float32).eval()
+    prior = PriorTransformer.from_pretrained(root, subfolder="prior", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
     return PriorModel(prior, sch.load_scheduler(root / "prior_scheduler"))
 
 

@@ -42,10 +42,10 @@ def load_upsampler(path: str | Path) -> UpsamplerModel:
     if not (root / "super_res_first").is_dir() or not (root / "super_res_scheduler").is_dir():
         raise FileNotFoundError(f"no upsampler in {root}: expected super_res_first/ and super_res_scheduler/ "
                                 "(Karlo layout)")
-    first = UNet2DModel.from_pretrained(root, subfolder="super_res_first", torch_dtype=torch.float32).eval()
+    first = UNet2DModel.from_pretrained(root, subfolder="super_res_first", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
     last = None
     if (root / "super_res_last").is_dir():
-        last = UNet2DModel.from_pretrained(root, subfolder="super_res_last", torch_dtype=torch.float32).eval()
+        last = UNet2DModel.from_pretrained(root, subfolder="super_res_last", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
     return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"))
 
 

@@ -1,9 +1,14 @@
-"""Build a random, tiny Karlo-layout unCLIP checkpoint entirely offline (reusable by tests).
+"""Tiny random Karlo-layout unCLIP checkpoints, built offline: for tests, and link-type examples.
+
+`build_tiny_karlo(root)` writes one; `clip()`, `prior()`, `decoder()`, `upsampler()` and
+`conditioning()` return handles on a per-process cached one (what node tests and the contract
+test feed to the unCLIP nodes).
 
 The layout is the one `UnCLIPPipeline` checkpoints are published in: `model_index.json` (naming the
 text_proj library "unclip", as the Karlo release does), `prior/`, `prior_scheduler/`, `text_proj/`,
 `decoder/`, `decoder_scheduler/`, `super_res_first/`, `super_res_last/`, `super_res_scheduler/`,
-`text_encoder/` (transformers `CLIPTextModelWithProjection`) and `tokenizer/` (a byte-level
+`text_encoder/` (transformers `CLIPTextModelWithProjection`), `image_encoder/` +
+`feature_extractor/` (as the image-variation pipeline has them) and `tokenizer/` (a byte-level
 `CLIPTokenizer`: the 256 byte symbols, plain and with `</w>`, the two special tokens and no merges).
 
 Shapes follow the real constraints: the prior's `num_embeddings` equals the text context length,
@@ -25,6 +30,7 @@ CONTEXT = 16  # tokenizer max length = prior num_embeddings
 DECODER_CH = (16, 32)
 DECODER_SIZE = 16
 SUPER_RES_SIZE = 32
+IMAGE_SIZE = 32  # the tiny CLIP image tower's input
 
 
 def byte_level_tokenizer(path: Path, max_length: int = CONTEXT):
@@ -66,7 +72,12 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Karlo-layout checkpoint to `root` and return the path."""
     from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -81,6 +92,14 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)).eval()
     text_encoder.save_pretrained(root / "text_encoder")
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=TEXT_DIM, projection_dim=TEXT_DIM, intermediate_size=37, num_hidden_layers=1,
+        num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=8)).eval()
+    image_encoder.save_pretrained(root / "image_encoder")
+    (root / "feature_extractor").mkdir(exist_ok=True)
+    (root / "feature_extractor" / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+         "crop_size": IMAGE_SIZE, "size": IMAGE_SIZE}))
 
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=TEXT_DIM, num_layers=1,
                              num_embeddings=CONTEXT, additional_embeddings=4)
@@ -131,8 +150,69 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
         "super_res_last": ["diffusers", "UNet2DModel"],
         "super_res_scheduler": ["diffusers", "UnCLIPScheduler"],
         "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
         "text_proj": ["unclip", "UnCLIPTextProjModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
     }
     (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return root
+
+
+_CACHED: dict[str, object] = {}
+
+
+def cached_root() -> Path:
+    """A tiny checkpoint built once per process (seed 0) in a temporary directory."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if "root" not in _CACHED:
+        tmp = Path(tempfile.mkdtemp(prefix="nodegraph-tiny-karlo-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        _CACHED["root"] = build_tiny_karlo(tmp / "tiny-karlo", seed=0)
+    return _CACHED["root"]  # type: ignore[return-value]
+
+
+def _handle(kind: str, load):
+    from nodegraph import ModelHandle
+
+    key = f"model:{kind}"
+    if key not in _CACHED:
+        _CACHED[key] = load(cached_root())
+    return ModelHandle(_CACHED[key], "tiny-karlo", f"unclip.{kind}")
+
+
+def clip():
+    from .clip import load_clip
+
+    return _handle("clip", load_clip)
+
+
+def prior():
+    from .prior import load_prior
+
+    return _handle("prior", load_prior)
+
+
+def decoder():
+    from .decoder import load_decoder
+
+    return _handle("decoder", load_decoder)
+
+
+def upsampler():
+    from .upsampler import load_upsampler
+
+    return _handle("upsampler", load_upsampler)
+
+
+def conditioning(texts: tuple[str, ...] = ("a red circle",), negative: str = ""):
+    """The encoding of `texts` with the tiny CLIP, as CLIP Text Encode outputs it."""
+    import torch
+
+    from ..encode import Conditioning
+
+    model = clip().model
+    with torch.inference_mode():
+        return Conditioning(model.encode_text(list(texts)), model.encode_text([negative]), tuple(texts), negative)

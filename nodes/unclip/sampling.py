@@ -1,0 +1,115 @@
+"""The sampling stages: prior (text → image embedding), decoder (embedding → image), upsampler."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import nodegraph
+from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
+
+from .convert import generator, library_errors, progress, to_image, to_torch
+from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
+
+Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler_a"]
+
+
+class Prior(Node):
+    """Map a CLIP text embedding to CLIP image embeddings with the diffusion prior."""
+
+    name = "prior"
+    category = "unclip"
+
+    class Inputs(nodegraph.Inputs):
+        prior: PRIOR = Port(description="A loaded prior.")
+        conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
+        guidance: float = Port(4.0, ge=0.0, le=20.0, step=0.5, description="Classifier-free guidance scale.")
+        steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
+        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        count: int = Port(1, ge=1, le=64, description="Image embeddings per prompt.")
+
+    class Outputs(nodegraph.Outputs):
+        embedding: EMBEDDING = Port(description="CLIP image embeddings, (prompts × count, D).")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        from .models import sample_prior
+
+        cond = inputs.conditioning
+        with torch.inference_mode(), library_errors():
+            emb = sample_prior(inputs.prior.model, cond.cond, cond.uncond, guidance=inputs.guidance,
+                               steps=inputs.steps, generator=generator(inputs.seed),
+                               num_per_prompt=inputs.count, callback=progress(ctx))
+        return self.Outputs(embedding=emb)
+
+
+class Decoder(Node):
+    """Turn CLIP image embeddings into images with the diffusion decoder (classifier-free guidance)."""
+
+    name = "decoder"
+    category = "unclip"
+
+    class Inputs(nodegraph.Inputs):
+        decoder: DECODER = Port(description="A loaded decoder.")
+        image_embedding: EMBEDDING = Port(description="CLIP image embeddings, (B, D): from the prior, "
+                                          "CLIP Image Encode, or an embedding operation.")
+        conditioning: CONDITIONING = Port(description="Encoded prompt the decoder also attends to; an empty "
+                                          "prompt for pure variations.")
+        guidance: float = Port(8.0, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
+        steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
+        scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
+                                    "another diffusers scheduler built from its config.")
+        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        batch: int = Port(1, ge=1, le=64, description="Images per embedding.")
+
+    class Outputs(nodegraph.Outputs):
+        images: IMAGE = Port(description="Images at the decoder's resolution, (B × batch, H, W, 3).")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        from .models import sample_decoder
+
+        emb = inputs.image_embedding
+        if inputs.batch > 1:
+            emb = emb.repeat_interleave(inputs.batch, dim=0)
+        cond = inputs.conditioning
+        n_text = cond.cond.embeds.shape[0]
+        if n_text not in (1, emb.shape[0]):
+            raise NodeExecutionError(f"{emb.shape[0]} image embeddings but {n_text} prompts; give one prompt "
+                                     "or one per embedding")
+        with torch.inference_mode(), library_errors():
+            images = sample_decoder(inputs.decoder.model, emb, cond.cond, cond.uncond, guidance=inputs.guidance,
+                                    steps=inputs.steps, generator=generator(inputs.seed),
+                                    scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
+                                    callback=progress(ctx))
+        return self.Outputs(images=to_image(images))
+
+
+class Upsample(Node):
+    """Enlarge images with a diffusion super-resolution model conditioned on the low-resolution image."""
+
+    name = "upsample"
+    category = "unclip"
+
+    class Inputs(nodegraph.Inputs):
+        upsampler: UPSAMPLER = Port(description="A loaded upsampler.")
+        images: IMAGE = Port(description="Low-resolution images (the decoder's output).")
+        steps: int = Port(10, ge=2, le=1000, description="Denoising steps.")
+        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        noise_level: float = Port(0.0, ge=0.0, le=1.0, step=0.05, description="Noise added to the "
+                                  "low-resolution image first (models trained with noise augmentation).")
+
+    class Outputs(nodegraph.Outputs):
+        images: IMAGE = Port(description="Upsampled images.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        from .models import upsample
+
+        with torch.inference_mode(), library_errors():
+            out = upsample(inputs.upsampler.model, to_torch(inputs.images), steps=inputs.steps,
+                           generator=generator(inputs.seed), noise_level=inputs.noise_level,
+                           callback=progress(ctx))
+        return self.Outputs(images=to_image(out))
