@@ -185,14 +185,13 @@ def _inline_hashes(path: Path) -> list[str]:
 def editor_csp(path: Path, host: str) -> str:
     """The editor page's policy: scripts only from the server itself (plus its import map, by hash).
 
-    No inline scripts, no other origins, no plugins, no framing. ``'unsafe-eval'`` stays allowed: the
-    canvas library evaluates arithmetic typed into number widgets with ``eval``, and the browser tests
-    evaluate their wait conditions in the page.
+    No inline scripts, no other origins, no ``eval``, no plugins, no framing. (The canvas library's
+    number prompt used ``eval``; the editor replaces it with a parser, web/js/arith.js.)
     """
     scripts = " ".join(["'self'", *_inline_hashes(path)])
     sockets = f" ws://{host} wss://{host}" if re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host) else ""
     return ("default-src 'self'; "
-            f"script-src {scripts} 'unsafe-eval'; "
+            f"script-src {scripts}; "
             "style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; "
             "font-src 'self' data:; "

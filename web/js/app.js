@@ -6,6 +6,7 @@
 
 import * as litegraph from "@comfyorg/litegraph";
 import { Api, ApiError } from "./api.js";
+import { patchNumberPrompt } from "./arith.js";
 import { Clipboard } from "./clipboard.js";
 import { download, escapeHtml, h, modal, askText, setChildren, toast } from "./dom.js";
 import { DomWidgetLayer } from "./domwidgets.js";
@@ -20,7 +21,7 @@ import { colourType, compatible, installTypeRules } from "./types.js";
 import { setWidgetLiteral } from "./widgets.js";
 import { WorkflowError, exportWorkflow, graphId, loadWorkflow, migrate } from "./workflow.js";
 
-const { LGraph, LGraphCanvas, LiteGraph, ContextMenu } = litegraph;
+const { LGraph, LGraphCanvas, LiteGraph, ContextMenu, NumberWidget } = litegraph;
 
 const STORAGE_WORKFLOW = "nodegraph.workflow";
 const STORAGE_NAME = "nodegraph.workflow_name";
@@ -113,6 +114,7 @@ export class App {
   // --- start-up --------------------------------------------------------------------------------
   async start() {
     patchContextMenu();
+    patchNumberPrompt(NumberWidget);
     this.el = {
       canvasWrap: document.getElementById("canvas-wrap"),
       canvas: document.getElementById("graph-canvas"),
@@ -299,6 +301,13 @@ export class App {
     // Every finished pointer or key action may have changed the graph: check for a change.
     // The canvas takes the keyboard when clicked (litegraph's own keys: Ctrl+A, Space-drag).
     this.el.canvas.addEventListener("pointerdown", () => this.el.canvas.focus({ preventScroll: true }));
+    // litegraph sees a double click when two presses are < 300 ms apart by its own clock, which a busy
+    // machine can miss; the browser's dblclick (the system's double-click rule) opens the search too.
+    this.el.canvas.addEventListener("dblclick", (e) => {
+      if (document.querySelector(".ng-search-dialog")) return;
+      const [x, y] = this.canvas.convertEventToCanvasOffset(e);
+      if (!this.graph.getNodeOnPos(x, y) && !this.graph.getGroupOnPos?.(x, y)) this.openSearch(e);
+    });
     const check = () => this.changed();
     this.el.canvas.addEventListener("pointerup", () => queueMicrotask(check));
     document.addEventListener("pointerup", (e) => {
