@@ -130,8 +130,8 @@ def startup(repeats: int = 10) -> dict:
         "nodegraph validate": timed([str(exe), "-m", "nodegraph", "validate", str(wf)]),
         "import torch": timed([str(exe), "-c", "import torch"]) if repeats > 3 else float("nan"),
     }
-    check = subprocess.run([str(exe), "-c", "import sys, nodegraph.cli as c; c.main(['validate', %r]);"
-                            "print('torch' in sys.modules)" % str(wf)], capture_output=True, text=True)
+    check = subprocess.run([str(exe), "-c", f"import sys, nodegraph.cli as c; c.main(['validate', {str(wf)!r}]);"
+                            "print('torch' in sys.modules)"], capture_output=True, text=True)
     out["validate imports torch"] = check.stdout.strip().splitlines()[-1]
     wf.unlink()
     return out

@@ -54,7 +54,7 @@ def test_node_contract(type_id, tmp_path):
     for port in [*schema["inputs"], *schema["outputs"]]:
         assert port["description"], f"{type_id}.{port['name']} has no description"
     # defaults validate
-    for name, port in spec.inputs.items():
+    for port in spec.inputs.values():
         if not port.required and not port.link_only:
             port.validate_value(port.default)
     # run on tiny inputs returns exactly the declared outputs

@@ -48,7 +48,7 @@ def test_v0_workflows_are_migrated(registry):
 
 def test_migrations_are_ordered_and_end_at_the_current_format():
     assert MIGRATIONS[-1][1] == FORMAT
-    for (_, new), (old, _) in zip([(m[0], m[1]) for m in MIGRATIONS], [(m[0], m[1]) for m in MIGRATIONS[1:]]):
+    for (_, new), (old, _) in zip([(m[0], m[1]) for m in MIGRATIONS], [(m[0], m[1]) for m in MIGRATIONS[1:]], strict=False):
         assert new == old
 
 
