@@ -1,0 +1,67 @@
+"""Helpers shared by the edit nodes: input checks, progress over several sampling runs, showing images."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import nodegraph
+from nodegraph import NodeContext, NodeExecutionError
+
+
+def check_embedding(emb: Any, decoder: Any, what: str):
+    """An EMBEDDING as float32 (B, D) of the decoder's width, or a NodeExecutionError saying the fix."""
+    import torch
+
+    if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
+        shape = tuple(emb.shape) if hasattr(emb, "shape") else type(emb).__name__
+        raise NodeExecutionError(f"{what}: expected CLIP embeddings of shape (B, D), got {shape}; connect a "
+                                 "prior, CLIP Image Encode or an embedding operation")
+    width = decoder.embedding_dim
+    if emb.shape[-1] != width:
+        raise NodeExecutionError(f"{what}: this decoder expects CLIP embeddings of width {width}, got "
+                                 f"{emb.shape[-1]}; use the CLIP and prior of the decoder's bundle")
+    if not torch.isfinite(emb).all():
+        raise NodeExecutionError(f"{what}: the embeddings contain NaN or infinite values")
+    return emb.float()
+
+
+def batch_size(what: dict[str, int]) -> int:
+    """The common batch of several inputs, each of which may be 1 (broadcast) or B."""
+    sizes = {n for n in what.values() if n != 1}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{k}: {v}" for k, v in what.items())
+        raise NodeExecutionError(f"batch sizes do not match ({listed}); give 1 or the same number for each")
+    return sizes.pop() if sizes else 1
+
+
+def expand_rows(x: Any, batch: int):
+    """Broadcast a (1, ...) torch tensor or numpy array to `batch` rows."""
+    if x.shape[0] == batch:
+        return x
+    if hasattr(x, "expand"):
+        return x.expand(batch, *x.shape[1:])
+    import numpy as np
+
+    return np.broadcast_to(x, (batch, *x.shape[1:]))
+
+
+def staged_progress(ctx: NodeContext, offset: int, total: int):
+    """A library callback `(step, n, preview)` reporting step `offset + step` of `total` (several runs)."""
+    from ..unclip.convert import to_image
+
+    def callback(step: int, n: int, preview: Any = None) -> None:
+        ctx.progress(offset + step, total, preview=to_image(preview) if preview is not None else None)
+
+    return callback
+
+
+def show_images(ctx: NodeContext, images: Any, prefix: str) -> None:
+    """Write images to the temporary folder and show them on the node in the editor, as a preview does."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    files = []
+    for i, img in enumerate(nodegraph.to_pil(images)):
+        path = ctx.resolve_file("temp", f"{name}_{i:03d}.png")
+        nodegraph.save_png(img, path, ctx.workflow, {"nodegraph.node": ctx.node_id})
+        files.append({"filename": path.name, "subfolder": "", "type": "temp"})
+    ctx.show(images=files)
