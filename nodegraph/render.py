@@ -74,7 +74,9 @@ class ConsoleRenderer:
                 self._line(text)
         elif isinstance(event, NodeFailed):
             self._line(f"FAILED {event.node} ({event.type}): {event.error_type}: {event.message}")
-            if event.traceback and not self.quiet:
+            # a NodeExecutionError is the node's own message (problem + fix); other errors are bugs
+            # somewhere, and their traceback is what a bug report needs
+            if event.traceback and not self.quiet and event.error_type != "NodeExecutionError":
                 self._line(event.traceback.rstrip())
         elif isinstance(event, RunFinished):
             self._line(f"run {event.status} in {event.duration:.2f}s "

@@ -1,0 +1,88 @@
+"""The Shapes domain contract (issue 3), the pixel analyser, the shapes nodes, training smoke runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from helpers import link, node, workflow
+
+from nodes.shapes import analyse, domain
+
+
+def test_palette_shapes_sizes_positions_follow_the_contract():
+    assert domain.PALETTE["red"] == (220, 30, 30) and domain.PALETTE["black"] == (20, 20, 20)
+    assert len(domain.COLORS) == 8 and domain.SHAPES == ("circle", "square", "triangle", "star")
+    rng = np.random.default_rng(0)
+    for scene in domain.sample_scenes(0, 300, "any"):
+        assert scene.color != scene.background
+        for rgb, name in ((scene.fg_rgb, scene.color), (scene.bg_rgb, scene.background)):
+            assert max(abs(a - b) for a, b in zip(rgb, domain.PALETTE[name], strict=True)) <= 12
+        lo, hi = domain.SIZE_RANGES[scene.size]
+        assert lo <= scene.r <= hi
+        col, row = domain.POSITIONS[scene.position]
+        assert abs(scene.cx - domain.GRID[col]) <= 0.04 + 1e-9 and abs(scene.cy - domain.GRID[row]) <= 0.04 + 1e-9
+        assert domain.caption(scene, rng)
+    with pytest.raises(ValueError, match="differ"):
+        domain.make_scene(rng, "red", "red", "circle", "small", "center")
+
+
+def test_heldout_pairs_never_appear_in_training_scenes():
+    train = domain.sample_scenes(1, 3000, "train")
+    assert not {(s.color, s.shape) for s in train} & domain.HELDOUT_PAIRS
+    pairs = domain.sample_scenes(2, 50, "heldout_pairs")
+    assert all((s.color, s.shape) in domain.HELDOUT_PAIRS for s in pairs)
+    combos = domain.sample_scenes(3, 50, "heldout_combos")
+    assert all(domain.split_of(s.color, s.background, s.shape, s.size, s.position) == "heldout_combos"
+               for s in combos)
+
+
+def test_the_analyser_reads_ground_truth_renders():
+    scenes = domain.sample_scenes(7, 200, "any")
+    hits = {a: 0 for a in domain.ATTRIBUTES}
+    for s in scenes:
+        got = analyse.analyse(domain.render(s, 64)).attributes()
+        for a in domain.ATTRIBUTES:
+            hits[a] += got[a] == getattr(s, a)
+    assert all(v / len(scenes) >= 0.97 for v in hits.values()), hits
+
+
+def test_the_analyser_mask_matches_the_exact_mask():
+    s = domain.make_scene(np.random.default_rng(0), "blue", "white", "star", "large", "center")
+    found = analyse.analyse(domain.render(s, 64))
+    assert analyse.mask_iou(found.mask, domain.object_mask(s, 64)) > 0.9
+
+
+def test_scene_and_analyse_nodes(engine):
+    wf = workflow(scene=node("shapes.scene", color="yellow", shape="triangle", size="small", position="top right",
+                             background="purple", resolution=48, seed=3),
+                  look=node("shapes.analyse", images=link("scene", "image")))
+    run = engine.run(wf, targets=["scene", "look"])
+    assert run.ok, run.error
+    assert run.outputs["scene"]["image"].shape == (1, 48, 48, 3)
+    assert run.outputs["scene"]["mask"].shape == (1, 48, 48)
+    assert "yellow triangle" in run.outputs["scene"]["caption"]
+    assert run.outputs["look"]["report"] == "0: yellow triangle, small, top right, on purple"
+    bad = workflow(scene=node("shapes.scene", color="red", background="red"))
+    run = engine.run(bad, targets=["scene"])
+    assert run.status == "failed" and "different background" in run.error.message
+
+
+def test_training_smoke_runs_every_stage(tmp_path):
+    out = tmp_path / "bundle"
+    proc = subprocess.run([sys.executable, "-m", "train", "all", "--smoke", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for sub in ("clip", "prior", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
+                "super_res_scheduler"):
+        assert (out / sub).is_dir(), sub
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt*"))  # safetensors only
+    # the evaluation runs end to end on what the smoke run wrote (a code-path check, not quality)
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "shapes", "--quick", "--model", str(out),
+                           "--n-aux", "2", "--threads", "1", "--steps", "2", "--upsample-steps", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "unseen" in proc.stdout and "latency per image" in proc.stdout
