@@ -1,0 +1,158 @@
+"""The LoRA pack: apply LoRA files to the unCLIP decoder (and prior), stackable, with a strength.
+
+`Load LoRA` reads peft/diffusers and kohya-style files (see `lora.py`), merges the low-rank deltas
+into a copy of the decoder UNet (and of the prior when the file has prior keys) and outputs new
+handles; the cached base models are never modified. Chain several nodes to stack LoRAs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import nodegraph
+from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
+
+from ..unclip.types import DECODER, PRIOR
+
+KIND = "loras"  # model folder: <models>/loras/<name>.safetensors (or a peft / diffusers folder)
+NONE = "none"  # no LoRA: the models pass through (a slot switched off)
+SHIPPED = "shapes-pink"
+
+
+def resolve_lora(store: nodegraph.ModelStore, name: str) -> Path:
+    """A LoRA by name in `<models>/loras/` (the extension may be left out), or a local path."""
+    if not name:
+        raise NodeExecutionError("no LoRA name given; pick one of: " + ", ".join(store.list(KIND)))
+    try:
+        return store.resolve(name, KIND)
+    except nodegraph.UnsafePath:
+        raise
+    except nodegraph.NodegraphError:
+        if not name.endswith(".safetensors") and not os.path.isabs(name):
+            try:
+                return store.resolve(name + ".safetensors", KIND)
+            except nodegraph.NodegraphError:
+                pass
+        raise
+
+
+def file_signature(path: Path) -> str:
+    parts = []
+    for p in [path] if path.is_file() else sorted(path.iterdir()):
+        if p.is_file():
+            st = p.stat()
+            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def _base_unet(unet):
+    """The UNet2DConditionModel inside a wrapper (a ControlNet-controlled UNet exposes `.base`)."""
+    return unet.base if hasattr(unet, "replace_base") else unet
+
+
+class LoadLora(Node):
+    """Apply a LoRA to the decoder (and the prior, when the file has prior weights), with a strength.
+
+    Reads peft / diffusers LoRA files and kohya-style ones. The outputs are patched copies: the
+    loaded models are not changed, so chain several of these nodes to stack LoRAs.
+    """
+
+    name = "load_lora"
+    title = "Load LoRA"
+    category = "unclip/loaders"
+    # Not `volatile`: the engine fingerprints only volatile nodes without links, and a volatile node
+    # with links would re-run (and re-decode everything after it) on every run. The patched model
+    # is keyed in the model store by the file's size and mtime, so any change of an input picks up
+    # a LoRA file replaced in place; an unchanged workflow keeps its cached result.
+
+    class Inputs(nodegraph.Inputs):
+        decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
+        prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")
+        lora: str = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
+                         "extension may be left out; shipped: 'shapes-pink'), or a local path (command line "
+                         "only): peft / diffusers or kohya-style safetensors. 'none' passes the models through.")
+        strength: float = Port(1.0, ge=-10.0, le=10.0, step=0.05, description="How strongly the LoRA applies to "
+                               "the decoder; 0 leaves it unchanged, negative values invert it.")
+        prior_strength: float = Port(1.0, ge=-10.0, le=10.0, step=0.05, description="How strongly the LoRA "
+                                     "applies to the prior (when the file has prior weights).")
+
+    class Outputs(nodegraph.Outputs):
+        decoder: DECODER = Port(description="The patched decoder (the input one when nothing applies).")
+        prior: PRIOR = Port(description="The patched prior (the input one when the LoRA has no prior weights; "
+                            "empty when no prior was given).")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        from .lora import LoraError, assign, patch, read_lora, subset
+
+        decoder: ModelHandle = inputs.decoder
+        prior: ModelHandle | None = inputs.prior
+        if inputs.lora.strip().lower() in (NONE, ""):
+            return self.Outputs(decoder=decoder, prior=prior)
+        path = resolve_lora(ctx.models, inputs.lora)
+        sig = file_signature(path)
+        try:
+            lora = ctx.models.load(f"lora-file:{path.resolve()}:{sig}", lambda: read_lora(path, Path(inputs.lora).stem))
+            dec_model = decoder.model
+            unet = dec_model.unet
+            comps = {"unet": _base_unet(unet), "text_proj": dec_model.text_proj,
+                     "prior": prior.model.prior if prior is not None else None}
+            lora = assign(lora, comps)
+        except LoraError as exc:
+            raise NodeExecutionError(str(exc)) from None
+        notes = []
+        if lora.ignored:
+            notes.append(f"{lora.name}: {len(lora.ignored)} text-encoder weights ignored (no CLIP is patched here)")
+        if "prior" in lora.components() and prior is None:
+            notes.append(f"{lora.name}: prior weights not applied (connect a prior to apply them)")
+        for note in notes:
+            ctx.log.warning(note)
+        if notes:
+            ctx.show(text=notes)
+        source = f"{path.resolve()}:{sig}"
+        new_dec, new_prior = decoder, prior
+        try:
+            dec_lora = subset(lora, ("unet", "text_proj"))
+            if dec_lora.components():
+                def build():
+                    models = patch({"unet": comps["unet"], "text_proj": comps["text_proj"]}, dec_lora, inputs.strength)
+                    new_unet = models["unet"]
+                    if new_unet is comps["unet"]:
+                        new_unet = unet
+                    elif hasattr(unet, "replace_base"):  # keep the ControlNet(s) attached to a controlled UNet
+                        new_unet = unet.replace_base(new_unet)
+                    return dataclasses.replace(dec_model, unet=new_unet, text_proj=models["text_proj"])
+
+                new_dec = _handle(ctx, decoder, lora.name, source, inputs.strength, build)
+            if "prior" in lora.components() and prior is not None:
+                prior_lora = subset(lora, ("prior",))
+
+                def build_prior():
+                    models = patch({"prior": comps["prior"]}, prior_lora, inputs.prior_strength)
+                    return dataclasses.replace(prior.model, prior=models["prior"])
+
+                new_prior = _handle(ctx, prior, lora.name, source, inputs.prior_strength, build_prior)
+        except LoraError as exc:
+            raise NodeExecutionError(str(exc)) from None
+        return self.Outputs(decoder=new_dec, prior=new_prior)
+
+
+def _handle(ctx: NodeContext, base: ModelHandle, lora_name: str, source: str, strength: float, build) -> ModelHandle:
+    """A handle on the patched copy, kept in the model store under its own key (base + file + strength)."""
+    if strength == 0:
+        model = base.model  # exactly the base model: nothing to merge
+    else:
+        key = f"lora:{base.kind}:{id(base.model)}:{base.name}|{source}|{strength!r}"
+        model = ctx.models.load(key, build)
+    loras = [*base.info.get("loras", []), [lora_name, strength]]
+    return ModelHandle(model, f"{base.name}+{lora_name}@{strength:g}", base.kind, {**base.info, "loras": loras})
+
+
+PACK = nodegraph.Pack(
+    name="lora",
+    version="1.0.0",
+    description="LoRA for the unCLIP decoder and prior: peft / diffusers and kohya-style files, stackable, "
+    "with a strength; the base models stay untouched.",
+    nodes=[LoadLora],
+)

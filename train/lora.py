@@ -1,0 +1,196 @@
+"""A LoRA that teaches the frozen Shapes decoder a colour it never saw: "pink".
+
+The base models were trained on an 8-colour palette; the word "pink" never occurred in a caption
+(CLIP's token for it is untrained) and no image had a pink object. With peft, rank-r LoRA adapters
+are added to the decoder UNet's attention projections (self-attention q/k/v/out and the
+cross-attention key/value projections of the text tokens), everything else frozen, and trained
+with the decoder's own loss (v-prediction, min-SNR-5) on:
+
+- pink scenes (an object of RGB ≈ (255, 105, 180) ± 12 on a palette background) with captions that
+  name the colour "pink". The image embedding the decoder gets is, per row, the CLIP embedding of
+  the image (40 %), what the frozen prior samples for the row's full caption (40 %: what the
+  text → image pipeline will give it), or text_proj's null embedding (20 %), so that the
+  colour has to come from the word;
+- ordinary palette scenes (half of every batch), so that the other colours stay as they were.
+
+Output: `<out>/loras/shapes-pink.safetensors` — peft keys prefixed `unet.` (diffusers' pipeline
+LoRA layout) with the LoraConfig in the safetensors metadata, so diffusers' `load_lora_adapter`
+reads it too. The base bundle is read from `<out>/shapes-unclip` (or `--bundle`).
+
+    python -m train.lora [--smoke] [--steps N] [--threads T] [--out MODELS_DIR] [--bundle DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nodes.shapes import domain
+from nodes.unclip.models.clip import TextEncoding
+from train import data as shapes_data
+from train.common import Timer, image_embeddings, parse, setup
+from train.finetune import MODELS, alphas_cumprod, bundle_dir, decoder_loss, load_frozen, render
+
+log = logging.getLogger("train.lora")
+
+
+@dataclass
+class Config:
+    out: str = str(MODELS)  # a models folder: writes <out>/loras/<name>.safetensors
+    bundle: str = ""  # the frozen base bundle (default: <out>/shapes-unclip)
+    name: str = "shapes-pink"
+    word: str = "pink"
+    rgb: str = "255,105,180"
+    steps: int = 500
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: int = 30
+    rank: int = 8
+    alpha: float = 8.0
+    targets: str = "to_q,to_k,to_v,to_out.0,add_k_proj,add_v_proj"
+    p_concept: float = 0.5  # fraction of each batch that is pink
+    p_prior_emb: float = 0.4  # pink rows: image embedding sampled by the prior from the caption
+    p_null_emb: float = 0.2  # pink rows: text_proj's null image embedding
+    n_concept: int = 3000
+    n_keep: int = 3000
+    prior_steps: int = 10
+    min_snr: float = 5.0
+    seed: int = 5
+    threads: int = 1
+    log_every: int = 25
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=2, batch=8, n_concept=32, n_keep=32, prior_steps=2,
+                  log_every=1)
+
+
+def concept_scenes(rng: np.random.Generator, n: int, rgb: tuple[int, int, int]) -> list[domain.Scene]:
+    """Random scenes (any split: the palette colour is replaced anyway) with a jittered `rgb` object."""
+    import dataclasses
+
+    scenes = []
+    for _ in range(n):
+        s = domain.sample_scene(rng, "any")
+        fg = tuple(int(v) for v in np.clip(np.array(rgb) + rng.integers(-12, 13, size=3), 0, 255))
+        scenes.append(dataclasses.replace(s, fg_rgb=fg))
+    return scenes
+
+
+def concept_caption(scene: domain.Scene, word: str, rng: np.random.Generator, full: bool = False) -> str:
+    """A caption that always names the new colour word (and a random subset of the rest)."""
+    attrs = {**scene.attributes(), "color": word}
+    include = domain.ATTRIBUTES if full else tuple(set(domain.random_subset(rng)) | {"color"})
+    return domain.caption(attrs, rng, include=include)
+
+
+@torch.no_grad()
+def prior_bank(pri, clip, captions: list[str], steps: int, seed: int, batch: int = 64) -> torch.Tensor:
+    """What the frozen prior samples for each caption (guidance 4, as the Prior node's default)."""
+    from nodes.unclip.models import sample_prior
+
+    uncond = clip.encode_text([""])
+    out = []
+    for i in range(0, len(captions), batch):
+        cond = clip.encode_text(captions[i:i + batch])
+        out.append(sample_prior(pri, cond, uncond, guidance=4.0, steps=steps,
+                                generator=torch.Generator().manual_seed(seed + i)))
+    return torch.cat(out)
+
+
+def save_lora(path: Path, unet, config: dict, extra: dict | None = None) -> None:
+    """peft state dict with the `unet.` prefix and the LoraConfig as diffusers' metadata, atomically."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = {f"unet.{k}": v.detach().float().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+    meta_cfg = {f"unet.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(meta_cfg, sort_keys=True, default=str)}
+    if extra:
+        metadata["nodegraph_training"] = json.dumps(extra, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.safetensors")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from peft import LoraConfig
+
+    cfg = parse(Config, argv, smoke)
+    setup(cfg.seed, cfg.threads)
+    out = Path(cfg.out)
+    bundle = bundle_dir(out, cfg.bundle)
+    timer = Timer()
+    clip, dec, pri = load_frozen(bundle, prior=True)
+    rgb = tuple(int(v) for v in cfg.rgb.split(","))
+    rng = np.random.default_rng(cfg.seed)
+
+    # data: pink scenes (+ captions, CLIP and prior embeddings) and ordinary scenes to keep
+    pink = concept_scenes(rng, cfg.n_concept, rgb)
+    pink64, pink32 = render(pink)
+    pink_emb = image_embeddings(clip, pink64)
+    full_caps = [concept_caption(s, cfg.word, rng, full=True) for s in pink]
+    bank = prior_bank(pri, clip, full_caps, cfg.prior_steps, cfg.seed)
+    keep = shapes_data.generate(cfg.seed + 1, cfg.n_keep)
+    keep_emb = image_embeddings(clip, keep.images64)
+    log.info("data: %d pink + %d palette scenes, prior bank in %.0f s", len(pink), len(keep), timer())
+
+    unet = dec.unet
+    targets = [t.strip() for t in cfg.targets.split(",") if t.strip()]
+    lora_cfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, init_lora_weights="gaussian")
+    unet.add_adapter(lora_cfg)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    n_params = sum(p.numel() for p in params)
+    log.info("LoRA: rank %d on %s, %.1f k trainable params", cfg.rank, targets, n_params / 1e3)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+    abar = alphas_cumprod(dec)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    null = dec.text_proj.learned_classifier_free_guidance_embeddings[None]
+    n_pink = max(1, round(cfg.batch * cfg.p_concept))
+    unet.train()
+    run_loss = None
+    for step in range(cfg.steps):
+        ip = rng.choice(len(pink), size=n_pink, replace=False)
+        ik = rng.choice(len(keep), size=cfg.batch - n_pink, replace=False)
+        u = rng.random(n_pink)
+        use_prior = u < cfg.p_prior_emb
+        use_null = (u >= cfg.p_prior_emb) & (u < cfg.p_prior_emb + cfg.p_null_emb)
+        emb_p = pink_emb[torch.from_numpy(ip)].clone()
+        emb_p[torch.from_numpy(use_prior)] = bank[torch.from_numpy(ip[use_prior])]
+        emb_p[torch.from_numpy(use_null)] = null
+        caps = [full_caps[i] if use_prior[j] else concept_caption(pink[i], cfg.word, rng) for j, i in enumerate(ip)]
+        caps += keep.captions(ik, rng)
+        x0 = shapes_data.to_tensor(np.concatenate([pink32[ip], keep.images32[ik]])) * 2 - 1
+        emb = torch.cat([emb_p, keep_emb[torch.from_numpy(ik)]])
+        with torch.no_grad():
+            text = clip.encode_text(caps)
+        text = TextEncoding(text.embeds, text.hidden, text.mask)
+        loss = decoder_loss(dec, x0, emb, text, abar, gen, cfg.min_snr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.info("step %d loss %.4f (avg %.4f)  %.0f s", step, loss.item(), run_loss, timer())
+    unet.eval()
+    path = out / "loras" / f"{cfg.name}.safetensors"
+    info = {"config": asdict(cfg), "wall_seconds": round(timer(), 1), "threads": torch.get_num_threads(),
+            "trainable_params": n_params, "bundle": str(bundle)}
+    save_lora(path, unet, lora_cfg.to_dict(), info)
+    log.info("saved %s (%.0f KB) in %.0f s", path, path.stat().st_size / 1024, timer())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
