@@ -39,6 +39,34 @@ def path_embeddings(a, b, frames: int):
     return torch.cat(out), 1
 
 
+def decode_frames(model, embs, cond, uncond, guidance: float, steps: int, seed: int, scheduler: str | None = None,
+                  progress=None):
+    """Decode embeddings (N, D) → (N, 3, S, S) in [0, 1], every frame from the same initial noise.
+
+    The noise is (1, C, S, S) drawn from generator(seed), as the Decoder node draws it; frames are
+    decoded in batches of CHUNK (a stochastic sampler's step noise comes from the same seeded stream
+    per batch; DDIM, the shipped decoder's sampler, has none). `progress(done, total)` per step.
+    """
+    import torch
+
+    from ..unclip.convert import generator
+    from ..unclip.models import sample_decoder
+
+    n = embs.shape[0]
+    size, channels = model.sample_size, model.unet.config.in_channels
+    chunks = [(k, min(n, k + CHUNK)) for k in range(0, n, CHUNK)]
+    total = len(chunks) * steps
+    out = []
+    for c, (k0, k1) in enumerate(chunks):
+        gen = generator(seed)
+        noise = torch.randn((1, channels, size, size), generator=gen, dtype=model.unet.dtype)
+        callback = None if progress is None else (lambda i, _n, _p, c=c: progress(c * steps + i, total))
+        out.append(sample_decoder(model, embs[k0:k1], cond, uncond, guidance=guidance, steps=steps, generator=gen,
+                                  scheduler=scheduler, latents=noise.expand(k1 - k0, -1, -1, -1),
+                                  callback=callback))
+    return torch.cat(out)
+
+
 def strip(frames, rows: int, padding: int):
     """(rows·n, H, W, 3) frames → one (1, rows·H + pads, n·W + pads, 3) image, white between frames."""
     import numpy as np
@@ -86,12 +114,9 @@ class InterpolationStrip(Node):
         embedding: EMBEDDING = Port(description="The interpolated embeddings, one per frame.")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        import numpy as np
         import torch
 
-        from ..unclip.convert import generator, library_errors, to_image
-        from ..unclip.models import sample_decoder
-        from .common import staged_progress
+        from ..unclip.convert import library_errors, to_image
 
         model = inputs.decoder.model
         a = check_embedding(inputs.a, model, "a")
@@ -100,25 +125,11 @@ class InterpolationStrip(Node):
         if len(cond.cond) != 1:
             raise NodeExecutionError(f"conditioning has {len(cond.cond)} prompts; give one prompt for all frames")
         embs, rows = path_embeddings(a, b, inputs.frames)
-        n = embs.shape[0]
-        scheduler = None if inputs.scheduler == "default" else inputs.scheduler
-        # every frame starts from the same noise, (1, C, S, S) drawn from generator(seed) as the Decoder
-        # node draws it; frames are decoded in batches (a stochastic sampler's step noise is drawn from
-        # the same seeded stream for the batch; DDIM, the shipped decoder's sampler, has none)
-        size, channels = model.sample_size, model.unet.config.in_channels
-        images = []
-        chunks = [(k, min(n, k + CHUNK)) for k in range(0, n, CHUNK)]
-        total = len(chunks) * inputs.steps
         with torch.inference_mode(), library_errors():
-            for c, (k0, k1) in enumerate(chunks):
-                gen = generator(inputs.seed)
-                noise = torch.randn((1, channels, size, size), generator=gen, dtype=model.unet.dtype)
-                img = sample_decoder(model, embs[k0:k1], cond.cond, cond.uncond, guidance=inputs.guidance,
-                                     steps=inputs.steps, generator=gen, scheduler=scheduler,
-                                     latents=noise.expand(k1 - k0, -1, -1, -1),
-                                     callback=staged_progress(ctx, c * inputs.steps, total))
-                images.append(to_image(img))
-        frames = np.concatenate(images)
+            frames = to_image(decode_frames(
+                model, embs, cond.cond, cond.uncond, guidance=inputs.guidance, steps=inputs.steps,
+                seed=inputs.seed, scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
+                progress=lambda done, total: ctx.progress(done, total)))
         strip_image = strip(frames, rows, inputs.padding)
         show_images(ctx, strip_image, "interpolation_strip")
         return self.Outputs(frames=frames, strip=strip_image, embedding=embs)

@@ -11,6 +11,47 @@ from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 from ..unclip.types import CLIP, DECODER, EMBEDDING
 from .common import batch_size, check_embedding, expand_rows, staged_progress
 
+Mode = Literal["swap", "refine", "reweight"]
+
+
+def prompt_to_prompt(model, clip, emb_s, emb_t, source: str, target: str, negative: str = "",
+                     mode: Mode = "swap", word: str = "", weight: float = 2.0, cross_replace: float = 0.8,
+                     self_replace: float = 0.4, guidance: float = 4.0, steps: int = 25, seed: int = 0,
+                     scheduler: str | None = None, callbacks=(None, None)):
+    """Decode `source` from emb_s (B, D), then `target` from emb_t with the source's attention maps
+    injected; both with generator(seed). Returns (source images, edited images), (B, 3, S, S) in [0, 1].
+    Library errors (unknown word, prompts too long) are ValueErrors saying the fix."""
+    import torch
+
+    from ..unclip.convert import generator
+    from ..unclip.models import sample_decoder
+    from .attention import AttentionEdit, align, installed, prompt_tokens, word_positions
+
+    cond_s, cond_t = clip.encode_text([source]), clip.encode_text([target])
+    uncond = clip.encode_text([negative])
+    context = int(cond_t.hidden.shape[1])
+    alignment = align(prompt_tokens(clip, source), prompt_tokens(clip, target), context, mode)
+    equalizer = None
+    if mode == "reweight":
+        equalizer = torch.ones(context)
+        equalizer[word_positions(clip, alignment.target_tokens, word)] = weight
+    ctrl = AttentionEdit(n_extra=int(model.text_proj.clip_extra_context_tokens), cfg=guidance != 1.0,
+                         cross_steps=round(cross_replace * steps), self_steps=round(self_replace * steps),
+                         alignment=alignment, equalizer=equalizer)
+
+    def hook(i, *_):
+        return ctrl.set_step(i)
+
+    common = dict(guidance=guidance, steps=steps, scheduler=scheduler, extra_unet_kwargs=hook)
+    with installed(model.unet, ctrl):
+        ctrl.mode = "record"
+        src = sample_decoder(model, emb_s, cond_s, uncond, generator=generator(seed), callback=callbacks[0],
+                             **common)
+        ctrl.mode = "inject"
+        edit = sample_decoder(model, emb_t, cond_t, uncond, generator=generator(seed), callback=callbacks[1],
+                              **common)
+    return src, edit
+
 
 class PromptToPrompt(Node):
     """Edit an image by editing its prompt while keeping its layout (Prompt-to-Prompt).
@@ -64,9 +105,7 @@ class PromptToPrompt(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        from ..unclip.convert import generator, library_errors, to_image
-        from ..unclip.models import sample_decoder
-        from .attention import AttentionEdit, align, installed, prompt_tokens, word_positions
+        from ..unclip.convert import library_errors, to_image
 
         model = inputs.decoder.model
         clip = inputs.clip.model
@@ -81,31 +120,11 @@ class PromptToPrompt(Node):
                                      "its edit, e.g. 'a red circle' → 'a blue circle'")
         if inputs.mode == "reweight" and not inputs.word.strip():
             raise NodeExecutionError("reweight mode needs `word`: a word of the target prompt to re-weight")
-        with torch.inference_mode():
-            cond_s, cond_t = clip.encode_text([source]), clip.encode_text([target])
-            uncond = clip.encode_text([inputs.negative])
-        context = int(cond_t.hidden.shape[1])
-        with library_errors():
-            alignment = align(prompt_tokens(clip, source), prompt_tokens(clip, target), context, inputs.mode)
-            equalizer = None
-            if inputs.mode == "reweight":
-                equalizer = torch.ones(context)
-                equalizer[word_positions(clip, alignment.target_tokens, inputs.word)] = inputs.weight
         steps = inputs.steps
-        ctrl = AttentionEdit(n_extra=int(model.text_proj.clip_extra_context_tokens), cfg=inputs.guidance != 1.0,
-                             cross_steps=round(inputs.cross_replace * steps),
-                             self_steps=round(inputs.self_replace * steps),
-                             alignment=alignment, equalizer=equalizer)
-
-        def hook(i, *_):
-            return ctrl.set_step(i)
-
-        common = dict(guidance=inputs.guidance, steps=steps, extra_unet_kwargs=hook)
-        with installed(model.unet, ctrl), torch.inference_mode(), library_errors():
-            ctrl.mode = "record"
-            src = sample_decoder(model, emb_s, cond_s, uncond, generator=generator(inputs.seed),
-                                 callback=staged_progress(ctx, 0, 2 * steps), **common)
-            ctrl.mode = "inject"
-            edit = sample_decoder(model, emb_t, cond_t, uncond, generator=generator(inputs.seed),
-                                  callback=staged_progress(ctx, steps, 2 * steps), **common)
+        with torch.inference_mode(), library_errors():
+            src, edit = prompt_to_prompt(
+                model, clip, emb_s, emb_t, source, target, negative=inputs.negative, mode=inputs.mode,
+                word=inputs.word, weight=inputs.weight, cross_replace=inputs.cross_replace,
+                self_replace=inputs.self_replace, guidance=inputs.guidance, steps=steps, seed=inputs.seed,
+                callbacks=(staged_progress(ctx, 0, 2 * steps), staged_progress(ctx, steps, 2 * steps)))
         return self.Outputs(source_images=to_image(src), edited_images=to_image(edit))
