@@ -10,7 +10,7 @@ from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 from .convert import generator, library_errors, progress, to_image, to_torch
 from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
-Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler_a"]
+Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler", "euler_a"]
 
 
 class Prior(Node):
@@ -61,6 +61,9 @@ class Decoder(Node):
                                     "another diffusers scheduler built from its config.")
         seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
         batch: int = Port(1, ge=1, le=64, description="Images per embedding.")
+        shared_noise: bool = Port(False, description="Start every image from the same noise, so that "
+                                  "images differ only by their embedding (interpolations, text diffs, PCA); with a deterministic "
+                                  "sampler (DDIM, the shipped default) nothing else differs.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Images at the decoder's resolution, (B × batch, H, W, 3).")
@@ -78,11 +81,19 @@ class Decoder(Node):
         if n_text not in (1, emb.shape[0]):
             raise NodeExecutionError(f"{emb.shape[0]} image embeddings but {n_text} prompts; give one prompt "
                                      "or one per embedding")
+        model = inputs.decoder.model
+        gen = generator(inputs.seed)
+        latents = None
+        if inputs.shared_noise:
+            from diffusers.utils.torch_utils import randn_tensor
+
+            shape = (1, model.unet.config.in_channels, model.sample_size, model.sample_size)
+            latents = randn_tensor(shape, generator=gen).expand(emb.shape[0], -1, -1, -1)
         with torch.inference_mode(), library_errors():
-            images = sample_decoder(inputs.decoder.model, emb, cond.cond, cond.uncond, guidance=inputs.guidance,
-                                    steps=inputs.steps, generator=generator(inputs.seed),
+            images = sample_decoder(model, emb, cond.cond, cond.uncond, guidance=inputs.guidance,
+                                    steps=inputs.steps, generator=gen,
                                     scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
-                                    callback=progress(ctx))
+                                    callback=progress(ctx), latents=latents)
         return self.Outputs(images=to_image(images))
 
 

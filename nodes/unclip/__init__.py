@@ -1,0 +1,27 @@
+"""The unCLIP pack: DALL·E 2's text → CLIP image embedding → image cascade, as nodes.
+
+Loaders (shipped models by name, or any local directory in the same layout, Karlo checkpoints
+included), CLIP text/image encoding and scores, the prior, the decoder, the upsampler, and
+operations in CLIP space (slerp interpolation, text diffs, PCA reconstruction). Torch and the
+model libraries are imported only when a node runs.
+"""
+
+import nodegraph
+
+from .embeddings import EmbeddingBatch, EmbeddingInterpolate, EmbeddingPCA, TextDiff
+from .encode import CLIPScore, ImageEncode, TextEncode
+from .loaders import CLIPLoader, DecoderLoader, PriorLoader, UpsamplerLoader
+from .sampling import Decoder, Prior, Upsample
+
+PACK = nodegraph.Pack(
+    name="unclip",
+    version="1.0.0",
+    description="unCLIP (DALL·E 2) text-to-image: CLIP encoders, diffusion prior, decoder, upsampler, "
+    "and CLIP-space interpolation, text diffs and PCA.",
+    nodes=[
+        CLIPLoader, PriorLoader, DecoderLoader, UpsamplerLoader,
+        TextEncode, ImageEncode, CLIPScore,
+        Prior, Decoder, Upsample,
+        EmbeddingInterpolate, TextDiff, EmbeddingPCA, EmbeddingBatch,
+    ],
+)

@@ -1,0 +1,194 @@
+"""The unCLIP nodes through the engine, on a tiny random Karlo-layout checkpoint (a local model dir).
+
+The node-level proof that real checkpoints load and sample as diffusers does: the same graph a user
+builds (loaders → text encode → prior → decoder → upsample) gives exactly `UnCLIPPipeline`'s image
+for the same text encoding, seeds and steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from diffusers import UnCLIPPipeline
+from diffusers.utils.torch_utils import randn_tensor
+from helpers import Recorder, link, node, workflow
+from test_unclip_models_karlo import _StageNoiseScheduler
+
+from nodegraph import CancelToken, Engine, Settings
+from nodes.unclip.models import load_clip, load_decoder, load_prior, load_upsampler
+from nodes.unclip.models.tiny import build_tiny_karlo
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_karlo(root / "tiny-karlo", seed=0)
+    return root
+
+
+@pytest.fixture
+def engine(models_dir, tmp_path):
+    settings = Settings(model_dirs=[models_dir], input_dir=ROOT / "input", output_dir=tmp_path / "out",
+                        temp_dir=tmp_path / "temp", entry_point_packs=False)
+    return Engine.from_settings(settings)
+
+
+def text2image(prompt="a red circle", prior_seed=11, decoder_seed=22, up_seed=33, steps=3, count=1, **decoder):
+    return workflow(
+        clip=node("unclip.clip_loader", model="tiny-karlo"),
+        prior_model=node("unclip.prior_loader", model="tiny-karlo"),
+        decoder_model=node("unclip.decoder_loader", model="tiny-karlo"),
+        up_model=node("unclip.upsampler_loader", model="tiny-karlo"),
+        enc=node("unclip.text_encode", clip=link("clip", "clip"), text=prompt),
+        prior=node("unclip.prior", prior=link("prior_model", "prior"), conditioning=link("enc", "conditioning"),
+                   guidance=4.0, steps=steps, seed=prior_seed, count=count),
+        decoder=node("unclip.decoder", decoder=link("decoder_model", "decoder"),
+                     image_embedding=link("prior", "embedding"), conditioning=link("enc", "conditioning"),
+                     guidance=8.0, steps=steps, seed=decoder_seed, **decoder),
+        up=node("unclip.upsample", upsampler=link("up_model", "upsampler"), images=link("decoder", "images"),
+                steps=steps, seed=up_seed),
+        save=node("core.save_image", images=link("up", "images"), filename_prefix="t2i"),
+    )
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_node_graph_equals_unclip_pipeline(engine, models_dir):
+    run = engine.run(text2image(), targets=["up"])
+    assert run.ok, run.error
+    ours = run.outputs["up"]["images"]  # numpy (B, H, W, 3)
+
+    root = models_dir / "tiny-karlo"
+    clip, prior, decoder, up = load_clip(root), load_prior(root), load_decoder(root), load_upsampler(root)
+    seeds, steps = {"prior": 11, "decoder": 22, "super_res": 33}, 3
+    schedulers = {name: _StageNoiseScheduler.from_config(s.config) for name, s in
+                  (("prior", prior.scheduler), ("decoder", decoder.scheduler), ("super_res", up.scheduler))}
+    shapes = {"prior": (1, prior.embedding_dim), "decoder": (1, 3, decoder.sample_size, decoder.sample_size),
+              "super_res": (1, 3, up.sample_size, up.sample_size)}
+    latents = {}
+    for name, shape in shapes.items():
+        g = _gen(seeds[name])
+        latents[name] = randn_tensor(shape, generator=g)
+        schedulers[name].stage_generator = g
+    pipe = UnCLIPPipeline(prior=prior.prior, decoder=decoder.unet, text_proj=decoder.text_proj,
+                          text_encoder=clip.text_encoder, tokenizer=clip.tokenizer, super_res_first=up.first,
+                          super_res_last=up.last, prior_scheduler=schedulers["prior"],
+                          decoder_scheduler=schedulers["decoder"], super_res_scheduler=schedulers["super_res"])
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        cond = clip.encode_text(["a red circle"])
+        theirs = pipe(text_model_output=(cond.embeds, cond.hidden), text_attention_mask=cond.mask,
+                      prior_num_inference_steps=steps, decoder_num_inference_steps=steps,
+                      super_res_num_inference_steps=steps, prior_latents=latents["prior"],
+                      decoder_latents=latents["decoder"], super_res_latents=latents["super_res"],
+                      prior_guidance_scale=4.0, decoder_guidance_scale=8.0, output_type="np").images
+    assert ours.shape == theirs.shape == (1, up.sample_size, up.sample_size, 3)
+    assert ours.std() > 0.01
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_changing_the_decoder_seed_does_not_rerun_the_prior(engine):
+    assert engine.run(text2image()).ok
+    rec = Recorder()
+    run = engine.run(text2image(decoder_seed=23), sink=rec)
+    assert run.ok, run.error
+    # the prior is a hit, so its own inputs are not even looked at
+    assert "prior" in rec.cached and not {"prior", "enc", "clip", "prior_model"} & rec.ran
+    assert {"decoder", "up", "save"} <= rec.ran
+    rec = Recorder()
+    assert engine.run(text2image(decoder_seed=23), sink=rec).ok
+    assert not rec.ran  # identical re-run: nothing executes
+
+
+def test_sampling_nodes_report_every_step(engine):
+    rec = Recorder()
+    assert engine.run(text2image(steps=4), sink=rec).ok
+    steps = {}
+    for e in rec:
+        if e.event == "progress":
+            steps.setdefault(e.node, []).append((e.step, e.total))
+    for name in ("prior", "decoder", "up"):
+        assert steps[name] == [(i, 4) for i in range(1, 5)], name
+
+
+def test_cancelling_inside_the_decoder_stops_and_a_rerun_completes(engine):
+    token = CancelToken()
+
+    def sink(event):
+        if event.event == "progress" and event.node == "decoder" and event.step == 2:
+            token.cancel()
+
+    run = engine.run(text2image(steps=6), sink=sink, cancel=token)
+    assert run.status == "cancelled"
+    rec = Recorder()
+    run = engine.run(text2image(steps=6), sink=rec)
+    assert run.ok and "prior" in rec.cached and "decoder" in rec.ran
+
+
+def test_batch_count_and_shared_noise(engine):
+    run = engine.run(text2image(count=2, batch=2), targets=["decoder"])
+    assert run.ok, run.error
+    images = run.outputs["decoder"]["images"]
+    assert images.shape == (4, 16, 16, 3)
+    # two identical embeddings: the same image only when they start from the same noise (with a
+    # deterministic sampler: stochastic ones add fresh noise at every step)
+    wf = text2image(count=1, batch=2, shared_noise=True, scheduler="ddim")
+    same = engine.run(wf, targets=["decoder"]).outputs["decoder"]["images"]
+    np.testing.assert_array_equal(same[0], same[1])
+    wf = text2image(count=1, batch=2, shared_noise=False, scheduler="ddim")
+    differ = engine.run(wf, targets=["decoder"]).outputs["decoder"]["images"]
+    assert np.abs(differ[0] - differ[1]).max() > 1e-3
+
+
+def test_image_encode_and_clip_score(engine):
+    wf = workflow(
+        clip=node("unclip.clip_loader", model="tiny-karlo"),
+        image=node("core.load_image", image="examples/green_square.png"),
+        enc=node("unclip.image_encode", clip=link("clip", "clip"), images=link("image", "image")),
+        score=node("unclip.clip_score", clip=link("clip", "clip"), images=link("image", "image"), text="a square"),
+        show=node("core.show", value=link("score", "score")),
+    )
+    run = engine.run(wf, targets=["enc", "score"])
+    assert run.ok, run.error
+    assert tuple(run.outputs["enc"]["embedding"].shape) == (1, 32)
+    assert 0.0 <= run.outputs["score"]["score"] <= 100.0
+
+
+def test_mismatched_models_fail_with_a_message_naming_the_fix(engine, models_dir, tmp_path):
+    # an embedding of the wrong width (another CLIP) reaches the decoder
+    wf = text2image()
+    wf["nodes"]["wide"] = node("unclip.embedding_batch", a=link("prior", "embedding"), b=link("prior", "embedding"))
+    run = engine.run(wf, targets=["up"])
+    assert run.ok  # same width: fine
+    wf = text2image()
+    wf["nodes"]["decoder"]["inputs"]["image_embedding"] = link("pca", "embedding")
+    wf["nodes"]["pca"] = node("unclip.embedding_pca", basis=link("prior", "embedding"),
+                              embedding=link("prior", "embedding"), components="2")
+    run = engine.run(wf)
+    assert run.status == "failed" and run.error.node == "pca"
+    assert "components must be between 1 and 1" in run.error.message
+    missing = text2image()
+    missing["nodes"]["prior_model"]["inputs"]["model"] = "no-such-model"
+    run = engine.run(missing)
+    assert run.status == "failed" and run.error.node == "prior_model"
+    assert "no-such-model" in run.error.message
+
+
+def test_loader_reloads_when_the_files_change(engine, models_dir, tmp_path):
+    import shutil
+
+    copy = models_dir / "tiny-copy"
+    shutil.copytree(models_dir / "tiny-karlo", copy, dirs_exist_ok=True)
+    wf = workflow(p=node("unclip.prior_loader", model="tiny-copy"))
+    rec = Recorder()
+    assert engine.run(wf, targets=["p"], sink=rec).ok and "p" in rec.ran
+    rec = Recorder()
+    assert engine.run(wf, targets=["p"], sink=rec).ok and "p" in rec.cached
+    cfg = copy / "prior" / "config.json"
+    cfg.write_text(cfg.read_text() + " ")
+    rec = Recorder()
+    assert engine.run(wf, targets=["p"], sink=rec).ok and "p" in rec.ran
