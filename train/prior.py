@@ -41,7 +41,7 @@ log = logging.getLogger("train.prior")
 @dataclass
 class Config:
     out: str = str(SHIPPED)
-    steps: int = 4000
+    steps: int = 1500
     batch: int = 256
     lr: float = 6e-4
     warmup: int = 200
