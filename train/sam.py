@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Config:
     data_seed: int = 0
     seed: int = 0
     threads: int = 1
+    init: str = ""  # a model folder to continue training from (same architecture), "" = from scratch
     log_every: int = 25
     time_limit: float = 1320.0  # seconds of wall time: the schedule anneals and training stops by then
     # augmentations
@@ -91,11 +93,19 @@ def model_config(cfg: Config) -> dict:
 # --- data -------------------------------------------------------------------------------------
 
 def make_pool(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coverage (N, S, S) uint8 and palette colours (N, 3) fg / bg of training-split scenes."""
+    """Coverage (N, S, S) uint8 and palette colours (N, 3) fg / bg of training-split scenes.
+
+    Cached under data/ (git-ignored): the same seed, count and size always give the same pool."""
+    cache = ROOT / "data" / f"sam_pool_seed{cfg.data_seed}_n{cfg.n_scenes}_{cfg.img_size}px.npz"
+    if cache.exists():
+        with np.load(cache) as f:
+            return f["coverage"], f["fg"], f["bg"]
     scenes = domain.sample_scenes(cfg.data_seed, cfg.n_scenes, "train")
     cov = np.stack([np.rint(domain.coverage(s, cfg.img_size) * 255).astype(np.uint8) for s in scenes])
     fg = np.array([s.fg_rgb for s in scenes], np.float32)
     bg = np.array([s.bg_rgb for s in scenes], np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, coverage=cov, fg=fg, bg=bg)
     return cov, fg, bg
 
 
@@ -273,13 +283,22 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(Config, argv, smoke)
     setup(cfg.seed, cfg.threads)
     timer = Timer()
+    cpu0 = time.process_time()
     out = Path(cfg.out)
     rng = np.random.default_rng(cfg.seed)
     pool = make_pool(cfg)
     log.info("pool of %d training scenes at %d px in %.0f s", len(pool[0]), cfg.img_size, timer())
 
     mcfg = model_config(cfg)
-    sam = build_sam(mcfg).train()
+    sam = build_sam(mcfg)
+    if cfg.init:
+        from nodes.sam.model import load_sam
+
+        sam, init_cfg = load_sam(cfg.init)
+        if init_cfg != mcfg:
+            raise SystemExit(f"--init {cfg.init}: its architecture differs from the config's")
+        log.info("continuing from %s", cfg.init)
+    sam.train()
     log.info("Sam with %.2f M parameters: %s", sum(p.numel() for p in sam.parameters()) / 1e6, json.dumps(mcfg))
     opt = torch.optim.AdamW(sam.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -310,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         if timer() > cfg.time_limit:
             log.warning("time limit %.0f s reached at step %d; saving", cfg.time_limit, step)
             break
-    train_seconds = timer()
+    train_seconds, cpu_seconds = timer(), time.process_time() - cpu0
     sam.eval()
     save(sam, mcfg, out)
     # evaluate what was saved (fp16 storage), through the loader the nodes use
@@ -319,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     saved, _ = load_sam(out)
     metrics = evaluate(saved, cfg.eval_n, cfg.eval_seed, cfg.img_size)
     log.info("held-out point IoU %.4f on %d scenes", metrics["point_iou"], metrics["n"])
-    record_time(out, "sam", train_seconds, {"steps": step, "batch": cfg.batch, "config": asdict(cfg),
+    previous = json.loads((out / "training_log.json").read_text()) if (out / "training_log.json").exists() else {}
+    stage = "sam" if not cfg.init else f"sam+{sum(k.startswith('sam') for k in previous)}"  # a continuation
+    record_time(out, stage, train_seconds, {"steps": step, "batch": cfg.batch, "cpu_seconds": round(cpu_seconds, 1),
+                                           "config": asdict(cfg),
                                             "heldout_point_iou": round(metrics["point_iou"], 4)})
     print(f"saved {out / WEIGHTS_NAME} ({(out / WEIGHTS_NAME).stat().st_size / 1e6:.1f} MB); "
           f"held-out point IoU {metrics['point_iou']:.3f}; {train_seconds:.0f} s")
