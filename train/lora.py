@@ -61,6 +61,7 @@ class Config:
     n_keep: int = 3000
     prior_steps: int = 10
     min_snr: float = 5.0
+    init: str = ""  # continue from this LoRA file (same rank and targets), e.g. one trained on a checkpoint
     seed: int = 5
     threads: int = 1
     log_every: int = 25
@@ -146,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in cfg.targets.split(",") if t.strip()]
     lora_cfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, init_lora_weights="gaussian")
     unet.add_adapter(lora_cfg)
+    if cfg.init:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = {k.removeprefix("unet."): v for k, v in load_file(cfg.init).items()}
+        result = set_peft_model_state_dict(unet, state)
+        if getattr(result, "unexpected_keys", None):
+            raise SystemExit(f"--init {cfg.init} does not fit (unexpected {result.unexpected_keys[:3]})")
+        log.info("initialised the LoRA from %s", cfg.init)
     params = [p for p in unet.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     log.info("LoRA: rank %d on %s, %.1f k trainable params", cfg.rank, targets, n_params / 1e3)
