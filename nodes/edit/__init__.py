@@ -18,4 +18,5 @@ PACK = nodegraph.Pack(
     description="Image editing with the unCLIP decoder: Prompt-to-Prompt, mask-guided inpainting, "
     "interpolation strips.",
     nodes=[PromptToPrompt, Inpaint, InterpolationStrip],
+    evaluations={"edit": "nodes.edit.evaluate:main"},
 )

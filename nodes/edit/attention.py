@@ -11,7 +11,8 @@ Attention Control" (2022):
   source run's maps, mapped through a token alignment of the two prompts, for the first
   `cross_steps` steps: swap (a replaced word takes the source word's maps), refine (words only in
   the target keep their own maps), reweight (the chosen word's maps are scaled);
-- optionally the columns over the spatial tokens (self-attention maps) for the first `self_steps`.
+- optionally the columns over the spatial tokens (self-attention maps) for the first `self_steps`,
+  and the columns over the 4 image tokens (with the cross-attention maps).
 
 Only the conditional half of a classifier-free-guidance batch is edited, as in the paper's code.
 `installed(unet, controller)` swaps the processors in and always restores the originals, so the
@@ -119,8 +120,10 @@ class AttentionEdit:
     """
 
     def __init__(self, n_extra: int, cfg: bool, cross_steps: int, self_steps: int,
-                 alignment: Alignment | None = None, equalizer: torch.Tensor | None = None):
+                 alignment: Alignment | None = None, equalizer: torch.Tensor | None = None,
+                 image_tokens: bool = False):
         self.n_extra = n_extra
+        self.image_tokens = image_tokens  # also inject the maps over the image tokens (cross steps)
         self.cfg = cfg
         self.cross_steps = cross_steps
         self.self_steps = self_steps
@@ -146,7 +149,8 @@ class AttentionEdit:
         i = self.step
         if self.mode == "record":
             if i < max(self.cross_steps, self.self_steps):
-                self.store[(i, name)] = (probs[cond, :, text].clone() if i < self.cross_steps else None,
+                context = slice(0 if self.image_tokens else self.n_extra, enc_len)
+                self.store[(i, name)] = (probs[cond, :, context].clone() if i < self.cross_steps else None,
                                          probs[cond, :, spatial].clone() if i < self.self_steps else None)
             return probs
         src_text, src_self = self.store.get((i, name), (None, None))
@@ -154,6 +158,9 @@ class AttentionEdit:
             return probs
         probs = probs.clone()
         if src_text is not None:
+            if self.image_tokens:
+                probs[cond, :, :self.n_extra] = src_text[..., :self.n_extra]
+                src_text = src_text[..., self.n_extra:]
             own = probs[cond, :, text]  # (b, N, L)
             if self.alignment is not None:
                 mapped = src_text @ self.alignment.mapper.to(src_text.dtype).T

@@ -1,0 +1,67 @@
+"""The edit nodes' measured effects on the shipped Shapes models, at a small sample size.
+
+Judged by the pixel analyser. The full-size figures come from `bench/edit_eval.py` (same cases,
+more of them; see docs/editing.md). Skipped only when the shipped weights are not there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+
+MODEL = ROOT / "models" / "shapes-unclip"
+NEEDED = ("clip", "prior", "text_proj", "decoder", "decoder_scheduler")
+missing = [d for d in NEEDED if not (MODEL / d).is_dir()]
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"shipped weights absent: models/shapes-unclip/ lacks "
+                                f"{', '.join(missing)} (run `python -m train all`)")
+torch.set_num_threads(1)
+STEPS = 15
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from nodes.edit.evaluate import Stack
+
+    return Stack(MODEL, steps=STEPS, guidance=4.0, prior_steps=15)
+
+
+def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
+    from nodes.edit.evaluate import eval_p2p
+
+    report = eval_p2p(stack, n=8, seed=11, params={"cross_replace": 0.8, "self_replace": 0.4})
+    summary = report["all"]
+    assert summary["edited_attribute"] >= 0.8, report["cases"]
+    assert summary["iou_ge_0.7"] >= 0.8, report["cases"]
+
+
+def test_inpainting_keeps_outside_pixels_and_paints_the_new_object(stack):
+    from nodes.edit.evaluate import eval_inpaint
+
+    report = eval_inpaint(stack, n=6, seed=12)
+    assert report["outside_mean_abs_diff_255_max"] < 2.0
+    assert report["color_and_shape"] >= 0.8, report["cases"]
+
+
+def test_inpainting_node_on_a_rendered_scene(tmp_path, stack):
+    """Through the node: a scene's own mask, grown, 'a green star' painted into it."""
+    from edit_helpers import run
+
+    from nodegraph import ModelHandle
+    from nodes.edit.inpaint import Inpaint
+    from nodes.shapes import analyse, domain
+    from nodes.unclip.encode import Conditioning
+
+    scene = domain.make_scene(np.random.default_rng(0), "red", "white", "circle", "large", "center")
+    image = (domain.render(scene, 64).astype(np.float32) / 255)[None]
+    mask = domain.coverage(scene, 64).astype(np.float32)[None]
+    prompt = "a large green star in the center on a white background"
+    emb, cond = stack.embed(prompt, 1)
+    out, _ = run(Inpaint, tmp_path, decoder=ModelHandle(stack.decoder, "shapes-unclip", "unclip.decoder"),
+                 image=image, mask=mask, image_embedding=emb, conditioning=Conditioning(cond, stack.empty, (prompt,), ""),
+                 steps=STEPS, seed=1, grow=4)
+    outside = out.mask[0] == 0
+    assert np.abs(out.images[0][outside] - image[0][outside]).max() == 0
+    a = analyse.analyse(out.images[0])
+    assert (a.color, a.shape) == ("green", "star"), a.attributes()
