@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import CHROMIUM_ARGS, SCREENSHOTS, Editor, Server, chromium_path, start_server, stop_server
+from .harness import (
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    TIMEOUT_MS,
+    Editor,
+    Server,
+    chromium_path,
+    start_server,
+    stop_server,
+)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -25,22 +34,28 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """A model folder holding `tiny-karlo`, a tiny random unCLIP checkpoint in the Karlo layout.
+def models_dir(tmp_path_factory):
+    """The test servers' first model folder (searched before the shipped models); empty until needed."""
+    return tmp_path_factory.mktemp("models")
 
-    The unCLIP nodes load it by name like a shipped model; a text-to-image run on it takes about a
-    second on CPU (what the editor shows does not depend on the images being any good).
+
+@pytest.fixture(scope="session")
+def tiny_karlo(models_dir) -> str:
+    """`tiny-karlo` in the model folder: a tiny random unCLIP checkpoint in the Karlo layout.
+
+    The unCLIP nodes load it by name like a shipped model; a text-to-image run on it takes a second
+    or two on CPU (what the editor shows does not depend on the images being any good). Built on
+    first use only: importing torch and diffusers is the slow part.
     """
     from nodes.unclip.models.tiny import build_tiny_karlo
 
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_karlo(root / "tiny-karlo", seed=0)
-    return root
+    build_tiny_karlo(models_dir / "tiny-karlo", seed=0)
+    return "tiny-karlo"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models):  # module scope: closed before other files run (no Playwright loop left over)
-    srv = start_server(tmp_path_factory.mktemp("server"), models_dir=tiny_models)
+def server(tmp_path_factory, models_dir):  # module scope: closed before other files run (no Playwright loop left over)
+    srv = start_server(tmp_path_factory.mktemp("server"), models_dir=models_dir)
     yield srv
     stop_server(srv)
 
@@ -66,7 +81,7 @@ def open_editor(browser, request):
         ctx = browser.new_context(viewport={"width": 1400, "height": 860}, accept_downloads=True)
         contexts.append(ctx)
         page = ctx.new_page()
-        page.set_default_timeout(15000)
+        page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
         page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
         page.goto(srv.url + query)

@@ -106,7 +106,8 @@ def canvas_matches_file(editor, node_id, png, grid: int = 4) -> None:
     assert all(close(a, b, tol=3) for a, b in zip(shown, expected, strict=True)), (shown, expected)
 
 
-def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_save_and_reload(editor, server):
+def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_save_and_reload(editor, server,
+                                                                                                 tiny_karlo):
     """The unCLIP text-to-image graph, built with the palette, the search box, socket drags and widget
     prompts, on a tiny random checkpoint: queue it, watch progress, see the image, save, reload, re-run."""
     page = editor.page
@@ -114,9 +115,13 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     # Zoom out with the mouse wheel so that the whole graph fits, then lay it out from the top-left.
     r = editor.js("(() => { const r = app.el.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()")
     page.mouse.move(r[0] + r[2] / 2, r[1] + r[3] / 2)
-    for _ in range(5):
-        page.mouse.wheel(0, 120)
-    editor.wait("app.canvas.ds.scale < 0.85")
+    for _ in range(30):  # to a zoom of 70-85 %, whatever the view was
+        scale = editor.js("app.canvas.ds.scale")
+        if 0.7 <= scale <= 0.85:
+            break
+        page.mouse.wheel(0, 120 if scale > 0.85 else -120)
+        editor.wait(f"app.canvas.ds.scale !== {scale}")
+    assert 0.7 <= editor.js("app.canvas.ds.scale") <= 0.85
     ox, oy = editor.js("app.canvas.ds.convertCanvasToOffset([30, 70])")
 
     def place(node_id, dx, dy):
@@ -159,7 +164,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     # Widgets: model names and a prefix through the Value prompt, the prompt in its text box, steps
     # typed as arithmetic (read without eval), seeds fixed from their randomize/fixed menu.
     for loader in (clip, prior_loader, decoder_loader):
-        editor.type_in_widget(loader, "model", "tiny-karlo")
+        editor.type_in_widget(loader, "model", tiny_karlo)
     prefix = f"t2i_{uuid.uuid4().hex[:8]}"
     editor.type_in_widget(save, "filename_prefix", prefix)
     page.locator('.ng-textarea[data-port="text"]').click()
@@ -171,7 +176,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     editor.choose_in_widget(prior, "seed mode", "fixed")
     editor.choose_in_widget(decoder, "seed mode", "fixed")
     wf = editor.workflow()["nodes"]
-    assert [wf[n]["inputs"]["model"] for n in (clip, prior_loader, decoder_loader)] == ["tiny-karlo"] * 3
+    assert [wf[n]["inputs"]["model"] for n in (clip, prior_loader, decoder_loader)] == [tiny_karlo] * 3
     assert wf[encode]["inputs"]["text"] == "a blue square"
     assert (wf[prior]["inputs"]["steps"], wf[decoder]["inputs"]["steps"], wf[decoder]["inputs"]["seed"]) == (4, 3, 42)
     assert wf[prior]["ui"]["seed_modes"] == wf[decoder]["ui"]["seed_modes"] == {"seed": "fixed"}
@@ -183,7 +188,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
                                                set: (x) => { v = x; window.__progress.push(x ?? null); } }); }""", decoder)
     page.locator("#graph-canvas").focus()
     page.keyboard.press("Control+Enter")
-    editor.wait("document.getElementById('status').dataset.state === 'success'", timeout=60000)
+    editor.wait("document.getElementById('status').dataset.state === 'success'")
     steps = editor.js(f"app.eventLog.filter(e => e.type === 'progress' && e.node === {json.dumps(decoder)}).map(e => [e.step, e.total])")
     assert steps == [[1, 3], [2, 3], [3, 3]]
     assert [p for p in editor.js("window.__progress") if p is not None] == [1 / 3, 2 / 3, 1]
@@ -214,7 +219,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     assert editor.workflow()["nodes"] == saved["nodes"]
     # Queued again (fixed seeds): the same graph, so its output comes from the cache and nothing runs.
     page.click("#queue-button")
-    editor.wait("app.lastJob && app.lastJob.status === 'success'", timeout=60000)
+    editor.wait("app.lastJob && app.lastJob.status === 'success'")
     log = editor.js("app.eventLog.map(e => e.type + ':' + (e.node ?? ''))")  # a new page: this job only
     assert f"node_cached:{save}" in log and not any(e.startswith("node_started") for e in log)
     editor.wait(f"app.nodeById({json.dumps(save)}).ngShownImages().some(i => i.complete && i.naturalWidth > 0)")
@@ -511,6 +516,10 @@ def test_pack_extension_is_loaded_and_its_hooks_run(editor, server):
     editor.wait("[...document.querySelectorAll('.toast')].some(t => t.textContent === 'hello from browsertest')")
     # Run hooks: queued, every WebSocket message, executed per node of this editor's job.
     editor.js("app.graph.remove(app.graph.nodes.find(n => n.type === 'browsertest.gated_steps')); app.changed()")
+    editor.js("""app.loadWorkflow({format: "nodegraph/1", ui: {}, meta: {}, nodes: {
+        c: {type: "core.solid_color", version: 1, inputs: {}, ui: {pos: [0, 0]}},
+        p: {type: "core.preview_image", version: 1, inputs: {images: {from: "c", output: "images"}}, ui: {pos: [300, 0]}}}})""")
+    assert editor.js("window.__browsertest.loaded") >= 1
     editor.page.click("#queue-button")
     editor.wait("document.getElementById('status').dataset.state === 'success'")
     assert editor.js("window.__browsertest.queued") == 1
@@ -567,7 +576,10 @@ def test_a_token_from_the_page_url_authenticates_fetches_the_websocket_and_image
         editor = open_editor(srv, f"?token={token}")
         editor.wait("document.getElementById('connection').dataset.state === 'connected'")
         assert editor.js("Object.keys(app.schemas).length") > 10
-        editor.page.click("#queue-button")  # the default workflow: solid colour → save image
+        editor.js("""app.loadWorkflow({format: "nodegraph/1", ui: {}, meta: {}, nodes: {
+            c: {type: "core.solid_color", version: 1, inputs: {}, ui: {pos: [0, 0]}},
+            save: {type: "core.save_image", version: 1, inputs: {images: {from: "c", output: "images"}}, ui: {pos: [300, 0]}}}})""")
+        editor.page.click("#queue-button")
         editor.wait("document.getElementById('status').dataset.state === 'success'")
         save = editor.js("String(app.graph.nodes.find(n => n.type === 'core.save_image').id)")
         editor.wait(f"app.nodeById({json.dumps(save)}).ngShownImages().some(i => i.complete && i.naturalWidth > 0)")
@@ -614,7 +626,8 @@ def test_prompt_textarea_follows_its_node_and_typing_is_one_undo_step(editor):
     editor.page.keyboard.press("Control+z")
     editor.wait(f"app.exportWorkflow().nodes[{json.dumps(text)}]?.inputs.value === ''")
     # Moving the node moves its text box.
-    editor.move_node(text, (300, 300))
+    x, y = editor.js(f"[...app.nodeById({json.dumps(text)}).pos]")
+    editor.move_node(text, (x + 200, y + 150))
     editor.js("app.canvas.draw(true, true)")
     moved = editor.page.locator('.ng-textarea[data-port="value"]').bounding_box()
     assert moved["x"] > box["x"] + 50 or moved["y"] > box["y"] + 50
@@ -683,7 +696,7 @@ def test_png_text_chunks_are_read_like_the_engine_reads_them(editor, tmp_path):
 def test_the_page_runs_without_eval_and_number_prompts_still_read_arithmetic(editor, server, request):
     """The editor's CSP has no 'unsafe-eval'; litegraph's eval-based number prompt is replaced by a parser."""
     request.node.expected_console_errors = ("unsafe-eval", "Content Security Policy")
-    with urllib.request.urlopen(server.url, timeout=10) as res:
+    with urllib.request.urlopen(server.url, timeout=30) as res:
         csp = res.headers["Content-Security-Policy"]
     script_src = csp.split("script-src")[1].split(";")[0]
     assert "'self'" in script_src and "unsafe-eval" not in script_src and "unsafe-inline" not in script_src
@@ -702,3 +715,18 @@ def test_the_page_runs_without_eval_and_number_prompts_still_read_arithmetic(edi
     assert editor.workflow()["nodes"][node]["inputs"]["value"] == 42
     editor.type_in_widget(node, "value", "fetch('/x')")  # not arithmetic: the value stays
     assert editor.workflow()["nodes"][node]["inputs"]["value"] == 42
+
+
+def test_a_first_visit_opens_the_text_to_image_graph(editor):
+    """With the unCLIP pack installed, a browser with nothing saved starts from the linked cascade."""
+    wf = editor.workflow()["nodes"]
+    assert sorted(n["type"] for n in wf.values()) == sorted([
+        "unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
+        "unclip.decoder_loader", "unclip.decoder", "core.save_image"])
+    assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
+    assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
+    # Nothing overlaps: every node has its own place on the canvas.
+    boxes = editor.js("app.graph.nodes.map(n => [n.pos[0], n.pos[1] - 30, n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)

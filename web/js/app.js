@@ -638,7 +638,22 @@ export class App {
   defaultWorkflow() {
     const has = (t) => t in this.schemas;
     const nodes = {};
-    if (has("core.solid_color") && has("core.save_image")) {
+    const node = (type, pos, inputs = {}) => ({ type, version: this.schemas[type].version, inputs, ui: { pos } });
+    const link = (from, output) => ({ from, output });
+    const t2i = ["unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
+      "unclip.decoder_loader", "unclip.decoder", "core.save_image"];
+    if (t2i.every(has)) {
+      // The DALL·E 2 cascade with the schemas' defaults (the shipped model, the prompt "a red circle").
+      nodes.load_clip = node("unclip.clip_loader", [40, 60]);
+      nodes.load_prior = node("unclip.prior_loader", [40, 200]);
+      nodes.load_decoder = node("unclip.decoder_loader", [40, 340]);
+      nodes.encode = node("unclip.text_encode", [300, 60], { clip: link("load_clip", "clip") });
+      nodes.prior = node("unclip.prior", [300, 280], { prior: link("load_prior", "prior"), conditioning: link("encode", "conditioning") });
+      nodes.decoder = node("unclip.decoder", [620, 60], {
+        decoder: link("load_decoder", "decoder"), image_embedding: link("prior", "embedding"), conditioning: link("encode", "conditioning"),
+      });
+      nodes.save = node("core.save_image", [900, 60], { images: link("decoder", "images") });
+    } else if (has("core.solid_color") && has("core.save_image")) {
       nodes.color = { type: "core.solid_color", version: this.schemas["core.solid_color"].version, inputs: { color: "#3f51b5" }, ui: { pos: [80, 120] } };
       nodes.save = {
         type: "core.save_image",
