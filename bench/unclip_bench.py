@@ -87,7 +87,7 @@ def main() -> int:
             t2 = time.perf_counter()
             img = sample_decoder(decoder, emb, cond, uncond, guidance=4.0, steps=steps[1], generator=g[1])
             t3 = time.perf_counter()
-            run_upsample(up, img, steps=steps[2], generator=g[2])
+            run_upsample(up, img, steps=steps[2], generator=g[2], fix_colors=True)
             t4 = time.perf_counter()
         if r:
             for k, v in zip(direct, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):

@@ -35,7 +35,8 @@ def engine(models_dir, tmp_path):
     return Engine.from_settings(settings)
 
 
-def text2image(prompt="a red circle", prior_seed=11, decoder_seed=22, up_seed=33, steps=3, count=1, **decoder):
+def text2image(prompt="a red circle", prior_seed=11, decoder_seed=22, up_seed=33, steps=3, count=1, fix_colors=False,
+               **decoder):
     return workflow(
         clip=node("unclip.clip_loader", model="tiny-karlo"),
         prior_model=node("unclip.prior_loader", model="tiny-karlo"),
@@ -48,7 +49,7 @@ def text2image(prompt="a red circle", prior_seed=11, decoder_seed=22, up_seed=33
                      image_embedding=link("prior", "embedding"), conditioning=link("enc", "conditioning"),
                      guidance=8.0, steps=steps, seed=decoder_seed, **decoder),
         up=node("unclip.upsample", upsampler=link("up_model", "upsampler"), images=link("decoder", "images"),
-                steps=steps, seed=up_seed),
+                steps=steps, seed=up_seed, fix_colors=fix_colors),
         save=node("core.save_image", images=link("up", "images"), filename_prefix="t2i"),
     )
 
@@ -192,3 +193,18 @@ def test_loader_reloads_when_the_files_change(engine, models_dir, tmp_path):
     cfg.write_text(cfg.read_text() + " ")
     rec = Recorder()
     assert engine.run(wf, targets=["p"], sink=rec).ok and "p" in rec.ran
+
+
+def test_color_fix_takes_low_frequencies_from_the_input(engine):
+    from nodes.unclip.models.upsampler import color_fix
+
+    g = torch.Generator().manual_seed(0)
+    detail = torch.rand(1, 3, 32, 32, generator=g)
+    flat = torch.full((1, 3, 32, 32), 0.25)
+    fixed = color_fix((detail * 0.2 + 0.6).clamp(0, 1), flat, sigma=1.0)
+    assert abs(float(fixed.mean()) - 0.25) < 0.02  # the mean colour is the reference's
+    assert float(fixed.std()) > 0.01  # the detail stays
+    run_off = engine.run(text2image(fix_colors=False), targets=["up"])
+    run_on = engine.run(text2image(fix_colors=True), targets=["up"])
+    assert run_off.ok and run_on.ok
+    assert np.abs(run_off.outputs["up"]["images"] - run_on.outputs["up"]["images"]).max() > 1e-3

@@ -100,7 +100,8 @@ class Stack:
             images = sample_decoder(self.decoder, emb, cond, self.empty, guidance=s.decoder_guidance,
                                     steps=s.decoder_steps, generator=self.gen(seed + 1), scheduler=s.scheduler)
             if self.upsampler is not None:
-                images = upsample(self.upsampler, images, steps=s.upsample_steps, generator=self.gen(seed + 2))
+                images = upsample(self.upsampler, images, steps=s.upsample_steps, generator=self.gen(seed + 2),
+                                  fix_colors=True)
         return images
 
     def variations(self, images, seed: int):
@@ -112,7 +113,7 @@ class Stack:
             out = sample_decoder(self.decoder, emb, self.empty, self.empty, guidance=s.decoder_guidance,
                                  steps=s.decoder_steps, generator=self.gen(seed + 1), scheduler=s.scheduler)
             if self.upsampler is not None:
-                out = upsample(self.upsampler, out, steps=s.upsample_steps, generator=self.gen(seed + 2))
+                out = upsample(self.upsampler, out, steps=s.upsample_steps, generator=self.gen(seed + 2), fix_colors=True)
         return out
 
     def clip_score(self, images, prompts: list[str]) -> np.ndarray:
@@ -200,7 +201,7 @@ def latency(stack: Stack, repeats: int = 3) -> dict[str, float]:
                                  steps=s.decoder_steps, generator=stack.gen(r), scheduler=s.scheduler)
             t3 = time.perf_counter()
             if stack.upsampler is not None:
-                upsample(stack.upsampler, img, steps=s.upsample_steps, generator=stack.gen(r))
+                upsample(stack.upsampler, img, steps=s.upsample_steps, generator=stack.gen(r), fix_colors=True)
             t4 = time.perf_counter()
             if r == 0:
                 continue  # warm-up

@@ -110,6 +110,9 @@ class Upsample(Node):
         seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
         noise_level: float = Port(0.0, ge=0.0, le=1.0, step=0.05, description="Noise added to the "
                                   "low-resolution image first (models trained with noise augmentation).")
+        fix_colors: bool = Port(True, description="Take colour and shading (the low frequencies) from the "
+                                "input image and only the detail from the upsampler, which can drift in global "
+                                "colour. Off: exactly the checkpoint's super-resolution output.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
@@ -122,5 +125,5 @@ class Upsample(Node):
         with torch.inference_mode(), library_errors():
             out = upsample(inputs.upsampler.model, to_torch(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
-                           callback=progress(ctx))
+                           callback=progress(ctx), fix_colors=inputs.fix_colors)
         return self.Outputs(images=to_image(out))

@@ -54,10 +54,28 @@ def upscale_condition(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=[size, size], mode="bicubic", align_corners=False, antialias=True)
 
 
+def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Keep the detail of `images` and take the low frequencies (colour, shading) from `reference`.
+
+    Both (B, 3, S, S) in [0, 1]; `reference` is the bicubic-upscaled low-resolution input, whose
+    frequencies below its own Nyquist limit are exact. A Gaussian of `sigma` px splits the bands
+    (StableSR's colour fix does the same with wavelets).
+    """
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = 2 * round(3 * sigma) + 1
+    return (images - gaussian_blur(images, k, sigma) + gaussian_blur(reference, k, sigma)).clamp(0, 1)
+
+
 def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, generator: torch.Generator | None = None,
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
-             latents: torch.Tensor | None = None) -> torch.Tensor:
-    """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size."""
+             latents: torch.Tensor | None = None, fix_colors: bool = False) -> torch.Tensor:
+    """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size.
+
+    `fix_colors` replaces the result's low frequencies by the input's (`color_fix`): diffusion
+    upsamplers drift in global colour at few steps; the input's colours are right by construction.
+    Off, this is exactly `UnCLIPPipeline`'s super-resolution stage.
+    """
     unet = model.first
     dtype = unet.dtype
     size = model.sample_size
@@ -81,4 +99,9 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
         latents = out.prev_sample
         if callback is not None:
             callback(i + 1, len(ts), sch.preview(out, latents))
-    return latents.clamp(-1, 1) * 0.5 + 0.5
+    result = latents.clamp(-1, 1) * 0.5 + 0.5
+    if fix_colors:
+        # the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
+        sigma = 0.5 * size / max(images.shape[-2:])
+        result = color_fix(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), sigma)
+    return result
