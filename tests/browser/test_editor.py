@@ -725,6 +725,7 @@ def test_a_first_visit_opens_the_text_to_image_graph(editor):
         "unclip.decoder_loader", "unclip.decoder", "core.save_image"])
     assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
     assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
+    assert wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == {"seed": "randomize"}
     # Nothing overlaps: every node has its own place on the canvas.
     boxes = editor.js("app.graph.nodes.map(n => [n.pos[0], n.pos[1] - 30, n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
     for i, a in enumerate(boxes):

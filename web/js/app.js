@@ -653,6 +653,7 @@ export class App {
         decoder: link("load_decoder", "decoder"), image_embedding: link("prior", "embedding"), conditioning: link("encode", "conditioning"),
       });
       nodes.save = node("core.save_image", [900, 60], { images: link("decoder", "images") });
+      for (const id of ["prior", "decoder"]) nodes[id].ui.seed_modes = { seed: "randomize" }; // a new image per queue
     } else if (has("core.solid_color") && has("core.save_image")) {
       nodes.color = { type: "core.solid_color", version: this.schemas["core.solid_color"].version, inputs: { color: "#3f51b5" }, ui: { pos: [80, 120] } };
       nodes.save = {
