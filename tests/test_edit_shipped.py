@@ -28,9 +28,9 @@ def stack():
 
 
 def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
-    from nodes.edit.evaluate import eval_p2p
+    from nodes.edit.evaluate import P2P_DEFAULTS, eval_p2p
 
-    report = eval_p2p(stack, n=8, seed=11, params={"cross_replace": 0.8, "self_replace": 0.4})
+    report = eval_p2p(stack, n=8, seed=11, params=dict(P2P_DEFAULTS))
     summary = report["all"]
     assert summary["edited_attribute"] >= 0.8, report["cases"]
     assert summary["iou_ge_0.7"] >= 0.8, report["cases"]
