@@ -74,6 +74,16 @@ def test_grow_and_feather_never_touch_pixels_outside_the_grown_mask(tmp_path, mo
     assert np.array_equal(out.images[0][used == 0], img[0][used == 0])
 
 
+def test_lower_strength_starts_from_the_renoised_input_and_still_keeps_the_outside(tmp_path, models):
+    img, mask = image(24), box(24, 4, 20)
+    full, _ = inpaint(tmp_path, models, image=img, mask=mask, strength=1.0)
+    low, _ = inpaint(tmp_path, models, image=img, mask=mask, strength=0.4)
+    inside = mask[0] == 1
+    assert np.array_equal(low.images[0][~inside], img[0][~inside])
+    # closer to the input inside the mask than a start from pure noise
+    assert np.abs(low.images[0][inside] - img[0][inside]).mean() < np.abs(full.images[0][inside] - img[0][inside]).mean()
+
+
 def test_batches_broadcast_and_mismatches_are_clear_errors(tmp_path, models):
     emb = torch.randn(2, tiny.TEXT_DIM, generator=torch.Generator().manual_seed(0))
     out, _ = inpaint(tmp_path, models, image=image(16), mask=box(16, 4, 10), image_embedding=emb)

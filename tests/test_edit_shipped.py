@@ -39,7 +39,7 @@ def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
 def test_inpainting_keeps_outside_pixels_and_paints_the_new_object(stack):
     from nodes.edit.evaluate import eval_inpaint
 
-    report = eval_inpaint(stack, n=6, seed=12)
+    report = eval_inpaint(stack, n=6, seed=12, strength=0.5)
     assert report["outside_mean_abs_diff_255_max"] < 2.0
     assert report["color_and_shape"] >= 0.8, report["cases"]
 
@@ -60,7 +60,7 @@ def test_inpainting_node_on_a_rendered_scene(tmp_path, stack):
     emb, cond = stack.embed(prompt, 1)
     out, _ = run(Inpaint, tmp_path, decoder=ModelHandle(stack.decoder, "shapes-unclip", "unclip.decoder"),
                  image=image, mask=mask, image_embedding=emb, conditioning=Conditioning(cond, stack.empty, (prompt,), ""),
-                 steps=STEPS, seed=1, grow=4)
+                 steps=STEPS, seed=1, grow=4, strength=0.5)
     outside = out.mask[0] == 0
     assert np.abs(out.images[0][outside] - image[0][outside]).max() == 0
     a = analyse.analyse(out.images[0])

@@ -7,14 +7,14 @@ Judged by the pixel analyser (`nodes/shapes/analyse.py`), never by a learned mod
 
 - Prompt-to-Prompt: `--swaps` seeded cases, half colour-word swaps, half shape-word swaps, of the
   canonical captions of training-split scenes ("a large red circle in the center on a white
-  background" → "… blue circle …"). Source and target image embeddings come from the prior with
+  background" → "… blue circle …"; targets avoid the held-out colour-shape pairs). Source and target image embeddings come from the prior with
   the same seed; source and edit are decoded with the same seed. Per case: does the edited image
   show the target attribute (colour or shape), and the IoU of its object mask with the source
   image's. The baseline is the same target decoded without injection (cross_replace = self_replace
   = 0), i.e. plain text-to-image with the same seeds.
 - Inpainting: `--inpaints` rendered 64-px scenes; the mask is the object's bounding box grown by
   3 px (what one would draw); the prompt names a new colour and shape (same size, position and
-  background), its embedding from the prior. Per case: mean |output − input| outside the mask
+  background; never a held-out colour-shape pair), its embedding from the prior. Per case: mean |output − input| outside the mask
   (in 1/255 units) and whether the analyser finds the new colour and shape.
 - Latency at batch 1 with `--threads` torch threads, median of 3: plain decoding vs each node's
   sampling (P2P: source + edit; inpainting; a 6-frame strip).
@@ -83,10 +83,13 @@ def swap_cases(n: int, seed: int) -> list[dict]:
         src = {"color": color, "shape": shape, "size": size, "position": position, "background": background}
         tgt = dict(src)
         kind = "color" if i % 2 == 0 else "shape"
+        # targets avoid the held-out (colour, shape) pairs the models never saw
         if kind == "color":
-            tgt["color"] = str(rng.choice([c for c in domain.COLORS if c not in (color, background)]))
+            tgt["color"] = str(rng.choice([c for c in domain.COLORS if c not in (color, background)
+                                           and (c, shape) not in domain.HELDOUT_PAIRS]))
         else:
-            tgt["shape"] = str(rng.choice([s for s in domain.SHAPES if s != shape]))
+            tgt["shape"] = str(rng.choice([s for s in domain.SHAPES if s != shape
+                                           and (color, s) not in domain.HELDOUT_PAIRS]))
         cases.append({"kind": kind, "source": src, "target": tgt, "seed": 1000 + i})
     return cases
 
@@ -145,8 +148,9 @@ def inpaint_cases(n: int, seed: int) -> list[dict]:
         color, background, shape, size, position = combos[int(rng.integers(len(combos)))]
         scene = domain.make_scene(rng, color, background, shape, size, position)
         new = scene.attributes()
-        new["color"] = str(rng.choice([c for c in domain.COLORS if c not in (color, background)]))
-        new["shape"] = str(rng.choice([s for s in domain.SHAPES if s != shape]))
+        pairs = [(c, s) for c in domain.COLORS for s in domain.SHAPES
+                 if c not in (color, background) and s != shape and (c, s) not in domain.HELDOUT_PAIRS]
+        new["color"], new["shape"] = pairs[int(rng.integers(len(pairs)))]
         cases.append({"scene": scene, "new": new, "seed": 2000 + i})
     return cases
 
@@ -160,7 +164,7 @@ def box_mask(scene, side: int, margin: int) -> np.ndarray:
     return out
 
 
-def eval_inpaint(stack: Stack, n: int, seed: int, side: int = 64, margin: int = 3) -> dict:
+def eval_inpaint(stack: Stack, n: int, seed: int, side: int = 64, margin: int = 3, strength: float = 1.0) -> dict:
     from .inpaint import inpaint
 
     torch = stack.torch
@@ -173,7 +177,7 @@ def eval_inpaint(stack: Stack, n: int, seed: int, side: int = 64, margin: int = 
         with torch.inference_mode():
             out = inpaint(stack.decoder, torch.from_numpy(image).permute(2, 0, 1)[None],
                           torch.from_numpy(mask)[None, None], emb, cond, stack.empty, stack.guidance, stack.steps,
-                          case["seed"])
+                          case["seed"], strength=strength)
         out_np = to_np(out)[0]
         outside = mask == 0
         a = analyse.analyse(out_np)
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cross-replace", type=float, default=P2P_DEFAULTS["cross_replace"])
     p.add_argument("--self-replace", type=float, default=P2P_DEFAULTS["self_replace"])
     p.add_argument("--image-tokens", action=argparse.BooleanOptionalAction, default=P2P_DEFAULTS["image_tokens"])
+    p.add_argument("--strength", type=float, default=1.0, help="inpainting strength")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--embeddings", choices=["prior", "render"], default="prior",
                    help="image embeddings from the prior (default) or CLIP-encoded renders of the attributes")
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print("prompt-to-prompt", json.dumps({k: report["prompt_to_prompt"][k] for k in ("all", "color", "shape")},
                                              indent=1), f"({time.time() - t0:.0f} s)", flush=True)
     if "inpaint" not in skip:
-        report["inpaint"] = eval_inpaint(stack, args.inpaints, args.seed)
+        report["inpaint"] = eval_inpaint(stack, args.inpaints, args.seed, strength=args.strength)
         print("inpaint", json.dumps({k: v for k, v in report["inpaint"].items() if k != "cases"}, indent=1),
               f"({time.time() - t0:.0f} s)", flush=True)
     if "latency" not in skip:

@@ -56,10 +56,13 @@ def shape_mask(mask, grow: int, feather: int):
 
 
 def inpaint(model, images, mask, image_embeds, cond, uncond, guidance: float, steps: int, seed: int,
-            callback=None):
+            callback=None, strength: float = 1.0):
     """images (B, 3, H, W) in [0, 1], mask (B, 1, H, W) in [0, 1] (1 = regenerate) → (B, 3, H, W).
 
     Outside the mask the result equals `images` exactly; inside, it is decoded from `image_embeds`.
+    strength < 1 starts the masked region from the input re-noised to that level (SDEdit) instead of
+    pure noise: the first (1 − strength) of the steps put the re-noised input back everywhere, so
+    the new object grows where the old one was.
     """
     import torch
     import torch.nn.functional as F
@@ -81,6 +84,7 @@ def inpaint(model, images, mask, image_embeds, cond, uncond, guidance: float, st
     region = F.interpolate(mask, size=(size, size), mode="area") if (h, w) != (size, size) else mask
     keep = (region <= 1e-3).to(known0.dtype)  # 1 where the pixel is known
     noise_gen = generator(seed + RENOISE_SEED_OFFSET)
+    frozen = steps - max(1, round(strength * steps))  # steps whose result is the re-noised input everywhere
 
     def hook(i, t, prev_t, latents):
         if prev_t is None:
@@ -89,6 +93,8 @@ def inpaint(model, images, mask, image_embeds, cond, uncond, guidance: float, st
             a = abar[int(prev_t)].to(known0.dtype)
             eps = torch.randn(known0.shape, generator=noise_gen, dtype=known0.dtype)
             known = a.sqrt() * known0 + (1 - a).sqrt() * eps
+        if i < frozen:
+            return known
         return latents * (1 - keep) + known * keep
 
     out = sample_decoder(model, image_embeds, cond, uncond, guidance=guidance, steps=steps,
@@ -128,6 +134,9 @@ class Inpaint(Node):
                          "larger new object).")
         feather: int = Port(0, ge=0, le=64, description="Soften the mask's edge by this many pixels, inwards "
                             "only: pixels outside the (grown) mask stay exactly the input.")
+        strength: float = Port(1.0, gt=0.0, le=1.0, step=0.05, display="slider",
+                               description="1: the masked region starts from pure noise; lower: from the input "
+                               "re-noised to that level, so the new object grows where the old one was.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="The inpainted images, the input's size, (B, H, W, 3).")
@@ -156,5 +165,6 @@ class Inpaint(Node):
             return self.Outputs(images=np.ascontiguousarray(np.broadcast_to(image, (batch, h, w, 3))), mask=used)
         with torch.inference_mode(), library_errors():
             out = inpaint(model, images, m, expand_rows(emb, batch), cond.cond.expand(batch), cond.uncond,
-                          inputs.guidance, inputs.steps, inputs.seed, callback=progress(ctx))
+                          inputs.guidance, inputs.steps, inputs.seed, callback=progress(ctx),
+                          strength=inputs.strength)
         return self.Outputs(images=to_image(out), mask=used)
