@@ -51,7 +51,7 @@ class SamLoader(Node):
     def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
         store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
         try:
-            return files_signature(store.resolve(inputs["model"], "sam"))
+            return files_signature(store.resolve(inputs.get("model", DEFAULT), "sam"))
         except (nodegraph.NodegraphError, OSError):
             return None  # run() reports the problem
 
