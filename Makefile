@@ -36,7 +36,7 @@ browser:
 install: $(STAMP) $(WEB_STAMP)
 
 demo: $(STAMP) $(WEB_STAMP)
-	$(VENV)/bin/nodegraph run workflows/palette_grid.json
+	$(VENV)/bin/nodegraph run workflows/variation.json
 
 test: $(STAMP) $(WEB_STAMP) browser
 	$(PY) -m pytest -q
