@@ -67,10 +67,14 @@ def test_text_diff_moves_towards_the_edit_direction_and_keeps_the_norm():
     assert torch.allclose(out.norm(dim=-1), torch.full((3,), 3.0), atol=1e-4)
 
 
-def test_text_diff_refuses_identical_texts():
-    with pytest.raises(NodeExecutionError, match="same embedding"):
-        run(TextDiff, image_embedding=unit(1, 0), source=cond(unit(0, 1)), target=cond(unit(0, 1)),
-            amount=0.3, steps=0)
+def test_text_diff_of_identical_texts_keeps_the_embedding_and_says_why():
+    shown = {}
+    ctx = SimpleNamespace(show=lambda **items: shown.update(items))
+    inputs = TextDiff.Inputs.model_construct(image_embedding=unit(1, 0), source=cond(unit(0, 1)),
+                                             target=cond(unit(0, 1)), amount=0.3, steps=3)
+    out = TextDiff().run(inputs, ctx).embedding
+    assert torch.equal(out, unit(1, 0).repeat(3, 1))
+    assert "same embedding" in shown["text"][0]
 
 
 def test_pca_with_all_components_reconstructs_exactly_and_fewer_approximate():

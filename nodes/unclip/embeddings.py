@@ -101,11 +101,14 @@ class TextDiff(Node):
         z_i = inputs.image_embedding
         diff = inputs.target.embeds - inputs.source.embeds
         norm = diff.norm(dim=-1, keepdim=True)
+        thetas = _ts(inputs.amount, inputs.steps, 0.0, inputs.amount)
         if float(norm.min()) < 1e-6:
-            raise NodeExecutionError("source and target texts have the same embedding; change the target text")
+            # no direction to move in: every θ gives the image embedding itself
+            ctx.show(text=["source and target texts have the same embedding: nothing to move towards; "
+                           "change the target text"])
+            return self.Outputs(embedding=torch.cat([z_i] * len(thetas)))
         z_d = diff / norm * z_i.norm(dim=-1, keepdim=True).mean()
         z_i, z_d = _broadcast(z_i, z_d, "text diff")
-        thetas = _ts(inputs.amount, inputs.steps, 0.0, inputs.amount)
         return self.Outputs(embedding=torch.cat([slerp(z_i, z_d, th) for th in thetas]))
 
 

@@ -11,7 +11,7 @@ def _example_embedding():
     from .models.tiny import TEXT_DIM
 
     g = torch.Generator().manual_seed(0)
-    return torch.randn(2, TEXT_DIM, generator=g)
+    return torch.randn(16, TEXT_DIM, generator=g)  # enough rows for a 16-component PCA
 
 
 def _tiny(kind: str):
