@@ -35,7 +35,7 @@ from ..shapes import analyse, domain
 
 ROOT = Path(__file__).resolve().parents[2]
 
-P2P_DEFAULTS = {"cross_replace": 1.0, "self_replace": 0.8, "image_tokens": True}  # the node's defaults
+P2P_DEFAULTS = {"cross_replace": 0.8, "self_replace": 0.3, "image_tokens": True}  # the node's defaults
 
 
 class Stack:
