@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     t_embed, t_point, t_auto = [], [], []
     by_shape: dict[str, list[float]] = {}
     generator = SamAutomaticMaskGenerator(sam, points_per_side=16, points_per_batch=64, pred_iou_thresh=0.8,
-                                          stability_score_thresh=0.9)
+                                          stability_score_thresh=0.8)
     auto_n = args.n if args.auto_n is None else args.auto_n
     with torch.inference_mode():
         for i, scene in enumerate(scenes):

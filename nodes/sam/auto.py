@@ -31,7 +31,7 @@ class SamAutoMasks(Node):
                                     "with its square).")
         pred_iou_thresh: float = Port(0.8, ge=0.0, le=1.0, step=0.01, description="Drop masks whose predicted "
                                       "IoU is below this.")
-        stability_score_thresh: float = Port(0.9, ge=0.0, le=1.0, step=0.01, description="Drop masks that "
+        stability_score_thresh: float = Port(0.8, ge=0.0, le=1.0, step=0.01, description="Drop masks that "
                                              "change more than this when the logit cut-off moves by ±1 (IoU).")
         min_area: float = Port(0.0, ge=0.0, le=1.0, step=0.001, description="Drop masks smaller than this "
                                "fraction of the image.")
