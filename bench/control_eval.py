@@ -36,7 +36,7 @@ BUNDLE = ROOT / "models" / "shapes-unclip"
 LORA = ROOT / "models" / "loras" / "shapes-pink.safetensors"
 CONTROLNET = ROOT / "models" / "controlnet-shapes"
 PINK = (255, 105, 180)
-PRIOR_STEPS, DECODER_STEPS, PRIOR_GUIDANCE, DECODER_GUIDANCE = 25, 25, 4.0, 8.0
+PRIOR_STEPS, DECODER_STEPS, PRIOR_GUIDANCE, DECODER_GUIDANCE = 25, 25, 4.0, 2.0  # guidance > 4 is noisy with this decoder
 
 
 def load_bundle(path: Path = BUNDLE) -> dict:
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=["lora", "controlnet", "latency"], default=None)
+    p.add_argument("--skip-palette", action="store_true", help="skip the palette-colour check of the LoRA")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = load_bundle()
@@ -211,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "lora") and LORA.is_file():
         with_lora, without = concept_rate(models, LORA, args.n, args.seed)
         results["lora_concept_rate"] = {"with_lora": with_lora, "without": without}
-        results["palette_colour_accuracy"] = {
-            "with_lora": palette_accuracy(models, lora_decoder(models, LORA), args.n, args.seed + 1),
-            "without": palette_accuracy(models, None, args.n, args.seed + 1)}
         print(f"LoRA 'pink': concept in {with_lora:.0%} of images with the LoRA, {without:.0%} without "
-              f"(n={args.n}); palette colour accuracy {results['palette_colour_accuracy']}", flush=True)
+              f"(n={args.n})", flush=True)
+        if not args.skip_palette:
+            results["palette_colour_accuracy"] = {
+                "with_lora": palette_accuracy(models, lora_decoder(models, LORA), args.n, args.seed + 1),
+                "without": palette_accuracy(models, None, args.n, args.seed + 1)}
+            print(f"palette prompts, object colour right: {results['palette_colour_accuracy']}", flush=True)
     if args.only in (None, "controlnet") and CONTROLNET.is_dir():
         res = control_iou(models, CONTROLNET, args.n, args.seed)
         results["controlnet"] = res

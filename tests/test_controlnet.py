@@ -281,4 +281,4 @@ def test_shipped_controlnet_puts_the_object_on_the_silhouette_against_the_prompt
 
     res = control_iou(load_bundle(BUNDLE), SHIPPED, n=8, seed=321)
     assert res["iou_controlnet"] >= 0.6, res
-    assert res["iou_without"] < 0.3, res
+    assert res["iou_controlnet"] >= res["iou_without"] + 0.25, res  # the prompt alone puts it elsewhere

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(step: int) -> None:
         save_controlnet(cn, path)
         info = {"config": asdict(cfg), "steps_done": step, "wall_seconds": round(timer(), 1),
+                "cpu_seconds": round(time.process_time(), 1),
                 "threads": torch.get_num_threads(), "params_M": round(n_params / 1e6, 3), "bundle": str(bundle)}
         (path / "training_log.json").write_text(json.dumps(info, indent=2) + "\n")
 

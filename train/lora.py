@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Config:
     seed: int = 5
     threads: int = 1
     log_every: int = 25
+    save_every: int = 50  # a cut-short run still ships
 
 
 def smoke() -> Config:
@@ -166,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(cfg.seed)
     null = dec.text_proj.learned_classifier_free_guidance_embeddings[None]
     n_pink = max(1, round(cfg.batch * cfg.p_concept))
+    path = out / "loras" / f"{cfg.name}.safetensors"
+
+    def save(steps_done: int) -> None:
+        info = {"config": asdict(cfg), "steps_done": steps_done, "wall_seconds": round(timer(), 1),
+                "cpu_seconds": round(time.process_time(), 1),
+                "threads": torch.get_num_threads(), "trainable_params": n_params, "bundle": str(bundle)}
+        save_lora(path, unet, lora_cfg.to_dict(), info)
+
     unet.train()
     run_loss = None
     for step in range(cfg.steps):
@@ -193,11 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.info("step %d loss %.4f (avg %.4f)  %.0f s", step, loss.item(), run_loss, timer())
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save(step + 1)
+            log.info("checkpoint at step %d", step + 1)
     unet.eval()
-    path = out / "loras" / f"{cfg.name}.safetensors"
-    info = {"config": asdict(cfg), "wall_seconds": round(timer(), 1), "threads": torch.get_num_threads(),
-            "trainable_params": n_params, "bundle": str(bundle)}
-    save_lora(path, unet, lora_cfg.to_dict(), info)
+    save(cfg.steps)
     log.info("saved %s (%.0f KB) in %.0f s", path, path.stat().st_size / 1024, timer())
     return 0
 
