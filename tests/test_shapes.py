@@ -79,7 +79,10 @@ def test_training_smoke_runs_every_stage(tmp_path):
     for sub in ("clip", "prior", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
                 "super_res_scheduler"):
         assert (out / sub).is_dir(), sub
-    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt*"))  # safetensors only
+    # the editing models land next to the bundle
+    assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
+    assert list((tmp_path / "loras").glob("*.safetensors"))
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt*"))  # safetensors only
     # the evaluation runs end to end on what the smoke run wrote (a code-path check, not quality)
     proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "shapes", "--quick", "--model", str(out),
                            "--n-aux", "2", "--threads", "1", "--steps", "2", "--upsample-steps", "2"],

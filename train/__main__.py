@@ -1,12 +1,18 @@
 """`python -m train all` regenerates every shipped weight; `python -m train STAGE` runs one stage.
 
-    python -m train all                 # clip → prior → decoder → upsampler into models/shapes-unclip
+    python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
+    python -m train unclip              # clip → prior → decoder → upsampler into models/shapes-unclip
+    python -m train editing             # sam, lora, controlnet (the last two on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
-Stages after CLIP read `clip/` from the same output directory. Each stage appends its wall time to
-`<out>/training_log.json`. With other load on the machine, running the upsampler (independent of
-CLIP) in a second 1-thread process alongside the CLIP → prior → decoder chain is faster overall.
+Bundle stages (`clip`, `prior`, `decoder`, `upsampler`) write into one Karlo-layout bundle (`--out`,
+default models/shapes-unclip); stages after CLIP read `clip/` from it. The editing stages write
+next to it: `lora` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
+`<models>/sam-shapes/`, where `<models>` is the bundle's parent folder. Each stage records its wall
+time in a `training_log.json` beside its weights. With other load on the machine, running the
+upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
+chain is faster overall.
 """
 
 from __future__ import annotations
@@ -16,37 +22,50 @@ import logging
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from train import clip, decoder, prior, upsampler
+from train import clip, controlnet, decoder, lora, prior, sam, upsampler
 
-STAGES = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "upsampler": upsampler.main}
+BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "upsampler": upsampler.main}
+EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main}
+GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}
+
+
+def _out_args(stage: str, bundle: Path | None) -> list[str]:
+    """Where a stage writes, given the bundle folder (None: each stage's own default)."""
+    if bundle is None:
+        return []
+    if stage in BUNDLE:
+        return ["--out", str(bundle)]
+    if stage == "sam":
+        return ["--out", str(bundle.parent / "sam-shapes")]
+    return ["--out", str(bundle.parent)]  # lora, controlnet: a models folder holding the bundle
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["all", *STAGES])
+    p.add_argument("stage", choices=[*GROUPS, *BUNDLE, *EDITING])
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="the bundle folder (default models/shapes-unclip)")
     p.add_argument("--threads", default=None)
     args, rest = p.parse_known_args(argv)
     common = (["--smoke"] if args.smoke else []) + (["--threads", args.threads] if args.threads else [])
-    out = args.out or (tempfile.mkdtemp(prefix="nodegraph-train-smoke-") if args.smoke else None)
-    if out:
-        common += ["--out", out]
-    stages = list(STAGES) if args.stage == "all" else [args.stage]
-    if args.stage == "all" and rest:
+    bundle = Path(args.out) if args.out else None
+    if bundle is None and args.smoke:
+        bundle = Path(tempfile.mkdtemp(prefix="nodegraph-train-smoke-")) / "shapes-unclip"
+    stages = GROUPS.get(args.stage, [args.stage])
+    if len(stages) > 1 and rest:
         p.error(f"config overrides {rest} apply to one stage; run the stages one by one")
     times = {}
     for name in stages:
         t0 = time.time()
-        code = STAGES[name](common + rest)
+        code = {**BUNDLE, **EDITING}[name](common + _out_args(name, bundle) + rest)
         times[name] = time.time() - t0
         if code:
             return code
-    logging.getLogger("train").info("wall time per stage: %s; output in %s",
-                                    ", ".join(f"{k} {v:.0f} s" for k, v in times.items()), out or "models/")
-    print(f"trained {', '.join(stages)} into {out or 'models/shapes-unclip'}")
+    logging.getLogger("train").info("wall time per stage: %s", ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    print(f"trained {', '.join(stages)} into {bundle.parent if bundle else 'models/'}")
     return 0
 
 
