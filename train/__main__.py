@@ -39,7 +39,8 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
         return ["--out", str(bundle)]
     if stage == "sam":
         return ["--out", str(bundle.parent / "sam-shapes")]
-    return ["--out", str(bundle.parent)]  # lora, controlnet: a models folder holding the bundle
+    # lora, controlnet: write into the models folder, fine-tune the bundle's decoder
+    return ["--out", str(bundle.parent), "--bundle", str(bundle)]
 
 
 def main(argv: list[str] | None = None) -> int:
