@@ -129,8 +129,9 @@ class Node:
     def fingerprint(self, inputs: dict[str, Any], settings: Settings) -> str | None:
         """For volatile nodes: a string that changes when the result would (e.g. a file's hash).
 
-        Receives the literal inputs (only called when every input is a literal) and the settings
-        (folders); return ``None`` to always re-run. Called at planning time.
+        Receives the literal inputs (linked inputs are absent: their upstream cache keys are already
+        part of the node's key) and the settings (folders); return ``None`` to always re-run.
+        Called at planning time.
         """
         return None
 

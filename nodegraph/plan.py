@@ -144,7 +144,8 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
             parts.append(f"{port}<{nodes[src].key}.{out}")
         if spec.cls.volatile:
             fp = None
-            if settings is not None and not links:
+            if settings is not None:
+                # from the literal inputs; what arrives on links is already in the key (upstream keys)
                 try:
                     fp = spec.cls().fingerprint(dict(literals), settings)
                 except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -328,6 +329,18 @@ def test_cache_reruns_only_the_lora_and_its_descendants_when_strength_changes(lo
     changed = lora_engine.run(wf, targets=["d"])
     assert sorted(changed.executed) == ["d", "l"]
     assert not (changed.outputs["d"]["images"] == again.outputs["d"]["images"]).all()
+
+
+def test_a_lora_file_replaced_in_place_reruns_the_lora_and_what_follows(lora_engine, tmp_path, unet_lora):
+    wf = pipeline(l=lora_node(1.0), d=decode("l"))
+    first = lora_engine.run(wf, targets=["d"])
+    assert first.ok, first.error
+    assert lora_engine.run(wf, targets=["d"]).executed == []  # unchanged file: all cached
+    target = next(p for d in lora_engine.settings.model_dirs for p in Path(d).rglob("tiny-unet*.safetensors"))
+    # replaced in place (same name; size or mtime differ): the fingerprint changes
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    again = lora_engine.run(wf, targets=["d"])
+    assert sorted(again.executed) == ["d", "l"]
 
 
 def test_stacked_loras_equal_the_sum_of_their_deltas(lora_engine, tiny_unet, unet_lora):

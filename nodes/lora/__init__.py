@@ -62,10 +62,17 @@ class LoadLora(Node):
     name = "load_lora"
     title = "Load LoRA"
     category = "unclip/loaders"
-    # Not `volatile`: the engine fingerprints only volatile nodes without links, and a volatile node
-    # with links would re-run (and re-decode everything after it) on every run. The patched model
-    # is keyed in the model store by the file's size and mtime, so any change of an input picks up
-    # a LoRA file replaced in place; an unchanged workflow keeps its cached result.
+    volatile = True  # the LoRA file can be replaced on disk; the fingerprint notices
+
+    def fingerprint(self, inputs: dict, settings: nodegraph.Settings) -> str | None:
+        name = str(inputs.get("lora", NONE))
+        if name.strip().lower() in (NONE, ""):
+            return NONE
+        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+        try:
+            return file_signature(resolve_lora(store, name))
+        except Exception:  # noqa: BLE001 - a missing file fails in run() with its message
+            return None
 
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
