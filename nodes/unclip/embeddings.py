@@ -30,6 +30,19 @@ def slerp(a, b, t: float):
     return direction * ((1 - t) * na + t * nb)
 
 
+def text_diff(z_i, source, target, theta: float):
+    """DALL·E 2's text diff: slerp image embeddings z_i (B, D) by θ towards z_d = normalise(target −
+    source) of two text embeddings (1 or B rows, D), z_d scaled to z_i's mean norm. None when the two
+    texts embed identically (there is no direction)."""
+    diff = target - source
+    norm = diff.norm(dim=-1, keepdim=True)
+    if float(norm.min()) < 1e-6:
+        return None
+    z_d = diff / norm * z_i.norm(dim=-1, keepdim=True).mean()
+    z_i, z_d = _broadcast(z_i, z_d, "text diff")
+    return slerp(z_i, z_d, theta)
+
+
 def _broadcast(a, b, what: str):
     if a.shape[-1] != b.shape[-1]:
         raise NodeExecutionError(f"{what}: embeddings of width {a.shape[-1]} and {b.shape[-1]} come from "
@@ -99,17 +112,14 @@ class TextDiff(Node):
         import torch
 
         z_i = inputs.image_embedding
-        diff = inputs.target.embeds - inputs.source.embeds
-        norm = diff.norm(dim=-1, keepdim=True)
         thetas = _ts(inputs.amount, inputs.steps, 0.0, inputs.amount)
-        if float(norm.min()) < 1e-6:
+        moved = [text_diff(z_i, inputs.source.embeds, inputs.target.embeds, th) for th in thetas]
+        if moved[0] is None:
             # no direction to move in: every θ gives the image embedding itself
             ctx.show(text=["source and target texts have the same embedding: nothing to move towards; "
                            "change the target text"])
             return self.Outputs(embedding=torch.cat([z_i] * len(thetas)))
-        z_d = diff / norm * z_i.norm(dim=-1, keepdim=True).mean()
-        z_i, z_d = _broadcast(z_i, z_d, "text diff")
-        return self.Outputs(embedding=torch.cat([slerp(z_i, z_d, th) for th in thetas]))
+        return self.Outputs(embedding=torch.cat(moved))
 
 
 class EmbeddingPCA(Node):
