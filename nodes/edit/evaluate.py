@@ -94,7 +94,10 @@ def swap_cases(n: int, seed: int) -> list[dict]:
     return cases
 
 
-def eval_p2p(stack: Stack, n: int, seed: int, params: dict) -> dict:
+def eval_p2p(stack: Stack, n: int, seed: int, params: dict, target: str = "prior", diff_amount: float = 0.35) -> dict:
+    """target: the edited run's image embedding — `prior` (the prior on the target prompt, same seed) or
+    `textdiff` (the source embedding moved by the text diff source → target prompt, `diff_amount` = θ)."""
+    from ..unclip.embeddings import text_diff
     from ..unclip.models import sample_decoder
     from .prompt2prompt import prompt_to_prompt
 
@@ -105,6 +108,9 @@ def eval_p2p(stack: Stack, n: int, seed: int, params: dict) -> dict:
         tgt_prompt = domain.canonical_caption(case["target"])
         emb_s, _ = stack.embed(src_prompt, case["seed"], case["source"])
         emb_t, cond_t = stack.embed(tgt_prompt, case["seed"], case["target"])
+        if target == "textdiff":
+            with torch.inference_mode():
+                emb_t = text_diff(emb_s, stack.clip.encode_text([src_prompt]).embeds, cond_t.embeds, diff_amount)
         with torch.inference_mode():
             src, edit = prompt_to_prompt(stack.decoder, stack.clip, emb_s, emb_t, src_prompt, tgt_prompt,
                                          guidance=stack.guidance, steps=stack.steps, seed=case["seed"], **params)
@@ -112,12 +118,22 @@ def eval_p2p(stack: Stack, n: int, seed: int, params: dict) -> dict:
                                    steps=stack.steps, generator=torch.Generator().manual_seed(case["seed"]))
         a_s, a_e, a_p = (analyse.analyse(to_np(x)[0]) for x in (src, edit, plain))
         key = case["kind"]
+        # where the edited object should be: the source's own mask for a colour swap; for a shape swap
+        # the target shape at the source object's centre and radius (two different shapes of one
+        # radius overlap with IoU 0.52-0.61, except circle/square 0.83, so the source mask itself
+        # cannot be the reference)
+        layout = None
+        if a_s.found:
+            layout = a_s.mask if key == "color" else analyse.template_mask(
+                case["target"]["shape"], a_s.center, a_s.radius, a_s.mask.shape[0])
         rows.append({
             "kind": key, "source": src_prompt, "target": tgt_prompt,
             "source_ok": a_s.attributes()[key] == case["source"][key],
             "edited": a_e.attributes()[key] == case["target"][key],
             "iou": analyse.mask_iou(a_s.mask, a_e.mask) if a_s.found and a_e.found else 0.0,
+            "layout_iou": analyse.mask_iou(layout, a_e.mask) if layout is not None and a_e.found else 0.0,
             "baseline_edited": a_p.attributes()[key] == case["target"][key],
+            "baseline_layout_iou": analyse.mask_iou(layout, a_p.mask) if layout is not None and a_p.found else 0.0,
             "baseline_iou": analyse.mask_iou(a_s.mask, a_p.mask) if a_s.found and a_p.found else 0.0,
         })
 
@@ -131,13 +147,18 @@ def eval_p2p(stack: Stack, n: int, seed: int, params: dict) -> dict:
             "mean_iou": float(np.mean([r["iou"] for r in sel])),
             "iou_ge_0.7": float(np.mean([r["iou"] >= 0.7 for r in sel])),
             "edited_and_iou_ge_0.7": float(np.mean([r["edited"] and r["iou"] >= 0.7 for r in sel])),
+            "mean_layout_iou": float(np.mean([r["layout_iou"] for r in sel])),
+            "edited_and_layout_iou_ge_0.7": float(np.mean([r["edited"] and r["layout_iou"] >= 0.7 for r in sel])),
+            "baseline_edited_and_layout_iou_ge_0.7": float(np.mean([r["baseline_edited"] and r["baseline_layout_iou"] >= 0.7
+                                                                    for r in sel])),
             "baseline_edited_attribute": float(np.mean([r["baseline_edited"] for r in sel])),
             "baseline_mean_iou": float(np.mean([r["baseline_iou"] for r in sel])),
             "baseline_iou_ge_0.7": float(np.mean([r["baseline_iou"] >= 0.7 for r in sel])),
         }
 
     return {"all": summary(rows), "color": summary([r for r in rows if r["kind"] == "color"]),
-            "shape": summary([r for r in rows if r["kind"] == "shape"]), "params": params, "cases": rows}
+            "shape": summary([r for r in rows if r["kind"] == "shape"]), "params": params, "target": target,
+            "diff_amount": diff_amount, "cases": rows}
 
 
 def inpaint_cases(n: int, seed: int) -> list[dict]:
@@ -246,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cross-replace", type=float, default=P2P_DEFAULTS["cross_replace"])
     p.add_argument("--self-replace", type=float, default=P2P_DEFAULTS["self_replace"])
     p.add_argument("--image-tokens", action=argparse.BooleanOptionalAction, default=P2P_DEFAULTS["image_tokens"])
+    p.add_argument("--p2p-target", choices=["prior", "textdiff"], default="prior",
+                   help="the edit's image embedding: the prior on the target prompt (same seed), or the source "
+                        "embedding moved by the text diff")
+    p.add_argument("--diff-amount", type=float, default=0.35, help="θ of the text diff (--p2p-target textdiff)")
     p.add_argument("--strength", type=float, default=1.0, help="inpainting strength")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--embeddings", choices=["prior", "render"], default="prior",
@@ -264,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if "p2p" not in skip:
         params = {"cross_replace": args.cross_replace, "self_replace": args.self_replace,
                   "image_tokens": args.image_tokens}
-        report["prompt_to_prompt"] = eval_p2p(stack, args.swaps, args.seed, params)
+        report["prompt_to_prompt"] = eval_p2p(stack, args.swaps, args.seed, params, args.p2p_target,
+                                              args.diff_amount)
         print("prompt-to-prompt", json.dumps({k: report["prompt_to_prompt"][k] for k in ("all", "color", "shape")},
                                              indent=1), f"({time.time() - t0:.0f} s)", flush=True)
     if "inpaint" not in skip:

@@ -197,6 +197,14 @@ def analyse(image) -> Analysis:
     return result
 
 
+def template_mask(shape: str, center: tuple[float, float], radius: float, side: int) -> np.ndarray:
+    """The ideal (side, side) bool mask of `shape` at `center` (fractions) with radius r: where an object
+    of that shape would be if it kept another object's place and size."""
+    scene = domain.Scene(color="", shape=shape, size="", position="", background="", fg_rgb=(0, 0, 0),
+                         bg_rgb=(0, 0, 0), cx=center[0], cy=center[1], r=radius)
+    return domain.coverage(scene, side, supersample=4) >= 0.5
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool masks (resized to the smaller one's side with nearest neighbour if they differ)."""
     if a.shape != b.shape:
