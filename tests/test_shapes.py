@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -79,6 +80,9 @@ def test_training_smoke_runs_every_stage(tmp_path):
     for sub in ("clip", "prior", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
                 "super_res_scheduler"):
         assert (out / sub).is_dir(), sub
+    # decoder_tune continued the decoder stage's weights, and its record keeps the base run's
+    record = json.loads((out / "training_log.json").read_text())["decoder"]
+    assert record["snr_floor"] == 1.0 and record["continued_from"]["snr_floor"] == 0.0
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))

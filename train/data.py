@@ -57,13 +57,19 @@ class ShapesData:
 def generate(seed: int, n: int) -> ShapesData:
     scenes = domain.sample_scenes(seed, n, split="train")
     im64 = np.stack([domain.render(s, 64) for s in scenes])
-    im32 = im64.reshape(n, 32, 2, 32, 2, 3).astype(np.float32).mean(axis=(2, 4))
-    im32 = np.clip(np.rint(im32), 0, 255).astype(np.uint8)
+    im32 = downsample(im64)
     labels = np.array([[COLOR_IDX[s.color], COLOR_IDX[s.background], SHAPE_IDX[s.shape], SIZE_IDX[s.size],
                         POS_IDX[s.position]] for s in scenes], dtype=np.int64)
     fg = np.array([s.fg_rgb for s in scenes], dtype=np.uint8)
     bg = np.array([s.bg_rgb for s in scenes], dtype=np.uint8)
     return ShapesData(im64, im32, labels, fg, bg)
+
+
+def downsample(im64: np.ndarray) -> np.ndarray:
+    """64 px uint8 images (N, 64, 64, 3) → 32 px by an exact 2×2 area average."""
+    n = len(im64)
+    im32 = im64.reshape(n, 32, 2, 32, 2, 3).astype(np.float32).mean(axis=(2, 4))
+    return np.clip(np.rint(im32), 0, 255).astype(np.uint8)
 
 
 def load(seed: int = 0, n: int = 60_000, cache: bool = True) -> ShapesData:

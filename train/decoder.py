@@ -9,17 +9,25 @@ context tokens in front of the projected prompt token states it cross-attends to
   background colour; min-SNR-5 loss weighting;
 - classifier-free-guidance dropout as in the paper: the image embedding is replaced by text_proj's
   learned null embedding 10 % of the time, the caption by the empty prompt 50 % of the time;
-- an EMA of the weights is what is saved (every `save_every` steps, so a cut-short run still ships).
+- an EMA of the weights is what is saved (every `save_every` steps, so a cut-short run still ships);
+- options the continuation (`decoder_tune`, below) uses: `snr_floor` floors the x0-space loss weight
+  at low SNR (plain min-SNR gives the noisiest steps almost no weight, and those are where the
+  object's place is decided: the base run drew objects pulled towards the centre); `p_recolor`
+  repaints that fraction of objects with a random RGB colour (CLIP-embedded on the fly, the caption
+  then not naming a colour), so colour is learnt as a continuous direction of the image embedding
+  for every shape; `init` continues from a bundle's decoder.
 
 The shipped `decoder_scheduler` is a DDIM config (v-prediction, trailing spacing): the
 UnCLIPScheduler only implements epsilon / sample prediction.
 
     python -m train.decoder [--smoke] [--steps N] [--threads T] [--out DIR]
+    python -m train decoder_tune [--out DIR]     # the continuation phases, on DIR's decoder
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -31,6 +39,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 
+from nodes.shapes import domain
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
 from train.common import (
@@ -62,6 +71,14 @@ class Config:
     p_drop_image: float = 0.1
     p_drop_text: float = 0.5
     min_snr: float = 5.0
+    # floor of the loss weight in x0 terms at low SNR (0: plain min-SNR, which gives the noisiest steps,
+    # where the layout is decided, almost no weight)
+    snr_floor: float = 0.0
+    # fraction of each batch whose object is repainted with a random RGB colour (never one whose nearest
+    # palette colour would make a held-out pair), embedded by CLIP on the fly, its caption not naming the
+    # colour: the decoder learns colour as a continuous direction of the embedding, for every shape
+    p_recolor: float = 0.0
+    init: str = ""  # continue from this bundle's text_proj/ and decoder/ ("" = from scratch)
     ema: float = 0.995
     n_data: int = 60_000
     data_seed: int = 0
@@ -97,6 +114,19 @@ def build(cfg: Config, clip_dim: int) -> tuple[UnCLIPTextProjModel, UNet2DCondit
     return text_proj, unet
 
 
+def recolored_batch(ds, idx: np.ndarray, recol: np.ndarray, rng: np.random.Generator, clip,
+                    emb: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """32 px images (B, 32, 32, 3) uint8 and image embeddings (B, D) with rows `recol` repainted."""
+    rows = idx[recol]
+    new_fg = shapes_data.random_object_colors(rng, ds.labels[rows, 2], ds.bg_rgb[rows])
+    im64 = shapes_data.recolor(ds.images64[rows], ds.bg_rgb[rows], ds.fg_rgb[rows], new_fg)
+    im32 = ds.images32[idx].copy()
+    im32[recol] = shapes_data.downsample(im64)
+    emb = emb.clone()
+    emb[torch.from_numpy(recol)] = image_embeddings(clip, im64)
+    return im32, emb
+
+
 def save(out: Path, text_proj, unet) -> None:
     # fp16 storage halves the file; the loader casts back to fp32
     for name, model in (("text_proj", text_proj), ("decoder", unet)):
@@ -117,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         empty = clip.encode_text([""])
     text_proj, unet = build(cfg, clip.embed_dim)
+    if cfg.init:
+        from nodes.unclip.models import load_decoder
+
+        init = load_decoder(cfg.init)
+        text_proj, unet = init.text_proj.train(), init.unet.train()
+        log.info("continuing from %s", cfg.init)
     modules = torch.nn.ModuleList([text_proj, unet])
     ema = copy.deepcopy(modules).eval().requires_grad_(False)
     params = list(modules.parameters())
@@ -131,10 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     run_loss = None
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
-        x0 = shapes_data.to_tensor(images_all[idx]) * 2 - 1  # (B, 3, 32, 32) in [-1, 1]
         img = emb[torch.from_numpy(idx)]
+        recol = rng.random(cfg.batch) < cfg.p_recolor
+        if recol.any():
+            x0_uint8, img = recolored_batch(ds, idx, recol, rng, clip, img)
+        else:
+            x0_uint8 = images_all[idx]
+        x0 = shapes_data.to_tensor(x0_uint8) * 2 - 1  # (B, 3, 32, 32) in [-1, 1]
         with torch.no_grad():
-            text = clip.encode_text(ds.captions(idx, rng))
+            text = clip.encode_text([domain.caption(ds.attrs(int(i)), rng, include=tuple(
+                a for a in domain.random_subset(rng) if not (r and a == "color"))) for i, r in zip(idx, recol, strict=True)])
         drop_t = torch.rand(cfg.batch) < cfg.p_drop_text
         text = TextEncoding(torch.where(drop_t[:, None], empty.embeds, text.embeds),
                             torch.where(drop_t[:, None, None], empty.hidden, text.hidden),
@@ -151,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         v = a.sqrt() * noise - (1 - a).sqrt() * x0
         pred = unet(xt, t, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask).sample
         snr = (a / (1 - a)).view(-1)
-        weight = snr.clamp(max=cfg.min_snr) / (snr + 1)  # min-SNR-γ for v-prediction
+        # min-SNR-γ for v-prediction: x0-space weight min(snr, γ), here floored at snr_floor
+        weight = snr.clamp(max=cfg.min_snr).clamp(min=cfg.snr_floor) / (snr + 1)
         loss = (weight * (pred - v).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -170,9 +213,38 @@ def main(argv: list[str] | None = None) -> int:
             save(out, ema[0], ema[1])
             log.info("checkpoint at step %d", step + 1)
     save(out, ema[0], ema[1])
-    record_time(out, "decoder", timer(), {"steps": cfg.steps, "batch": cfg.batch,
-                                           "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "min_snr": cfg.min_snr,
+             "snr_floor": cfg.snr_floor, "p_recolor": cfg.p_recolor,
+             "params_M": round(sum(p.numel() for p in params) / 1e6, 2)}
+    if cfg.init:
+        # a continuation: keep the record of what it continued (the shipped decoder's whole history)
+        prev = Path(cfg.init) / "training_log.json"
+        extra["continued_from"] = json.loads(prev.read_text()).get("decoder") if prev.is_file() else cfg.init
+    record_time(out, "decoder", timer(), extra)
     log.info("saved %s in %.0f s", out / "decoder", timer())
+    return 0
+
+
+# The continuation that the shipped decoder got after the base run above (the base run's 1,500 × 64
+# samples under plain min-SNR-5 left the position half-learnt: min-SNR gives the noisiest steps, where
+# the layout is decided, almost no weight). `python -m train decoder_tune` runs these phases in
+# order, each from the bundle's current decoder.
+TUNE_PHASES: list[list[str]] = [
+    ["--steps", "600", "--batch", "32", "--lr", "2e-4", "--warmup", "20", "--snr-floor", "1", "--p-recolor", "0.3"],
+]
+
+
+def tune(argv: list[str] | None = None) -> int:
+    """Run TUNE_PHASES on the bundle given by --out (default models/shapes-unclip); --smoke: 2 steps."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse(Config, argv, smoke)
+    for phase in TUNE_PHASES:
+        args = [*argv, *phase, "--init", cfg.out, "--out", cfg.out]
+        if cfg.steps != Config.steps or "--smoke" in argv:
+            args += ["--steps", str(cfg.steps)]  # an explicit --steps (or the smoke preset) wins
+        code = main(args)
+        if code:
+            return code
     return 0
 
 
