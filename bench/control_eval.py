@@ -46,11 +46,11 @@ def load_bundle(path: Path = BUNDLE) -> dict:
 
 
 @torch.no_grad()
-def generate(models: dict, prompts: list[str], seed: int, decoder=None, batch: int = 8) -> np.ndarray:
+def generate(models: dict, prompts: list[str], seed: int, decoder=None, batch: int = 8, prior=None) -> np.ndarray:
     """Images (N, 32, 32, 3) in [0, 1] for prompts, CLIP → prior → decoder; seeds fixed per batch."""
     from nodes.unclip.models import sample_decoder, sample_prior
 
-    clip, prior, dec = models["clip"], models["prior"], decoder or models["decoder"]
+    clip, prior, dec = models["clip"], prior or models["prior"], decoder or models["decoder"]
     uncond = clip.encode_text([""])
     out = []
     for i in range(0, len(prompts), batch):
@@ -73,6 +73,20 @@ def lora_decoder(models: dict, lora_path: Path, strength: float = 1.0):
     lora = assign(read_lora(lora_path), {"unet": dec.unet, "text_proj": dec.text_proj})
     parts = patch({"unet": dec.unet, "text_proj": dec.text_proj}, lora, strength)
     return dataclasses.replace(dec, unet=parts["unet"], text_proj=parts["text_proj"])
+
+
+def lora_prior(models: dict, lora_path: Path, strength: float = 1.0):
+    """The prior with the LoRA's prior weights merged (the prior itself when the file has none)."""
+    import dataclasses
+
+    from nodes.lora.lora import patch, read_lora, subset
+
+    pri = models["prior"]
+    lora = read_lora(lora_path)
+    if "prior" not in lora.components():
+        return pri
+    parts = patch({"prior": pri.prior}, subset(lora, ("prior",)), strength)
+    return dataclasses.replace(pri, prior=parts["prior"])
 
 
 def nearest_with(rgb, extra: dict[str, tuple[int, int, int]]) -> str:
@@ -99,18 +113,21 @@ def concept_hits(images: np.ndarray, word: str = "pink", rgb=PINK) -> list[bool]
 
 
 def concept_rate(models: dict, lora_path: Path = LORA, n: int = 64, seed: int = 0) -> tuple[float, float]:
-    """(rate with the LoRA, rate without) of pink objects for pink prompts."""
+    """(rate with the LoRA, rate without) of pink objects for pink prompts; the LoRA patches the
+    decoder and, when the file has prior weights, the prior (as workflows/lora.json does)."""
     prompts = concept_prompts(n, seed)
-    with_lora = generate(models, prompts, seed, decoder=lora_decoder(models, lora_path))
+    with_lora = generate(models, prompts, seed, decoder=lora_decoder(models, lora_path),
+                         prior=lora_prior(models, lora_path))
     without = generate(models, prompts, seed)
     return float(np.mean(concept_hits(with_lora))), float(np.mean(concept_hits(without)))
 
 
-def palette_accuracy(models: dict, decoder, n: int, seed: int) -> float:
+def palette_accuracy(models: dict, decoder, n: int, seed: int, prior=None) -> float:
     """Object colour right (analyser) for ordinary palette prompts of the held-out-combination split."""
     rng = np.random.default_rng(seed)
     scenes = [domain.sample_scene(rng, "heldout_combos") for _ in range(n)]
-    images = generate(models, [domain.canonical_caption(s.attributes()) for s in scenes], seed, decoder=decoder)
+    images = generate(models, [domain.canonical_caption(s.attributes()) for s in scenes], seed, decoder=decoder,
+                      prior=prior)
     return float(np.mean([analyse(img).color == s.color for img, s in zip(images, scenes, strict=True)]))
 
 
@@ -216,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(n={args.n})", flush=True)
         if not args.skip_palette:
             results["palette_colour_accuracy"] = {
-                "with_lora": palette_accuracy(models, lora_decoder(models, LORA), args.n, args.seed + 1),
+                "with_lora": palette_accuracy(models, lora_decoder(models, LORA), args.n, args.seed + 1,
+                                              prior=lora_prior(models, LORA)),
                 "without": palette_accuracy(models, None, args.n, args.seed + 1)}
             print(f"palette prompts, object colour right: {results['palette_colour_accuracy']}", flush=True)
     if args.only in (None, "controlnet") and CONTROLNET.is_dir():

@@ -13,6 +13,12 @@ with the decoder's own loss (v-prediction, min-SNR-5) on:
   colour has to come from the word;
 - ordinary palette scenes (half of every batch), so that the other colours stay as they were.
 
+With `prior_rank > 0` (the default) the same run also trains a LoRA on the frozen prior's attention and
+input projections, with the prior's own x₀ objective: captions naming "pink" → the CLIP image
+embedding of the pink render (palette captions keep theirs), so that text → image carries the colour
+in the image embedding as well as in the decoder's text tokens. The file then holds `prior.` keys
+beside the `unet.` ones, which the Load LoRA node applies with its `prior_strength`.
+
 Output: `<out>/loras/shapes-pink.safetensors` — peft keys prefixed `unet.` (diffusers' pipeline
 LoRA layout) with the LoraConfig in the safetensors metadata, so diffusers' `load_lora_adapter`
 reads it too. The base bundle is read from `<out>/shapes-unclip` (or `--bundle`).
@@ -55,6 +61,10 @@ class Config:
     rank: int = 8
     alpha: float = 8.0
     targets: str = "to_q,to_k,to_v,to_out.0,add_k_proj,add_v_proj"
+    prior_rank: int = 8  # 0: no prior LoRA (decoder only)
+    prior_targets: str = "to_q,to_k,to_v,to_out.0,encoder_hidden_states_proj,embedding_proj"
+    prior_batch: int = 128
+    prior_lr: float = 1e-3
     p_concept: float = 0.5  # fraction of each batch that is pink
     p_prior_emb: float = 0.4  # pink rows: image embedding sampled by the prior from the caption
     p_null_emb: float = 0.2  # pink rows: text_proj's null image embedding
@@ -70,7 +80,7 @@ class Config:
 
 
 def smoke() -> Config:
-    return Config(out="/tmp/nodegraph-smoke", steps=2, batch=8, n_concept=32, n_keep=32, prior_steps=2,
+    return Config(out="/tmp/nodegraph-smoke", steps=2, batch=8, prior_batch=16, n_concept=32, n_keep=32, prior_steps=2,
                   log_every=1)
 
 
@@ -107,13 +117,19 @@ def prior_bank(pri, clip, captions: list[str], steps: int, seed: int, batch: int
     return torch.cat(out)
 
 
-def save_lora(path: Path, unet, config: dict, extra: dict | None = None) -> None:
-    """peft state dict with the `unet.` prefix and the LoraConfig as diffusers' metadata, atomically."""
+def save_lora(path: Path, unet, config: dict, extra: dict | None = None, prior=None,
+              prior_config: dict | None = None) -> None:
+    """peft state dicts with the `unet.` (and `prior.`) prefix and each LoraConfig as diffusers'
+    metadata, atomically."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    state = {f"unet.{k}": v.detach().float().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
-    meta_cfg = {f"unet.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
+    parts = [("unet", unet, config)] + ([("prior", prior, prior_config)] if prior is not None else [])
+    state, meta_cfg = {}, {}
+    for prefix, model, conf in parts:
+        state.update({f"{prefix}.{k}": v.detach().float().contiguous()
+                      for k, v in get_peft_model_state_dict(model).items()})
+        meta_cfg.update({f"{prefix}.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()})
     metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(meta_cfg, sort_keys=True, default=str)}
     if extra:
         metadata["nodegraph_training"] = json.dumps(extra, sort_keys=True)
@@ -149,19 +165,33 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in cfg.targets.split(",") if t.strip()]
     lora_cfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=targets, init_lora_weights="gaussian")
     unet.add_adapter(lora_cfg)
+    prior = pri.prior
+    prior_cfg = None
+    if cfg.prior_rank > 0:
+        prior_targets = [t.strip() for t in cfg.prior_targets.split(",") if t.strip()]
+        prior_cfg = LoraConfig(r=cfg.prior_rank, lora_alpha=float(cfg.prior_rank), target_modules=prior_targets,
+                               init_lora_weights="gaussian")
+        prior.add_adapter(prior_cfg)
     if cfg.init:
         from peft.utils import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        state = {k.removeprefix("unet."): v for k, v in load_file(cfg.init).items()}
-        result = set_peft_model_state_dict(unet, state)
-        if getattr(result, "unexpected_keys", None):
-            raise SystemExit(f"--init {cfg.init} does not fit (unexpected {result.unexpected_keys[:3]})")
+        init = load_file(cfg.init)
+        for prefix, model in (("unet.", unet), ("prior.", prior if prior_cfg else None)):
+            state = {k.removeprefix(prefix): v for k, v in init.items() if k.startswith(prefix)}
+            if model is None or not state:
+                continue
+            result = set_peft_model_state_dict(model, state)
+            if getattr(result, "unexpected_keys", None):
+                raise SystemExit(f"--init {cfg.init} does not fit (unexpected {result.unexpected_keys[:3]})")
         log.info("initialised the LoRA from %s", cfg.init)
     params = [p for p in unet.parameters() if p.requires_grad]
-    n_params = sum(p.numel() for p in params)
-    log.info("LoRA: rank %d on %s, %.1f k trainable params", cfg.rank, targets, n_params / 1e3)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    prior_params = [p for p in prior.parameters() if p.requires_grad] if prior_cfg else []
+    n_params = sum(p.numel() for p in params) + sum(p.numel() for p in prior_params)
+    log.info("LoRA: rank %d on %s (+ prior rank %d), %.1f k trainable params", cfg.rank, targets, cfg.prior_rank,
+             n_params / 1e3)
+    groups = [{"params": params, "lr": cfg.lr}] + ([{"params": prior_params, "lr": cfg.prior_lr}] if prior_params else [])
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
     abar = alphas_cumprod(dec)
@@ -174,9 +204,32 @@ def main(argv: list[str] | None = None) -> int:
         info = {"config": asdict(cfg), "steps_done": steps_done, "wall_seconds": round(timer(), 1),
                 "cpu_seconds": round(time.process_time(), 1),
                 "threads": torch.get_num_threads(), "trainable_params": n_params, "bundle": str(bundle)}
-        save_lora(path, unet, lora_cfg.to_dict(), info)
+        save_lora(path, unet, lora_cfg.to_dict(), info, prior if prior_cfg else None,
+                  prior_cfg.to_dict() if prior_cfg else None)
+
+    # the prior's latent space: normalised CLIP image embeddings, its x0 objective on its own schedule
+    pink_z = (pink_emb - prior.clip_mean) / prior.clip_std
+    keep_z = (keep_emb - prior.clip_mean) / prior.clip_std
+    prior_abar = torch.as_tensor(pri.scheduler.alphas_cumprod, dtype=torch.float32)
+    n_prior_pink = max(1, cfg.prior_batch // 2)
+
+    def prior_loss() -> torch.Tensor:
+        ip = rng.choice(len(pink), size=n_prior_pink, replace=False)
+        ik = rng.choice(len(keep), size=cfg.prior_batch - n_prior_pink, replace=False)
+        caps = [concept_caption(pink[i], cfg.word, rng) for i in ip] + keep.captions(ik, rng)
+        x0 = torch.cat([pink_z[torch.from_numpy(ip)], keep_z[torch.from_numpy(ik)]])
+        with torch.no_grad():
+            text = clip.encode_text(caps)
+        t = torch.randint(0, len(prior_abar), (len(x0),), generator=gen)
+        a = prior_abar[t][:, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen)
+        pred = prior(xt, timestep=t, proj_embedding=text.embeds, encoder_hidden_states=text.hidden,
+                     attention_mask=text.mask).predicted_image_embedding
+        return torch.nn.functional.mse_loss(pred, x0)
 
     unet.train()
+    if prior_cfg:
+        prior.train()
     run_loss = None
     for step in range(cfg.steps):
         ip = rng.choice(len(pink), size=n_pink, replace=False)
@@ -195,18 +248,27 @@ def main(argv: list[str] | None = None) -> int:
             text = clip.encode_text(caps)
         text = TextEncoding(text.embeds, text.hidden, text.mask)
         loss = decoder_loss(dec, x0, emb, text, abar, gen, cfg.min_snr)
+        if prior_cfg:
+            p_loss = prior_loss()
+            loss_total = loss + p_loss
+        else:
+            loss_total = loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if prior_params:
+            torch.nn.utils.clip_grad_norm_(prior_params, 1.0)
         opt.step()
         sched.step()
         run_loss = loss.item() if run_loss is None else 0.95 * run_loss + 0.05 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            log.info("step %d loss %.4f (avg %.4f)  %.0f s", step, loss.item(), run_loss, timer())
+            log.info("step %d loss %.4f (avg %.4f)%s  %.0f s", step, loss.item(), run_loss,
+                     f"  prior loss {p_loss.item():.4f}" if prior_cfg else "", timer())
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save(step + 1)
             log.info("checkpoint at step %d", step + 1)
     unet.eval()
+    prior.eval()
     save(cfg.steps)
     log.info("saved %s (%.0f KB) in %.0f s", path, path.stat().st_size / 1024, timer())
     return 0
