@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 # order, each from the bundle's current decoder.
 TUNE_PHASES: list[list[str]] = [
     ["--steps", "600", "--batch", "32", "--lr", "2e-4", "--warmup", "20", "--snr-floor", "1", "--p-recolor", "0.3"],
+    # then min-SNR-20: more weight on the low-noise steps, where a small star's points are drawn
+    ["--steps", "600", "--batch", "32", "--lr", "2e-4", "--warmup", "20", "--snr-floor", "1", "--p-recolor", "0.3",
+     "--min-snr", "20"],
 ]
 
 
