@@ -40,7 +40,7 @@ TARGETS = {
 @dataclass
 class Settings:
     prior_guidance: float = 4.0
-    decoder_guidance: float = 2.0
+    decoder_guidance: float = 1.5
     prior_steps: int = 25
     decoder_steps: int = 25
     upsample_steps: int = 7
