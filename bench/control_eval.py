@@ -36,7 +36,8 @@ BUNDLE = ROOT / "models" / "shapes-unclip"
 LORA = ROOT / "models" / "loras" / "shapes-pink.safetensors"
 CONTROLNET = ROOT / "models" / "controlnet-shapes"
 PINK = (255, 105, 180)
-PRIOR_STEPS, DECODER_STEPS, PRIOR_GUIDANCE, DECODER_GUIDANCE = 25, 25, 4.0, 2.0  # guidance > 4 is noisy with this decoder
+# decoder guidance 1.5, the Decoder node's default: stronger guidance pulls objects towards the centre
+PRIOR_STEPS, DECODER_STEPS, PRIOR_GUIDANCE, DECODER_GUIDANCE = 25, 25, 4.0, 1.5
 
 
 def load_bundle(path: Path = BUNDLE) -> dict:
@@ -67,10 +68,10 @@ def lora_decoder(models: dict, lora_path: Path, strength: float = 1.0):
     """The decoder with the LoRA merged (as the Load LoRA node does it)."""
     import dataclasses
 
-    from nodes.lora.lora import assign, patch, read_lora
+    from nodes.lora.lora import assign, patch, read_lora, subset
 
     dec = models["decoder"]
-    lora = assign(read_lora(lora_path), {"unet": dec.unet, "text_proj": dec.text_proj})
+    lora = subset(assign(read_lora(lora_path), {"unet": dec.unet, "text_proj": dec.text_proj}), ("unet", "text_proj"))
     parts = patch({"unet": dec.unet, "text_proj": dec.text_proj}, lora, strength)
     return dataclasses.replace(dec, unet=parts["unet"], text_proj=parts["text_proj"])
 
@@ -222,23 +223,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=["lora", "controlnet", "latency"], default=None)
     p.add_argument("--skip-palette", action="store_true", help="skip the palette-colour check of the LoRA")
+    p.add_argument("--bundle", type=Path, default=BUNDLE, help="the base shapes-unclip bundle")
+    p.add_argument("--lora", type=Path, default=LORA)
+    p.add_argument("--controlnet", type=Path, default=CONTROLNET)
+    p.add_argument("--decoder-guidance", type=float, default=None, help="default: DECODER_GUIDANCE")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    models = load_bundle()
-    results: dict = {"n": args.n, "seed": args.seed, "threads": args.threads}
-    if args.only in (None, "lora") and LORA.is_file():
-        with_lora, without = concept_rate(models, LORA, args.n, args.seed)
+    global DECODER_GUIDANCE
+    if args.decoder_guidance is not None:
+        DECODER_GUIDANCE = args.decoder_guidance
+    lora_path, cn_path = args.lora, args.controlnet
+    models = load_bundle(args.bundle)
+    results: dict = {"n": args.n, "seed": args.seed, "threads": args.threads, "bundle": str(args.bundle),
+                     "lora": str(lora_path), "decoder_guidance": DECODER_GUIDANCE}
+    if args.only in (None, "lora") and lora_path.is_file():
+        with_lora, without = concept_rate(models, lora_path, args.n, args.seed)
         results["lora_concept_rate"] = {"with_lora": with_lora, "without": without}
         print(f"LoRA 'pink': concept in {with_lora:.0%} of images with the LoRA, {without:.0%} without "
               f"(n={args.n})", flush=True)
         if not args.skip_palette:
             results["palette_colour_accuracy"] = {
-                "with_lora": palette_accuracy(models, lora_decoder(models, LORA), args.n, args.seed + 1,
-                                              prior=lora_prior(models, LORA)),
+                "with_lora": palette_accuracy(models, lora_decoder(models, lora_path), args.n, args.seed + 1,
+                                              prior=lora_prior(models, lora_path)),
                 "without": palette_accuracy(models, None, args.n, args.seed + 1)}
             print(f"palette prompts, object colour right: {results['palette_colour_accuracy']}", flush=True)
-    if args.only in (None, "controlnet") and CONTROLNET.is_dir():
-        res = control_iou(models, CONTROLNET, args.n, args.seed)
+    if args.only in (None, "controlnet") and cn_path.is_dir():
+        res = control_iou(models, cn_path, args.n, args.seed)
         results["controlnet"] = res
         print(f"ControlNet: mean IoU with the control silhouette {res['iou_controlnet']:.2f} "
               f"(without: {res['iou_without']:.2f}); IoU ≥ 0.6 in {res['iou_ge_0.6_rate']:.0%}; object at the "
