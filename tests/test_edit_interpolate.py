@@ -46,7 +46,7 @@ def test_end_frames_are_the_decoder_images_of_a_and_b_with_the_same_seed(tmp_pat
     out, _ = strip(tmp_path, models, frames=3, seed=9, scheduler="ddim")  # a sampler without step noise
     for frame, emb in ((out.frames[0], models["a"]), (out.frames[-1], models["b"])):
         plain, _ = run(Decoder, tmp_path, decoder=models["decoder"], image_embedding=emb,
-                       conditioning=models["conditioning"], guidance=4.0, steps=4, seed=9, scheduler="ddim")
+                       conditioning=models["conditioning"], guidance=1.5, steps=4, seed=9, scheduler="ddim")
         np.testing.assert_allclose(frame, plain.images[0], atol=1e-4)  # batch-size rounding only
 
 

@@ -25,6 +25,7 @@ def models():
 
 def p2p(tmp_path, models, **kw):
     kw.setdefault("steps", 6)
+    kw.setdefault("guidance", 4.0)
     out, ctx = run(PromptToPrompt, tmp_path, **{**models, **kw})
     return out.source_images, out.edited_images, ctx
 

@@ -35,7 +35,7 @@ from ..shapes import analyse, domain
 
 ROOT = Path(__file__).resolve().parents[2]
 
-P2P_DEFAULTS = {"cross_replace": 0.8, "self_replace": 0.3, "image_tokens": True}  # the node's defaults
+P2P_DEFAULTS = {"cross_replace": 0.4, "self_replace": 0.0, "image_tokens": True}  # the node's defaults
 
 
 class Stack:
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inpaints", type=int, default=40)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--prior-steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--guidance", type=float, default=1.5)
     p.add_argument("--cross-replace", type=float, default=P2P_DEFAULTS["cross_replace"])
     p.add_argument("--self-replace", type=float, default=P2P_DEFAULTS["self_replace"])
     p.add_argument("--image-tokens", action=argparse.BooleanOptionalAction, default=P2P_DEFAULTS["image_tokens"])

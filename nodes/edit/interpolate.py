@@ -100,7 +100,7 @@ class InterpolationStrip(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt the decoder attends to for every frame "
                                           "(an empty prompt for pure image interpolation).")
         frames: int = Port(6, ge=2, le=64, description="Images along the path, ends included.")
-        guidance: float = Port(4.0, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
+        guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps per frame.")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config.")

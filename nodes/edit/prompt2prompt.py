@@ -15,8 +15,8 @@ Mode = Literal["swap", "refine", "reweight"]
 
 
 def prompt_to_prompt(model, clip, emb_s, emb_t, source: str, target: str, negative: str = "",
-                     mode: Mode = "swap", word: str = "", weight: float = 2.0, cross_replace: float = 0.8,
-                     self_replace: float = 0.3, image_tokens: bool = True, guidance: float = 4.0,
+                     mode: Mode = "swap", word: str = "", weight: float = 2.0, cross_replace: float = 0.4,
+                     self_replace: float = 0.0, image_tokens: bool = True, guidance: float = 1.5,
                      steps: int = 25, seed: int = 0, scheduler: str | None = None, callbacks=(None, None)):
     """Decode `source` from emb_s (B, D), then `target` from emb_t with the source's attention maps
     injected; both with generator(seed). Returns (source images, edited images), (B, 3, S, S) in [0, 1].
@@ -88,15 +88,15 @@ class PromptToPrompt(Node):
         word: str = Port("", description="reweight: the word of the target prompt whose attention is scaled.")
         weight: float = Port(2.0, ge=-5.0, le=10.0, step=0.1, description="reweight: the scale of `word`'s "
                              "attention (> 1 stronger, < 1 weaker, 0 removes it).")
-        cross_replace: float = Port(0.8, ge=0.0, le=1.0, step=0.05, display="slider",
+        cross_replace: float = Port(0.4, ge=0.0, le=1.0, step=0.05, display="slider",
                                     description="Fraction of the steps (from the start) in which the source's "
                                     "prompt-token attention maps are injected.")
-        self_replace: float = Port(0.3, ge=0.0, le=1.0, step=0.05, display="slider",
+        self_replace: float = Port(0.0, ge=0.0, le=1.0, step=0.05, display="slider",
                                    description="Fraction of the steps in which the source's spatial "
-                                   "(self-attention) maps are injected too: keeps the shape's outline.")
+                                   "(self-attention) maps are injected too: keeps the old outline (colour-only edits: 0.3).")
         image_tokens: bool = Port(True, description="Inject the maps over the 4 image-embedding tokens too "
                                   "(with the prompt-token maps).")
-        guidance: float = Port(4.0, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
+        guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps (each run).")
         seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed, the same for both runs.")
 
