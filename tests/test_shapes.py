@@ -81,8 +81,13 @@ def test_training_smoke_runs_every_stage(tmp_path):
                 "super_res_scheduler"):
         assert (out / sub).is_dir(), sub
     # decoder_tune continued the decoder stage's weights, and its record keeps the base run's
-    record = json.loads((out / "training_log.json").read_text())["decoder"]
-    assert record["snr_floor"] == 1.0 and record["continued_from"]["snr_floor"] == 0.0
+    from train.decoder import TUNE_PHASES
+
+    chain = [json.loads((out / "training_log.json").read_text())["decoder"]]
+    while isinstance(chain[-1].get("continued_from"), dict):
+        chain.append(chain[-1]["continued_from"])
+    assert len(chain) == 1 + len(TUNE_PHASES)
+    assert chain[0]["snr_floor"] == 1.0 and chain[-1]["snr_floor"] == 0.0  # the base run, then the phases
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))
