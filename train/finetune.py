@@ -46,10 +46,10 @@ def load_frozen(bundle: Path, prior: bool = False):
 
 def render(scenes: list[domain.Scene]) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images at 64 px (CLIP's input) and at 32 px (the decoder's), as train/data.py makes them."""
+    from train.data import downsample
+
     im64 = np.stack([domain.render(s, 64) for s in scenes])
-    n = len(scenes)
-    im32 = np.clip(np.rint(im64.reshape(n, 32, 2, 32, 2, 3).astype(np.float32).mean(axis=(2, 4))), 0, 255)
-    return im64, im32.astype(np.uint8)
+    return im64, downsample(im64)
 
 
 def decoder_loss(dec, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncoding, abar: torch.Tensor,
