@@ -57,6 +57,21 @@ def test_the_analyser_mask_matches_the_exact_mask():
     assert analyse.mask_iou(found.mask, domain.object_mask(s, 64)) > 0.9
 
 
+def test_decoder_fg_weight_mask_covers_the_object_and_its_rim():
+    from train.decoder import object_mask32
+
+    s = domain.make_scene(np.random.default_rng(1), "yellow", "black", "star", "small", "top left")
+    m = object_mask32(domain.render(s, 32)[None], np.asarray([s.bg_rgb]))[0].numpy().astype(bool)
+    exact = domain.object_mask(s, 32)
+    assert m[exact].all()  # every object pixel weighs more
+    touched = domain.coverage(s, 32, supersample=8) > 0
+    grown = np.zeros_like(touched)  # and at most a 1-pixel rim beyond the pixels the object touches
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            grown |= np.roll(np.roll(touched, dy, 0), dx, 1)
+    assert not (m & ~grown).any() and not m[-1].any()  # the far (bottom) row stays at weight 1
+
+
 def test_scene_and_analyse_nodes(engine):
     wf = workflow(scene=node("shapes.scene", color="yellow", shape="triangle", size="small", position="top right",
                              background="purple", resolution=48, seed=3),
@@ -88,6 +103,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
         chain.append(chain[-1]["continued_from"])
     assert len(chain) == 1 + len(TUNE_PHASES)
     assert chain[0]["snr_floor"] == 1.0 and chain[-1]["snr_floor"] == 0.0  # the base run, then the phases
+    assert chain[0]["fg_weight"] == 4.0 and chain[-1]["fg_weight"] == 0.0  # the last phase weighs object pixels
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))

@@ -1,0 +1,112 @@
+"""Where composition breaks on the held-out (colour, shape) pairs (run by hand; not a test).
+
+    .venv/bin/python bench/heldout_probe.py [--models DIR] [--threads 2] [--n-decode 48]
+
+1. CLIP image space: linear probes (colour, shape) and a linear RGB regression, trained on render
+   embeddings of training-split scenes, read on renders of held-out-pair scenes.
+2. Prior: its samples for held-out-pair captions, classified by probes trained on render embeddings of
+   all scenes (so the probe itself has seen those pairs; it measures the prior, not the probe).
+3. Decoder: given the *true* image embedding of held-out-pair renders (with the caption, and with the
+   empty prompt), the pixel analyser's colour and shape accuracy on what it draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=str(ROOT / "models" / "shapes-unclip"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-decode", type=int, default=48)
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+
+    from nodes.shapes import analyse, domain
+    from nodes.shapes.evaluate import Settings, Stack
+    from nodes.unclip.models import sample_decoder, sample_prior, upsample
+
+    torch.set_num_threads(args.threads)
+    st = Stack(Path(args.models), Settings())
+
+    def embed(scenes) -> torch.Tensor:
+        ims = torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            return torch.cat([st.clip.encode_image(ims[i:i + 500]) for i in range(0, len(ims), 500)])
+
+    def probe(x: torch.Tensor, labels: list[int], k: int):
+        y = torch.tensor(labels)
+        w = torch.zeros(x.shape[1], k, requires_grad=True)
+        b = torch.zeros(k, requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=0.05)
+        for _ in range(300):
+            loss = F.cross_entropy(x @ w * 10 + b, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return lambda z: (F.normalize(z, dim=-1) @ w.detach() * 10 + b.detach()).argmax(1).tolist()
+
+    attrs = {"color": domain.COLORS, "shape": domain.SHAPES}
+    train = domain.sample_scenes(11, 3000, "train")
+    held = domain.sample_scenes(12, 400, "heldout_pairs")
+    x_tr, x_ho = embed(train), embed(held)
+    print("1. CLIP image embeddings of held-out-pair renders, probes trained on the training split:")
+    for a, vals in attrs.items():
+        read = probe(F.normalize(x_tr, dim=-1), [vals.index(getattr(s, a)) for s in train], len(vals))
+        acc = np.mean([vals[p] == getattr(s, a) for p, s in zip(read(x_ho), held, strict=True)])
+        print(f"   {a} classifier: {acc:.3f}")
+    design = torch.cat([F.normalize(x_tr, dim=-1), torch.ones(len(x_tr), 1)], 1)
+    rgb = torch.tensor([s.fg_rgb for s in train]).float() / 255
+    coef = torch.linalg.lstsq(design, rgb).solution
+    pred = torch.cat([F.normalize(x_ho, dim=-1), torch.ones(len(x_ho), 1)], 1) @ coef
+    palette = torch.tensor([domain.PALETTE[c] for c in domain.COLORS]).float() / 255
+    nearest = torch.cdist(pred, palette).argmin(1).tolist()
+    print(f"   RGB regression → nearest palette colour: "
+          f"{np.mean([domain.COLORS[k] == s.color for k, s in zip(nearest, held, strict=True)]):.3f}")
+
+    every = domain.sample_scenes(13, 3000, "any")
+    x_all = F.normalize(embed(every), dim=-1)
+    readers = {a: probe(x_all, [vals.index(getattr(s, a)) for s in every], len(vals)) for a, vals in attrs.items()}
+    rng = np.random.default_rng(0)
+    scenes = domain.sample_scenes(21, 160, "heldout_pairs")
+    with torch.no_grad():
+        cond = st.clip.encode_text([domain.full_caption(s, rng) for s in scenes])
+        emb = sample_prior(st.prior, cond, st.empty, guidance=4.0, steps=25, generator=torch.Generator().manual_seed(0))
+    print("2. prior samples for 160 held-out-pair captions (guidance 4, 25 steps), read by render-embedding probes:")
+    for a, vals in attrs.items():
+        acc = np.mean([vals[p] == getattr(s, a) for p, s in zip(readers[a](emb), scenes, strict=True)])
+        print(f"   {a}: {acc:.3f}")
+
+    n = args.n_decode
+    scenes = domain.sample_scenes(31, n, "heldout_pairs")
+    captions = [domain.full_caption(s, rng) for s in scenes]
+    true_emb = embed(scenes)
+    print(f"3. decoder given the true image embeddings of {n} held-out-pair renders (25 steps, guidance 1.5):")
+    for name in ("caption", "empty prompt"):
+        found = []
+        for i in range(0, n, 16):
+            with torch.no_grad():
+                text = st.clip.encode_text(captions[i:i + 16]) if name == "caption" else st.empty
+                im = sample_decoder(st.decoder, true_emb[i:i + 16], text, st.empty, guidance=1.5, steps=25,
+                                    generator=torch.Generator().manual_seed(i))
+                im = upsample(st.upsampler, im, steps=7, generator=torch.Generator().manual_seed(i + 1), fix_colors=True)
+            arr = (im.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+            found += [analyse.analyse(x).attributes() for x in arr]
+        line = ", ".join(f"{a} {np.mean([f[a] == getattr(s, a) for f, s in zip(found, scenes, strict=True)]):.2f}"
+                         for a in attrs)
+        print(f"   with the {name}: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
