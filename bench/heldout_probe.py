@@ -33,7 +33,7 @@ def main() -> int:
     import torch.nn.functional as F
 
     from nodes.shapes import analyse, domain
-    from nodes.shapes.evaluate import Settings, Stack
+    from nodes.shapes.evaluate import Settings, Stack, _to_numpy
     from nodes.unclip.models import sample_decoder, sample_prior, upsample
 
     torch.set_num_threads(args.threads)
@@ -100,8 +100,7 @@ def main() -> int:
                 im = sample_decoder(st.decoder, true_emb[i:i + 16], text, st.empty, guidance=1.5, steps=25,
                                     generator=torch.Generator().manual_seed(i))
                 im = upsample(st.upsampler, im, steps=7, generator=torch.Generator().manual_seed(i + 1), fix_colors=True)
-            arr = (im.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-            found += [analyse.analyse(x).attributes() for x in arr]
+            found += [analyse.analyse(x).attributes() for x in _to_numpy(im)]
         line = ", ".join(f"{a} {np.mean([f[a] == getattr(s, a) for f, s in zip(found, scenes, strict=True)]):.2f}"
                          for a in attrs)
         print(f"   with the {name}: {line}")
