@@ -72,6 +72,34 @@ def test_decoder_fg_weight_mask_covers_the_object_and_its_rim():
     assert not (m & ~grown).any() and not m[-1].any()  # the far (bottom) row stays at weight 1
 
 
+def test_clip_equivariance_loss_is_zero_only_for_one_shared_linear_colour_map():
+    import torch
+
+    from train.clip import equivariance_loss
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 3, generator=g)  # the true Δrgb → Δembedding map
+    e_orig, d_rgb = torch.randn(64, 8, generator=g), torch.rand(64, 3, generator=g) * 2 - 1
+    linear = e_orig + d_rgb @ a.T  # repaints move every embedding the same way
+    per_shape = e_orig + d_rgb @ a.T * torch.where(torch.arange(64)[:, None] % 2 == 0, 1.0, -1.0)
+    eq_map = torch.nn.Linear(3, 8, bias=False)
+    with torch.no_grad():
+        eq_map.weight.copy_(a)
+    one = torch.ones(())
+    assert equivariance_loss(linear, e_orig, d_rgb, eq_map, one).item() < 1e-10
+    assert equivariance_loss(per_shape, e_orig, d_rgb, eq_map, one).item() > 0.5
+    # the best shared map for a shape-dependent change still misses: the loss cannot be fitted away
+    fit = torch.nn.Linear(3, 8, bias=False)
+    opt = torch.optim.Adam(fit.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = equivariance_loss(per_shape, e_orig, d_rgb, fit, one)
+        loss.backward()
+        opt.step()
+    assert loss.item() > 0.5
+    assert equivariance_loss(linear, e_orig, d_rgb, eq_map, 2 * one).item() < 1e-10  # scale divides
+
+
 def test_scene_and_analyse_nodes(engine):
     wf = workflow(scene=node("shapes.scene", color="yellow", shape="triangle", size="small", position="top right",
                              background="purple", resolution=48, seed=3),
@@ -104,6 +132,14 @@ def test_training_smoke_runs_every_stage(tmp_path):
     assert len(chain) == 1 + len(TUNE_PHASES)
     assert chain[0]["snr_floor"] == 1.0 and chain[-1]["snr_floor"] == 0.0  # the base run, then the phases
     assert chain[0]["fg_weight"] == 4.0 and chain[-1]["fg_weight"] == 0.0  # the last phase weighs object pixels
+    # CLIP and the prior can continue a bundle (CLIP with the colour-equivariance term); the record keeps the base run
+    for stage, extra in (("clip", ["--eq-weight", "2", "--p-recolor", "0.5"]), ("prior", [])):
+        proc = subprocess.run([sys.executable, "-m", f"train.{stage}", "--smoke", "--out", str(out), "--init", str(out),
+                               *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        record = json.loads((out / "training_log.json").read_text())[stage]
+        assert isinstance(record["continued_from"], dict) and "continued_from" not in record["continued_from"]
+    assert json.loads((out / "training_log.json").read_text())["clip"]["eq_weight"] == 2.0
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))

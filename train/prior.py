@@ -5,13 +5,15 @@ image embedding, learned query], trained to predict the *clean* (normalised) ima
 (x0 objective, `prediction_type="sample"`) under the cosine schedule. 10 % of captions are replaced
 by the empty prompt, which is the unconditional branch of classifier-free guidance at sampling
 time. `clip_mean` / `clip_std` are set from the data and frozen (they are zero-initialised trainable
-parameters in diffusers).
+parameters in diffusers). `init` continues from a bundle's prior (e.g. after its CLIP was
+continued); `clip_mean` / `clip_std` are then re-measured on the bundle's current CLIP.
 
-    python -m train.prior [--smoke] [--steps N] [--threads T] [--out DIR]
+    python -m train.prior [--smoke] [--steps N] [--threads T] [--out DIR] [--init BUNDLE]
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ class Config:
     seed: int = 1
     threads: int = 1
     log_every: int = 200
+    init: str = ""  # continue from this bundle's prior/ ("" = from scratch)
 
 
 def smoke() -> Config:
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     dim, ctx = clip.embed_dim, clip.context_length
     prior = PriorTransformer(num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim, num_layers=cfg.layers,
                              embedding_dim=dim, num_embeddings=ctx, additional_embeddings=4, dropout=0.0)
+    if cfg.init:
+        prior = PriorTransformer.from_pretrained(Path(cfg.init) / "prior")
+        log.info("continuing from %s", cfg.init)
     with torch.no_grad():
         prior.clip_mean.copy_(emb.mean(0, keepdim=True))
         prior.clip_std.copy_(emb.std(0, keepdim=True))
@@ -117,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     prior.save_pretrained(out / "prior", safe_serialization=True)
     scheduler().save_pretrained(out / "prior_scheduler")
     write_model_index(out)
-    record_time(out, "prior", timer(), {"steps": cfg.steps, "batch": cfg.batch,
-                                         "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
+             "params_M": round(sum(p.numel() for p in params) / 1e6, 2)}
+    if cfg.init:
+        prev = Path(cfg.init) / "training_log.json"
+        extra["continued_from"] = json.loads(prev.read_text()).get("prior") if prev.is_file() else cfg.init
+    record_time(out, "prior", timer(), extra)
     log.info("saved %s in %.0f s", out / "prior", timer())
     return 0
 
