@@ -9,9 +9,10 @@
 3. Decoder: given the *true* image embedding of held-out-pair renders (with the caption, and with the
    empty prompt), the pixel analyser's colour and shape accuracy on what it draws.
 4. A bound for a colour-factorised prior: the prior given the caption *without* its colour (an
-   in-distribution prompt), its sample then moved along a linear colour map (Δrgb → Δembedding, fitted
-   on training-split repaintings) to the named colour, decoded with the full caption. Not a pipeline
-   we ship (it needs the colour word parsed out of the prompt); it says which part fails to compose.
+   in-distribution prompt), decoded with the full caption as it is, and after moving its sample along
+   a linear colour map (Δrgb → Δembedding, fitted on training-split repaintings) to the named colour's
+   palette RGB, or to the RGB read from the prior's sample for the full caption. Not a pipeline we
+   ship (it needs the colour word parsed out of the prompt); it says which part fails to compose.
 """
 
 from __future__ import annotations
@@ -43,10 +44,27 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     st = Stack(Path(args.models), Settings())
 
-    def embed(scenes) -> torch.Tensor:
-        ims = torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    def encode(ims: np.ndarray) -> torch.Tensor:
+        """CLIP image embeddings of uint8 images (N, H, W, 3)."""
+        x = torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
-            return torch.cat([st.clip.encode_image(ims[i:i + 500]) for i in range(0, len(ims), 500)])
+            return torch.cat([st.clip.encode_image(x[i:i + 500]) for i in range(0, len(x), 500)])
+
+    def embed(scenes) -> torch.Tensor:
+        return encode(np.stack([domain.render(s, 64) for s in scenes]))
+
+    def decode_and_judge(emb: torch.Tensor, texts: list, truth: list) -> str:
+        """Decode (25 steps, guidance 1.5) and upsample 16 at a time (texts: one encoding per 16);
+        the analyser's accuracy against the scenes `truth`."""
+        found = []
+        for i in range(0, len(emb), 16):
+            with torch.no_grad():
+                im = sample_decoder(st.decoder, emb[i:i + 16], texts[i // 16], st.empty, guidance=1.5, steps=25,
+                                    generator=torch.Generator().manual_seed(i))
+                im = upsample(st.upsampler, im, steps=7, generator=torch.Generator().manual_seed(i + 1), fix_colors=True)
+            found += [analyse.analyse(x).attributes() for x in _to_numpy(im)]
+        return ", ".join(f"{a} {np.mean([f[a] == getattr(s, a) for f, s in zip(found, truth, strict=True)]):.2f}"
+                         for a in attrs)
 
     def probe(x: torch.Tensor, labels: list[int], k: int):
         y = torch.tensor(labels)
@@ -95,19 +113,11 @@ def main() -> int:
     scenes = domain.sample_scenes(31, n, "heldout_pairs")
     captions = [domain.full_caption(s, rng) for s in scenes]
     true_emb = embed(scenes)
+    with torch.no_grad():
+        caption_enc = [st.clip.encode_text(captions[i:i + 16]) for i in range(0, n, 16)]
     print(f"3. decoder given the true image embeddings of {n} held-out-pair renders (25 steps, guidance 1.5):")
-    for name in ("caption", "empty prompt"):
-        found = []
-        for i in range(0, n, 16):
-            with torch.no_grad():
-                text = st.clip.encode_text(captions[i:i + 16]) if name == "caption" else st.empty
-                im = sample_decoder(st.decoder, true_emb[i:i + 16], text, st.empty, guidance=1.5, steps=25,
-                                    generator=torch.Generator().manual_seed(i))
-                im = upsample(st.upsampler, im, steps=7, generator=torch.Generator().manual_seed(i + 1), fix_colors=True)
-            found += [analyse.analyse(x).attributes() for x in _to_numpy(im)]
-        line = ", ".join(f"{a} {np.mean([f[a] == getattr(s, a) for f, s in zip(found, scenes, strict=True)]):.2f}"
-                         for a in attrs)
-        print(f"   with the {name}: {line}")
+    print(f"   with the caption: {decode_and_judge(true_emb, caption_enc, scenes)}")
+    print(f"   with the empty prompt: {decode_and_judge(true_emb, [st.empty] * len(caption_enc), scenes)}")
 
     # 4. fit e(repainted) − e(original) ≈ Δrgb·A and rgb ≈ [e, 1]·R on training-split scenes
     from train import data as shapes_data
@@ -118,10 +128,7 @@ def main() -> int:
     fg = np.array([s.fg_rgb for s in fit], np.float32)
     bg = np.array([s.bg_rgb for s in fit], np.float32)
     new = shapes_data.random_object_colors(fit_rng, np.array([domain.SHAPES.index(s.shape) for s in fit]), bg)
-    with torch.no_grad():
-        e0 = torch.cat([st.clip.encode_image(shapes_data.to_tensor(ims[i:i + 500])) for i in range(0, len(ims), 500)])
-        rep = shapes_data.recolor(ims, bg, fg, new)
-        e1 = torch.cat([st.clip.encode_image(shapes_data.to_tensor(rep[i:i + 500])) for i in range(0, len(rep), 500)])
+    e0, e1 = encode(ims), encode(shapes_data.recolor(ims, bg, fg, new))
     d_rgb = torch.from_numpy((new.astype(np.float32) - fg) / 255)
     color_map = torch.linalg.lstsq(d_rgb, e1 - e0).solution  # (3, D)
     explained = 1 - ((e1 - e0 - d_rgb @ color_map) ** 2).sum() / ((e1 - e0) ** 2).sum()
@@ -131,25 +138,25 @@ def main() -> int:
     no_color = tuple(a for a in domain.ATTRIBUTES if a != "color")
     print(f"4. prior given the caption without its colour, then a linear colour edit (the map explains "
           f"{explained:.2f} of a repaint's embedding change), {n} held-out-pair prompts:")
-    for name in ("prior sample, no edit", "prior sample + colour edit"):
-        found = []
-        for i in range(0, n, 16):
-            chunk = scenes[i:i + 16]
-            with torch.no_grad():
-                text = st.clip.encode_text(captions[i:i + 16])
-                partial = st.clip.encode_text([domain.caption(s, rng, include=no_color) for s in chunk])
-                e = sample_prior(st.prior, partial, st.empty, guidance=4.0, steps=25,
-                                 generator=torch.Generator().manual_seed(100 + i))
-                if "edit" in name:
-                    target = torch.tensor([domain.PALETTE[s.color] for s in chunk]).float() / 255
-                    e = e + (target - torch.cat([e, torch.ones(len(e), 1)], 1) @ read_rgb) @ color_map
-                im = sample_decoder(st.decoder, e, text, st.empty, guidance=1.5, steps=25,
-                                    generator=torch.Generator().manual_seed(i))
-                im = upsample(st.upsampler, im, steps=7, generator=torch.Generator().manual_seed(i + 1), fix_colors=True)
-            found += [analyse.analyse(x).attributes() for x in _to_numpy(im)]
-        line = ", ".join(f"{a} {np.mean([f[a] == getattr(s, a) for f, s in zip(found, scenes, strict=True)]):.2f}"
-                         for a in attrs)
-        print(f"   {name}: {line}")
+    with torch.no_grad():
+        e = torch.cat([sample_prior(st.prior, st.clip.encode_text([domain.caption(s, rng, include=no_color)
+                                                                    for s in scenes[i:i + 16]]),
+                                    st.empty, guidance=4.0, steps=25, generator=torch.Generator().manual_seed(100 + i))
+                       for i in range(0, n, 16)])
+        # the colour the prior gives the whole caption (its samples carry the colour, not the shape)
+        e_full = torch.cat([sample_prior(st.prior, c, st.empty, guidance=4.0, steps=25,
+                                         generator=torch.Generator().manual_seed(200 + 16 * k))
+                            for k, c in enumerate(caption_enc)])
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, torch.ones(len(x), 1)], 1) @ read_rgb
+
+    palette_rgb = torch.tensor([domain.PALETTE[s.color] for s in scenes]).float() / 255
+    print(f"   prior sample, no edit: {decode_and_judge(e, caption_enc, scenes)}")
+    print(f"   + edit to the named colour's palette RGB: "
+          f"{decode_and_judge(e + (palette_rgb - read(e)) @ color_map, caption_enc, scenes)}")
+    print(f"   + edit to the RGB read from the prior's sample for the whole caption: "
+          f"{decode_and_judge(e + (read(e_full) - read(e)) @ color_map, caption_enc, scenes)}")
     return 0
 
 
