@@ -1,6 +1,6 @@
 """Measure the edit pack on the shipped Shapes models (run by hand; not a test).
 
-    nice -n 10 .venv/bin/python bench/edit_eval.py [--swaps 40] [--inpaints 40] [--steps 25] [--threads 2]
+    nice -n 10 .venv/bin/python bench/edit_eval.py [--swaps 40] [--inpaints 40] [--recolors 40] [--steps 25] [--threads 2]
                                                    [--json out.json]
 
 The measurement itself lives in `nodes/edit/evaluate.py` (also `nodegraph eval edit`), where the

@@ -1,8 +1,9 @@
 """The edit pack: editing and exploring images with the unCLIP decoder.
 
 Prompt-to-Prompt attention edits (word swap, refinement, attention re-weighting) by injecting the
-source run's attention maps, mask-guided inpainting that keeps every pixel outside the mask, and an
-interpolation strip along slerp paths in CLIP space. Public API only; the unCLIP pack's link types
+source run's attention maps, mask-guided inpainting that keeps every pixel outside the mask, an
+interpolation strip along slerp paths in CLIP space, and recolouring of CLIP image embeddings along a
+fitted linear colour map. Public API only; the unCLIP pack's link types
 and model library. Torch is imported only when a node runs.
 """
 
@@ -11,12 +12,13 @@ import nodegraph
 from .inpaint import Inpaint
 from .interpolate import InterpolationStrip
 from .prompt2prompt import PromptToPrompt
+from .recolor import EmbeddingRecolor
 
 PACK = nodegraph.Pack(
     name="edit",
     version="1.0.0",
     description="Image editing with the unCLIP decoder: Prompt-to-Prompt, mask-guided inpainting, "
-    "interpolation strips.",
-    nodes=[PromptToPrompt, Inpaint, InterpolationStrip],
+    "interpolation strips, recolouring CLIP image embeddings.",
+    nodes=[PromptToPrompt, Inpaint, InterpolationStrip, EmbeddingRecolor],
     evaluations={"edit": "nodes.edit.evaluate:main"},
 )

@@ -1,6 +1,6 @@
 """Measurements of the edit pack on the shipped Shapes models (`bench/edit_eval.py`, `nodegraph eval edit`).
 
-    nice -n 10 .venv/bin/python bench/edit_eval.py [--swaps 40] [--inpaints 40] [--steps 25] [--threads 2]
+    nice -n 10 .venv/bin/python bench/edit_eval.py [--swaps 40] [--inpaints 40] [--recolors 40] [--steps 25] [--threads 2]
                                                    [--model models/shapes-unclip] [--json out.json]
 
 Judged by the pixel analyser (`nodes/shapes/analyse.py`), never by a learned model:
@@ -16,6 +16,10 @@ Judged by the pixel analyser (`nodes/shapes/analyse.py`), never by a learned mod
   3 px (what one would draw); the prompt names a new colour and shape (same size, position and
   background; never a held-out colour-shape pair), its embedding from the prior. Per case: mean |output − input| outside the mask
   (in 1/255 units) and whether the analyser finds the new colour and shape.
+- Recolouring: `--recolors` rendered training-split scenes → CLIP image embedding → Recolour
+  Embedding to a new colour → decoder with the empty prompt (a variation in another colour). Half
+  the targets are the colour held out for the scene's shape (a pair no model saw). Per case: does
+  the analyser find the new colour, the old shape and the old position.
 - Latency at batch 1 with `--threads` torch threads, median of 3: plain decoding vs each node's
   sampling (P2P: source + edit; inpainting; a 6-frame strip).
 """
@@ -219,6 +223,56 @@ def eval_inpaint(stack: Stack, n: int, seed: int, side: int = 64, margin: int = 
     }
 
 
+def recolor_cases(n: int, seed: int) -> list[dict]:
+    """n cases: a training-split scene and a new object colour. Even cases take the one colour held out
+    for the scene's shape (e.g. a triangle → blue: a pair no model saw), odd ones another colour."""
+    rng = np.random.default_rng(seed)
+    held_for = {shape: color for color, shape in domain.HELDOUT_PAIRS}
+    cases = []
+    while len(cases) < n:
+        scene = domain.sample_scene(rng, "train")
+        if len(cases) % 2 == 0:
+            new = held_for[scene.shape]
+        else:
+            new = str(rng.choice([c for c in domain.COLORS if c != scene.color
+                                  and (c, scene.shape) not in domain.HELDOUT_PAIRS]))
+        if new in (scene.color, scene.background):
+            continue
+        cases.append({"scene": scene, "color": new, "heldout_pair": (new, scene.shape) in domain.HELDOUT_PAIRS})
+    return cases
+
+
+def eval_recolor(stack: Stack, n: int, seed: int) -> dict:
+    """Recolour Embedding on variations: a rendered scene → CLIP image embedding → recoloured → decoder
+    (empty prompt, as variations are decoded). Per case: the analyser's colour, shape and position."""
+    from ..unclip.models import sample_decoder
+    from .recolor import color_map_for, parse_color
+
+    torch = stack.torch
+    cmap = color_map_for(stack.clip)
+    rows = []
+    for i, case in enumerate(recolor_cases(n, seed)):
+        s = case["scene"]
+        img = torch.from_numpy(domain.render(s, 64).astype(np.float32) / 255).permute(2, 0, 1)[None]
+        rgb = torch.tensor(parse_color(case["color"]), dtype=torch.float32) / 255
+        with torch.inference_mode():
+            emb = cmap.apply(stack.clip.encode_image(img), rgb)
+            out = sample_decoder(stack.decoder, emb, stack.empty, stack.empty, guidance=stack.guidance,
+                                 steps=stack.steps, generator=torch.Generator().manual_seed(seed + i))
+        a = analyse.analyse(to_np(out)[0]).attributes()
+        rows.append({"source": s.attributes(), "color": case["color"], "heldout_pair": case["heldout_pair"],
+                     "found": a, "color_ok": a["color"] == case["color"], "shape_ok": a["shape"] == s.shape,
+                     "position_ok": a["position"] == s.position})
+
+    def summary(sel: list[dict]) -> dict:
+        return {"n": len(sel), **{k: float(np.mean([r[k] for r in sel])) for k in ("color_ok", "shape_ok", "position_ok")},
+                "color_and_shape": float(np.mean([r["color_ok"] and r["shape_ok"] for r in sel]))}
+
+    return {"all": summary(rows), "heldout_pair_targets": summary([r for r in rows if r["heldout_pair"]]),
+            "training_pair_targets": summary([r for r in rows if not r["heldout_pair"]]),
+            "map_explained": cmap.explained, "cases": rows}
+
+
 def latency(stack: Stack, repeats: int = 3) -> dict:
     from ..unclip.models import sample_decoder
     from .inpaint import inpaint
@@ -272,11 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                         "embedding moved by the text diff")
     p.add_argument("--diff-amount", type=float, default=0.35, help="θ of the text diff (--p2p-target textdiff)")
     p.add_argument("--strength", type=float, default=1.0, help="inpainting strength")
+    p.add_argument("--recolors", type=int, default=40)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--embeddings", choices=["prior", "render"], default="prior",
                    help="image embeddings from the prior (default) or CLIP-encoded renders of the attributes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip", default="", help="comma-separated: p2p, inpaint, latency")
+    p.add_argument("--skip", default="", help="comma-separated: p2p, inpaint, recolor, latency")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import torch
@@ -296,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     if "inpaint" not in skip:
         report["inpaint"] = eval_inpaint(stack, args.inpaints, args.seed, strength=args.strength)
         print("inpaint", json.dumps({k: v for k, v in report["inpaint"].items() if k != "cases"}, indent=1),
+              f"({time.time() - t0:.0f} s)", flush=True)
+    if "recolor" not in skip:
+        report["recolor"] = eval_recolor(stack, args.recolors, args.seed)
+        print("recolor", json.dumps({k: v for k, v in report["recolor"].items() if k != "cases"}, indent=1),
               f"({time.time() - t0:.0f} s)", flush=True)
     if "latency" not in skip:
         report["latency"] = latency(stack)

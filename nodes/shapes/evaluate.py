@@ -5,6 +5,8 @@ combinations held out of training (`unseen`) and of the held-out (colour, shape)
 (`heldout_pairs`) — it generates text → prior → decoder → upsampler through the model library and
 reports, per set, the analyser's accuracy on object colour, shape, size, position and background,
 the CLIP score (100 × cosine of the generated image's and the prompt's embeddings, shipped CLIP),
+the held-out pairs once more through `workflows/recolor.json`'s path (the prompt without its
+colour → prior → Recolour Embedding to the named colour → decoder; `heldout_pairs_recolor`),
 the same with the prior replaced by the text embedding itself (the paper's ablation), variation
 faithfulness (a rendered image → CLIP image embedding → decoder → upsampler; attributes kept), and
 latency per image and stage at batch 1 on this machine.
@@ -56,6 +58,14 @@ def prompt_set(split: str, n: int, seed: int) -> list[tuple[str, dict[str, str]]
     return [(domain.full_caption(s, rng), s.attributes()) for s in scenes]
 
 
+def prompt_set_without_color(split: str, n: int, seed: int) -> list[tuple[str, dict[str, str]]]:
+    """The scenes of `prompt_set(split, n, seed)`, captioned without their colour (which is in the attributes)."""
+    rng = np.random.default_rng(seed + 7)
+    scenes = domain.sample_scenes(seed, n, split)  # type: ignore[arg-type]
+    no_color = tuple(a for a in domain.ATTRIBUTES if a != "color")
+    return [(domain.caption(s, rng, include=no_color), s.attributes()) for s in scenes]
+
+
 def _accuracy(results: list[analyse.Analysis], truths: list[dict[str, str]]) -> dict[str, float]:
     out = {a: float(np.mean([r.attributes()[a] == t[a] for r, t in zip(results, truths, strict=True)]))
            for a in domain.ATTRIBUTES}
@@ -85,8 +95,11 @@ class Stack:
     def gen(self, seed: int):
         return self.torch.Generator().manual_seed(seed)
 
-    def text_to_image(self, prompts: list[str], seed: int, use_prior: bool = True):
-        """(B, 3, S, S) images in [0, 1] for prompts; seed offsets per stage."""
+    def text_to_image(self, prompts: list[str], seed: int, use_prior: bool = True, recolor: list[str] | None = None):
+        """(B, 3, S, S) images in [0, 1] for prompts; seed offsets per stage. `recolor`: a colour name per
+        prompt, applied to the prior's samples with Recolour Embedding's fitted map (the workflow
+        `recolor.json`)."""
+        from nodes.edit.recolor import color_map_for, parse_color
         from nodes.unclip.models import sample_decoder, sample_prior, upsample
 
         s = self.s
@@ -97,6 +110,9 @@ class Stack:
                                    generator=self.gen(seed))
             else:
                 emb = cond.embeds  # the paper's ablation: the text embedding in place of the image embedding
+            if recolor is not None:
+                rgb = self.torch.tensor([parse_color(c) for c in recolor], dtype=self.torch.float32) / 255
+                emb = color_map_for(self.clip).apply(emb, rgb)
             images = sample_decoder(self.decoder, emb, cond, self.empty, guidance=s.decoder_guidance,
                                     steps=s.decoder_steps, generator=self.gen(seed + 1), scheduler=s.scheduler)
             if self.upsampler is not None:
@@ -134,12 +150,14 @@ def _to_numpy(images) -> list[np.ndarray]:
     return [im for im in (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)]
 
 
-def run_text_split(stack: Stack, pairs, seed: int, use_prior: bool = True, save: Callable | None = None) -> dict:
+def run_text_split(stack: Stack, pairs, seed: int, use_prior: bool = True, save: Callable | None = None,
+                   recolor: bool = False) -> dict:
     results, truths, scores = [], [], []
     t0 = time.time()
     for i, chunk in _batched(pairs, stack.s.batch):
         prompts = [p for p, _ in chunk]
-        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior)
+        colors = [a["color"] for _, a in chunk] if recolor else None
+        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors)
         scores.extend(stack.clip_score(images, prompts).tolist())
         for (_, attrs), img in zip(chunk, _to_numpy(images), strict=True):
             results.append(analyse.analyse(img))
@@ -230,6 +248,9 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
         log.info("text → image on %s (%d prompts)", name, len(pairs))
         report[name] = run_text_split(stack, pairs, seed, save=saver)
         report[name]["reference_clip_score"] = reference_clip_score(stack, pairs)
+    log.info("held-out pairs, recoloured: the prompt without its colour, the prior's sample recoloured")
+    report["heldout_pairs_recolor"] = run_text_split(stack, prompt_set_without_color("heldout_pairs", n_aux, seed + 1),
+                                                     seed, recolor=True)
     log.info("prior ablation (text embedding as image embedding)")
     report["unseen_no_prior"] = run_text_split(stack, splits["unseen"][:n_aux], seed, use_prior=False)
     log.info("variations")
@@ -243,7 +264,7 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
 def table(report: dict) -> str:
     cols = ["color", "shape", "size", "position", "background", "all", "clip_score"]
     lines = [f"{'set':<22} {'n':>4} " + " ".join(f"{c:>10}" for c in cols)]
-    for key in ("unseen", "heldout_pairs", "unseen_no_prior", "variations"):
+    for key in ("unseen", "heldout_pairs", "heldout_pairs_recolor", "unseen_no_prior", "variations"):
         r = report[key]
         vals = [f"{r[c]:>10.3f}" if c in r and c != "clip_score" else (f"{r[c]:>10.1f}" if c in r else f"{'-':>10}")
                 for c in cols]

@@ -1,0 +1,174 @@
+"""Recolour CLIP image embeddings along a linear colour map fitted on repainted Shapes renders.
+
+The map is measured, not learned end to end: Shapes scenes of the training split are rendered twice,
+once in their own colour and once repainted in another palette colour, and both renders are encoded
+with the CLIP model. A least-squares fit gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
+shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring an embedding e to the colour c is
+e + s · (c − R(e)) · A: the read-out says where its colour is now, A says how to move.
+
+It is how a prompt whose colour and shape never appeared together in training can still be drawn:
+sample the prior for the prompt without its colour (an in-distribution prompt), then recolour.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import nodegraph
+from nodegraph import Node, NodeContext, NodeExecutionError, Port
+
+from ..unclip.convert import library_errors
+from ..unclip.types import CLIP, EMBEDDING
+
+FIT_SEED = 14
+FIT_SCENES = 1000
+BATCH = 250
+
+
+@dataclass(frozen=True)
+class ColorMap:
+    """A fitted linear colour map of one CLIP model's image space (rgb in [0, 1])."""
+
+    direction: Any  # (3, D) torch: Δembedding per unit Δrgb
+    readout: Any  # (D + 1, 3) torch: rgb ≈ [e, 1] @ readout
+    explained: float  # fraction of the repaintings' embedding change that Δrgb · direction explains
+    readout_error: float  # mean absolute rgb error of the read-out on the fitting renders, 0–255 scale
+
+    def read(self, emb):
+        """The rgb (B, 3) in [0, 1] that the read-out sees in embeddings (B, D)."""
+        import torch
+
+        return torch.cat([emb, torch.ones(len(emb), 1, dtype=emb.dtype)], 1) @ self.readout
+
+    def apply(self, emb, rgb, strength: float = 1.0):
+        """Move embeddings (B, D) so their read-out colour goes to `rgb` (3,) or (B, 3) in [0, 1]."""
+        return emb + strength * (rgb - self.read(emb)) @ self.direction
+
+
+def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, int]]:
+    """For each scene another palette colour (jittered), never its background, never a held-out pair."""
+    from ..shapes import domain
+
+    out = []
+    for s in scenes:
+        options = [c for c in domain.COLORS
+                   if c not in (s.color, s.background) and (c, s.shape) not in domain.HELDOUT_PAIRS]
+        out.append(domain.make_scene(rng, options[rng.integers(len(options))], s.background, s.shape, s.size,
+                                     s.position).fg_rgb)
+    return out
+
+
+def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED) -> ColorMap:
+    """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D))."""
+    import dataclasses
+
+    import torch
+
+    from ..shapes import domain
+
+    rng = np.random.default_rng(seed)
+    scenes = domain.sample_scenes(seed, n, "train")
+    repainted = [dataclasses.replace(s, fg_rgb=rgb) for s, rgb in zip(scenes, _repaint_colors(rng, scenes), strict=True)]
+
+    def encode(batch) -> torch.Tensor:
+        ims = np.stack([domain.render(s, 64) for s in batch])
+        with torch.inference_mode():
+            return clip.encode_image(torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255).float()
+
+    e0 = torch.cat([encode(scenes[i:i + BATCH]) for i in range(0, n, BATCH)])
+    e1 = torch.cat([encode(repainted[i:i + BATCH]) for i in range(0, n, BATCH)])
+    rgb0 = torch.tensor([s.fg_rgb for s in scenes], dtype=torch.float32) / 255
+    rgb1 = torch.tensor([s.fg_rgb for s in repainted], dtype=torch.float32) / 255
+    d_rgb, d_emb = rgb1 - rgb0, e1 - e0
+    direction = torch.linalg.lstsq(d_rgb, d_emb).solution
+    explained = 1 - float(((d_emb - d_rgb @ direction) ** 2).sum() / (d_emb ** 2).sum().clamp_min(1e-12))
+    both = torch.cat([e0, e1])
+    design = torch.cat([both, torch.ones(len(both), 1)], 1)
+    rgb = torch.cat([rgb0, rgb1])
+    readout = torch.linalg.lstsq(design, rgb).solution
+    error = float((design @ readout - rgb).abs().mean() * 255)
+    return ColorMap(direction=direction, readout=readout, explained=explained, readout_error=error)
+
+
+_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def color_map_for(clip) -> ColorMap:
+    """The colour map of a loaded CLIP model, fitted once per model object (a few seconds)."""
+    with _lock:
+        cmap = _maps.get(clip)
+        if cmap is None:
+            cmap = _maps[clip] = fit_color_map(clip)
+        return cmap
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """A colour name of the Shapes palette ("blue"), any other name PIL knows ("teal"), or "#rrggbb"."""
+    from PIL import ImageColor
+
+    from ..shapes import domain
+
+    name = text.strip().lower()
+    if name in domain.PALETTE:
+        return tuple(domain.PALETTE[name])
+    try:
+        return tuple(ImageColor.getrgb(name)[:3])
+    except ValueError:
+        raise NodeExecutionError(f"unknown colour {text!r}: give a palette name ({', '.join(domain.COLORS)}), "
+                                 "another CSS colour name, or a hex code such as #2346e1") from None
+
+
+class EmbeddingRecolor(Node):
+    """Recolour CLIP image embeddings: move them along a linear colour map to a target colour.
+
+    The map is fitted for the connected CLIP model on repainted Shapes renders (once per loaded model,
+    a few seconds). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
+    the prior never saw together, or on an image embedding for variations in another colour.
+    """
+
+    name = "embedding_recolor"
+    title = "Recolour Embedding"
+    category = "edit"
+
+    class Inputs(nodegraph.Inputs):
+        clip: CLIP = Port(description="The CLIP model the embeddings come from (its image encoder fits the map).")
+        embedding: EMBEDDING = Port(description="CLIP image embeddings to recolour, (B, D).")
+        color: str = Port("blue", description="Target object colour: a palette name (red, orange, yellow, green, "
+                                              "blue, purple, white, black), another CSS name, or #rrggbb.")
+        strength: float = Port(1.0, ge=0.0, le=2.0, step=0.05, display="slider",
+                               description="0 keeps the embeddings, 1 moves their read-out colour to the target.")
+
+    class Outputs(nodegraph.Outputs):
+        embedding: EMBEDDING = Port(description="Recoloured embeddings, (B, D).")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        rgb = torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
+        emb = inputs.embedding
+        if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
+            raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "
+                                     "or CLIP Image Encode")
+        clip = inputs.clip.model
+        with library_errors():
+            cmap = color_map_for(clip)
+        if cmap.direction.shape[1] != emb.shape[1]:
+            raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
+                                     f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")
+        before = cmap.read(emb.float())
+        out = cmap.apply(emb.float(), rgb, inputs.strength)
+        after = cmap.read(out)
+        ctx.show(text=[f"read-out colour {_hex(before[0])} → {_hex(after[0])} (target {_hex(rgb)}); the map explains "
+                       f"{cmap.explained:.2f} of a repaint's embedding change"])
+        return self.Outputs(embedding=out.to(emb.dtype))
+
+
+def _hex(rgb) -> str:
+    r, g, b = (int(round(float(v) * 255)) for v in rgb.clamp(0, 1))
+    return f"#{r:02x}{g:02x}{b:02x}"
