@@ -9,7 +9,7 @@ from conftest import ROOT
 from edit_helpers import run
 
 from nodegraph import ModelHandle, NodeExecutionError
-from nodes.edit.recolor import EmbeddingRecolor, fit_color_map, parse_color
+from nodes.edit.recolor import EmbeddingRecolor, fit_color_map, fit_scenes, parse_color
 from nodes.shapes import analyse, domain
 
 MODEL = ROOT / "models" / "shapes-unclip"
@@ -21,6 +21,7 @@ class LinearColorClip(torch.nn.Module):
 
     def __init__(self, dim: int = 12):
         super().__init__()
+        self.embed_dim = dim
         g = torch.Generator().manual_seed(0)
         self.color = torch.randn(3, dim, generator=g)
         q, _ = torch.linalg.qr(self.color.T)  # (dim, 3): the colour part's span
@@ -29,9 +30,16 @@ class LinearColorClip(torch.nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         bg = images[:, :, 0, 0]  # every Shapes render has background at its corner
-        obj = (images - bg[:, :, None, None]).abs().sum(1) > 0.2  # (B, H, W)
-        fg = (images * obj[:, None]).sum((2, 3)) / obj.sum((1, 2)).clamp_min(1)[:, None]
+        dist = (images - bg[:, :, None, None]).abs().sum(1)  # (B, H, W)
+        obj = dist > 0.2
+        # the object's colour: its fully covered pixels (not the anti-aliased rim)
+        inner = (dist >= 0.97 * dist.flatten(1).max(1).values[:, None, None]).float()
+        fg = (images * inner[:, None]).sum((2, 3)) / inner.sum((1, 2))[:, None]
         return fg @ self.color + obj.flatten(1).float() @ self.layout
+
+
+def _render(*scenes) -> torch.Tensor:
+    return torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2).float() / 255
 
 
 def test_fit_recovers_a_linear_colour_part_and_moves_the_read_out_to_the_target():
@@ -41,13 +49,27 @@ def test_fit_recovers_a_linear_colour_part_and_moves_the_read_out_to_the_target(
     # the map is the encoder's colour part, up to the anti-aliased edge pixels' share of the mean
     cos = torch.nn.functional.cosine_similarity(cmap.direction, clip.color, dim=1)
     assert (cos > 0.98).all(), cos
-    scene = domain.make_scene(np.random.default_rng(3), "red", "white", "circle", "large", "center")
-    x = torch.from_numpy(domain.render(scene, 64)).permute(2, 0, 1)[None].float() / 255
-    emb = clip.encode_image(x)
+    rng = np.random.default_rng(3)
+    scenes = [domain.make_scene(rng, "red", "white", "circle", "large", "center"),
+              domain.make_scene(rng, "green", "black", "star", "small", "top left")]
+    emb = clip.encode_image(_render(*scenes))
+    truth = torch.tensor([s.fg_rgb for s in scenes]).float() / 255
+    assert (cmap.read(emb) - truth).abs().max() < 6 / 255  # the read-out sees the object's colour
     blue = torch.tensor(domain.PALETTE["blue"]) / 255
     moved = cmap.apply(emb, blue)
-    assert (cmap.read(moved) - blue).abs().max() < 0.05
+    assert (cmap.read(moved) - blue).abs().max() < 1e-4  # strength 1 lands on the target
+    assert (cmap.read(cmap.apply(emb, blue, 0.5)) - (truth + blue) / 2).abs().max() < 6 / 255
     assert torch.equal(cmap.apply(emb, blue, strength=0.0), emb)
+
+
+def test_the_fit_never_shows_a_held_out_pair_or_combination():
+    palette = {c: np.array(rgb) for c, rgb in domain.PALETTE.items()}
+    scenes, repainted = fit_scenes()
+    for s, r in zip(scenes, repainted, strict=True):
+        nearest = min(palette, key=lambda c: ((palette[c] - np.array(r.fg_rgb)) ** 2).sum())
+        assert nearest not in (s.color, s.background)
+        assert domain.split_of(nearest, r.background, r.shape, r.size, r.position) == "train", (nearest, r)
+        assert domain.split_of(s.color, s.background, s.shape, s.size, s.position) == "train"
 
 
 def test_colour_names_and_hex_codes():
@@ -66,6 +88,24 @@ def test_node_checks_the_embedding(tmp_path):
         run(EmbeddingRecolor, tmp_path, clip=clip, embedding=torch.zeros(12))
 
 
+def test_node_recolours_a_batch_keeps_its_dtype_and_reports(tmp_path):
+    clip = LinearColorClip(dim=12)
+    rng = np.random.default_rng(4)
+    scenes = [domain.make_scene(rng, c, "white", "square", "large", "center") for c in ("red", "green", "black")]
+    emb = clip.encode_image(_render(*scenes)).to(torch.float64)
+    out, ctx = run(EmbeddingRecolor, tmp_path, clip=ModelHandle(clip, "stand-in", "unclip.clip"), embedding=emb,
+                   color="#ffa500")
+    moved = out.embedding
+    assert moved.dtype == torch.float64 and moved.shape == emb.shape
+    # on the linear stand-in the colour part of every row becomes orange, the rest stays
+    fg = torch.linalg.lstsq(clip.color.T.double(), (moved - emb).T).solution.T  # Δrgb per row
+    truth = torch.tensor([s.fg_rgb for s in scenes]).double() / 255
+    target = torch.tensor([255, 165, 0]).double() / 255
+    assert (truth + fg - target).abs().max() < 8 / 255
+    assert ctx.steps and ctx.steps[-1][0] == ctx.steps[-1][1]  # the fit reported its progress
+    assert "#ffa500" in ctx.ui["text"][0] and ctx.ui["text"][0].count("→") == 3
+
+
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
     """Red circles, squares and triangles → image embedding → recoloured to blue/green/yellow →
@@ -73,10 +113,13 @@ def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
     `nodegraph eval shapes`, row heldout_pairs_recolor.)"""
     from nodes.unclip.models import load_clip, load_decoder, sample_decoder
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     clip, decoder = load_clip(MODEL), load_decoder(MODEL)
     rng = np.random.default_rng(5)
-    cases = [("red", "white", "circle", "blue"), ("red", "white", "square", "green"),
+    # the first two targets are held-out pairs (blue triangle, red star): no model saw them
+    cases = [("red", "white", "triangle", "blue"), ("green", "white", "star", "red"),
+             ("red", "white", "circle", "blue"), ("red", "white", "square", "green"),
              ("orange", "black", "triangle", "yellow"), ("green", "white", "star", "purple")]
     scenes = [domain.make_scene(rng, c, bg, s, "large", "center") for c, bg, s, _ in cases]
     x = torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2).float() / 255
@@ -89,6 +132,7 @@ def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
     with torch.no_grad():
         images = sample_decoder(decoder, moved, empty, empty, guidance=1.5, steps=15,
                                 generator=torch.Generator().manual_seed(0))
+    torch.set_num_threads(threads)
     found = [analyse.analyse(im).attributes()
              for im in (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)]
     assert [f["color"] for f in found] == [new for *_, new in cases], found

@@ -3,8 +3,9 @@
 Prompt-to-Prompt attention edits (word swap, refinement, attention re-weighting) by injecting the
 source run's attention maps, mask-guided inpainting that keeps every pixel outside the mask, an
 interpolation strip along slerp paths in CLIP space, and recolouring of CLIP image embeddings along a
-fitted linear colour map. Public API only; the unCLIP pack's link types
-and model library. Torch is imported only when a node runs.
+fitted linear colour map. Public API only; the unCLIP pack's link types and model library, and the
+Shapes pack's renderer (Recolour fits its map on Shapes renders). Torch is imported only when a node
+runs.
 """
 
 import nodegraph

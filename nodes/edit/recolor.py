@@ -4,7 +4,8 @@ The map is measured, not learned end to end: Shapes scenes of the training split
 once in their own colour and once repainted in another palette colour, and both renders are encoded
 with the CLIP model. A least-squares fit gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
 shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring an embedding e to the colour c is
-e + s · (c − R(e)) · A: the read-out says where its colour is now, A says how to move.
+e + s · (c − R(e)) · S, where S = (A·R)⁻¹·A is A rescaled so that s = 1 puts the read-out exactly
+on c: the read-out says where its colour is now, A says which way to move.
 
 It is how a prompt whose colour and shape never appeared together in training can still be drawn:
 sample the prior for the prompt without its colour (an in-distribution prompt), then recolour.
@@ -34,77 +35,104 @@ BATCH = 250
 class ColorMap:
     """A fitted linear colour map of one CLIP model's image space (rgb in [0, 1])."""
 
-    direction: Any  # (3, D) torch: Δembedding per unit Δrgb
+    direction: Any  # (3, D) torch: Δembedding per unit Δrgb, the least-squares fit
     readout: Any  # (D + 1, 3) torch: rgb ≈ [e, 1] @ readout
+    step: Any  # (3, D): the direction rescaled so that moving by Δrgb · step changes the read-out by Δrgb
     explained: float  # fraction of the repaintings' embedding change that Δrgb · direction explains
-    readout_error: float  # mean absolute rgb error of the read-out on the fitting renders, 0–255 scale
 
     def read(self, emb):
         """The rgb (B, 3) in [0, 1] that the read-out sees in embeddings (B, D)."""
         import torch
 
-        return torch.cat([emb, torch.ones(len(emb), 1, dtype=emb.dtype)], 1) @ self.readout
+        emb = emb.to(self.readout)
+        return torch.cat([emb, torch.ones(len(emb), 1).to(emb)], 1) @ self.readout
 
     def apply(self, emb, rgb, strength: float = 1.0):
-        """Move embeddings (B, D) so their read-out colour goes to `rgb` (3,) or (B, 3) in [0, 1]."""
-        return emb + strength * (rgb - self.read(emb)) @ self.direction
+        """Move embeddings (B, D) so their read-out colour goes to `rgb` (3,) or (B, 3) in [0, 1]
+        (strength 1: exactly; the move is along the fitted direction)."""
+        emb = emb.to(self.readout)
+        return emb + strength * (rgb.to(emb) - self.read(emb)) @ self.step
 
 
 def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, int]]:
-    """For each scene another palette colour (jittered), never its background, never a held-out pair."""
+    """For each scene another palette colour (jittered): never its background, never a held-out
+    (colour, shape) pair, and never a held-out attribute combination (the repaint stays in the
+    training split)."""
     from ..shapes import domain
 
     out = []
     for s in scenes:
-        options = [c for c in domain.COLORS
-                   if c not in (s.color, s.background) and (c, s.shape) not in domain.HELDOUT_PAIRS]
+        options = [c for c in domain.COLORS if c not in (s.color, s.background)
+                   and domain.split_of(c, s.background, s.shape, s.size, s.position) == "train"]
         out.append(domain.make_scene(rng, options[rng.integers(len(options))], s.background, s.shape, s.size,
                                      s.position).fg_rgb)
     return out
 
 
-def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED) -> ColorMap:
-    """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D))."""
+def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
+    """The fitting pairs: (training-split scenes, the same scenes repainted in another colour)."""
     import dataclasses
 
+    from ..shapes import domain
+
+    scenes = domain.sample_scenes(seed, n, "train")
+    rng = np.random.default_rng([seed, 1])  # its own stream, independent of the scene sampling
+    return scenes, [dataclasses.replace(s, fg_rgb=rgb) for s, rgb in zip(scenes, _repaint_colors(rng, scenes),
+                                                                          strict=True)]
+
+
+def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> ColorMap:
+    """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D)).
+
+    `progress(done, total)` is called after each batch of renders is encoded (it may raise to stop).
+    """
     import torch
 
     from ..shapes import domain
 
-    rng = np.random.default_rng(seed)
-    scenes = domain.sample_scenes(seed, n, "train")
-    repainted = [dataclasses.replace(s, fg_rgb=rgb) for s, rgb in zip(scenes, _repaint_colors(rng, scenes), strict=True)]
-
-    def encode(batch) -> torch.Tensor:
+    scenes, repainted = fit_scenes(n, seed)
+    jobs = [scenes[i:i + BATCH] for i in range(0, n, BATCH)] + [repainted[i:i + BATCH] for i in range(0, n, BATCH)]
+    encoded = []
+    for k, batch in enumerate(jobs):
         ims = np.stack([domain.render(s, 64) for s in batch])
-        with torch.inference_mode():
-            return clip.encode_image(torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255).float()
-
-    e0 = torch.cat([encode(scenes[i:i + BATCH]) for i in range(0, n, BATCH)])
-    e1 = torch.cat([encode(repainted[i:i + BATCH]) for i in range(0, n, BATCH)])
-    rgb0 = torch.tensor([s.fg_rgb for s in scenes], dtype=torch.float32) / 255
-    rgb1 = torch.tensor([s.fg_rgb for s in repainted], dtype=torch.float32) / 255
+        with torch.no_grad():  # not inference_mode: the cached map may be used where autograd is on
+            encoded.append(clip.encode_image(torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255).float())
+        if progress is not None:
+            progress(k + 1, len(jobs))
+    e0, e1 = torch.cat(encoded[:len(jobs) // 2]), torch.cat(encoded[len(jobs) // 2:])
+    rgb0 = torch.tensor([s.fg_rgb for s in scenes], dtype=torch.float32).to(e0) / 255
+    rgb1 = torch.tensor([s.fg_rgb for s in repainted], dtype=torch.float32).to(e0) / 255
     d_rgb, d_emb = rgb1 - rgb0, e1 - e0
     direction = torch.linalg.lstsq(d_rgb, d_emb).solution
     explained = 1 - float(((d_emb - d_rgb @ direction) ** 2).sum() / (d_emb ** 2).sum().clamp_min(1e-12))
     both = torch.cat([e0, e1])
-    design = torch.cat([both, torch.ones(len(both), 1)], 1)
-    rgb = torch.cat([rgb0, rgb1])
-    readout = torch.linalg.lstsq(design, rgb).solution
-    error = float((design @ readout - rgb).abs().mean() * 255)
-    return ColorMap(direction=direction, readout=readout, explained=explained, readout_error=error)
+    readout = torch.linalg.lstsq(torch.cat([both, torch.ones(len(both), 1).to(both)], 1),
+                                 torch.cat([rgb0, rgb1])).solution
+    # direction · readout (3 × 3) is close to, but not, the identity: solve for the step that moves the
+    # read-out by exactly Δrgb, still within the direction's span
+    step = torch.linalg.solve(direction @ readout[:-1], direction)
+    return ColorMap(direction=direction, readout=readout, step=step, explained=explained)
 
 
-_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → ColorMap
+_fitting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → its lock while (first) fitted
 _lock = threading.Lock()
 
 
-def color_map_for(clip) -> ColorMap:
-    """The colour map of a loaded CLIP model, fitted once per model object (a few seconds)."""
+def color_map_for(clip, progress=None) -> ColorMap:
+    """The colour map of a loaded CLIP model, fitted once per model object (seconds for the shipped
+    CLIP). Other models' maps stay available while one is being fitted."""
     with _lock:
         cmap = _maps.get(clip)
+        if cmap is not None:
+            return cmap
+        model_lock = _fitting.setdefault(clip, threading.Lock())
+    with model_lock:
+        cmap = _maps.get(clip)
         if cmap is None:
-            cmap = _maps[clip] = fit_color_map(clip)
+            cmap = fit_color_map(clip, progress=progress)
+            with _lock:
+                _maps[clip] = cmap
         return cmap
 
 
@@ -128,7 +156,7 @@ class EmbeddingRecolor(Node):
     """Recolour CLIP image embeddings: move them along a linear colour map to a target colour.
 
     The map is fitted for the connected CLIP model on repainted Shapes renders (once per loaded model,
-    a few seconds). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
+    a few seconds for the shipped CLIP, with progress). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
     the prior never saw together, or on an image embedding for variations in another colour.
     """
 
@@ -156,15 +184,21 @@ class EmbeddingRecolor(Node):
             raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "
                                      "or CLIP Image Encode")
         clip = inputs.clip.model
+        width = getattr(clip, "embed_dim", None)
+        if width is not None and width != emb.shape[1]:
+            raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
+                                     f"{width}; connect the CLIP model the embeddings come from")
         with library_errors():
-            cmap = color_map_for(clip)
+            cmap = color_map_for(clip, progress=lambda done, total: ctx.progress(done, total))
         if cmap.direction.shape[1] != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")
-        before = cmap.read(emb.float())
-        out = cmap.apply(emb.float(), rgb, inputs.strength)
+        before = cmap.read(emb)
+        out = cmap.apply(emb, rgb, inputs.strength)
         after = cmap.read(out)
-        ctx.show(text=[f"read-out colour {_hex(before[0])} → {_hex(after[0])} (target {_hex(rgb)}); the map explains "
+        moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
+        more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
+        ctx.show(text=[f"read-out colour{more}: {moves}; target {_hex(rgb)}; the map explains "
                        f"{cmap.explained:.2f} of a repaint's embedding change"])
         return self.Outputs(embedding=out.to(emb.dtype))
 

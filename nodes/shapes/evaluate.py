@@ -151,14 +151,17 @@ def _to_numpy(images) -> list[np.ndarray]:
 
 
 def run_text_split(stack: Stack, pairs, seed: int, use_prior: bool = True, save: Callable | None = None,
-                   recolor: bool = False) -> dict:
+                   recolor: bool = False, score_with: list[str] | None = None) -> dict:
+    """Generate for (prompt, attributes) pairs and judge. `recolor`: recolour the prior's samples to each
+    pair's colour; `score_with`: the texts the CLIP score compares with (default: the prompts)."""
     results, truths, scores = [], [], []
     t0 = time.time()
     for i, chunk in _batched(pairs, stack.s.batch):
         prompts = [p for p, _ in chunk]
         colors = [a["color"] for _, a in chunk] if recolor else None
         images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors)
-        scores.extend(stack.clip_score(images, prompts).tolist())
+        texts = prompts if score_with is None else score_with[i:i + len(chunk)]
+        scores.extend(stack.clip_score(images, texts).tolist())
         for (_, attrs), img in zip(chunk, _to_numpy(images), strict=True):
             results.append(analyse.analyse(img))
             truths.append(attrs)
@@ -249,8 +252,9 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
         report[name] = run_text_split(stack, pairs, seed, save=saver)
         report[name]["reference_clip_score"] = reference_clip_score(stack, pairs)
     log.info("held-out pairs, recoloured: the prompt without its colour, the prior's sample recoloured")
-    report["heldout_pairs_recolor"] = run_text_split(stack, prompt_set_without_color("heldout_pairs", n_aux, seed + 1),
-                                                     seed, recolor=True)
+    report["heldout_pairs_recolor"] = run_text_split(
+        stack, prompt_set_without_color("heldout_pairs", n, seed + 1), seed, recolor=True,
+        score_with=[p for p, _ in splits["heldout_pairs"]])  # the same scenes; scored against their full captions
     log.info("prior ablation (text embedding as image embedding)")
     report["unseen_no_prior"] = run_text_split(stack, splits["unseen"][:n_aux], seed, use_prior=False)
     log.info("variations")
