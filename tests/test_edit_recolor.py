@@ -106,6 +106,29 @@ def test_node_recolours_a_batch_keeps_its_dtype_and_reports(tmp_path):
     assert "#ffa500" in ctx.ui["text"][0] and ctx.ui["text"][0].count("→") == 3
 
 
+def test_node_takes_the_target_colour_from_other_embeddings(tmp_path):
+    clip = LinearColorClip(dim=12)
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    rng = np.random.default_rng(6)
+    src = [domain.make_scene(rng, c, "white", s, "large", "center") for c, s in (("red", "square"), ("green", "star"))]
+    refs = [domain.make_scene(rng, c, "black", "circle", "small", "top") for c in ("blue", "yellow")]
+    emb, ref = clip.encode_image(_render(*src)), clip.encode_image(_render(*refs))
+    ref_rgb = torch.tensor([s.fg_rgb for s in refs]).float() / 255
+    # `color` is ignored (even an unknown name) when color_from is connected
+    one, ctx = run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=ref[:1], color="bleu")
+    cmap = fit_color_map(clip)  # the same fit the node made
+    assert (cmap.read(one.embedding) - ref_rgb[0]).abs().max() < 6 / 255  # both rows take the blue circle's colour
+    assert "targets read from color_from" in ctx.ui["text"][0]
+    each, _ = run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=ref)
+    assert (cmap.read(each.embedding) - ref_rgb).abs().max() < 6 / 255  # row by row
+    # the rest of the embedding (shape, place) is the source's, not the reference's
+    move = each.embedding - emb
+    off_colour = move - torch.linalg.lstsq(clip.color.T, move.T).solution.T @ clip.color
+    assert off_colour.norm() < 0.05 * move.norm(), off_colour.norm() / move.norm()
+    with pytest.raises(NodeExecutionError, match=r"color_from: expected embeddings of shape \(1, 12\) or \(2, 12\)"):
+        run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=torch.zeros(3, 12))
+
+
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
     """Red circles, squares and triangles → image embedding → recoloured to blue/green/yellow →

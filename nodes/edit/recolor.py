@@ -157,7 +157,9 @@ class EmbeddingRecolor(Node):
 
     The map is fitted for the connected CLIP model on repainted Shapes renders (once per loaded model,
     a few seconds for the shipped CLIP, with progress). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
-    the prior never saw together, or on an image embedding for variations in another colour.
+    the prior never saw together, or on an image embedding for variations in another colour. With `color_from` connected, the target is
+    the colour those embeddings read as (one row for all, or one per embedding): an image's shape in
+    another image's colour.
     """
 
     name = "embedding_recolor"
@@ -167,10 +169,12 @@ class EmbeddingRecolor(Node):
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model the embeddings come from (its image encoder fits the map).")
         embedding: EMBEDDING = Port(description="CLIP image embeddings to recolour, (B, D).")
-        color: str = Port("blue", description="Target object colour: a palette name (red, orange, yellow, green, "
+        color: str = Port("blue", description="Target object colour (unless color_from is connected): a palette name (red, orange, yellow, green, "
                                               "blue, purple, white, black), another CSS name, or #rrggbb.")
         strength: float = Port(1.0, ge=0.0, le=2.0, step=0.05, display="slider",
                                description="0 keeps the embeddings, 1 moves their read-out colour to the target.")
+        color_from: EMBEDDING = Port(None, description="Optional: take the target colour from these embeddings "
+                                                       "(1 or B rows, e.g. another image's) instead of `color`.")
 
     class Outputs(nodegraph.Outputs):
         embedding: EMBEDDING = Port(description="Recoloured embeddings, (B, D).")
@@ -178,7 +182,7 @@ class EmbeddingRecolor(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        rgb = torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
+        rgb = None if inputs.color_from is not None else torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
         emb = inputs.embedding
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
             raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "
@@ -188,17 +192,27 @@ class EmbeddingRecolor(Node):
         if width is not None and width != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{width}; connect the CLIP model the embeddings come from")
+        ref = inputs.color_from
+        if ref is not None and (not isinstance(ref, torch.Tensor) or ref.ndim != 2 or ref.shape[1] != emb.shape[1]
+                                or len(ref) not in (1, len(emb))):
+            got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+            raise NodeExecutionError(f"color_from: expected embeddings of shape (1, {emb.shape[1]}) or "
+                                     f"({len(emb)}, {emb.shape[1]}), one row for all or one per embedding; got {got}")
         with library_errors():
             cmap = color_map_for(clip, progress=lambda done, total: ctx.progress(done, total))
         if cmap.direction.shape[1] != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")
+        if ref is not None:  # the colour another embedding reads as, row by row
+            rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
         before = cmap.read(emb)
         out = cmap.apply(emb, rgb, inputs.strength)
         after = cmap.read(out)
         moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
         more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
-        ctx.show(text=[f"read-out colour{more}: {moves}; target {_hex(rgb)}; the map explains "
+        target = (f"targets read from color_from: {', '.join(_hex(c) for c in rgb[:8])}" if ref is not None
+                  else f"target {_hex(rgb)}")
+        ctx.show(text=[f"read-out colour{more}: {moves}; {target}; the map explains "
                        f"{cmap.explained:.2f} of a repaint's embedding change"])
         return self.Outputs(embedding=out.to(emb.dtype))
 
