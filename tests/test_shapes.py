@@ -150,3 +150,4 @@ def test_training_smoke_runs_every_stage(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "unseen" in proc.stdout and "latency per image" in proc.stdout
+    assert "heldout_pairs_factored" in proc.stdout and "unseen_factored" in proc.stdout

@@ -114,26 +114,33 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     return ColorMap(direction=direction, readout=readout, step=step, explained=explained)
 
 
-_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → ColorMap
-_fitting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → its lock while (first) fitted
+_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {kind: fitted map}
+_fitting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {kind: its lock while (first) fitted}
 _lock = threading.Lock()
 
 
-def color_map_for(clip, progress=None) -> ColorMap:
-    """The colour map of a loaded CLIP model, fitted once per model object (seconds for the shipped
-    CLIP). Other models' maps stay available while one is being fitted."""
+def fitted_for(model, kind: str, fit, progress=None):
+    """`fit(progress)` for a loaded model, once per model object and kind; other models' and kinds'
+    maps stay available while one is being fitted."""
     with _lock:
-        cmap = _maps.get(clip)
-        if cmap is not None:
-            return cmap
-        model_lock = _fitting.setdefault(clip, threading.Lock())
-    with model_lock:
-        cmap = _maps.get(clip)
-        if cmap is None:
-            cmap = fit_color_map(clip, progress=progress)
+        done = _maps.setdefault(model, {})
+        if kind in done:
+            return done[kind]
+        kind_lock = _fitting.setdefault(model, {}).setdefault(kind, threading.Lock())
+    with kind_lock:
+        with _lock:
+            found = _maps[model].get(kind)
+        if found is None:
+            found = fit(progress)
             with _lock:
-                _maps[clip] = cmap
-        return cmap
+                _maps[model][kind] = found
+        return found
+
+
+def color_map_for(clip, progress=None) -> ColorMap:
+    """The colour map of a loaded CLIP model's image space, fitted once per model object (seconds for
+    the shipped CLIP)."""
+    return fitted_for(clip, "image_color", lambda progress: fit_color_map(clip, progress=progress), progress)
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -169,8 +176,9 @@ class EmbeddingRecolor(Node):
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model the embeddings come from (its image encoder fits the map).")
         embedding: EMBEDDING = Port(description="CLIP image embeddings to recolour, (B, D).")
-        color: str = Port("blue", description="Target object colour (unless color_from is connected): a palette name (red, orange, yellow, green, "
-                                              "blue, purple, white, black), another CSS name, or #rrggbb.")
+        color: str = Port("blue", description="Target object colour (unless color_from is connected): a palette name "
+                                              "(red, orange, yellow, green, blue, purple, white, black), another CSS "
+                                              "name, or #rrggbb; empty passes the embeddings on unchanged.")
         strength: float = Port(1.0, ge=0.0, le=2.0, step=0.05, display="slider",
                                description="0 keeps the embeddings, 1 moves their read-out colour to the target.")
         color_from: EMBEDDING = Port(None, description="Optional: take the target colour from these embeddings "
@@ -182,7 +190,12 @@ class EmbeddingRecolor(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        rgb = None if inputs.color_from is not None else torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
+        rgb = None
+        if inputs.color_from is None:
+            if not inputs.color.strip():  # e.g. Factor Out Colour found no colour in the prompt
+                ctx.show(text=["no colour given: the embeddings are passed on as they are"])
+                return self.Outputs(embedding=inputs.embedding)
+            rgb = torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
         emb = inputs.embedding
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
             raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "

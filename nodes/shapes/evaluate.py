@@ -5,8 +5,11 @@ combinations held out of training (`unseen`) and of the held-out (colour, shape)
 (`heldout_pairs`) — it generates text → prior → decoder → upsampler through the model library and
 reports, per set, the analyser's accuracy on object colour, shape, size, position and background,
 the CLIP score (100 × cosine of the generated image's and the prompt's embeddings, shipped CLIP),
-the held-out pairs once more through `workflows/recolor.json`'s path (the prompt without its
-colour → prior → Recolour Embedding to the named colour → decoder; `heldout_pairs_recolor`),
+both sets once more through `workflows/text2image_factored.json`'s path (the same prompts →
+Factor Out Colour → prior → Recolour Embedding to the colour it read → decoder with the prompt;
+`unseen_factored`, `heldout_pairs_factored`), the held-out pairs through `workflows/recolor.json`'s
+path (the prompt without its colour → prior → Recolour Embedding to the named colour → decoder;
+`heldout_pairs_recolor`),
 the same with the prior replaced by the text embedding itself (the paper's ablation), variation
 faithfulness (a rendered image → CLIP image embedding → decoder → upsampler; attributes kept), and
 latency per image and stage at batch 1 on this machine.
@@ -32,9 +35,13 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "shapes-unclip"
+FACTOR_STRENGTH = 3.0  # Factor Out Colour's default
 TARGETS = {
     "unseen": {"color": 0.90, "shape": 0.90, "position": 0.85, "size": 0.85, "background": 0.80},
     "heldout_pairs": {"color": 0.75, "shape": 0.75},
+    # the same targets through workflows/text2image_factored.json (the same plain prompts)
+    "unseen_factored": {"color": 0.90, "shape": 0.90, "position": 0.85, "size": 0.85, "background": 0.80},
+    "heldout_pairs_factored": {"color": 0.75, "shape": 0.75},
     "variations": {"color": 0.80, "shape": 0.80},
 }
 
@@ -95,24 +102,35 @@ class Stack:
     def gen(self, seed: int):
         return self.torch.Generator().manual_seed(seed)
 
-    def text_to_image(self, prompts: list[str], seed: int, use_prior: bool = True, recolor: list[str] | None = None):
+    def text_to_image(self, prompts: list[str], seed: int, use_prior: bool = True, recolor: list[str] | None = None,
+                      factor: float | None = None):
         """(B, 3, S, S) images in [0, 1] for prompts; seed offsets per stage. `recolor`: a colour name per
         prompt, applied to the prior's samples with Recolour Embedding's fitted map (the workflow
-        `recolor.json`)."""
+        `recolor.json`). `factor`: Factor Out Colour at this strength before the prior, then Recolour
+        to the colour it read (the workflow `text2image_factored.json`)."""
         from nodes.edit.recolor import color_map_for, parse_color
         from nodes.unclip.models import sample_decoder, sample_prior, upsample
 
         s = self.s
         with self.torch.no_grad():
             cond = self.clip.encode_text(prompts)
+            prior_cond = cond
+            if factor is not None:
+                from nodes.edit.recolor import fitted_for
+                from nodes.edit.textcolor import fit_text_color_map
+
+                tmap = fitted_for(self.clip, "text_color", lambda progress: fit_text_color_map(self.clip))
+                prior_cond, recolor = tmap.factor(cond, factor)
             if use_prior:
-                emb = sample_prior(self.prior, cond, self.empty, guidance=s.prior_guidance, steps=s.prior_steps,
+                emb = sample_prior(self.prior, prior_cond, self.empty, guidance=s.prior_guidance, steps=s.prior_steps,
                                    generator=self.gen(seed))
             else:
                 emb = cond.embeds  # the paper's ablation: the text embedding in place of the image embedding
             if recolor is not None:
-                rgb = self.torch.tensor([parse_color(c) for c in recolor], dtype=self.torch.float32) / 255
-                emb = color_map_for(self.clip).apply(emb, rgb)
+                rgb = self.torch.tensor([parse_color(c) if c else (0, 0, 0) for c in recolor],
+                                        dtype=self.torch.float32) / 255
+                keep = self.torch.tensor([not c for c in recolor])[:, None]
+                emb = self.torch.where(keep, emb, color_map_for(self.clip).apply(emb, rgb))
             images = sample_decoder(self.decoder, emb, cond, self.empty, guidance=s.decoder_guidance,
                                     steps=s.decoder_steps, generator=self.gen(seed + 1), scheduler=s.scheduler)
             if self.upsampler is not None:
@@ -151,15 +169,15 @@ def _to_numpy(images) -> list[np.ndarray]:
 
 
 def run_text_split(stack: Stack, pairs, seed: int, use_prior: bool = True, save: Callable | None = None,
-                   recolor: bool = False, score_with: list[str] | None = None) -> dict:
+                   recolor: bool = False, score_with: list[str] | None = None, factor: float | None = None) -> dict:
     """Generate for (prompt, attributes) pairs and judge. `recolor`: recolour the prior's samples to each
-    pair's colour; `score_with`: the texts the CLIP score compares with (default: the prompts)."""
+    pair's colour; `factor`: the text2image_factored.json path at this strength; `score_with`: the texts the CLIP score compares with (default: the prompts)."""
     results, truths, scores = [], [], []
     t0 = time.time()
     for i, chunk in _batched(pairs, stack.s.batch):
         prompts = [p for p, _ in chunk]
         colors = [a["color"] for _, a in chunk] if recolor else None
-        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors)
+        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors, factor=factor)
         texts = prompts if score_with is None else score_with[i:i + len(chunk)]
         scores.extend(stack.clip_score(images, texts).tolist())
         for (_, attrs), img in zip(chunk, _to_numpy(images), strict=True):
@@ -233,7 +251,7 @@ def latency(stack: Stack, repeats: int = 3) -> dict[str, float]:
 
 
 def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 1234,
-             save_dir: Path | None = None) -> dict:
+             save_dir: Path | None = None, factor: float = FACTOR_STRENGTH) -> dict:
     stack = Stack(model, settings)
     report: dict = {"model": str(model), "settings": settings.__dict__, "seed": seed}
     splits = {"unseen": prompt_set("heldout_combos", n, seed), "heldout_pairs": prompt_set("heldout_pairs", n, seed + 1)}
@@ -255,6 +273,10 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
     report["heldout_pairs_recolor"] = run_text_split(
         stack, prompt_set_without_color("heldout_pairs", n, seed + 1), seed, recolor=True,
         score_with=[p for p, _ in splits["heldout_pairs"]])  # the same scenes; scored against their full captions
+    for name, pairs in splits.items():
+        log.info("%s, colour factored: Factor Out Colour (strength %.1f) → prior → Recolour to the colour it read",
+                 name, factor)
+        report[f"{name}_factored"] = run_text_split(stack, pairs, seed, factor=factor)
     log.info("prior ablation (text embedding as image embedding)")
     report["unseen_no_prior"] = run_text_split(stack, splits["unseen"][:n_aux], seed, use_prior=False)
     log.info("variations")
@@ -268,7 +290,8 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
 def table(report: dict) -> str:
     cols = ["color", "shape", "size", "position", "background", "all", "clip_score"]
     lines = [f"{'set':<22} {'n':>4} " + " ".join(f"{c:>10}" for c in cols)]
-    for key in ("unseen", "heldout_pairs", "heldout_pairs_recolor", "unseen_no_prior", "variations"):
+    for key in ("unseen", "unseen_factored", "heldout_pairs", "heldout_pairs_factored", "heldout_pairs_recolor",
+                "unseen_no_prior", "variations"):
         r = report[key]
         vals = [f"{r[c]:>10.3f}" if c in r and c != "clip_score" else (f"{r[c]:>10.1f}" if c in r else f"{'-':>10}")
                 for c in cols]
@@ -298,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upsample-steps", type=int, default=Settings.upsample_steps)
     p.add_argument("--scheduler", default=None, help="decoder scheduler (default: the checkpoint's)")
     p.add_argument("--no-upsample", action="store_true", help="judge the decoder's 32 px output")
+    p.add_argument("--factor-strength", type=float, default=FACTOR_STRENGTH,
+                   help="Factor Out Colour's strength for the *_factored rows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     p.add_argument("--save-images", type=Path, default=None, help="write the generated images here")
@@ -312,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                         prior_steps=steps, decoder_steps=steps, upsample_steps=args.upsample_steps,
                         scheduler=args.scheduler, upsample=not args.no_upsample)
     n_aux = args.n_aux if args.n_aux is not None else max(8, n // 2)
-    report = evaluate(args.model, n, n_aux, settings, seed=args.seed, save_dir=args.save_images)
+    report = evaluate(args.model, n, n_aux, settings, seed=args.seed, save_dir=args.save_images,
+                      factor=args.factor_strength)
     print(table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
