@@ -190,11 +190,9 @@ class EmbeddingRecolor(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
+        keep = inputs.color_from is None and not inputs.color.strip()  # e.g. Factor Out Colour read no colour
         rgb = None
-        if inputs.color_from is None:
-            if not inputs.color.strip():  # e.g. Factor Out Colour found no colour in the prompt
-                ctx.show(text=["no colour given: the embeddings are passed on as they are"])
-                return self.Outputs(embedding=inputs.embedding)
+        if inputs.color_from is None and not keep:
             rgb = torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
         emb = inputs.embedding
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
@@ -205,6 +203,9 @@ class EmbeddingRecolor(Node):
         if width is not None and width != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{width}; connect the CLIP model the embeddings come from")
+        if keep:
+            ctx.show(text=["no colour given: the embeddings are passed on as they are"])
+            return self.Outputs(embedding=emb)
         ref = inputs.color_from
         if ref is not None and (not isinstance(ref, torch.Tensor) or ref.ndim != 2 or ref.shape[1] != emb.shape[1]
                                 or len(ref) not in (1, len(emb))):

@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from nodes.edit.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH  # Factor Out Colour's default
+
 from . import analyse, domain
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "shapes-unclip"
-FACTOR_STRENGTH = 3.0  # Factor Out Colour's default
 TARGETS = {
     "unseen": {"color": 0.90, "shape": 0.90, "position": 0.85, "size": 0.85, "background": 0.80},
     "heldout_pairs": {"color": 0.75, "shape": 0.75},
