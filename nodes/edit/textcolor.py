@@ -65,7 +65,7 @@ class TextColorMap:
                                                                                   strict=True)]
 
     def neutralise(self, enc, strength: float = 1.0):
-        """The TextEncoding with its colour moved towards 'every colour at once' (padding untouched)."""
+        """The TextEncoding with the read colour's fitted direction taken off `strength` times (padding untouched)."""
         import torch
 
         x = _features(enc).to(self.direction)
