@@ -86,13 +86,20 @@ def _conditioning(clip, prompts: list[str]) -> Conditioning:
 def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path):
     clip = BagOfWordsClip()
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
-    cond = _conditioning(clip, ["a big red star in the center"])
-    out, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=cond)
+    cond = _conditioning(clip, ["there is a big star that is red, in the center"])
+    out, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=cond)  # method "words", the default
     assert out.color == "red"
-    assert out.conditioning.texts == cond.texts and out.conditioning.uncond is cond.uncond
-    assert not torch.equal(out.conditioning.cond.embeds, cond.cond.embeds)
+    # the prior gets the prompt re-encoded without the word that carried the colour
+    assert out.conditioning.texts == ("there is a big star that is in the center",)
+    assert torch.equal(out.conditioning.cond.embeds, clip.encode_text(list(out.conditioning.texts)).embeds)
+    assert out.conditioning.uncond is cond.uncond
     assert "colour named: red" in ctx.ui["text"][0]
+    assert "for the prior: 'there is a big star that is in the center' (dropped 'red,')" in ctx.ui["text"][1]
     assert ctx.steps and ctx.steps[-1][0] == ctx.steps[-1][1]  # the fit reported its progress
+    moved, _ = run(FactorColor, tmp_path, clip=handle, conditioning=cond, method="linear")
+    assert moved.color == "red" and moved.conditioning.texts == cond.texts  # linear: moved, not re-encoded
+    assert not torch.equal(moved.conditioning.cond.embeds, cond.cond.embeds)
+    assert moved.conditioning.cond.embeds.shape == cond.cond.embeds.shape
     plain, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(clip, ["a star at the top"]))
     assert plain.color == ""
     assert torch.equal(plain.conditioning.cond.embeds, clip.encode_text(["a star at the top"]).embeds)
@@ -125,8 +132,62 @@ def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_pa
         run(EmbeddingRecolor, tmp_path, clip=handle, embedding=torch.zeros(2, 7), color="")
 
 
+def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prompts(tmp_path):
+    from nodes.edit.recolor import fitted_for
+    from nodes.edit.textcolor import MAX_WORDS, drop_color_words
+
+    clip = BagOfWordsClip()
+    tmap = fitted_for(clip, "text_color", lambda progress: fit_text_color_map(clip, n=1500))
+    texts = ["a small green square on a white background", "a star on a red background", "a blue blue blue blue disk"]
+    green, background, repeated = drop_color_words(tmap, clip, texts)
+    assert (green.text, green.color, green.words, green.cleared) == ("a small square on a white background", "green",
+                                                                     ("green",), True)
+    assert background.text == texts[1] and background.color == "" and background.words == ()  # not the object's
+    # named MAX_WORDS + 1 times: no MAX_WORDS words clear it, so none are dropped
+    assert MAX_WORDS == 3 and repeated.color == "blue" and not repeated.cleared
+    assert repeated.text == texts[2] and repeated.words == ()
+    # ... and the node moves that row linearly instead, at its strength; the batch's other row loses its word
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    cond = _conditioning(clip, [texts[2], "a blue disk"])
+    out, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=cond, strength=1.5)
+    assert out.color == "blue" and out.conditioning.texts == (texts[2], "a disk")
+    got, moved, short = out.conditioning.cond, tmap.neutralise(cond.cond, 1.5), clip.encode_text(["a disk"])
+    assert torch.allclose(got.embeds[0], moved.embeds[0]) and torch.equal(got.mask[0], cond.cond.mask[0])
+    assert torch.equal(got.embeds[1], short.embeds[0]) and torch.equal(got.mask[1], short.mask[0])
+    assert "moved linearly at strength 1.5 (no 3 words clear its blue)" in ctx.ui["text"][1]
+    # an encoding edited after CLIP Text Encode no longer matches its text: "words" says so
+    with pytest.raises(NodeExecutionError, match="does not match its prompts' text.*method 'linear'"):
+        run(FactorColor, tmp_path, clip=handle, conditioning=Conditioning(moved, cond.uncond, cond.texts, ""))
+
+
+def test_version_1_workflows_keep_the_linear_move():
+    saved = {"clip": {"from": "c", "output": "clip"}, "conditioning": {"from": "e", "output": "conditioning"},
+             "strength": 3.0}
+    assert FactorColor.version == 2
+    assert FactorColor.migrate(1, saved) == {**saved, "method": "linear"}
+    assert FactorColor.migrate(1, {**saved, "method": "words"})["method"] == "words"  # set with the run: kept
+    assert FactorColor.migrate(0, saved) is None
+
+
+def test_a_saved_version_1_workflow_loads_with_the_linear_move(registry):
+    import json
+
+    from nodegraph.validation import check
+
+    wf = json.loads((ROOT / "workflows" / "text2image_factored.json").read_text())
+    factor = wf["nodes"]["factor"]
+    factor["version"] = 1
+    del factor["inputs"]["method"]
+    upgraded, issues = check(wf, registry)
+    assert not issues, issues
+    assert upgraded.nodes["factor"].version == 2 and upgraded.nodes["factor"].inputs["method"] == "linear"
+
+
 def test_node_checks_its_inputs(tmp_path):
     handle = ModelHandle(BagOfWordsClip(), "stand-in", "unclip.clip")
+    bare = _conditioning(BagOfWordsClip(), ["a red star"])
+    with pytest.raises(NodeExecutionError, match="does not carry its prompts' text.*method 'linear'"):
+        run(FactorColor, tmp_path, clip=handle, conditioning=Conditioning(bare.cond, bare.uncond, (), ""))
     with pytest.raises(NodeExecutionError, match="expected a CLIP Text Encode output"):
         run(FactorColor, tmp_path, clip=handle, conditioning=torch.zeros(1, 96))
     other = BagOfWordsClip(dim=24)
@@ -156,8 +217,9 @@ def test_shipped_clip_reads_colours_of_held_out_pairs_and_none_where_none_is_nam
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_factored_path_draws_held_out_pairs_that_the_plain_path_does_not():
     """12 full captions of held-out (colour, shape) pairs, text → prior → decoder (32 px, 15 steps):
-    through Factor Out Colour + Recolour the analyser sees the right shape far more often than from
-    the plain path, and the colour still right. (The figures: `nodegraph eval shapes`, rows *_factored.)"""
+    through Factor Out Colour (both methods) + Recolour the analyser sees the right shape far more
+    often than from the plain path, and the colour still right. (The figures: `nodegraph eval shapes`,
+    rows *_factored.)"""
     from nodes.shapes import analyse
     from nodes.shapes.evaluate import FACTOR_STRENGTH, Settings, Stack, _to_numpy, prompt_set
 
@@ -168,13 +230,15 @@ def test_factored_path_draws_held_out_pairs_that_the_plain_path_does_not():
         pairs = prompt_set("heldout_pairs", 12, 5)
         prompts = [p for p, _ in pairs]
         right = {}
-        for name, factor in (("plain", None), ("factored", FACTOR_STRENGTH)):
-            images = stack.text_to_image(prompts, 3, factor=factor)
+        for name, factor, method in (("plain", None, ""), ("words", FACTOR_STRENGTH, "words"),
+                                     ("linear", FACTOR_STRENGTH, "linear")):
+            images = stack.text_to_image(prompts, 3, factor=factor, factor_method=method)
             found = [analyse.analyse(im).attributes() for im in _to_numpy(images)]
             right[name] = {a: sum(f[a] == t[a] for f, (_, t) in zip(found, pairs, strict=True))
                            for a in ("color", "shape")}
     finally:
         torch.set_num_threads(threads)
-    # measured here: plain colour 9 / shape 0 of 12; factored 11 / 8 at the default strength (2), 11 / 9 at 3
-    assert right["factored"]["shape"] >= 7 and right["factored"]["shape"] >= right["plain"]["shape"] + 4, right
-    assert right["factored"]["color"] >= 9, right
+    # measured here: plain colour 9 / shape 0 of 12; words 12 / 12; linear 11 / 8 at the default strength (2)
+    assert right["words"]["shape"] >= 10 and right["words"]["shape"] >= right["plain"]["shape"] + 6, right
+    assert right["linear"]["shape"] >= 7 and right["linear"]["shape"] >= right["plain"]["shape"] + 4, right
+    assert right["words"]["color"] >= 10 and right["linear"]["color"] >= 9, right

@@ -1,4 +1,4 @@
-"""Factor the object colour out of an encoded prompt, with a linear map of the text tower fitted on
+"""Factor the object colour out of an encoded prompt, with linear maps of the text tower fitted on
 caption pairs that differ only in their colour word.
 
 A prior conditioned on a colour and a shape it never saw together draws the colour but usually not
@@ -14,13 +14,21 @@ one 8 × F map for the palette's colours. A read-out from the pooled embedding, 
 gives ≈ 1 at the named colour and ≈ 0 everywhere for a colour-free caption (above NAMED: a colour is named). The node moves
 f to f + strength · (uniform − R(e)) · M, uniform = 1/8 on every colour. Every Δonehot sums to 0, so the
 least-squares M has rows summing to 0 and uniform · M = 0: the move takes the fitted direction of
-the colour the read-out sees off the features, `strength` times.
+the colour the read-out sees off the features, `strength` times (method "linear").
+
+Method "words" (the default) uses the read-out to find the words that carry the colour: it encodes
+the prompt once without each word, drops the word whose absence lowers the named colour's score
+most, and repeats until the read-out sees no colour (at most MAX_WORDS words). The prior gets the
+encoding of what is left. Where MAX_WORDS words do not clear the colour, no words are dropped and
+that row gets the linear move instead. This does what "linear" approximates: the prior sees a prompt with no
+colour in it at all. It is slower (one encoding per word) and needs the prompt's text, which CLIP
+Text Encode passes along with the encoding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,6 +46,9 @@ BATCH = 500
 # score at most 0.26, prompts of held-out pairs at least 0.40)
 NAMED = 0.33
 DEFAULT_STRENGTH = 2.0  # the trade measured on the shipped models: docs/editing.md
+MAX_WORDS = 3  # words "words" may drop from one prompt
+Method = Literal["words", "linear"]
+DEFAULT_METHOD: Method = "words"
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,81 @@ class TextColorMap:
         keep = torch.tensor([not c for c in named])
         return replace(enc, embeds=torch.where(keep[:, None], enc.embeds, moved.embeds),
                        hidden=torch.where(keep[:, None, None], enc.hidden, moved.hidden)), named
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """One prompt with its colour words dropped."""
+
+    text: str  # what is left, for the prior (the prompt itself where no words cleared the colour)
+    color: str  # the palette colour the read-out saw ("" where it saw none)
+    words: tuple[str, ...]  # the words dropped, in order (none where they did not clear the colour)
+    cleared: bool  # the read-out sees no colour in `text`
+
+
+def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int = MAX_WORDS,
+                     encoded=None) -> list[Dropped]:
+    """Drop from each text the words whose absence takes away the colour the read-out sees
+    (`encoded`: the texts' encoding, when the caller has it)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        named = tmap.named(clip.encode_text(list(texts)) if encoded is None else encoded)
+        for text, color in zip(texts, named, strict=True):
+            words, dropped, cleared = text.split(), [], not color
+            while color and not cleared and len(dropped) < max_words and words:
+                candidates = [words[:i] + words[i + 1:] for i in range(len(words))]
+                enc = clip.encode_text([" ".join(c) for c in candidates])
+                scores = tmap.read(enc)
+                best = int(scores[:, tmap.colors.index(color)].argmin())
+                dropped.append(words[best])
+                words = candidates[best]
+                cleared = float(scores[best].max()) <= NAMED
+            if not color or not cleared:  # no colour, or spread over more words: keep the prompt as it is
+                out.append(Dropped(text, color, (), cleared))
+            else:
+                out.append(Dropped(" ".join(words), color, tuple(dropped), cleared))
+    return out
+
+
+def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Method = DEFAULT_METHOD,
+                    strength: float = DEFAULT_STRENGTH):
+    """(the encoding for the prior, each row's colour or "", the Dropped of each row or None for "linear").
+
+    "words" moves the rows whose colour no MAX_WORDS words clear with the linear move instead."""
+    if method == "linear":
+        moved, named = tmap.factor(enc, strength)
+        return moved, named, None
+    if method != "words":
+        raise ValueError(f"unknown method {method!r}; use 'words' or 'linear'")
+    import torch
+
+    if len(texts) != enc.embeds.shape[0]:
+        raise ValueError(f"{len(texts)} prompt texts for {enc.embeds.shape[0]} encoded rows")
+    with torch.no_grad():
+        fresh = clip.encode_text(list(texts))
+    if fresh.hidden.shape != enc.hidden.shape or not torch.allclose(fresh.embeds.float().cpu(), enc.embeds.float().cpu(),
+                                                                     rtol=1e-3, atol=1e-4):
+        raise ValueError("the encoding does not match its prompts' text (it was edited after CLIP Text Encode); "
+                         "method 'words' re-encodes the text, so connect CLIP Text Encode directly, or use "
+                         "method 'linear'")
+    dropped = drop_color_words(tmap, clip, texts, encoded=fresh)
+    named = [d.color for d in dropped]
+    if not any(named):
+        return enc, named, dropped
+    with torch.no_grad():
+        kept = clip.encode_text([d.text for d in dropped])
+    dev = enc.embeds.device
+    # rows that name no colour keep their encoding; rows no MAX_WORDS words clear get the linear move
+    original = torch.tensor([not d.color for d in dropped], device=dev)
+    stuck = torch.tensor([bool(d.color) and not d.cleared for d in dropped], device=dev)
+    moved = tmap.neutralise(enc, strength) if bool(stuck.any()) else enc
+    embeds = torch.where(original[:, None], enc.embeds, torch.where(stuck[:, None], moved.embeds, kept.embeds))
+    hidden = torch.where(original[:, None, None], enc.hidden,
+                         torch.where(stuck[:, None, None], moved.hidden, kept.hidden))
+    mask = torch.where(original[:, None] | stuck[:, None], enc.mask, kept.mask)
+    return replace(kept, embeds=embeds, hidden=hidden, mask=mask), named, dropped
 
 
 def _features(enc):
@@ -161,27 +247,40 @@ class FactorColor(Node):
 
     Connect the prior to `conditioning` and Recolour Embedding's `color` to `color`; give the decoder
     the original encoding. Then a colour and a shape that never appeared together in training
-    are drawn together. The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
+    are drawn together. Method "words" re-encodes the prompt without the words that carry its
+    colour; "linear" moves the encoding along the fitted colour direction. The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
     3 × 3,000 encodings of L × W token states, so gigabytes for a 77 × 768 CLIP).
     """
 
     name = "factor_color"
     title = "Factor Out Colour"
     category = "edit"
+    version = 2  # 2: `method`, default "words"; version 1 was the linear move only
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
                                       "fitted on).")
         conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
+        method: Method = Port(DEFAULT_METHOD, description="words: re-encode the prompt without the words that carry "
+                                                          "its colour (found by the fitted read-out, not by a word "
+                                                          "list); linear: move the encoding along the fitted colour "
+                                                          "direction (no re-encoding; composes less well).")
         strength: float = Port(DEFAULT_STRENGTH, ge=0.0, le=5.0, step=0.1, display="slider",
-                               description="0 keeps the encoding; k takes the named colour's fitted direction off "
-                                           "it k times (2 measured best on the shipped models; more draws held-out "
+                               description="linear (and words, for a prompt whose colour no 3 words clear): 0 "
+                                           "keeps the encoding; k takes the named colour's fitted direction off it "
+                                           "k times (2 measured best on the shipped models; more draws held-out "
                                            "pairs better and known pairs worse).")
 
     class Outputs(nodegraph.Outputs):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
         color: str = Port(description="The palette colour the prompts name, or empty if they name none "
                                       "(for Recolour Embedding's color).")
+
+    @classmethod
+    def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if from_version == 1:  # saved before `method` existed: keep what it did
+            return {"method": "linear", **inputs}  # a method given with the run (--set) still wins
+        return None
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         cond = inputs.conditioning
@@ -200,13 +299,26 @@ class FactorColor(Node):
                 or tmap.direction.shape[1] != enc.embeds.shape[1] + enc.hidden.shape[1] * enc.hidden.shape[2]):
             raise NodeExecutionError("conditioning: it was encoded by another CLIP than the one connected; connect "
                                      "the CLIP model of the Text Encode node")
-        out, named = tmap.factor(enc, inputs.strength)
+        texts = list(getattr(cond, "texts", ()))
+        if inputs.method == "words" and len(texts) != enc.embeds.shape[0]:
+            raise NodeExecutionError("conditioning: it does not carry its prompts' text, which method 'words' "
+                                     "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
+        with library_errors():
+            out, named, dropped = factor_encoding(tmap, clip, enc, texts, inputs.method, inputs.strength)
         if len(set(named)) > 1:  # Recolour takes one colour for the whole batch
             listed = ", ".join(c or "(none)" for c in named[:8])
             raise NodeExecutionError(f"conditioning: the prompts name different colours ({listed}); Recolour "
                                      "Embedding takes one colour, so run one prompt at a time, or prompts of one colour")
-        ctx.show(text=[f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
-                       f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}; "
-                       f"the map explains {tmap.explained:.2f} of a colour swap and reads colours right in "
-                       f"{tmap.accuracy:.2f} of its fitting captions"])
-        return self.Outputs(conditioning=replace(cond, cond=out), color=named[0])
+        lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
+                 f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
+        if dropped is not None and any(named):
+            for d in dropped[:8]:
+                gone = ", ".join(repr(w) for w in d.words) or "nothing"
+                lines.append(f"for the prior: {d.text!r} (dropped {gone})" if d.cleared or not d.color else
+                             f"for the prior: {d.text!r}, moved linearly at strength {inputs.strength:g} (no "
+                             f"{MAX_WORDS} words clear its {d.color})")
+        lines.append(f"the map explains {tmap.explained:.2f} of a colour swap and reads colours right in "
+                     f"{tmap.accuracy:.2f} of its fitting captions")
+        ctx.show(text=lines)
+        new_texts = tuple(d.text for d in dropped) if dropped is not None and any(named) else cond.texts
+        return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=named[0])

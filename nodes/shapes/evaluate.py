@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nodes.edit.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH  # Factor Out Colour's default
+from nodes.edit.textcolor import DEFAULT_METHOD as FACTOR_METHOD  # Factor Out Colour's defaults
+from nodes.edit.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH
 
 from . import analyse, domain
 
@@ -104,11 +105,11 @@ class Stack:
         return self.torch.Generator().manual_seed(seed)
 
     def text_to_image(self, prompts: list[str], seed: int, use_prior: bool = True, recolor: list[str] | None = None,
-                      factor: float | None = None):
+                      factor: float | None = None, factor_method: str = FACTOR_METHOD):
         """(B, 3, S, S) images in [0, 1] for prompts; seed offsets per stage. `recolor`: a colour name per
         prompt, applied to the prior's samples with Recolour Embedding's fitted map (the workflow
-        `recolor.json`). `factor`: Factor Out Colour at this strength before the prior, then Recolour
-        to the colour it read (the workflow `text2image_factored.json`)."""
+        `recolor.json`). `factor`: Factor Out Colour (`factor_method`, at this strength for "linear")
+        before the prior, then Recolour to the colour it read (the workflow `text2image_factored.json`)."""
         from nodes.edit.recolor import color_map_for, parse_color
         from nodes.unclip.models import sample_decoder, sample_prior, upsample
 
@@ -118,10 +119,10 @@ class Stack:
             prior_cond = cond
             if factor is not None:
                 from nodes.edit.recolor import fitted_for
-                from nodes.edit.textcolor import fit_text_color_map
+                from nodes.edit.textcolor import factor_encoding, fit_text_color_map
 
                 tmap = fitted_for(self.clip, "text_color", lambda progress: fit_text_color_map(self.clip))
-                prior_cond, recolor = tmap.factor(cond, factor)
+                prior_cond, recolor, _ = factor_encoding(tmap, self.clip, cond, prompts, factor_method, factor)
             if use_prior:
                 emb = sample_prior(self.prior, prior_cond, self.empty, guidance=s.prior_guidance, steps=s.prior_steps,
                                    generator=self.gen(seed))
@@ -170,15 +171,18 @@ def _to_numpy(images) -> list[np.ndarray]:
 
 
 def run_text_split(stack: Stack, pairs, seed: int, use_prior: bool = True, save: Callable | None = None,
-                   recolor: bool = False, score_with: list[str] | None = None, factor: float | None = None) -> dict:
+                   recolor: bool = False, score_with: list[str] | None = None, factor: float | None = None,
+                   factor_method: str = FACTOR_METHOD) -> dict:
     """Generate for (prompt, attributes) pairs and judge. `recolor`: recolour the prior's samples to each
-    pair's colour; `factor`: the text2image_factored.json path at this strength; `score_with`: the texts the CLIP score compares with (default: the prompts)."""
+    pair's colour; `factor`: the text2image_factored.json path (`factor_method`; this strength for "linear");
+    `score_with`: the texts the CLIP score compares with (default: the prompts)."""
     results, truths, scores = [], [], []
     t0 = time.time()
     for i, chunk in _batched(pairs, stack.s.batch):
         prompts = [p for p, _ in chunk]
         colors = [a["color"] for _, a in chunk] if recolor else None
-        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors, factor=factor)
+        images = stack.text_to_image(prompts, seed + 1000 * i, use_prior=use_prior, recolor=colors, factor=factor,
+                                     factor_method=factor_method)
         texts = prompts if score_with is None else score_with[i:i + len(chunk)]
         scores.extend(stack.clip_score(images, texts).tolist())
         for (_, attrs), img in zip(chunk, _to_numpy(images), strict=True):
@@ -252,7 +256,7 @@ def latency(stack: Stack, repeats: int = 3) -> dict[str, float]:
 
 
 def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 1234,
-             save_dir: Path | None = None, factor: float = FACTOR_STRENGTH) -> dict:
+             save_dir: Path | None = None, factor: float = FACTOR_STRENGTH, factor_method: str = FACTOR_METHOD) -> dict:
     stack = Stack(model, settings)
     report: dict = {"model": str(model), "settings": settings.__dict__, "seed": seed}
     splits = {"unseen": prompt_set("heldout_combos", n, seed), "heldout_pairs": prompt_set("heldout_pairs", n, seed + 1)}
@@ -275,9 +279,10 @@ def evaluate(model: Path, n: int, n_aux: int, settings: Settings, seed: int = 12
         stack, prompt_set_without_color("heldout_pairs", n, seed + 1), seed, recolor=True,
         score_with=[p for p, _ in splits["heldout_pairs"]])  # the same scenes; scored against their full captions
     for name, pairs in splits.items():
-        log.info("%s, colour factored: Factor Out Colour (strength %.1f) → prior → Recolour to the colour it read",
-                 name, factor)
-        report[f"{name}_factored"] = run_text_split(stack, pairs, seed, factor=factor)
+        log.info("%s, colour factored: Factor Out Colour (%s) → prior → Recolour to the colour it read", name,
+                 factor_method if factor_method == "words" else f"linear, strength {factor:.1f}")
+        report[f"{name}_factored"] = run_text_split(stack, pairs, seed, factor=factor, factor_method=factor_method)
+        report[f"{name}_factored"]["method"] = factor_method
     log.info("prior ablation (text embedding as image embedding)")
     report["unseen_no_prior"] = run_text_split(stack, splits["unseen"][:n_aux], seed, use_prior=False)
     log.info("variations")
@@ -323,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheduler", default=None, help="decoder scheduler (default: the checkpoint's)")
     p.add_argument("--no-upsample", action="store_true", help="judge the decoder's 32 px output")
     p.add_argument("--factor-strength", type=float, default=FACTOR_STRENGTH,
-                   help="Factor Out Colour's strength for the *_factored rows")
+                   help="Factor Out Colour's strength for the *_factored rows (method linear, and words' fallback)")
+    p.add_argument("--factor-method", choices=["words", "linear"], default=FACTOR_METHOD,
+                   help="Factor Out Colour's method for the *_factored rows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     p.add_argument("--save-images", type=Path, default=None, help="write the generated images here")
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                         scheduler=args.scheduler, upsample=not args.no_upsample)
     n_aux = args.n_aux if args.n_aux is not None else max(8, n // 2)
     report = evaluate(args.model, n, n_aux, settings, seed=args.seed, save_dir=args.save_images,
-                      factor=args.factor_strength)
+                      factor=args.factor_strength, factor_method=args.factor_method)
     print(table(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
