@@ -87,7 +87,6 @@ class TextColorMap:
         hidden = torch.where(enc.mask[..., None], hidden, enc.hidden)
         return replace(enc, embeds=x[:, :d].to(enc.embeds.dtype).contiguous(), hidden=hidden.contiguous())
 
-
     def factor(self, enc, strength: float = 1.0):
         """(the encoding with the colour factored out of the rows that name one, each row's colour or "")."""
         import torch

@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 
 from nodes.edit.textcolor import DEFAULT_METHOD as FACTOR_METHOD  # Factor Out Colour's defaults
 from nodes.edit.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH
+from nodes.edit.textcolor import Method as FactorMethod
 
 from . import analyse, domain
 
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-upsample", action="store_true", help="judge the decoder's 32 px output")
     p.add_argument("--factor-strength", type=float, default=FACTOR_STRENGTH,
                    help="Factor Out Colour's strength for the *_factored rows (method linear, and words' fallback)")
-    p.add_argument("--factor-method", choices=["words", "linear"], default=FACTOR_METHOD,
+    p.add_argument("--factor-method", choices=typing.get_args(FactorMethod), default=FACTOR_METHOD,
                    help="Factor Out Colour's method for the *_factored rows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
