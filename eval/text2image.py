@@ -1,0 +1,245 @@
+"""The shipped models through the shipped workflows, on the tuning set and the validation set, side by side.
+
+    .venv/bin/python -m eval.text2image [--quick] [--models DIR] [--json out.json] [--save-images DIR]
+
+Every image comes from running `workflows/text2image.json` (or `workflows/variation.json`) with the
+engine, as `nodegraph run` does: only the prompt (one per line: a batch), the seeds, the prior's
+count and, for variations, the input image (a `shapes.scene` render in place of the file loader) are
+set. The images judged are the ones the workflow saves. Rows:
+
+- `unseen`: prompts naming all five attributes of held-out attribute combinations;
+- `heldout_pairs`: the same for the four (colour, shape) pairs never rendered in training;
+- `short`: prompts naming one to three attributes, `count` images each (the workflow's 4): named
+  attributes, clean scenes and distinct backgrounds over the prompt's images;
+- `short_heldout_pairs`: "a red star" and the like;
+- `variations`: renders of held-out combinations → the variation workflow; attributes kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nodes.shapes import domain
+
+from . import judge, tuning_prompts, validation_prompts
+from .validation_prompts import Prompt
+
+log = logging.getLogger("eval.text2image")
+ROOT = Path(__file__).resolve().parents[1]
+TEXT2IMAGE = ROOT / "workflows" / "text2image.json"
+VARIATION = ROOT / "workflows" / "variation.json"
+# the issue's targets, per row (validation set)
+TARGETS = {
+    "unseen": {"color": 0.95, "shape": 0.95, "size": 0.95, "position": 0.95, "background": 0.95},
+    "heldout_pairs": {"color": 0.85, "shape": 0.85},
+    "short": {"all_named": 0.90, "clean": 0.90, "distinct_backgrounds": 3.0},
+    "variations": {"color": 0.95, "shape": 0.95},
+}
+# generation seeds per row (the prompts have their own, in their generators)
+ROW_SEEDS = {"unseen": 101, "heldout_pairs": 202, "short": 303, "short_heldout_pairs": 404}
+SETS = {"tuning": tuning_prompts, "validation": validation_prompts}
+
+
+@dataclass
+class Sizes:
+    full: int = 100  # prompts per full-caption row
+    short: int = 40  # short prompts
+    short_pairs: int = 16
+    variations: int = 25  # scenes; the workflow makes its decoder batch of variations of each
+    batch: int = 8  # prompts per run of the full-caption rows
+
+
+def saved_images_source(wf: dict) -> tuple[str, str]:
+    """(node, output) of the images the workflow's first `core.save_image` saves."""
+    for node in wf["nodes"].values():
+        if node["type"] == "core.save_image":
+            link = node["inputs"]["images"]
+            return link["from"], link["output"]
+    raise ValueError("the workflow saves no images (no core.save_image node)")
+
+
+def _set_seeds(wf: dict, seed: int) -> None:
+    for i, node in enumerate(n for n in wf["nodes"].values() if "seed" in n["inputs"]):
+        node["inputs"]["seed"] = seed + 97 * i
+
+
+class Runner:
+    """An engine and the two workflows, run with prompts, seeds and counts set."""
+
+    def __init__(self, models: Path | None, threads: int, output_dir: Path):
+        from nodegraph import Engine, Settings
+
+        overrides = {"threads": threads, "output_dir": output_dir}
+        if models is not None:
+            overrides["model_dirs"] = [models]
+        self.engine = Engine.from_settings(Settings.from_env(**overrides))
+        self.text2image = json.loads(TEXT2IMAGE.read_text())
+        self.variation = json.loads(VARIATION.read_text())
+
+    def _run(self, wf: dict) -> np.ndarray:
+        node, output = saved_images_source(wf)
+        run = self.engine.run(wf, targets=[node])
+        if not run.ok:
+            raise RuntimeError(f"workflow failed: {run.error}")
+        images = np.asarray(run.outputs[node][output])
+        return np.clip(np.rint(images * 255), 0, 255).astype(np.uint8)
+
+    def text(self, prompts: list[str], seed: int, count: int) -> np.ndarray:
+        """(len(prompts) × count, H, W, 3) uint8; with count > 1, one prompt per run (the decoder takes one
+        prompt per embedding or one for all)."""
+        if count > 1 and len(prompts) > 1:
+            return np.concatenate([self.text([p], seed + i, count) for i, p in enumerate(prompts)])
+        wf = copy.deepcopy(self.text2image)
+        wf["nodes"]["prompt"]["inputs"]["value"] = "\n".join(prompts)
+        wf["nodes"]["prior"]["inputs"]["count"] = count
+        _set_seeds(wf, seed)
+        return self._run(wf)
+
+    def variations(self, scene: domain.Scene, seed: int) -> np.ndarray:
+        wf = copy.deepcopy(self.variation)
+        node = next(k for k, v in wf["nodes"].items() if v["type"] == "core.load_image")
+        wf["nodes"][node] = {"type": "shapes.scene", "version": 1, "inputs": {
+            "color": scene.color, "shape": scene.shape, "size": scene.size, "position": scene.position,
+            "background": scene.background, "resolution": 64, "seed": seed}}
+        _set_seeds(wf, seed)
+        wf["nodes"][node]["inputs"]["seed"] = seed
+        return self._run(wf)
+
+
+def run_prompts(runner: Runner, prompts: list[Prompt], seed: int, count: int, batch: int,
+                save: Callable[[np.ndarray, Prompt], None] | None = None) -> tuple[dict, list[judge.Verdict]]:
+    verdicts: list[judge.Verdict] = []
+    t0 = time.time()
+    step = batch if count == 1 else 1
+    for i in range(0, len(prompts), step):
+        chunk = prompts[i:i + step]
+        images = runner.text([p.text for p in chunk], seed + 1009 * i, count)
+        for k, img in enumerate(images):
+            p = chunk[k // count]
+            verdicts.append(judge.judge(img, p.named))
+            if save is not None:
+                save(img, p)
+    summary = judge.summarise(verdicts, group=count)
+    summary["seconds_per_image"] = (time.time() - t0) / max(1, len(verdicts))
+    return summary, verdicts
+
+
+def run_variations(runner: Runner, scenes: list[domain.Scene], seed: int) -> dict:
+    verdicts = []
+    for i, s in enumerate(scenes):
+        for img in runner.variations(s, seed + i):
+            verdicts.append(judge.judge(img, s.attributes()))
+    return judge.summarise(verdicts)
+
+
+def evaluate(runner: Runner, sizes: Sizes, which: tuple[str, ...], count: int,
+             save_dir: Path | None = None) -> dict:
+    report: dict = {}
+    for set_name in which:
+        gen = SETS[set_name]
+        rows = {
+            "unseen": (gen.full_prompts("heldout_combos", sizes.full), 1),
+            "heldout_pairs": (gen.full_prompts("heldout_pairs", sizes.full), 1),
+            "short": (gen.short_prompts(sizes.short), count),
+            "short_heldout_pairs": (gen.short_prompts(sizes.short_pairs, heldout_pairs=True), count),
+        }
+        report[set_name] = {}
+        for row, (prompts, k) in rows.items():
+            if not prompts:
+                continue
+            save = None
+            if save_dir is not None:
+                folder = save_dir / set_name / row
+                folder.mkdir(parents=True, exist_ok=True)
+                counter = iter(range(10**9))
+
+                def save(img, p, folder=folder, counter=counter):
+                    from PIL import Image
+
+                    Image.fromarray(img).save(folder / f"{next(counter):04d}.png")
+                    with open(folder / "prompts.txt", "a", encoding="utf-8") as f:
+                        f.write(p.text + "\n")
+
+            log.info("%s / %s: %d prompts × %d", set_name, row, len(prompts), k)
+            summary, _ = run_prompts(runner, prompts, seed=ROW_SEEDS[row], count=k, batch=sizes.batch,
+                                     save=save)
+            report[set_name][row] = summary
+            log.info("%s / %s: %s", set_name, row, _fmt(summary))
+        if sizes.variations:
+            log.info("%s / variations: %d scenes", set_name, sizes.variations)
+            report[set_name]["variations"] = run_variations(runner, gen.variation_scenes(sizes.variations), 31)
+    return report
+
+
+def _fmt(summary: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if k != "n")
+
+
+COLUMNS = ("color", "shape", "size", "position", "background", "all_named", "clean", "distinct_backgrounds")
+
+
+def table(report: dict) -> str:
+    sets = list(report)
+    rows = []
+    for row in ("unseen", "heldout_pairs", "short", "short_heldout_pairs", "variations"):
+        if not any(row in report[s] for s in sets):
+            continue
+        for s in sets:
+            r = report[s].get(row)
+            if r is None:
+                continue
+            cells = [f"{r[c]:.2f}" if c in r else "–" for c in COLUMNS]
+            rows.append(f"| {row} | {s} | {int(r['n'])} | " + " | ".join(cells) + " |")
+    head = "| row | set | images | " + " | ".join(COLUMNS) + " |"
+    sep = "|---|---|---:|" + "---:|" * len(COLUMNS)
+    lines = [head, sep, *rows]
+    if "validation" in report:
+        misses = [f"{row}.{a} {report['validation'][row][a]:.2f} < {v:g}" for row, t in TARGETS.items()
+                  if row in report["validation"] for a, v in t.items()
+                  if report["validation"][row].get(a, 0.0) < v]
+        lines.append("")
+        lines.append("validation targets met" if not misses else "validation targets missed: " + "; ".join(misses))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.text2image", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
+    p.add_argument("--sets", default="tuning,validation", help="comma-separated: tuning, validation")
+    p.add_argument("--quick", action="store_true", help="a few prompts per row (a code-path check)")
+    p.add_argument("--full", type=int, default=Sizes.full, help="prompts per full-caption row")
+    p.add_argument("--short", type=int, default=Sizes.short, help="short prompts")
+    p.add_argument("--short-pairs", type=int, default=Sizes.short_pairs, help="short held-out-pair prompts")
+    p.add_argument("--variations", type=int, default=Sizes.variations, help="variation scenes")
+    p.add_argument("--count", type=int, default=4, help="images per short prompt (the workflow's prior count)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--save-images", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    sizes = Sizes(2, 4, 2, 1, 2) if args.quick else Sizes(args.full, args.short, args.short_pairs, args.variations)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="eval-text2image-") as tmp:
+        runner = Runner(args.models, args.threads, Path(tmp))
+        t0 = time.time()
+        report = evaluate(runner, sizes, tuple(args.sets.split(",")), args.count, args.save_images)
+    report["seconds"] = round(time.time() - t0, 1)
+    print(table({k: v for k, v in report.items() if k in SETS}))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
