@@ -7,10 +7,13 @@ import io
 import json
 import urllib.request
 import uuid
+from pathlib import Path
 
 from PIL import Image
 
 from nodegraph.png import read_png_workflow, save_png
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rgb_at(editor, client_xy) -> list[int]:
@@ -718,14 +721,20 @@ def test_the_page_runs_without_eval_and_number_prompts_still_read_arithmetic(edi
 
 
 def test_a_first_visit_opens_the_text_to_image_graph(editor):
-    """With the unCLIP pack installed, a browser with nothing saved starts from the linked cascade."""
+    """With the unCLIP pack installed, a browser with nothing saved starts from text2image.json's cascade:
+    upsampler stage included, and its prompt."""
     wf = editor.workflow()["nodes"]
     assert sorted(n["type"] for n in wf.values()) == sorted([
         "unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
-        "unclip.decoder_loader", "unclip.decoder", "core.save_image"])
-    assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
+        "unclip.decoder_loader", "unclip.decoder", "unclip.upsampler_loader", "unclip.upsample", "core.save_image"])
+    assert editor.links() == 9 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
     assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
-    assert wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == {"seed": "randomize"}
+    assert wf["upsample"]["inputs"]["images"] == {"from": "decoder", "output": "images"}
+    assert wf["save"]["inputs"]["images"] == {"from": "upsample", "output": "images"}
+    shipped = json.loads((ROOT / "workflows" / "text2image.json").read_text())["nodes"]
+    assert wf["encode"]["inputs"]["text"] == shipped["prompt"]["inputs"]["value"]
+    assert (wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == wf["upsample"]["ui"]["seed_modes"]
+            == {"seed": "randomize"})
     # Nothing overlaps: every node has its own place on the canvas.
     boxes = editor.js("app.graph.nodes.map(n => [n.pos[0], n.pos[1] - 30, n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
     for i, a in enumerate(boxes):

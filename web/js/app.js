@@ -26,6 +26,8 @@ const { LGraph, LGraphCanvas, LiteGraph, ContextMenu, NumberWidget } = litegraph
 const STORAGE_WORKFLOW = "nodegraph.workflow";
 const STORAGE_NAME = "nodegraph.workflow_name";
 const IMAGE_TYPES = /^image\/(png|jpeg|webp|bmp)$/;
+// the prompt of the first graph a new user sees, as in workflows/text2image.json
+const DEFAULT_PROMPT = "a large red circle in the center on a white background";
 
 let contextMenuPatched = false;
 
@@ -643,17 +645,24 @@ export class App {
     const t2i = ["unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
       "unclip.decoder_loader", "unclip.decoder", "core.save_image"];
     if (t2i.every(has)) {
-      // The DALL·E 2 cascade with the schemas' defaults (the shipped model, the prompt "a red circle").
+      // workflows/text2image.json: the DALL·E 2 cascade with the shipped model, upsampler stage included when
+      // the catalogue has it, and a prompt that names every attribute (the shipped models at their best).
       nodes.load_clip = node("unclip.clip_loader", [40, 60]);
       nodes.load_prior = node("unclip.prior_loader", [40, 200]);
       nodes.load_decoder = node("unclip.decoder_loader", [40, 340]);
-      nodes.encode = node("unclip.text_encode", [300, 60], { clip: link("load_clip", "clip") });
+      nodes.encode = node("unclip.text_encode", [300, 60], { clip: link("load_clip", "clip"), text: DEFAULT_PROMPT });
       nodes.prior = node("unclip.prior", [300, 280], { prior: link("load_prior", "prior"), conditioning: link("encode", "conditioning") });
       nodes.decoder = node("unclip.decoder", [620, 60], {
         decoder: link("load_decoder", "decoder"), image_embedding: link("prior", "embedding"), conditioning: link("encode", "conditioning"),
       });
-      nodes.save = node("core.save_image", [900, 60], { images: link("decoder", "images") });
-      for (const id of ["prior", "decoder"]) nodes[id].ui.seed_modes = { seed: "randomize" }; // a new image per queue
+      let images = link("decoder", "images");
+      if (has("unclip.upsampler_loader") && has("unclip.upsample")) {
+        nodes.load_upsampler = node("unclip.upsampler_loader", [40, 480]);
+        nodes.upsample = node("unclip.upsample", [900, 60], { upsampler: link("load_upsampler", "upsampler"), images });
+        images = link("upsample", "images");
+      }
+      nodes.save = node("core.save_image", [1180, 60], { images });
+      for (const id of ["prior", "decoder", "upsample"].filter((i) => i in nodes)) nodes[id].ui.seed_modes = { seed: "randomize" }; // a new image per queue
     } else if (has("core.solid_color") && has("core.save_image")) {
       nodes.color = { type: "core.solid_color", version: this.schemas["core.solid_color"].version, inputs: { color: "#3f51b5" }, ui: { pos: [80, 120] } };
       nodes.save = {
