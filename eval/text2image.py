@@ -75,14 +75,14 @@ def _set_seeds(wf: dict, seed: int) -> None:
 class Runner:
     """An engine and the two workflows, run with prompts, seeds and counts set."""
 
-    def __init__(self, models: Path | None, threads: int, output_dir: Path):
+    def __init__(self, models: Path | None, threads: int, output_dir: Path, text2image: Path = TEXT2IMAGE):
         from nodegraph import Engine, Settings
 
         overrides = {"threads": threads, "output_dir": output_dir}
         if models is not None:
             overrides["model_dirs"] = [models]
         self.engine = Engine.from_settings(Settings.from_env(**overrides))
-        self.text2image = json.loads(TEXT2IMAGE.read_text())
+        self.text2image = json.loads(text2image.read_text())
         self.variation = json.loads(VARIATION.read_text())
 
     def _run(self, wf: dict) -> np.ndarray:
@@ -214,6 +214,7 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.text2image", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
+    p.add_argument("--workflow", type=Path, default=TEXT2IMAGE, help="the text→image workflow (default: the shipped one)")
     p.add_argument("--sets", default="tuning,validation", help="comma-separated: tuning, validation")
     p.add_argument("--quick", action="store_true", help="a few prompts per row (a code-path check)")
     p.add_argument("--full", type=int, default=Sizes.full, help="prompts per full-caption row")
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="eval-text2image-") as tmp:
-        runner = Runner(args.models, args.threads, Path(tmp))
+        runner = Runner(args.models, args.threads, Path(tmp), args.workflow)
         t0 = time.time()
         report = evaluate(runner, sizes, tuple(args.sets.split(",")), args.count, args.save_images)
     report["seconds"] = round(time.time() - t0, 1)

@@ -1,0 +1,68 @@
+"""The text→image evaluation: its validation prompts are written apart from training, and its judge
+reads ground-truth renders as right and clean and a muddy background as not clean."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eval import judge, text2image, tuning_prompts, validation_prompts
+from nodes.shapes import domain
+
+
+def test_validation_full_prompts_are_no_training_caption():
+    """(Short prompts may coincide with a training caption: "green square, yellow background".)"""
+    rng = np.random.default_rng(0)
+    for p in validation_prompts.full_prompts("heldout_combos", 60):
+        scene = p.scene
+        # every caption the training writer can give this scene for the attributes the prompt names
+        training = {domain.caption(scene, rng, include=tuple(p.named)) for _ in range(200)}
+        assert p.text not in training, p.text
+
+
+def test_the_validation_and_tuning_sets_do_not_share_a_prompt():
+    tuning = {p.text for p in tuning_prompts.full_prompts("heldout_pairs", 100)}
+    validation = {p.text for p in validation_prompts.full_prompts("heldout_pairs", 100)}
+    assert not tuning & validation
+
+
+def test_held_out_splits_give_scenes_of_their_split():
+    for p in validation_prompts.full_prompts("heldout_pairs", 20):
+        assert (p.named["color"], p.named["shape"]) in domain.HELDOUT_PAIRS
+    for p in validation_prompts.short_prompts(8, heldout_pairs=True):
+        assert set(p.named) == {"color", "shape"} and (p.named["color"], p.named["shape"]) in domain.HELDOUT_PAIRS
+
+
+def test_the_judge_reads_ground_truth_renders_right_and_clean():
+    prompts = validation_prompts.full_prompts("heldout_combos", 24)
+    verdicts = []
+    for i, p in enumerate(prompts):
+        s = p.scene
+        scene = domain.make_scene(np.random.default_rng(i), s["color"], s["background"], s["shape"], s["size"],
+                                  s["position"])
+        verdicts.append(judge.judge(domain.render(scene, 64), p.named))
+    summary = judge.summarise(verdicts)
+    assert summary["clean"] >= 0.95 and summary["all_named"] >= 0.9
+
+
+def test_a_background_off_the_palette_is_not_clean():
+    scene = domain.make_scene(np.random.default_rng(1), "red", "white", "circle", "large", "center")
+    img = domain.render(scene, 64).astype(np.int16)
+    bg = np.all(img == img[0, 0], axis=-1)
+    img[bg] = (120, 100, 60)  # a muddy brown, far from every palette colour
+    assert not judge.judge(img.astype(np.uint8), {"color": "red", "shape": "circle"}).clean
+
+
+def test_distinct_backgrounds_count_per_prompt_when_the_prompt_leaves_it_open():
+    rng = np.random.default_rng(2)
+    verdicts = []
+    for bg in ("white", "black", "blue", "blue"):
+        scene = domain.make_scene(rng, "red", bg, "circle", "large", "center")
+        verdicts.append(judge.judge(domain.render(scene, 64), {"color": "red", "shape": "circle"}))
+    assert judge.summarise(verdicts, group=4)["distinct_backgrounds"] == 3.0
+
+
+def test_the_report_names_the_missed_validation_targets():
+    row = {"n": 4.0, "color": 1.0, "shape": 0.5, "size": 1.0, "position": 1.0, "background": 1.0,
+           "all_named": 0.5, "clean": 1.0}
+    out = text2image.table({"validation": {"unseen": row}})
+    assert "unseen.shape 0.50 < 0.95" in out and "| unseen | validation | 4 |" in out
