@@ -44,11 +44,6 @@ class PackInfo:
     web_dir: Path | None = None
     evaluations: dict[str, str] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "version": self.version,
-                "description": self.description, "nodes": list(self.node_types),
-                "web": self.web_dir is not None, "evaluations": sorted(self.evaluations)}
-
 
 @dataclass
 class PackFailure:
@@ -57,9 +52,6 @@ class PackFailure:
     source: str
     message: str
     traceback: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {"source": self.source, "message": self.message, "traceback": self.traceback}
 
 
 class Registry:
@@ -120,9 +112,8 @@ class Registry:
         return difflib.get_close_matches(type_id, list(self._specs), n=3, cutoff=0.6)
 
     def catalogue(self) -> dict[str, Any]:
-        """The node catalogue: every node's schema, the packs, and the packs that failed."""
-        return {
-            "nodes": {tid: spec.schema() for tid, spec in sorted(self._specs.items())},
-            "packs": [p.as_json() for p in self.packs.values()],
-            "failed_packs": [f.as_json() for f in self.failures],
-        }
+        """The node catalogue as JSON (:class:`nodegraph.catalogue.NodeCatalogue`): every node's
+        schema, the packs, the packs that failed, and the link rules."""
+        from .catalogue import build_catalogue
+
+        return build_catalogue(self).as_json()

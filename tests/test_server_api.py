@@ -19,6 +19,7 @@ from test_server_helpers import (
     wf,
 )
 
+import nodegraph.types
 from nodegraph.server import schemas
 from nodegraph.server.routes import api
 
@@ -40,6 +41,22 @@ async def test_node_catalogue_lists_every_pack_and_fits_its_model(server):
     assert data["failed_packs"] == []
     add = data["nodes"]["toy.add"]
     assert [p["name"] for p in add["inputs"]] == ["a", "b"] and add["inputs"][1]["maximum"] == 1e9
+
+
+async def test_the_catalogue_link_rules_decide_every_link_as_validation_does(server):
+    data = await server.json("GET", "/api/nodes")
+    rules = data["link_rules"]
+    assert rules["any"] == "ANY"
+
+    def allowed(out_type: str, in_type: str) -> bool:  # what the editor does with the served rules
+        return rules["any"] in (out_type, in_type) or out_type == in_type or out_type in rules["accepts"].get(in_type, [])
+
+    types = {p["type"] for n in data["nodes"].values() for p in n["inputs"] + n["outputs"]}
+    assert {"IMAGE", "INT", "FLOAT", "SEED", "ENUM", "STRING"} <= types
+    types |= {"JSON", "BOOLEAN", "ANY", *rules["accepts"]}
+    for out_type in types:
+        for in_type in types:
+            assert allowed(out_type, in_type) == nodegraph.types.compatible(out_type, in_type), (out_type, in_type)
 
 
 async def test_validate_reports_every_issue_and_runs_nothing(server):

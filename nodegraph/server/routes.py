@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from ..catalogue import PackFailureSchema, PackSchema
 from ..engine import Engine
 from ..validation import Issue, ValidationResult
 from ..workflow import WorkflowFormatError, as_link, load_workflow, parse_source
@@ -419,13 +420,14 @@ async def system(request: web.Request) -> web.StreamResponse:
 
     engine, config = request.app[ENGINE], request.app[CONFIG]
     counts = await request.app[STORE](lambda s: s.counts())
-    cat = engine.registry.catalogue()
+    registry = engine.registry
     info = SystemInfo(
         versions={"nodegraph": __version__, "api": API_VERSION, "ws": WS_VERSION,
                   "python": platform.python_version(), "aiohttp": aiohttp.__version__,
                   "pydantic": pydantic.VERSION, "torch": _version("torch"), "numpy": _version("numpy"),
                   "pillow": _version("pillow")},
-        packs=cat["packs"], failed_packs=cat["failed_packs"], device=engine.settings.device,
+        packs=[PackSchema.of(p) for p in registry.packs.values()],
+        failed_packs=[PackFailureSchema.of(f) for f in registry.failures], device=engine.settings.device,
         cache={**engine.cache.stats(), "models_loaded": engine.models.loaded()},
         queue=QueueInfo(max_queue=config.max_queue, **counts),
     )

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from ..catalogue import NodeCatalogue, PackFailureSchema, PackSchema
 from ..validation import Issue, ValidationResult
 
 __all__ = [
@@ -85,74 +86,6 @@ class InvalidWorkflowBody(ApiErrorBody):
 
     error: Literal["invalid_workflow"] = "invalid_workflow"
     issues: list[Issue]
-
-
-# --- node catalogue ----------------------------------------------------------------------------------
-
-
-class PortSchema(BaseModel):
-    """One port of a node, as the editor draws it."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-    type: str = Field(description="Type compared on links: IMAGE, INT, FLOAT, STRING, SEED, ENUM, pack types...")
-    description: str
-    required: bool | None = None
-    link: bool | None = Field(None, description="Only a link is accepted (no widget).")
-    optional: bool | None = None
-    lazy: bool | None = None
-    choices: list[Any] | None = None
-    widget: str | None = Field(None, description="seed, text or file")
-    folder: str | None = None
-    extensions: list[str] | None = None
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    display: str | None = None
-
-
-class NodeSchema(BaseModel):
-    """A node type (``NodeSpec.schema()``)."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-    pack: str
-    version: int
-    title: str
-    category: str
-    description: str
-    output_node: bool
-    volatile: bool = False
-    deprecated: bool = False
-    inputs: list[PortSchema]
-    outputs: list[PortSchema]
-    input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
-    output_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the outputs.")
-
-
-class PackSchema(BaseModel):
-    name: str
-    source: str
-    version: str
-    description: str
-    nodes: list[str]
-    web: bool
-    evaluations: list[str] = Field(default_factory=list)
-
-
-class PackFailureSchema(BaseModel):
-    source: str
-    message: str
-    traceback: str
-
-
-class NodeCatalogue(BaseModel):
-    """GET /api/nodes."""
-
-    nodes: dict[str, NodeSchema]
-    packs: list[PackSchema]
-    failed_packs: list[PackFailureSchema]
 
 
 # --- validation and jobs -------------------------------------------------------------------------
