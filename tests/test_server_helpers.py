@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 import nodegraph
 from nodegraph import IMAGE, Engine, Node, NodeContext, NodeExecutionError, Port, Settings
 from nodegraph.server import create_app
-from nodegraph.server.schemas import WsMessage
+from nodegraph.server.messages import WsMessage
 
 TESTS = Path(__file__).resolve().parent
 WS_ADAPTER = TypeAdapter(WsMessage)

@@ -252,7 +252,7 @@ def _replace_marks(node: Any) -> Any:
 
 def ws_message_schemas() -> dict[str, Any]:
     """JSON Schemas of every WebSocket message (components of the OpenAPI document)."""
-    from .schemas import WS_MESSAGES, WsMessage
+    from .messages import WS_MESSAGES, WsMessage
 
     _, top = models_json_schema([(m, "serialization") for m in WS_MESSAGES], ref_template=_REF)
     schemas = dict(top.get("$defs", {}))

@@ -24,9 +24,9 @@ from ..workflow import WorkflowFormatError, as_link, load_workflow, parse_source
 from . import files
 from .errors import ApiError
 from .keys import CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
+from .messages import WS_VERSION, ValidationFailedData, ValidationFailedMessage
 from .openapi import ApiRoutes, json_response, read_json
 from .schemas import (
-    WS_VERSION,
     ExtensionList,
     FileList,
     HistoryPage,
@@ -49,8 +49,6 @@ from .schemas import (
     SystemInfo,
     UploadResponse,
     ValidateRequest,
-    ValidationFailedData,
-    ValidationFailedMessage,
     ViewQuery,
     WorkflowList,
     WsQuery,

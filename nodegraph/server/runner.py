@@ -29,29 +29,18 @@ from urllib.parse import urlencode
 from ..context import CancelToken
 from ..engine import Engine
 from ..errors import WorkflowInvalid
+from ..events import Progress, RunFinished
 from .config import ServerConfig
 from .hub import Hub
-from .schemas import (
-    JobError,
+from .messages import (
+    EVENT_MESSAGES,
     JobFinishedData,
     JobFinishedMessage,
-    JobStartedData,
-    JobStartedMessage,
-    NodeCachedData,
-    NodeCachedMessage,
-    NodeCompletedData,
-    NodeCompletedMessage,
-    NodeFailedData,
-    NodeFailedMessage,
-    NodeStartedData,
-    NodeStartedMessage,
-    PreviewData,
     PreviewMessage,
-    ProgressData,
-    ProgressMessage,
     StatusData,
     StatusMessage,
 )
+from .schemas import JobError
 from .store import AsyncJobStore
 
 __all__ = ["JobRunner", "JobSink", "WorkerThread", "encode_preview", "with_urls"]
@@ -152,36 +141,16 @@ class JobSink:
         self._last_preview: dict[str, float] = {}
 
     def __call__(self, event: Any) -> None:
-        kind = event.event
-        jid = self.job_id
-        msg: Any
-        if kind == "progress":
-            msg = ProgressMessage(t=event.t, data=ProgressData(job_id=jid, node=event.node, step=event.step,
-                                                                total=event.total))
-            self._send(msg)
-            if event.preview is not None:
-                self._preview(event)
-            return
-        if kind == "node_started":
-            msg = NodeStartedMessage(t=event.t, data=NodeStartedData(job_id=jid, node=event.node, type=event.type))
-        elif kind == "node_completed":
-            msg = NodeCompletedMessage(t=event.t, data=NodeCompletedData(
-                job_id=jid, node=event.node, type=event.type, duration=event.duration, ui=with_urls(event.ui)))
-        elif kind == "node_cached":
-            msg = NodeCachedMessage(t=event.t, data=NodeCachedData(job_id=jid, node=event.node, type=event.type,
-                                                                   ui=with_urls(event.ui)))
-        elif kind == "node_failed":
-            msg = NodeFailedMessage(t=event.t, data=NodeFailedData(
-                job_id=jid, node=event.node, type=event.type, error_type=event.error_type, message=event.message,
-                traceback=event.traceback))
-        elif kind == "run_started":
-            msg = JobStartedMessage(t=event.t, data=JobStartedData(job_id=jid, nodes=list(event.nodes)))
-        elif kind == "run_finished":
+        if isinstance(event, RunFinished):
             self.finished = event
             return
-        else:  # an event kind newer than this server: not part of the v1 messages
+        message = EVENT_MESSAGES.get(type(event))
+        if message is None:  # an event kind newer than this server: not part of the v1 messages
             return
-        self._send(msg)
+        ui = getattr(event, "ui", None)
+        self._send(message.of(self.job_id, event, **({"ui": with_urls(ui)} if ui is not None else {})))
+        if isinstance(event, Progress) and event.preview is not None:
+            self._preview(event)
 
     def _send(self, msg: Any) -> None:
         text = msg.model_dump_json()
@@ -199,8 +168,7 @@ class JobSink:
         except Exception as exc:  # noqa: BLE001 - a preview that cannot be drawn is skipped, the run goes on
             log.debug("preview of %s not encoded: %s", event.node, exc)
             return
-        self._send(PreviewMessage(t=event.t, data=PreviewData(job_id=self.job_id, node=event.node, step=event.step,
-                                                              image=image)))
+        self._send(PreviewMessage.of(self.job_id, event, image=image))
 
 
 class JobRunner:

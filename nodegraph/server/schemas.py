@@ -1,8 +1,8 @@
-"""Pydantic models of the API's request and response bodies and of the WebSocket messages (v1).
+"""Pydantic models of the API's request and response bodies (v1); WebSocket messages are in :mod:`.messages`.
 
 These models are the single description of the wire format: request bodies are parsed with them,
 the OpenAPI document at ``/api/openapi.json`` is generated from them, and the tests check every
-answer and message against them. Changes within v1 are additive only (docs/api.md).
+answer against them. Changes within v1 are additive only (docs/api.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from ..validation import Issue, ValidationResult
 
 __all__ = [
     "WORKFLOW_MARK",
-    "WS_VERSION",
     "ApiErrorBody",
     "CacheInfo",
     "ExtensionList",
@@ -46,12 +45,9 @@ __all__ = [
     "ValidationResult",
     "ViewQuery",
     "WorkflowList",
-    "WsMessage",
     "WsQuery",
-    "WS_MESSAGES",
 ]
 
-WS_VERSION = 1
 
 #: A workflow as sent by clients: validated by the engine (which reports structured issues), so the
 #: body model accepts any JSON here and documents it as the workflow format.
@@ -244,163 +240,3 @@ class SystemInfo(BaseModel):
 
 class ExtensionList(BaseModel):
     scripts: list[str] = Field(description="URLs of the packs' front-end modules, /extensions/<pack>/<file>.js")
-
-
-# --- WebSocket messages (server -> client) -----------------------------------------------------------
-
-
-class StatusData(BaseModel):
-    queue_remaining: int
-    running: str | None
-
-
-class JobStartedData(BaseModel):
-    job_id: str
-    nodes: list[str] = Field(description="The planned nodes, in order.")
-
-
-class NodeStartedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-
-
-class ProgressData(BaseModel):
-    job_id: str
-    node: str
-    step: int
-    total: int | None
-
-
-class PreviewData(BaseModel):
-    job_id: str
-    node: str
-    step: int
-    image: str = Field(description="data:image/png;base64,...")
-
-
-class NodeCachedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    ui: dict[str, Any]
-
-
-class NodeCompletedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    duration: float
-    ui: dict[str, Any]
-
-
-class NodeFailedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    error_type: str
-    message: str
-    traceback: str
-
-
-class JobFinishedData(BaseModel):
-    job_id: str
-    status: Literal["success", "failed", "cancelled", "interrupted"]
-    duration: float
-    executed: int
-    cached: int
-    error: JobError | None
-
-
-class ValidationFailedData(BaseModel):
-    job_id: None = None
-    issues: list[Issue]
-
-
-class _Message(BaseModel):
-    v: Literal[1] = WS_VERSION
-    t: float | None = Field(None, description="Unix seconds at which the event happened on the server "
-                            "(receive time minus t is the event latency).")
-
-
-class StatusMessage(_Message):
-    """Queue status: on connect and on every change."""
-
-    type: Literal["status"] = "status"
-    data: StatusData
-
-
-class JobStartedMessage(_Message):
-    """A job began running."""
-
-    type: Literal["job_started"] = "job_started"
-    data: JobStartedData
-
-
-class NodeStartedMessage(_Message):
-    """A node began running."""
-
-    type: Literal["node_started"] = "node_started"
-    data: NodeStartedData
-
-
-class ProgressMessage(_Message):
-    """A node reported progress."""
-
-    type: Literal["progress"] = "progress"
-    data: ProgressData
-
-
-class PreviewMessage(_Message):
-    """An in-progress image from a node (throttled per node)."""
-
-    type: Literal["preview"] = "preview"
-    data: PreviewData
-
-
-class NodeCachedMessage(_Message):
-    """A node's outputs came from the cache."""
-
-    type: Literal["node_cached"] = "node_cached"
-    data: NodeCachedData
-
-
-class NodeCompletedMessage(_Message):
-    """A node finished."""
-
-    type: Literal["node_completed"] = "node_completed"
-    data: NodeCompletedData
-
-
-class NodeFailedMessage(_Message):
-    """A node failed; the run stops."""
-
-    type: Literal["node_failed"] = "node_failed"
-    data: NodeFailedData
-
-
-class JobFinishedMessage(_Message):
-    """A job ended."""
-
-    type: Literal["job_finished"] = "job_finished"
-    data: JobFinishedData
-
-
-class ValidationFailedMessage(_Message):
-    """The workflow this client queued is invalid (sent to that client only)."""
-
-    type: Literal["validation_failed"] = "validation_failed"
-    data: ValidationFailedData
-
-
-WS_MESSAGES: tuple[type[BaseModel], ...] = (
-    StatusMessage, JobStartedMessage, NodeStartedMessage, ProgressMessage, PreviewMessage, NodeCachedMessage,
-    NodeCompletedMessage, NodeFailedMessage, JobFinishedMessage, ValidationFailedMessage,
-)
-
-#: Any server -> client message (discriminated by ``type``).
-WsMessage = Annotated[
-    StatusMessage | JobStartedMessage | NodeStartedMessage | ProgressMessage | PreviewMessage
-    | NodeCachedMessage | NodeCompletedMessage | NodeFailedMessage | JobFinishedMessage | ValidationFailedMessage,
-    Field(discriminator="type"),
-]
