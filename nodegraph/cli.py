@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow", type=Path)
     v.add_argument("--json", action="store_true", help='print {"valid": bool, "issues": [...]}')
+    v.add_argument("--input-dir", type=Path, default=None, help="where input images are looked for")
     common(v)
 
     n = sub.add_parser("nodes", help="list the node catalogue (and packs that failed to load)")
@@ -243,7 +244,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .validation import Issue, ValidationResult
 
     source, err = _read_workflow(args.workflow)
-    engine = _engine(args)
+    engine = _engine(args, input_dir=args.input_dir)
     if err:
         result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
     else:

@@ -49,6 +49,12 @@ class Settings(BaseModel):
         True, description="Model loaders accept absolute/local paths besides names in model_dirs "
         "(the server turns this off).")
 
+    def folders(self, output_dir: Path | None = None) -> dict[str, Path]:
+        """The folders that file-name inputs name: ``input``, ``output`` (``output_dir`` when given,
+        e.g. a run's), ``temp``."""
+        return {"input": Path(self.input_dir), "output": Path(output_dir or self.output_dir),
+                "temp": Path(self.temp_dir)}
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``NODEGRAPH_*`` environment variables, then ``overrides`` (flags)."""

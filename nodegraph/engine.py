@@ -54,15 +54,17 @@ class Engine:
                               entry_points=settings.entry_point_packs, dirs=settings.nodes_dirs)
         return cls(registry, settings)
 
-    def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
-        _, issues = check(source, self.registry, targets=targets)
+    def validate(self, source: Any, *, targets: Iterable[str] | None = None,
+                 output_dir: Path | None = None) -> ValidationResult:
+        """Every issue, file names included (checked against the settings' folders)."""
+        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(output_dir))
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
         """Validate and plan; raises :class:`~nodegraph.WorkflowInvalid` with every issue."""
         out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
         return make_plan(source, self.registry, targets=targets, output_dir=str(out.resolve()),
-                         settings=self.settings)
+                         settings=self.settings, folders=self.settings.folders(out))
 
     def run(
         self,

@@ -14,8 +14,9 @@ import gc
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -82,17 +83,19 @@ def make_plan(
     output_dir: str = "",
     run_nonce: str | None = None,
     settings: Settings | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> Plan:
     """Validate and plan; raises :class:`WorkflowInvalid` listing every issue.
 
     ``output_dir`` is part of the keys of output nodes (so a batch writing to a new folder writes);
-    ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run).
+    ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run);
+    ``folders`` are the folders literal file names are checked against (see :func:`analyse`).
     """
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
     with _gc_paused():
-        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings)
+        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
 
 
 @contextlib.contextmanager
@@ -107,8 +110,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
-               run_nonce: str | None, settings: Settings | None) -> Plan:
-    analysis, issues = analyse(source, registry, targets=wanted)
+               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
+    analysis, issues = analyse(source, registry, targets=wanted, folders=folders)
     if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex

@@ -113,6 +113,35 @@ def test_cycle_names_the_nodes_on_it(registry):
     assert all(n in result.issues[0].message for n in ("x", "y", "z"))
 
 
+def test_a_wrong_type_link_on_a_cycle_reports_both(registry):
+    wf = workflow(x=node("toy.add", a=link("w")), f=node("core.format", template="{a}", a=link("x")),
+                  w=node("core.switch", condition=True, on_true=link("f"), on_false=link("f")),
+                  s=node("toy.sink", value=link("x")))
+    result = validate(wf, registry)
+    assert [(i.code, i.node, i.port) for i in result.issues] == [("type_mismatch", "f", "a"), ("cycle", "x", None)]
+    assert "x → f → w" in result.issues[1].message
+
+
+def test_literal_file_names_are_checked_against_the_folders_given(registry, tmp_path):
+    folders = {"input": tmp_path / "in", "output": tmp_path / "out", "temp": tmp_path / "temp"}
+    (folders["input"] / "sub").mkdir(parents=True)
+    (folders["input"] / "sub" / "a.png").write_bytes(b"")  # validation looks for the file, never reads it
+
+    def load(name):
+        return workflow(l=node("core.load_image", image=name), s=node("toy.sink", value=link("l", "width")))
+
+    assert validate(load("sub/a.png"), registry, folders=folders).valid
+    assert validate(load("nope.png"), registry).valid  # no folders given: names are not checked
+    result = validate(load("a.png"), registry, folders=folders)
+    assert [(i.code, i.node, i.port) for i in result.issues] == [("file_not_found", "l", "image")]
+    assert "did you mean 'sub/a.png'?" in result.issues[0].message
+    for name in (".a.png", "sub/../../a.png", "/etc/passwd"):
+        assert codes(validate(load(name), registry, folders=folders)) == {"unsafe_path"}, name
+    folders["input"] = tmp_path / "empty"
+    result = validate(load("a.png"), registry, folders=folders)
+    assert codes(result) == {"file_not_found"} and "has no such files" in result.issues[0].message
+
+
 def test_no_outputs(registry):
     result = validate(workflow(a=node("toy.const")), registry)
     assert codes(result) == {"no_outputs"}
