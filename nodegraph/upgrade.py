@@ -96,13 +96,14 @@ def upgrade_workflow(source: str | bytes | dict[str, Any], registry: Registry) -
     """The workflow in the current format, each node upgraded where it can be, and the issues of the
     nodes that cannot (left as they were). ``None`` and the issues when the source is no workflow.
 
-    Everything else (``ui``, ``meta``, keys this version does not know) is kept as it is; ``source``
-    is not modified.
+    Everything else (``ui``, ``meta``, keys this version does not know) is kept as it is. The answer's
+    workflow, node and ``inputs`` dicts are new (``source`` is never modified); values in them may be
+    shared with ``source``.
     """
     data, wf, issues = read_source(source)
     if data is None or wf is None:
         return None, issues
-    nodes = dict(data.get("nodes") or {})
+    nodes = {nid: _copied(raw) for nid, raw in (data.get("nodes") or {}).items()}
     for nid, entry in wf.nodes.items():
         result = upgrade_node(nid, entry, registry)
         if isinstance(result, Issue):
@@ -110,6 +111,11 @@ def upgrade_workflow(source: str | bytes | dict[str, Any], registry: Registry) -
             continue
         _, new = result
         if new is not entry:
-            nodes[nid] = {**nodes[nid], "type": new.type, "version": new.version, "inputs": new.inputs}
+            nodes[nid].update(type=new.type, version=new.version, inputs=dict(new.inputs))
     return {**data, "nodes": nodes}, issues
 
+
+
+def _copied(node: dict[str, Any]) -> dict[str, Any]:
+    """A node entry whose own dict and ``inputs`` dict are new (values shared)."""
+    return {**node, "inputs": dict(node["inputs"])} if isinstance(node.get("inputs"), dict) else dict(node)

@@ -3,8 +3,9 @@
 The server runs in-process (aiohttp's pytest client) on a real engine: the built-in packs, the toy
 pack (tests/packs/toy), the sample pack (tests/sample_pack, with a front-end folder) and a small
 ``srvtest`` pack registered here: ``srvtest.gate`` blocks until the test opens its gate (so a test
-can look at a running job, queue behind it, or stop the server under it) and ``srvtest.pictures``
-reports progress with preview images. Tests wait on WebSocket messages, never on time.
+can look at a running job, queue behind it, or stop the server under it), ``srvtest.pictures``
+reports progress with preview images, and ``srvtest.scale`` is at version 2 with a migration from
+version 1. Tests wait on WebSocket messages, never on time.
 """
 
 from __future__ import annotations
@@ -85,7 +86,33 @@ class Pictures(Node):
         return self.Outputs(images=image)
 
 
-SRVTEST = nodegraph.Pack("srvtest", nodes=[Gate, Pictures])
+class Scale(Node):
+    """Multiply a number (version 1 called its input `x`)."""
+
+    name = "scale"
+    version = 2
+
+    class Inputs(nodegraph.Inputs):
+        value: float = Port(0.0, description="The number.")
+        factor: float = Port(2.0, description="The factor.")
+
+    class Outputs(nodegraph.Outputs):
+        value: float = Port(description="value × factor.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        return self.Outputs(value=inputs.value * inputs.factor)
+
+    @classmethod
+    def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if from_version != 1:
+            return None
+        inputs = dict(inputs)
+        if "x" in inputs:
+            inputs["value"] = inputs.pop("x")
+        return inputs
+
+
+SRVTEST = nodegraph.Pack("srvtest", nodes=[Gate, Pictures, Scale])
 
 
 def make_engine(tmp: Path, **overrides: Any) -> Engine:

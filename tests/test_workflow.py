@@ -61,3 +61,15 @@ def test_unknown_format_is_refused_with_a_reason():
 def test_comfyui_api_prompt_gets_a_helpful_message(registry):
     result = validate({"3": {"class_type": "KSampler", "inputs": {}}}, registry)
     assert "ComfyUI" in result.issues[0].message
+
+
+def test_upgrading_returns_a_new_dict_and_leaves_the_callers_alone(registry):
+    from nodegraph.upgrade import upgrade_workflow
+
+    old = {"format": "nodegraph/1", "nodes": {"a": {"type": "toy.const", "version": 1, "inputs": {"value": 1}}},
+           "extra": {"kept": True}}
+    before = json.loads(json.dumps(old))
+    new, issues = upgrade_workflow(old, registry)
+    assert issues == [] and new == before and new is not old
+    new["nodes"]["a"]["inputs"]["value"] = 2
+    assert old == before

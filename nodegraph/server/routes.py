@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ..catalogue import PackFailureSchema, PackSchema
+from ..upgrade import upgrade_workflow
 from ..validation import ValidationResult
 from ..workflow import WorkflowFormatError, load_workflow
 from . import files
@@ -46,9 +47,12 @@ from .schemas import (
     RequeueRequest,
     SavedWorkflow,
     SystemInfo,
+    UnreadableWorkflowBody,
+    UpgradeResponse,
     UploadResponse,
     ValidateRequest,
     ViewQuery,
+    WorkflowBody,
     WorkflowList,
     WsQuery,
 )
@@ -88,6 +92,21 @@ async def get_nodes(request: web.Request) -> web.StreamResponse:
 async def validate_workflow(request: web.Request, body: ValidateRequest) -> web.StreamResponse:
     """Every issue in one pass; nothing runs."""
     return json_response(await check_workflow(request, body.workflow, body.targets))
+
+
+@api.route("POST", "/api/upgrade", summary="Bring a workflow up to date", body=WorkflowBody,
+           responses={200: UpgradeResponse, 400: UnreadableWorkflowBody, 413: None, 415: None}, tag="nodes")
+async def upgrade(request: web.Request, body: WorkflowBody) -> web.StreamResponse:
+    """The body is a workflow in any format this server reads. The answer is that workflow in the current
+    format, with renamed node types and nodes saved with older versions upgraded as a run would upgrade
+    them; nodes that cannot be are listed in ``issues`` and left as they were. Nothing is validated
+    beyond that (POST /api/validate does). A body that is no workflow is answered 400."""
+    registry = request.app[ENGINE].registry
+    workflow, issues = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: upgrade_workflow(body.root, registry))
+    if workflow is None:
+        raise ApiError(400, issues[0].code, issues[0].message, issues=[i.model_dump() for i in issues])
+    return json_response(UpgradeResponse(workflow=workflow, issues=issues))
 
 
 # --- jobs ------------------------------------------------------------------------------------------

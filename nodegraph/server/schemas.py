@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
 from ..catalogue import NodeCatalogue, PackFailureSchema, PackSchema
 from ..validation import Issue, ValidationResult
@@ -40,10 +40,13 @@ __all__ = [
     "RequeueRequest",
     "SavedWorkflow",
     "SystemInfo",
+    "UnreadableWorkflowBody",
+    "UpgradeResponse",
     "UploadResponse",
     "ValidateRequest",
     "ValidationResult",
     "ViewQuery",
+    "WorkflowBody",
     "WorkflowList",
     "WsQuery",
 ]
@@ -84,12 +87,32 @@ class InvalidWorkflowBody(ApiErrorBody):
     issues: list[Issue]
 
 
+class UnreadableWorkflowBody(ApiErrorBody):
+    """400 answer when the body is no workflow at all: why, as issues."""
+
+    error: Literal["invalid_json", "unsupported_format", "invalid_workflow"]
+    issues: list[Issue]
+
+
 # --- validation and jobs -------------------------------------------------------------------------
 
 
 class ValidateRequest(_Body):
     workflow: WorkflowJson
     targets: list[str] | None = Field(None, max_length=10_000, description="Validate only what these nodes need.")
+
+
+class WorkflowBody(RootModel[WorkflowJson]):
+    """A request body that is a workflow itself, in any format the engine reads."""
+
+
+class UpgradeResponse(BaseModel):
+    """POST /api/upgrade: the workflow as this install reads it, and what could not be upgraded."""
+
+    workflow: WorkflowJson = Field(description="The workflow in the current format: node types as they are "
+                                   "named now, inputs of the nodes' current versions; everything else as sent.")
+    issues: list[Issue] = Field(description="The nodes that could not be upgraded (unknown_node_type, "
+                                "version_mismatch); they are left as they were.")
 
 
 class QueueRequest(_Body):
