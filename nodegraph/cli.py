@@ -103,9 +103,15 @@ def _print_issues(issues: list, stream=None) -> None:
         print(f"  [{i.code}] {i.message}", file=stream)
 
 
-def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
-    from .engine import parse_override_value
+def parse_override_value(text: str) -> Any:
+    """``--set`` values: JSON when they parse as JSON, else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
+
+def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     errors = []
     for item in items:
@@ -285,12 +291,16 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, serve
+
     try:
-        from .server import serve
-    except ImportError as exc:  # pragma: no cover - the server lands in its own change
-        print(f"error: the server is not available: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return serve(args)
+        config = ServerConfig.from_env(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir)
+    except ValueError as exc:  # pydantic's ValidationError
+        print(f"error: invalid server options: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    # A server loads models by name only: a client must not make it read a path of its choosing.
+    engine = _engine(args, output_dir=args.output_dir, input_dir=args.input_dir, allow_model_paths=False)
+    return serve(engine, config)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ No singletons: create one ``Engine`` per process (the CLI, the server, a test) a
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from .registry import Registry
 from .validation import Issue, ValidationResult, check
 from .workflow import Workflow, WorkflowFormatError, dump_workflow, parse_source
 
-__all__ = ["Engine", "apply_overrides", "parse_override_value"]
+__all__ = ["Engine", "apply_overrides"]
 
 
 class Engine:
@@ -114,11 +113,3 @@ def apply_overrides(source: Any, overrides: Mapping[str, Any]) -> tuple[dict[str
             continue
         entry.setdefault("inputs", {})[port] = value
     return data, issues
-
-
-def parse_override_value(text: str) -> Any:
-    """``--set`` values: JSON when they parse as JSON, else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text

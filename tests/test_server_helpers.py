@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 import nodegraph
 from nodegraph import IMAGE, Engine, Node, NodeContext, NodeExecutionError, Port, Settings
-from nodegraph.server import create_app
+from nodegraph.server import ServerConfig, create_app
 from nodegraph.server.messages import WsMessage
 
 TESTS = Path(__file__).resolve().parent
@@ -121,7 +121,7 @@ def make_engine(tmp: Path, **overrides: Any) -> Engine:
     values: dict[str, Any] = dict(
         model_dirs=[tmp / "models"], input_dir=tmp / "input", output_dir=tmp / "output", temp_dir=tmp / "temp",
         nodes_dirs=[TESTS / "packs", TESTS / "sample_pack"], entry_point_packs=False,
-        cache_bytes=64 * 1024 * 1024)
+        cache_bytes=64 * 1024 * 1024, allow_model_paths=False)
     values.update(overrides)
     engine = Engine.from_settings(Settings(**values))
     engine.registry.add_pack(SRVTEST, "test:server")
@@ -225,13 +225,13 @@ def web_dir(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def start(aiohttp_client, tmp_path: Path, web_dir: Path, open_gates_after: None):
-    """start(engine=None, **options) -> Server; options are create_app's (token, limits, data_dir...)."""
+    """start(engine=None, **options) -> Server; options are ServerConfig's (token, limits, data_dir...)."""
 
     async def _start(engine: Engine | None = None, **options: Any) -> Server:
         engine = engine or make_engine(tmp_path)
         options.setdefault("data_dir", tmp_path / "data")
         options.setdefault("web_dir", web_dir)
-        client = await aiohttp_client(create_app(engine, **options))
+        client = await aiohttp_client(create_app(engine, ServerConfig(**options)))
         return Server(client, tmp_path)
 
     return _start
