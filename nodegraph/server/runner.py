@@ -268,42 +268,42 @@ class JobRunner:
                 return exc
 
         result = await self.worker.submit(work)
-        duration = time.perf_counter() - started
-        outputs: dict[str, Any] = {}
-        executed = cached = 0
-        if isinstance(result, WorkflowInvalid):
-            status = "failed"
-            error = JobError(node=result.issues[0].node if result.issues else None, type=None,
-                             error_type="WorkflowInvalid", message=str(result), traceback="")
-        elif isinstance(result, Exception):
-            status = "failed"
-            error = JobError(node=None, type=None, error_type=type(result).__name__, message=str(result) or
-                             type(result).__name__, traceback=getattr(result, "__nodegraph_traceback__", ""))
-        else:
-            status = result.status
-            outputs = {nid: with_urls(ui) for nid, ui in result.ui.items()}
-            executed, cached, duration = len(result.executed), len(result.cached), result.duration
-            error = None
-            if result.error is not None:
-                e = result.error
-                error = JobError(node=e.node, type=e.type, error_type=e.error_type, message=e.message,
-                                 traceback=e.traceback)
-        if status == "cancelled" and token.reason == SHUTDOWN:
-            status = "interrupted"
-            error = _interrupted_error()
-        elif status == "cancelled":
-            error = JobError(node=None, type=None, error_type="Cancelled", message="the job was interrupted by a "
-                             "user", traceback="")
-        error_json = error.model_dump() if error is not None else None
-        await self.store(lambda s: s.finish(job_id, status, error=error_json, outputs=outputs))
+        end, outputs = _outcome(job_id, result, token, time.perf_counter() - started)
+        error_json = end.error.model_dump() if end.error is not None else None
+        await self.store(lambda s: s.finish(job_id, end.status, error=error_json, outputs=outputs))
         self.current = None
         self.jobs_run += 1
-        finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(),
-                                      data=JobFinishedData(job_id=job_id, status=status, duration=duration,
-                                                           executed=executed, cached=cached, error=error))
+        finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(), data=end)
         self.hub.publish(finished.model_dump_json(), job_id)
         await self.publish_status()
-        log.info("job %s: %s in %.2f s", job_id, status, duration)
+        log.info("job %s: %s in %.2f s", job_id, end.status, end.duration)
+
+
+def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tuple[Any, dict[str, Any]]:
+    """A job's ``job_finished`` data and its outputs (the nodes' ``ui``, with image URLs) from what the
+    engine returned: a RunResult, or the exception that stopped it before any node ran."""
+    status, error, outputs, executed, cached, duration = "failed", None, {}, 0, 0, elapsed
+    if isinstance(result, WorkflowInvalid):
+        error = JobError(node=result.issues[0].node if result.issues else None, type=None,
+                         error_type="WorkflowInvalid", message=str(result), traceback="")
+    elif isinstance(result, Exception):
+        error = JobError(node=None, type=None, error_type=type(result).__name__, message=str(result) or
+                         type(result).__name__, traceback=getattr(result, "__nodegraph_traceback__", ""))
+    else:
+        status, duration = result.status, result.duration
+        outputs = {nid: with_urls(ui) for nid, ui in result.ui.items()}
+        executed, cached = len(result.executed), len(result.cached)
+        if result.error is not None:
+            e = result.error
+            error = JobError(node=e.node, type=e.type, error_type=e.error_type, message=e.message,
+                             traceback=e.traceback)
+    if status == "cancelled" and token.reason == SHUTDOWN:
+        status, error = "interrupted", _interrupted_error()
+    elif status == "cancelled":
+        error = JobError(node=None, type=None, error_type="Cancelled", message="the job was interrupted by a user",
+                         traceback="")
+    return JobFinishedData(job_id=job_id, status=status, duration=duration, executed=executed, cached=cached,
+                           error=error), outputs
 
 
 def _interrupted_error() -> JobError:
