@@ -53,10 +53,9 @@ class Engine:
                               entry_points=settings.entry_point_packs, dirs=settings.nodes_dirs)
         return cls(registry, settings)
 
-    def validate(self, source: Any, *, targets: Iterable[str] | None = None,
-                 output_dir: Path | None = None) -> ValidationResult:
+    def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
         """Every issue, file names included (checked against the settings' folders)."""
-        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(output_dir))
+        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders())
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
