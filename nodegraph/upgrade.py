@@ -18,7 +18,7 @@ from .node import NodeSpec
 from .registry import Registry
 from .workflow import NodeEntry, Workflow, WorkflowFormatError, parse_source
 
-__all__ = ["read_source", "resolve_type", "upgrade_node", "upgrade_workflow"]
+__all__ = ["is_current", "read_source", "resolve_type", "upgrade_node", "upgrade_workflow"]
 
 
 def read_source(source: str | bytes | dict[str, Any] | Workflow) -> tuple[dict[str, Any] | None, Workflow | None,
@@ -57,6 +57,11 @@ def resolve_type(registry: Registry, type_id: str) -> NodeSpec | None:
     return registry.get(type_id)
 
 
+def is_current(entry: NodeEntry, spec: NodeSpec) -> bool:
+    """Whether ``entry`` is saved as ``spec`` reads it: under today's type id, and no other version."""
+    return entry.type == spec.type_id and (entry.version is None or entry.version == spec.version)
+
+
 def upgrade_node(nid: str, entry: NodeEntry, registry: Registry) -> tuple[NodeSpec, NodeEntry] | Issue:
     """The node's type and ``entry`` as this install reads it (current type id; inputs migrated when
     saved with an older version), or the issue that prevents it. ``entry`` is returned as it is
@@ -67,6 +72,8 @@ def upgrade_node(nid: str, entry: NodeEntry, registry: Registry) -> tuple[NodeSp
         hint = (f"did you mean {', '.join(close)}?" if close else
                 "install or enable the pack that provides it (see `nodegraph nodes` for failed packs)")
         return Issue(code="unknown_node_type", node=nid, message=f"{nid}: unknown node type {entry.type!r}; {hint}")
+    if is_current(entry, spec):
+        return spec, entry
     update: dict[str, Any] = {}
     if spec.type_id != entry.type:
         update["type"] = spec.type_id

@@ -23,7 +23,7 @@ from .node import NodeSpec, PortSpec
 from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
-from .upgrade import read_source, resolve_type, upgrade_node
+from .upgrade import is_current, read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow, as_link
 
 __all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate"]
@@ -89,6 +89,7 @@ class Validator:
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
     def analysis(self) -> Analysis:
         wf = self.workflow
@@ -96,17 +97,31 @@ class Validator:
             wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
         return Analysis(wf, self.specs, self.literals, self.links, self.graph)
 
+    def node_type(self, type_id: str) -> NodeSpec | None:
+        """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""
+        spec = self._types.get(type_id)
+        if spec is None:
+            spec = resolve_type(self.registry, type_id)
+            if spec is not None:
+                self._types[type_id] = spec
+        return spec
+
     # -- nodes -----------------------------------------------------------------------------------
     def check_nodes(self) -> None:
         """Every node: its type and version, then each of its inputs."""
+        types = self._types
         for nid, entry in self.workflow.nodes.items():
-            result = upgrade_node(nid, entry, self.registry)
-            if isinstance(result, Issue):
-                self.issues.append(result)
-                continue
-            spec, current = result
-            if current is not entry:
-                self.upgraded[nid] = current
+            spec = types.get(entry.type)
+            current = entry
+            if spec is None or not is_current(entry, spec):
+                result = upgrade_node(nid, entry, self.registry)
+                if isinstance(result, Issue):
+                    self.issues.append(result)
+                    continue
+                spec, current = result
+                types[entry.type] = spec
+                if current is not entry:
+                    self.upgraded[nid] = current
             self.specs[nid] = spec
             self.literals[nid] = {}
             self.links[nid] = {}
@@ -121,7 +136,7 @@ class Validator:
             link = as_link(value)
             if link is not None:
                 self.check_link(nid, pspec, link)
-            elif pspec.link_only:
+            elif pspec.type.link_only:
                 self.check_literal_on_link_port(nid, pspec, value)
             else:
                 self.check_literal(nid, pspec, value)
@@ -148,7 +163,7 @@ class Validator:
             return
         # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
         self.edges.append((link.from_, nid))
-        src_spec = resolve_type(self.registry, src.type)
+        src_spec = self._types.get(src.type) or self.node_type(src.type)
         if src_spec is None:
             return  # reported as unknown_node_type on the source node
         out = src_spec.outputs.get(link.output)
@@ -228,7 +243,7 @@ class Validator:
                                              message=f"asked to run node {t!r}, which is not in the workflow"))
             if not targets:
                 self.issues.append(Issue(code="no_outputs", message="no nodes were asked for"))
-        elif not any((s := resolve_type(self.registry, e.type)) is not None and s.output_node for e in nodes.values()):
+        elif not any(s is not None and s.output_node for s in map(self.node_type, {e.type for e in nodes.values()})):
             if not any(i.code == "unknown_node_type" for i in self.issues):
                 self.issues.append(Issue(code="no_outputs", message="the workflow has no output node, so a run "
                                          "would do nothing; add one (e.g. core.save_image or core.preview_image)"))
