@@ -117,7 +117,7 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
     if wanted is None:
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
-    order = needed_in_order(analysis.graph, wanted)
+    order = needed_in_order(analysis.graph, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
     keys: dict[str, str] = {}
     for nid in order:
@@ -134,8 +134,8 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
                 run_nonce=nonce)
 
 
-def needed_in_order(graph: nx.DiGraph, targets: list[str]) -> list[str]:
-    """The targets and all their ancestors, in a deterministic topological order."""
+def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
+    """The targets and all their ancestors, in ``order`` (the graph's topological order)."""
     needed = set(targets)  # one reverse traversal
     frontier = list(targets)
     while frontier:
@@ -143,8 +143,7 @@ def needed_in_order(graph: nx.DiGraph, targets: list[str]) -> list[str]:
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
-    # networkx's sort is deterministic for a given insertion (= workflow) order.
-    return [n for n in nx.topological_sort(graph) if n in needed]
+    return [n for n in order if n in needed]
 
 
 def _with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class Analysis:
     literals: dict[str, dict[str, Any]]
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
     graph: nx.DiGraph
+    order: list[str]  # every node, in a deterministic topological order
 
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
@@ -89,13 +90,14 @@ class Validator:
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
     def analysis(self) -> Analysis:
         wf = self.workflow
         if self.upgraded:
             wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
-        return Analysis(wf, self.specs, self.literals, self.links, self.graph)
+        return Analysis(wf, self.specs, self.literals, self.links, self.graph, self.order)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
         """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""
@@ -221,12 +223,20 @@ class Validator:
 
     # -- the whole graph -------------------------------------------------------------------------
     def check_cycles(self) -> None:
-        """Builds the graph of the links (planning reuses it) and reports every cycle in it."""
+        """Build the graph of the links and its topological order (planning reuses both); report every
+        cycle in it."""
         graph = self.graph
         graph.add_nodes_from(self.workflow.nodes)
         graph.add_edges_from(self.edges)
+        try:
+            # networkx's sort is deterministic for a given insertion (= workflow) order.
+            self.order = list(nx.topological_sort(graph))
+            return
+        except nx.NetworkXUnfeasible:
+            self.order = []
+        loops = {a for a, b in self.edges if a == b}
         for component in nx.strongly_connected_components(graph):
-            if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
+            if len(component) > 1 or not loops.isdisjoint(component):
                 order = list(self.workflow.nodes)
                 members = sorted(component, key=order.index) if len(component) < 50 else sorted(component)
                 self.issues.append(Issue(code="cycle", node=members[0],
