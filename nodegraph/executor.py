@@ -72,6 +72,9 @@ def _ignore(_: Any) -> None:
     pass
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class _InputError(NodeExecutionError):
     pass
 
@@ -128,7 +131,6 @@ class RunState:
 
     def completed(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], duration: float) -> None:
         """``pn`` ran and produced ``outputs``."""
-        self.instances.pop(pn.id, None)
         self._done(pn, outputs, ui, self.result.executed)
         self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
         self.current = None
@@ -188,29 +190,33 @@ class LocalExecutor:
         """Evaluate the targets depth-first: a node is taken from the cache, or its missing inputs are
         pushed, or (once they are there, and the lazy ones it asks for) it runs."""
         stack = list(reversed(run.plan.targets))
-        nodes = run.plan.nodes
+        nodes, values, looked_up, cancel = run.plan.nodes, run.values, run.looked_up, run.cancel
         while stack:
-            run.cancel.raise_if_cancelled()
+            cancel.raise_if_cancelled()
             nid = stack[-1]
-            if nid in run.values:
+            if nid in values:
                 stack.pop()
                 continue
             pn = run.current = nodes[nid]
-            if nid not in run.looked_up:
+            if nid not in looked_up:
                 entry = self.cache.get(pn.key)
                 if entry is not None:
                     run.cached(pn, entry)
                     stack.pop()
                     continue
-                run.looked_up.add(nid)
-            lazy, asked = run.lazy_ports(pn)
-            missing = run.waiting_for(pn, lazy, asked)
+                looked_up.add(nid)
+            if pn.spec.lazy_ports:
+                lazy, asked = run.lazy_ports(pn)
+                missing = run.waiting_for(pn, lazy, asked)
+            else:  # most nodes (inline: this loop is the executor's overhead per node)
+                lazy, asked = [], _NONE
+                missing = [src for src, _ in pn.links.values() if src not in values]
             if missing:
                 stack.extend(reversed(dict.fromkeys(missing)))
                 continue
             if lazy and self._asks_for_more(run, pn, lazy, asked):
                 continue  # the loop pushes the sources of the inputs it asked for, then asks again
-            self._run_node(run, pn, set(lazy) - asked)
+            self._run_node(run, pn, set(lazy) - asked if lazy else _NONE)
             stack.pop()
 
     def _instance(self, run: RunState, pn: PlanNode) -> Node:
@@ -232,8 +238,10 @@ class LocalExecutor:
         asked.update(new)
         return bool(new)
 
-    def _run_node(self, run: RunState, pn: PlanNode, unevaluated: set[str]) -> None:
-        node = self._instance(run, pn)
+    def _run_node(self, run: RunState, pn: PlanNode, unevaluated: AbstractSet[str]) -> None:
+        node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
+        if node is None:
+            node = pn.spec.cls()
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
         run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
@@ -255,7 +263,7 @@ def node_inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: Ab
             continue
         value = values[src][out]
         pspec = spec.inputs[port]
-        if not pspec.link_only:
+        if not pspec.type.link_only:
             try:
                 value = pspec.validate_value(value)
             except ValidationError as exc:
