@@ -118,7 +118,9 @@ def upgrade_workflow(source: str | bytes | dict[str, Any], registry: Registry) -
             continue
         _, new = result
         if new is not entry:
-            nodes[nid].update(type=new.type, version=new.version, inputs=dict(new.inputs))
+            nodes[nid].update(type=new.type, inputs=dict(new.inputs))
+            if new.version is not None:
+                nodes[nid]["version"] = new.version
     return {**data, "nodes": nodes}, issues
 
 
