@@ -263,8 +263,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(cat, indent=2, default=str))
         return EXIT_OK
+    nodes = [n for n in cat["nodes"].values() if "replaced_by" not in n]  # old ids: listed as renames below
     by_cat: dict[str, list[dict[str, Any]]] = {}
-    for node in cat["nodes"].values():
+    for node in nodes:
         by_cat.setdefault(node["category"], []).append(node)
     for category in sorted(by_cat):
         print(f"{category}:")
@@ -275,7 +276,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             print(f"  {node['type']} v{node['version']}  ({ins}) -> ({outs})")
             if first:
                 print(f"      {first}")
-    print(f"\n{len(cat['nodes'])} node types from {len(cat['packs'])} pack(s)")
+    print(f"\n{len(nodes)} node types from {len(cat['packs'])} pack(s)")
+    if cat["aliases"]:
+        print("old type ids still accepted: " + ", ".join(f"{a} → {b}" for a, b in cat["aliases"].items()))
     for f in cat["failed_packs"]:
         print(f"FAILED pack {f['source']}: {f['message']}")
         if args.verbose and f["traceback"]:

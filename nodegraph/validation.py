@@ -246,6 +246,8 @@ def analyse(
                 continue
             inputs = migrated
             upgraded[nid] = entry.model_copy(update={"inputs": migrated, "version": spec.version})
+        if entry.type != spec.type_id:  # an old type id (a pack's alias): the workflow gets the current one
+            upgraded[nid] = upgraded.get(nid, entry).model_copy(update={"type": spec.type_id})
         specs[nid] = spec
         literals = all_literals[nid] = {}
         links = all_links[nid] = {}
