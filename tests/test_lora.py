@@ -268,10 +268,10 @@ def lora_engine(tmp_path, unet_lora):
 
 def pipeline(**extra) -> dict:
     nodes = {
-        "clip": node("unclip.clip_loader", model="tiny-karlo"),
+        "clip": node("unclip.load_clip", model="tiny-karlo"),
         "text": node("unclip.text_encode", clip=link("clip", "clip"), text="a red circle"),
-        "prior_m": node("unclip.prior_loader", model="tiny-karlo"),
-        "dec_m": node("unclip.decoder_loader", model="tiny-karlo"),
+        "prior_m": node("unclip.load_prior", model="tiny-karlo"),
+        "dec_m": node("unclip.load_decoder", model="tiny-karlo"),
         "emb": node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
                     steps=2, seed=1),
         "base": node("unclip.decoder", decoder=link("dec_m", "decoder"), image_embedding=link("emb", "embedding"),

@@ -30,3 +30,21 @@ def test_workflow_runs(path, shared_engine, tmp_path):
     assert run.ok, run.error
     written = sorted(p for p in tmp_path.rglob("*.png"))
     assert written, f"{path.name} wrote no image"
+
+
+OLD_IDS = {"unclip.load_clip": "unclip.clip_loader", "unclip.load_prior": "unclip.prior_loader",
+           "unclip.load_decoder": "unclip.decoder_loader", "unclip.load_upsampler": "unclip.upsampler_loader",
+           "sam.load_sam": "sam.loader", "controlnet.load_controlnet": "controlnet.loader"}
+
+
+@pytest.mark.parametrize("name", ["text2image.json", "controlnet.json", "sam_mask.json"])
+def test_a_workflow_saved_with_the_old_loader_ids_validates_as_the_new_ones(name, shared_engine):
+    data = json.loads((ROOT / "workflows" / name).read_text())
+    current = {nid: n["type"] for nid, n in data["nodes"].items()}
+    for n in data["nodes"].values():
+        n["type"] = OLD_IDS.get(n["type"], n["type"])
+    assert current != {nid: n["type"] for nid, n in data["nodes"].items()}  # the file uses renamed ids
+    from nodegraph.validation import check
+
+    wf, issues = check(data, shared_engine.registry)
+    assert issues == [] and {nid: n.type for nid, n in wf.nodes.items()} == current

@@ -42,7 +42,7 @@ def _signature(path: Path) -> str:
 class LoadControlNet(Node):
     """Load a ControlNet made for the unCLIP decoder (diffusers save_pretrained folder, safetensors)."""
 
-    name = "loader"
+    name = "load_controlnet"
     title = "Load ControlNet"
     category = "unclip/loaders"
     volatile = True  # reads files; the fingerprint notices changes
@@ -170,4 +170,5 @@ PACK = nodegraph.Pack(
     description="ControlNet for the unCLIP decoder: load, make silhouette control images, apply with a "
     "strength; the standard Decoder node samples the controlled decoder.",
     nodes=[LoadControlNet, ControlImage, ApplyControlNet],
+    aliases={"controlnet.loader": "load_controlnet"},
 )

@@ -24,7 +24,7 @@ def files_signature(path: Path) -> str:
     return "|".join(parts)
 
 
-class SamLoader(Node):
+class LoadSam(Node):
     """Load a segment-anything model: the shipped sam-shapes, or a SAM checkpoint (ViT-B/L/H .pth) by path.
 
     Weights are read as tensors only (safetensors, or torch.load with weights_only=True); a
@@ -32,7 +32,7 @@ class SamLoader(Node):
     config.json, else from the tensor shapes, or from model_type.
     """
 
-    name = "loader"
+    name = "load_sam"
     title = "Load SAM"
     category = "sam"
     volatile = True  # the files can change on disk; the fingerprint notices

@@ -61,10 +61,10 @@ class _Loader(Node):
         return ModelHandle(model, name, self.kind)
 
 
-class CLIPLoader(_Loader):
+class LoadCLIP(_Loader):
     """Load a CLIP model: text and image encoders with their tokenizer (open_clip or transformers)."""
 
-    name = "clip_loader"
+    name = "load_clip"
     title = "Load CLIP"
     kind = "unclip.clip"
 
@@ -81,10 +81,10 @@ class CLIPLoader(_Loader):
         return self.Outputs(clip=self.load(ctx, inputs.model, load_clip))
 
 
-class PriorLoader(_Loader):
+class LoadPrior(_Loader):
     """Load a diffusion prior (diffusers PriorTransformer and its scheduler)."""
 
-    name = "prior_loader"
+    name = "load_prior"
     title = "Load Prior"
     kind = "unclip.prior"
 
@@ -100,10 +100,10 @@ class PriorLoader(_Loader):
         return self.Outputs(prior=self.load(ctx, inputs.model, load_prior))
 
 
-class DecoderLoader(_Loader):
+class LoadDecoder(_Loader):
     """Load a diffusion decoder (text_proj + UNet2DConditionModel and its scheduler)."""
 
-    name = "decoder_loader"
+    name = "load_decoder"
     title = "Load Decoder"
     kind = "unclip.decoder"
 
@@ -120,10 +120,10 @@ class DecoderLoader(_Loader):
         return self.Outputs(decoder=self.load(ctx, inputs.model, load_decoder))
 
 
-class UpsamplerLoader(_Loader):
+class LoadUpsampler(_Loader):
     """Load a super-resolution upsampler (super_res_first / super_res_last and their scheduler)."""
 
-    name = "upsampler_loader"
+    name = "load_upsampler"
     title = "Load Upsampler"
     kind = "unclip.upsampler"
 
