@@ -45,7 +45,8 @@ _EXPORTS = {
     "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
     "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
-    "as_image_batch": "images", "from_pil": "images", "to_pil": "images",
+    "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
+    "to_tensor": "images",
     "ModelHandle": "modelstore", "ModelStore": "modelstore",
     "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
     "safe_join": "paths",
@@ -68,8 +69,8 @@ __all__ = [
     "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
     "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "from_pil",
-    "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow", "safe_join",
-    "save_png", "to_pil", "validate",
+    "from_tensor", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
+    "safe_join", "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
@@ -111,7 +112,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         RunStarted,
     )
     from .executor import Executor, LocalExecutor, RunResult
-    from .images import as_image_batch, from_pil, to_pil
+    from .images import as_image_batch, from_pil, from_tensor, to_pil, to_tensor
     from .modelstore import ModelHandle, ModelStore
     from .node import Inputs, Node, NodeSpec, Outputs, Port
     from .paths import safe_join

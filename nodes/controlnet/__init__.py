@@ -15,7 +15,7 @@ from typing import Any, Literal
 import nodegraph
 from nodegraph import IMAGE, MASK, ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import DECODER
+from ..unclip.api import DECODER
 
 DEFAULT = "controlnet-shapes"
 KIND = "controlnet"
@@ -138,8 +138,6 @@ class ApplyControlNet(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import dataclasses
 
-        import torch
-
         from .model import Control, ControlledUNet, check_compatible
 
         decoder: ModelHandle = inputs.decoder
@@ -154,7 +152,7 @@ class ApplyControlNet(Node):
             check_compatible(cn, unet.base if isinstance(unet, ControlledUNet) else unet)
         except ValueError as exc:
             raise NodeExecutionError(str(exc)) from None
-        image = torch.from_numpy(nodegraph.as_image_batch(inputs.image)).permute(0, 3, 1, 2).contiguous()
+        image = nodegraph.to_tensor(inputs.image)
         n_train = int(getattr(model.scheduler, "config", {}).get("num_train_timesteps", 1000))
         control = Control(cn, image, float(inputs.strength), float(inputs.start), float(inputs.end), n_train)
         new_unet = unet.with_control(control) if isinstance(unet, ControlledUNet) else ControlledUNet(unet, (control,))

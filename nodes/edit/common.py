@@ -46,16 +46,6 @@ def expand_rows(x: Any, batch: int):
     return np.broadcast_to(x, (batch, *x.shape[1:]))
 
 
-def staged_progress(ctx: NodeContext, offset: int, total: int):
-    """A library callback `(step, n, preview)` reporting step `offset + step` of `total` (several runs)."""
-    from ..unclip.convert import to_image
-
-    def callback(step: int, n: int, preview: Any = None) -> None:
-        ctx.progress(offset + step, total, preview=to_image(preview) if preview is not None else None)
-
-    return callback
-
-
 def show_images(ctx: NodeContext, images: Any, prefix: str) -> None:
     """Write images to the temporary folder and show them on the node in the editor, as a preview does."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

@@ -8,8 +8,8 @@ from typing import Literal
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import CLIP, DECODER, EMBEDDING
-from .common import batch_size, check_embedding, expand_rows, staged_progress
+from ..unclip.api import CLIP, DECODER, EMBEDDING
+from .common import batch_size, check_embedding, expand_rows
 
 Mode = Literal["swap", "refine", "reweight"]
 
@@ -23,8 +23,7 @@ def prompt_to_prompt(model, clip, emb_s, emb_t, source: str, target: str, negati
     Library errors (unknown word, prompts too long) are ValueErrors saying the fix."""
     import torch
 
-    from ..unclip.convert import generator
-    from ..unclip.models import sample_decoder
+    from ..unclip.api import generator, sample_decoder
     from .attention import AttentionEdit, align, installed, prompt_tokens, word_positions
 
     cond_s, cond_t = clip.encode_text([source]), clip.encode_text([target])
@@ -107,7 +106,7 @@ class PromptToPrompt(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        from ..unclip.convert import library_errors, to_image
+        from ..unclip.api import library_errors, progress
 
         model = inputs.decoder.model
         clip = inputs.clip.model
@@ -129,5 +128,5 @@ class PromptToPrompt(Node):
                 word=inputs.word, weight=inputs.weight, cross_replace=inputs.cross_replace,
                 self_replace=inputs.self_replace, image_tokens=inputs.image_tokens, guidance=inputs.guidance,
                 steps=steps, seed=inputs.seed,
-                callbacks=(staged_progress(ctx, 0, 2 * steps), staged_progress(ctx, steps, 2 * steps)))
-        return self.Outputs(source_images=to_image(src), edited_images=to_image(edit))
+                callbacks=(progress(ctx, 0, 2 * steps), progress(ctx, steps, 2 * steps)))
+        return self.Outputs(source_images=nodegraph.from_tensor(src), edited_images=nodegraph.from_tensor(edit))

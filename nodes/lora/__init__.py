@@ -14,7 +14,7 @@ from pathlib import Path
 import nodegraph
 from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import DECODER, PRIOR
+from ..unclip.api import DECODER, PRIOR
 
 KIND = "loras"  # model folder: <models>/loras/<name>.safetensors (or a peft / diffusers folder)
 NONE = "none"  # no LoRA: the models pass through (a slot switched off)

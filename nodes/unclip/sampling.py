@@ -7,7 +7,7 @@ from typing import Literal
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
-from .convert import generator, library_errors, progress, to_image, to_torch
+from .convert import generator, library_errors, progress
 from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
 Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler", "euler_a"]
@@ -96,7 +96,7 @@ class Decoder(Node):
                                     steps=inputs.steps, generator=gen,
                                     scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                                     callback=progress(ctx), latents=latents)
-        return self.Outputs(images=to_image(images))
+        return self.Outputs(images=nodegraph.from_tensor(images))
 
 
 class Upsample(Node):
@@ -125,7 +125,7 @@ class Upsample(Node):
         from .models import upsample
 
         with torch.inference_mode(), library_errors():
-            out = upsample(inputs.upsampler.model, to_torch(inputs.images), steps=inputs.steps,
+            out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
                            callback=progress(ctx), fix_colors=inputs.fix_colors)
-        return self.Outputs(images=to_image(out))
+        return self.Outputs(images=nodegraph.from_tensor(out))
