@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--input-dir", type=Path, default=None)
     common(s)
 
-    e = sub.add_parser("eval", help="run a pack's evaluation, e.g. `nodegraph eval shapes`")
+    e = sub.add_parser("eval", help="run an evaluation (a pack's, or a source checkout's eval/), "
+                       "e.g. `nodegraph eval shapes`")
     e.add_argument("name", help="evaluation name")
     e.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the evaluation")
     common(e)
@@ -301,14 +302,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     engine = _engine(args)
     available = {name: target for pack in engine.registry.packs.values()
                  for name, target in pack.evaluations.items()}
+    folder, names = _checkout_evaluations()
+    available.update({name: f"eval.{name}:main" for name in names if name not in available})
     target = available.get(args.name)
     if target is None:
-        print(f"error: unknown evaluation {args.name!r}; packs provide: {', '.join(sorted(available)) or 'none'}",
-              file=sys.stderr)
+        print(f"error: unknown evaluation {args.name!r}; available: {', '.join(sorted(available)) or 'none'} "
+              "(packs declare evaluations; a source checkout adds those of its eval/ folder)", file=sys.stderr)
         return EXIT_INVALID
     module_name, _, func = target.partition(":")
+    if folder is not None and module_name.partition(".")[0] == "eval" and "eval" not in sys.modules:
+        _import_package("eval", folder)  # the checkout's root is not on sys.path of an installed command
     module = importlib.import_module(module_name)
     return int(getattr(module, func or "main")(args.args) or 0)
+
+
+def _checkout_evaluations() -> tuple[Path | None, list[str]]:
+    """The ``eval/`` folder beside the built-in packs of a source checkout and its evaluations' names."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nodes")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(location).resolve().parent / "eval"
+        if (folder / "__init__.py").is_file():
+            return folder, sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    return None, []
+
+
+def _import_package(name: str, folder: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
 
 
 def main(argv: list[str] | None = None) -> int:

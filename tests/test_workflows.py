@@ -34,11 +34,13 @@ def test_workflow_runs(path, shared_engine, tmp_path):
 
 OLD_IDS = {"unclip.load_clip": "unclip.clip_loader", "unclip.load_prior": "unclip.prior_loader",
            "unclip.load_decoder": "unclip.decoder_loader", "unclip.load_upsampler": "unclip.upsampler_loader",
-           "sam.load_sam": "sam.loader", "controlnet.load_controlnet": "controlnet.loader"}
+           "sam.load_sam": "sam.loader", "controlnet.load_controlnet": "controlnet.loader",
+           "shapes.factor_color": "edit.factor_color", "shapes.embedding_recolor": "edit.embedding_recolor"}
 
 
-@pytest.mark.parametrize("name", ["text2image.json", "controlnet.json", "sam_mask.json"])
-def test_a_workflow_saved_with_the_old_loader_ids_validates_as_the_new_ones(name, shared_engine):
+@pytest.mark.parametrize("name", ["text2image.json", "controlnet.json", "sam_mask.json", "text2image_factored.json",
+                                  "recolor.json"])
+def test_a_workflow_saved_with_old_type_ids_validates_as_the_new_ones(name, shared_engine):
     data = json.loads((ROOT / "workflows" / name).read_text())
     current = {nid: n["type"] for nid, n in data["nodes"].items()}
     for n in data["nodes"].values():

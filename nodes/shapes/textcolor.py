@@ -35,9 +35,9 @@ import numpy as np
 import nodegraph
 from nodegraph import Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.convert import library_errors
-from ..unclip.types import CLIP, CONDITIONING
-from .recolor import fitted_for
+from ..unclip.api import CLIP, CONDITIONING, library_errors
+from . import domain
+from .recolor import fitted
 
 FIT_SEED = 77
 FIT_SCENES = 3000
@@ -184,8 +184,6 @@ def _features(enc):
 def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """(captions in the scene's colour, the same captions in another colour, the same without a colour,
     colour index of the first, colour index of the second); every pair stays in the training split."""
-    from ..shapes import domain
-
     colors = list(domain.COLORS)
     scenes = domain.sample_scenes(seed, n, "train")
     rng = np.random.default_rng([seed, 1])
@@ -209,8 +207,6 @@ def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
 def fit_text_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> TextColorMap:
     """Fit the text colour map of `clip` (anything with encode_text(list[str]) → TextEncoding)."""
     import torch
-
-    from ..shapes import domain
 
     own, other, plain, c_own, c_other = fit_captions(n, seed)
     jobs = [texts[i:i + BATCH] for texts in (own, other, plain) for i in range(0, n, BATCH)]
@@ -253,7 +249,7 @@ class FactorColor(Node):
 
     name = "factor_color"
     title = "Factor Out Colour"
-    category = "edit"
+    category = "shapes"
     version = 2  # 2: `method`, default "words"; version 1 was the linear move only
 
     class Inputs(nodegraph.Inputs):
@@ -292,8 +288,7 @@ class FactorColor(Node):
             raise NodeExecutionError(f"conditioning: width {enc.embeds.shape[1]}, but this CLIP's text embeddings have "
                                      f"width {width}; connect the CLIP model of the Text Encode node")
         with library_errors():
-            tmap = fitted_for(clip, "text_color", lambda progress: fit_text_color_map(clip, progress=progress),
-                              progress=lambda done, total: ctx.progress(done, total))
+            tmap = fitted(ctx, inputs.clip, "text_color", fit_text_color_map)
         if (tmap.readout.shape[0] != enc.embeds.shape[1] + 1
                 or tmap.direction.shape[1] != enc.embeds.shape[1] + enc.hidden.shape[1] * enc.hidden.shape[2]):
             raise NodeExecutionError("conditioning: it was encoded by another CLIP than the one connected; connect "
