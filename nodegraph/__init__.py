@@ -45,6 +45,7 @@ _EXPORTS = {
     "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
     "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
+    "FingerprintContext": "fingerprint", "file_signature": "fingerprint",
     "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
     "to_tensor": "images",
     "ModelHandle": "modelstore", "ModelStore": "modelstore",
@@ -63,12 +64,13 @@ _EXPORTS = {
 
 __all__ = [
     "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine",
-    "Event", "Executor", "FORMAT", "FileName", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor",
+    "Event", "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor",
     "MASK", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted", "NodeContext",
     "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError", "OutputCache",
     "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
     "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
-    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "from_pil",
+    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "file_signature",
+    "from_pil",
     "from_tensor", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
     "safe_join", "save_png", "to_pil", "to_tensor", "validate",
 ]
@@ -112,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         RunStarted,
     )
     from .executor import Executor, LocalExecutor, RunResult
+    from .fingerprint import FingerprintContext, file_signature
     from .images import as_image_batch, from_pil, from_tensor, to_pil, to_tensor
     from .modelstore import ModelHandle, ModelStore
     from .node import Inputs, Node, NodeSpec, Outputs, Port

@@ -22,6 +22,7 @@ import networkx as nx
 
 from .config import Settings
 from .errors import WorkflowInvalid
+from .fingerprint import FingerprintContext
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse
@@ -147,7 +148,7 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
             if settings is not None:
                 # from the literal inputs; what arrives on links is already in the key (upstream keys)
                 try:
-                    fp = spec.cls().fingerprint(dict(literals), settings)
+                    fp = spec.cls().fingerprint(dict(literals), FingerprintContext.from_settings(settings))
                 except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
                     fp = None
             parts.append(f"!fingerprint={fp if fp is not None else nonce}")

@@ -9,7 +9,6 @@ Several Apply nodes stack; strength 0 returns the decoder unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import nodegraph
@@ -31,14 +30,6 @@ CONTROL_NET = nodegraph.link_type("controlnet.CONTROL_NET", "A loaded ControlNet
                                   _example_controlnet)
 
 
-def _signature(path: Path) -> str:
-    if path.is_file():
-        st = path.stat()
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    return "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(path.iterdir())
-                    if p.is_file())
-
-
 class LoadControlNet(Node):
     """Load a ControlNet made for the unCLIP decoder (diffusers save_pretrained folder, safetensors)."""
 
@@ -54,10 +45,9 @@ class LoadControlNet(Node):
     class Outputs(nodegraph.Outputs):
         controlnet: CONTROL_NET = Port(description="The ControlNet.")
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return _signature(store.resolve(inputs.get("controlnet", DEFAULT), KIND))
+            return nodegraph.file_signature(ctx.resolve_model(inputs.get("controlnet", DEFAULT), KIND))
         except (nodegraph.NodegraphError, OSError):
             return None
 
@@ -66,7 +56,8 @@ class LoadControlNet(Node):
 
         path = ctx.models.resolve(inputs.controlnet, KIND)
         try:
-            model = ctx.models.load(f"controlnet:{path.resolve()}:{_signature(path)}", lambda: load_controlnet(path))
+            key = f"controlnet:{path.resolve()}:{nodegraph.file_signature(path)}"
+            model = ctx.models.load(key, lambda: load_controlnet(path))
         except (ValueError, FileNotFoundError) as exc:
             raise NodeExecutionError(str(exc)) from None
         return self.Outputs(controlnet=ModelHandle(model, inputs.controlnet, "controlnet.controlnet"))

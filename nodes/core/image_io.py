@@ -29,10 +29,9 @@ class LoadImage(Node):
         width: int = Port(description="Width in pixels.")
         height: int = Port(description="Height in pixels.")
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            path = nodegraph.safe_join(settings.input_dir, inputs["image"])
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            return hashlib.sha256(ctx.resolve_input(inputs["image"]).read_bytes()).hexdigest()
         except (OSError, nodegraph.UnsafePath):
             return None  # run() reports the problem
 

@@ -8,8 +8,6 @@ model store; loaders re-run when the files on disk change.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import nodegraph
@@ -20,37 +18,16 @@ from .types import CLIP, DECODER, PRIOR, UPSAMPLER
 DEFAULT = "shapes-unclip"
 
 
-def files_signature(path: Path, limit: int = 2000) -> str:
-    """Names, sizes and mtimes of the files under ``path``: changes when the model does."""
-    parts: list[str] = []
-    if path.is_file():
-        st = path.stat()
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            parts.append(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
-            if len(parts) >= limit:
-                return "|".join(parts)
-    return "|".join(parts)
-
-
 class _Loader(Node):
     category = "unclip/loaders"
     volatile = True  # the files can change on disk; the fingerprint notices
     kind = ""
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return files_signature(store.resolve(inputs["model"]))
+            return nodegraph.file_signature(ctx.resolve_model(inputs["model"]))
         except nodegraph.NodegraphError:
-            return None
+            return None  # run() reports the problem
 
     def load(self, ctx: NodeContext, name: str, loader) -> ModelHandle:
         path = ctx.models.resolve(name)
