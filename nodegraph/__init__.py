@@ -51,6 +51,7 @@ _EXPORTS = {
     "ModelHandle": "modelstore", "ModelStore": "modelstore",
     "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
     "safe_join": "paths",
+    "preview_images": "saving", "save_images": "saving",
     "Plan": "plan", "make_plan": "plan",
     "load_packs": "plugins",
     "read_png_workflow": "png", "save_png": "png",
@@ -72,7 +73,7 @@ __all__ = [
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "file_signature",
     "from_pil",
     "from_tensor", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
-    "safe_join", "save_png", "to_pil", "to_tensor", "validate",
+    "preview_images", "safe_join", "save_images", "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
@@ -123,6 +124,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .plugins import load_packs
     from .png import read_png_workflow, save_png
     from .registry import Pack, Registry
+    from .saving import preview_images, save_images
     from .types import ANY, IMAGE, MASK, FileName, ImageFile, Seed, Text, link_type
     from .validation import Issue, ValidationResult, validate
     from .weights import load_state_dict

@@ -6,7 +6,7 @@ import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CONDITIONING, DECODER, EMBEDDING, Scheduler
-from .common import check_embedding, show_images
+from .common import check_embedding
 
 CHUNK = 16  # frames decoded per batch
 
@@ -129,5 +129,5 @@ class InterpolationStrip(Node):
                 seed=inputs.seed, scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                 progress=lambda done, total: ctx.progress(done, total)))
         strip_image = strip(frames, rows, inputs.padding)
-        show_images(ctx, strip_image, "interpolation_strip")
+        nodegraph.preview_images(ctx, strip_image, "interpolation_strip")
         return self.Outputs(frames=frames, strip=strip_image, embedding=embs)
