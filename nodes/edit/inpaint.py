@@ -128,7 +128,7 @@ class Inpaint(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt the decoder attends to (1 or B prompts).")
         guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
         grow: int = Port(0, ge=0, le=64, description="Grow the mask by this many pixels first (room for a "
                          "larger new object).")
         feather: int = Port(0, ge=0, le=64, description="Soften the mask's edge by this many pixels, inwards "

@@ -102,7 +102,7 @@ class InterpolationStrip(Node):
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps per frame.")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed: the same initial noise "
+        seed: nodegraph.Seed = Port(0, description="Random seed: the same initial noise "
                                     "for every frame.")
         padding: int = Port(2, ge=0, le=64, description="White pixels between frames in the strip.")
 

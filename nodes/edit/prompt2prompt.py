@@ -97,7 +97,7 @@ class PromptToPrompt(Node):
                                   "(with the prompt-token maps).")
         guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps (each run).")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed, the same for both runs.")
+        seed: nodegraph.Seed = Port(0, description="Random seed, the same for both runs.")
 
     class Outputs(nodegraph.Outputs):
         source_images: IMAGE = Port(description="The source prompt's images, (B, S, S, 3).")
