@@ -11,7 +11,8 @@ from conftest import ROOT, TESTS
 from helpers import Recorder, link, node, workflow
 
 import nodegraph
-from nodegraph import CancelToken, Engine, NodeContext, NodeExecutionError, Settings
+from nodegraph import Engine, NodeContext, NodeExecutionError, Settings
+from nodegraph.testing import node_context
 from nodes.sam.auto import SamAutoMasks
 from nodes.sam.encode import SamEncodeImage, encode
 from nodes.sam.loader import LoadSam
@@ -50,9 +51,7 @@ def sam_engine(sam_settings):
 
 
 def context(engine: Engine, type_id: str = "sam.test") -> NodeContext:
-    s = engine.settings
-    return NodeContext(node_id="n", type_id=type_id, run_id="r", settings=s, models=engine.models,
-                       cancel=CancelToken(), sink=lambda e: None, output_dir=s.output_dir)
+    return node_context(engine.settings, models=engine.models, type_id=type_id)
 
 
 def run_node(cls, engine, **values):
