@@ -28,7 +28,7 @@ def stack():
 
 
 def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
-    """Issue 5's target: the swapped attribute changes in >= 80 % of cases while the object keeps its
+    """The target: the swapped attribute changes in >= 80 % of cases while the object keeps its
     place (layout IoU >= 0.7: the source's own mask for a colour swap; for a shape swap the target
     shape's template at the source object's centre and radius, as two shapes of one radius overlap
     only 0.52-0.61). Measured 85 % on 40 swaps (docs/editing.md)."""
@@ -50,7 +50,7 @@ def test_inpainting_keeps_outside_pixels_exactly(stack):
 def test_inpainting_paints_the_new_object(stack):
     from eval.edit import eval_inpaint
 
-    # issue 5's target (>= 80 %); measured 87.5 % on 40 cases at strength 0.7 (docs/editing.md)
+    # the target (>= 80 %); measured 87.5 % on 40 cases at strength 0.7 (docs/editing.md)
     report = eval_inpaint(stack, n=6, seed=12, strength=0.7)
     assert report["color_and_shape"] >= 0.8, report["cases"]
 

@@ -394,7 +394,7 @@ def test_shipped_pink_lora_paints_pink_objects_and_the_base_does_not():
 
     models = load_bundle(BUNDLE)
     with_lora, without = concept_rate(models, SHIPPED_LORA, n=12, seed=123)
-    # issue 5's target: >= 80 % with, ~0 % without (bench/control_eval.py measured 100 % / 0 % on 16)
+    # the target: >= 80 % with, ~0 % without (bench/control_eval.py measured 100 % / 0 % on 16)
     assert with_lora >= 0.8, with_lora
     assert without <= 0.1, without
 

@@ -1,14 +1,8 @@
-"""Recolour CLIP image embeddings along a linear colour map fitted on repainted Shapes renders.
+"""Recolour Embedding: move CLIP image embeddings to another object colour along a linear map.
 
-The map is measured, not learned end to end: Shapes scenes of the training split are rendered twice,
-once in their own colour and once repainted in another palette colour, and both renders are encoded
-with the CLIP model. A least-squares fit gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
-shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring an embedding e to the colour c is
-e + s · (c − R(e)) · S, where S = (A·R)⁻¹·A is A rescaled so that s = 1 puts the read-out exactly
-on c: the read-out says where its colour is now, A says which way to move.
-
-It is how a prompt whose colour and shape never appeared together in training can still be drawn:
-sample the prior for the prompt without its colour (an in-distribution prompt), then recolour.
+The map (`fit_color_map`) is measured on Shapes renders repainted in another palette colour, once per
+loaded CLIP. It lets a colour–shape pair the prior never saw be drawn: sample the prior for the
+prompt without its colour, then recolour (docs/shapes.md).
 """
 
 from __future__ import annotations
@@ -78,6 +72,11 @@ def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
 
 def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> ColorMap:
     """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D)).
+
+    The fitting scenes are rendered in their own colour and repainted in another palette colour; a
+    least-squares fit over both encodings gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
+    shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring e to c is e + s · (c − R(e)) · S with
+    S = (A·R)⁻¹·A, A rescaled so that s = 1 puts the read-out exactly on c.
 
     `progress(done, total)` is called after each batch of renders is encoded (it may raise to stop).
     """
