@@ -1,6 +1,6 @@
 """The edit nodes' measured effects on the shipped Shapes models, at a small sample size.
 
-Judged by the pixel analyser. The full-size figures come from `bench/edit_eval.py` (same cases,
+Judged by the pixel analyser. The full-size figures come from `python -m eval edit` (same cases,
 more of them; see docs/editing.md). Skipped only when the shipped weights are not there.
 """
 
