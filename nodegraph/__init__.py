@@ -48,6 +48,7 @@ _EXPORTS = {
     "FingerprintContext": "fingerprint", "file_signature": "fingerprint",
     "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
     "to_tensor": "images",
+    "lazy_exports": "lazy",
     "ModelHandle": "modelstore", "ModelStore": "modelstore",
     "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
     "safe_join": "paths",
@@ -72,7 +73,7 @@ __all__ = [
     "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "file_signature",
     "from_pil",
-    "from_tensor", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
+    "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
     "preview_images", "safe_join", "save_images", "save_png", "to_pil", "to_tensor", "validate",
 ]
 
@@ -117,6 +118,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .executor import Executor, LocalExecutor, RunResult
     from .fingerprint import FingerprintContext, file_signature
     from .images import as_image_batch, from_pil, from_tensor, to_pil, to_tensor
+    from .lazy import lazy_exports
     from .modelstore import ModelHandle, ModelStore
     from .node import Inputs, Node, NodeSpec, Outputs, Port
     from .paths import safe_join

@@ -6,102 +6,77 @@ import pytest
 from helpers import Recorder, link, node, workflow
 
 import nodegraph
-from nodegraph import DuplicateNodeType, Engine, Pack, PackError, Port, Registry, Settings, validate
+from nodegraph import DuplicateNodeType, Engine, Pack, PackError, Registry, Settings, validate
 from nodegraph.validation import check
 
 
-class Double(nodegraph.Node):
-    """Doubles a number."""
-
-    name = "double"
-
-    class Inputs(nodegraph.Inputs):
-        x: float = Port(1.0, description="A number.")
-
-    class Outputs(nodegraph.Outputs):
-        value: float = Port(description="Twice x.")
-
-    def run(self, inputs, ctx):
-        return self.Outputs(value=2 * inputs.x)
+@pytest.fixture
+def nodes(engine) -> list[type[nodegraph.Node]]:
+    """The toy pack's add (a + b) and sink node classes, registered again under a pack of their own."""
+    return [engine.registry.get("toy.add").cls, engine.registry.get("toy.sink").cls]
 
 
-class Show(nodegraph.Node):
-    """Output node."""
-
-    name = "show"
-    output_node = True
-
-    class Inputs(nodegraph.Inputs):
-        value: nodegraph.ANY = Port(description="Anything.")
-
-    class Outputs(nodegraph.Outputs):
-        value: nodegraph.ANY = Port(description="The same value.")
-
-    def run(self, inputs, ctx):
-        return self.Outputs(value=inputs.value)
-
-
-def registry(**aliases: str) -> Registry:
+def registry(nodes, **aliases: str) -> Registry:
     reg = Registry()
-    reg.add_pack(Pack("math2", nodes=[Double, Show], aliases=aliases), "test")
+    reg.add_pack(Pack("math2", nodes=nodes, aliases=aliases), "test")
     return reg
 
 
 def old_workflow() -> dict:
-    return workflow(d={"type": "oldpack.twice", "version": 1, "inputs": {"x": 4.0}},
-                    s=node("math2.show", value=link("d")))
+    return workflow(d={"type": "oldpack.plus", "version": 1, "inputs": {"a": 4.0, "b": 4.0}},
+                    s=node("math2.sink", value=link("d")))
 
 
-def test_an_old_type_id_resolves_to_the_node_it_was_renamed_to():
-    reg = registry(**{"oldpack.twice": "double"})
-    assert reg.get("oldpack.twice") is reg.get("math2.double")
-    assert "oldpack.twice" in reg and len(reg) == 2
-    assert reg.aliases == {"oldpack.twice": "math2.double"}
+def test_an_old_type_id_resolves_to_the_node_it_was_renamed_to(nodes):
+    reg = registry(nodes, **{"oldpack.plus": "add"})
+    assert reg.get("oldpack.plus") is reg.get("math2.add")
+    assert "oldpack.plus" in reg and len(reg) == 2
+    assert reg.aliases == {"oldpack.plus": "math2.add"}
 
 
-def test_validation_rewrites_old_type_ids_to_the_current_ones():
-    reg = registry(**{"oldpack.twice": "double"})
+def test_validation_rewrites_old_type_ids_to_the_current_ones(nodes):
+    reg = registry(nodes, **{"oldpack.plus": "add"})
     assert validate(old_workflow(), reg).valid
     wf, issues = check(old_workflow(), reg)
-    assert issues == [] and wf.nodes["d"].type == "math2.double" and wf.nodes["d"].inputs == {"x": 4.0}
+    assert issues == [] and wf.nodes["d"].type == "math2.add" and wf.nodes["d"].inputs == {"a": 4.0, "b": 4.0}
 
 
-def test_a_workflow_with_an_old_type_id_runs_as_the_new_node(tmp_path):
-    engine = Engine(registry(**{"oldpack.twice": "double"}), Settings(output_dir=tmp_path, builtin_packs=False))
+def test_a_workflow_with_an_old_type_id_runs_as_the_new_node(nodes, tmp_path):
+    engine = Engine(registry(nodes, **{"oldpack.plus": "add"}), Settings(output_dir=tmp_path, builtin_packs=False))
     rec = Recorder()
     result = engine.run(old_workflow(), sink=rec)
     assert result.ok and result.outputs["s"]["value"] == 8.0
-    assert {e.type for e in rec if e.event == "node_completed" and e.node == "d"} == {"math2.double"}
+    assert {e.type for e in rec if e.event == "node_completed" and e.node == "d"} == {"math2.add"}
     # the same workflow written with the new id has the same cache keys: nothing runs again
-    new = workflow(d=node("math2.double", x=4.0), s=node("math2.show", value=link("d")))
+    new = workflow(d=node("math2.add", a=4.0, b=4.0), s=node("math2.sink", value=link("d")))
     again = engine.run(new)
     assert again.ok and again.executed == [] and again.outputs["s"]["value"] == 8.0
 
 
-def test_the_catalogue_lists_old_ids_as_deprecated_entries_naming_their_replacement():
-    cat = registry(**{"oldpack.twice": "double"}).catalogue()
-    assert cat["aliases"] == {"oldpack.twice": "math2.double"}
-    old, new = cat["nodes"]["oldpack.twice"], cat["nodes"]["math2.double"]
-    assert old["deprecated"] and old["replaced_by"] == "math2.double" and old["type"] == "oldpack.twice"
+def test_the_catalogue_lists_old_ids_as_deprecated_entries_naming_their_replacement(nodes):
+    cat = registry(nodes, **{"oldpack.plus": "add"}).catalogue()
+    assert cat["aliases"] == {"oldpack.plus": "math2.add"}
+    old, new = cat["nodes"]["oldpack.plus"], cat["nodes"]["math2.add"]
+    assert old["deprecated"] and old["replaced_by"] == "math2.add" and old["type"] == "oldpack.plus"
     assert not new["deprecated"] and "replaced_by" not in new
     assert old["inputs"] == new["inputs"] and old["version"] == new["version"]
 
 
-def test_an_alias_must_name_a_node_of_its_own_pack():
-    with pytest.raises(PackError, match="'triple', which is not a node of pack 'math2'"):
-        registry(**{"oldpack.thrice": "triple"})
+def test_an_alias_must_name_a_node_of_its_own_pack(nodes):
+    with pytest.raises(PackError, match="'subtract', which is not a node of pack 'math2'"):
+        registry(nodes, **{"oldpack.minus": "subtract"})
 
 
-def test_an_alias_may_not_take_a_registered_type_id_or_another_alias():
-    reg = registry(**{"oldpack.twice": "double"})
+def test_an_alias_may_not_take_a_registered_type_id_or_another_alias(nodes):
+    reg = registry(nodes, **{"oldpack.plus": "add"})
     with pytest.raises(DuplicateNodeType, match="already a node type"):
-        reg.add_pack(Pack("other", nodes=[Double], aliases={"math2.show": "double"}), "test2")
-    with pytest.raises(DuplicateNodeType, match="already an old name of 'math2.double'"):
-        reg.add_pack(Pack("other", nodes=[Double], aliases={"oldpack.twice": "double"}), "test2")
-    assert "other.double" not in reg  # all or nothing
+        reg.add_pack(Pack("other", nodes=nodes[:1], aliases={"math2.sink": "add"}), "test2")
+    with pytest.raises(DuplicateNodeType, match="already an old name of 'math2.add'"):
+        reg.add_pack(Pack("other", nodes=nodes[:1], aliases={"oldpack.plus": "add"}), "test2")
+    assert "other.add" not in reg  # all or nothing
 
 
-def test_a_node_may_not_take_a_type_id_that_is_an_old_name():
-    reg = registry(**{"oldpack.double": "double"})
-    with pytest.raises(DuplicateNodeType, match="already an old name of 'math2.double'"):
-        reg.add_pack(Pack("oldpack", nodes=[Double]), "test2")
+def test_a_node_may_not_take_a_type_id_that_is_an_old_name(nodes):
+    reg = registry(nodes, **{"oldpack.add": "add"})
+    with pytest.raises(DuplicateNodeType, match="already an old name of 'math2.add'"):
+        reg.add_pack(Pack("oldpack", nodes=nodes[:1]), "test2")

@@ -9,7 +9,7 @@ import pytest
 from conftest import TESTS
 
 import nodegraph
-from nodegraph import Engine, Node, Port, Settings
+from nodegraph import Engine, Port, Settings
 from nodegraph.testing import check_node, pack_registry
 
 _SETTINGS = Settings(nodes_dirs=[TESTS / "packs", TESTS / "sample_pack"], entry_point_packs=False)
@@ -26,61 +26,49 @@ def test_node_contract(type_id, tmp_path):
     check_node(_REGISTRY, type_id, tmp_path, inputs={"fail": False} if type_id == "toy.fail" else None)
 
 
-class Good(Node):
-    """Says hello."""
-
-    name = "good"
-
-    class Inputs(nodegraph.Inputs):
-        who: str = Port("world", description="Whom to greet.")
-
-    class Outputs(nodegraph.Outputs):
-        text: str = Port(description="The greeting.")
-
-    def run(self, inputs, ctx):
-        return self.Outputs(text=f"hello {inputs.who}")
+Const = _REGISTRY.get("toy.const").cls  # a node that keeps the contract (a number in, the same out)
 
 
-class Undocumented(Good):
+class Undocumented(Const):
     name = "undocumented"
 
 
-class Unexplained(Good):
+class Unexplained(Const):
     """A port without a description."""
 
     name = "unexplained"
 
     class Inputs(nodegraph.Inputs):
-        who: str = Port("world")
+        value: float = Port(0.0)
 
 
-class WrongOutputs(Good):
+class WrongOutputs(Const):
     """Returns something else than its Outputs."""
 
     name = "wrong_outputs"
 
     def run(self, inputs, ctx):
-        return {"text": "hello"}
+        return {"value": inputs.value}
 
 
-class BadDefault(Good):
+class BadDefault(Const):
     """A default its own constraint refuses."""
 
     name = "bad_default"
 
     class Inputs(nodegraph.Inputs):
-        n: int = Port(0, ge=1, description="A count.")
+        value: float = Port(0.0, ge=1.0, description="A number.")
 
 
 @pytest.mark.parametrize(("cls", "message"), [
     (Undocumented, "mine.undocumented: the node class has no docstring"),
-    (Unexplained, "mine.unexplained.who has no description"),
+    (Unexplained, "mine.unexplained.value has no description"),
     (WrongOutputs, "mine.wrong_outputs: run returned dict, not WrongOutputs.Outputs"),
-    (BadDefault, "mine.bad_default.n: the default 0 is invalid"),
+    (BadDefault, "mine.bad_default.value: the default 0.0 is invalid"),
 ])
 def test_the_contract_names_the_node_and_what_breaks_it(cls, message, tmp_path):
-    registry = pack_registry(nodegraph.Pack("mine", nodes=[Good, cls]))
-    assert check_node(registry, "mine.good", tmp_path).text == "hello world"
+    registry = pack_registry(nodegraph.Pack("mine", nodes=[Const, cls]))
+    assert check_node(registry, "mine.const", tmp_path, inputs={"value": 2.5}).value == 2.5
     with pytest.raises(AssertionError, match=message):
         check_node(registry, f"mine.{cls.name}", tmp_path)
 

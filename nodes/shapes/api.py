@@ -7,23 +7,10 @@ importing this module stays light. Everything else in the pack is private and ma
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import nodegraph
 
-__all__ = ["Analysis", "analyse", "domain", "mask_iou"]
+_LAZY = {"Analysis": ".analyse:Analysis", "analyse": ".analyse:analyse", "mask_iou": ".analyse:mask_iou",
+         "domain": ".domain"}
+__getattr__ = nodegraph.lazy_exports(__name__, _LAZY)
 
-_LAZY = {"Analysis": ".analyse", "analyse": ".analyse", "mask_iou": ".analyse"}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "domain":
-        return importlib.import_module(".domain", __package__)
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __package__), name)
-
-
-if TYPE_CHECKING:  # for type checkers; at run time these load on first use
-    from . import domain
-    from .analyse import Analysis, analyse, mask_iou
+__all__ = [*_LAZY]

@@ -8,8 +8,7 @@ Everything else in the pack is private and may change.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import nodegraph
 
 from .convert import generator, library_errors, progress
 from .embeddings import slerp, text_diff
@@ -17,37 +16,11 @@ from .encode import Conditioning
 from .sampling import Scheduler
 from .types import CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
-__all__ = [
-    "CLIP", "CONDITIONING", "DECODER", "EMBEDDING", "PRIOR", "UPSAMPLER", "Conditioning", "Scheduler",
-    "TextEncoding", "generator", "library_errors", "load_clip", "load_decoder", "load_prior", "load_upsampler",
-    "progress", "sample_decoder", "sample_prior", "slerp", "text_diff", "tiny", "upsample",
-]
+# the model library (torch, diffusers), imported on first use
+_LIBRARY = ("TextEncoding", "load_clip", "load_decoder", "load_prior", "load_upsampler", "sample_decoder",
+            "sample_prior", "upsample")
+_LAZY = {"tiny": ".models.tiny", **{name: f".models:{name}" for name in _LIBRARY}}  # tiny: seeded test models
+__getattr__ = nodegraph.lazy_exports(__name__, _LAZY)
 
-# name -> module of the model library (torch, diffusers) that defines it; loaded on first use
-_LAZY = {
-    "TextEncoding": ".models", "load_clip": ".models", "load_decoder": ".models", "load_prior": ".models",
-    "load_upsampler": ".models", "sample_decoder": ".models", "sample_prior": ".models", "upsample": ".models",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "tiny":  # tiny seeded models of the library, for tests and link-type examples
-        return importlib.import_module(".models.tiny", __package__)
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __package__), name)
-
-
-if TYPE_CHECKING:  # for type checkers; at run time these load on first use
-    from .models import (
-        TextEncoding,
-        load_clip,
-        load_decoder,
-        load_prior,
-        load_upsampler,
-        sample_decoder,
-        sample_prior,
-        tiny,
-        upsample,
-    )
+__all__ = ["CLIP", "CONDITIONING", "DECODER", "EMBEDDING", "PRIOR", "UPSAMPLER", "Conditioning", "Scheduler",
+           "generator", "library_errors", "progress", "slerp", "text_diff", *_LAZY]
