@@ -65,16 +65,16 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine",
-    "Event", "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor",
-    "MASK", "MAX_SEED", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted", "NodeContext",
-    "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError", "OutputCache",
-    "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
-    "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
-    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "file_signature",
-    "from_pil",
-    "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow",
-    "preview_images", "safe_join", "save_images", "save_png", "to_pil", "to_tensor", "validate",
+    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine", "Event",
+    "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue",
+    "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted",
+    "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
+    "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished",
+    "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
+    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
+    "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict",
+    "load_workflow", "make_plan", "read_png_workflow", "preview_images", "safe_join", "save_images",
+    "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
