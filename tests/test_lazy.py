@@ -20,9 +20,9 @@ def test_names_load_on_first_use_as_attributes_or_modules():
         getattr_("loads")
 
 
-def test_loading_the_packs_imports_no_torch_and_their_api_modules_load_it_on_use():
+def test_loading_the_packs_imports_no_torch_or_pil_and_their_api_modules_load_them_on_use():
     code = ("import sys; from nodegraph import Engine, Settings; Engine.from_settings(Settings(entry_point_packs=False));"
-            " import nodes.unclip.api as api; print('torch' in sys.modules);"
-            " api.sample_decoder; print('torch' in sys.modules)")
+            " import nodes.unclip.api, nodes.shapes.api as shapes; print('torch' in sys.modules, 'PIL' in sys.modules);"
+            " nodes.unclip.api.sample_decoder; shapes.analyse; print('torch' in sys.modules, 'PIL' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "False", "True", "True"], out.stderr[-2000:]

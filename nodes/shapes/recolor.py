@@ -17,7 +17,6 @@ import nodegraph
 from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, EMBEDDING, library_errors
-from . import domain
 
 FIT_SEED = 14
 FIT_SCENES = 1000
@@ -51,6 +50,8 @@ def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, in
     """For each scene another palette colour (jittered): never its background, never a held-out
     (colour, shape) pair, and never a held-out attribute combination (the repaint stays in the
     training split)."""
+    from . import domain  # renders with PIL: imported on use, not when the pack loads
+
     out = []
     for s in scenes:
         options = [c for c in domain.COLORS if c not in (s.color, s.background)
@@ -63,6 +64,8 @@ def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, in
 def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """The fitting pairs: (training-split scenes, the same scenes repainted in another colour)."""
     import dataclasses
+
+    from . import domain
 
     scenes = domain.sample_scenes(seed, n, "train")
     rng = np.random.default_rng([seed, 1])  # its own stream, independent of the scene sampling
@@ -81,6 +84,8 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     `progress(done, total)` is called after each batch of renders is encoded (it may raise to stop).
     """
     import torch
+
+    from . import domain
 
     scenes, repainted = fit_scenes(n, seed)
     jobs = [scenes[i:i + BATCH] for i in range(0, n, BATCH)] + [repainted[i:i + BATCH] for i in range(0, n, BATCH)]
@@ -119,6 +124,8 @@ def fitted(ctx: NodeContext, clip: ModelHandle, kind: str, fit: Callable[..., An
 def parse_color(text: str) -> tuple[int, int, int]:
     """A colour name of the Shapes palette ("blue"), any other name PIL knows ("teal"), or "#rrggbb"."""
     from PIL import ImageColor
+
+    from . import domain
 
     name = text.strip().lower()
     if name in domain.PALETTE:

@@ -18,7 +18,6 @@ import nodegraph
 from nodegraph import Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, CONDITIONING, library_errors
-from . import domain
 from .recolor import fitted
 
 FIT_SEED = 77
@@ -175,6 +174,8 @@ def _features(enc):
 def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """(captions in the scene's colour, the same captions in another colour, the same without a colour,
     colour index of the first, colour index of the second); every pair stays in the training split."""
+    from . import domain  # renders with PIL: imported on use, not when the pack loads
+
     colors = list(domain.COLORS)
     scenes = domain.sample_scenes(seed, n, "train")
     rng = np.random.default_rng([seed, 1])
@@ -206,6 +207,8 @@ def fit_text_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress
     colour-free caption (above NAMED: a colour is named).
     """
     import torch
+
+    from . import domain
 
     own, other, plain, c_own, c_other = fit_captions(n, seed)
     jobs = [texts[i:i + BATCH] for texts in (own, other, plain) for i in range(0, n, BATCH)]
