@@ -310,7 +310,7 @@ def latency(stack: Stack, repeats: int = 3) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="nodegraph eval edit", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-unclip"))
     p.add_argument("--swaps", type=int, default=40)
     p.add_argument("--inpaints", type=int, default=40)
