@@ -96,6 +96,7 @@ class NodeSchema(BaseModel):
     output_node: bool
     volatile: bool = False
     deprecated: bool = False
+    replaced_by: str | None = Field(None, description="On an old type id of a renamed node: its current id.")
     inputs: list[PortSchema]
     outputs: list[PortSchema]
     input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
@@ -161,7 +162,10 @@ class LinkRules(BaseModel):
 class NodeCatalogue(BaseModel):
     """GET /api/nodes and ``nodegraph nodes --json``."""
 
-    nodes: dict[str, NodeSchema]
+    nodes: dict[str, NodeSchema] = Field(description="Type id -> schema. An old id of a renamed node is listed "
+                                         "too, as a deprecated copy of its node's schema with `replaced_by`, "
+                                         "so an editor that knows only the old id keeps working.")
+    aliases: dict[str, str] = Field(default_factory=dict, description="Old type id -> current type id.")
     packs: list[PackSchema]
     failed_packs: list[PackFailureSchema]
     link_rules: LinkRules
@@ -173,8 +177,13 @@ class NodeCatalogue(BaseModel):
 
 def build_catalogue(registry: Registry) -> NodeCatalogue:
     """The catalogue of everything ``registry`` holds, node types sorted by id."""
+    nodes = {spec.type_id: NodeSchema.of(spec) for spec in sorted(registry.specs(), key=lambda s: s.type_id)}
+    aliases = dict(sorted(registry.aliases.items()))
+    for old, new in aliases.items():
+        nodes[old] = nodes[new].model_copy(update={"type": old, "deprecated": True, "replaced_by": new})
     return NodeCatalogue(
-        nodes={spec.type_id: NodeSchema.of(spec) for spec in sorted(registry.specs(), key=lambda s: s.type_id)},
+        nodes=nodes,
+        aliases=aliases,
         packs=[PackSchema.of(p) for p in registry.packs.values()],
         failed_packs=[PackFailureSchema.of(f) for f in registry.failures],
         link_rules=LinkRules.current(),

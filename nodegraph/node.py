@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from .types import PortType, port_type_of
 
 if TYPE_CHECKING:
-    from .config import Settings
     from .context import NodeContext
+    from .fingerprint import FingerprintContext
 
 __all__ = ["Inputs", "Node", "NodeSpec", "Outputs", "Port", "PortSpec"]
 
@@ -126,12 +126,13 @@ class Node:
         """
         return lazy_input_names(type(self))
 
-    def fingerprint(self, inputs: dict[str, Any], settings: Settings) -> str | None:
+    def fingerprint(self, inputs: dict[str, Any], ctx: FingerprintContext) -> str | None:
         """For volatile nodes: a string that changes when the result would (e.g. a file's hash).
 
         Receives the literal inputs (linked inputs are absent: their upstream cache keys are already
-        part of the node's key) and the settings (folders); return ``None`` to always re-run.
-        Called at planning time.
+        part of the node's key) and the folders, with the rules the node finds files by
+        (:class:`~nodegraph.FingerprintContext`); return ``None`` to always re-run. Called at
+        planning time.
         """
         return None
 

@@ -23,6 +23,7 @@ import networkx as nx
 
 from .config import Settings
 from .errors import WorkflowInvalid
+from .fingerprint import FingerprintContext
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse
@@ -161,7 +162,7 @@ def _fingerprint(spec: NodeSpec, literals: dict[str, Any], settings: Settings | 
     if settings is None:
         return None
     try:
-        return spec.cls().fingerprint(dict(literals), settings)
+        return spec.cls().fingerprint(dict(literals), FingerprintContext.from_settings(settings))
     except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
         return None
 

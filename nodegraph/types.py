@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
+from pydantic import Field
+
 __all__ = [
     "ANY",
     "ANY_TYPE",
@@ -27,6 +29,7 @@ __all__ = [
     "ImageFile",
     "LinkType",
     "MASK",
+    "MAX_SEED",
     "Seed",
     "Text",
     "WidgetKind",
@@ -88,8 +91,10 @@ ANY_TYPE = "ANY"
 #: Accepts a link of any type (e.g. the inputs of a switch).
 ANY = link_type(ANY_TYPE, "Any value.", lambda: 0)
 
-#: A random seed. The editor offers "randomize" / "fixed"; the value is part of the cache key.
-Seed = Annotated[int, WidgetKind("seed")]
+#: The largest seed: 2**53 − 1, the largest integer a JSON number (a JavaScript double) holds exactly.
+MAX_SEED = 2**53 - 1
+#: A random seed in [0, MAX_SEED]. The editor offers "randomize" / "fixed"; the value is part of the cache key.
+Seed = Annotated[int, WidgetKind("seed"), Field(ge=0, le=MAX_SEED)]
 #: Multi-line text (prompts).
 Text = Annotated[str, WidgetKind("text")]
 

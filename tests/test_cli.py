@@ -232,3 +232,21 @@ def test_default_output_dir_is_relative_to_cwd(tmp_path, wf_file, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("run", str(wf_file(save_wf()))) == 0
     assert (Path(tmp_path) / "output" / "img_00001.png").exists()
+
+
+def test_nodes_lists_current_ids_and_the_old_ones_as_renames(capsys):
+    assert cli("nodes") == 0
+    out = capsys.readouterr().out
+    assert "  unclip.load_clip v1" in out and "  unclip.clip_loader v1" not in out
+    assert "unclip.clip_loader → unclip.load_clip" in out and "edit.factor_color → shapes.factor_color" in out
+
+
+def test_eval_finds_the_source_checkouts_evaluations_from_any_folder(tmp_path):
+    # the checkout's root is not on sys.path here (as for the installed `nodegraph` command)
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "shapes", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: nodegraph eval shapes" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "nope"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "available: edit, shapes" in proc.stderr

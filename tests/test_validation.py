@@ -97,6 +97,20 @@ def test_invalid_value_reports_the_constraint(registry):
     assert "less than or equal to 1000000000" in result.issues[0].message
 
 
+def test_every_seed_port_is_bounded_by_max_seed(registry):
+    from nodegraph import MAX_SEED
+
+    seeds = [(spec.type_id, name) for spec in registry.specs() for name, p in spec.inputs.items()
+             if p.type.name == "SEED"]
+    assert len(seeds) >= 8
+    for type_id, port in seeds:
+        ok = workflow(a=node(type_id, **{port: MAX_SEED}))
+        bad = workflow(a=node(type_id, **{port: MAX_SEED + 1}))
+        assert not any(i.port == port for i in validate(ok, registry).issues), type_id
+        issues = [i for i in validate(bad, registry).issues if i.port == port]
+        assert [i.code for i in issues] == ["invalid_value"] and f"<= {MAX_SEED}" in issues[0].message, type_id
+
+
 def test_dangling_link_to_missing_node_and_missing_output(registry):
     wf = workflow(a=node("toy.add", a=link("ghost"), b=link("c", "nope")), c=node("toy.const"),
                   s=node("toy.sink", value=link("a")))
