@@ -68,7 +68,7 @@ def test_build_queue_and_see_the_image_on_the_canvas(editor, server):
     editor.page.keyboard.press("Control+Enter")
     editor.wait("document.getElementById('status').dataset.state === 'success'")
     # The run's events reached the nodes, in order.
-    log = editor.js("app.eventLog.map(e => e.type + ':' + (e.node ?? ''))")
+    log = editor.js("app.runState.eventLog.map(e => e.type + ':' + (e.node ?? ''))")
     assert log[0] == "job_started:" and log[-1] == "job_finished:"
     assert log.index(f"node_completed:{color}") < log.index(f"node_completed:{grid}") < log.index(f"node_completed:{save}")
     # The final image is drawn on the Save Image node.
@@ -189,7 +189,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     page.locator("#graph-canvas").focus()
     page.keyboard.press("Control+Enter")
     editor.wait("document.getElementById('status').dataset.state === 'success'")
-    steps = editor.js(f"app.eventLog.filter(e => e.type === 'progress' && e.node === {json.dumps(decoder)}).map(e => [e.step, e.total])")
+    steps = editor.js(f"app.runState.eventLog.filter(e => e.type === 'progress' && e.node === {json.dumps(decoder)}).map(e => [e.step, e.total])")
     assert steps == [[1, 3], [2, 3], [3, 3]]
     assert [p for p in editor.js("window.__progress") if p is not None] == [1 / 3, 2 / 3, 1]
     # The decoder's in-progress preview arrived and stays drawn on it; the image is on Save Image.
@@ -219,8 +219,8 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     assert editor.workflow()["nodes"] == saved["nodes"]
     # Queued again (fixed seeds): the same graph, so its output comes from the cache and nothing runs.
     page.click("#queue-button")
-    editor.wait("app.lastJob && app.lastJob.status === 'success'")
-    log = editor.js("app.eventLog.map(e => e.type + ':' + (e.node ?? ''))")  # a new page: this job only
+    editor.wait("app.runState.lastJob && app.runState.lastJob.status === 'success'")
+    log = editor.js("app.runState.eventLog.map(e => e.type + ':' + (e.node ?? ''))")  # a new page: this job only
     assert f"node_cached:{save}" in log and not any(e.startswith("node_started") for e in log)
     editor.wait(f"app.nodeById({json.dumps(save)}).ngShownImages().some(i => i.complete && i.naturalWidth > 0)")
     canvas_matches_file(editor, save, png)
@@ -534,12 +534,12 @@ def test_seed_randomize_gives_a_new_seed_per_queue_and_fixed_keeps_it(editor, se
     editor.move_node(show, (400, 0))
     editor.connect(seed, "seed", show, "value")
     assert editor.workflow()["nodes"][seed]["ui"]["seed_modes"] == {"seed": "randomize"}
-    finished = "app.eventLog.filter(e => e.type === 'job_finished').length"
+    finished = "app.runState.eventLog.filter(e => e.type === 'job_finished').length"
     seen = []
     for k in (1, 2):
         editor.page.click("#queue-button")
         editor.wait(f"{finished} === {k}")
-        assert editor.js("app.lastJob.status") == "success"
+        assert editor.js("app.runState.lastJob.status") == "success"
         seen.append(editor.workflow()["nodes"][seed]["inputs"]["seed"])
     assert seen[0] != seen[1]
     # The value shown on the Show node is the seed that ran.

@@ -3,6 +3,7 @@
 // copy also goes to the system clipboard as workflow JSON, and pasting workflow JSON text (from a file
 // or another editor) adds its nodes.
 
+import { isEditable } from "./dom.js";
 import { addWorkflowNodes, exportWorkflow, migrate } from "./workflow.js";
 
 const KEY = "nodegraph.clipboard";
@@ -10,13 +11,19 @@ const KEY = "nodegraph.clipboard";
 export class Clipboard {
   constructor(app) {
     this.app = app;
+    this.pasteHandled = false;
+  }
+
+  /** Take the browser's copy and paste events (the system clipboard carries workflow JSON). */
+  bind() {
+    document.addEventListener("paste", (e) => this.onPasteEvent(e));
+    document.addEventListener("copy", (e) => this.onCopyEvent(e));
   }
 
   /** Copy nodes (default: the selection); returns the copied workflow or null. */
   copy(nodes = this.app.selectedNodes()) {
     if (!nodes.length) return null;
-    const workflow = exportWorkflow(this.app, { nodes, canvas: false, keepOutsideLinks: true });
-    delete workflow.ui.groups;
+    const workflow = this.exportNodes(nodes);
     const text = JSON.stringify(workflow);
     try {
       localStorage.setItem(KEY, text);
@@ -24,6 +31,12 @@ export class Clipboard {
       // storage full or disabled: the in-memory copy still works in this tab
     }
     this.memory = text;
+    return workflow;
+  }
+
+  exportNodes(nodes) {
+    const workflow = exportWorkflow(this.app, { nodes, canvas: false, keepOutsideLinks: true });
+    delete workflow.ui.groups;
     return workflow;
   }
 
@@ -72,5 +85,40 @@ export class Clipboard {
     app.canvas.setDirty(true, true);
     app.changed();
     return created;
+  }
+
+  /**
+   * Ctrl+V. The browser's paste event (system clipboard text) comes right after the key, in the same
+   * task; if it did not paste a workflow, paste the editor's own clipboard.
+   */
+  pasteShortcut({ keepOutsideLinks = false } = {}) {
+    this.pasteHandled = false;
+    setTimeout(() => {
+      if (!this.pasteHandled) this.paste({ keepOutsideLinks });
+    }, 0);
+  }
+
+  onCopyEvent(e) {
+    if (isEditable(e.target)) return;
+    const nodes = this.app.selectedNodes();
+    if (!nodes.length) return;
+    e.clipboardData?.setData("text/plain", JSON.stringify(this.exportNodes(nodes), null, 2));
+    e.preventDefault();
+  }
+
+  /** Workflow JSON text from the system clipboard: paste its nodes (a copy made by this editor gives the same result as its own clipboard). */
+  onPasteEvent(e) {
+    if (isEditable(e.target)) return;
+    const text = e.clipboardData?.getData("text/plain");
+    if (!text || !text.trim().startsWith("{")) return;
+    let workflow;
+    try {
+      workflow = migrate(JSON.parse(text));
+    } catch {
+      return;
+    }
+    this.pasteHandled = true;
+    e.preventDefault();
+    this.paste({ workflow });
   }
 }
