@@ -660,18 +660,52 @@ def test_download_and_open_a_workflow_file(editor, tmp_path):
 
 
 def test_the_editors_link_rule_is_the_engines(editor):
-    """web/js/types.js compatible() == nodegraph.types.compatible() for every pair of types in use."""
+    """The rule the editor applies (from GET /api/nodes) == nodegraph.types.compatible() for every pair of types in use."""
     from nodegraph.types import compatible
 
     types = sorted({p["type"] for s in editor.js("Object.values(app.schemas)") for p in s["inputs"] + s["outputs"]}
                    | {"INT", "FLOAT", "SEED", "STRING", "ENUM", "BOOLEAN", "JSON", "ANY", "IMAGE", "MASK", "x.OTHER"})
-    js = editor.js("""async (types) => {
-        const { compatible } = await import("/js/types.js");
-        return types.map((o) => types.map((i) => compatible(o, i)));
-    }""", types)
+    # app.linkRules, and what litegraph asks while a link is dragged.
+    js = editor.js("""(types) => types.map((o) => types.map((i) =>
+        [app.linkRules.compatible(o, i), app.LiteGraph.isValidConnection(o, i)]))""", types)
     for a, row in zip(types, js, strict=True):
         for b, value in zip(types, row, strict=True):
-            assert value == compatible(a, b), (a, b)
+            assert value == [compatible(a, b)] * 2, (a, b)
+
+
+def serve_link_rules(change):
+    """A before_load for open_editor: GET /api/nodes answers with its link_rules changed by `change(rules)`."""
+    def handle(route):
+        catalogue = route.fetch().json()
+        change(catalogue.setdefault("link_rules", {}))
+        route.fulfill(json=catalogue)
+
+    return lambda page: page.route("**/api/nodes", handle)
+
+
+def test_links_are_allowed_and_refused_by_the_rule_the_server_serves(open_editor, server):
+    """Served rules in which INT no longer goes into FLOAT but goes into STRING: the editor follows them."""
+    def change(rules):
+        del rules["accepts"]["FLOAT"]
+        rules["accepts"]["STRING"] = ["INT"]
+
+    editor = open_editor(server, before_load=serve_link_rules(change))
+    num, math, grid = "num", "math", "grid"
+    editor.js("async (wf) => { await app.loadWorkflow(wf); }", {"format": "nodegraph/1", "ui": {}, "meta": {}, "nodes": {
+        num: {"type": "core.int", "version": 1, "inputs": {}, "ui": {"pos": [0, 0]}},
+        math: {"type": "core.math", "version": 1, "inputs": {}, "ui": {"pos": [360, 0]}},
+        grid: {"type": "core.image_grid", "version": 1, "inputs": {}, "ui": {"pos": [360, 260]}}}})
+    editor.connect(num, "value", math, "a")  # INT → FLOAT: refused by these rules
+    assert editor.links() == 0
+    editor.connect(num, "value", grid, "background")  # INT → STRING: allowed by these rules
+    assert editor.links() == 1
+    assert editor.workflow()["nodes"][grid]["inputs"]["background"] == {"from": num, "output": "value"}
+
+
+def test_a_server_without_link_rules_stops_the_editor_with_a_message(open_editor, server, request):
+    request.node.expected_console_errors = ("link_rules",)
+    editor = open_editor(server, before_load=serve_link_rules(lambda rules: rules.clear()), ready="error")
+    assert "link_rules" in editor.page.text_content("#status")
 
 
 def test_png_text_chunks_are_read_like_the_engine_reads_them(editor, tmp_path):

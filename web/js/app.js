@@ -27,6 +27,7 @@ import { bindShortcuts } from "./shortcuts.js";
 import { Autosave } from "./storage.js";
 import { Toolbar } from "./toolbar.js";
 import { installTooltips } from "./tooltips.js";
+import { LinkRules } from "./types.js";
 import { exportWorkflow, graphId } from "./workflow.js";
 
 const { LGraph, LiteGraph, NumberWidget } = litegraph;
@@ -43,6 +44,7 @@ export class App {
     this.widgetKinds = new Map();
     this.schemas = {};
     this.catalogue = null;
+    this.linkRules = new LinkRules(); // until the catalogue states the server's: equal types only
     this.workflowUi = {}; // the loaded workflow's top-level `ui` (less the canvas view), kept on export
     this.workflowMeta = {};
     this.workflowName = null;

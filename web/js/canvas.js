@@ -7,7 +7,7 @@
 import { LGraphCanvas, LiteGraph } from "@comfyorg/litegraph";
 import { DomWidgetLayer } from "./domwidgets.js";
 import { openSearchDialog } from "./palette.js";
-import { installTypeRules } from "./types.js";
+import { installLinkRule } from "./types.js";
 
 const HIDDEN_NODE_MENU = new Set(["Properties", "Properties Panel", "Mode", "Convert to Subgraph 🆕"]);
 
@@ -29,7 +29,7 @@ export function setUpCanvas(app) {
     openSearch(app, e, nodeFrom ? { node_from: nodeFrom, slot_from: slotFrom } : { node_to: nodeTo, slot_from: slotTo });
   const baseNodeMenu = canvas.getNodeMenuOptions.bind(canvas);
   canvas.getNodeMenuOptions = (node) => baseNodeMenu(node).filter((item) => !item || !HIDDEN_NODE_MENU.has(item.content));
-  installTypeRules(LiteGraph, LGraphCanvas, canvas, [], () => app.allowAnyLink);
+  installLinkRule(LiteGraph, () => app.linkRules, () => app.allowAnyLink);
   resizeCanvas(app);
   new ResizeObserver(() => resizeCanvas(app)).observe(app.el.canvasWrap);
   watchCanvas(app);

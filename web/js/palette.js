@@ -4,7 +4,6 @@
 // schemas, so a new pack's nodes appear with no front-end code.
 
 import { h, setChildren } from "./dom.js";
-import { compatible } from "./types.js";
 
 /**
  * Node schemas matching a query: every word must appear in the title, type, category or description.
@@ -114,7 +113,7 @@ export class Palette {
 export function openSearchDialog(app, { clientX, clientY, graphPos, linkContext = null } = {}) {
   document.querySelector(".ng-search-dialog")?.remove();
   const schemas = Object.values(app.schemas);
-  const filter = { fits: linkContext?.slot_from ? (schema) => fitsLink(schema, linkContext) : null };
+  const filter = { fits: linkContext?.slot_from ? (schema) => fitsLink(app.linkRules, schema, linkContext) : null };
   let selected = 0;
   let results = [];
   const input = h("input", { type: "search", placeholder: "Add a node…", "aria-label": "Add a node", className: "ng-search-input" });
@@ -187,23 +186,24 @@ export function openSearchDialog(app, { clientX, clientY, graphPos, linkContext 
  * Whether a node type fits the link being dropped. Dragged from an output: it needs an input that
  * accepts the output; from an input: an output the input accepts.
  */
-function fitsLink(schema, ctx) {
+function fitsLink(rules, schema, ctx) {
   const type = ctx.slot_from.type;
-  if (ctx.node_from && !schema.inputs.some((p) => compatible(type, p.type))) return false;
-  if (ctx.node_to && !schema.outputs.some((p) => compatible(p.type, type))) return false;
+  if (ctx.node_from && !schema.inputs.some((p) => rules.compatible(type, p.type))) return false;
+  if (ctx.node_to && !schema.outputs.some((p) => rules.compatible(p.type, type))) return false;
   return true;
 }
 
 /** After the search opened from a dropped link: connect the new node to that link's end. */
 function connectToLink(app, node, ctx) {
   const slot = ctx.slot_from;
+  const rules = app.linkRules;
   if (ctx.node_from) {
     const out = ctx.node_from.outputs.indexOf(slot);
-    const i = node.inputs.findIndex((inp) => compatible(slot.type, inp.type));
+    const i = node.inputs.findIndex((inp) => rules.compatible(slot.type, inp.type));
     if (out >= 0 && i >= 0) ctx.node_from.connect(out, node, i);
   } else if (ctx.node_to) {
     const inp = ctx.node_to.inputs.indexOf(slot);
-    const o = node.outputs.findIndex((output) => compatible(output.type, slot.type));
+    const o = node.outputs.findIndex((output) => rules.compatible(output.type, slot.type));
     if (inp >= 0 && o >= 0) node.connect(o, ctx.node_to, inp);
   }
   app.changed();
