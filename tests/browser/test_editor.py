@@ -708,6 +708,54 @@ def test_a_server_without_link_rules_stops_the_editor_with_a_message(open_editor
     assert "link_rules" in editor.page.text_content("#status")
 
 
+V0_WORKFLOW = {
+    "format": "nodegraph/0", "meta": {"title": "from an old release"}, "ui": {},
+    "nodes": [
+        {"id": "c", "type": "core.solid_color", "version": 1, "inputs": {"color": "#ff0000"}, "ui": {"pos": [0, 0]}},
+        {"id": "s", "type": "core.save_image", "version": 1, "linked": ["images"],
+         "inputs": {"images": ["c", "images"], "prefix": "old"}, "ui": {"pos": [320, 0]}},
+    ],
+}
+
+
+def test_an_older_workflow_is_upgraded_by_the_server_and_the_current_format_loads_without_it(editor, request):
+    """nodegraph/0 (file drop, pasted text) goes through POST /api/upgrade; nodegraph/1 never does."""
+    from nodegraph.workflow import migrate
+
+    request.node.expected_console_errors = ("400",)
+    upgrades = []
+
+    def count(route):
+        upgrades.append(route.request.post_data_json)
+        route.continue_()
+
+    editor.page.route("**/api/upgrade", count)
+    drop_file(editor, "old.json", json.dumps(V0_WORKFLOW).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'old'")
+    assert upgrades == [V0_WORKFLOW]
+    wf = editor.workflow()
+    expected = migrate(json.loads(json.dumps(V0_WORKFLOW)))
+    assert {k: v["inputs"] for k, v in wf["nodes"].items()} == {k: v["inputs"] for k, v in expected["nodes"].items()}
+    assert wf["nodes"]["s"]["inputs"]["images"] == {"from": "c", "output": "images"}
+    assert wf["meta"] == V0_WORKFLOW["meta"] and editor.links() == 1
+    # The current format loads at once, with no round trip.
+    drop_file(editor, "current.json", json.dumps(wf).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'current'")
+    assert len(upgrades) == 1 and editor.workflow()["nodes"] == wf["nodes"]
+    # nodegraph/0 text pasted from the system clipboard: upgraded, then its nodes are added with new ids.
+    editor.page.mouse.move(*editor.js("app.graphToClient([0, 300])"))
+    editor.js("""(text) => { const dt = new DataTransfer(); dt.setData("text/plain", text);
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true })); }""",
+              json.dumps(V0_WORKFLOW))
+    editor.wait("app.graph.nodes.length === 4")
+    assert len(upgrades) == 2 and editor.links() == 2
+    # A format the server cannot read: its message, and the graph stays as it was.
+    drop_file(editor, "future.json", json.dumps({"format": "nodegraph/99", "nodes": {}}).encode(), "application/json")
+    editor.wait("[...document.querySelectorAll('.toast')].some(t => t.textContent.includes('nodegraph/99'))")
+    assert len(upgrades) == 3 and len(editor.node_ids()) == 4
+    assert editor.page.text_content("#workflow-name") == "current"
+
+
 def test_png_text_chunks_are_read_like_the_engine_reads_them(editor, tmp_path):
     """tEXt (what save_image writes) and compressed iTXt (non-Latin-1 text) both give the workflow."""
     from PIL.PngImagePlugin import PngInfo

@@ -126,7 +126,11 @@ export class App {
     return exportWorkflow(this, options);
   }
 
-  /** Replace the graph with a workflow (never queues it); its issues are shown on the nodes. */
+  /**
+   * Replace the graph with a workflow (never queues it); its issues are shown on the nodes. A workflow
+   * in the editor's format is loaded before this returns; an older one once the server upgraded it.
+   * Resolves with {nodes, problems}, or null when it was not loaded.
+   */
   loadWorkflow(data, options) {
     return this.loader.load(data, options);
   }

@@ -1,10 +1,11 @@
 // Copy/paste of nodes, in our workflow format: Ctrl+C copies the selected nodes (with the links among
 // them, and those from outside for Ctrl+Shift+V), Ctrl+V pastes them at the mouse with new ids. The
 // copy also goes to the system clipboard as workflow JSON, and pasting workflow JSON text (from a file
-// or another editor) adds its nodes.
+// or another editor) adds its nodes; text in an older format is upgraded by the server first.
 
 import { isEditable } from "./dom.js";
-import { addWorkflowNodes, exportWorkflow, migrate } from "./workflow.js";
+import { upgradeWorkflow } from "./loading.js";
+import { FORMAT, addWorkflowNodes, checkWorkflow, exportWorkflow } from "./workflow.js";
 
 const KEY = "nodegraph.clipboard";
 
@@ -50,7 +51,7 @@ export class Clipboard {
     text ??= this.memory;
     if (!text) return null;
     try {
-      return migrate(JSON.parse(text));
+      return checkWorkflow(JSON.parse(text));
     } catch {
       return null;
     }
@@ -111,14 +112,23 @@ export class Clipboard {
     if (isEditable(e.target)) return;
     const text = e.clipboardData?.getData("text/plain");
     if (!text || !text.trim().startsWith("{")) return;
-    let workflow;
+    let data;
     try {
-      workflow = migrate(JSON.parse(text));
+      data = JSON.parse(text);
+      if (data?.format === FORMAT) checkWorkflow(data);
+      else if (typeof data?.format !== "string") return; // JSON, but no workflow
     } catch {
       return;
     }
     this.pasteHandled = true;
     e.preventDefault();
-    this.paste({ workflow });
+    if (data.format === FORMAT) {
+      this.paste({ workflow: data });
+      return;
+    }
+    const at = [...this.app.canvas.graph_mouse];
+    upgradeWorkflow(this.app.api, data)
+      .then(({ workflow }) => this.paste({ workflow, at }))
+      .catch((err) => this.app.toast(`Cannot paste this workflow: ${err.message}`, "error", 8000));
   }
 }
