@@ -127,11 +127,11 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     def place(node_id, dx, dy):
         editor.move_node(node_id, (ox + dx, oy + dy))
 
-    clip = editor.add_node("load clip", "unclip.clip_loader")
+    clip = editor.add_node("load clip", "unclip.load_clip")
     place(clip, 0, 0)
-    prior_loader = editor.add_node("load prior", "unclip.prior_loader")
+    prior_loader = editor.add_node("load prior", "unclip.load_prior")
     place(prior_loader, 0, 130)
-    decoder_loader = editor.add_node("load decoder", "unclip.decoder_loader")
+    decoder_loader = editor.add_node("load decoder", "unclip.load_decoder")
     place(decoder_loader, 0, 260)
     encode = editor.add_node("text encode", "unclip.text_encode")
     place(encode, 250, 0)
@@ -756,6 +756,31 @@ def test_an_older_workflow_is_upgraded_by_the_server_and_the_current_format_load
     assert editor.page.text_content("#workflow-name") == "current"
 
 
+def test_a_workflow_with_renamed_node_types_loads_under_their_new_ids(editor):
+    """A current-format file naming a node by its old id goes through the server's upgrade once."""
+    upgrades = []
+
+    def count(route):
+        upgrades.append(route.request.post_data_json)
+        route.continue_()
+
+    aliases = editor.js("app.catalogue.aliases")
+    assert aliases["unclip.clip_loader"] == "unclip.load_clip"
+    # The old id is not offered in the palette or its search; its new id is.
+    titles = editor.js("""async () => { const { searchSchemas } = await import("/js/palette.js");
+        return searchSchemas(Object.values(app.schemas), "load clip").map((s) => s.type); }""")
+    assert "unclip.load_clip" in titles and "unclip.clip_loader" not in titles
+    editor.page.route("**/api/upgrade", count)
+    old = {"format": "nodegraph/1", "meta": {}, "ui": {},
+           "nodes": {"clip": {"type": "unclip.clip_loader", "version": 1, "inputs": {"model": "shapes-unclip"}}}}
+    drop_file(editor, "renamed.json", json.dumps(old).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'renamed'")
+    assert len(upgrades) == 1
+    node = editor.workflow()["nodes"]["clip"]
+    assert node["type"] == "unclip.load_clip" and node["inputs"]["model"] == "shapes-unclip"
+    assert not editor.js("app.graph.nodes.some(n => n.title.includes('deprecated'))")
+
+
 def test_png_text_chunks_are_read_like_the_engine_reads_them(editor, tmp_path):
     """tEXt (what save_image writes) and compressed iTXt (non-Latin-1 text) both give the workflow."""
     from PIL.PngImagePlugin import PngInfo
@@ -803,8 +828,8 @@ def test_a_first_visit_opens_the_text_to_image_graph(editor):
     """With the unCLIP pack installed, a browser with nothing saved starts from the linked cascade."""
     wf = editor.workflow()["nodes"]
     assert sorted(n["type"] for n in wf.values()) == sorted([
-        "unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
-        "unclip.decoder_loader", "unclip.decoder", "core.save_image"])
+        "unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
+        "unclip.load_decoder", "unclip.decoder", "core.save_image"])
     assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
     assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
     assert wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == {"seed": "randomize"}

@@ -1,5 +1,6 @@
-// Loading a workflow into the editor. A workflow in the editor's format loads at once; one in an older
-// format is first upgraded by the server (POST /api/upgrade), which owns the format migrations. A load
+// Loading a workflow into the editor. A workflow that is current (the editor's format, today's node
+// type ids and versions) loads at once; any other is first upgraded by the server (POST /api/upgrade),
+// which owns the format migrations, the renames of node types and the nodes' own migrations. A load
 // replaces the graph, forgets the undo history, autosaves, shows the load's problems, calls the
 // `workflowLoaded` hook and has the server validate the graph (it never runs it).
 
@@ -21,6 +22,19 @@ export async function upgradeWorkflow(api, data) {
   return { workflow: checkWorkflow(res?.workflow), issues: Array.isArray(res?.issues) ? res.issues : [] };
 }
 
+/** Whether the server must upgrade `data` first: an older format, a renamed type, an older node version. */
+export function needsUpgrade(app, data) {
+  if (data?.format !== FORMAT) return true;
+  const aliases = app.catalogue?.aliases ?? {};
+  const nodes = data.nodes && typeof data.nodes === "object" ? Object.values(data.nodes) : [];
+  return nodes.some((n) => {
+    if (!n || typeof n !== "object") return false;
+    if (Object.hasOwn(aliases, n.type)) return true;
+    const schema = app.schemas?.[n.type];
+    return Boolean(schema && Number.isInteger(n.version) && n.version < schema.version);
+  });
+}
+
 export class WorkflowLoader {
   constructor(app) {
     this.app = app;
@@ -37,9 +51,9 @@ export class WorkflowLoader {
     let read;
     let result;
     try {
-      // The editor's own format needs no round trip, and loads synchronously: the graph is replaced
-      // before this call returns.
-      read = data?.format === FORMAT ? { workflow: data, issues: [] } : await upgradeWorkflow(app.api, data);
+      // A current workflow needs no round trip, and loads synchronously: the graph is replaced before
+      // this call returns.
+      read = needsUpgrade(app, data) ? await upgradeWorkflow(app.api, data) : { workflow: data, issues: [] };
       if (ticket !== this.loads) return null;
       result = loadWorkflow(app, read.workflow);
     } catch (err) {

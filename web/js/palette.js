@@ -13,7 +13,7 @@ export function searchSchemas(schemas, query, { fits = null } = {}) {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   const scored = [];
   for (const s of schemas) {
-    if (s.deprecated && !query) continue;
+    if (s.replaced_by || (s.deprecated && !query)) continue; // an old id of a renamed node: its new id is listed
     if (fits && !fits(s)) continue;
     const title = s.title.toLowerCase();
     const hay = `${title} ${s.type.toLowerCase()} ${String(s.category ?? "").toLowerCase()} ${String(s.description ?? "").toLowerCase()}`;

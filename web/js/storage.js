@@ -49,13 +49,13 @@ export function defaultWorkflow(schemas) {
   const nodes = workflow.nodes;
   const node = (type, pos, inputs = {}) => ({ type, version: schemas[type].version, inputs, ui: { pos } });
   const link = (from, output) => ({ from, output });
-  const t2i = ["unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
-    "unclip.decoder_loader", "unclip.decoder", "core.save_image"];
+  const t2i = ["unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
+    "unclip.load_decoder", "unclip.decoder", "core.save_image"];
   if (t2i.every(has)) {
     // The DALL·E 2 cascade with the schemas' defaults (the shipped model, the prompt "a red circle").
-    nodes.load_clip = node("unclip.clip_loader", [40, 60]);
-    nodes.load_prior = node("unclip.prior_loader", [40, 200]);
-    nodes.load_decoder = node("unclip.decoder_loader", [40, 340]);
+    nodes.load_clip = node("unclip.load_clip", [40, 60]);
+    nodes.load_prior = node("unclip.load_prior", [40, 200]);
+    nodes.load_decoder = node("unclip.load_decoder", [40, 340]);
     nodes.encode = node("unclip.text_encode", [300, 60], { clip: link("load_clip", "clip") });
     nodes.prior = node("unclip.prior", [300, 280], { prior: link("load_prior", "prior"), conditioning: link("encode", "conditioning") });
     nodes.decoder = node("unclip.decoder", [620, 60], {
