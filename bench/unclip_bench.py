@@ -31,10 +31,10 @@ def graph(model: str, seed: int, batch: int, steps: tuple[int, int, int], prompt
         return {"type": t, "version": 1, "inputs": inputs}
 
     return {"format": "nodegraph/1", "nodes": {
-        "clip": node("unclip.clip_loader", model=model),
-        "pm": node("unclip.prior_loader", model=model),
-        "dm": node("unclip.decoder_loader", model=model),
-        "um": node("unclip.upsampler_loader", model=model),
+        "clip": node("unclip.load_clip", model=model),
+        "pm": node("unclip.load_prior", model=model),
+        "dm": node("unclip.load_decoder", model=model),
+        "um": node("unclip.load_upsampler", model=model),
         "enc": node("unclip.text_encode", clip=link("clip", "clip"), text=prompt),
         "prior": node("unclip.prior", prior=link("pm", "prior"), conditioning=link("enc", "conditioning"),
                       guidance=4.0, steps=steps[0], seed=seed, count=batch),

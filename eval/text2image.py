@@ -1,6 +1,6 @@
 """The shipped models through the shipped workflows, on the tuning set and the validation set, side by side.
 
-    .venv/bin/python -m eval.text2image [--quick] [--models DIR] [--json out.json] [--save-images DIR]
+    .venv/bin/python -m eval text2image [--quick] [--models DIR] [--json out.json] [--save-images DIR]
 
 Every image comes from running `workflows/text2image.json` (or `workflows/variation.json`) with the
 engine, as `nodegraph run` does: only the prompt (one per line: a batch), the seeds, the prior's
@@ -30,8 +30,10 @@ import numpy as np
 
 from nodes.shapes import domain
 
-from . import judge, tuning_prompts, validation_prompts
-from .validation_prompts import Prompt
+from . import _judge as judge
+from . import _tuning_prompts as tuning_prompts
+from . import _validation_prompts as validation_prompts
+from ._validation_prompts import Prompt
 
 log = logging.getLogger("eval.text2image")
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +214,7 @@ def table(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.text2image", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m eval text2image", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
     p.add_argument("--workflow", type=Path, default=TEXT2IMAGE, help="the text→image workflow (default: the shipped one)")
     p.add_argument("--sets", default="tuning,validation", help="comma-separated: tuning, validation")

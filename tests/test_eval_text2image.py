@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from eval import judge, text2image, tuning_prompts, validation_prompts
+from eval import _judge as judge
+from eval import _tuning_prompts as tuning_prompts
+from eval import _validation_prompts as validation_prompts
+from eval import text2image
 from nodes.shapes import domain
 
 

@@ -1,4 +1,4 @@
-"""The Shapes domain contract (issue 3), the pixel analyser, the shapes nodes, training smoke runs."""
+"""The Shapes domain contract, the pixel analyser, the shapes nodes, training smoke runs."""
 
 from __future__ import annotations
 

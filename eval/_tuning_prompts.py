@@ -3,7 +3,7 @@
 Two kinds, on seeds of their own (neither the training data's nor the validation generator's):
 training-style captions (`nodes.shapes.domain.caption`, another seed), and tuning phrasings written
 here (requests, "colored", labels with colons, "the ... please"). The validation generator
-(`eval.validation_prompts`) is kept apart and only reports.
+(`eval._validation_prompts`) is kept apart and only reports.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from nodes.shapes import domain
 
-from .validation_prompts import Prompt
+from ._validation_prompts import Prompt
 
 SEED = 5_001
 
