@@ -213,6 +213,35 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+# the README's rows: (row, label, the columns it quotes)
+README_ROWS = (
+    ("unseen", "unseen attribute combinations: colour / shape / size / position / background",
+     ("color", "shape", "size", "position", "background")),
+    ("heldout_pairs", "held-out (colour, shape) pairs: colour / shape", ("color", "shape")),
+    ("short", "short prompts, 4 images each: named attributes right / clean scene / distinct backgrounds",
+     ("all_named", "clean", "distinct_backgrounds")),
+    ("short_heldout_pairs", "short held-out pairs (\"a red star\"), 4 images each: named right / clean",
+     ("all_named", "clean")),
+    ("variations", "variations of unseen-combination renders: colour / shape kept", ("color", "shape")),
+)
+
+
+def readme_table(rows: dict) -> str:
+    """The README's table of one set's rows: measure (images), figures, targets."""
+    lines = ["| validation set (images) | figures | targets |", "|---|---|---|"]
+    for row, label, cols in README_ROWS:
+        r = rows.get(row)
+        if r is None:
+            continue
+        figures = " / ".join(f"{r[c]:.2f}" if c in r else "–" for c in cols)
+        target = TARGETS.get(row, {})
+        wanted = [f"≥ {target[c]:g}" if c in target else "–" for c in cols]
+        goals = "–" if not target else f"{wanted[0]} each" if len(set(wanted)) == 1 < len(wanted) else " / ".join(wanted)
+        n = int(r["n"])
+        lines.append(f"| {label} ({n}) | {figures} | {goals} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval text2image", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
@@ -227,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--save-images", type=Path, default=None)
+    p.add_argument("--readme", action="store_true", help="also print the validation rows as the README's table")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sizes = Sizes(2, 4, 2, 1, 2) if args.quick else Sizes(args.full, args.short, args.short_pairs, args.variations)
@@ -238,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(runner, sizes, tuple(args.sets.split(",")), args.count, args.save_images)
     report["seconds"] = round(time.time() - t0, 1)
     print(table({k: v for k, v in report.items() if k in SETS}))
+    if args.readme and "validation" in report:
+        print()
+        print(readme_table(report["validation"]))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

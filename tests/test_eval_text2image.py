@@ -69,3 +69,11 @@ def test_the_report_names_the_missed_validation_targets():
            "all_named": 0.5, "clean": 1.0}
     out = text2image.table({"validation": {"unseen": row}})
     assert "unseen.shape 0.50 < 0.95" in out and "| unseen | validation | 4 |" in out
+
+
+def test_the_readme_table_quotes_the_validation_rows_against_their_targets():
+    rows = {"heldout_pairs": {"n": 16.0, "color": 0.75, "shape": 0.5, "size": 1.0},
+            "variations": {"n": 12.0, "color": 1.0, "shape": 0.92}}
+    out = text2image.readme_table(rows).splitlines()
+    assert out[2] == "| held-out (colour, shape) pairs: colour / shape (16) | 0.75 / 0.50 | ≥ 0.85 each |"
+    assert out[3].endswith("| 1.00 / 0.92 | ≥ 0.95 each |") and len(out) == 4
