@@ -77,3 +77,8 @@ def test_the_readme_table_quotes_the_validation_rows_against_their_targets():
     out = text2image.readme_table(rows).splitlines()
     assert out[2] == "| held-out (colour, shape) pairs: colour / shape (16) | 0.75 / 0.50 | ≥ 0.85 each |"
     assert out[3].endswith("| 1.00 / 0.92 | ≥ 0.95 each |") and len(out) == 4
+
+
+def test_a_target_the_run_did_not_measure_is_left_out_of_the_misses():
+    row = {"n": 4.0, "all_named": 1.0, "clean": 1.0}  # one image a prompt: no distinct backgrounds
+    assert text2image.table({"validation": {"short": row}}).endswith("validation targets met (of those measured)")

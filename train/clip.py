@@ -14,7 +14,7 @@ position from the image embedding (they make size and position linearly decodabl
 The heads are training-only and not saved.
 
 Colour equivariance (`eq_weight` > 0, for continuing a trained CLIP with `init`; not in the shipped
-recipe — the README's model card gives what it measured): every repainted image's original is
+recipe — docs/unclip.md gives what it measured): every repainted image's original is
 encoded too, and the embedding change must be one learned bias-free linear function of the RGB
 change, `e(repainted) − e(original) ≈ A·Δrgb`, the same A for all shapes. The RGB heads above only
 ask colour to be *readable*; this asks a repaint to move the embedding the same way whatever the
