@@ -219,16 +219,16 @@ README_ROWS = (
     ("unseen", "unseen attribute combinations: colour / shape / size / position / background",
      ("color", "shape", "size", "position", "background")),
     ("heldout_pairs", "held-out (colour, shape) pairs: colour / shape", ("color", "shape")),
-    ("short", "short prompts, 4 images each: named attributes right / clean scene / distinct backgrounds",
+    ("short", "short prompts, {count} images each: named attributes right / clean scene / distinct backgrounds",
      ("all_named", "clean", "distinct_backgrounds")),
-    ("short_heldout_pairs", "short held-out pairs (\"a red star\"), 4 images each: named right / clean",
+    ("short_heldout_pairs", "short held-out pairs (\"a red star\"), {count} images each: named right / clean",
      ("all_named", "clean")),
     ("variations", "variations of unseen-combination renders: colour / shape kept", ("color", "shape")),
 )
 
 
-def readme_table(rows: dict) -> str:
-    """The README's table of one set's rows: measure (images), figures, targets."""
+def readme_table(rows: dict, count: int = 4) -> str:
+    """The README's table of one set's rows: measure (images), figures, targets; `count` images per short prompt."""
     lines = ["| validation set (images) | figures | targets |", "|---|---|---|"]
     for row, label, cols in README_ROWS:
         r = rows.get(row)
@@ -239,7 +239,7 @@ def readme_table(rows: dict) -> str:
         wanted = [f"≥ {target[c]:g}" if c in target else "–" for c in cols]
         goals = "–" if not target else f"{wanted[0]} each" if len(set(wanted)) == 1 < len(wanted) else " / ".join(wanted)
         n = int(r["n"])
-        lines.append(f"| {label} ({n}) | {figures} | {goals} |")
+        lines.append(f"| {label.format(count=count)} ({n}) | {figures} | {goals} |")
     return "\n".join(lines)
 
 
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table({k: v for k, v in report.items() if k in SETS}))
     if args.readme and "validation" in report:
         print()
-        print(readme_table(report["validation"]))
+        print(readme_table(report["validation"], args.count))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
