@@ -1,6 +1,6 @@
 """The shipped models through the shipped workflows, on the tuning set and the validation set, side by side.
 
-    .venv/bin/python -m eval text2image [--quick] [--models DIR] [--json out.json] [--save-images DIR]
+    .venv/bin/nodegraph eval text2image [--quick] [--models DIR] [--json out.json] [--save-images DIR]
 
 Every image comes from running `workflows/text2image.json` (or `workflows/variation.json`) with the
 engine, as `nodegraph run` does: only the prompt (one per line: a batch), the seeds, the prior's
@@ -244,7 +244,7 @@ def readme_table(rows: dict, count: int = 4) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval text2image", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="nodegraph eval text2image", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
     p.add_argument("--workflow", type=Path, default=TEXT2IMAGE, help="the text→image workflow (default: the shipped one)")
     p.add_argument("--sets", default="tuning,validation", help="comma-separated: tuning, validation")
