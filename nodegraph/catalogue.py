@@ -97,6 +97,9 @@ class NodeSchema(BaseModel):
     volatile: bool = False
     deprecated: bool = False
     replaced_by: str | None = Field(None, description="On an old type id of a renamed node: its current id.")
+    search_aliases: list[str] | None = Field(None, description="Other words the editor's search finds it by.")
+    comfy_class: str | None = Field(None, description="The ComfyUI node class it stands in for in imported "
+                                    "ComfyUI workflows.")
     inputs: list[PortSchema]
     outputs: list[PortSchema]
     input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
@@ -108,13 +111,18 @@ class NodeSchema(BaseModel):
         in_schema = node.Inputs.model_json_schema(mode="validation")
         out_schema = node.Outputs.model_json_schema(mode="serialization")
         props = in_schema.get("properties", {})
+        extra: dict[str, Any] = {}
+        if node.search_aliases:
+            extra["search_aliases"] = list(node.search_aliases)
+        if node.comfy_class:
+            extra["comfy_class"] = node.comfy_class
         return cls(
             type=spec.type_id, pack=spec.pack, version=spec.version, title=spec.title, category=node.category,
             description=spec.description, output_node=node.output_node, volatile=node.volatile,
             deprecated=node.deprecated,
             inputs=[PortSchema.of(p, props.get(name)) for name, p in spec.inputs.items()],
             outputs=[PortSchema.of(p) for p in spec.outputs.values()],
-            input_schema=in_schema, output_schema=out_schema,
+            input_schema=in_schema, output_schema=out_schema, **extra,
         )
 
 

@@ -34,6 +34,7 @@ class LoadControlNet(Node):
     """Load a ControlNet made for the unCLIP decoder (diffusers save_pretrained folder, safetensors)."""
 
     name = "load_controlnet"
+    search_aliases = ("controlnet loader", "model loader")
     title = "Load ControlNet"
     category = "unclip/loaders"
     volatile = True  # reads files; the fingerprint notices changes
@@ -71,6 +72,7 @@ class ControlImage(Node):
     """
 
     name = "control_image"
+    search_aliases = ("silhouette", "preprocessor", "control map")
     title = "Control Image (Silhouette)"
     category = "controlnet"
 
@@ -108,6 +110,7 @@ class ApplyControlNet(Node):
     """
 
     name = "apply"
+    search_aliases = ("controlnet apply", "control")
     title = "Apply ControlNet"
     category = "controlnet"
 

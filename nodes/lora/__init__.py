@@ -54,6 +54,7 @@ class LoadLora(Node):
     """
 
     name = "load_lora"
+    search_aliases = ("lora loader", "apply lora")
     title = "Load LoRA"
     category = "unclip/loaders"
     volatile = True  # the LoRA file can be replaced on disk; the fingerprint notices

@@ -22,6 +22,7 @@ class LoadSam(Node):
     """
 
     name = "load_sam"
+    search_aliases = ("segment anything", "sam loader", "model loader")
     title = "Load SAM"
     category = "sam"
     volatile = True  # the files can change on disk; the fingerprint notices

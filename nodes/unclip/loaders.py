@@ -42,6 +42,7 @@ class LoadCLIP(_Loader):
     """Load a CLIP model: text and image encoders with their tokenizer (open_clip or transformers)."""
 
     name = "load_clip"
+    search_aliases = ("checkpoint", "load checkpoint", "clip loader", "model loader")
     title = "Load CLIP"
     kind = "unclip.clip"
 
@@ -62,6 +63,7 @@ class LoadPrior(_Loader):
     """Load a diffusion prior (diffusers PriorTransformer and its scheduler)."""
 
     name = "load_prior"
+    search_aliases = ("checkpoint", "load checkpoint", "prior loader", "model loader")
     title = "Load Prior"
     kind = "unclip.prior"
 
@@ -81,6 +83,7 @@ class LoadDecoder(_Loader):
     """Load a diffusion decoder (text_proj + UNet2DConditionModel and its scheduler)."""
 
     name = "load_decoder"
+    search_aliases = ("checkpoint", "load checkpoint", "unet loader", "vae loader", "model loader")
     title = "Load Decoder"
     kind = "unclip.decoder"
 
@@ -101,6 +104,7 @@ class LoadUpsampler(_Loader):
     """Load a super-resolution upsampler (super_res_first / super_res_last and their scheduler)."""
 
     name = "load_upsampler"
+    search_aliases = ("checkpoint", "upscale model loader", "model loader")
     title = "Load Upsampler"
     kind = "unclip.upsampler"
 
