@@ -39,8 +39,9 @@ class PortSchema(BaseModel):
     optional: bool | None = None
     lazy: bool | None = None
     choices: list[Any] | None = None
-    widget: str | None = Field(None, description="seed, text or file")
+    widget: str | None = Field(None, description="seed, text, file or model")
     folder: str | None = None
+    model_kind: str | None = Field(None, description="For a model widget: the kind GET /api/models?kind= lists.")
     extensions: list[str] | None = None
     default: Any = None
     minimum: float | None = None
@@ -76,6 +77,8 @@ class PortSchema(BaseModel):
                 keys["folder"] = t.widget.folder
             if t.widget.extensions:
                 keys["extensions"] = list(t.widget.extensions)
+            if t.widget.model is not None:
+                keys["model_kind"] = t.widget.model.name
         if prop:
             keys.update({k: prop[k] for k in _SCHEMA_KEYS if k in prop})
             extra = prop.get(_NG, {})

@@ -300,6 +300,24 @@ async def test_models_lists_names_in_the_model_folders(server):
     assert (await server.json("GET", "/api/models?kind=../..", 400))["error"] == "invalid_request"
 
 
+async def test_models_of_a_loaders_kind_are_the_ones_it_loads_and_nothing_else(server):
+    models = server.tmp / "models"
+    for path in ("karlo/prior/config.json", "karlo/decoder/config.json", "karlo/training_log.json",
+                 "ours/prior/config.json", "sam-small/model.safetensors", "loras/pink.safetensors", "loras/notes.txt",
+                 "training_log.json"):
+        (models / path).parent.mkdir(parents=True, exist_ok=True)
+        (models / path).write_bytes(b"")
+    catalogue = await server.json("GET", "/api/nodes")
+    kinds = {p["name"]: p["model_kind"] for p in catalogue["nodes"]["unclip.load_prior"]["inputs"] if "model_kind" in p}
+    assert kinds == {"model": "unclip.prior"}
+    assert (await server.json("GET", "/api/models?kind=unclip.prior"))["models"] == ["karlo", "ours"]
+    assert (await server.json("GET", "/api/models?kind=unclip.decoder"))["models"] == ["karlo"]
+    assert (await server.json("GET", "/api/models?kind=lora"))["models"] == ["pink.safetensors"]
+    assert (await server.json("GET", "/api/models?kind=sam"))["models"] == ["sam-small"]
+    missing = await server.json("GET", "/api/models?kind=unclip", 404)
+    assert missing["error"] == "not_found" and "unclip.prior" in missing["message"]
+
+
 async def test_saved_workflows_put_list_get_delete(server):
     flow = trivial(3.5)
     flow["ui"] = {"canvas": {"scale": 0.8}}

@@ -307,11 +307,22 @@ async def input_files(request: web.Request) -> web.StreamResponse:
 
 
 @api.route("GET", "/api/models", summary="Models available by name", query=ModelsQuery,
-           responses={200: ModelList}, tag="files")
+           responses={200: ModelList, 404: None}, tag="files")
 async def models(request: web.Request, query: ModelsQuery) -> web.StreamResponse:
-    """Names in the model folders (under ``<folder>/<kind>/`` when ``kind`` is given)."""
-    store = request.app[ENGINE].models
-    names = await asyncio.get_running_loop().run_in_executor(None, store.list, query.kind)
+    """``kind`` a model kind a loader declares (a port's ``model_kind`` in the catalogue): the models of
+    that kind, as the loader names them. ``kind`` a subfolder of the model folders: its entries. No
+    ``kind``: the entries of the model folders' top level."""
+    engine = request.app[ENGINE]
+    store, kinds = engine.models, engine.registry.model_kinds()
+    kind = query.kind
+    loop = asyncio.get_running_loop()
+    if kind is None or kind not in kinds:
+        if kind is not None and not any((Path(d) / kind).is_dir() for d in store.dirs):
+            raise ApiError(404, "not_found", f"no loader declares the model kind {kind!r} and no model folder has a "
+                           f"subfolder of that name; model kinds: {', '.join(sorted(kinds)) or 'none'}")
+        names = await loop.run_in_executor(None, store.list, kind)
+    else:
+        names = await loop.run_in_executor(None, store.list_kind, kinds[kind])
     return json_response(ModelList(models=[n for n in names if not n.startswith(".")]))
 
 

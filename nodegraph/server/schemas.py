@@ -216,7 +216,8 @@ class FileList(BaseModel):
 
 class ModelsQuery(_Query):
     kind: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
-                             description="Model folder, e.g. 'unclip'; omit for the top level.")
+                             description="A model kind a loader declares (e.g. 'unclip.prior'), or a subfolder of "
+                             "the model folders; omit for the top level.")
 
 
 class ModelList(BaseModel):

@@ -18,6 +18,7 @@ from ..unclip.api import DECODER
 
 DEFAULT = "controlnet-shapes"
 KIND = "controlnet"
+MODELS = nodegraph.ModelKind(KIND, folder=KIND, markers=("diffusion_pytorch_model.safetensors",))
 
 
 def _example_controlnet():
@@ -40,7 +41,7 @@ class LoadControlNet(Node):
     volatile = True  # reads files; the fingerprint notices changes
 
     class Inputs(nodegraph.Inputs):
-        controlnet: str = Port(DEFAULT, description="ControlNet name in the model folders (a folder with "
+        controlnet: nodegraph.ModelName(MODELS) = Port(DEFAULT, description="ControlNet name in the model folders (a folder with "
                                "config.json and diffusion_pytorch_model.safetensors), or a local path.")
 
     class Outputs(nodegraph.Outputs):

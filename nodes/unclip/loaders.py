@@ -17,6 +17,13 @@ from .types import CLIP, DECODER, PRIOR, UPSAMPLER
 
 DEFAULT = "shapes-unclip"
 
+# What each loader lists: bundles (Karlo's layout, or ours) holding the part it loads.
+CLIP_MODELS = nodegraph.ModelKind("unclip.clip", markers=("clip/open_clip_config.json", "open_clip_config.json",
+                                                          "text_encoder/config.json"))
+PRIOR_MODELS = nodegraph.ModelKind("unclip.prior", markers=("prior/config.json",))
+DECODER_MODELS = nodegraph.ModelKind("unclip.decoder", markers=("decoder/config.json",))
+UPSAMPLER_MODELS = nodegraph.ModelKind("unclip.upsampler", markers=("super_res_first/config.json",))
+
 
 class _Loader(Node):
     category = "unclip/loaders"
@@ -47,8 +54,9 @@ class LoadCLIP(_Loader):
     kind = "unclip.clip"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name in the model folders (an unCLIP bundle or an "
-                          "open_clip folder), or a local path (command line only).")
+        model: nodegraph.ModelName(CLIP_MODELS) = Port(
+            DEFAULT, description="Model name in the model folders (an unCLIP bundle or an open_clip folder), or a "
+            "local path (command line only).")
 
     class Outputs(nodegraph.Outputs):
         clip: CLIP = Port(description="The CLIP model.")
@@ -68,7 +76,8 @@ class LoadPrior(_Loader):
     kind = "unclip.prior"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with prior/), or a local path.")
+        model: nodegraph.ModelName(PRIOR_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with prior/), or a local path.")
 
     class Outputs(nodegraph.Outputs):
         prior: PRIOR = Port(description="The prior.")
@@ -88,8 +97,8 @@ class LoadDecoder(_Loader):
     kind = "unclip.decoder"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with decoder/ and text_proj/), "
-                          "or a local path.")
+        model: nodegraph.ModelName(DECODER_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with decoder/ and text_proj/), or a local path.")
 
     class Outputs(nodegraph.Outputs):
         decoder: DECODER = Port(description="The decoder.")
@@ -109,8 +118,9 @@ class LoadUpsampler(_Loader):
     kind = "unclip.upsampler"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with super_res_first/, or an "
-                          "upsampler folder), or a local path.")
+        model: nodegraph.ModelName(UPSAMPLER_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with super_res_first/, or an upsampler folder), "
+            "or a local path.")
 
     class Outputs(nodegraph.Outputs):
         upsampler: UPSAMPLER = Port(description="The upsampler.")

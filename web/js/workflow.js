@@ -226,6 +226,7 @@ function createNodeFor(app, entry) {
 }
 
 function applyEntry(node, entry, offset) {
+  node.ngLoaded = true; // its values come from the workflow, not from the editor's defaults
   if (Number.isInteger(entry.version)) node.ngVersion = entry.version;
   const title = typeof entry.title === "string" ? entry.title : typeof entry.ui?.title === "string" ? entry.ui.title : null;
   if (title != null) node.title = title;
@@ -246,6 +247,7 @@ function applyEntry(node, entry, offset) {
     const widget = node.ngWidgets.get(port.name);
     if (!(port.name in inputs)) {
       if (widget) node.ngOmitted.add(port.name);
+      if (widget?.ngPickedFirst) setWidgetLiteral(widget, port.default ?? ""); // left out: not the first image
       continue;
     }
     const value = inputs[port.name];
