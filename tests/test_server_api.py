@@ -7,6 +7,7 @@ import json
 
 import pytest
 from PIL import Image
+from conftest import ROOT
 from test_server_helpers import (
     finished,
     gate,
@@ -318,6 +319,19 @@ async def test_models_of_a_loaders_kind_are_the_ones_it_loads_and_nothing_else(s
     assert missing["error"] == "not_found" and "unclip.prior" in missing["message"]
 
 
+async def test_templates_are_the_shipped_workflows_with_their_meta(server):
+    listing = await server.json("GET", "/api/templates")
+    schemas.TemplateList.model_validate(listing)
+    shipped = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
+    assert [t["name"] for t in listing["templates"]] == shipped and listing["default"] == "text2image"
+    t2i = next(t for t in listing["templates"] if t["name"] == "text2image")
+    meta = json.loads((ROOT / "workflows" / "text2image.json").read_text())["meta"]
+    assert (t2i["title"], t2i["description"]) == (meta["title"], meta["description"])
+    assert await server.json("GET", "/api/templates/text2image") == json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    assert (await server.json("GET", "/api/templates/nope", 404))["error"] == "not_found"
+    assert (await server.json("GET", "/api/templates/..%2Fsecret", 400))["error"] == "unsafe_path"
+
+
 async def test_saved_workflows_put_list_get_delete(server):
     flow = trivial(3.5)
     flow["ui"] = {"canvas": {"scale": 0.8}}
@@ -413,7 +427,8 @@ async def test_openapi_document_describes_every_route(server):
                          ("POST", "/api/jobs/{id}/move"), ("POST", "/api/jobs/{id}/requeue"),
                          ("POST", "/api/interrupt"), ("GET", "/api/history"), ("DELETE", "/api/history/{id}"),
                          ("GET", "/api/view"), ("POST", "/api/upload"), ("GET", "/api/files/input"),
-                         ("GET", "/api/models"), ("GET", "/api/workflows"), ("GET", "/api/workflows/{name}"),
+                         ("GET", "/api/models"), ("GET", "/api/templates"), ("GET", "/api/templates/{name}"),
+                         ("GET", "/api/workflows"), ("GET", "/api/workflows/{name}"),
                          ("PUT", "/api/workflows/{name}"), ("DELETE", "/api/workflows/{name}"),
                          ("GET", "/api/system"), ("GET", "/api/extensions"), ("GET", "/api/openapi.json"),
                          ("GET", "/extensions/{pack}/{tail}"), ("GET", "/ws")]:

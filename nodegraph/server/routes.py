@@ -47,6 +47,7 @@ from .schemas import (
     RequeueRequest,
     SavedWorkflow,
     SystemInfo,
+    TemplateList,
     UnreadableWorkflowBody,
     UpgradeResponse,
     UploadResponse,
@@ -378,6 +379,30 @@ async def delete_workflow(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "not_found", f"there is no saved workflow {request.match_info['name']!r}")
     path.unlink()
     return web.Response(status=204)
+
+
+# --- templates -------------------------------------------------------------------------------------
+
+
+@api.route("GET", "/api/templates", summary="Example workflows to start from", responses={200: TemplateList},
+           tag="workflows")
+async def list_templates(request: web.Request) -> web.StreamResponse:
+    """The shipped workflows (``workflows/`` of a source checkout), each with the title and description of
+    its ``meta``, and the one a first visit to the editor opens."""
+    config = request.app[CONFIG]
+    items = await asyncio.get_running_loop().run_in_executor(None, files.list_templates, config.templates_dir)
+    default = config.default_template if any(t["name"] == config.default_template for t in items) else None
+    return json_response(TemplateList(templates=items, default=default))
+
+
+@api.route("GET", "/api/templates/{name}", summary="An example workflow",
+           responses={200: {"application/json": "json"}, 404: None}, tag="workflows")
+async def get_template(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = files.workflow_path(request.app[CONFIG].templates_dir, name)
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"there is no template {name!r}; GET /api/templates lists them")
+    return web.Response(body=path.read_bytes(), content_type="application/json")
 
 
 # --- system ----------------------------------------------------------------------------------------

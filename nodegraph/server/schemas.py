@@ -40,6 +40,8 @@ __all__ = [
     "RequeueRequest",
     "SavedWorkflow",
     "SystemInfo",
+    "Template",
+    "TemplateList",
     "UnreadableWorkflowBody",
     "UpgradeResponse",
     "UploadResponse",
@@ -230,6 +232,19 @@ class WorkflowList(BaseModel):
 
 class SavedWorkflow(BaseModel):
     name: str
+
+
+class Template(BaseModel):
+    """A shipped example workflow, described by its ``meta``."""
+
+    name: str = Field(description="Its file name without .json; GET /api/templates/{name} answers the workflow.")
+    title: str = Field(description="meta.title, else the name.")
+    description: str = Field(description="meta.description (the editor shows its first line).")
+
+
+class TemplateList(BaseModel):
+    templates: list[Template]
+    default: str | None = Field(description="The template a first visit to the editor opens (null: none).")
 
 
 # --- system --------------------------------------------------------------------------------------------
