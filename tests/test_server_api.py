@@ -6,8 +6,8 @@ import io
 import json
 
 import pytest
-from PIL import Image
 from conftest import ROOT
+from PIL import Image
 from test_server_helpers import (
     finished,
     gate,

@@ -23,7 +23,7 @@ from ..validation import ValidationResult
 from ..workflow import WorkflowFormatError, load_workflow
 from . import files
 from .errors import ApiError
-from .keys import CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
+from .keys import BRIDGE, CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
 from .messages import WS_VERSION, ValidationFailedData, ValidationFailedMessage
 from .openapi import ApiRoutes, json_response, read_json
 from .schemas import (
@@ -122,7 +122,6 @@ async def _status(request: web.Request) -> None:
 async def queue_job(request: web.Request, body: QueueRequest) -> web.StreamResponse:
     """Validate and queue; an invalid workflow is answered 400 with every issue (and, when ``client_id``
     is given, a ``validation_failed`` message to that WebSocket client)."""
-    config, store = request.app[CONFIG], request.app[STORE]
     result = await check_workflow(request, body.workflow, body.targets)
     if not result.valid:
         if body.client_id:
@@ -130,16 +129,25 @@ async def queue_job(request: web.Request, body: QueueRequest) -> web.StreamRespo
             request.app[HUB].send_to(body.client_id, msg.model_dump_json())
         raise ApiError(400, "invalid_workflow", f"the workflow is invalid ({len(result.issues)} issue(s))",
                        issues=[i.model_dump() for i in result.issues])
-    job_id = uuid.uuid4().hex
+    job_id, position = await enqueue(request, body.workflow, targets=body.targets, client_id=body.client_id,
+                                     front=body.front)
+    return json_response(QueueResponse(job_id=job_id, position=position), status=201)
+
+
+async def enqueue(request: web.Request, workflow: Any, *, targets: list[str] | None = None, client_id: str | None = None,
+                  front: bool = False, job_id: str | None = None, requeued_from: str | None = None) -> tuple[str, int]:
+    """Queue a (validated) workflow: 429 when the queue is full; wakes the runner and publishes the status.
+    Returns the job's id and its position."""
+    config, store = request.app[CONFIG], request.app[STORE]
+    job_id = job_id or uuid.uuid4().hex
     try:
-        position = await store(lambda s: s.add(job_id, body.workflow, targets=body.targets,
-                                               client_id=body.client_id, front=body.front,
-                                               max_queue=config.max_queue))
+        position = await store(lambda s: s.add(job_id, workflow, targets=targets, client_id=client_id, front=front,
+                                               max_queue=config.max_queue, requeued_from=requeued_from))
     except QueueFull as exc:
         raise ApiError(429, "queue_full", str(exc)) from None
     request.app[RUNNER].wake()
     await _status(request)
-    return json_response(QueueResponse(job_id=job_id, position=position), status=201)
+    return job_id, position
 
 
 @api.route("GET", "/api/jobs", summary="The running job and the queue", responses={200: JobList}, tag="jobs")
@@ -192,19 +200,12 @@ async def move_job(request: web.Request, body: MoveRequest) -> web.StreamRespons
            responses={201: QueueResponse, 404: None, 409: None, 429: None}, tag="jobs")
 async def requeue_job(request: web.Request, body: RequeueRequest) -> web.StreamResponse:
     """A finished, failed, cancelled or interrupted job runs again as a new job (same workflow and targets)."""
-    config, store = request.app[CONFIG], request.app[STORE]
     old = await _job_or_404(request, request.match_info["id"])
     if old["status"] not in FINISHED:
         raise ApiError(409, "conflict", f"job {old['id']} is {old['status']}; only finished jobs can be re-queued")
-    job_id = uuid.uuid4().hex
-    try:
-        position = await store(lambda s: s.add(job_id, old["workflow"], targets=old["targets"],
-                                               client_id=body.client_id or old["client_id"], front=body.front,
-                                               max_queue=config.max_queue, requeued_from=old["id"]))
-    except QueueFull as exc:
-        raise ApiError(429, "queue_full", str(exc)) from None
-    request.app[RUNNER].wake()
-    await _status(request)
+    job_id, position = await enqueue(request, old["workflow"], targets=old["targets"],
+                                     client_id=body.client_id or old["client_id"], front=body.front,
+                                     requeued_from=old["id"])
     return json_response(QueueResponse(job_id=job_id, position=position), status=201)
 
 
@@ -258,8 +259,9 @@ async def view(request: web.Request, query: ViewQuery) -> web.StreamResponse:
            body={"multipart/form-data": "binary"},
            responses={200: UploadResponse, 400: None, 413: None, 415: None}, tag="files", raw_body=True)
 async def upload(request: web.Request) -> web.StreamResponse:
-    """Multipart field ``image`` (and optionally ``overwrite=true``). The file must decode as a PNG, JPEG,
-    WebP or BMP image; a workflow embedded in a PNG is kept in the file and never run."""
+    """Multipart field ``image`` (and optionally ``overwrite=true``, ``subfolder=NAME`` of the input folder,
+    ``type=input``). The file must decode as a PNG, JPEG, WebP or BMP image; a workflow embedded in a PNG is
+    kept in the file and never run."""
     config = request.app[CONFIG]
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the image as multipart/form-data, field 'image'")
@@ -269,7 +271,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
                        f"{limit} bytes")
     data: bytes | None = None
     filename: str | None = None
-    overwrite = False
+    fields: dict[str, str] = {}
     reader = await request.multipart()
     while True:
         part = await reader.next()
@@ -285,18 +287,24 @@ async def upload(request: web.Request) -> web.StreamResponse:
             chunks.append(chunk)
         if part.name == "image":
             data, filename = b"".join(chunks), part.filename
-        elif part.name == "overwrite":
-            overwrite = b"".join(chunks).strip().lower() in (b"true", b"1", b"yes")
+        elif part.name in ("overwrite", "subfolder", "type"):
+            fields[part.name] = b"".join(chunks).decode("utf-8", "replace").strip()
     if not data:
         raise ApiError(400, "invalid_request", "no image: send the file in the multipart field 'image'")
-    folder = Path(request.app[ENGINE].settings.input_dir)
+    if fields.get("type", "input") != "input":
+        raise ApiError(400, "invalid_request", f"uploads go to the input folder; type {fields['type']!r} is not "
+                       "accepted (leave it out, or send type=input)")
+    overwrite = fields.get("overwrite", "").lower() in ("true", "1", "yes")
+    subfolder = fields.get("subfolder", "").strip("/")
+    base = Path(request.app[ENGINE].settings.input_dir)
+    folder = files.confined(base, subfolder) if subfolder else base
 
     def save() -> str:
         fmt = files.check_image(data, config.max_image_pixels)
         return files.store_upload(folder, files.upload_name(filename, fmt), data, overwrite=overwrite)
 
     name = await asyncio.get_running_loop().run_in_executor(None, save)
-    return json_response(UploadResponse(name=name))
+    return json_response(UploadResponse(name=name, subfolder=subfolder))
 
 
 @api.route("GET", "/api/files/input", summary="Input images (for image widgets)", responses={200: FileList},
@@ -452,7 +460,10 @@ async def extensions(request: web.Request) -> web.StreamResponse:
 async def websocket(request: web.Request, query: WsQuery) -> web.StreamResponse:
     """Messages server -> client are JSON text frames ``{"v": 1, "type", "data", "t"}`` (schema:
     ``WsMessage``). A client may send ``{"type": "subscribe", "job_id": ID}`` to get only the events of
-    the jobs it names (``"job_id": null``: every job again) and ``{"type": "unsubscribe", "job_id": ID}``."""
+    the jobs it names (``"job_id": null``: every job again) and ``{"type": "unsubscribe", "job_id": ID}``.
+    A client that connects as ComfyUI's do, ``/ws?clientId=ID``, gets ComfyUI's messages instead."""
+    if "clientId" in request.query:
+        return await request.app[BRIDGE].handle(request)
     return await request.app[HUB].handle(request, query.client_id)
 
 

@@ -208,7 +208,8 @@ class ViewQuery(_Query):
 
 class UploadResponse(BaseModel):
     name: str
-    subfolder: str = ""
+    subfolder: str = Field("", description="The subfolder of the input folder it went to; the image's name "
+                           "for an image input is subfolder/name.")
     type: Literal["input"] = "input"
 
 
