@@ -295,3 +295,16 @@ def engine_registry(tmp_path):
     from test_server_helpers import make_engine
 
     return make_engine(tmp_path).registry
+
+
+@pytest.mark.asyncio
+async def test_the_editors_upgrade_route_reads_a_comfyui_workflow_and_names_what_it_cannot_map(server):
+    ui = {"nodes": [{"id": 4, "type": "toy.const", "widgets_values": [5.0], "outputs": [{"name": "value", "links": [1]}]},
+                    {"id": 7, "type": "toy.sink", "inputs": [{"name": "value", "link": 1}]},
+                    {"id": 8, "type": "KSampler", "widgets_values": [1, "fixed", 20]}],
+          "links": [[1, 4, 0, 7, 0, "FLOAT"]], "groups": [], "version": 0.4}
+    answer = await server.json("POST", "/api/upgrade", json=ui)
+    assert answer["workflow"]["format"] == "nodegraph/1"
+    assert answer["workflow"]["nodes"]["7"]["inputs"] == {"value": {"from": "4", "output": "value"}}
+    assert [(i["code"], i["node"]) for i in answer["issues"]] == [("unknown_node_type", "8")]
+    assert "'KSampler' has no nodegraph equivalent" in answer["issues"][0]["message"]

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ..catalogue import PackFailureSchema, PackSchema
+from ..issues import Issue
 from ..upgrade import upgrade_workflow
 from ..validation import ValidationResult
 from ..workflow import WorkflowFormatError, load_workflow
@@ -100,14 +101,33 @@ async def validate_workflow(request: web.Request, body: ValidateRequest) -> web.
 async def upgrade(request: web.Request, body: WorkflowBody) -> web.StreamResponse:
     """The body is a workflow in any format this server reads. The answer is that workflow in the current
     format, with renamed node types and nodes saved with older versions upgraded as a run would upgrade
-    them; nodes that cannot be are listed in ``issues`` and left as they were. Nothing is validated
-    beyond that (POST /api/validate does). A body that is no workflow is answered 400."""
+    them; nodes that cannot be are listed in ``issues`` and left as they were. A workflow ComfyUI's editor
+    saved (or an API-format prompt) is read too: nodes with a nodegraph equivalent are mapped, the others
+    kept as missing nodes and named in ``issues``. Nothing is validated beyond that (POST /api/validate
+    does). A body that is no workflow is answered 400."""
     registry = request.app[ENGINE].registry
     workflow, issues = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: upgrade_workflow(body.root, registry))
+        None, lambda: _upgrade_any(body.root, registry))
     if workflow is None:
         raise ApiError(400, issues[0].code, issues[0].message, issues=[i.model_dump() for i in issues])
     return json_response(UpgradeResponse(workflow=workflow, issues=issues))
+
+
+def _upgrade_any(data: Any, registry: Any) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """``upgrade_workflow``, after reading a ComfyUI workflow as ours (its unmapped nodes reported once)."""
+    # imported here: the .comfy package imports this module
+    from .comfy.convert import comfy_format, prompt_to_workflow, ui_to_workflow
+
+
+    kind = comfy_format(data)
+    if kind is None:
+        return upgrade_workflow(data, registry)
+    converted, found = ui_to_workflow(data, registry) if kind == "ui" else prompt_to_workflow(data, registry)
+    if converted is None:
+        return None, found
+    workflow, issues = upgrade_workflow(converted, registry)
+    named = {i.node for i in found}
+    return workflow, [*found, *(i for i in issues if i.node not in named)]
 
 
 # --- jobs ------------------------------------------------------------------------------------------
