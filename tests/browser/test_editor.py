@@ -12,6 +12,8 @@ from PIL import Image
 
 from nodegraph.png import read_png_workflow, save_png
 
+from .harness import ROOT
+
 
 def rgb_at(editor, client_xy) -> list[int]:
     """The colour the canvas shows at a client position."""
@@ -824,17 +826,16 @@ def test_the_page_runs_without_eval_and_number_prompts_still_read_arithmetic(edi
     assert editor.workflow()["nodes"][node]["inputs"]["value"] == 42
 
 
-def test_a_first_visit_opens_the_text_to_image_graph(editor):
-    """With the unCLIP pack installed, a browser with nothing saved starts from the linked cascade."""
-    wf = editor.workflow()["nodes"]
-    assert sorted(n["type"] for n in wf.values()) == sorted([
-        "unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
-        "unclip.load_decoder", "unclip.decoder", "core.save_image"])
-    assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
-    assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
-    assert wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == {"seed": "randomize"}
-    # Nothing overlaps: every node has its own place on the canvas.
-    boxes = editor.js("app.graph.nodes.map(n => [n.pos[0], n.pos[1] - 30, n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+def test_a_first_visit_opens_the_servers_text_to_image_workflow(editor):
+    """A browser with nothing saved starts from workflows/text2image.json as the server has it, not a copy."""
+    shipped = json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    wf = editor.workflow()
+    assert {nid: (n["type"], n["inputs"]) for nid, n in wf["nodes"].items()} == \
+        {nid: (n["type"], n["inputs"]) for nid, n in shipped["nodes"].items()}
+    assert wf["meta"] == shipped["meta"] and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
+    links = sum(1 for n in shipped["nodes"].values() for v in n["inputs"].values() if isinstance(v, dict) and "from" in v)
+    assert editor.links() == links
+    # Fit showed it at a zoom where nodes are drawn in full (not litegraph's grey boxes).
+    assert editor.js("app.canvas.ds.scale >= app.canvas.low_quality_zoom_threshold")
+    assert not editor.js("app.canvas.low_quality")
+    editor.screenshot("first_visit_text2image")
