@@ -9,12 +9,23 @@ export class FileList {
     this.load = load;
     this.list = [];
     this.loaded = null;
+    this.pending = null;
   }
 
   /** The names known now (a first call starts fetching them). */
   names() {
     if (!this.loaded) this.refresh();
     return this.list;
+  }
+
+  /** Fetch the list again unless a fetch is under way; resolves once it is in. */
+  fresh() {
+    if (!this.pending) {
+      this.pending = this.refresh().finally(() => {
+        this.pending = null;
+      });
+    }
+    return this.pending;
   }
 
   refresh() {

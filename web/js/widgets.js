@@ -185,9 +185,10 @@ function fileWidget(node, port, app, changed) {
       setWidgetLiteral(widget, first);
       widget.ngPickedFirst = true;
     };
-    source.names(); // starts fetching the list on first use
+    // The folder as it is now (images may have come since the list was fetched): one fetch serves the
+    // nodes created meanwhile, e.g. every Load Image of a workflow being loaded.
     if (source.list.length) pickFirst();
-    else source.loaded.then(pickFirst);
+    source.fresh().then(pickFirst);
     const button = node.addWidget("button", `upload ${port.name}`, null, () => {
       const input = document.createElement("input");
       input.type = "file";
