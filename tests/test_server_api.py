@@ -22,6 +22,7 @@ from test_server_helpers import (
 
 import nodegraph.types
 from nodegraph.server import schemas
+from nodegraph.server.comfy import comfy_api
 from nodegraph.server.routes import api
 
 pytest_plugins = ["test_server_helpers"]  # its fixtures: server, start, web_dir
@@ -420,7 +421,7 @@ async def test_openapi_document_describes_every_route(server):
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     import re
 
-    declared = {(d.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", d.path)) for d in api.routes}
+    declared = {(d.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", d.path)) for d in (*api.routes, *comfy_api.routes)}
     assert declared == documented
     for method, path in [("GET", "/api/nodes"), ("POST", "/api/validate"), ("POST", "/api/upgrade"), ("POST", "/api/jobs"),
                          ("GET", "/api/jobs"), ("GET", "/api/jobs/{id}"), ("DELETE", "/api/jobs/{id}"),
@@ -431,7 +432,8 @@ async def test_openapi_document_describes_every_route(server):
                          ("GET", "/api/workflows"), ("GET", "/api/workflows/{name}"),
                          ("PUT", "/api/workflows/{name}"), ("DELETE", "/api/workflows/{name}"),
                          ("GET", "/api/system"), ("GET", "/api/extensions"), ("GET", "/api/openapi.json"),
-                         ("GET", "/extensions/{pack}/{tail}"), ("GET", "/ws")]:
+                         ("GET", "/extensions/{pack}/{tail}"), ("GET", "/ws"), ("POST", "/prompt"),
+                         ("GET", "/history/{prompt_id}"), ("GET", "/object_info"), ("POST", "/upload/image")]:
         assert (method, path) in documented, (method, path)
     post = doc["paths"]["/api/jobs"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/QueueRequest"}
