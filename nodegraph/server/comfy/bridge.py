@@ -27,6 +27,7 @@ __all__ = ["ComfyBridge", "PREVIEW_IMAGE"]
 
 PREVIEW_IMAGE = 1  # ComfyUI's binary event type of a preview; the image type follows (1 JPEG, 2 PNG)
 _PNG = 2
+_REMEMBERED = 100_000  # prompts whose client the bridge remembers at most
 
 
 @dataclass
@@ -61,6 +62,8 @@ class ComfyBridge:
     def queued(self, job_id: str, client_id: str | None) -> None:
         """A prompt was queued through the door: its messages go to ``client_id``."""
         self.clients_of[job_id] = client_id
+        if len(self.clients_of) > _REMEMBERED:  # prompts deleted before they ran are never finished: forget
+            del self.clients_of[next(iter(self.clients_of))]  # the oldest (the queue is bounded anyway)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /ws?clientId=ID``: a ComfyUI client (an id is made up when it gives none)."""
