@@ -234,35 +234,31 @@ def test_plain_output_when_not_a_tty(tmp_path, wf_file):
     assert "run   c (core.solid_color)" in proc.stderr and "run success" in proc.stderr
 
 
-def test_tty_renderer_draws_tqdm_bars_with_eta_and_rate():
+def rendered_half_done(tty: bool) -> str:
+    """What the console renderer writes for a node halfway through 10 steps (then done, on a TTY)."""
     import io
 
     from nodegraph.events import NodeCompleted, NodeStarted, Progress, RunStarted
     from nodegraph.render import ConsoleRenderer
 
     buf = io.StringIO()
-    r = ConsoleRenderer(buf, tty=True)
+    r = ConsoleRenderer(buf, tty=tty)
     r(RunStarted(run_id="r", nodes=["a"], targets=["a"]))
     r(NodeStarted(run_id="r", node="a", type="x.y"))
     r(Progress(run_id="r", node="a", step=5, total=10))
-    r(NodeCompleted(run_id="r", node="a", type="x.y", duration=0.1))
-    text = buf.getvalue()
+    if tty:
+        r(NodeCompleted(run_id="r", node="a", type="x.y", duration=0.1))
+    return buf.getvalue()
+
+
+def test_tty_renderer_draws_tqdm_bars_with_eta_and_rate():
+    text = rendered_half_done(tty=True)
     assert "5/10" in text and "\r" in text and "step/s" in text and "<" in text  # steps, ETA, rate
     assert " 50%|" in text
 
 
 def test_plain_progress_lines_say_the_eta_and_the_rate():
-    import io
-
-    from nodegraph.events import NodeStarted, Progress, RunStarted
-    from nodegraph.render import ConsoleRenderer
-
-    buf = io.StringIO()
-    r = ConsoleRenderer(buf, tty=False)
-    r(RunStarted(run_id="r", nodes=["a"], targets=["a"]))
-    r(NodeStarted(run_id="r", node="a", type="x.y"))
-    r(Progress(run_id="r", node="a", step=5, total=10))
-    line = buf.getvalue().splitlines()[-1]
+    line = rendered_half_done(tty=False).splitlines()[-1]
     assert line.startswith("step  a 5/10 [00:00<") and line.endswith("step/s]"), line
 
 
