@@ -163,10 +163,10 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
         rgb = rgb_at(editor, (x, y))
         assert close(rgb, [int(colour[i:i + 2], 16) for i in (1, 3, 5)], tol=40), (port, rgb, colour)
 
-    # Widgets: model names and a prefix through the Value prompt, the prompt in its text box, steps
-    # typed as arithmetic (read without eval), seeds fixed from their randomize/fixed menu.
+    # Widgets: model names from the loaders' drop-downs, a prefix through the Value prompt, the prompt in
+    # its text box, steps typed as arithmetic (read without eval), seeds fixed from their randomize/fixed menu.
     for loader in (clip, prior_loader, decoder_loader):
-        editor.type_in_widget(loader, "model", tiny_karlo)
+        editor.choose_in_widget(loader, "model", tiny_karlo)
     prefix = f"t2i_{uuid.uuid4().hex[:8]}"
     editor.type_in_widget(save, "filename_prefix", prefix)
     page.locator('.ng-textarea[data-port="text"]').click()
