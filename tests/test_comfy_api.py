@@ -308,3 +308,26 @@ async def test_the_editors_upgrade_route_reads_a_comfyui_workflow_and_names_what
     assert answer["workflow"]["nodes"]["7"]["inputs"] == {"value": {"from": "4", "output": "value"}}
     assert [(i["code"], i["node"]) for i in answer["issues"]] == [("unknown_node_type", "8")]
     assert "'KSampler' has no nodegraph equivalent" in answer["issues"][0]["message"]
+
+
+@pytest.mark.asyncio
+async def test_post_queue_and_post_history_delete_and_clear(server):
+    client = ComfyClient(server)
+    ws = await client.connect()
+    blocked = {"1": {"class_type": "srvtest.gate", "inputs": {"name": "comfy-clear", "value": 1.0}},
+               "2": {"class_type": "toy.sink", "inputs": {"value": ["1", 0]}}}
+    running = (await client.queue_prompt(blocked))["prompt_id"]
+    waiting = [(await client.queue_prompt(pictures_prompt(steps=n)))["prompt_id"] for n in (1, 2, 3)]
+    assert (await server.client.post("/queue", json={"delete": [waiting[0], running]})).status == 200
+    assert [item[1] for item in (await client.get("/queue"))["queue_pending"]] == waiting[1:]
+    assert (await server.client.post("/queue", json={"clear": True})).status == 200
+    assert (await client.get("/queue"))["queue_pending"] == []
+    gate("comfy-clear").set()
+    await messages_until_done(ws, running)
+    assert list(await client.get("/history")) == [running]
+    assert (await server.client.post("/history", json={"delete": ["nope"]})).status == 200
+    assert (await server.client.post("/history", json={"clear": True})).status == 200
+    assert await client.get("/history") == {}
+    res = await server.client.post("/queue", json={"delete": "not a list"})
+    assert res.status == 400 and "delete" in (await res.json())["message"]
+    await ws.close()

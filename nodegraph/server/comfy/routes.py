@@ -95,6 +95,13 @@ async def _body(request: web.Request, required: bool) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
+async def _queue_edit(request: web.Request) -> QueueEdit:
+    try:
+        return QueueEdit.model_validate(await _body(request, required=True))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", f'body: {exc}; send {{"clear": true}} or {{"delete": [ids]}}') from None
+
+
 def _number(job: dict[str, Any]) -> int:
     return int(job["created"] * 1000)
 
@@ -188,7 +195,7 @@ async def get_queue(request: web.Request) -> web.StreamResponse:
 @comfy_api.route("POST", "/queue", summary="Clear the queue or delete some of it (ComfyUI)",
                  body={"application/json": "json"}, responses={200: None}, tag=TAG, raw_body=True)
 async def post_queue(request: web.Request) -> web.StreamResponse:
-    edit = QueueEdit.model_validate(await _body(request, required=True))
+    edit = await _queue_edit(request)
     store = request.app[STORE]
     ids = [j["id"] for j in await store(lambda s: s.queued())] if edit.clear else edit.delete
     await store(lambda s: [s.delete_queued(i) for i in ids])
@@ -262,7 +269,7 @@ async def get_history_item(request: web.Request) -> web.StreamResponse:
 @comfy_api.route("POST", "/history", summary="Clear the history or delete some of it (ComfyUI)",
                  body={"application/json": "json"}, responses={200: None}, tag=TAG, raw_body=True)
 async def post_history(request: web.Request) -> web.StreamResponse:
-    edit = QueueEdit.model_validate(await _body(request, required=True))
+    edit = await _queue_edit(request)
 
     def apply(s: Any) -> None:
         ids = [j["id"] for j in s.history(1_000_000, 0)[0]] if edit.clear else edit.delete
