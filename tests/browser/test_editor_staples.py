@@ -225,3 +225,22 @@ def test_a_comfyui_workflow_opens_and_the_editor_names_the_nodes_it_cannot_map(e
     assert editor.js("app.nodeById('3').ngMissing") and not editor.js("app.nodeById('9').ngMissing")
     assert editor.js("app.graph.groups.length") == 1
     editor.screenshot("comfyui_workflow_imported")
+
+
+def test_a_png_comfyui_wrote_opens_from_its_prompt_chunk(editor, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    prompt = {"4": {"class_type": "core.solid_color", "inputs": {"width": 16, "height": 16, "color": "#0000ff", "batch": 1}},
+              "9": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}}}
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    path = tmp_path / "ComfyUI_00001_.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    editor.new_workflow()
+    with editor.page.expect_file_chooser() as chooser:
+        editor.page.click("#upload-button")
+    chooser.value.set_files(str(path))
+    editor.wait("app.graph.nodes.length === 2")
+    wf = editor.workflow()["nodes"]
+    assert wf["9"]["type"] == "core.preview_image" and wf["9"]["inputs"]["images"] == {"from": "4", "output": "images"}
+    assert wf["4"]["inputs"]["color"] == "#0000ff"
