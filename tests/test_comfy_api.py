@@ -84,6 +84,12 @@ def pictures_prompt(steps: int = 2) -> dict[str, Any]:
     }
 
 
+def gated_prompt(name: str) -> dict[str, Any]:
+    """A prompt whose node "1" runs until the test opens the gate ``name``."""
+    return {"1": {"class_type": "srvtest.gate", "inputs": {"name": name, "value": 1.0}},
+            "2": {"class_type": "toy.sink", "inputs": {"value": ["1", 0]}}}
+
+
 @pytest.mark.asyncio
 async def test_a_comfyui_style_client_queues_listens_reads_the_history_and_fetches_the_images(server):
     client = ComfyClient(server)
@@ -167,8 +173,7 @@ async def test_an_invalid_prompt_is_answered_with_comfyuis_node_errors(server):
 async def test_queue_lists_running_and_pending_and_interrupt_stops_the_running_prompt(server):
     client = ComfyClient(server)
     ws = await client.connect()
-    blocked = {"1": {"class_type": "srvtest.gate", "inputs": {"name": "comfy-queue", "value": 1.0}},
-               "2": {"class_type": "toy.sink", "inputs": {"value": ["1", 0]}}}
+    blocked = gated_prompt("comfy-queue")
     first = (await client.queue_prompt(blocked))["prompt_id"]
     async with asyncio.timeout(20):  # wait until the gate node runs
         while True:
@@ -314,8 +319,7 @@ async def test_the_editors_upgrade_route_reads_a_comfyui_workflow_and_names_what
 async def test_post_queue_and_post_history_delete_and_clear(server):
     client = ComfyClient(server)
     ws = await client.connect()
-    blocked = {"1": {"class_type": "srvtest.gate", "inputs": {"name": "comfy-clear", "value": 1.0}},
-               "2": {"class_type": "toy.sink", "inputs": {"value": ["1", 0]}}}
+    blocked = gated_prompt("comfy-clear")
     running = (await client.queue_prompt(blocked))["prompt_id"]
     waiting = [(await client.queue_prompt(pictures_prompt(steps=n)))["prompt_id"] for n in (1, 2, 3)]
     assert (await server.client.post("/queue", json={"delete": [waiting[0], running]})).status == 200
