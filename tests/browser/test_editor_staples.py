@@ -57,8 +57,12 @@ def test_ctrl_b_and_ctrl_m_set_the_mode_and_the_node_menu_lists_each_entry_once(
 
 def test_ctrl_g_groups_alt_c_collapses_and_alt_click_reroutes_a_link_and_all_survive_a_reload(editor):
     a, b = two_linked_nodes(editor)
-    # Alt+click the middle of the link: a reroute on it.
-    middle = editor.js("(() => { const l = [...app.graph.links.values()][0]; return app.graphToClient(l._pos); })()")
+    # Alt+click the middle of the link: a reroute on it. The canvas finds links by the paths it last
+    # drew, so wait until the link was drawn where its nodes are now (its centre between its ends).
+    ends = [editor.slot(a, "output", "images"), editor.slot(b, "input", "images")]
+    middle = [(ends[0][0] + ends[1][0]) / 2, (ends[0][1] + ends[1][1]) / 2]
+    editor.wait("""(() => { const l = [...app.graph.links.values()][0], c = l._pos && app.graphToClient(l._pos);
+        return c && Math.abs(c[0] - arg[0]) < 2 && Math.abs(c[1] - arg[1]) < 2; })()""", middle)
     editor.page.keyboard.down("Alt")
     editor.page.mouse.click(*middle)
     editor.page.keyboard.up("Alt")
