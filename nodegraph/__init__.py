@@ -58,7 +58,7 @@ _EXPORTS = {
     "read_png_workflow": "png", "save_png": "png",
     "Pack": "registry", "Registry": "registry",
     "ANY": "types", "IMAGE": "types", "MASK": "types", "MAX_SEED": "types", "FileName": "types", "ImageFile": "types",
-    "Seed": "types", "Text": "types", "link_type": "types",
+    "ModelKind": "types", "ModelName": "types", "Seed": "types", "Text": "types", "link_type": "types",
     "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
     "load_state_dict": "weights",
@@ -67,8 +67,8 @@ _EXPORTS = {
 __all__ = [
     "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine", "Event",
     "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue",
-    "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted",
-    "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
+    "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelKind", "ModelName", "ModelStore", "Node",
+    "NodeCached", "NodeCompleted", "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
     "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished",
     "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
@@ -127,7 +127,19 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .png import read_png_workflow, save_png
     from .registry import Pack, Registry
     from .saving import preview_images, save_images
-    from .types import ANY, IMAGE, MASK, MAX_SEED, FileName, ImageFile, Seed, Text, link_type
+    from .types import (
+        ANY,
+        IMAGE,
+        MASK,
+        MAX_SEED,
+        FileName,
+        ImageFile,
+        ModelKind,
+        ModelName,
+        Seed,
+        Text,
+        link_type,
+    )
     from .validation import Issue, ValidationResult, validate
     from .weights import load_state_dict
     from .workflow import FORMAT, Workflow, dump_workflow, load_workflow

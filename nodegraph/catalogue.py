@@ -39,8 +39,9 @@ class PortSchema(BaseModel):
     optional: bool | None = None
     lazy: bool | None = None
     choices: list[Any] | None = None
-    widget: str | None = Field(None, description="seed, text or file")
+    widget: str | None = Field(None, description="seed, text, file or model")
     folder: str | None = None
+    model_kind: str | None = Field(None, description="For a model widget: the kind GET /api/models?kind= lists.")
     extensions: list[str] | None = None
     default: Any = None
     minimum: float | None = None
@@ -76,6 +77,8 @@ class PortSchema(BaseModel):
                 keys["folder"] = t.widget.folder
             if t.widget.extensions:
                 keys["extensions"] = list(t.widget.extensions)
+            if t.widget.model is not None:
+                keys["model_kind"] = t.widget.model.name
         if prop:
             keys.update({k: prop[k] for k in _SCHEMA_KEYS if k in prop})
             extra = prop.get(_NG, {})
@@ -97,6 +100,9 @@ class NodeSchema(BaseModel):
     volatile: bool = False
     deprecated: bool = False
     replaced_by: str | None = Field(None, description="On an old type id of a renamed node: its current id.")
+    search_aliases: list[str] | None = Field(None, description="Other words the editor's search finds it by.")
+    comfy_class: str | None = Field(None, description="The ComfyUI node class it stands in for in imported "
+                                    "ComfyUI workflows.")
     inputs: list[PortSchema]
     outputs: list[PortSchema]
     input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
@@ -108,13 +114,18 @@ class NodeSchema(BaseModel):
         in_schema = node.Inputs.model_json_schema(mode="validation")
         out_schema = node.Outputs.model_json_schema(mode="serialization")
         props = in_schema.get("properties", {})
+        extra: dict[str, Any] = {}
+        if node.search_aliases:
+            extra["search_aliases"] = list(node.search_aliases)
+        if node.comfy_class:
+            extra["comfy_class"] = node.comfy_class
         return cls(
             type=spec.type_id, pack=spec.pack, version=spec.version, title=spec.title, category=node.category,
             description=spec.description, output_node=node.output_node, volatile=node.volatile,
             deprecated=node.deprecated,
             inputs=[PortSchema.of(p, props.get(name)) for name, p in spec.inputs.items()],
             outputs=[PortSchema.of(p) for p in spec.outputs.values()],
-            input_schema=in_schema, output_schema=out_schema,
+            input_schema=in_schema, output_schema=out_schema, **extra,
         )
 
 

@@ -18,8 +18,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="nodegraph", description="Node-graph workflows for unCLIP text-to-image.")
     p.add_argument("-v", "--verbose", action="store_true", help="log more (model loading, pack discovery)")
+    p.add_argument("--version", action="version", version=f"nodegraph {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -39,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--node", action="append", default=[], metavar="NODE_ID",
                    help="run only what this node needs (default: every output node); repeatable")
     r.add_argument("--quiet", action="store_true", help="print only failures and the summary")
-    r.add_argument("--json-events", action="store_true", help="print every event as a JSON line on stdout")
+    r.add_argument("--json-events", action="store_true", help="print every event as a JSON line on stdout, "
+                   "in the shapes of the server's WebSocket messages (docs/api.md)")
     common(r)
 
     v = sub.add_parser("validate", help="check a workflow without running it")
@@ -151,7 +155,12 @@ class _Interrupt:
 
 
 def _json_sink(event: Any) -> None:
-    print(json.dumps(event.model_dump(mode="json")), flush=True)
+    """One line per event, in the shape /ws sends it (the run id stands for the job id)."""
+    from .server.messages import message_of
+
+    message = message_of(event.run_id, event)
+    if message is not None:
+        print(message.model_dump_json(), flush=True)
 
 
 def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, args, token) -> int:

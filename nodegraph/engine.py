@@ -6,6 +6,7 @@ No singletons: create one ``Engine`` per process (the CLI, the server, a test) a
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def apply_overrides(source: Any, overrides: Mapping[str, Any]) -> tuple[dict[str
             continue
         entry = nodes.get(node_id)
         if not isinstance(entry, dict):
-            close = [n for n in nodes if n.lower() == node_id.lower()]
+            close = [n for n in nodes if n.lower() == node_id.lower()] or difflib.get_close_matches(node_id, list(nodes), n=1)
             issues.append(Issue(code="unknown_target", node=node_id, port=port,
                                 message=f"override {target}: there is no node {node_id!r}"
                                 + (f"; did you mean {close[0]!r}?" if close else

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
+from .types import ModelKind
 
-__all__ = ["ModelHandle", "ModelStore", "find_model", "list_models"]
+__all__ = ["ModelHandle", "ModelStore", "find_model", "list_model_kind", "list_models"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,6 +64,28 @@ def list_models(dirs: Iterable[Path], kind: str | None = None) -> list[str]:
     return names
 
 
+def list_model_kind(dirs: Iterable[Path], kind: ModelKind) -> list[str]:
+    """The names of the models of ``kind`` in ``dirs``, as its loader resolves them: folders holding one of
+    its markers (in ``<dir>/<folder>/``, then ``<dir>/``) and files with one of its extensions (in
+    ``<dir>/<folder>/``; at the top level for a kind without a folder). First folder wins a name."""
+    names: list[str] = []
+    for base in map(Path, dirs):
+        roots = ([(base / kind.folder, True)] if kind.folder else []) + [(base, not kind.folder)]
+        for root, files_here in roots:
+            if not root.is_dir():
+                continue
+            for child in sorted(root.iterdir()):
+                if child.name.startswith(".") or child.name in names:
+                    continue
+                if child.is_dir():
+                    ok = any((child / marker).exists() for marker in kind.markers)
+                else:
+                    ok = files_here and child.name.lower().endswith(tuple(e.lower() for e in kind.extensions))
+                if ok:
+                    names.append(child.name)
+    return names
+
+
 class ModelStore:
     """Thread-safe; each key is loaded at most once at a time, least-recently-used beyond ``max_items``."""
 
@@ -83,6 +106,10 @@ class ModelStore:
     def list(self, kind: str | None = None) -> list[str]:
         """Model names available for ``kind`` (entries of ``<dir>/<kind>/``, else of ``<dir>/``)."""
         return list_models(self.dirs, kind)
+
+    def list_kind(self, kind: ModelKind) -> list[str]:
+        """The names of the models of ``kind`` (:func:`list_model_kind`)."""
+        return list_model_kind(self.dirs, kind)
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, key: str, loader: Callable[[], T]) -> T:

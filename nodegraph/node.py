@@ -107,6 +107,12 @@ class Node:
     #: Such a node is re-run every time unless it implements :meth:`fingerprint`.
     volatile: ClassVar[bool] = False
     deprecated: ClassVar[bool] = False
+    #: Other words people search for this node by (the editor's search matches them), e.g.
+    #: ``("ksampler", "sampler")``: the field's names for what the node does.
+    search_aliases: ClassVar[tuple[str, ...]] = ()
+    #: The ComfyUI node class this node stands in for when a ComfyUI workflow is imported: only for a
+    #: node with the same input names, the same widget order and the same output positions.
+    comfy_class: ClassVar[str | None] = None
 
     class Inputs(Inputs):
         pass
@@ -232,6 +238,12 @@ def derive_spec(cls: type[Node], pack: str) -> NodeSpec:
         raise TypeError(f"{cls.__name__}.name must be a lower-case identifier like 'prior', got {cls.name!r}")
     if not isinstance(cls.version, int) or cls.version < 1:
         raise TypeError(f"{cls.__name__}.version must be a positive integer")
+    aliases = cls.search_aliases
+    if not isinstance(aliases, tuple | list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise TypeError(f"{cls.__name__}.search_aliases must be a tuple of non-empty strings, got {aliases!r}")
+    if cls.comfy_class is not None and not (isinstance(cls.comfy_class, str) and cls.comfy_class.isidentifier()):
+        raise TypeError(f"{cls.__name__}.comfy_class must be a ComfyUI class name like 'SaveImage', "
+                        f"got {cls.comfy_class!r}")
     for attr, base in (("Inputs", Inputs), ("Outputs", Outputs)):
         model = getattr(cls, attr, None)
         if not (isinstance(model, type) and issubclass(model, base)):

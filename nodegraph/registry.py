@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import DuplicateNodeType, PackError
 from .node import Node, NodeSpec, derive_spec
+from .types import ModelKind
 
 __all__ = ["Pack", "PackFailure", "PackInfo", "Registry"]
 
@@ -141,6 +142,16 @@ class Registry:
 
     def specs(self) -> list[NodeSpec]:
         return list(self._specs.values())
+
+    def model_kinds(self) -> dict[str, ModelKind]:
+        """The model kinds the node types' model inputs declare (``nodegraph.ModelName``), by name."""
+        kinds: dict[str, ModelKind] = {}
+        for spec in self._specs.values():
+            for port in spec.inputs.values():
+                widget = port.type.widget
+                if widget is not None and widget.model is not None:
+                    kinds.setdefault(widget.model.name, widget.model)
+        return kinds
 
     def suggest(self, type_id: str) -> list[str]:
         """Registered type ids that look like ``type_id`` (for 'did you mean' messages)."""

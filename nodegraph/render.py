@@ -1,4 +1,4 @@
-"""Rendering run events for a terminal: progress bars on a TTY, plain lines otherwise."""
+"""Rendering run events for a terminal: tqdm progress bars (ETA, steps/s) on a TTY, plain lines otherwise."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 from .events import NodeCached, NodeCompleted, NodeFailed, NodeStarted, Progress, RunFinished, RunStarted
 
 __all__ = ["ConsoleRenderer"]
 
-_BAR = 24
+#: A plain progress line: ``5/10 [00:01<00:01, 4.00step/s]`` (steps, elapsed<remaining, rate).
+_PLAIN = "{n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 
 
 class ConsoleRenderer:
     """An event sink writing to a stream (stderr by default).
 
-    On a TTY it redraws one status line per node (``[3/7] dec unclip.decoder ███░░ 12/25``);
-    otherwise it prints plain lines, with progress throttled to about every 10 % of a node.
+    On a TTY a node that reports progress gets a tqdm bar (``[3/7] dec:  48%|████▊     | 12/25
+    [00:03<00:03, 4.01step/s]``) and every finished node a line; otherwise it prints plain lines, with
+    progress (steps, ETA, rate) throttled to about every 10 % of a node.
     """
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, quiet: bool = False) -> None:
@@ -29,6 +33,7 @@ class ConsoleRenderer:
         self._started: dict[str, float] = {}
         self._last_pct: dict[str, int] = {}
         self._line_open = False
+        self._bar: tqdm | None = None
         self.files: list[str] = []
 
     def _write(self, text: str) -> None:
@@ -36,14 +41,21 @@ class ConsoleRenderer:
         self.stream.flush()
 
     def _line(self, text: str) -> None:
+        self._close_bar()
         if self._line_open:
             self._write("\r\x1b[2K")
             self._line_open = False
         self._write(text + "\n")
 
     def _status(self, text: str) -> None:
+        self._close_bar()
         self._write("\r\x1b[2K" + text)
         self._line_open = True
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def __call__(self, event: Any) -> None:
         if self.quiet and not isinstance(event, NodeFailed | RunFinished):
@@ -84,20 +96,36 @@ class ConsoleRenderer:
 
     def _progress(self, event: Progress) -> None:
         if event.total:
-            frac = min(1.0, max(0.0, event.step / event.total))
             if self.tty:
-                filled = int(frac * _BAR)
-                bar = "█" * filled + "░" * (_BAR - filled)
+                self._tty_bar(event)
+                return
+            pct = int(min(1.0, max(0.0, event.step / event.total)) * 10)
+            if pct > self._last_pct.get(event.node, -1):
+                self._last_pct[event.node] = pct
                 elapsed = time.perf_counter() - self._started.get(event.node, time.perf_counter())
-                self._status(f"[{self._done + 1}/{self._total}] {event.node} {bar} "
-                             f"{event.step}/{event.total} {elapsed:.1f}s")
-            else:
-                pct = int(frac * 10)
-                if pct > self._last_pct.get(event.node, -1):
-                    self._last_pct[event.node] = pct
-                    self._line(f"step  {event.node} {event.step}/{event.total}")
+                meter = tqdm.format_meter(min(event.step, event.total), event.total, elapsed, unit="step",
+                                          bar_format=_PLAIN)
+                self._line(f"step  {event.node} {meter}")
         elif self.tty:
             self._status(f"[{self._done + 1}/{self._total}] {event.node} step {event.step}")
+
+    def _tty_bar(self, event: Progress) -> None:
+        bar = self._bar
+        if bar is None or bar.desc != self._desc(event.node) or bar.total != event.total:
+            if self._line_open:
+                self._write("\r\x1b[2K")
+                self._line_open = False
+            self._close_bar()
+            # mininterval 0: a progress event is already a step (at most a few a second), draw each one
+            bar = self._bar = tqdm(total=event.total, desc=self._desc(event.node), unit="step", file=self.stream,
+                                   leave=False, mininterval=0, dynamic_ncols=True)
+            started = self._started.get(event.node)
+            if started is not None:  # the node's time before its first step counts towards the rate
+                bar.start_t -= time.perf_counter() - started
+        bar.update(max(0, min(event.step, event.total) - bar.n))
+
+    def _desc(self, node: str) -> str:
+        return f"[{self._done + 1}/{self._total}] {node}"
 
     def _collect(self, ui: dict[str, Any]) -> None:
         for item in ui.get("images", []) if isinstance(ui, dict) else []:

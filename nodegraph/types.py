@@ -30,6 +30,8 @@ __all__ = [
     "LinkType",
     "MASK",
     "MAX_SEED",
+    "ModelKind",
+    "ModelName",
     "Seed",
     "Text",
     "WidgetKind",
@@ -53,12 +55,31 @@ class LinkType:
 
 
 @dataclass(frozen=True)
-class WidgetKind:
-    """Marker that refines how a literal (widget) port is edited: seed, multi-line text, file name."""
+class ModelKind:
+    """The models a loader's name input takes, so that an editor can list them (``GET /api/models?kind=``).
 
-    kind: str  # "seed" | "text" | "file"
-    folder: str | None = None  # for "file": "input", "output" or a model folder such as "models"
+    ``name`` identifies the kind (``"unclip.prior"``). ``folder`` is the subfolder of the model folders
+    the loader looks in first (``"loras"``: ``ctx.models.resolve(name, "loras")``), ``None`` for the top
+    level only. A folder is a model of this kind when it holds one of ``markers`` (relative paths, e.g.
+    ``"prior/config.json"``); a file is one when it ends with one of ``extensions`` and lies in
+    ``folder`` (or at the top level, for a kind without a folder). Everything else — logs, configs,
+    other kinds' models — is left out of the list.
+    """
+
+    name: str
+    folder: str | None = None
+    markers: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WidgetKind:
+    """Marker that refines how a literal (widget) port is edited: seed, multi-line text, file or model name."""
+
+    kind: str  # "seed" | "text" | "file" | "model"
+    folder: str | None = None  # for "file": "input", "output" or "temp"
+    extensions: tuple[str, ...] = ()
+    model: ModelKind | None = None  # for "model": the models it lists
 
 
 def link_type(name: str, description: str = "", example: Callable[[], Any] | None = None) -> Any:
@@ -106,6 +127,13 @@ def FileName(folder: str, extensions: tuple[str, ...] = ()) -> Any:  # noqa: N80
     ``ctx.resolve_file(folder, name)``, which refuses anything that escapes the folder.
     """
     return Annotated[str, WidgetKind("file", folder, tuple(extensions))]
+
+
+def ModelName(kind: ModelKind) -> Any:  # noqa: N802 - reads as a type
+    """The name of a model of ``kind`` in the model folders (the editor offers the ones there)."""
+    if not isinstance(kind, ModelKind) or not kind.name:
+        raise TypeError(f"ModelName takes a ModelKind with a name, got {kind!r}")
+    return Annotated[str, WidgetKind("model", kind.folder, tuple(kind.extensions), kind)]
 
 
 #: An image file in the input folder (the editor shows an upload button and a thumbnail).

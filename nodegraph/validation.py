@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .errors import UnsafePath
 from .issues import CODES, Issue, ValidationResult
+from .modes import resolve_modes
 from .node import NodeSpec, PortSpec
 from .paths import list_files, safe_join
 from .registry import Registry
@@ -89,6 +90,7 @@ class Validator:
     links: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
+    inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
@@ -110,26 +112,37 @@ class Validator:
 
     # -- nodes -----------------------------------------------------------------------------------
     def check_nodes(self) -> None:
-        """Every node: its type and version, then each of its inputs."""
+        """Every node: its type and version, then (modes applied) each input of the nodes that run."""
         types = self._types
+        known: dict[str, NodeSpec] = {}
         for nid, entry in self.workflow.nodes.items():
             spec = types.get(entry.type)
-            current = entry
             if spec is None or not is_current(entry, spec):
                 result = upgrade_node(nid, entry, self.registry)
                 if isinstance(result, Issue):
-                    self.issues.append(result)
+                    if entry.mode != "mute":  # a muted node is left out: its type need not exist here
+                        self.issues.append(result)
                     continue
                 spec, current = result
                 types[entry.type] = spec
                 if current is not entry:
                     self.upgraded[nid] = current
+            known[nid] = spec
+        nodes = {**self.workflow.nodes, **self.upgraded}
+        modes = resolve_modes(nodes, known)
+        self.issues.extend(modes.issues)
+        self.inactive = modes.inactive
+        for nid, spec in known.items():
+            if nid in modes.inactive:
+                continue
             self.specs[nid] = spec
             self.literals[nid] = {}
             self.links[nid] = {}
-            self.check_inputs(nid, spec, current.inputs)
+            self.check_inputs(nid, spec, modes.inputs.get(nid, nodes[nid].inputs), modes.ports.get(nid, {}))
 
-    def check_inputs(self, nid: str, spec: NodeSpec, inputs: dict[str, Any]) -> None:
+    def check_inputs(self, nid: str, spec: NodeSpec, inputs: dict[str, Any], passed: dict[str, str]) -> None:
+        """The node's inputs; ``passed`` names the ports a bypassed node gives a literal (taken as a linked
+        value) or that an issue already reports (see :class:`~nodegraph.modes.ModeResult`)."""
         for port, value in inputs.items():
             pspec = spec.inputs.get(port)
             if pspec is None:
@@ -138,12 +151,14 @@ class Validator:
             link = as_link(value)
             if link is not None:
                 self.check_link(nid, pspec, link)
+            elif pspec.type.link_only and passed.get(port) == "literal":
+                self.literals[nid][port] = value  # a bypassed node's literal, as if it arrived on its link
             elif pspec.type.link_only:
                 self.check_literal_on_link_port(nid, pspec, value)
             else:
                 self.check_literal(nid, pspec, value)
         for port, pspec in spec.inputs.items():
-            if pspec.required and port not in inputs:
+            if pspec.required and port not in inputs and port not in passed:
                 need = (f"connect {_producers(self.registry, pspec.type.name)}" if pspec.link_only
                         else f"set it to {_describe(pspec)}")
                 self.issues.append(Issue(code="missing_input", node=nid, port=port,
@@ -244,19 +259,33 @@ class Validator:
                                          "be acyclic, remove one of the links between them"))
 
     def check_targets(self, targets: list[str] | None) -> None:
-        """The nodes asked for exist; without targets, there is an output node to run."""
+        """The nodes asked for exist and run; without targets, there is an output node that runs."""
         nodes = self.workflow.nodes
         if targets is not None:
             for t in targets:
                 if t not in nodes:
                     self.issues.append(Issue(code="unknown_target", node=t,
                                              message=f"asked to run node {t!r}, which is not in the workflow"))
+                elif t in self.inactive:
+                    self.issues.append(Issue(code="no_outputs", node=t,
+                                             message=f"asked to run node {t!r}, which does not run: it is "
+                                             f"{self.inactive[t]}; change its mode (or its inputs' nodes')"))
             if not targets:
                 self.issues.append(Issue(code="no_outputs", message="no nodes were asked for"))
-        elif not any(s is not None and s.output_node for s in map(self.node_type, {e.type for e in nodes.values()})):
-            if not any(i.code == "unknown_node_type" for i in self.issues):
-                self.issues.append(Issue(code="no_outputs", message="the workflow has no output node, so a run "
-                                         "would do nothing; add one (e.g. core.save_image or core.preview_image)"))
+            return
+        active = {e.type for nid, e in nodes.items() if nid not in self.inactive}
+        if any(s is not None and s.output_node for s in map(self.node_type, active)):
+            return
+        if any(i.code == "unknown_node_type" for i in self.issues):
+            return
+        left_out = [nid for nid in self.inactive if (s := self.node_type(nodes[nid].type)) and s.output_node]
+        if left_out:
+            self.issues.append(Issue(code="no_outputs", node=left_out[0], message="no output node runs: "
+                                     + "; ".join(f"{nid} is {self.inactive[nid]}" for nid in left_out[:5])
+                                     + "; change the mode of one of them"))
+        else:
+            self.issues.append(Issue(code="no_outputs", message="the workflow has no output node, so a run "
+                                     "would do nothing; add one (e.g. core.save_image or core.preview_image)"))
 
 
 # --- messages ------------------------------------------------------------------------------------

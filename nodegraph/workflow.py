@@ -9,7 +9,9 @@ One JSON format serves the editor and headless runs::
      "ui": {}, "meta": {}}
 
 An input value is a literal or a link ``{"from": NODE_ID, "output": OUTPUT_NAME}`` (an object with
-exactly those two string keys). ``ui`` fields belong to the editor; the engine ignores them.
+exactly those two string keys). A node's optional ``mode`` is ``"bypass"`` (its outputs pass its
+matching inputs through) or ``"mute"`` (it does not run, nor what needs it); see :mod:`nodegraph.modes`.
+``ui`` fields belong to the editor; the engine ignores them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "Link",
     "LinkRef",
     "NodeEntry",
+    "NodeMode",
     "Workflow",
     "WorkflowFormatError",
     "as_link",
@@ -34,6 +37,8 @@ __all__ = [
 ]
 
 FORMAT = "nodegraph/1"
+#: A node's mode: ``bypass`` passes its inputs through to its outputs, ``mute`` leaves it out of runs.
+NodeMode = Literal["bypass", "mute"]
 
 
 class Link(BaseModel):
@@ -68,6 +73,8 @@ class NodeEntry(BaseModel):
     type: str = Field(min_length=1)
     version: int | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
+    mode: NodeMode | None = Field(None, description="bypass: the node's outputs pass its matching inputs "
+                                  "through; mute: the node and what needs it do not run; absent: it runs.")
     title: str | None = None
     ui: dict[str, Any] = Field(default_factory=dict)
 

@@ -90,8 +90,35 @@ def test_set_overrides_are_json_when_they_parse_else_strings(tmp_path, wf_file, 
     assert cli("run", str(path), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
                "--set", "t.value=hello world", "--set", "n.value=41", "--json-events") == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    shown = {e["node"]: e["ui"]["value"][0] for e in events if e["event"] == "node_completed" and e["ui"]}
+    shown = {e["data"]["node"]: e["data"]["ui"]["value"][0] for e in events
+             if e["type"] == "node_completed" and e["data"]["ui"]}
     assert shown == {"a": "'hello world'", "b": "41"}
+
+
+def test_json_events_are_the_websockets_messages(tmp_path, wf_file, capsys):
+    from pydantic import TypeAdapter
+
+    from nodegraph.server.messages import WsMessage
+
+    wf = workflow(f=node("toy.fail"), s=node("toy.sink", value=link("f")))
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path), "--json-events") == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    messages = [TypeAdapter(WsMessage).validate_json(line).model_dump() for line in lines]
+    assert [m["type"] for m in messages] == ["job_started", "node_started", "node_failed", "job_finished"]
+    assert len({m["data"]["job_id"] for m in messages}) == 1
+    end = messages[-1]["data"]
+    assert end["status"] == "failed" and end["error"]["node"] == "f" and "toy failure" in end["error"]["message"]
+
+
+def test_version_and_a_mistyped_node_id_in_set(tmp_path, wf_file, capsys):
+    from nodegraph import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli("--version")
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"nodegraph {__version__}"
+    wf = workflow(prompt=node("core.string", value="x"), s=node("toy.sink", value=link("prompt")))
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--set", "prmpt.value=hi") == 2
+    assert "there is no node 'prmpt'; did you mean 'prompt'?" in capsys.readouterr().err
 
 
 def test_set_values_are_validated_like_any_input(tmp_path, wf_file, capsys):
@@ -207,20 +234,32 @@ def test_plain_output_when_not_a_tty(tmp_path, wf_file):
     assert "run   c (core.solid_color)" in proc.stderr and "run success" in proc.stderr
 
 
-def test_tty_renderer_draws_bars():
+def rendered_half_done(tty: bool) -> str:
+    """What the console renderer writes for a node halfway through 10 steps (then done, on a TTY)."""
     import io
 
     from nodegraph.events import NodeCompleted, NodeStarted, Progress, RunStarted
     from nodegraph.render import ConsoleRenderer
 
     buf = io.StringIO()
-    r = ConsoleRenderer(buf, tty=True)
+    r = ConsoleRenderer(buf, tty=tty)
     r(RunStarted(run_id="r", nodes=["a"], targets=["a"]))
     r(NodeStarted(run_id="r", node="a", type="x.y"))
     r(Progress(run_id="r", node="a", step=5, total=10))
-    r(NodeCompleted(run_id="r", node="a", type="x.y", duration=0.1))
-    text = buf.getvalue()
-    assert "█" * 12 in text and "5/10" in text and "\r" in text
+    if tty:
+        r(NodeCompleted(run_id="r", node="a", type="x.y", duration=0.1))
+    return buf.getvalue()
+
+
+def test_tty_renderer_draws_tqdm_bars_with_eta_and_rate():
+    text = rendered_half_done(tty=True)
+    assert "5/10" in text and "\r" in text and "step/s" in text and "<" in text  # steps, ETA, rate
+    assert " 50%|" in text
+
+
+def test_plain_progress_lines_say_the_eta_and_the_rate():
+    line = rendered_half_done(tty=False).splitlines()[-1]
+    assert line.startswith("step  a 5/10 [00:00<") and line.endswith("step/s]"), line
 
 
 def test_example_workflows_validate():

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from conftest import ROOT
 from PIL import Image
 from test_server_helpers import (
     finished,
@@ -21,6 +22,7 @@ from test_server_helpers import (
 
 import nodegraph.types
 from nodegraph.server import schemas
+from nodegraph.server.comfy import comfy_api
 from nodegraph.server.routes import api
 
 pytest_plugins = ["test_server_helpers"]  # its fixtures: server, start, web_dir
@@ -300,6 +302,37 @@ async def test_models_lists_names_in_the_model_folders(server):
     assert (await server.json("GET", "/api/models?kind=../..", 400))["error"] == "invalid_request"
 
 
+async def test_models_of_a_loaders_kind_are_the_ones_it_loads_and_nothing_else(server):
+    models = server.tmp / "models"
+    for path in ("karlo/prior/config.json", "karlo/decoder/config.json", "karlo/training_log.json",
+                 "ours/prior/config.json", "sam-small/model.safetensors", "loras/pink.safetensors", "loras/notes.txt",
+                 "training_log.json"):
+        (models / path).parent.mkdir(parents=True, exist_ok=True)
+        (models / path).write_bytes(b"")
+    catalogue = await server.json("GET", "/api/nodes")
+    kinds = {p["name"]: p["model_kind"] for p in catalogue["nodes"]["unclip.load_prior"]["inputs"] if "model_kind" in p}
+    assert kinds == {"model": "unclip.prior"}
+    assert (await server.json("GET", "/api/models?kind=unclip.prior"))["models"] == ["karlo", "ours"]
+    assert (await server.json("GET", "/api/models?kind=unclip.decoder"))["models"] == ["karlo"]
+    assert (await server.json("GET", "/api/models?kind=lora"))["models"] == ["pink.safetensors"]
+    assert (await server.json("GET", "/api/models?kind=sam"))["models"] == ["sam-small"]
+    missing = await server.json("GET", "/api/models?kind=unclip", 404)
+    assert missing["error"] == "not_found" and "unclip.prior" in missing["message"]
+
+
+async def test_templates_are_the_shipped_workflows_with_their_meta(server):
+    listing = await server.json("GET", "/api/templates")
+    schemas.TemplateList.model_validate(listing)
+    shipped = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
+    assert [t["name"] for t in listing["templates"]] == shipped and listing["default"] == "text2image"
+    t2i = next(t for t in listing["templates"] if t["name"] == "text2image")
+    meta = json.loads((ROOT / "workflows" / "text2image.json").read_text())["meta"]
+    assert (t2i["title"], t2i["description"]) == (meta["title"], meta["description"])
+    assert await server.json("GET", "/api/templates/text2image") == json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    assert (await server.json("GET", "/api/templates/nope", 404))["error"] == "not_found"
+    assert (await server.json("GET", "/api/templates/..%2Fsecret", 400))["error"] == "unsafe_path"
+
+
 async def test_saved_workflows_put_list_get_delete(server):
     flow = trivial(3.5)
     flow["ui"] = {"canvas": {"scale": 0.8}}
@@ -388,17 +421,19 @@ async def test_openapi_document_describes_every_route(server):
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     import re
 
-    declared = {(d.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", d.path)) for d in api.routes}
+    declared = {(d.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", d.path)) for d in (*api.routes, *comfy_api.routes)}
     assert declared == documented
     for method, path in [("GET", "/api/nodes"), ("POST", "/api/validate"), ("POST", "/api/upgrade"), ("POST", "/api/jobs"),
                          ("GET", "/api/jobs"), ("GET", "/api/jobs/{id}"), ("DELETE", "/api/jobs/{id}"),
                          ("POST", "/api/jobs/{id}/move"), ("POST", "/api/jobs/{id}/requeue"),
                          ("POST", "/api/interrupt"), ("GET", "/api/history"), ("DELETE", "/api/history/{id}"),
                          ("GET", "/api/view"), ("POST", "/api/upload"), ("GET", "/api/files/input"),
-                         ("GET", "/api/models"), ("GET", "/api/workflows"), ("GET", "/api/workflows/{name}"),
+                         ("GET", "/api/models"), ("GET", "/api/templates"), ("GET", "/api/templates/{name}"),
+                         ("GET", "/api/workflows"), ("GET", "/api/workflows/{name}"),
                          ("PUT", "/api/workflows/{name}"), ("DELETE", "/api/workflows/{name}"),
                          ("GET", "/api/system"), ("GET", "/api/extensions"), ("GET", "/api/openapi.json"),
-                         ("GET", "/extensions/{pack}/{tail}"), ("GET", "/ws")]:
+                         ("GET", "/extensions/{pack}/{tail}"), ("GET", "/ws"), ("POST", "/prompt"),
+                         ("GET", "/history/{prompt_id}"), ("GET", "/object_info"), ("POST", "/upload/image")]:
         assert (method, path) in documented, (method, path)
     post = doc["paths"]["/api/jobs"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/QueueRequest"}

@@ -19,10 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from ..engine import Engine
+from .comfy import ComfyBridge, comfy_api
 from .config import ServerConfig, is_loopback
 from .hub import Hub
-from .keys import CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
-from .openapi import openapi_document, ws_message_schemas
+from .keys import BRIDGE, CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
+from .openapi import ApiRoutes, openapi_document, ws_message_schemas
 from .routes import api, body_limit
 from .runner import JobRunner
 from .security import error_middleware, guard_middleware, security_headers
@@ -57,8 +58,10 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> web.Applic
     app[HUB] = hub
     app[STORE] = store
     app[RUNNER] = JobRunner(engine, store, hub, config)
+    app[BRIDGE] = ComfyBridge(hub, config.ws_queue)
     app[OPENAPI] = _openapi()
     api.install(app, body_limit)
+    comfy_api.install(app, body_limit)
     app.router.add_get("/{tail:.+}", editor_file)  # after every API route: the rest of web/
     app.on_response_prepare.append(security_headers)
     app.on_shutdown.append(_close_sockets)  # open WebSockets would otherwise hold the shutdown up
@@ -70,7 +73,9 @@ def _openapi() -> dict[str, Any]:
     from .. import __version__
     from ..workflow import Workflow
 
-    doc = openapi_document(api, version=__version__, extra_models=(Workflow,), extra_schemas=ws_message_schemas(),
+    routes = ApiRoutes()
+    routes.routes = [*api.routes, *comfy_api.routes]
+    doc = openapi_document(routes, version=__version__, extra_models=(Workflow,), extra_schemas=ws_message_schemas(),
                            description=DESCRIPTION)
     doc["paths"]["/ws"]["get"]["responses"]["101"] = {
         "description": "Switching protocols: a WebSocket whose text frames are WsMessage objects",
@@ -80,6 +85,7 @@ def _openapi() -> dict[str, Any]:
 
 async def _close_sockets(app: web.Application) -> None:
     await app[HUB].close()
+    await app[BRIDGE].close()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServerConfig", "default_web_dir", "is_loopback"]
+__all__ = ["ServerConfig", "default_templates_dir", "default_web_dir", "is_loopback"]
 
 MIB = 1024 * 1024
 
@@ -22,6 +22,11 @@ MIB = 1024 * 1024
 def default_web_dir() -> Path:
     """The editor's folder: ``web/`` beside the ``nodegraph`` package (a source checkout)."""
     return Path(__file__).resolve().parents[2] / "web"
+
+
+def default_templates_dir() -> Path:
+    """The shipped example workflows: ``workflows/`` beside the ``nodegraph`` package (a source checkout)."""
+    return Path(__file__).resolve().parents[2] / "workflows"
 
 
 def is_loopback(host: str) -> bool:
@@ -44,6 +49,9 @@ class ServerConfig(BaseModel):
     token: str | None = Field(None, min_length=1, description="Shared secret every request must carry.")
     data_dir: Path = Field(Path(".nodegraph"), description="Queue/history database and saved workflows.")
     web_dir: Path = Field(default_factory=default_web_dir, description="The editor's static files.")
+    templates_dir: Path = Field(default_factory=default_templates_dir,
+                                description="Example workflows the editor offers as templates (*.json).")
+    default_template: str = Field("text2image", description="The template a first visit to the editor opens.")
     max_body_bytes: int = Field(16 * MIB, ge=1024, description="Largest JSON request body (413 above).")
     max_upload_bytes: int = Field(32 * MIB, ge=1024, description="Largest uploaded image (413 above).")
     max_image_pixels: int = Field(64_000_000, ge=1, description="Largest uploaded image, in pixels.")
@@ -59,7 +67,8 @@ class ServerConfig(BaseModel):
         """Defaults, then ``NODEGRAPH_*`` variables, then ``overrides`` (``None`` values are ignored)."""
         env = os.environ if environ is None else environ
         names = {
-            "NODEGRAPH_WEB_DIR": "web_dir", "NODEGRAPH_MAX_BODY_BYTES": "max_body_bytes",
+            "NODEGRAPH_WEB_DIR": "web_dir", "NODEGRAPH_TEMPLATES_DIR": "templates_dir",
+            "NODEGRAPH_MAX_BODY_BYTES": "max_body_bytes",
             "NODEGRAPH_MAX_UPLOAD_BYTES": "max_upload_bytes", "NODEGRAPH_MAX_QUEUE": "max_queue",
             "NODEGRAPH_PREVIEW_INTERVAL": "preview_interval", "NODEGRAPH_TOKEN": "token",
         }

@@ -25,6 +25,7 @@ __all__ = [
     "confined",
     "image_content_type",
     "list_images",
+    "list_templates",
     "store_upload",
     "upload_name",
     "workflow_path",
@@ -128,6 +129,26 @@ def store_upload(folder: Path, name: str, data: bytes, *, overwrite: bool) -> st
 def list_images(folder: Path, limit: int = 10_000) -> list[str]:
     """Image files under ``folder`` (by extension), ``/``-separated, hidden names and symlinks out skipped."""
     return list_files(folder, _IMAGE_EXTS, limit)
+
+
+def list_templates(folder: Path) -> list[dict[str, str]]:
+    """The workflows of ``folder`` (``*.json``, not hidden), each with its ``meta`` title and description;
+    a file that is no JSON object is left out."""
+    import json
+
+    items = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        meta = data.get("meta") if isinstance(data, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        items.append({"name": path.stem, "title": str(meta.get("title") or path.stem),
+                      "description": str(meta.get("description") or "")})
+    return items
 
 
 _WORKFLOW_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]{0,99}$")

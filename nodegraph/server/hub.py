@@ -6,7 +6,8 @@ that falls ``ws_queue`` messages behind is disconnected (it can reconnect and re
 over HTTP). Clients may send ``{"type": "subscribe", "job_id": ID}`` to receive only the events of
 the jobs they name (``"job_id": null`` goes back to every job) and ``{"type": "unsubscribe", ...}``;
 each is answered with the current ``status`` message, from which on it is in effect. ``status``
-messages go to everyone.
+messages go to everyone. Listeners (:meth:`Hub.listen`) see every published message, e.g. to speak
+another protocol to their own clients; a message may be binary (``bytes``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 class Client:
     ws: web.WebSocketResponse
     client_id: str | None
-    queue: asyncio.Queue[str | None]
+    queue: asyncio.Queue[str | bytes | None]
     jobs: set[str] | None = None  # None: every job
     writer: asyncio.Task[None] | None = field(default=None, repr=False)
     dropped: bool = False
@@ -44,19 +46,29 @@ class Hub:
         self.queue_size = queue_size
         self.clients: set[Client] = set()
         self.status_text: str | None = None  # the last status message, sent first to a new client
+        self.listeners: list[Callable[[str | bytes, str | None], None]] = []
+
+    def listen(self, listener: Callable[[str | bytes, str | None], None]) -> None:
+        """Call ``listener(text, job_id)`` with every message published from now on."""
+        self.listeners.append(listener)
 
     # -- publishing (event loop thread only) -----------------------------------------------------
-    def publish(self, text: str, job_id: str | None = None) -> None:
+    def publish(self, text: str | bytes, job_id: str | None = None) -> None:
         """Send to every client interested in ``job_id`` (``None``: to everyone)."""
         for client in list(self.clients):
             if client.wants(job_id):
                 self._put(client, text)
+        for listener in self.listeners:
+            try:
+                listener(text, job_id)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the messages
+                log.exception("a WebSocket listener failed")
 
     def publish_status(self, text: str) -> None:
         self.status_text = text
         self.publish(text)
 
-    def send_to(self, client_id: str, text: str) -> int:
+    def send_to(self, client_id: str, text: str | bytes) -> int:
         """Send to the clients that connected with ``client_id``; returns how many."""
         n = 0
         for client in list(self.clients):
@@ -65,7 +77,7 @@ class Hub:
                 n += 1
         return n
 
-    def _put(self, client: Client, text: str) -> None:
+    def _put(self, client: Client, text: str | bytes) -> None:
         if client.dropped:
             return
         try:
@@ -81,12 +93,15 @@ class Hub:
             client.queue.put_nowait(None)
 
     # -- connections -----------------------------------------------------------------------------
-    async def handle(self, request: web.Request, client_id: str | None) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request, client_id: str | None, *,
+                     hello: str | None = None) -> web.WebSocketResponse:
+        """Serve one WebSocket; its first message is ``hello`` when given, else the last status."""
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, timeout=2.0)
         await ws.prepare(request)
         client = Client(ws, client_id, asyncio.Queue(self.queue_size))
-        if self.status_text is not None:
-            client.queue.put_nowait(self.status_text)
+        first = hello if hello is not None else self.status_text
+        if first is not None:
+            client.queue.put_nowait(first)
         self.clients.add(client)  # no await since the snapshot: no message is lost or doubled
         client.writer = asyncio.create_task(self._write(client))
         try:
@@ -135,7 +150,10 @@ class Hub:
                 text = await client.queue.get()
                 if text is None:
                     break
-                await client.ws.send_str(text)
+                if isinstance(text, bytes):
+                    await client.ws.send_bytes(text)
+                else:
+                    await client.ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:  # the peer went away mid-send
             log.debug("WebSocket send failed: %s", exc)
         finally:

@@ -31,6 +31,7 @@ __all__ = [
     "ValidationFailedData",
     "ValidationFailedMessage",
     "WsMessage",
+    "message_of",
 ]
 
 WS_VERSION = 1
@@ -91,6 +92,20 @@ EVENT_MESSAGES: dict[type[BaseModel], type[EventMessage]] = {
     RunStarted: JobStartedMessage, NodeStarted: NodeStartedMessage, Progress: ProgressMessage,
     NodeCached: NodeCachedMessage, NodeCompleted: NodeCompletedMessage, NodeFailed: NodeFailedMessage,
 }
+
+
+def message_of(job_id: str, event: BaseModel) -> _Message | None:
+    """The message of a run event as ``/ws`` sends it (``nodegraph run --json-events`` prints these);
+    ``run_finished`` becomes ``job_finished``. ``None`` for an event kind that has no v1 message."""
+    if isinstance(event, RunFinished):
+        e = event.error
+        error = JobError(node=e.node, type=e.type, error_type=e.error_type, message=e.message,
+                         traceback=e.traceback) if e is not None else None
+        return JobFinishedMessage(t=event.t, data=JobFinishedData(
+            job_id=job_id, status=event.status, duration=event.duration, executed=event.executed,
+            cached=event.cached, error=error))
+    message = EVENT_MESSAGES.get(type(event))
+    return message.of(job_id, event) if message is not None else None
 
 
 class StatusData(BaseModel):

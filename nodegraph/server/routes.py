@@ -18,12 +18,13 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ..catalogue import PackFailureSchema, PackSchema
+from ..issues import Issue
 from ..upgrade import upgrade_workflow
 from ..validation import ValidationResult
 from ..workflow import WorkflowFormatError, load_workflow
 from . import files
 from .errors import ApiError
-from .keys import CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
+from .keys import BRIDGE, CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
 from .messages import WS_VERSION, ValidationFailedData, ValidationFailedMessage
 from .openapi import ApiRoutes, json_response, read_json
 from .schemas import (
@@ -47,6 +48,7 @@ from .schemas import (
     RequeueRequest,
     SavedWorkflow,
     SystemInfo,
+    TemplateList,
     UnreadableWorkflowBody,
     UpgradeResponse,
     UploadResponse,
@@ -99,14 +101,33 @@ async def validate_workflow(request: web.Request, body: ValidateRequest) -> web.
 async def upgrade(request: web.Request, body: WorkflowBody) -> web.StreamResponse:
     """The body is a workflow in any format this server reads. The answer is that workflow in the current
     format, with renamed node types and nodes saved with older versions upgraded as a run would upgrade
-    them; nodes that cannot be are listed in ``issues`` and left as they were. Nothing is validated
-    beyond that (POST /api/validate does). A body that is no workflow is answered 400."""
+    them; nodes that cannot be are listed in ``issues`` and left as they were. A workflow ComfyUI's editor
+    saved (or an API-format prompt) is read too: nodes with a nodegraph equivalent are mapped, the others
+    kept as missing nodes and named in ``issues``. Nothing is validated beyond that (POST /api/validate
+    does). A body that is no workflow is answered 400."""
     registry = request.app[ENGINE].registry
     workflow, issues = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: upgrade_workflow(body.root, registry))
+        None, lambda: _upgrade_any(body.root, registry))
     if workflow is None:
         raise ApiError(400, issues[0].code, issues[0].message, issues=[i.model_dump() for i in issues])
     return json_response(UpgradeResponse(workflow=workflow, issues=issues))
+
+
+def _upgrade_any(data: Any, registry: Any) -> tuple[dict[str, Any] | None, list[Issue]]:
+    """``upgrade_workflow``, after reading a ComfyUI workflow as ours (its unmapped nodes reported once)."""
+    # imported here: the .comfy package imports this module
+    from .comfy.convert import comfy_format, prompt_to_workflow, ui_to_workflow
+
+
+    kind = comfy_format(data)
+    if kind is None:
+        return upgrade_workflow(data, registry)
+    converted, found = ui_to_workflow(data, registry) if kind == "ui" else prompt_to_workflow(data, registry)
+    if converted is None:
+        return None, found
+    workflow, issues = upgrade_workflow(converted, registry)
+    named = {i.node for i in found}
+    return workflow, [*found, *(i for i in issues if i.node not in named)]
 
 
 # --- jobs ------------------------------------------------------------------------------------------
@@ -121,7 +142,6 @@ async def _status(request: web.Request) -> None:
 async def queue_job(request: web.Request, body: QueueRequest) -> web.StreamResponse:
     """Validate and queue; an invalid workflow is answered 400 with every issue (and, when ``client_id``
     is given, a ``validation_failed`` message to that WebSocket client)."""
-    config, store = request.app[CONFIG], request.app[STORE]
     result = await check_workflow(request, body.workflow, body.targets)
     if not result.valid:
         if body.client_id:
@@ -129,16 +149,25 @@ async def queue_job(request: web.Request, body: QueueRequest) -> web.StreamRespo
             request.app[HUB].send_to(body.client_id, msg.model_dump_json())
         raise ApiError(400, "invalid_workflow", f"the workflow is invalid ({len(result.issues)} issue(s))",
                        issues=[i.model_dump() for i in result.issues])
-    job_id = uuid.uuid4().hex
+    job_id, position = await enqueue(request, body.workflow, targets=body.targets, client_id=body.client_id,
+                                     front=body.front)
+    return json_response(QueueResponse(job_id=job_id, position=position), status=201)
+
+
+async def enqueue(request: web.Request, workflow: Any, *, targets: list[str] | None = None, client_id: str | None = None,
+                  front: bool = False, job_id: str | None = None, requeued_from: str | None = None) -> tuple[str, int]:
+    """Queue a (validated) workflow: 429 when the queue is full; wakes the runner and publishes the status.
+    Returns the job's id and its position."""
+    config, store = request.app[CONFIG], request.app[STORE]
+    job_id = job_id or uuid.uuid4().hex
     try:
-        position = await store(lambda s: s.add(job_id, body.workflow, targets=body.targets,
-                                               client_id=body.client_id, front=body.front,
-                                               max_queue=config.max_queue))
+        position = await store(lambda s: s.add(job_id, workflow, targets=targets, client_id=client_id, front=front,
+                                               max_queue=config.max_queue, requeued_from=requeued_from))
     except QueueFull as exc:
         raise ApiError(429, "queue_full", str(exc)) from None
     request.app[RUNNER].wake()
     await _status(request)
-    return json_response(QueueResponse(job_id=job_id, position=position), status=201)
+    return job_id, position
 
 
 @api.route("GET", "/api/jobs", summary="The running job and the queue", responses={200: JobList}, tag="jobs")
@@ -191,19 +220,12 @@ async def move_job(request: web.Request, body: MoveRequest) -> web.StreamRespons
            responses={201: QueueResponse, 404: None, 409: None, 429: None}, tag="jobs")
 async def requeue_job(request: web.Request, body: RequeueRequest) -> web.StreamResponse:
     """A finished, failed, cancelled or interrupted job runs again as a new job (same workflow and targets)."""
-    config, store = request.app[CONFIG], request.app[STORE]
     old = await _job_or_404(request, request.match_info["id"])
     if old["status"] not in FINISHED:
         raise ApiError(409, "conflict", f"job {old['id']} is {old['status']}; only finished jobs can be re-queued")
-    job_id = uuid.uuid4().hex
-    try:
-        position = await store(lambda s: s.add(job_id, old["workflow"], targets=old["targets"],
-                                               client_id=body.client_id or old["client_id"], front=body.front,
-                                               max_queue=config.max_queue, requeued_from=old["id"]))
-    except QueueFull as exc:
-        raise ApiError(429, "queue_full", str(exc)) from None
-    request.app[RUNNER].wake()
-    await _status(request)
+    job_id, position = await enqueue(request, old["workflow"], targets=old["targets"],
+                                     client_id=body.client_id or old["client_id"], front=body.front,
+                                     requeued_from=old["id"])
     return json_response(QueueResponse(job_id=job_id, position=position), status=201)
 
 
@@ -257,8 +279,9 @@ async def view(request: web.Request, query: ViewQuery) -> web.StreamResponse:
            body={"multipart/form-data": "binary"},
            responses={200: UploadResponse, 400: None, 413: None, 415: None}, tag="files", raw_body=True)
 async def upload(request: web.Request) -> web.StreamResponse:
-    """Multipart field ``image`` (and optionally ``overwrite=true``). The file must decode as a PNG, JPEG,
-    WebP or BMP image; a workflow embedded in a PNG is kept in the file and never run."""
+    """Multipart field ``image`` (and optionally ``overwrite=true``, ``subfolder=NAME`` of the input folder,
+    ``type=input``). The file must decode as a PNG, JPEG, WebP or BMP image; a workflow embedded in a PNG is
+    kept in the file and never run."""
     config = request.app[CONFIG]
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the image as multipart/form-data, field 'image'")
@@ -268,7 +291,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
                        f"{limit} bytes")
     data: bytes | None = None
     filename: str | None = None
-    overwrite = False
+    fields: dict[str, str] = {}
     reader = await request.multipart()
     while True:
         part = await reader.next()
@@ -284,18 +307,24 @@ async def upload(request: web.Request) -> web.StreamResponse:
             chunks.append(chunk)
         if part.name == "image":
             data, filename = b"".join(chunks), part.filename
-        elif part.name == "overwrite":
-            overwrite = b"".join(chunks).strip().lower() in (b"true", b"1", b"yes")
+        elif part.name in ("overwrite", "subfolder", "type"):
+            fields[part.name] = b"".join(chunks).decode("utf-8", "replace").strip()
     if not data:
         raise ApiError(400, "invalid_request", "no image: send the file in the multipart field 'image'")
-    folder = Path(request.app[ENGINE].settings.input_dir)
+    if fields.get("type", "input") != "input":
+        raise ApiError(400, "invalid_request", f"uploads go to the input folder; type {fields['type']!r} is not "
+                       "accepted (leave it out, or send type=input)")
+    overwrite = fields.get("overwrite", "").lower() in ("true", "1", "yes")
+    subfolder = fields.get("subfolder", "").strip("/")
+    base = Path(request.app[ENGINE].settings.input_dir)
+    folder = files.confined(base, subfolder) if subfolder else base
 
     def save() -> str:
         fmt = files.check_image(data, config.max_image_pixels)
         return files.store_upload(folder, files.upload_name(filename, fmt), data, overwrite=overwrite)
 
     name = await asyncio.get_running_loop().run_in_executor(None, save)
-    return json_response(UploadResponse(name=name))
+    return json_response(UploadResponse(name=name, subfolder=subfolder))
 
 
 @api.route("GET", "/api/files/input", summary="Input images (for image widgets)", responses={200: FileList},
@@ -307,11 +336,22 @@ async def input_files(request: web.Request) -> web.StreamResponse:
 
 
 @api.route("GET", "/api/models", summary="Models available by name", query=ModelsQuery,
-           responses={200: ModelList}, tag="files")
+           responses={200: ModelList, 404: None}, tag="files")
 async def models(request: web.Request, query: ModelsQuery) -> web.StreamResponse:
-    """Names in the model folders (under ``<folder>/<kind>/`` when ``kind`` is given)."""
-    store = request.app[ENGINE].models
-    names = await asyncio.get_running_loop().run_in_executor(None, store.list, query.kind)
+    """``kind`` a model kind a loader declares (a port's ``model_kind`` in the catalogue): the models of
+    that kind, as the loader names them. ``kind`` a subfolder of the model folders: its entries. No
+    ``kind``: the entries of the model folders' top level."""
+    engine = request.app[ENGINE]
+    store, kinds = engine.models, engine.registry.model_kinds()
+    kind = query.kind
+    loop = asyncio.get_running_loop()
+    if kind is None or kind not in kinds:
+        if kind is not None and not any((Path(d) / kind).is_dir() for d in store.dirs):
+            raise ApiError(404, "not_found", f"no loader declares the model kind {kind!r} and no model folder has a "
+                           f"subfolder of that name; model kinds: {', '.join(sorted(kinds)) or 'none'}")
+        names = await loop.run_in_executor(None, store.list, kind)
+    else:
+        names = await loop.run_in_executor(None, store.list_kind, kinds[kind])
     return json_response(ModelList(models=[n for n in names if not n.startswith(".")]))
 
 
@@ -369,6 +409,30 @@ async def delete_workflow(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+# --- templates -------------------------------------------------------------------------------------
+
+
+@api.route("GET", "/api/templates", summary="Example workflows to start from", responses={200: TemplateList},
+           tag="workflows")
+async def list_templates(request: web.Request) -> web.StreamResponse:
+    """The shipped workflows (``workflows/`` of a source checkout), each with the title and description of
+    its ``meta``, and the one a first visit to the editor opens."""
+    config = request.app[CONFIG]
+    items = await asyncio.get_running_loop().run_in_executor(None, files.list_templates, config.templates_dir)
+    default = config.default_template if any(t["name"] == config.default_template for t in items) else None
+    return json_response(TemplateList(templates=items, default=default))
+
+
+@api.route("GET", "/api/templates/{name}", summary="An example workflow",
+           responses={200: {"application/json": "json"}, 404: None}, tag="workflows")
+async def get_template(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = files.workflow_path(request.app[CONFIG].templates_dir, name)
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"there is no template {name!r}; GET /api/templates lists them")
+    return web.Response(body=path.read_bytes(), content_type="application/json")
+
+
 # --- system ----------------------------------------------------------------------------------------
 
 
@@ -416,7 +480,10 @@ async def extensions(request: web.Request) -> web.StreamResponse:
 async def websocket(request: web.Request, query: WsQuery) -> web.StreamResponse:
     """Messages server -> client are JSON text frames ``{"v": 1, "type", "data", "t"}`` (schema:
     ``WsMessage``). A client may send ``{"type": "subscribe", "job_id": ID}`` to get only the events of
-    the jobs it names (``"job_id": null``: every job again) and ``{"type": "unsubscribe", "job_id": ID}``."""
+    the jobs it names (``"job_id": null``: every job again) and ``{"type": "unsubscribe", "job_id": ID}``.
+    A client that connects as ComfyUI's do, ``/ws?clientId=ID``, gets ComfyUI's messages instead."""
+    if "clientId" in request.query:
+        return await request.app[BRIDGE].handle(request)
     return await request.app[HUB].handle(request, query.client_id)
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "RequeueRequest",
     "SavedWorkflow",
     "SystemInfo",
+    "Template",
+    "TemplateList",
     "UnreadableWorkflowBody",
     "UpgradeResponse",
     "UploadResponse",
@@ -206,7 +208,8 @@ class ViewQuery(_Query):
 
 class UploadResponse(BaseModel):
     name: str
-    subfolder: str = ""
+    subfolder: str = Field("", description="The subfolder of the input folder it went to; the image's name "
+                           "for an image input is subfolder/name.")
     type: Literal["input"] = "input"
 
 
@@ -216,7 +219,8 @@ class FileList(BaseModel):
 
 class ModelsQuery(_Query):
     kind: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
-                             description="Model folder, e.g. 'unclip'; omit for the top level.")
+                             description="A model kind a loader declares (e.g. 'unclip.prior'), or a subfolder of "
+                             "the model folders; omit for the top level.")
 
 
 class ModelList(BaseModel):
@@ -229,6 +233,19 @@ class WorkflowList(BaseModel):
 
 class SavedWorkflow(BaseModel):
     name: str
+
+
+class Template(BaseModel):
+    """A shipped example workflow, described by its ``meta``."""
+
+    name: str = Field(description="Its file name without .json; GET /api/templates/{name} answers the workflow.")
+    title: str = Field(description="meta.title, else the name.")
+    description: str = Field(description="meta.description (the editor shows its first line).")
+
+
+class TemplateList(BaseModel):
+    templates: list[Template]
+    default: str | None = Field(description="The template a first visit to the editor opens (null: none).")
 
 
 # --- system --------------------------------------------------------------------------------------------

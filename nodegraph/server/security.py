@@ -42,8 +42,13 @@ _STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 
 _STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
+#: First path parts of the ComfyUI-compatible routes (nodegraph/server/comfy): API routes like /api's.
+COMFY_ROOTS = frozenset({"prompt", "queue", "history", "interrupt", "object_info", "view", "upload", "system_stats",
+                         "embeddings", "extensions"})
+
+
 def _is_api(path: str) -> bool:
-    return path.startswith("/api/") or path == "/api" or path == "/ws"
+    return path.startswith("/api/") or path in ("/api", "/ws") or path.split("/", 2)[1] in COMFY_ROOTS
 
 
 def _error_response(request: web.Request, status: int, code: str, message: str,

@@ -18,6 +18,7 @@ from ..unclip.api import DECODER
 
 DEFAULT = "controlnet-shapes"
 KIND = "controlnet"
+MODELS = nodegraph.ModelKind(KIND, folder=KIND, markers=("diffusion_pytorch_model.safetensors",))
 
 
 def _example_controlnet():
@@ -34,12 +35,13 @@ class LoadControlNet(Node):
     """Load a ControlNet made for the unCLIP decoder (diffusers save_pretrained folder, safetensors)."""
 
     name = "load_controlnet"
+    search_aliases = ("controlnet loader", "model loader")
     title = "Load ControlNet"
     category = "unclip/loaders"
     volatile = True  # reads files; the fingerprint notices changes
 
     class Inputs(nodegraph.Inputs):
-        controlnet: str = Port(DEFAULT, description="ControlNet name in the model folders (a folder with "
+        controlnet: nodegraph.ModelName(MODELS) = Port(DEFAULT, description="ControlNet name in the model folders (a folder with "
                                "config.json and diffusion_pytorch_model.safetensors), or a local path.")
 
     class Outputs(nodegraph.Outputs):
@@ -71,6 +73,7 @@ class ControlImage(Node):
     """
 
     name = "control_image"
+    search_aliases = ("silhouette", "preprocessor", "control map")
     title = "Control Image (Silhouette)"
     category = "controlnet"
 
@@ -108,6 +111,7 @@ class ApplyControlNet(Node):
     """
 
     name = "apply"
+    search_aliases = ("controlnet apply", "control")
     title = "Apply ControlNet"
     category = "controlnet"
 

@@ -8,6 +8,8 @@ class Int(Node):
     """An integer constant."""
 
     name = "int"
+    search_aliases = ("integer", "number", "primitive")
+    comfy_class = "PrimitiveInt"
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
@@ -24,6 +26,8 @@ class Float(Node):
     """A floating-point constant."""
 
     name = "float"
+    search_aliases = ("number", "primitive")
+    comfy_class = "PrimitiveFloat"
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
@@ -40,6 +44,8 @@ class String(Node):
     """A one-line string constant."""
 
     name = "string"
+    search_aliases = ("text", "primitive")
+    comfy_class = "PrimitiveString"
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
@@ -56,6 +62,8 @@ class Text(Node):
     """Multi-line text, e.g. a prompt."""
 
     name = "text"
+    search_aliases = ("prompt", "multiline", "string")
+    comfy_class = "PrimitiveStringMultiline"
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
@@ -72,6 +80,8 @@ class Bool(Node):
     """A true/false constant."""
 
     name = "bool"
+    search_aliases = ("boolean", "toggle", "primitive")
+    comfy_class = "PrimitiveBoolean"
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
@@ -88,6 +98,7 @@ class Seed(Node):
     """A seed shared by several sampling nodes (the editor can randomize it per run)."""
 
     name = "seed"
+    search_aliases = ("random", "noise seed")
     category = "constants"
 
     class Inputs(nodegraph.Inputs):

@@ -11,6 +11,8 @@ class LoadImage(Node):
     """Load an image from the input folder (uploads land there). Transparent pixels become the mask."""
 
     name = "load_image"
+    search_aliases = ("open image", "input image")
+    comfy_class = "LoadImage"
     category = "image"
     volatile = True  # the file can change on disk; the fingerprint notices
 
@@ -54,6 +56,8 @@ class SaveImage(Node):
     """Save images as PNG files in the output folder, with the workflow embedded in each file."""
 
     name = "save_image"
+    search_aliases = ("save", "output", "write png")
+    comfy_class = "SaveImage"
     category = "image"
     output_node = True
 
@@ -75,6 +79,8 @@ class PreviewImage(Node):
     """Show images on the node without keeping them (written to the temporary folder)."""
 
     name = "preview_image"
+    search_aliases = ("preview", "show image")
+    comfy_class = "PreviewImage"
     category = "image"
     output_node = True
 

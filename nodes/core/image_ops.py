@@ -26,6 +26,7 @@ class ImageResize(Node):
     """Resize images to a width and/or height (0 keeps the aspect ratio), or by a scale factor."""
 
     name = "image_resize"
+    search_aliases = ("scale", "image scale", "upscale image")
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -62,6 +63,7 @@ class ImageCrop(Node):
     """Crop a rectangle out of images (clipped to the image where it reaches past an edge)."""
 
     name = "image_crop"
+    search_aliases = ("cut",)
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -89,6 +91,7 @@ class ImageBlend(Node):
     """Blend two images: normal (mix), multiply, screen, difference or add."""
 
     name = "image_blend"
+    search_aliases = ("mix", "composite", "overlay")
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -119,6 +122,7 @@ class ImageGrid(Node):
     """Arrange a batch of images in a grid (one image)."""
 
     name = "image_grid"
+    search_aliases = ("contact sheet", "tile")
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -152,6 +156,7 @@ class ImageBatch(Node):
     """Join two batches of images of the same size into one batch."""
 
     name = "image_batch"
+    search_aliases = ("concat images", "append images")
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -172,6 +177,7 @@ class ImageSelect(Node):
     """Pick one image out of a batch."""
 
     name = "image_select"
+    search_aliases = ("pick image", "index")
     category = "image"
 
     class Inputs(nodegraph.Inputs):
@@ -193,6 +199,7 @@ class SolidColor(Node):
     """An image of one colour."""
 
     name = "solid_color"
+    search_aliases = ("empty image", "blank", "fill colour", "fill color")
     category = "image"
 
     class Inputs(nodegraph.Inputs):

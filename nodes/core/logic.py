@@ -11,6 +11,7 @@ class Compare(Node):
     """Compare two numbers."""
 
     name = "compare"
+    search_aliases = ("equals", "greater", "less", "condition")
     category = "logic"
 
     class Inputs(nodegraph.Inputs):
@@ -31,6 +32,7 @@ class Switch(Node):
     """Pass on one of two inputs. Only the chosen branch is evaluated."""
 
     name = "switch"
+    search_aliases = ("if", "select", "branch")
     category = "logic"
 
     class Inputs(nodegraph.Inputs):
@@ -62,6 +64,7 @@ class ShowValue(Node):
     """Show any value as text on the node (and in the run's output)."""
 
     name = "show"
+    search_aliases = ("display", "print", "show text")
     category = "logic"
     output_node = True
 

@@ -22,6 +22,7 @@ class Math(Node):
     """Combine two numbers: add, subtract, multiply, divide, power, min, max, modulo."""
 
     name = "math"
+    search_aliases = ("calculate", "arithmetic", "add", "multiply")
     category = "math"
 
     class Inputs(nodegraph.Inputs):

@@ -8,6 +8,7 @@ class Concat(Node):
     """Join two strings with a separator."""
 
     name = "concat"
+    search_aliases = ("join text", "concatenate")
     category = "text"
 
     class Inputs(nodegraph.Inputs):
@@ -27,6 +28,7 @@ class FormatText(Node):
     """Fill a template such as 'a {colour} {shape}' with the values a, b, c."""
 
     name = "format"
+    search_aliases = ("template", "f-string")
     category = "text"
 
     class Inputs(nodegraph.Inputs):
@@ -50,6 +52,7 @@ class Replace(Node):
     """Replace every occurrence of one substring with another."""
 
     name = "replace"
+    search_aliases = ("substitute", "find and replace")
     category = "text"
 
     class Inputs(nodegraph.Inputs):

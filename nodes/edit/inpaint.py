@@ -114,6 +114,7 @@ class Inpaint(Node):
     """
 
     name = "inpaint"
+    search_aliases = ("inpainting", "masked decode", "fill")
     title = "Inpaint (masked decode)"
     category = "edit"
 

@@ -88,6 +88,7 @@ class InterpolationStrip(Node):
     """
 
     name = "interpolation_strip"
+    search_aliases = ("interpolate", "morph", "slerp")
     title = "Interpolation Strip"
     category = "edit"
 

@@ -65,6 +65,7 @@ class PromptToPrompt(Node):
     """
 
     name = "prompt_to_prompt"
+    search_aliases = ("p2p", "attention edit", "word swap")
     title = "Prompt-to-Prompt Edit"
     category = "edit"
 

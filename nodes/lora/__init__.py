@@ -20,6 +20,8 @@ from ..unclip.api import DECODER, PRIOR
 KIND = "loras"  # model folder: <models>/loras/<name>.safetensors (or a peft / diffusers folder)
 NONE = "none"  # no LoRA: the models pass through (a slot switched off)
 SHIPPED = "shapes-pink"
+MODELS = nodegraph.ModelKind("lora", folder=KIND, extensions=(".safetensors",),
+                             markers=("adapter_config.json", "pytorch_lora_weights.safetensors"))
 
 
 def resolve_lora(resolve: Callable[[str, str], Path], name: str) -> Path:
@@ -54,6 +56,7 @@ class LoadLora(Node):
     """
 
     name = "load_lora"
+    search_aliases = ("lora loader", "apply lora")
     title = "Load LoRA"
     category = "unclip/loaders"
     volatile = True  # the LoRA file can be replaced on disk; the fingerprint notices
@@ -70,7 +73,7 @@ class LoadLora(Node):
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
         prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")
-        lora: str = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
+        lora: nodegraph.ModelName(MODELS) = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
                          "extension may be left out; shipped: 'shapes-pink'), or a local path (command line "
                          "only): peft / diffusers or kohya-style safetensors. 'none' passes the models through.")
         strength: float = Port(1.0, ge=-10.0, le=10.0, step=0.05, description="How strongly the LoRA applies to "

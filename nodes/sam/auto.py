@@ -21,6 +21,7 @@ class SamAutoMasks(Node):
     """
 
     name = "auto_masks"
+    search_aliases = ("segment anything", "segment", "auto mask")
     title = "SAM Automatic Masks"
     category = "sam"
 

@@ -37,6 +37,7 @@ class SamEncodeImage(Node):
     """Run SAM's image encoder on images (the expensive part); prompts then reuse the embedding."""
 
     name = "encode_image"
+    search_aliases = ("segment anything", "image embedding")
     title = "SAM Encode Image"
     category = "sam"
 

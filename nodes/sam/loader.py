@@ -11,6 +11,7 @@ from nodegraph import ModelHandle, Node, NodeContext, Port
 from .types import KIND, SAM
 
 DEFAULT = "sam-shapes"
+MODELS = nodegraph.ModelKind("sam", folder="sam", markers=("model.safetensors",), extensions=(".pth", ".safetensors"))
 
 
 class LoadSam(Node):
@@ -22,12 +23,13 @@ class LoadSam(Node):
     """
 
     name = "load_sam"
+    search_aliases = ("segment anything", "sam loader", "model loader")
     title = "Load SAM"
     category = "sam"
     volatile = True  # the files can change on disk; the fingerprint notices
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name in the model folders (models/sam/ or models/), e.g. "
+        model: nodegraph.ModelName(MODELS) = Port(DEFAULT, description="Model name in the model folders (models/sam/ or models/), e.g. "
                           "sam-shapes or sam_vit_b_01ec64.pth, or a local path to a folder or weights file "
                           "(where paths are allowed).")
         model_type: Literal["auto", "vit_b", "vit_l", "vit_h"] = Port(

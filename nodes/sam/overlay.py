@@ -12,6 +12,7 @@ class MaskOverlay(Node):
     """Tint the masked region of images with a colour, and give the mask itself as a black/white image."""
 
     name = "mask_overlay"
+    search_aliases = ("show mask", "composite mask")
     title = "Mask Overlay"
     category = "sam"
 

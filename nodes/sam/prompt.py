@@ -100,6 +100,7 @@ class SamPromptMask(Node):
     """
 
     name = "prompt_mask"
+    search_aliases = ("segment anything", "point mask", "click to mask")
     title = "SAM Mask from Point/Box"
     category = "sam"
 

@@ -68,6 +68,7 @@ class EmbeddingInterpolate(Node):
     """Slerp between two CLIP embeddings (two images, two prompts), at one t or at `steps` evenly spaced t."""
 
     name = "embedding_interpolate"
+    search_aliases = ("slerp", "interpolate", "lerp", "mix embeddings")
     category = "unclip/embeddings"
 
     class Inputs(nodegraph.Inputs):
@@ -96,6 +97,7 @@ class TextDiff(Node):
     """
 
     name = "text_diff"
+    search_aliases = ("text diff", "embedding arithmetic", "direction")
     category = "unclip/embeddings"
 
     class Inputs(nodegraph.Inputs):
@@ -126,6 +128,7 @@ class EmbeddingPCA(Node):
     """Reconstruct embeddings from their first k principal components over a set (the paper's PCA probe)."""
 
     name = "embedding_pca"
+    search_aliases = ("pca", "principal components")
     category = "unclip/embeddings"
 
     class Inputs(nodegraph.Inputs):
@@ -164,6 +167,7 @@ class EmbeddingBatch(Node):
     """Join two batches of embeddings."""
 
     name = "embedding_batch"
+    search_aliases = ("concat embeddings", "batch")
     category = "unclip/embeddings"
 
     class Inputs(nodegraph.Inputs):

@@ -37,6 +37,7 @@ class TextEncode(Node):
     """
 
     name = "text_encode"
+    search_aliases = ("clip text encode", "prompt", "conditioning", "encode text")
     title = "CLIP Text Encode"
     category = "unclip"
 
@@ -65,6 +66,7 @@ class ImageEncode(Node):
     """Encode images with CLIP's image tower: the embedding a decoder turns back into images."""
 
     name = "image_encode"
+    search_aliases = ("clip vision encode", "unclip conditioning", "image variation", "encode image")
     title = "CLIP Image Encode"
     category = "unclip"
 
@@ -88,6 +90,7 @@ class CLIPScore(Node):
     """CLIP score of images against a text: 100 × max(cosine similarity, 0), per image and mean."""
 
     name = "clip_score"
+    search_aliases = ("similarity", "score", "evaluate")
     title = "CLIP Score"
     category = "unclip"
 

@@ -17,6 +17,13 @@ from .types import CLIP, DECODER, PRIOR, UPSAMPLER
 
 DEFAULT = "shapes-unclip"
 
+# What each loader lists: bundles (Karlo's layout, or ours) holding the part it loads.
+CLIP_MODELS = nodegraph.ModelKind("unclip.clip", markers=("clip/open_clip_config.json", "open_clip_config.json",
+                                                          "text_encoder/config.json"))
+PRIOR_MODELS = nodegraph.ModelKind("unclip.prior", markers=("prior/config.json",))
+DECODER_MODELS = nodegraph.ModelKind("unclip.decoder", markers=("decoder/config.json",))
+UPSAMPLER_MODELS = nodegraph.ModelKind("unclip.upsampler", markers=("super_res_first/config.json",))
+
 
 class _Loader(Node):
     category = "unclip/loaders"
@@ -42,12 +49,14 @@ class LoadCLIP(_Loader):
     """Load a CLIP model: text and image encoders with their tokenizer (open_clip or transformers)."""
 
     name = "load_clip"
+    search_aliases = ("checkpoint", "load checkpoint", "clip loader", "model loader")
     title = "Load CLIP"
     kind = "unclip.clip"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name in the model folders (an unCLIP bundle or an "
-                          "open_clip folder), or a local path (command line only).")
+        model: nodegraph.ModelName(CLIP_MODELS) = Port(
+            DEFAULT, description="Model name in the model folders (an unCLIP bundle or an open_clip folder), or a "
+            "local path (command line only).")
 
     class Outputs(nodegraph.Outputs):
         clip: CLIP = Port(description="The CLIP model.")
@@ -62,11 +71,13 @@ class LoadPrior(_Loader):
     """Load a diffusion prior (diffusers PriorTransformer and its scheduler)."""
 
     name = "load_prior"
+    search_aliases = ("checkpoint", "load checkpoint", "prior loader", "model loader")
     title = "Load Prior"
     kind = "unclip.prior"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with prior/), or a local path.")
+        model: nodegraph.ModelName(PRIOR_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with prior/), or a local path.")
 
     class Outputs(nodegraph.Outputs):
         prior: PRIOR = Port(description="The prior.")
@@ -81,12 +92,13 @@ class LoadDecoder(_Loader):
     """Load a diffusion decoder (text_proj + UNet2DConditionModel and its scheduler)."""
 
     name = "load_decoder"
+    search_aliases = ("checkpoint", "load checkpoint", "unet loader", "vae loader", "model loader")
     title = "Load Decoder"
     kind = "unclip.decoder"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with decoder/ and text_proj/), "
-                          "or a local path.")
+        model: nodegraph.ModelName(DECODER_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with decoder/ and text_proj/), or a local path.")
 
     class Outputs(nodegraph.Outputs):
         decoder: DECODER = Port(description="The decoder.")
@@ -101,12 +113,14 @@ class LoadUpsampler(_Loader):
     """Load a super-resolution upsampler (super_res_first / super_res_last and their scheduler)."""
 
     name = "load_upsampler"
+    search_aliases = ("checkpoint", "upscale model loader", "model loader")
     title = "Load Upsampler"
     kind = "unclip.upsampler"
 
     class Inputs(nodegraph.Inputs):
-        model: str = Port(DEFAULT, description="Model name (an unCLIP bundle with super_res_first/, or an "
-                          "upsampler folder), or a local path.")
+        model: nodegraph.ModelName(UPSAMPLER_MODELS) = Port(
+            DEFAULT, description="Model name (an unCLIP bundle with super_res_first/, or an upsampler folder), "
+            "or a local path.")
 
     class Outputs(nodegraph.Outputs):
         upsampler: UPSAMPLER = Port(description="The upsampler.")

@@ -17,6 +17,7 @@ class Prior(Node):
     """Map a CLIP text embedding to CLIP image embeddings with the diffusion prior."""
 
     name = "prior"
+    search_aliases = ("ksampler", "sampler", "text to image embedding")
     category = "unclip"
 
     class Inputs(nodegraph.Inputs):
@@ -47,6 +48,7 @@ class Decoder(Node):
     """Turn CLIP image embeddings into images with the diffusion decoder (classifier-free guidance)."""
 
     name = "decoder"
+    search_aliases = ("ksampler", "sampler", "vae decode", "decode", "generate image")
     category = "unclip"
 
     class Inputs(nodegraph.Inputs):
@@ -103,6 +105,7 @@ class Upsample(Node):
     """Enlarge images with a diffusion super-resolution model conditioned on the low-resolution image."""
 
     name = "upsample"
+    search_aliases = ("upscale", "upscale image", "super resolution", "hires fix")
     category = "unclip"
 
     class Inputs(nodegraph.Inputs):

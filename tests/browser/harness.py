@@ -225,11 +225,15 @@ class Editor:
         m.up()
 
     def empty_spot(self) -> list[float]:
-        """Client position of an empty spot of the canvas (near its bottom-right corner)."""
+        """Client position of an empty spot of the canvas: near a corner where the canvas itself (not the
+        minimap or a panel over it) is under the mouse and no node is."""
         return self.js("""(() => { const r = app.el.canvas.getBoundingClientRect();
-            const p = [r.right - 30, r.bottom - 30], g = app.canvas.ds.convertCanvasToOffset([r.width - 30, r.height - 30]);
-            if (app.graph.getNodeOnPos(g[0], g[1])) throw new Error("the corner is not empty");
-            return p; })()""")
+            for (const [x, y] of [[r.width - 30, 30], [r.width - 30, r.height - 30], [30, 30], [30, r.height - 30]]) {
+              const g = app.canvas.ds.convertCanvasToOffset([x, y]);
+              if (document.elementFromPoint(r.left + x, r.top + y) === app.el.canvas && !app.graph.getNodeOnPos(g[0], g[1]))
+                return [r.left + x, r.top + y];
+            }
+            throw new Error("no empty corner on the canvas"); })()""")
 
     def connect(self, src: str, output: str, dst: str, input_name: str) -> None:
         self.drag(self.slot(src, "output", output), self.slot(dst, "input", input_name))

@@ -7,13 +7,12 @@ import io
 import json
 import urllib.request
 import uuid
-from pathlib import Path
 
 from PIL import Image
 
 from nodegraph.png import read_png_workflow, save_png
 
-ROOT = Path(__file__).resolve().parents[2]
+from .harness import ROOT
 
 
 def rgb_at(editor, client_xy) -> list[int]:
@@ -164,10 +163,10 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
         rgb = rgb_at(editor, (x, y))
         assert close(rgb, [int(colour[i:i + 2], 16) for i in (1, 3, 5)], tol=40), (port, rgb, colour)
 
-    # Widgets: model names and a prefix through the Value prompt, the prompt in its text box, steps
-    # typed as arithmetic (read without eval), seeds fixed from their randomize/fixed menu.
+    # Widgets: model names from the loaders' drop-downs, a prefix through the Value prompt, the prompt in
+    # its text box, steps typed as arithmetic (read without eval), seeds fixed from their randomize/fixed menu.
     for loader in (clip, prior_loader, decoder_loader):
-        editor.type_in_widget(loader, "model", tiny_karlo)
+        editor.choose_in_widget(loader, "model", tiny_karlo)
     prefix = f"t2i_{uuid.uuid4().hex[:8]}"
     editor.type_in_widget(save, "filename_prefix", prefix)
     page.locator('.ng-textarea[data-port="text"]').click()
@@ -827,23 +826,16 @@ def test_the_page_runs_without_eval_and_number_prompts_still_read_arithmetic(edi
     assert editor.workflow()["nodes"][node]["inputs"]["value"] == 42
 
 
-def test_a_first_visit_opens_the_text_to_image_graph(editor):
-    """With the unCLIP pack installed, a browser with nothing saved starts from text2image.json's cascade:
-    upsampler stage included, and its prompt."""
-    wf = editor.workflow()["nodes"]
-    assert sorted(n["type"] for n in wf.values()) == sorted([
-        "unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
-        "unclip.load_decoder", "unclip.decoder", "unclip.load_upsampler", "unclip.upsample", "core.save_image"])
-    assert editor.links() == 9 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
-    assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
-    assert wf["upsample"]["inputs"]["images"] == {"from": "decoder", "output": "images"}
-    assert wf["save"]["inputs"]["images"] == {"from": "upsample", "output": "images"}
-    shipped = json.loads((ROOT / "workflows" / "text2image.json").read_text())["nodes"]
-    assert wf["encode"]["inputs"]["text"] == shipped["prompt"]["inputs"]["value"]
-    assert (wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == wf["upsample"]["ui"]["seed_modes"]
-            == {"seed": "randomize"})
-    # Nothing overlaps: every node has its own place on the canvas.
-    boxes = editor.js("app.graph.nodes.map(n => [n.pos[0], n.pos[1] - 30, n.pos[0] + n.size[0], n.pos[1] + n.size[1]])")
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+def test_a_first_visit_opens_the_servers_text_to_image_workflow(editor):
+    """A browser with nothing saved starts from workflows/text2image.json as the server has it, not a copy."""
+    shipped = json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    wf = editor.workflow()
+    assert {nid: (n["type"], n["inputs"]) for nid, n in wf["nodes"].items()} == \
+        {nid: (n["type"], n["inputs"]) for nid, n in shipped["nodes"].items()}
+    assert wf["meta"] == shipped["meta"] and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
+    links = sum(1 for n in shipped["nodes"].values() for v in n["inputs"].values() if isinstance(v, dict) and "from" in v)
+    assert editor.links() == links
+    # Fit showed it at a zoom where nodes are drawn in full (not litegraph's grey boxes).
+    assert editor.js("app.canvas.ds.scale >= app.canvas.low_quality_zoom_threshold")
+    assert not editor.js("app.canvas.low_quality")
+    editor.screenshot("first_visit_text2image")

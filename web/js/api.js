@@ -103,6 +103,8 @@ export class Api extends EventTarget {
   saveWorkflow(name, workflow) {
     return this.fetchJson(`/api/workflows/${encodeURIComponent(name)}`, { method: "PUT", body: workflow });
   }
+  templates() { return this.fetchJson("/api/templates"); }
+  template(name) { return this.fetchJson(`/api/templates/${encodeURIComponent(name)}`); }
   deleteWorkflow(name) { return this.fetchJson(`/api/workflows/${encodeURIComponent(name)}`, { method: "DELETE" }); }
   system() { return this.fetchJson("/api/system"); }
   extensions() { return this.fetchJson("/api/extensions"); }

@@ -27,6 +27,8 @@ import { bindShortcuts } from "./shortcuts.js";
 import { Autosave } from "./storage.js";
 import { Toolbar } from "./toolbar.js";
 import { installTooltips } from "./tooltips.js";
+import { Minimap } from "./minimap.js";
+import { EditorSettings } from "./settings.js";
 import { LinkRules } from "./types.js";
 import { exportWorkflow, graphId } from "./workflow.js";
 
@@ -61,6 +63,14 @@ export class App {
     this.el = { canvasWrap: byId("canvas-wrap"), canvas: byId("graph-canvas"), domLayer: byId("dom-widgets") };
     this.graph = new LGraph();
     setUpCanvas(this);
+    this.minimap = new Minimap(this, this.el.canvasWrap);
+    const overlay = this.canvas.onDrawOverlay;
+    this.canvas.onDrawOverlay = (ctx) => {
+      overlay?.(ctx);
+      this.minimap.draw();
+    };
+    this.settings = new EditorSettings(this);
+    this.settings.apply();
     this.tracker = new ChangeTracker(this);
     this.toolbar = new Toolbar(this);
     this.issues = new IssueList(this, byId("issues"));

@@ -91,7 +91,11 @@ export function viewCentre(app) {
   return app.canvas.ds.convertCanvasToOffset([rect.width / 2, rect.height / 2]);
 }
 
-/** Zoom and pan so that every node is in view. */
+/**
+ * Zoom and pan so that every node is in view, but never below the zoom at which litegraph draws nodes as
+ * plain boxes (the low-quality threshold, a setting): a graph too big for that is shown from its top-left
+ * corner, where a flow starts, and the minimap shows the rest.
+ */
 export function fitView(app) {
   const nodes = app.graph.nodes;
   if (!nodes.length) return;
@@ -104,11 +108,18 @@ export function fitView(app) {
   }
   const rect = app.el.canvas.getBoundingClientRect();
   const margin = 40;
-  const scale = Math.max(0.1, Math.min(1.25, (rect.width - 2 * margin) / (x1 - x0), (rect.height - 2 * margin) / (y1 - y0)));
+  const readable = Math.max(0.1, app.canvas.low_quality_zoom_threshold ?? 0.5);
+  const fits = Math.min(1.25, (rect.width - 2 * margin) / (x1 - x0), (rect.height - 2 * margin) / (y1 - y0));
+  const scale = Math.max(readable, fits);
   const ds = app.canvas.ds;
   ds.scale = scale;
-  ds.offset[0] = (rect.width / scale - (x1 - x0)) / 2 - x0;
-  ds.offset[1] = (rect.height / scale - (y1 - y0)) / 2 - y0;
+  if (scale > fits) {
+    ds.offset[0] = margin / scale - x0;
+    ds.offset[1] = margin / scale - y0;
+  } else {
+    ds.offset[0] = (rect.width / scale - (x1 - x0)) / 2 - x0;
+    ds.offset[1] = (rect.height / scale - (y1 - y0)) / 2 - y0;
+  }
   app.canvas.setDirty(true, true);
 }
 

@@ -5,6 +5,7 @@
 // Each node also carries the editor's run state (progress, images, errors) and draws it.
 
 import { LGraphNode, LiteGraph } from "@comfyorg/litegraph";
+import { drawMode, modeOf, toggleMode } from "./modes.js";
 import { createWidget, isLinkPort } from "./widgets.js";
 
 const IMAGE_AREA_MIN = 160;
@@ -139,7 +140,8 @@ export class NgNode extends LGraphNode {
   }
 
   onDrawForeground(ctx) {
-    if (this.ngRun.state === "cached" || this.ngRun.state === "done") {
+    drawMode(this, ctx);
+    if (!modeOf(this) && (this.ngRun.state === "cached" || this.ngRun.state === "done")) {
       ctx.save();
       ctx.font = "10px sans-serif";
       ctx.textAlign = "right";
@@ -172,15 +174,18 @@ export class NgNode extends LGraphNode {
     ctx.restore();
   }
 
-  getExtraMenuOptions(canvas, options) {
+  /** Items litegraph puts at the top of the node's context menu (returned, never added to `options`). */
+  getExtraMenuOptions() {
     const app = this.ngApp;
-    options.push(
-      null,
+    const nodes = () => (this.is_selected ? app.selectedNodes() : [this]);
+    const items = [
       { content: "Queue this node's branch", callback: () => app.queue({ targets: [String(this.id)] }) },
+      { content: modeOf(this) === "bypass" ? "Stop bypassing (Ctrl+B)" : "Bypass (Ctrl+B)", callback: () => toggleMode(app, nodes(), "bypass") },
+      { content: modeOf(this) === "mute" ? "Unmute (Ctrl+M)" : "Mute (Ctrl+M)", callback: () => toggleMode(app, nodes(), "mute") },
       { content: "Copy", callback: () => app.clipboard.copy([this]) },
-    );
-    for (const extra of app.hooks.collect("nodeMenu", { node: this })) options.push(...extra);
-    return options;
+    ];
+    for (const extra of app.hooks.collect("nodeMenu", { node: this })) items.push(...extra);
+    return items;
   }
 }
 
@@ -202,6 +207,7 @@ export class MissingNode extends LGraphNode {
   }
 
   onDrawForeground(ctx) {
+    drawMode(this, ctx);
     ctx.save();
     const msg = `No pack provides "${this.ngType}". It is kept as it is; install its pack to run it.`;
     drawText(ctx, msg, [6, Math.max(this.inputs.length, this.outputs.length, 1) * LiteGraph.NODE_SLOT_HEIGHT + 8, this.size[0] - 12, 60], "#ff8a80");

@@ -6,24 +6,35 @@
 import { h, setChildren } from "./dom.js";
 
 /**
- * Node schemas matching a query: every word must appear in the title, type, category or description.
- * `fits(schema)`, when given, keeps only the schemas it accepts.
+ * Node schemas matching a query, best first: every word must appear in the title, type, category,
+ * description or one of the node's `search_aliases` (the field's words for it: "ksampler", "upscale").
+ * An exact title comes first, then an exact type id or alias, then titles and aliases that start with
+ * the query. `fits(schema)`, when given, keeps only the schemas it accepts.
  */
 export function searchSchemas(schemas, query, { fits = null } = {}) {
-  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  const q = query.toLowerCase().trim().replace(/\s+/g, " ");
+  const words = q.split(" ").filter(Boolean);
   const scored = [];
   for (const s of schemas) {
-    if (s.replaced_by || (s.deprecated && !query)) continue; // an old id of a renamed node: its new id is listed
+    if (s.replaced_by || (s.deprecated && !q)) continue; // an old id of a renamed node: its new id is listed
     if (fits && !fits(s)) continue;
     const title = s.title.toLowerCase();
-    const hay = `${title} ${s.type.toLowerCase()} ${String(s.category ?? "").toLowerCase()} ${String(s.description ?? "").toLowerCase()}`;
+    const type = s.type.toLowerCase();
+    const aliases = (s.search_aliases ?? []).map((a) => String(a).toLowerCase());
+    const hay = [title, type, String(s.category ?? "").toLowerCase(), String(s.description ?? "").toLowerCase(), ...aliases].join(" ");
     if (!words.every((w) => hay.includes(w))) continue;
     let score = 0;
-    const q = words.join(" ");
-    if (title === q || s.type.toLowerCase() === q) score += 100;
-    if (title.startsWith(q)) score += 50;
-    if (words.every((w) => title.includes(w) || s.type.toLowerCase().includes(w))) score += 20;
-    if (s.deprecated) score -= 40;
+    if (q) {
+      if (title === q) score += 1000;
+      if (type === q || type.slice(type.indexOf(".") + 1) === q) score += 600;
+      if (aliases.includes(q)) score += 400;
+      if (title.startsWith(q)) score += 200;
+      if (aliases.some((a) => a.startsWith(q))) score += 100;
+      const inName = (w) => title.includes(w) || type.includes(w);
+      if (words.every(inName)) score += 50;
+      else if (words.every((w) => inName(w) || aliases.some((a) => a.includes(w)))) score += 30;
+    }
+    if (s.deprecated) score -= 500;
     scored.push([score, s]);
   }
   scored.sort((a, b) => b[0] - a[0] || a[1].title.localeCompare(b[1].title));
@@ -41,7 +52,8 @@ function byCategory(schemas) {
 }
 
 function tooltip(schema) {
-  return `${schema.title} (${schema.type}, pack ${schema.pack})\n${schema.description ?? ""}`;
+  const aliases = schema.search_aliases?.length ? `\nalso found as: ${schema.search_aliases.join(", ")}` : "";
+  return `${schema.title} (${schema.type}, pack ${schema.pack})\n${schema.description ?? ""}${aliases}`;
 }
 
 /** The side panel. */
@@ -69,40 +81,48 @@ export class Palette {
   render() {
     const schemas = Object.values(this.app.schemas);
     const query = this.search.value.trim();
-    const shown = query ? searchSchemas(schemas, query) : schemas.filter((s) => !s.deprecated);
-    const open = new Set([...this.list.querySelectorAll("details[open]")].map((d) => d.dataset.category));
-    const groups = byCategory(shown).map(([category, list]) => {
-      const details = h(
-        "details",
-        { className: "ng-palette-category", dataset: { category }, open: !!query || open.has(category) },
-        h("summary", {}, category, h("span", { className: "ng-count" }, String(list.length))),
-        list
-          .sort((a, b) => a.title.localeCompare(b.title))
-          .map((s) =>
-            h(
-              "button",
-              {
-                type: "button",
-                className: "ng-palette-item",
-                title: tooltip(s),
-                draggable: true,
-                dataset: { type: s.type },
-                onclick: () => this.app.addNode(s.type),
-                ondragstart: (e) => {
-                  e.dataTransfer.setData("application/x-nodegraph-type", s.type);
-                  e.dataTransfer.effectAllowed = "copy";
-                },
-              },
-              s.title,
-            ),
-          ),
-      );
-      return details;
-    });
     const failed = (this.app.catalogue?.failed_packs ?? []).map((f) =>
       h("div", { className: "ng-failed-pack", title: String(f.error ?? f.message ?? "") }, `pack ${f.name ?? f.pack ?? "?"} failed to load`),
     );
+    if (query) {
+      // A search shows one list, best match first (Enter adds the first).
+      const found = searchSchemas(schemas, query);
+      const list = h("div", { className: "ng-palette-results" }, found.map((s) => this.item(s, true)));
+      setChildren(this.list, list, failed, found.length ? null : h("div", { className: "ng-empty" }, "No node matches."));
+      return;
+    }
+    const shown = schemas.filter((s) => !s.deprecated);
+    const open = new Set([...this.list.querySelectorAll("details[open]")].map((d) => d.dataset.category));
+    const groups = byCategory(shown).map(([category, list]) =>
+      h(
+        "details",
+        { className: "ng-palette-category", dataset: { category }, open: open.has(category) },
+        h("summary", {}, category, h("span", { className: "ng-count" }, String(list.length))),
+        list.sort((a, b) => a.title.localeCompare(b.title)).map((s) => this.item(s, false)),
+      ),
+    );
     setChildren(this.list, groups, failed, shown.length ? null : h("div", { className: "ng-empty" }, "No node matches."));
+  }
+
+  /** One node type of the palette: click to add it, or drag it onto the canvas. */
+  item(s, withCategory) {
+    return h(
+      "button",
+      {
+        type: "button",
+        className: "ng-palette-item",
+        title: tooltip(s),
+        draggable: true,
+        dataset: { type: s.type },
+        onclick: () => this.app.addNode(s.type),
+        ondragstart: (e) => {
+          e.dataTransfer.setData("application/x-nodegraph-type", s.type);
+          e.dataTransfer.effectAllowed = "copy";
+        },
+      },
+      s.title,
+      withCategory ? h("span", { className: "ng-palette-cat" }, s.category ?? "") : null,
+    );
   }
 }
 

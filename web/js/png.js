@@ -52,14 +52,21 @@ export async function readPngText(buffer) {
   return out;
 }
 
+/** The keys a workflow may be under: ours, then ComfyUI's editor workflow and its API-format prompt (the
+ * server reads those two when the editor loads them). */
+const WORKFLOW_KEYS = [PNG_KEY, "workflow", "prompt"];
+
 /** The workflow object embedded in a PNG, or null when there is none (or it is not JSON). */
 export async function readPngWorkflow(buffer) {
-  const text = (await readPngText(buffer))?.[PNG_KEY];
-  if (!text) return null;
-  try {
-    const value = JSON.parse(text);
-    return value && typeof value === "object" && !Array.isArray(value) ? value : null;
-  } catch {
-    return null;
+  const texts = (await readPngText(buffer)) ?? {};
+  for (const key of WORKFLOW_KEYS) {
+    if (!texts[key]) continue;
+    try {
+      const value = JSON.parse(texts[key]);
+      if (value && typeof value === "object" && !Array.isArray(value)) return value;
+    } catch {
+      // not JSON: try the next key
+    }
   }
+  return null;
 }

@@ -18,6 +18,12 @@ function timeOf(t) {
   return t ? new Date(t * 1000).toLocaleTimeString() : "";
 }
 
+/** "node: message", or the message alone when no node failed (a cancelled or interrupted job). */
+function errorText(error) {
+  const message = error.message ?? error.error_type ?? "";
+  return error.node ? `${error.node}: ${message}` : message;
+}
+
 function title(job) {
   return job.workflow?.meta?.title || job.workflow?.meta?.name || `job ${shortId(job.id)}`;
 }
@@ -124,7 +130,7 @@ export class QueuePanel {
               h("span", { className: "ng-job-status" }, job.status),
               h("span", { className: "ng-job-title" }, title(job)),
               h("span", { className: "ng-job-meta" }, `${timeOf(job.finished)} ${duration(job)}`),
-              job.error ? h("div", { className: "ng-error-text", title: job.error.traceback ?? "" }, `${job.error.node ?? ""}: ${job.error.message ?? job.error.error_type ?? ""}`) : null,
+              job.error ? h("div", { className: "ng-error-text", title: job.error.traceback ?? "" }, errorText(job.error)) : null,
               images.length
                 ? h("div", { className: "ng-thumbs" }, images.map((img) => h("img", { src: api.viewUrl(img), alt: img.filename ?? "", loading: "lazy" })))
                 : null,

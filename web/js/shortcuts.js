@@ -3,8 +3,9 @@
 // delete) act only when no text field, dialog or search box has the keyboard. litegraph's keys on
 // the focused canvas (Ctrl+A, Space-drag) are its own.
 
-import { LiteGraph } from "@comfyorg/litegraph";
+import { LGraphGroup, LiteGraph } from "@comfyorg/litegraph";
 import { isEditable } from "./dom.js";
+import { toggleMode } from "./modes.js";
 import { openFromServer, saveOnServer } from "./saved.js";
 
 // Ctrl (or Cmd) + key, everywhere.
@@ -49,9 +50,31 @@ function onKeyDown(app, e) {
   } else if (mod && key === "v") {
     e.stopPropagation(); // not preventDefault: the browser's paste event brings the system clipboard
     app.clipboard.pasteShortcut({ keepOutsideLinks: e.shiftKey });
+  } else if (mod && (key === "b" || key === "m")) {
+    stop(e);
+    toggleMode(app, app.selectedNodes(), key === "b" ? "bypass" : "mute");
+  } else if (mod && key === "g") {
+    stop(e);
+    groupSelected(app);
+  } else if (e.altKey && !mod && (key === "c" || e.code === "KeyC")) {
+    stop(e);
+    for (const node of app.selectedNodes()) node.collapse();
+    app.changed();
   } else if (key === "delete" || key === "backspace") {
     stop(e);
     app.canvas.deleteSelected();
     app.changed();
   }
+}
+
+/** Ctrl+G: a group around the selected nodes. */
+function groupSelected(app) {
+  const nodes = app.selectedNodes();
+  if (!nodes.length) return;
+  const group = new LGraphGroup("Group");
+  group.resizeTo(nodes, 10);
+  app.graph.add(group);
+  group.recomputeInsideNodes();
+  app.canvas.setDirty(true, true);
+  app.changed();
 }

@@ -1,12 +1,10 @@
 // The workflow kept in this browser (localStorage): saved after every change of the graph and restored
-// on reload. A first visit, with nothing saved, opens the default graph built from the catalogue.
+// on reload. A first visit, with nothing saved, opens the server's default template (templates.js).
 
-import { FORMAT } from "./workflow.js";
+import { defaultWorkflow } from "./templates.js";
 
 const STORAGE_WORKFLOW = "nodegraph.workflow";
 const STORAGE_NAME = "nodegraph.workflow_name";
-// the prompt of the first graph a new user sees, as in workflows/text2image.json
-const DEFAULT_PROMPT = "a large red circle in the center on a white background";
 
 export class Autosave {
   constructor(app) {
@@ -25,7 +23,7 @@ export class Autosave {
     }
   }
 
-  /** Load the kept workflow (not validated), or the default graph when there is none or it does not load. */
+  /** Load the kept workflow (not validated), or the default template when there is none or it does not load. */
   async restore() {
     const app = this.app;
     let data = null;
@@ -35,46 +33,6 @@ export class Autosave {
       data = null;
     }
     if (data && (await app.loadWorkflow(data, { source: "autosave", name: localStorage.getItem(STORAGE_NAME), validate: false }))) return;
-    await app.loadWorkflow(defaultWorkflow(app.schemas), { source: "default", validate: false });
+    await app.loadWorkflow(await defaultWorkflow(app), { source: "default", validate: false });
   }
-}
-
-/** A workflow without nodes (New). */
-export function emptyWorkflow() {
-  return { format: FORMAT, nodes: {}, ui: {}, meta: {} };
-}
-
-/** The first workflow, from what the catalogue has: text-to-image when unCLIP is there. */
-export function defaultWorkflow(schemas) {
-  const has = (t) => t in schemas;
-  const workflow = emptyWorkflow();
-  const nodes = workflow.nodes;
-  const node = (type, pos, inputs = {}) => ({ type, version: schemas[type].version, inputs, ui: { pos } });
-  const link = (from, output) => ({ from, output });
-  const t2i = ["unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
-    "unclip.load_decoder", "unclip.decoder", "core.save_image"];
-  if (t2i.every(has)) {
-    // workflows/text2image.json: the DALL·E 2 cascade with the shipped model, upsampler stage included when
-    // the catalogue has it, and a prompt that names every attribute (the shipped models at their best).
-    nodes.load_clip = node("unclip.load_clip", [40, 60]);
-    nodes.load_prior = node("unclip.load_prior", [40, 200]);
-    nodes.load_decoder = node("unclip.load_decoder", [40, 340]);
-    nodes.encode = node("unclip.text_encode", [300, 60], { clip: link("load_clip", "clip"), text: DEFAULT_PROMPT });
-    nodes.prior = node("unclip.prior", [300, 280], { prior: link("load_prior", "prior"), conditioning: link("encode", "conditioning") });
-    nodes.decoder = node("unclip.decoder", [620, 60], {
-      decoder: link("load_decoder", "decoder"), image_embedding: link("prior", "embedding"), conditioning: link("encode", "conditioning"),
-    });
-    let images = link("decoder", "images");
-    if (has("unclip.load_upsampler") && has("unclip.upsample")) {
-      nodes.load_upsampler = node("unclip.load_upsampler", [40, 480]);
-      nodes.upsample = node("unclip.upsample", [900, 60], { upsampler: link("load_upsampler", "upsampler"), images });
-      images = link("upsample", "images");
-    }
-    nodes.save = node("core.save_image", [1180, 60], { images });
-    for (const id of ["prior", "decoder", "upsample"].filter((i) => i in nodes)) nodes[id].ui.seed_modes = { seed: "randomize" }; // a new image per queue
-  } else if (has("core.solid_color") && has("core.save_image")) {
-    nodes.color = node("core.solid_color", [80, 120], { color: "#3f51b5" });
-    nodes.save = node("core.save_image", [420, 120], { images: link("color", "images") });
-  }
-  return workflow;
 }

@@ -5,7 +5,8 @@
 import { h } from "./dom.js";
 import { downloadWorkflow, pickLocalFile } from "./files.js";
 import { openFromServer, saveOnServer } from "./saved.js";
-import { emptyWorkflow } from "./storage.js";
+import { openTemplates } from "./templates.js";
+import { emptyWorkflow } from "./workflow.js";
 
 export class Toolbar {
   constructor(app) {
@@ -28,6 +29,8 @@ export class Toolbar {
     on("download-button", () => downloadWorkflow(app));
     on("upload-button", () => pickLocalFile(app));
     on("new-button", () => app.loadWorkflow(emptyWorkflow(), { source: "new" }));
+    on("templates-button", () => openTemplates(app));
+    on("settings-button", () => app.settings.open());
     on("undo-button", () => app.undo());
     on("redo-button", () => app.redo());
     on("fit-button", () => app.fitView());

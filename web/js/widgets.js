@@ -1,8 +1,9 @@
 // Widgets from port schemas: every input that is not link-only gets a widget, chosen from its type and
-// its `widget` hint (seed, text, file), with the schema's min/max/step/choices/default. Every widget
-// also has an input socket on the node (a litegraph "widget input"): linking into it replaces the value.
-// A file widget of the input folder also uploads: its button (or an image dropped on its node) sends
-// the file to the server and chooses it.
+// its `widget` hint (seed, text, file, model), with the schema's min/max/step/choices/default. Every
+// widget also has an input socket on the node (a litegraph "widget input"): linking into it replaces the
+// value. A file widget of the input folder also uploads: its button (or an image dropped on its node)
+// sends the file to the server and chooses it; a new node starts on the first image there. A model
+// widget offers the models of its loader's kind (GET /api/models?kind=...).
 
 import { DomTextWidget } from "./domwidgets.js";
 
@@ -112,6 +113,8 @@ export function createWidget(node, port, app) {
     node.addCustomWidget(widget);
   } else if (port.widget === "file") {
     widget = fileWidget(node, port, app, changed);
+  } else if (port.widget === "model" && port.model_kind) {
+    widget = choiceWidget(node, port, app.files.forKind(port.model_kind), changed);
   } else {
     widget = node.addWidget("text", port.name, port.default ?? "", changed, {});
   }
@@ -154,20 +157,38 @@ function numberWidget(node, port, app, changed) {
   return widget;
 }
 
+/** A drop-down of the names a server list holds (plus the port's default and the current value, when not among them). */
+function choiceWidget(node, port, source, callback) {
+  const widget = node.addWidget("combo", port.name, port.default ?? "", callback, {
+    values: () => {
+      const names = source.names();
+      const extra = [port.default, widget.value].filter((v, i, a) => typeof v === "string" && v !== "" && !names.includes(v) && a.indexOf(v) === i);
+      return [...extra, ...names];
+    },
+  });
+  return widget;
+}
+
 function fileWidget(node, port, app, changed) {
   const folder = port.folder ?? "input";
   const source = folder === "input" ? app.files.input : app.files.forFolder(folder);
-  const widget = node.addWidget("combo", port.name, port.default ?? "", (v) => {
+  const widget = choiceWidget(node, port, source, (v) => {
     widget.ngOnSet?.(v);
     changed(v);
-  }, {
-    values: () => {
-      const names = source.names();
-      return widget.value && !names.includes(widget.value) ? [widget.value, ...names] : names;
-    },
   });
   if (folder === "input") {
     widget.ngOnSet = (name) => node.ngSetThumbnail(name ? { filename: name, subfolder: "", type: "input" } : null);
+    // A new node starts on the first image there (a loaded workflow sets its own value right after).
+    const pickFirst = () => {
+      const first = source.names()[0];
+      if (widget.value !== "" || !first || node.ngLoaded) return;
+      setWidgetLiteral(widget, first);
+      widget.ngPickedFirst = true;
+    };
+    // The folder as it is now (images may have come since the list was fetched): one fetch serves the
+    // nodes created meanwhile, e.g. every Load Image of a workflow being loaded.
+    if (source.list.length) pickFirst();
+    source.fresh().then(pickFirst);
     const button = node.addWidget("button", `upload ${port.name}`, null, () => {
       const input = document.createElement("input");
       input.type = "file";

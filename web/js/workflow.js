@@ -2,17 +2,24 @@
 // format: every save, download, queue and copy goes through exportWorkflow(), every load through
 // loadWorkflow().
 //
-// Round trip: node ids, types, versions, inputs (literals and {"from", "output"} links), title, and
-// each node's `ui` (pos, size, collapsed, colours, seed modes, plus any keys the editor does not know)
-// are kept; the top-level `ui` holds the canvas state (offset, scale, groups) and `meta` is kept as is.
-// An input the loaded workflow left out stays out while its widget keeps the default.
+// Round trip: node ids, types, versions, modes, inputs (literals and {"from", "output"} links), title,
+// and each node's `ui` (pos, size, collapsed, colours, seed modes, plus any keys the editor does not
+// know) are kept; the top-level `ui` holds the canvas state (view, groups, reroutes) and `meta` is kept
+// as is. An input the loaded workflow left out stays out while its widget keeps the default.
 
 import { LGraphGroup, LiteGraph } from "@comfyorg/litegraph";
+import { modeOf, setMode } from "./modes.js";
+import { exportReroutes, restoreReroutes } from "./reroutes.js";
 import { setWidgetLiteral, widgetLiteral } from "./widgets.js";
 
 export const FORMAT = "nodegraph/1";
 
 export class WorkflowError extends Error {}
+
+/** A workflow without nodes (New). */
+export function emptyWorkflow() {
+  return { format: FORMAT, nodes: {}, ui: {}, meta: {} };
+}
 
 const round = (v) => Math.round(v * 100) / 100;
 
@@ -51,7 +58,8 @@ export function checkWorkflow(data) {
 
 /**
  * The workflow of the whole graph, or of some nodes (links to nodes outside them are left out unless
- * keepOutsideLinks).
+ * keepOutsideLinks). `canvas: false` leaves the view (offset, scale) out; groups and reroutes belong to
+ * the whole graph only.
  */
 export function exportWorkflow(app, { nodes, canvas = true, keepOutsideLinks = false } = {}) {
   const graph = app.graph;
@@ -62,26 +70,27 @@ export function exportWorkflow(app, { nodes, canvas = true, keepOutsideLinks = f
     if (!node.ngType) continue; // not one of ours (e.g. a litegraph built-in an extension added)
     out.nodes[String(node.id)] = exportNode(graph, node, (id) => keepOutsideLinks || inside.has(id));
   }
-  if (canvas && app.canvas) {
-    out.ui.canvas = { offset: app.canvas.ds.offset.map(round), scale: round(app.canvas.ds.scale) };
-    const groups = graph.groups.map((g) => {
-      const s = g.serialize();
-      const group = { title: s.title, bounding: s.bounding.map(round) };
-      if (s.color) group.color = s.color;
-      if (s.font_size && s.font_size !== LiteGraph.DEFAULT_GROUP_FONT) group.font_size = s.font_size;
-      return group;
-    });
-    if (groups.length) out.ui.groups = groups;
-    else delete out.ui.groups;
-  } else {
-    delete out.ui.canvas;
-    delete out.ui.groups;
+  if (canvas && app.canvas) out.ui.canvas = { offset: app.canvas.ds.offset.map(round), scale: round(app.canvas.ds.scale) };
+  else delete out.ui.canvas;
+  const groups = nodes ? [] : graph.groups.map((g) => {
+    const s = g.serialize();
+    const group = { title: s.title, bounding: s.bounding.map(round) };
+    if (s.color) group.color = s.color;
+    if (s.font_size && s.font_size !== LiteGraph.DEFAULT_GROUP_FONT) group.font_size = s.font_size;
+    return group;
+  });
+  const reroutes = nodes ? [] : exportReroutes(graph);
+  for (const [key, value] of [["groups", groups], ["reroutes", reroutes]]) {
+    if (value.length) out.ui[key] = value;
+    else delete out.ui[key];
   }
   return out;
 }
 
 function exportNode(graph, node, keepLinkFrom) {
   const entry = { type: node.ngType, version: node.ngVersion, inputs: {} };
+  const mode = modeOf(node);
+  if (mode) entry.mode = mode;
   const linked = {};
   for (const slot of node.inputs ?? []) {
     if (slot.link == null) continue;
@@ -226,7 +235,9 @@ function createNodeFor(app, entry) {
 }
 
 function applyEntry(node, entry, offset) {
+  node.ngLoaded = true; // its values come from the workflow, not from the editor's defaults
   if (Number.isInteger(entry.version)) node.ngVersion = entry.version;
+  setMode(node, entry.mode);
   const title = typeof entry.title === "string" ? entry.title : typeof entry.ui?.title === "string" ? entry.ui.title : null;
   if (title != null) node.title = title;
   const { pos, size, collapsed, color, bgcolor, seed_modes: seedModes, title: _t, ...restUi } =
@@ -246,6 +257,7 @@ function applyEntry(node, entry, offset) {
     const widget = node.ngWidgets.get(port.name);
     if (!(port.name in inputs)) {
       if (widget) node.ngOmitted.add(port.name);
+      if (widget?.ngPickedFirst) setWidgetLiteral(widget, port.default ?? ""); // left out: not the first image
       continue;
     }
     const value = inputs[port.name];
@@ -271,10 +283,11 @@ export function loadWorkflow(app, data) {
   const graph = app.graph;
   graph.clear();
   app.canvas.deselectAll?.();
-  const { canvas: view, groups, ...ui } = workflow.ui && typeof workflow.ui === "object" ? workflow.ui : {};
+  const { canvas: view, groups, reroutes, ...ui } = workflow.ui && typeof workflow.ui === "object" ? workflow.ui : {};
   app.workflowUi = ui;
   app.workflowMeta = workflow.meta && typeof workflow.meta === "object" ? workflow.meta : {};
   const result = addWorkflowNodes(app, workflow);
+  restoreReroutes(app, reroutes);
   for (const g of Array.isArray(groups) ? groups : []) {
     if (!Array.isArray(g?.bounding) || g.bounding.length !== 4) continue;
     const group = new LGraphGroup();
