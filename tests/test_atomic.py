@@ -14,12 +14,11 @@ import pytest
 from conftest import ROOT, TESTS
 from helpers import link, node, workflow
 
-pytest_plugins = ["test_server_helpers"]  # its fixtures: start
-
 from nodegraph import atomic, png
 from nodegraph.cli import main
 
 PACKS = str(TESTS / "packs")
+pytest_plugins = ["test_server_helpers"]  # its fixtures: start
 
 
 def _env() -> dict[str, str]:

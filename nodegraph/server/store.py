@@ -13,6 +13,7 @@ previous process (a crash, a kill) as ``interrupted``: they can be re-queued, th
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import sqlite3
@@ -32,7 +33,9 @@ __all__ = [
     "Migration",
     "QueueFull",
     "SchemaTooNew",
+    "StoreFull",
     "StoreLocked",
+    "is_disk_full",
     "migrate",
     "schema_version",
 ]
@@ -53,6 +56,28 @@ class StoreLocked(RuntimeError):
 
 class QueueFull(RuntimeError):
     """The queue already holds ``max_queue`` jobs."""
+
+
+class StoreFull(OSError):
+    """The disk of the data folder is full: SQLite could not write (nothing was changed)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(errno.ENOSPC, f"the job database cannot be written: the disk of the data folder {folder} "
+                         "is full; free space there (the server retries by itself)", str(folder))
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return self.strerror or "disk full"
+
+
+SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the database's size limit) is full."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -119,10 +144,11 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
                 conn.execute(sql)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (step.version,))
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         log.info("job database migrated to version %d: %s", step.version, step.description)
         current = step.version
     return current
@@ -152,10 +178,10 @@ class JobStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
             self.version = migrate(self.conn, migrations)
+            self.interrupted = self._recover()
         except BaseException:
             self._lock_file.close()
             raise
-        self.interrupted = self._recover()
 
     # -- plumbing --------------------------------------------------------------------------------
     @contextmanager
@@ -163,10 +189,12 @@ class JobStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (a full disk does that): only roll back what is open.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -246,12 +274,14 @@ class JobStore:
         return job
 
     def finish(self, job_id: str, status: str, *, error: dict[str, Any] | None = None,
-               outputs: dict[str, Any] | None = None) -> None:
+               outputs: dict[str, Any] | None = None, finished: float | None = None) -> None:
+        """Record a job's end (``finished``: when it ended, default now)."""
         if status not in FINISHED:
             raise ValueError(f"not a finished status: {status!r}")
         with self._tx() as c:
             c.execute("UPDATE jobs SET status = ?, qpos = NULL, finished = ?, error = ?, outputs = ? WHERE id = ?",
-                      (status, time.time(), _dumps(error), _dumps(outputs or {}), job_id))
+                      (status, finished if finished is not None else time.time(), _dumps(error),
+                       _dumps(outputs or {}), job_id))
 
     def delete_queued(self, job_id: str) -> str:
         """Remove a queued job. Returns ``deleted``, or the job's status if it is not queued, or ``missing``."""
@@ -339,15 +369,23 @@ class AsyncJobStore:
         try:
             self.store = await asyncio.get_running_loop().run_in_executor(
                 pool, lambda: JobStore(self.path, migrations=self.migrations))
-        except BaseException:
+        except BaseException as exc:
             pool.shutdown(wait=False)
+            if is_disk_full(exc):
+                raise StoreFull(self.path.parent) from exc
             raise
         self._pool = pool
 
     async def __call__(self, fn: Callable[[JobStore], T]) -> T:
+        """``fn(store)`` in the store's thread; a full disk raises :class:`StoreFull`."""
         if self.store is None or self._pool is None:
             raise RuntimeError("the job store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.store)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.store)
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc) and not isinstance(exc, StoreFull):
+                raise StoreFull(self.path.parent) from exc
+            raise
 
     async def close(self) -> None:
         if self.store is None or self._pool is None:
