@@ -232,6 +232,32 @@ async def test_history_is_newest_first_and_paged(server):
     assert (await server.json("GET", "/api/history?limit=abc", 400))["error"] == "invalid_request"
 
 
+async def test_lists_carry_summaries_and_the_job_route_its_workflow(server):
+    ws = await server.ws()
+    big = wf(**{f"n{i}": node("toy.const", value=float(i)) for i in range(20_000)},
+             s=node("toy.sink", value=link("n1")))
+    big["meta"] = {"title": "a big one " + "x" * 500}
+    blocker = await server.queue(gated("summaries"))
+    await until(ws, started_node(blocker, "g"))
+    job_id = await server.queue(big, targets=["s"])
+    res = await server.client.get("/api/jobs")
+    listed = await res.json()
+    assert len(await res.read()) < 10_000  # the 20,000-node workflow is not in the list
+    summary = listed["queued"][0]
+    schemas.JobList.model_validate(listed)
+    assert "workflow" not in summary and "workflow" not in listed["running"]
+    assert summary["node_count"] == 20_001 and summary["title"] == ("a big one " + "x" * 500)[:200]
+    gate("summaries").set()
+    await until(ws, finished(job_id))
+    res = await server.client.get("/api/history?limit=50")
+    assert len(await res.read()) < 10_000
+    history = await res.json()
+    assert [j["id"] for j in history["jobs"]] == [job_id, blocker]
+    assert all("workflow" not in j for j in history["jobs"]) and history["jobs"][0]["node_count"] == 20_001
+    full = await server.json("GET", f"/api/jobs/{job_id}")
+    assert len(full["workflow"]["nodes"]) == 20_001 and full["title"] == summary["title"]
+
+
 async def test_output_images_are_viewable_by_the_url_the_job_reports(server):
     ws = await server.ws()
     workflow = wf(c=node("core.solid_color", color="#00ff00", width=8, height=8),
