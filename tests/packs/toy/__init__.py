@@ -114,7 +114,8 @@ class Noise(Node):
         seed: int = Port(0, ge=0, description="Seed.")
 
     class Outputs(nodegraph.Outputs):
-        images: nodegraph.IMAGE = Port(description="The images, (batch, size, size, 3).")
+        images: nodegraph.IMAGE = Port(description="The images, (batch, size, size, 3).",
+                                       shape=("batch", "size", "size", 3))
 
     def run(self, inputs, ctx):
         import numpy as np
