@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 
 import pytest
 from PIL import Image
@@ -21,6 +23,7 @@ from test_server_helpers import (
 
 import nodegraph.types
 from nodegraph.server import schemas
+from nodegraph.server.keys import ENGINE
 from nodegraph.server.routes import api
 
 pytest_plugins = ["test_server_helpers"]  # its fixtures: server, start, web_dir
@@ -453,3 +456,38 @@ async def test_unknown_json_fields_and_wrong_types_are_400(server):
     assert res["error"] == "invalid_json"
     res = await server.json("POST", "/api/jobs", 400)
     assert res["error"] == "invalid_request"
+
+
+async def test_a_huge_graph_is_parsed_and_validated_off_the_event_loop(server, monkeypatch):
+    parsing, parsed, validating, validated = (threading.Event() for _ in range(4))
+    engine = server.app[ENGINE]
+    real_validate = engine.validate
+
+    class HeldJson:  # json as the server module uses it; a large body waits until the test lets it go
+        JSONDecodeError = json.JSONDecodeError
+
+        @staticmethod
+        def loads(data):
+            if len(data) > 256 * 1024:
+                parsing.set()
+                assert parsed.wait(20)
+            return json.loads(data)
+
+    def held_validate(*args, **kwargs):
+        validating.set()
+        assert validated.wait(20)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr("nodegraph.server.openapi.json", HeldJson)
+    monkeypatch.setattr(engine, "validate", held_validate)
+    big = wf(**{f"n{i}": node("toy.const", value="x") for i in range(20_000)})  # 20,000 invalid values
+    post = asyncio.ensure_future(server.client.post("/api/validate", json={"workflow": big}))
+    for stage, release in ((parsing, parsed), (validating, validated)):
+        assert await asyncio.to_thread(stage.wait, 20)
+        res = await server.client.get("/api/system")  # answered while the big request is held
+        assert res.status == 200 and not post.done()
+        release.set()
+    res = await post
+    answer = await res.json()
+    assert res.status == 200 and not answer["valid"]
+    assert sum(i["code"] == "invalid_value" for i in answer["issues"]) == 20_000
