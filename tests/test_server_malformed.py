@@ -71,3 +71,12 @@ async def test_broken_http_framing_is_400(server):
     ):
         answer = await _raw(server, request)
         assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400", answer[:200]
+
+
+async def test_json_python_refuses_to_read_is_400_not_500(server):
+    for body in (b'{"workflow": {"nodes": {"a": {"inputs": {"value": ' + b"9" * 5000 + b"}}}}}",  # > 4,300 digits
+                 b"[" * 100_000 + b"]" * 100_000, b'{"workflow": "\xff\xfe"}'):
+        for path in ("/api/validate", "/api/jobs", "/api/interrupt"):
+            res = await server.client.post(path, data=body, headers={"Content-Type": "application/json"})
+            answer = await res.json()
+            assert res.status == 400 and answer["error"] == "invalid_json", (path, answer)

@@ -105,7 +105,8 @@ async def read_json(request: web.Request, limit: int, *, required: bool = True) 
         # A large body (a graph of 100,000 nodes is ~10 MB) takes long enough to parse to stall every other
         # request: parse it in a worker thread, as validation is.
         return await asyncio.get_running_loop().run_in_executor(None, json.loads, data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    # ValueError also covers an integer of more than 4,300 digits (int_max_str_digits), not only bad syntax.
+    except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
