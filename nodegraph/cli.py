@@ -188,6 +188,7 @@ def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, arg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .atomic import remove_partial
     from .context import CancelToken
 
     source, err = _read_workflow(args.workflow)
@@ -202,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_root = args.output_dir or None
     engine = _engine(args, output_dir=out_root, input_dir=args.input_dir)
     out_root = Path(engine.settings.output_dir)
+    remove_partial([out_root, Path(engine.settings.temp_dir)])  # what an interrupted earlier run left
     token = CancelToken()
     with _Interrupt(token):
         try:

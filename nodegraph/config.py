@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Settings", "default_model_dirs"]
+__all__ = ["Settings", "default_max_node_bytes", "default_model_dirs"]
 
 GIB = 1024**3
 
@@ -28,6 +28,14 @@ def default_model_dirs() -> list[Path]:
     return seen
 
 
+def default_max_node_bytes() -> int:
+    """Half of this machine's physical memory (8 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 * GIB
+
+
 class Settings(BaseModel):
     """Where things live and how much memory the engine may keep."""
 
@@ -42,6 +50,9 @@ class Settings(BaseModel):
     builtin_packs: bool = Field(True, description="Load the built-in packs of nodes/.")
     entry_point_packs: bool = Field(True, description="Load packs of the `nodegraph.packs` entry-point group.")
     cache_bytes: int = Field(2 * GIB, ge=0, description="Bound of the output cache, in estimated bytes.")
+    max_node_bytes: int = Field(default_factory=default_max_node_bytes, ge=1,
+                                description="Most memory one node's declared outputs may take, judged at "
+                                "validation from its literal inputs (default: half the machine's memory).")
     model_cache_items: int = Field(8, ge=1, description="Loaded models kept in memory.")
     device: str = Field("cpu", description="Torch device for model packs.")
     threads: int | None = Field(None, ge=1, description="Torch intra-op threads (None: torch default).")
@@ -66,6 +77,7 @@ class Settings(BaseModel):
                 values[key] = [Path(p) for p in env[var].split(os.pathsep) if p]
         for var, key in (("NODEGRAPH_INPUT_DIR", "input_dir"), ("NODEGRAPH_OUTPUT_DIR", "output_dir"),
                          ("NODEGRAPH_TEMP_DIR", "temp_dir"), ("NODEGRAPH_CACHE_BYTES", "cache_bytes"),
+                         ("NODEGRAPH_MAX_NODE_BYTES", "max_node_bytes"),
                          ("NODEGRAPH_DEVICE", "device"), ("NODEGRAPH_THREADS", "threads")):
             if env.get(var):
                 values[key] = env[var]

@@ -56,7 +56,8 @@ class Engine:
 
     def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
         """Every issue, file names included (checked against the settings' folders)."""
-        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders())
+        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(),
+                          max_node_bytes=self.settings.max_node_bytes)
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:

@@ -7,7 +7,8 @@ the same steps. The local one walks the plan depth-first from the targets with a
 (no recursion: a 100,000-node chain runs), looks every node up in the cache *before* evaluating
 its inputs (so a cached node's whole upstream is skipped), evaluates lazy inputs only when the
 node asks for them, and emits an event for every step. A failing node stops the run; nothing it
-produced is cached, and everything cached before stays valid.
+produced is cached, and everything cached before stays valid. A run cancelled at any moment before
+it ends is ``cancelled``, even when the cancel came while its last node was running.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ class LocalExecutor:
                        Path(output_dir) if output_dir is not None else Path(self.settings.output_dir))
         try:
             self._walk(run)
+            # A cancel that came while the last node ran still cancels the run (its outputs are cached).
+            run.cancel.raise_if_cancelled()
         except Cancelled:
             run.result.status = "cancelled"
         except Exception as exc:  # noqa: BLE001 - any node failure becomes an event, never a crash

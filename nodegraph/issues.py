@@ -20,6 +20,7 @@ CODES = (
     "missing_input",
     "type_mismatch",
     "invalid_value",
+    "too_large",
     "unsafe_path",
     "file_not_found",
     "dangling_link",

@@ -8,6 +8,7 @@ descriptions, the JSON Schema) is read from those models once, into a :class:`No
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .context import NodeContext
     from .fingerprint import FingerprintContext
 
-__all__ = ["Inputs", "Node", "NodeSpec", "Outputs", "Port", "PortSpec"]
+__all__ = ["ITEMSIZE", "Inputs", "Node", "NodeSpec", "Outputs", "Port", "PortSpec"]
 
 _NG = "nodegraph"  # key of our extras inside a field's json_schema_extra
 
@@ -36,6 +37,12 @@ class Outputs(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
 
+#: Bytes per element of the ``dtype`` names an output's ``shape`` may be declared with.
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "uint8": 1, "bool": 1}
+
+Dim = int | str | None
+
+
 def Port(  # noqa: N802 - reads like pydantic's Field
     default: Any = ...,
     *,
@@ -43,6 +50,8 @@ def Port(  # noqa: N802 - reads like pydantic's Field
     lazy: bool = False,
     step: float | None = None,
     display: str | None = None,
+    shape: tuple[Dim, ...] | None = None,
+    dtype: str = "float32",
     **constraints: Any,
 ) -> Any:
     """Declare a port: a pydantic ``Field`` plus what the engine and the editor need.
@@ -51,6 +60,12 @@ def Port(  # noqa: N802 - reads like pydantic's Field
     the node asks for it (see :meth:`Node.check_lazy`). Constraints are pydantic's (``ge``, ``le``,
     ``gt``, ``lt``, ``min_length``, ``max_length``, ``pattern``, ...). ``step`` and ``display``
     (``"slider"``) are hints for number widgets.
+
+    ``shape`` (outputs only) declares the array an output holds, one entry per dimension: a number,
+    the name of an integer input whose value it is, or ``None`` when only the run knows it; with
+    ``dtype`` it lets validation refuse literal inputs that would ask for more memory than a node
+    may take (``Settings.max_node_bytes``) before anything runs, e.g.
+    ``images: IMAGE = Port(description=..., shape=("batch", "height", "width", 3))``.
     """
     extra: dict[str, Any] = {}
     if lazy:
@@ -59,6 +74,13 @@ def Port(  # noqa: N802 - reads like pydantic's Field
         extra["step"] = step
     if display is not None:
         extra["display"] = display
+    if shape is not None:
+        if dtype not in ITEMSIZE:
+            raise ValueError(f"dtype {dtype!r}: use one of {', '.join(ITEMSIZE)}")
+        if not all(d is None or isinstance(d, str | int) for d in shape):
+            raise ValueError(f"shape {shape!r}: each dimension is a number, an input's name or None")
+        extra["shape"] = list(shape)
+        extra["dtype"] = dtype
     return Field(default, description=description, json_schema_extra={_NG: extra} if extra else None,
                  **constraints)
 
@@ -74,6 +96,8 @@ class PortSpec:
     default: Any = None
     lazy: bool = False
     annotation: Any = field(default=None, compare=False)  # full annotation, constraints included
+    shape: tuple[Dim, ...] | None = None  # outputs: the declared array shape (see Port)
+    dtype: str = "float32"
     _adapter: list[TypeAdapter] = field(default_factory=list, compare=False, repr=False)
 
     @property
@@ -180,11 +204,33 @@ class NodeSpec:
         """The class docstring (the editor's tooltip)."""
         return (self.cls.__doc__ or "").strip()
 
+    @functools.cached_property
+    def sized(self) -> bool:
+        """Whether an output declares its ``shape`` (validation then bounds its size)."""
+        return any(p.shape is not None for p in self.outputs.values())
+
+    def output_sizes(self, values: dict[str, Any]) -> list[tuple[str, tuple[int, ...], int]]:
+        """At least how large the outputs with a declared ``shape`` will be, given the input ``values``
+        known before the run: ``(output, dims, bytes)`` each. A dimension named after an input that
+        is not in ``values`` (linked) or not a positive integer, or declared ``None``, counts as 1."""
+        sizes = []
+        for name, port in self.outputs.items():
+            if port.shape is None:
+                continue
+            dims = tuple(_dim(d, values) for d in port.shape)
+            sizes.append((name, dims, math.prod(dims) * ITEMSIZE[port.dtype]))
+        return sizes
+
     def schema(self) -> dict[str, Any]:
         """The node's catalogue entry (:class:`nodegraph.catalogue.NodeSchema`) as JSON."""
         from .catalogue import NodeSchema
 
         return NodeSchema.of(self).model_dump(mode="json", exclude_unset=True)
+
+
+def _dim(dim: Dim, values: dict[str, Any]) -> int:
+    value = values.get(dim) if isinstance(dim, str) else dim
+    return value if type(value) is int and value > 0 else 1
 
 
 def _words(name: str) -> str:
@@ -216,6 +262,8 @@ def _ports(model: type[BaseModel], owner: str, outputs: bool) -> dict[str, PortS
             default=default,
             lazy=bool(extra.get("lazy")),
             annotation=full,
+            shape=tuple(extra["shape"]) if "shape" in extra else None,
+            dtype=extra.get("dtype", "float32"),
         )
     return ports
 
@@ -249,10 +297,11 @@ def derive_spec(cls: type[Node], pack: str) -> NodeSpec:
         if not (isinstance(model, type) and issubclass(model, base)):
             raise TypeError(f"{cls.__name__}.{attr} must subclass nodegraph.{attr}")
     type_id = f"{pack}.{cls.name}"
-    return NodeSpec(
-        type_id=type_id,
-        pack=pack,
-        cls=cls,
-        inputs=_ports(cls.Inputs, cls.__name__, outputs=False),
-        outputs=_ports(cls.Outputs, cls.__name__, outputs=True),
-    )
+    inputs = _ports(cls.Inputs, cls.__name__, outputs=False)
+    outputs = _ports(cls.Outputs, cls.__name__, outputs=True)
+    for name, port in outputs.items():
+        unknown = [d for d in port.shape or () if isinstance(d, str) and d not in inputs]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.Outputs.{name}: shape names {unknown}, which are not inputs of the "
+                            f"node; its inputs are: {', '.join(inputs) or 'none'}")
+    return NodeSpec(type_id=type_id, pack=pack, cls=cls, inputs=inputs, outputs=outputs)

@@ -8,13 +8,11 @@ data, so a different executor (a cluster backend) can run the same plan.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import gc
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from .errors import WorkflowInvalid
 from .fingerprint import FingerprintContext
 from .node import NodeSpec
 from .registry import Registry
-from .validation import Issue, analyse
+from .validation import Issue, analyse, gc_paused
 from .workflow import Workflow
 
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order"]
@@ -95,24 +93,14 @@ def make_plan(
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
-    with _gc_paused():
+    with gc_paused():
         return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
                run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
-    analysis, issues = analyse(source, registry, targets=wanted, folders=folders)
+    analysis, issues = analyse(source, registry, targets=wanted, folders=folders,
+                               max_node_bytes=settings.max_node_bytes if settings is not None else None)
     if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex

@@ -5,16 +5,28 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-__all__ = ["PNG_KEY", "read_png_workflow", "save_png"]
+from .atomic import write_replace
+
+__all__ = ["PNG_KEY", "read_png_workflow", "save_png", "write_png"]
 
 PNG_KEY = "nodegraph.workflow"  # tEXt chunk holding the workflow JSON
 
 
 def save_png(image: Any, path: str | Path, workflow: dict[str, Any] | None = None,
              extra: dict[str, str] | None = None) -> Path:
-    """Write a PIL image as PNG, with the workflow JSON (and ``extra`` text) in its metadata."""
+    """Write a PIL image as PNG, with the workflow JSON (and ``extra`` text) in its metadata.
+
+    The file is replaced atomically: it is the old one or the complete new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_replace(path, lambda f: write_png(image, f, workflow, extra))
+
+
+def write_png(image: Any, f: BinaryIO, workflow: dict[str, Any] | None = None,
+              extra: dict[str, str] | None = None) -> None:
+    """Encode a PIL image as PNG into the open file ``f``, with the workflow and ``extra`` as text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -22,10 +34,7 @@ def save_png(image: Any, path: str | Path, workflow: dict[str, Any] | None = Non
         info.add_text(PNG_KEY, json.dumps(workflow, separators=(",", ":")))
     for key, value in (extra or {}).items():
         info.add_text(key, value)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG", pnginfo=info, compress_level=4)
-    return path
+    image.save(f, format="PNG", pnginfo=info, compress_level=4)
 
 
 def read_png_workflow(source: str | Path | bytes) -> dict[str, Any] | None:

@@ -1,20 +1,24 @@
 """Writing a node's images as PNG files (the workflow embedded) and showing them on the node.
 
 The one place output and preview files are written: numbered names that never overwrite, names
-confined to their folder, the workflow and the node id in each file's metadata.
+confined to their folder, the workflow and the node id in each file's metadata. Each file appears
+complete or not at all (:func:`nodegraph.atomic.write_new`); a full disk fails the node with a
+message naming the folder.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .atomic import write_new
 from .errors import NodeExecutionError
 from .images import to_pil
-from .png import save_png
+from .png import write_png
 
 if TYPE_CHECKING:
     from .context import NodeContext
@@ -36,12 +40,18 @@ def save_images(ctx: NodeContext, images: Any, prefix: str = "nodegraph", *,
                                  "subfolders (no '..')")
     target = ctx.resolve_file(folder, prefix)
     directory = target.parent
-    directory.mkdir(parents=True, exist_ok=True)
     subfolder = str(Path(prefix).parent) if "/" in prefix else ""
     written = []
+    extra = {"nodegraph.node": ctx.node_id}
     for img in to_pil(images):
-        path = _claim_next(directory, prefix)
-        save_png(img, path, ctx.workflow, {"nodegraph.node": ctx.node_id})
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = write_new(directory, lambda f, img=img: write_png(img, f, ctx.workflow, extra),
+                             lambda: _next_path(directory, prefix))
+        except FileExistsError:
+            raise NodeExecutionError(f"could not find a free file name for {prefix!r} in {directory}") from None
+        except OSError as exc:
+            raise NodeExecutionError(_write_error(exc, directory, folder)) from None
         written.append({"filename": path.name, "subfolder": subfolder, "type": folder})
     ctx.show(images=written)
     return written
@@ -53,16 +63,12 @@ def preview_images(ctx: NodeContext, images: Any, prefix: str = "preview") -> li
     return save_images(ctx, images, f"{prefix}_{uuid.uuid4().hex[:8]}", folder="temp")
 
 
-def _claim_next(directory: Path, prefix: str) -> Path:
-    """Create and return the next unused ``prefix_NNNNN.png`` in ``directory``."""
-    for _ in range(100):  # another process may take a name between scan and create
-        path = _next_path(directory, prefix)
-        try:
-            with open(path, "xb"):
-                return path
-        except FileExistsError:
-            continue
-    raise NodeExecutionError(f"could not find a free file name for {prefix!r} in {directory}")
+def _write_error(exc: OSError, directory: Path, folder: str) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"cannot write to the {folder} folder {directory}: its disk is full ({reason}); nothing was "
+                "written: free space there and run again")
+    return f"cannot write to the {folder} folder {directory}: {reason}"
 
 
 def _next_path(directory: Path, prefix: str) -> Path:

@@ -8,8 +8,10 @@ the :class:`Analysis` planning reuses).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .types import WidgetKind, compatible
 from .upgrade import is_current, read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow, as_link
 
-__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate"]
+__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "gc_paused", "validate"]
 
 Source = str | bytes | dict[str, Any] | Workflow
 #: Folders whose files nodes read: a literal name in one of them must name a file that is there.
@@ -47,33 +49,51 @@ class Analysis:
 
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
-            folders: Mapping[str, Path] | None = None) -> tuple[Analysis | None, list[Issue]]:
+            folders: Mapping[str, Path] | None = None,
+            max_node_bytes: int | None = None) -> tuple[Analysis | None, list[Issue]]:
     """Validate, keeping what planning needs. ``None`` when the source is not a workflow at all.
 
     ``folders`` maps a file widget's folder (``input``, ``output``, ``temp``) to its path; literal
-    file names are checked only against the folders given.
+    file names are checked only against the folders given. ``max_node_bytes`` bounds what the
+    outputs with a declared ``shape`` may take, judged from the literal inputs (``None``: no bound).
     """
-    _, wf, issues = read_source(source)
-    if wf is None:
-        return None, issues
-    validator = Validator(wf, registry, folders or {})
-    validator.check_nodes()
-    validator.check_cycles()
-    validator.check_targets(None if targets is None else list(targets))
-    return validator.analysis(), validator.issues
+    with gc_paused():
+        _, wf, issues = read_source(source)
+        if wf is None:
+            return None, issues
+        validator = Validator(wf, registry, folders or {}, max_node_bytes)
+        validator.check_nodes()
+        validator.check_cycles()
+        validator.check_targets(None if targets is None else list(targets))
+        return validator.analysis(), validator.issues
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Validating and planning allocate many small objects that
+    all stay alive and make no cycles; the collector would rescan them again and again (a cost
+    growing with the graph, and a pause for every thread of the process)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def check(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
-          folders: Mapping[str, Path] | None = None) -> tuple[Workflow | None, list[Issue]]:
+          folders: Mapping[str, Path] | None = None,
+          max_node_bytes: int | None = None) -> tuple[Workflow | None, list[Issue]]:
     """Validate and return the upgraded workflow with every issue found (``None``: not a workflow)."""
-    analysis, issues = analyse(source, registry, targets=targets, folders=folders)
+    analysis, issues = analyse(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes)
     return (analysis.workflow if analysis else None), issues
 
 
 def validate(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
-             folders: Mapping[str, Path] | None = None) -> ValidationResult:
+             folders: Mapping[str, Path] | None = None, max_node_bytes: int | None = None) -> ValidationResult:
     """Validate a workflow (JSON text, bytes, dict or :class:`Workflow`)."""
-    _, issues = check(source, registry, targets=targets, folders=folders)
+    _, issues = check(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes)
     return ValidationResult(valid=not issues, issues=issues)
 
 
@@ -84,6 +104,7 @@ class Validator:
     workflow: Workflow
     registry: Registry
     folders: Mapping[str, Path]
+    max_node_bytes: int | None = None
     issues: list[Issue] = field(default_factory=list)
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     literals: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,7 +159,10 @@ class Validator:
             self.specs[nid] = spec
             self.literals[nid] = {}
             self.links[nid] = {}
-            self.check_inputs(nid, spec, modes.inputs.get(nid, nodes[nid].inputs), modes.ports.get(nid, {}))
+            inputs = modes.inputs.get(nid, nodes[nid].inputs)
+            self.check_inputs(nid, spec, inputs, modes.ports.get(nid, {}))
+            if spec.sized and self.max_node_bytes is not None:
+                self.check_size(nid, spec, inputs)
 
     def check_inputs(self, nid: str, spec: NodeSpec, inputs: dict[str, Any], passed: dict[str, str]) -> None:
         """The node's inputs; ``passed`` names the ports a bypassed node gives a literal (taken as a linked
@@ -219,6 +243,25 @@ class Validator:
         widget = pspec.type.widget
         if widget is not None and widget.kind == "file" and isinstance(value, str):
             self.check_file(nid, pspec.name, widget, value)
+
+    def check_size(self, nid: str, spec: NodeSpec, inputs: dict[str, Any]) -> None:
+        """The outputs whose ``shape`` is declared fit in ``max_node_bytes``, from the literal inputs
+        (and the defaults of those not given); what arrives on links is not known yet and counts 1."""
+        values = {p: ps.default for p, ps in spec.inputs.items() if p not in inputs and not ps.required}
+        values.update(self.literals[nid])
+        sizes = spec.output_sizes(values)
+        total = sum(nbytes for _, _, nbytes in sizes)
+        limit = self.max_node_bytes
+        if limit is None or total <= limit:
+            return
+        name, dims, nbytes = max(sizes, key=lambda s: s[2])
+        port = spec.outputs[name]
+        named = [d for d in port.shape or () if isinstance(d, str) and d not in self.links[nid]]
+        fix = f"lower {_or(list(dict.fromkeys(named)))}" if named else "use smaller inputs"
+        self.issues.append(Issue(code="too_large", node=nid, port=named[0] if named else None,
+                                 message=f"{nid} ({spec.type_id}) would make {name} of at least "
+                                 f"{' × '.join(map(str, dims))} {port.dtype} = {_bytes(nbytes)}, more than the "
+                                 f"{_bytes(limit)} one node may take (NODEGRAPH_MAX_NODE_BYTES); {fix}"))
 
     def check_file(self, nid: str, port: str, widget: WidgetKind, name: str) -> None:
         """A literal file name stays inside its folder; in a folder nodes read from, the file is there."""
@@ -309,6 +352,17 @@ def _first_error(exc: ValidationError) -> str:
     if not errs:
         return str(exc)
     return str(errs[0].get("msg", "invalid value"))
+
+
+def _or(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _short(value: Any) -> str:

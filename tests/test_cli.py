@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -224,6 +225,22 @@ def test_interrupt_exits_130(tmp_path, wf_file):
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130
     assert "run cancelled" in rest
+
+
+def test_ctrl_c_during_the_last_node_exits_130_not_success(tmp_path, wf_file):
+    wf = workflow(n=node("toy.noise", size=1024, batch=8),
+                  s=node("core.save_image", images=link("n", "images"), filename_prefix="img"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodegraph", "run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    while not (out.is_dir() and any(p.name.endswith(".ngpart") for p in out.iterdir())):  # inside the save
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "run cancelled" in rest and "run success" not in rest
 
 
 def test_plain_output_when_not_a_tty(tmp_path, wf_file):

@@ -193,6 +193,20 @@ def test_cancel_inside_progress_callback(engine):
     assert result.ok and "s" in rec.ran
 
 
+def test_a_cancel_while_the_last_node_runs_cancels_the_run(engine):
+    token = CancelToken()
+
+    def sink(event):
+        if event.event == "node_started" and event.node == "out":
+            token.cancel()  # the last node never looks at the token again: it completes
+
+    wf = workflow(c=node("toy.const", value=1.0), out=node("toy.sink", value=link("c")))
+    result = engine.run(wf, sink=sink, cancel=token)
+    assert result.status == "cancelled" and result.executed == ["c", "out"]
+    result, rec = run(engine, wf)  # what it made is kept: the next run takes it from the cache
+    assert result.ok and rec.cached == {"out"} and rec.ran == set()
+
+
 def test_cancel_from_another_thread(engine):
     token = CancelToken()
     started = threading.Event()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import threading
 
 import pytest
 from conftest import ROOT
@@ -23,6 +25,7 @@ from test_server_helpers import (
 import nodegraph.types
 from nodegraph.server import schemas
 from nodegraph.server.comfy import comfy_api
+from nodegraph.server.keys import ENGINE
 from nodegraph.server.routes import api
 
 pytest_plugins = ["test_server_helpers"]  # its fixtures: server, start, web_dir
@@ -232,6 +235,32 @@ async def test_history_is_newest_first_and_paged(server):
     assert [j["id"] for j in page["jobs"]] == ids[:1]
     assert (await server.json("GET", "/api/history?limit=0", 400))["error"] == "invalid_request"
     assert (await server.json("GET", "/api/history?limit=abc", 400))["error"] == "invalid_request"
+
+
+async def test_lists_carry_summaries_and_the_job_route_its_workflow(server):
+    ws = await server.ws()
+    big = wf(**{f"n{i}": node("toy.const", value=float(i)) for i in range(20_000)},
+             s=node("toy.sink", value=link("n1")))
+    big["meta"] = {"title": "a big one " + "x" * 500}
+    blocker = await server.queue(gated("summaries"))
+    await until(ws, started_node(blocker, "g"))
+    job_id = await server.queue(big, targets=["s"])
+    res = await server.client.get("/api/jobs")
+    listed = await res.json()
+    assert len(await res.read()) < 10_000  # the 20,000-node workflow is not in the list
+    summary = listed["queued"][0]
+    schemas.JobList.model_validate(listed)
+    assert "workflow" not in summary and "workflow" not in listed["running"]
+    assert summary["node_count"] == 20_001 and summary["title"] == ("a big one " + "x" * 500)[:200]
+    gate("summaries").set()
+    await until(ws, finished(job_id))
+    res = await server.client.get("/api/history?limit=50")
+    assert len(await res.read()) < 10_000
+    history = await res.json()
+    assert [j["id"] for j in history["jobs"]] == [job_id, blocker]
+    assert all("workflow" not in j for j in history["jobs"]) and history["jobs"][0]["node_count"] == 20_001
+    full = await server.json("GET", f"/api/jobs/{job_id}")
+    assert len(full["workflow"]["nodes"]) == 20_001 and full["title"] == summary["title"]
 
 
 async def test_output_images_are_viewable_by_the_url_the_job_reports(server):
@@ -462,3 +491,38 @@ async def test_unknown_json_fields_and_wrong_types_are_400(server):
     assert res["error"] == "invalid_json"
     res = await server.json("POST", "/api/jobs", 400)
     assert res["error"] == "invalid_request"
+
+
+async def test_a_huge_graph_is_parsed_and_validated_off_the_event_loop(server, monkeypatch):
+    parsing, parsed, validating, validated = (threading.Event() for _ in range(4))
+    engine = server.app[ENGINE]
+    real_validate = engine.validate
+
+    class HeldJson:  # json as the server module uses it; a large body waits until the test lets it go
+        JSONDecodeError = json.JSONDecodeError
+
+        @staticmethod
+        def loads(data):
+            if len(data) > 256 * 1024:
+                parsing.set()
+                assert parsed.wait(20)
+            return json.loads(data)
+
+    def held_validate(*args, **kwargs):
+        validating.set()
+        assert validated.wait(20)
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr("nodegraph.server.openapi.json", HeldJson)
+    monkeypatch.setattr(engine, "validate", held_validate)
+    big = wf(**{f"n{i}": node("toy.const", value="x") for i in range(20_000)})  # 20,000 invalid values
+    post = asyncio.ensure_future(server.client.post("/api/validate", json={"workflow": big}))
+    for stage, release in ((parsing, parsed), (validating, validated)):
+        assert await asyncio.to_thread(stage.wait, 20)
+        res = await server.client.get("/api/system")  # answered while the big request is held
+        assert res.status == 200 and not post.done()
+        release.set()
+    res = await post
+    answer = await res.json()
+    assert res.status == 200 and not answer["valid"]
+    assert sum(i["code"] == "invalid_value" for i in answer["issues"]) == 20_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -18,12 +19,14 @@ from test_server_helpers import (
     wf,
 )
 
+from nodegraph.server.keys import STORE
 from nodegraph.server.store import (
     MIGRATIONS,
     JobStore,
     Migration,
     SchemaTooNew,
     StoreLocked,
+    is_disk_full,
     migrate,
     schema_version,
 )
@@ -37,9 +40,9 @@ def connect(path) -> sqlite3.Connection:
 
 def test_a_new_database_gets_every_migration(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
-    assert store.version == MIGRATIONS[-1].version == 2
+    assert store.version == MIGRATIONS[-1].version == 3
     cols = {r[1] for r in store.conn.execute("PRAGMA table_info(jobs)")}
-    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from"} <= cols
+    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from", "title", "node_count"} <= cols
     store.close()
 
 
@@ -50,13 +53,17 @@ def test_a_version_1_database_is_migrated_and_keeps_its_jobs(tmp_path):
     conn.execute("INSERT INTO jobs (id, status, qpos, created, workflow) VALUES ('old', 'queued', 0, 1.0, ?)",
                  ('{"format": "nodegraph/1", "nodes": {}}',))
     conn.execute("INSERT INTO jobs (id, status, created, finished, workflow, outputs) "
-                 "VALUES ('done', 'success', 1.0, 2.0, '{}', '{\"s\": {\"value\": [\"1\"]}}')")
+                 "VALUES ('done', 'success', 1.0, 2.0, ?, '{\"s\": {\"value\": [\"1\"]}}')",
+                 ('{"format": "nodegraph/1", "meta": {"title": 7, "name": "kept"}, "nodes": {"a": {}, "b": {}}}',))
     conn.close()
     store = JobStore(path)
-    assert store.version == 2 and schema_version(store.conn) == 2
+    assert store.version == 3 and schema_version(store.conn) == 3
     old = store.get("old")
     assert old["status"] == "queued" and old["position"] == 0 and old["requeued_from"] is None
-    assert store.get("done")["outputs"] == {"s": {"value": ["1"]}}
+    assert (old["title"], old["node_count"]) == (None, 0)
+    done = store.history()[0][0]  # the summary the migration wrote, without the workflow
+    assert done["outputs"] == {"s": {"value": ["1"]}} and (done["title"], done["node_count"]) == ("kept", 2)
+    assert "workflow" not in done and store.get("done")["workflow"]["meta"]["name"] == "kept"
     store.close()
 
 
@@ -69,17 +76,17 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
     with pytest.raises(SchemaTooNew, match="version 99.*newer nodegraph"):
         JobStore(path)
     # The lock was released: a store with a matching migration list opens it.
-    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(3, 100)))
+    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(4, 100)))
     JobStore(path, migrations=future).close()
 
 
 def test_a_failing_migration_changes_nothing(tmp_path):
     path = tmp_path / "jobs.sqlite3"
-    broken = (*MIGRATIONS, Migration(3, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
+    broken = (*MIGRATIONS, Migration(4, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
     with pytest.raises(sqlite3.OperationalError):
         JobStore(path, migrations=broken)
     conn = connect(path)
-    assert schema_version(conn) == 2
+    assert schema_version(conn) == 3
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() is None
     conn.close()
 
@@ -180,3 +187,64 @@ async def test_a_bad_workflow_does_not_corrupt_the_queue(start, tmp_path):
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 2
     conn.close()
+
+
+def test_a_write_sqlite_has_no_room_for_changes_nothing_and_the_store_goes_on(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.add("a", trivial())
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    big = wf(**{f"n{i}": node("toy.const", value=float(i)) for i in range(5000)})
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        store.add("b", big)
+    assert is_disk_full(caught.value)
+    assert [j["id"] for j in store.queued()] == ["a"] and not store.conn.in_transaction
+    store.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+    store.add("b", big)
+    assert [j["id"] for j in store.queued()] == ["a", "b"]
+    store.close()
+
+
+class FullDisk:
+    """A job database connection whose disk is full while ``full``: every write fails as SQLite's does."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.full, self.refused = conn, True, 0
+
+    def execute(self, sql: str, *args):
+        if self.full and sql.split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.refused += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.conn, name)
+
+
+@pytest.mark.asyncio
+async def test_a_full_data_disk_answers_507_and_the_job_is_recorded_once_there_is_room(start, tmp_path):
+    data = tmp_path / "data"
+    srv = await start(data_dir=data, store_retry=0.05)
+    ws = await srv.ws()
+    job = await srv.queue(gated("full", value=3.0))
+    await until(ws, started_node(job, "g"))
+
+    def fill(store):
+        store.conn = FullDisk(store.conn)
+        return store.conn
+
+    disk = await srv.app[STORE](fill)
+    refused = await srv.json("POST", "/api/jobs", 507, json={"workflow": trivial()})
+    assert refused["error"] == "disk_full" and str(data) in refused["message"]
+    gate("full").set()
+    async with asyncio.timeout(20):
+        while disk.refused < 3:  # the job ended; its record was refused, then retried
+            await asyncio.sleep(0.01)
+    assert (await srv.json("GET", "/api/jobs"))["running"]["id"] == job
+    disk.full = False  # space returns
+    end = (await until(ws, finished(job)))[-1]["data"]
+    assert end["status"] == "success"
+    assert (await srv.json("GET", f"/api/jobs/{job}"))["outputs"] == {"s": {"value": ["3.0"]}}
+    after = await srv.queue(trivial(4.0))  # the runner keeps going
+    assert (await until(ws, finished(after)))[-1]["data"]["status"] == "success"
+    assert (await srv.json("GET", "/api/jobs")) == {"running": None, "queued": []}

@@ -9,6 +9,8 @@ from helpers import link, node, workflow
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import nodegraph
+import nodegraph.node
 from nodegraph import validate
 from nodegraph.validation import CODES, ValidationResult
 
@@ -251,3 +253,47 @@ def test_mutated_workflows_give_a_structured_result(registry, mutations):
 def test_hostile_text_gives_a_structured_result(registry, text):
     result = validate(text, registry)
     assert not result.valid
+
+
+def test_too_large_literal_sizes_are_refused_before_anything_runs(engine):
+    wf = workflow(c=node("core.solid_color", width=8192, height=8192, batch=256),
+                  s=node("core.save_image", images=link("c", "images")))
+    result = engine.validate(wf)  # the default bound is half the machine's memory: 192 GiB is more
+    assert codes(result) == {"too_large"}
+    issue = result.issues[0]
+    assert issue.node == "c" and "256 × 8192 × 8192 × 3 float32 = 192.0 GiB" in issue.message
+    assert "lower batch, height or width" in issue.message
+    with pytest.raises(nodegraph.WorkflowInvalid, match="192.0 GiB"):
+        engine.run(wf)
+    assert not engine.settings.output_dir.exists() or not any(engine.settings.output_dir.iterdir())
+
+
+def test_the_size_bound_reads_the_defaults_and_counts_linked_dimensions_as_one(registry):
+    small = 64 * 64 * 3 * 4 - 1
+    big = workflow(n=node("toy.noise", size=64), s=node("toy.sink", value=link("n", "images")))
+    result = validate(big, registry, max_node_bytes=small)
+    assert codes(result) == {"too_large"} and result.issues[0].port in ("batch", "size")
+    default = workflow(n=node("toy.noise"), s=node("toy.sink", value=link("n", "images")))  # 16 × 16 × 3
+    assert validate(default, registry, max_node_bytes=16 * 16 * 3 * 4).valid
+    assert not validate(default, registry, max_node_bytes=16 * 16 * 3 * 4 - 1).valid
+    linked = workflow(k=node("toy.const", value=1.0), n=node("toy.noise", size=64),
+                      s=node("toy.sink", value=link("n", "images")))
+    linked["nodes"]["n"]["inputs"]["batch"] = link("k")  # not known before the run: counts 1
+    assert "too_large" not in codes(validate(linked, registry, max_node_bytes=64 * 64 * 3 * 4))
+
+
+def test_a_shape_naming_no_input_is_refused_when_the_pack_loads():
+    class Bad(nodegraph.Node):
+        name = "bad"
+
+        class Inputs(nodegraph.Inputs):
+            size: int = nodegraph.Port(8, description="Side.")
+
+        class Outputs(nodegraph.Outputs):
+            images: nodegraph.IMAGE = nodegraph.Port(description="Images.", shape=("batch", "size", "size", 3))
+
+        def run(self, inputs, ctx):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match=r"shape names \['batch'\].*its inputs are: size"):
+        nodegraph.node.derive_spec(Bad, "x")

@@ -2,7 +2,8 @@
 
 ``create_app`` wires one engine, one job store, one WebSocket hub and one job runner into an app,
 under ``web.AppKey``s; the store opens and the runner starts with the app, and both stop with it
-(the running job is asked to stop and recorded ``interrupted``). ``serve`` refuses to listen beyond
+(the running job is asked to stop and recorded ``interrupted``); at start, the leftovers of
+interrupted writes in the output and temp folders are removed. ``serve`` refuses to listen beyond
 loopback without a token and runs the app until SIGINT/SIGTERM. Both take the engine and the
 :class:`ServerConfig` as objects and change neither; ``nodegraph serve`` builds them from its flags.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..atomic import remove_partial
 from ..engine import Engine
 from .comfy import ComfyBridge, comfy_api
 from .config import ServerConfig, is_loopback
@@ -91,6 +93,10 @@ async def _close_sockets(app: web.Application) -> None:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store, runner, config = app[STORE], app[RUNNER], app[CONFIG]
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = app[ENGINE].settings
+    # What writes interrupted by a kill or a full disk left (files of a live process are kept).
+    await asyncio.get_running_loop().run_in_executor(
+        None, remove_partial, [Path(settings.output_dir), Path(settings.temp_dir)])
     await store.open()
     runner.start()
     try:

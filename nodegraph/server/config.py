@@ -61,6 +61,8 @@ class ServerConfig(BaseModel):
     ws_queue: int = Field(2000, ge=10, description="Messages buffered per WebSocket client; a client "
                           "that falls further behind is disconnected.")
     shutdown_timeout: float = Field(10.0, ge=0.0, description="Seconds a running job gets to stop on shutdown.")
+    store_retry: float = Field(2.0, gt=0.0, description="Seconds between attempts to record a finished job "
+                               "while the data folder's disk is full.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:

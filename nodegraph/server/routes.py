@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from ..catalogue import PackFailureSchema, PackSchema
 from ..issues import Issue
@@ -289,6 +290,35 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, "payload_too_large", f"the upload is {request.content_length} bytes; the limit is "
                        f"{limit} bytes")
+    try:
+        data, filename, fields = await _read_upload(request, limit)
+    except (BadHttpMessage, ValueError, RuntimeError, TypeError, UnicodeDecodeError) as exc:
+        # What aiohttp's multipart reader raises for a body it cannot read (a part header with a NUL
+        # byte is an InvalidHeader, a wrong boundary a ValueError, an unknown encoding a RuntimeError).
+        message = exc.message if isinstance(exc, BadHttpMessage) else str(exc)
+        raise ApiError(400, "invalid_multipart", f"the multipart body is malformed: {message}; send the image as "
+                       "multipart/form-data, field 'image'") from None
+    if not data:
+        raise ApiError(400, "invalid_request", "no image: send the file in the multipart field 'image'")
+    if fields.get("type", "input") != "input":
+        raise ApiError(400, "invalid_request", f"uploads go to the input folder; type {fields['type']!r} is not "
+                       "accepted (leave it out, or send type=input)")
+    overwrite = fields.get("overwrite", "").lower() in ("true", "1", "yes")
+    subfolder = fields.get("subfolder", "").strip("/")
+    base = Path(request.app[ENGINE].settings.input_dir)
+    folder = files.confined(base, subfolder) if subfolder else base
+
+    def save() -> str:
+        fmt = files.check_image(data, config.max_image_pixels)
+        return files.store_upload(folder, files.upload_name(filename, fmt), data, overwrite=overwrite)
+
+    name = await asyncio.get_running_loop().run_in_executor(None, save)
+    return json_response(UploadResponse(name=name, subfolder=subfolder))
+
+
+async def _read_upload(request: web.Request, limit: int) -> tuple[bytes | None, str | None, dict[str, str]]:
+    """The ``image`` part (its bytes and file name) and the text fields (``overwrite``, ``subfolder``,
+    ``type``) of a multipart body."""
     data: bytes | None = None
     filename: str | None = None
     fields: dict[str, str] = {}
@@ -309,22 +339,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
             data, filename = b"".join(chunks), part.filename
         elif part.name in ("overwrite", "subfolder", "type"):
             fields[part.name] = b"".join(chunks).decode("utf-8", "replace").strip()
-    if not data:
-        raise ApiError(400, "invalid_request", "no image: send the file in the multipart field 'image'")
-    if fields.get("type", "input") != "input":
-        raise ApiError(400, "invalid_request", f"uploads go to the input folder; type {fields['type']!r} is not "
-                       "accepted (leave it out, or send type=input)")
-    overwrite = fields.get("overwrite", "").lower() in ("true", "1", "yes")
-    subfolder = fields.get("subfolder", "").strip("/")
-    base = Path(request.app[ENGINE].settings.input_dir)
-    folder = files.confined(base, subfolder) if subfolder else base
-
-    def save() -> str:
-        fmt = files.check_image(data, config.max_image_pixels)
-        return files.store_upload(folder, files.upload_name(filename, fmt), data, overwrite=overwrite)
-
-    name = await asyncio.get_running_loop().run_in_executor(None, save)
-    return json_response(UploadResponse(name=name, subfolder=subfolder))
+    return data, filename, fields
 
 
 @api.route("GET", "/api/files/input", summary="Input images (for image widgets)", responses={200: FileList},

@@ -3,7 +3,10 @@
 :class:`JobRunner` is an asyncio task that claims the next queued job from the store, runs it on a
 single worker thread (so the engine's cache and model store persist from job to job), records the
 result and publishes the WebSocket messages. A failing node fails that job only; an engine error
-(a bug) fails the job with its traceback; the runner keeps going either way.
+(a bug) fails the job with its traceback; the runner keeps going either way. When the data folder's
+disk is full, a finished job's record is retried every ``store_retry`` seconds until it is written
+(the job still reads ``running`` meanwhile); a server stopped before that marks it ``interrupted``
+at its next start.
 
 Engine events arrive in the worker thread. :class:`JobSink` turns each into its v1 message right
 there (previews are PNG-encoded there too, throttled per node) and hands the text to the event loop
@@ -41,7 +44,7 @@ from .messages import (
     StatusMessage,
 )
 from .schemas import JobError
-from .store import AsyncJobStore
+from .store import AsyncJobStore, StoreFull
 
 __all__ = ["JobRunner", "JobSink", "WorkerThread", "encode_preview", "with_urls"]
 
@@ -229,16 +232,22 @@ class JobRunner:
         await self.publish_status()
         while not self._closing:
             self._wake.clear()  # before looking: a job queued from now on sets it again
+            retry = False
             try:
                 job = await self.store(lambda s: s.claim_next())
-            except Exception:  # noqa: BLE001 - e.g. a full disk: keep serving, retry on the next queue change
+            except StoreFull as exc:  # keep serving; take it once there is room again
+                log.warning("could not take the next job from the queue: %s", exc)
+                job, retry = None, True
+            except Exception:  # noqa: BLE001 - keep serving, retry on the next queue change
                 log.exception("could not take the next job from the queue")
                 job = None
             if job is None:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.store_retry if retry else None)
                 continue
             if self._closing:  # claimed as we were stopping: give it back to the next start
-                await self.store(lambda s, j=job["id"]: s.finish(j, "interrupted", error=_interrupted_error()))
+                with contextlib.suppress(StoreFull):  # else the next start marks it interrupted
+                    await self.store(lambda s, j=job["id"]: s.finish(j, "interrupted", error=_interrupted_error()))
                 break
             try:
                 await self._run(job)
@@ -270,13 +279,35 @@ class JobRunner:
         result = await self.worker.submit(work)
         end, outputs = _outcome(job_id, result, token, time.perf_counter() - started)
         error_json = end.error.model_dump() if end.error is not None else None
-        await self.store(lambda s: s.finish(job_id, end.status, error=error_json, outputs=outputs))
+        if not await self._record(job_id, end.status, error_json, outputs):
+            return  # stopping with the disk still full: the next start marks the job interrupted
         self.current = None
         self.jobs_run += 1
         finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(), data=end)
         self.hub.publish(finished.model_dump_json(), job_id)
         await self.publish_status()
         log.info("job %s: %s in %.2f s", job_id, end.status, end.duration)
+
+    async def _record(self, job_id: str, status: str, error: dict[str, Any] | None, outputs: dict[str, Any]) -> bool:
+        """Write a finished job's record, retrying while the disk is full; ``False``: stopped first."""
+        finished = time.time()
+        warned = False
+        while True:
+            try:
+                await self.store(lambda s: s.finish(job_id, status, error=error, outputs=outputs, finished=finished))
+            except StoreFull as exc:
+                if not warned:
+                    log.error("job %s ended (%s) but cannot be recorded: %s", job_id, status, exc)
+                    warned = True
+            else:
+                if warned:
+                    log.info("job %s recorded now that the data folder has room again", job_id)
+                return True
+            if self._closing:
+                return False
+            self._wake.clear()  # the loop looks at the queue again after this job anyway
+            with contextlib.suppress(TimeoutError):  # stop() sets _wake: no waiting out the interval then
+                await asyncio.wait_for(self._wake.wait(), self.config.store_retry)
 
 
 def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tuple[Any, dict[str, Any]]:

@@ -29,6 +29,7 @@ __all__ = [
     "Job",
     "JobError",
     "JobList",
+    "JobSummary",
     "ModelList",
     "ModelsQuery",
     "MoveRequest",
@@ -137,8 +138,9 @@ class JobError(BaseModel):
     traceback: str = ""
 
 
-class Job(BaseModel):
-    """A job, queued, running or finished."""
+class JobSummary(BaseModel):
+    """A job as the lists give it (the queue, the history): everything but its workflow, which
+    ``GET /api/jobs/{id}`` gives."""
 
     id: str
     status: JobStatus
@@ -147,19 +149,27 @@ class Job(BaseModel):
     finished: float | None
     position: int | None = Field(description="Place in the queue (queued jobs only).")
     client_id: str | None
-    workflow: WorkflowJson
     targets: list[str] | None
     error: JobError | None
     outputs: dict[str, dict[str, Any]] = Field(description="node id -> what the node showed, e.g. "
                                                '{"images": [{"filename", "subfolder", "type", "url"}]}')
     requeued_from: str | None = Field(None, description="The job this one is a re-queued copy of.")
+    title: str | None = Field(None, description="The workflow's meta.title (else meta.name), at most 200 "
+                              "characters.")
+    node_count: int = Field(0, description="Nodes in the workflow.")
+
+
+class Job(JobSummary):
+    """A job, queued, running or finished, with its workflow."""
+
+    workflow: WorkflowJson
 
 
 class JobList(BaseModel):
-    """GET /api/jobs: the running job and the queue in order."""
+    """GET /api/jobs: the running job and the queue in order (summaries)."""
 
-    running: Job | None
-    queued: list[Job]
+    running: JobSummary | None
+    queued: list[JobSummary]
 
 
 class RequeueRequest(_Body):
@@ -193,7 +203,8 @@ class WsQuery(_Query):
 
 
 class HistoryPage(BaseModel):
-    jobs: list[Job] = Field(description="Finished jobs, newest first.")
+    jobs: list[JobSummary] = Field(description="Finished jobs, newest first (summaries: GET /api/jobs/{id} "
+                                   "gives a job's workflow).")
     total: int
 
 

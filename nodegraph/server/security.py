@@ -24,9 +24,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import DecompressSizeError, HttpProcessingError
 
 from .config import ServerConfig, is_loopback
 from .errors import ApiError
+from .store import StoreFull, is_disk_full
 
 __all__ = ["TOKEN_COOKIE", "editor_csp", "error_middleware", "guard_middleware", "security_headers",
            "token_matches"]
@@ -38,7 +40,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-                 415: "unsupported_media_type", 429: "queue_full"}
+                 415: "unsupported_media_type", 429: "queue_full", 507: "disk_full"}
 _STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
@@ -76,9 +78,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else (exc.reason or code)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return _error_response(request, exc.status, code, message.strip(), headers=headers or None)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:
+        # A body aiohttp cannot read: bad chunked framing, a Content-Encoding that does not decode (or
+        # decodes past its limit), a malformed multipart part header. The client's fault, never a 500.
+        too_large = isinstance(exc, DecompressSizeError) or isinstance(exc.__cause__, DecompressSizeError)
+        status, code = (413, "payload_too_large") if too_large else (400, "malformed_request")
+        return _error_response(request, status, code, f"the request is malformed: {_reason(exc)}")
+    except ConnectionResetError:  # the client went away mid-body: nobody reads the answer
+        log.debug("%s %s: the client closed the connection", request.method, request.path)
+        return _error_response(request, 400, "malformed_request", "the connection closed before the body ended")
+    except StoreFull as exc:
+        return _error_response(request, 507, "disk_full", str(exc), {"folder": str(exc.folder)})
+    except OSError as exc:
+        if not is_disk_full(exc):
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return _error_response(request, 500, "internal_error", "the server hit an unexpected error; see its log")
+        where = Path(exc.filename).parent if exc.filename else None
+        message = (f"the disk of {where} is full; free space there and try again" if where is not None else
+                   "a disk the server writes to is full; free space and try again")
+        return _error_response(request, 507, "disk_full", message, {"folder": str(where) if where else None})
     except Exception:  # noqa: BLE001 - a bug in a handler must not take the server down
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _error_response(request, 500, "internal_error", "the server hit an unexpected error; see its log")
+
+
+def _reason(exc: Exception) -> str:
+    """aiohttp's text of a parse error, on one line ("400, message: ..." prefixes dropped)."""
+    text = exc.message if isinstance(exc, HttpProcessingError) and exc.message else str(exc)
+    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    text = re.sub(r"^\d{3}, message:\s*", "", text)
+    return text or type(exc).__name__
 
 
 def token_matches(presented: str | None, token: str) -> bool:

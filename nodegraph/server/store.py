@@ -8,11 +8,17 @@ is refused rather than guessed at.
 :class:`JobStore` is synchronous and must be used from one thread; :class:`AsyncJobStore` owns that
 thread and gives the event loop awaitable access. Opening a store marks jobs left ``running`` by a
 previous process (a crash, a kill) as ``interrupted``: they can be re-queued, their files stay.
+
+Lists (the queue, the history) are summaries: a job's workflow can be megabytes, so only
+:meth:`JobStore.get` and :meth:`JobStore.claim_next` read it; each row keeps its workflow's title
+and node count beside it. A write the disk has no room for raises :class:`StoreFull` (naming the
+data folder) and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import sqlite3
@@ -32,9 +38,12 @@ __all__ = [
     "Migration",
     "QueueFull",
     "SchemaTooNew",
+    "StoreFull",
     "StoreLocked",
+    "is_disk_full",
     "migrate",
     "schema_version",
+    "summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,28 @@ class QueueFull(RuntimeError):
     """The queue already holds ``max_queue`` jobs."""
 
 
+class StoreFull(OSError):
+    """The disk of the data folder is full: SQLite could not write (nothing was changed)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(errno.ENOSPC, f"the job database cannot be written: the disk of the data folder {folder} "
+                         "is full; free space there (the server retries by itself)", str(folder))
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return self.strerror or "disk full"
+
+
+SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the database's size limit) is full."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: ``version`` is the version reached after running ``statements``."""
@@ -63,6 +94,8 @@ class Migration:
     description: str
     statements: tuple[str, ...]
 
+
+TITLE_LENGTH = 200
 
 # Ordered. Append new steps; never edit a released one (databases in the field have run it).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -87,7 +120,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE jobs ADD COLUMN requeued_from TEXT",
         "CREATE INDEX jobs_history ON jobs (finished)",
     )),
+    Migration(3, "a summary of each job's workflow (title, node count): lists never read the workflow", (
+        "ALTER TABLE jobs ADD COLUMN title TEXT",
+        "ALTER TABLE jobs ADD COLUMN node_count INTEGER",
+        f"""UPDATE jobs SET
+               title = CASE WHEN json_valid(workflow) THEN substr(coalesce(
+                   CASE json_type(workflow, '$.meta.title') WHEN 'text'
+                       THEN nullif(json_extract(workflow, '$.meta.title'), '') END,
+                   CASE json_type(workflow, '$.meta.name') WHEN 'text'
+                       THEN nullif(json_extract(workflow, '$.meta.name'), '') END), 1, {TITLE_LENGTH}) END,
+               node_count = CASE WHEN json_valid(workflow) AND json_type(workflow, '$.nodes') = 'object'
+                   THEN (SELECT COUNT(*) FROM json_each(workflow, '$.nodes')) ELSE 0 END""",
+    )),
 )
+
+
+def summary(workflow: Any) -> tuple[str | None, int]:
+    """A workflow's title (``meta.title``, else ``meta.name``; at most 200 characters) and node count."""
+    if not isinstance(workflow, dict):
+        return None, 0
+    meta = workflow.get("meta")
+    title = None
+    if isinstance(meta, dict):
+        title = next((t for t in (meta.get("title"), meta.get("name")) if isinstance(t, str) and t), None)
+    nodes = workflow.get("nodes")
+    return (title[:TITLE_LENGTH] if title else None), (len(nodes) if isinstance(nodes, dict) else 0)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -119,10 +176,11 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
                 conn.execute(sql)
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (step.version,))
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         log.info("job database migrated to version %d: %s", step.version, step.description)
         current = step.version
     return current
@@ -139,8 +197,9 @@ def _dumps(value: Any) -> str | None:
 class JobStore:
     """Synchronous access to the job database. Use it from one thread only."""
 
-    COLUMNS = ("id, status, qpos, created, started, finished, client_id, workflow, targets, error, outputs, "
-               "requeued_from")
+    SUMMARY = ("id, status, qpos, created, started, finished, client_id, targets, error, outputs, requeued_from, "
+               "title, node_count")
+    COLUMNS = SUMMARY + ", workflow"
 
     def __init__(self, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path = Path(path)
@@ -152,10 +211,10 @@ class JobStore:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
             self.version = migrate(self.conn, migrations)
+            self.interrupted = self._recover()
         except BaseException:
             self._lock_file.close()
             raise
-        self.interrupted = self._recover()
 
     # -- plumbing --------------------------------------------------------------------------------
     @contextmanager
@@ -163,24 +222,30 @@ class JobStore:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (a full disk does that): only roll back what is open.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
         self._lock_file.close()
 
     def _job(self, row: Sequence[Any], position: int | None = None) -> dict[str, Any]:
-        (job_id, status, _qpos, created, started, finished, client_id, workflow, targets, error, outputs,
-         requeued_from) = row
-        return {
+        """A job from a row of :attr:`SUMMARY` columns (and ``workflow`` when the row has it)."""
+        (job_id, status, _qpos, created, started, finished, client_id, targets, error, outputs, requeued_from,
+         title, node_count, *workflow) = row
+        job = {
             "id": job_id, "status": status, "created": created, "started": started, "finished": finished,
             "position": position if status == "queued" else None, "client_id": client_id,
-            "workflow": _loads(workflow), "targets": _loads(targets), "error": _loads(error),
-            "outputs": _loads(outputs) or {}, "requeued_from": requeued_from,
+            "targets": _loads(targets), "error": _loads(error), "outputs": _loads(outputs) or {},
+            "requeued_from": requeued_from, "title": title, "node_count": node_count or 0,
         }
+        if workflow:
+            job["workflow"] = _loads(workflow[0])
+        return job
 
     def _recover(self) -> list[str]:
         """Jobs a previous process left running were interrupted; say so."""
@@ -200,17 +265,21 @@ class JobStore:
     def add(self, job_id: str, workflow: Any, *, targets: list[str] | None = None, client_id: str | None = None,
             front: bool = False, max_queue: int | None = None, requeued_from: str | None = None) -> int:
         """Queue a job; returns its position (0 = next). Raises :class:`QueueFull`."""
+        title, node_count = summary(workflow)
+        text = _dumps(workflow)  # outside the transaction: it can take a while for a large workflow
         with self._tx() as c:
             n, lo, hi = c.execute("SELECT COUNT(*), MIN(qpos), MAX(qpos) FROM jobs WHERE status = 'queued'").fetchone()
             if max_queue is not None and n >= max_queue:
                 raise QueueFull(f"the queue is full ({n} jobs); wait for some to finish or remove some")
             qpos = (lo - 1.0 if front else hi + 1.0) if n else 0.0
-            c.execute("INSERT INTO jobs (id, status, qpos, created, client_id, workflow, targets, requeued_from) "
-                      "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
-                      (job_id, qpos, time.time(), client_id, _dumps(workflow), _dumps(targets), requeued_from))
+            c.execute("INSERT INTO jobs (id, status, qpos, created, client_id, workflow, targets, requeued_from, "
+                      "title, node_count) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (job_id, qpos, time.time(), client_id, text, _dumps(targets), requeued_from, title,
+                       node_count))
         return 0 if front else n
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job with its workflow."""
         row = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
@@ -221,11 +290,13 @@ class JobStore:
         return self._job(row, position)
 
     def queued(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY qpos").fetchall()
+        """The queued jobs in order (summaries: no workflow)."""
+        rows = self.conn.execute(f"SELECT {self.SUMMARY} FROM jobs WHERE status = 'queued' ORDER BY qpos").fetchall()
         return [self._job(r, i) for i, r in enumerate(rows)]
 
     def running(self) -> dict[str, Any] | None:
-        row = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'running'").fetchone()
+        """The running job (a summary: no workflow)."""
+        row = self.conn.execute(f"SELECT {self.SUMMARY} FROM jobs WHERE status = 'running'").fetchone()
         return self._job(row) if row else None
 
     def counts(self) -> dict[str, int]:
@@ -234,7 +305,7 @@ class JobStore:
                 "finished": sum(rows.get(s, 0) for s in FINISHED)}
 
     def claim_next(self) -> dict[str, Any] | None:
-        """Mark the first queued job running and return it (``None`` when the queue is empty)."""
+        """Mark the first queued job running and return it, with its workflow (``None``: the queue is empty)."""
         with self._tx() as c:
             row = c.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY qpos LIMIT 1").fetchone()
             if row is None:
@@ -246,12 +317,14 @@ class JobStore:
         return job
 
     def finish(self, job_id: str, status: str, *, error: dict[str, Any] | None = None,
-               outputs: dict[str, Any] | None = None) -> None:
+               outputs: dict[str, Any] | None = None, finished: float | None = None) -> None:
+        """Record a job's end (``finished``: when it ended, default now)."""
         if status not in FINISHED:
             raise ValueError(f"not a finished status: {status!r}")
         with self._tx() as c:
             c.execute("UPDATE jobs SET status = ?, qpos = NULL, finished = ?, error = ?, outputs = ? WHERE id = ?",
-                      (status, time.time(), _dumps(error), _dumps(outputs or {}), job_id))
+                      (status, finished if finished is not None else time.time(), _dumps(error),
+                       _dumps(outputs or {}), job_id))
 
     def delete_queued(self, job_id: str) -> str:
         """Remove a queued job. Returns ``deleted``, or the job's status if it is not queued, or ``missing``."""
@@ -277,11 +350,12 @@ class JobStore:
         return position
 
     # -- history ---------------------------------------------------------------------------------
-    def history(self, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Finished jobs, newest first, and how many there are."""
+    def history(self, limit: int = 50, offset: int = 0, *, workflow: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """Finished jobs, newest first (summaries, unless ``workflow``), and how many there are."""
         marks = ", ".join("?" * len(FINISHED))
         total = self.conn.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", FINISHED).fetchone()[0]
-        rows = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status IN ({marks}) "
+        columns = self.COLUMNS if workflow else self.SUMMARY
+        rows = self.conn.execute(f"SELECT {columns} FROM jobs WHERE status IN ({marks}) "
                                  "ORDER BY finished DESC, rowid DESC LIMIT ? OFFSET ?",
                                  (*FINISHED, limit, offset)).fetchall()
         return [self._job(r) for r in rows], total
@@ -339,15 +413,23 @@ class AsyncJobStore:
         try:
             self.store = await asyncio.get_running_loop().run_in_executor(
                 pool, lambda: JobStore(self.path, migrations=self.migrations))
-        except BaseException:
+        except BaseException as exc:
             pool.shutdown(wait=False)
+            if is_disk_full(exc):
+                raise StoreFull(self.path.parent) from exc
             raise
         self._pool = pool
 
     async def __call__(self, fn: Callable[[JobStore], T]) -> T:
+        """``fn(store)`` in the store's thread; a full disk raises :class:`StoreFull`."""
         if self.store is None or self._pool is None:
             raise RuntimeError("the job store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.store)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.store)
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc) and not isinstance(exc, StoreFull):
+                raise StoreFull(self.path.parent) from exc
+            raise
 
     async def close(self) -> None:
         if self.store is None or self._pool is None:

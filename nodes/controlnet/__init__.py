@@ -85,8 +85,10 @@ class ControlImage(Node):
                          "(32 for the shipped one).")
 
     class Outputs(nodegraph.Outputs):
-        control: IMAGE = Port(description="Control images, white object on black, (B, size, size, 3).")
-        mask: MASK = Port(description="The same silhouettes (or outlines) as masks, (B, size, size).")
+        control: IMAGE = Port(description="Control images, white object on black, (B, size, size, 3).",
+                              shape=(None, "size", "size", 3))
+        mask: MASK = Port(description="The same silhouettes (or outlines) as masks, (B, size, size).",
+                          shape=(None, "size", "size"))
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         from .preprocess import control_masks

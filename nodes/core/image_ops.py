@@ -39,7 +39,7 @@ class ImageResize(Node):
                                                                             description="Resampling filter.")
 
     class Outputs(nodegraph.Outputs):
-        images: IMAGE = Port(description="Resized images.")
+        images: IMAGE = Port(description="Resized images.", shape=(None, "height", "width", 3))
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         from PIL import Image
@@ -209,7 +209,8 @@ class SolidColor(Node):
         batch: int = Port(1, ge=1, le=256, description="Number of images.")
 
     class Outputs(nodegraph.Outputs):
-        images: IMAGE = Port(description="The images, (batch, height, width, 3).")
+        images: IMAGE = Port(description="The images, (batch, height, width, 3).",
+                             shape=("batch", "height", "width", 3))
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import numpy as np

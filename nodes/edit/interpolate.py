@@ -108,7 +108,8 @@ class InterpolationStrip(Node):
         padding: int = Port(2, ge=0, le=64, description="White pixels between frames in the strip.")
 
     class Outputs(nodegraph.Outputs):
-        frames: IMAGE = Port(description="The frames, (R × frames, S, S, 3), grouped by row.")
+        frames: IMAGE = Port(description="The frames, (R × frames, S, S, 3), grouped by row.",
+                             shape=("frames", None, None, 3))
         strip: IMAGE = Port(description="The frames side by side, one row per start/end pair, (1, H, W, 3).")
         embedding: EMBEDDING = Port(description="The interpolated embeddings, one per frame.")
 

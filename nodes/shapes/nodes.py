@@ -35,8 +35,9 @@ class ShapeScene(Node):
         seed: nodegraph.Seed = Port(0, description="Seed of the jitter.")
 
     class Outputs(nodegraph.Outputs):
-        image: IMAGE = Port(description="The rendered scene, (1, S, S, 3).")
-        mask: MASK = Port(description="The object's exact coverage, (1, S, S).")
+        image: IMAGE = Port(description="The rendered scene, (1, S, S, 3).",
+                            shape=(1, "resolution", "resolution", 3))
+        mask: MASK = Port(description="The object's exact coverage, (1, S, S).", shape=(1, "resolution", "resolution"))
         caption: str = Port(description="A canonical caption naming every attribute.")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:

@@ -70,7 +70,8 @@ class Decoder(Node):
                                   "sampler (DDIM, the shipped default) nothing else differs.")
 
     class Outputs(nodegraph.Outputs):
-        images: IMAGE = Port(description="Images at the decoder's resolution, (B × batch, H, W, 3).")
+        images: IMAGE = Port(description="Images at the decoder's resolution, (B × batch, H, W, 3).",
+                             shape=("batch", None, None, 3))
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch

@@ -25,7 +25,7 @@ function errorText(error) {
 }
 
 function title(job) {
-  return job.workflow?.meta?.title || job.workflow?.meta?.name || `job ${shortId(job.id)}`;
+  return job.title || `job ${shortId(job.id)}`; // lists carry summaries; GET /api/jobs/{id} has the workflow
 }
 
 export class QueuePanel {
@@ -137,7 +137,7 @@ export class QueuePanel {
               h(
                 "div",
                 { className: "ng-job-actions" },
-                job.workflow ? h("button", { type: "button", className: "ng-small", title: "Load this job's workflow", onclick: () => this.app.loadWorkflow(job.workflow, { source: "history" }) }, "Load") : null,
+                h("button", { type: "button", className: "ng-small", title: "Load this job's workflow", onclick: act(async () => this.app.loadWorkflow((await api.job(job.id)).workflow, { source: "history" })) }, "Load"),
                 h("button", { type: "button", className: "ng-small", title: "Queue again", onclick: act(() => this.app.jobs.track(api.requeue(job.id))) }, "Re-queue"),
                 h("button", { type: "button", className: "ng-small", title: "Forget", onclick: act(() => api.deleteHistory(job.id)) }, "✕"),
               ),

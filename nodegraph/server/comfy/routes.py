@@ -187,7 +187,13 @@ def _queue_item(job: dict[str, Any], registry: Any) -> list[Any]:
                  responses={200: {"application/json": "json"}})
 async def get_queue(request: web.Request) -> web.StreamResponse:
     registry = request.app[ENGINE].registry
-    running, queued = await request.app[STORE](lambda s: (s.running(), s.queued()))
+
+    def read(s: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        # The store lists summaries; ComfyUI's queue items carry each prompt, so read the jobs whole.
+        running = s.running()
+        return (running and s.get(running["id"]), [job for j in s.queued() if (job := s.get(j["id"])) is not None])
+
+    running, queued = await request.app[STORE](read)
     return json_response({"queue_running": [_queue_item(running, registry)] if running else [],
                           "queue_pending": [_queue_item(j, registry) for j in queued]})
 

@@ -103,6 +103,28 @@ class Blob(Node):
         return self.Outputs(data=bytes(inputs.nbytes))
 
 
+class Noise(Node):
+    """Random RGB images (slow to encode as PNG: for tests that interrupt a save)."""
+
+    name = "noise"
+
+    class Inputs(nodegraph.Inputs):
+        size: int = Port(16, ge=1, le=8192, description="Width and height.")
+        batch: int = Port(1, ge=1, le=4096, description="Number of images.")
+        seed: int = Port(0, ge=0, description="Seed.")
+
+    class Outputs(nodegraph.Outputs):
+        images: nodegraph.IMAGE = Port(description="The images, (batch, size, size, 3).",
+                                       shape=("batch", "size", "size", 3))
+
+    def run(self, inputs, ctx):
+        import numpy as np
+
+        _count("noise")
+        rng = np.random.default_rng(inputs.seed)
+        return self.Outputs(images=rng.random((inputs.batch, inputs.size, inputs.size, 3), dtype=np.float32))
+
+
 class Clock(Node):
     """Volatile: returns a new value every run."""
 
@@ -142,4 +164,4 @@ def calls() -> dict[str, Any]:
     return dict(CALLS)
 
 
-PACK = nodegraph.Pack("toy", nodes=[Const, Add, Fail, Steps, Blob, Clock, Sink])
+PACK = nodegraph.Pack("toy", nodes=[Const, Add, Fail, Steps, Blob, Noise, Clock, Sink])
