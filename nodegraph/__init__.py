@@ -61,7 +61,7 @@ _EXPORTS = {
     "Seed": "types", "Text": "types", "link_type": "types",
     "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
-    "load_state_dict": "weights",
+    "load_state_dict": "weights", "refuse_pickles": "weights",
 }
 
 __all__ = [
@@ -73,8 +73,8 @@ __all__ = [
     "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
     "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict",
-    "load_workflow", "make_plan", "read_png_workflow", "preview_images", "safe_join", "save_images",
-    "save_png", "to_pil", "to_tensor", "validate",
+    "load_workflow", "make_plan", "read_png_workflow", "preview_images", "refuse_pickles", "safe_join",
+    "save_images", "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
@@ -129,5 +129,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .saving import preview_images, save_images
     from .types import ANY, IMAGE, MASK, MAX_SEED, FileName, ImageFile, Seed, Text, link_type
     from .validation import Issue, ValidationResult, validate
-    from .weights import load_state_dict
+    from .weights import load_state_dict, refuse_pickles
     from .workflow import FORMAT, Workflow, dump_workflow, load_workflow

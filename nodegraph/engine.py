@@ -42,7 +42,7 @@ class Engine:
         self.cache = cache if cache is not None else OutputCache(self.settings.cache_bytes)
         self.models = models if models is not None else ModelStore(
             self.settings.model_dirs, max_items=self.settings.model_cache_items,
-            allow_paths=self.settings.allow_model_paths)
+            max_bytes=self.settings.model_memory, allow_paths=self.settings.allow_model_paths)
         self.executor: Executor = executor or LocalExecutor(self.settings, self.cache, self.models)
 
     @classmethod
