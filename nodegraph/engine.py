@@ -15,6 +15,7 @@ from .config import Settings
 from .context import CancelToken
 from .events import EventSink
 from .executor import Executor, LocalExecutor, RunResult
+from .fingerprint import FingerprintContext
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
 from .plugins import load_packs
@@ -54,8 +55,10 @@ class Engine:
         return cls(registry, settings)
 
     def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
-        """Every issue, file names included (checked against the settings' folders)."""
-        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders())
+        """Every issue, file names included (checked against the settings' folders), and the nodes'
+        own checks of the files they name (model folders)."""
+        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(),
+                          files=FingerprintContext.from_settings(self.settings))
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:

@@ -26,6 +26,7 @@ CODES = (
     "cycle",
     "no_outputs",
     "unknown_target",
+    "invalid_model",
 )
 
 

@@ -77,5 +77,6 @@ def test_public_api_is_versioned_and_exports_what_packs_use():
     assert nodegraph.API_VERSION == 1
     for name in ("Node", "Inputs", "Outputs", "Port", "Pack", "NodeContext", "IMAGE", "MASK", "Seed", "MAX_SEED",
                  "link_type", "safe_join", "save_png", "to_pil", "from_pil", "to_tensor", "from_tensor",
-                 "save_images", "preview_images", "file_signature", "FingerprintContext"):
+                 "save_images", "preview_images", "file_signature", "FingerprintContext", "CheckContext",
+                 "Upstream", "refuse_pickles"):
         assert hasattr(nodegraph, name), name
