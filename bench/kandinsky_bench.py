@@ -1,6 +1,7 @@
 """Kandinsky 2.2 at the published sizes with random weights: load time, peak RSS, time per step at 512 px.
 
-    nice -n 10 .venv/bin/python bench/kandinsky_bench.py [--threads 2] [--steps 2] [--dir DIR] [--keep]
+    nice -n 10 .venv/bin/python bench/kandinsky_bench.py [--threads 2] [--steps 2] [--only decoder,prior,clip]
+        [--dir DIR] [--keep]
 
 No weights are downloaded: every component is built at its real size with random weights and saved
 (safetensors, fp32) in the two folder layouts the loaders read, then each folder's components are
@@ -109,6 +110,9 @@ def build(component: str, root: Path) -> int:
     return n
 
 
+COMPONENTS = {"decoder": ("unet", "movq"), "prior": ("prior",), "clip": ("text_encoder", "image_encoder")}
+
+
 def build_rest(root: Path) -> None:
     """Schedulers, tokenizer, image processor: the small files of the two layouts."""
     from diffusers import DDPMScheduler, UnCLIPScheduler
@@ -189,6 +193,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2, help="denoising steps timed per stage")
     ap.add_argument("--dir", type=Path, default=None, help="where to build (default: a temp dir, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the built folders")
+    ap.add_argument("--only", default="decoder,prior,clip",
+                    help="which folders' models to build and measure (comma-separated: decoder, prior, clip)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--build", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -203,12 +209,15 @@ def main() -> int:
     me = [sys.executable, __file__, "--dir", str(root), "--threads", str(args.threads), "--steps", str(args.steps)]
 
     def child(*extra: str) -> dict:
-        res = subprocess.run([*me, *extra], check=True, capture_output=True, text=True)
+        res = subprocess.run([*me, *extra], capture_output=True, text=True)
+        if res.returncode:
+            raise SystemExit(f"{' '.join(extra)} failed:\n{res.stderr}")
         return json.loads(res.stdout.strip().splitlines()[-1])
 
     try:
         print(f"building in {root} (random weights, fp32 safetensors)", flush=True)
-        for comp in ("unet", "movq", "prior", "text_encoder", "image_encoder"):
+        only = [w for w in ("decoder", "prior", "clip") if w in args.only.split(",")]
+        for comp in (c for w in only for c in COMPONENTS[w]):
             t = time.perf_counter()
             n = child("--build", comp)["params"]
             ref = PUBLISHED.get(comp)
@@ -218,7 +227,7 @@ def main() -> int:
         build_rest(root)
         print(f"load and sample ({args.threads} threads, {args.steps} steps, 512 px, guidance on; load "
               f"average {os.getloadavg()[0]:.1f})", flush=True)
-        for what in ("decoder", "prior", "clip"):
+        for what in only:
             r = child("--child", what)
             print("  " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
     finally:

@@ -26,7 +26,8 @@ class KandinskyPrior(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt and negative prompt (CLIP Text Encode).")
         guidance: float = Port(4.0, ge=0.0, le=20.0, step=0.5, description="Classifier-free guidance scale "
                                "(off at 1 or below, as in diffusers).")
-        steps: int = Port(25, ge=1, le=1000, description="Denoising steps.")
+        steps: int = Port(25, ge=2, le=1000, description="Denoising steps (at least 2: the prior's "
+                         "UnCLIPScheduler spaces its timesteps by steps − 1).")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
         count: int = Port(1, ge=1, le=64, description="Image embeddings per prompt.")
 
