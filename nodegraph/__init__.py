@@ -38,6 +38,7 @@ API_VERSION = 1
 _EXPORTS = {
     "OutputCache": "cache", "estimate_nbytes": "cache",
     "Settings": "config",
+    "CheckContext": "checking", "Upstream": "checking",
     "CancelToken": "context", "NodeContext": "context",
     "Engine": "engine", "apply_overrides": "engine",
     "Cancelled": "errors", "DuplicateNodeType": "errors", "NodeExecutionError": "errors",
@@ -61,20 +62,20 @@ _EXPORTS = {
     "ModelKind": "types", "ModelName": "types", "Seed": "types", "Text": "types", "link_type": "types",
     "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
-    "load_state_dict": "weights",
+    "load_state_dict": "weights", "refuse_pickles": "weights",
 }
 
 __all__ = [
-    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine", "Event",
-    "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue",
-    "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelKind", "ModelName", "ModelStore", "Node",
-    "NodeCached", "NodeCompleted", "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
-    "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished",
-    "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
-    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
-    "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict",
-    "load_workflow", "make_plan", "read_png_workflow", "preview_images", "safe_join", "save_images",
-    "save_png", "to_pil", "to_tensor", "validate",
+    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "CheckContext", "DuplicateNodeType",
+    "Engine", "Event", "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs",
+    "Issue", "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelKind", "ModelName", "ModelStore", "Node",
+    "NodeCached", "NodeCompleted", "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted",
+    "NodegraphError", "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry",
+    "RunFinished", "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "Upstream",
+    "ValidationResult", "Workflow", "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow",
+    "estimate_nbytes", "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs",
+    "load_state_dict", "load_workflow", "make_plan", "preview_images", "read_png_workflow", "refuse_pickles",
+    "safe_join", "save_images", "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
@@ -93,6 +94,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above load lazily
     from .cache import OutputCache, estimate_nbytes
+    from .checking import CheckContext, Upstream
     from .config import Settings
     from .context import CancelToken, NodeContext
     from .engine import Engine, apply_overrides
@@ -141,5 +143,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         link_type,
     )
     from .validation import Issue, ValidationResult, validate
-    from .weights import load_state_dict
+    from .weights import load_state_dict, refuse_pickles
     from .workflow import FORMAT, Workflow, dump_workflow, load_workflow

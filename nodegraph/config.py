@@ -9,9 +9,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Settings", "default_max_node_bytes", "default_model_dirs"]
+__all__ = ["Settings", "default_max_node_bytes", "default_model_dirs", "parse_bytes"]
 
 GIB = 1024**3
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+def parse_bytes(text: str, what: str = "size") -> int:
+    """'12GiB', '8G', '500MB' or a plain number of bytes → bytes (k/M/G are powers of 1000)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text.lower())
+    if m is None:
+        raise ValueError(f"{what}={text!r}: expected a size such as 12GiB, 8G, 500MB or a number of bytes")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
 
 
 def default_model_dirs() -> list[Path]:
@@ -54,6 +66,8 @@ class Settings(BaseModel):
                                 description="Most memory one node's declared outputs may take, judged at "
                                 "validation from its literal inputs (default: half the machine's memory).")
     model_cache_items: int = Field(8, ge=1, description="Loaded models kept in memory.")
+    model_memory: int | None = Field(None, ge=0, description="Bound of the loaded models' weights, in bytes "
+                                     "(least recently used models are unloaded beyond it); None: no bound.")
     device: str = Field("cpu", description="Torch device for model packs.")
     threads: int | None = Field(None, ge=1, description="Torch intra-op threads (None: torch default).")
     allow_model_paths: bool = Field(
@@ -81,6 +95,8 @@ class Settings(BaseModel):
                          ("NODEGRAPH_DEVICE", "device"), ("NODEGRAPH_THREADS", "threads")):
             if env.get(var):
                 values[key] = env[var]
+        if env.get("NODEGRAPH_MODEL_MEMORY"):
+            values["model_memory"] = parse_bytes(env["NODEGRAPH_MODEL_MEMORY"], "NODEGRAPH_MODEL_MEMORY")
         if "NODEGRAPH_MODELS_DIR" in env and "model_dirs" in values:
             # Explicit folders first, then the defaults so shipped models stay reachable by name.
             values["model_dirs"] = values["model_dirs"] + [d for d in default_model_dirs()

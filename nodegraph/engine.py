@@ -16,6 +16,7 @@ from .config import Settings
 from .context import CancelToken
 from .events import EventSink
 from .executor import Executor, LocalExecutor, RunResult
+from .fingerprint import FingerprintContext
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
 from .plugins import load_packs
@@ -43,7 +44,7 @@ class Engine:
         self.cache = cache if cache is not None else OutputCache(self.settings.cache_bytes)
         self.models = models if models is not None else ModelStore(
             self.settings.model_dirs, max_items=self.settings.model_cache_items,
-            allow_paths=self.settings.allow_model_paths)
+            max_bytes=self.settings.model_memory, allow_paths=self.settings.allow_model_paths)
         self.executor: Executor = executor or LocalExecutor(self.settings, self.cache, self.models)
 
     @classmethod
@@ -55,9 +56,11 @@ class Engine:
         return cls(registry, settings)
 
     def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
-        """Every issue, file names included (checked against the settings' folders)."""
+        """Every issue, file names included (checked against the settings' folders), and the nodes'
+        own checks of the files they name (model folders)."""
         _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(),
-                          max_node_bytes=self.settings.max_node_bytes)
+                          max_node_bytes=self.settings.max_node_bytes,
+                          files=FingerprintContext.from_settings(self.settings))
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:

@@ -28,6 +28,7 @@ CODES = (
     "no_outputs",
     "unknown_target",
     "bypass_no_input",
+    "invalid_model",
 )
 
 

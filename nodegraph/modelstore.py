@@ -1,8 +1,13 @@
-"""The model store: finds models by name, loads each once, keeps a bounded number in memory.
+"""The model store: finds models by name, loads each once, keeps a bounded amount in memory.
 
 Nodes never keep models themselves: a loader node calls ``ctx.models.load(key, fn)`` and gets the
 shared instance. Names are resolved inside the configured model folders (confined, like every file
 name); absolute or ``./`` paths are accepted only when ``allow_paths`` is on (the CLI default).
+
+The store is bounded by a number of models and, optionally, by bytes (the weights' size, counted
+without importing torch); beyond either bound the least recently used models are unloaded. A
+handle from :meth:`ModelStore.handle` holds its model weakly, so the output cache's copy of a
+loader's result does not pin an evicted model: the handle loads it again when next used.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +26,7 @@ from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
 from .types import ModelKind
 
-__all__ = ["ModelHandle", "ModelStore", "find_model", "list_model_kind", "list_models"]
+__all__ = ["ModelHandle", "ModelStore", "find_model", "list_model_kind", "list_models", "model_nbytes"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,14 +92,51 @@ def list_model_kind(dirs: Iterable[Path], kind: ModelKind) -> list[str]:
     return names
 
 
-class ModelStore:
-    """Thread-safe; each key is loaded at most once at a time, least-recently-used beyond ``max_items``."""
+_MAX_VISIT = 100_000
 
-    def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, allow_paths: bool = True) -> None:
+
+def model_nbytes(obj: Any) -> int:
+    """Bytes of the tensors a loaded model holds: ``__nodegraph_nbytes__`` if it has one, else the
+    parameters and buffers of every torch module found in its attributes (each tensor once)."""
+    hook = getattr(type(obj), "__nodegraph_nbytes__", None)
+    if hook is not None and not isinstance(obj, ModelHandle):
+        return int(hook(obj))
+    total, seen_obj, seen_data = 0, set(), set()
+    stack, visited = [obj], 0
+    while stack and visited < _MAX_VISIT:
+        x = stack.pop()
+        if id(x) in seen_obj or x is None or isinstance(x, str | bytes | int | float | bool):
+            continue
+        seen_obj.add(id(x))
+        visited += 1
+        if callable(getattr(x, "parameters", None)) and callable(getattr(x, "buffers", None)):
+            for t in (*x.parameters(), *x.buffers()):  # a torch.nn.Module, without importing torch
+                ptr = t.data_ptr()
+                if ptr not in seen_data:
+                    seen_data.add(ptr)
+                    total += t.element_size() * t.nelement()
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple | set | frozenset):
+            stack.extend(x)
+        elif hasattr(x, "__dict__"):
+            stack.extend(vars(x).values())
+    return total
+
+
+class ModelStore:
+    """Thread-safe; each key is loaded at most once at a time; least recently used models are unloaded
+    beyond ``max_items`` models or ``max_bytes`` bytes of weights (``None``: no byte bound). The model
+    just loaded always stays, even alone above the byte bound."""
+
+    def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, max_bytes: int | None = None,
+                 allow_paths: bool = True) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self.allow_paths = allow_paths
         self._models: OrderedDict[str, Any] = OrderedDict()
+        self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self.loads = 0
@@ -126,12 +169,46 @@ class ModelStore:
             log.info("loading model %s", key)
             model = loader()
             self.loads += 1
+            size = model_nbytes(model) if self.max_bytes is not None else 0
             with self._lock:
                 self._models[key] = model
-                while len(self._models) > self.max_items:
-                    evicted, _ = self._models.popitem(last=False)
-                    log.info("unloading model %s", evicted)
+                self._sizes[key] = size
+                self._evict()
             return model
+
+    def handle(self, key: str, loader: Callable[[], Any], name: str, kind: str,
+               info: dict[str, Any] | None = None) -> ModelHandle:
+        """The model for ``key`` as a handle that does not keep it in memory once the store unloads it
+        (it is loaded again, with ``loader``, when the handle is next used)."""
+        model = self.load(key, loader)
+        return ModelHandle(model, name, kind, info or {}, reload=lambda alive: self._use(key, loader, alive))
+
+    def _use(self, key: str, loader: Callable[[], Any], alive: Any) -> Any:
+        """A handle's model is being used: most recently used now; back in the store if it was unloaded
+        but is still in memory (someone holds it), loaded again if it is gone."""
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            if alive is not None:
+                self._models[key] = alive
+                self._sizes[key] = model_nbytes(alive) if self.max_bytes is not None else 0
+                self._evict()
+                return alive
+        return self.load(key, loader)
+
+    def _evict(self) -> None:
+        # called with the lock held; the newest model (last) is never evicted
+        while len(self._models) > 1 and (len(self._models) > self.max_items or (
+                self.max_bytes is not None and sum(self._sizes.values()) > self.max_bytes)):
+            evicted, _ = self._models.popitem(last=False)
+            freed = self._sizes.pop(evicted, 0)
+            log.info("unloading model %s (%.1f MB)", evicted, freed / 1e6)
+
+    def nbytes(self) -> int:
+        """Bytes of the loaded models' weights (counted only when ``max_bytes`` is set)."""
+        with self._lock:
+            return sum(self._sizes.values())
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -140,6 +217,7 @@ class ModelStore:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._sizes.clear()
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,13 +225,31 @@ class ModelHandle:
     """A loaded model as it flows on a link: the cache keeps a reference, never counts or copies it.
 
     ``model`` is whatever the loader returned; ``name`` the model's name or path; ``kind`` e.g.
-    ``"unclip.prior"``; ``info`` small facts to show (sizes, source layout).
+    ``"unclip.prior"``; ``info`` small facts to show (sizes, source layout). With ``reload`` (see
+    :meth:`ModelStore.handle`) the handle holds the model weakly and every use goes through
+    ``reload(model or None)``, which marks it used in the store and loads it again if it is gone.
     """
 
-    model: Any
+    _model: Any
     name: str
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    reload: Callable[[Any], Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.reload is not None:
+            try:
+                object.__setattr__(self, "_model", weakref.ref(self._model))
+            except TypeError:  # not weak-referenceable: hold it
+                object.__setattr__(self, "reload", None)
+
+    @property
+    def model(self) -> Any:
+        if self.reload is None:
+            return self._model
+        model = self.reload(self._model())
+        object.__setattr__(self, "_model", weakref.ref(model))
+        return model
 
     def __nodegraph_nbytes__(self) -> int:
         return 0  # owned by the model store

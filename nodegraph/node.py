@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from .types import PortType, port_type_of
 
 if TYPE_CHECKING:
+    from .checking import CheckContext
     from .context import NodeContext
     from .fingerprint import FingerprintContext
 
@@ -165,6 +166,17 @@ class Node:
         planning time.
         """
         return None
+
+    def check(self, inputs: dict[str, Any], ctx: CheckContext) -> list[tuple[str | None, str]]:
+        """Problems knowable before running that need files (a model folder's layout): ``(port, message)``.
+
+        Receives the literal inputs (defaults filled in) and the folders, with the rules the node finds
+        files by, and the nodes upstream (``ctx.source(port)``; :class:`~nodegraph.CheckContext`). Called
+        by validation when it is given the folders (the CLI, the server, planning), once the workflow is
+        otherwise valid; each problem is an ``invalid_model`` issue. An exception here is ignored (the
+        run reports the problem).
+        """
+        return []
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from .errors import WorkflowInvalid
 from .fingerprint import FingerprintContext
 from .node import NodeSpec
 from .registry import Registry
-from .validation import Issue, analyse, gc_paused
+from .validation import Issue, analyse, gc_paused, with_defaults
 from .workflow import Workflow
 
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order"]
@@ -88,7 +88,9 @@ def make_plan(
 
     ``output_dir`` is part of the keys of output nodes (so a batch writing to a new folder writes);
     ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run);
-    ``folders`` are the folders literal file names are checked against (see :func:`analyse`).
+    ``folders`` are the folders literal file names are checked against (see :func:`analyse`); with
+    ``settings``, the nodes' own checks run (:meth:`~nodegraph.Node.check`) and volatile nodes get
+    their fingerprints.
     """
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
@@ -99,7 +101,8 @@ def make_plan(
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
                run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
-    analysis, issues = analyse(source, registry, targets=wanted, folders=folders,
+    files = FingerprintContext.from_settings(settings) if settings is not None else None
+    analysis, issues = analyse(source, registry, targets=wanted, folders=folders, files=files,
                                max_node_bytes=settings.max_node_bytes if settings is not None else None)
     if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
@@ -111,10 +114,10 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     keys: dict[str, str] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
-        literals = _with_defaults(spec, analysis.literals[nid], links)
+        literals = with_defaults(spec, analysis.literals[nid], links)
         fingerprint = None
         if spec.cls.volatile:
-            fingerprint = _fingerprint(spec, literals, settings)
+            fingerprint = _fingerprint(spec, literals, files)
             fingerprint = nonce if fingerprint is None else fingerprint
         keys[nid] = key = cache_key(spec, literals, links, keys, fingerprint=fingerprint,
                                     output_dir=output_dir if spec.output_node else None)
@@ -135,22 +138,13 @@ def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> 
     return [n for n in order if n in needed]
 
 
-def _with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """The node's literal inputs with the defaults of the optional inputs that were left out."""
-    literals = dict(literals)
-    for port, pspec in spec.inputs.items():
-        if port not in literals and not pspec.required and port not in links:
-            literals[port] = pspec.default
-    return literals
-
-
-def _fingerprint(spec: NodeSpec, literals: dict[str, Any], settings: Settings | None) -> str | None:
+def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintContext | None) -> str | None:
     """A volatile node's fingerprint of its literal inputs (what arrives on links is already in the key,
     through the upstream keys); ``None`` when it has none, and the node then re-runs every time."""
-    if settings is None:
+    if files is None:
         return None
     try:
-        return spec.cls().fingerprint(dict(literals), FingerprintContext.from_settings(settings))
+        return spec.cls().fingerprint(dict(literals), files)
     except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
         return None
 

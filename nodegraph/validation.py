@@ -1,9 +1,10 @@
 """Workflow validation: it collects every issue in one pass and keeps what planning needs.
 
 Validation is pure apart from reading the folders it is given: a literal file name is checked
-against its folder (it must stay inside it; a file a node reads must be there). Nothing here raises
-on bad input: whatever JSON comes in, the answer is a list of :class:`Issue` (and, for a workflow,
-the :class:`Analysis` planning reuses).
+against its folder (it must stay inside it; a file a node reads must be there), and, given the model
+folders too, each node's own check reads the files it names (:meth:`Node.check`). Nothing here
+raises on bad input: whatever JSON comes in, the answer is a list of :class:`Issue` (and, for a
+workflow, the :class:`Analysis` planning reuses).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gc
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +21,22 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
+from .checking import CheckContext, Upstream
 from .errors import UnsafePath
+from .fingerprint import FingerprintContext
 from .issues import CODES, Issue, ValidationResult
 from .modes import resolve_modes
-from .node import NodeSpec, PortSpec
+from .node import Node, NodeSpec, PortSpec
 from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
 from .upgrade import is_current, read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow, as_link
 
-__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "gc_paused", "validate"]
+__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "gc_paused", "validate",
+           "with_defaults"]
+
+log = logging.getLogger(__name__)
 
 Source = str | bytes | dict[str, Any] | Workflow
 #: Folders whose files nodes read: a literal name in one of them must name a file that is there.
@@ -50,21 +57,25 @@ class Analysis:
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
             folders: Mapping[str, Path] | None = None,
-            max_node_bytes: int | None = None) -> tuple[Analysis | None, list[Issue]]:
+            max_node_bytes: int | None = None,
+            files: FingerprintContext | None = None) -> tuple[Analysis | None, list[Issue]]:
     """Validate, keeping what planning needs. ``None`` when the source is not a workflow at all.
 
     ``folders`` maps a file widget's folder (``input``, ``output``, ``temp``) to its path; literal
     file names are checked only against the folders given. ``max_node_bytes`` bounds what the
     outputs with a declared ``shape`` may take, judged from the literal inputs (``None``: no bound).
+    ``files`` (the model folders and the rules nodes find files by) runs the nodes' own checks
+    (:meth:`Node.check`) too.
     """
     with gc_paused():
         _, wf, issues = read_source(source)
         if wf is None:
             return None, issues
-        validator = Validator(wf, registry, folders or {}, max_node_bytes)
+        validator = Validator(wf, registry, folders or {}, max_node_bytes, files)
         validator.check_nodes()
         validator.check_cycles()
         validator.check_targets(None if targets is None else list(targets))
+        validator.check_own()
         return validator.analysis(), validator.issues
 
 
@@ -84,17 +95,30 @@ def gc_paused() -> Iterator[None]:
 
 def check(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
           folders: Mapping[str, Path] | None = None,
-          max_node_bytes: int | None = None) -> tuple[Workflow | None, list[Issue]]:
+          max_node_bytes: int | None = None,
+          files: FingerprintContext | None = None) -> tuple[Workflow | None, list[Issue]]:
     """Validate and return the upgraded workflow with every issue found (``None``: not a workflow)."""
-    analysis, issues = analyse(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes)
+    analysis, issues = analyse(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes,
+                               files=files)
     return (analysis.workflow if analysis else None), issues
 
 
 def validate(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
-             folders: Mapping[str, Path] | None = None, max_node_bytes: int | None = None) -> ValidationResult:
+             folders: Mapping[str, Path] | None = None, max_node_bytes: int | None = None,
+             files: FingerprintContext | None = None) -> ValidationResult:
     """Validate a workflow (JSON text, bytes, dict or :class:`Workflow`)."""
-    _, issues = check(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes)
+    _, issues = check(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes,
+                      files=files)
     return ValidationResult(valid=not issues, issues=issues)
+
+
+def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The node's literal inputs with the defaults of the optional inputs that were left out (not linked)."""
+    literals = dict(literals)
+    for port, pspec in spec.inputs.items():
+        if port not in literals and not pspec.required and port not in links:
+            literals[port] = pspec.default
+    return literals
 
 
 @dataclass
@@ -105,6 +129,7 @@ class Validator:
     registry: Registry
     folders: Mapping[str, Path]
     max_node_bytes: int | None = None
+    files: FingerprintContext | None = None  # given: the nodes' own checks run
     issues: list[Issue] = field(default_factory=list)
     specs: dict[str, NodeSpec] = field(default_factory=dict)
     literals: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -218,7 +243,8 @@ class Validator:
             self.issues.append(Issue(code="type_mismatch", node=nid, port=port,
                                      message=f"{nid}.{port} expects {pspec.type.name} but {link.from_}."
                                      f"{link.output} is {out.type.name}; connect "
-                                     f"{_producers(self.registry, pspec.type.name)}"))
+                                     f"{_producers(self.registry, pspec.type.name)}"
+                                     f"{_consumers(self.registry, out.type.name)}"))
             return
         self.links[nid][port] = (link.from_, link.output)
 
@@ -330,6 +356,36 @@ class Validator:
             self.issues.append(Issue(code="no_outputs", message="the workflow has no output node, so a run "
                                      "would do nothing; add one (e.g. core.save_image or core.preview_image)"))
 
+    def check_own(self) -> None:
+        """Each node's own check (:meth:`Node.check`) of the files it names, given ``files`` and once the
+        rest is valid (a check may follow the links upward)."""
+        if self.files is None or self.issues:
+            return
+        files = self.files
+        for nid, spec in self.specs.items():
+            if spec.cls.check is Node.check:
+                continue
+            ctx = CheckContext(files.model_dirs, files.input_dir, files.allow_model_paths,
+                               sources=lambda port, nid=nid: self._upstream(nid, port))
+            try:
+                found = spec.cls().check(self._inputs(nid), ctx)
+            except Exception:  # noqa: BLE001 - a check that breaks must not block a run; the run reports
+                log.debug("check of %s (%s) failed", nid, spec.type_id, exc_info=True)
+                continue
+            for port, message in found:
+                self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
+
+    def _inputs(self, nid: str) -> dict[str, Any]:
+        return with_defaults(self.specs[nid], self.literals[nid], self.links[nid])
+
+    def _upstream(self, nid: str, port: str) -> Upstream | None:
+        source = self.links.get(nid, {}).get(port)
+        if source is None:
+            return None
+        src = source[0]
+        return Upstream(self.specs[src].type_id, self._inputs(src),
+                        sources=lambda p: self._upstream(src, p))
+
 
 # --- messages ------------------------------------------------------------------------------------
 
@@ -345,6 +401,15 @@ def _producers(registry: Registry, type_name: str, limit: int = 3) -> str:
         if len(hits) >= limit:
             break
     return " or ".join(hits) if hits else f"an output of type {type_name}"
+
+
+def _consumers(registry: Registry, type_name: str, limit: int = 3) -> str:
+    """'; a T output goes into x.y, z.w' for a link type (what the found output is for), else ''."""
+    if type_name.isupper():  # core data types (IMAGE, ANY, ...) go into too many nodes for a hint
+        return ""
+    hits = [spec.type_id for spec in registry.specs()
+            if any(p.type.name == type_name and p.link_only for p in spec.inputs.values())][:limit]
+    return f"; a {type_name} output goes into {', '.join(hits)}" if hits else ""
 
 
 def _first_error(exc: ValidationError) -> str:

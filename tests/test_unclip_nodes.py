@@ -16,7 +16,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from helpers import Recorder, link, node, workflow
 from test_unclip_models_karlo import _StageNoiseScheduler
 
-from nodegraph import CancelToken, Engine, Settings
+from nodegraph import CancelToken, Engine, Settings, apply_overrides
 from nodes.unclip.models import load_clip, load_decoder, load_prior, load_upsampler
 from nodes.unclip.models.tiny import build_tiny_karlo
 
@@ -58,14 +58,10 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def test_node_graph_equals_unclip_pipeline(engine, models_dir):
-    run = engine.run(text2image(), targets=["up"])
-    assert run.ok, run.error
-    ours = run.outputs["up"]["images"]  # numpy (B, H, W, 3)
-
-    root = models_dir / "tiny-karlo"
+def pipeline_images(root, prompt, seeds, steps, prior_guidance, decoder_guidance):
+    """`UnCLIPPipeline`'s images for one prompt, each stage drawing from its own generator (seeded as our
+    nodes seed theirs): initial latents and the schedulers' step noise come from that stage's stream."""
     clip, prior, decoder, up = load_clip(root), load_prior(root), load_decoder(root), load_upsampler(root)
-    seeds, steps = {"prior": 11, "decoder": 22, "super_res": 33}, 3
     schedulers = {name: _StageNoiseScheduler.from_config(s.config) for name, s in
                   (("prior", prior.scheduler), ("decoder", decoder.scheduler), ("super_res", up.scheduler))}
     shapes = {"prior": (1, prior.embedding_dim), "decoder": (1, 3, decoder.sample_size, decoder.sample_size),
@@ -81,14 +77,49 @@ def test_node_graph_equals_unclip_pipeline(engine, models_dir):
                           decoder_scheduler=schedulers["decoder"], super_res_scheduler=schedulers["super_res"])
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
-        cond = clip.encode_text(["a red circle"])
-        theirs = pipe(text_model_output=(cond.embeds, cond.hidden), text_attention_mask=cond.mask,
-                      prior_num_inference_steps=steps, decoder_num_inference_steps=steps,
-                      super_res_num_inference_steps=steps, prior_latents=latents["prior"],
+        cond = clip.encode_text([prompt])
+        images = pipe(text_model_output=(cond.embeds, cond.hidden), text_attention_mask=cond.mask,
+                      prior_num_inference_steps=steps["prior"], decoder_num_inference_steps=steps["decoder"],
+                      super_res_num_inference_steps=steps["super_res"], prior_latents=latents["prior"],
                       decoder_latents=latents["decoder"], super_res_latents=latents["super_res"],
-                      prior_guidance_scale=4.0, decoder_guidance_scale=8.0, output_type="np").images
-    assert ours.shape == theirs.shape == (1, up.sample_size, up.sample_size, 3)
+                      prior_guidance_scale=prior_guidance, decoder_guidance_scale=decoder_guidance,
+                      output_type="np").images
+    assert images.shape == (1, up.sample_size, up.sample_size, 3)
+    return images
+
+
+def test_node_graph_equals_unclip_pipeline(engine, models_dir):
+    run = engine.run(text2image(), targets=["up"])
+    assert run.ok, run.error
+    ours = run.outputs["up"]["images"]  # numpy (B, H, W, 3)
+    theirs = pipeline_images(models_dir / "tiny-karlo", "a red circle", {"prior": 11, "decoder": 22, "super_res": 33},
+                             dict.fromkeys(("prior", "decoder", "super_res"), 3), 4.0, 8.0)
+    assert ours.shape == theirs.shape
     assert ours.std() > 0.01
+    np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_the_documented_karlo_command_gives_the_checkpoints_image(engine, models_dir):
+    # docs/unclip.md: text2image.json with the four loaders on the folder and the colour fix off
+    root = str(models_dir / "tiny-karlo")
+    documented = {"load_clip.model": root, "load_prior.model": root, "load_decoder.model": root,
+                  "load_upsampler.model": root, "upsample.fix_colors": False}
+    data, issues = apply_overrides((ROOT / "workflows" / "text2image.json").read_text(),
+                                   {**documented, "prior.count": 1})  # one image: the pipeline's batch
+    assert not issues
+    run = engine.run(data, targets=["upsample"])
+    assert run.ok, run.error
+    ours = run.outputs["upsample"]["images"]
+    nodes = data["nodes"]
+    inputs = {nid: nodes[nid]["inputs"] for nid in ("prior", "decoder", "upsample")}
+    assert inputs["decoder"].get("batch", 1) == 1 and not inputs["decoder"].get("shared_noise")
+    assert inputs["decoder"].get("scheduler", "default") == "default"
+    theirs = pipeline_images(models_dir / "tiny-karlo", nodes["prompt"]["inputs"]["value"],
+                             {"prior": inputs["prior"]["seed"], "decoder": inputs["decoder"]["seed"],
+                              "super_res": inputs["upsample"]["seed"]},
+                             {"prior": inputs["prior"]["steps"], "decoder": inputs["decoder"]["steps"],
+                              "super_res": inputs["upsample"]["steps"]},
+                             inputs["prior"]["guidance"], inputs["decoder"]["guidance"])
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-4)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import nodegraph
 import nodegraph.node
-from nodegraph import validate
+from nodegraph import FingerprintContext, Node, Port, validate
 from nodegraph.validation import CODES, ValidationResult
 
 
@@ -156,6 +156,72 @@ def test_literal_file_names_are_checked_against_the_folders_given(registry, tmp_
     folders["input"] = tmp_path / "empty"
     result = validate(load("a.png"), registry, folders=folders)
     assert codes(result) == {"file_not_found"} and "has no such files" in result.issues[0].message
+
+
+class Folder(Node):
+    """A model folder: its `kind` file says what it holds."""
+
+    name = "folder"
+
+    class Inputs(nodegraph.Inputs):
+        model: str = Port("good", description="A folder in the model folders.")
+        width: int = Port(8, description="Unused here: defaults reach the check.")
+
+    class Outputs(nodegraph.Outputs):
+        value: float = Port(description="A number.")
+
+    def check(self, inputs, ctx):
+        kind = (ctx.resolve_model(inputs["model"]) / "kind").read_text()
+        return [] if kind == "model" else [("model", f"{inputs['model']} holds {kind}, width {inputs['width']}")]
+
+
+class Pair(Node):
+    """Compares the folder two links upstream with its own."""
+
+    name = "pair"
+    output_node = True
+
+    class Inputs(nodegraph.Inputs):
+        value: float = Port(description="From Folder, through toy.add.")
+        model: str = Port("good", description="A folder.")
+
+    class Outputs(nodegraph.Outputs):
+        pass
+
+    def check(self, inputs, ctx):
+        add = ctx.source("value")
+        folder = add.source("a") if add is not None else None
+        if add is None or add.type != "toy.add" or folder is None or add.source("b") is not None:
+            raise AssertionError("not the upstream this test builds")
+        if folder.inputs["model"] != inputs["model"]:
+            return [(None, f"{folder.inputs['model']} upstream, {inputs['model']} here")]
+        return []
+
+
+def test_nodes_check_the_files_they_name_given_the_folders(registry, tmp_path):
+    for name, kind in (("good", "model"), ("other", "model"), ("bad", "notes")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "kind").write_text(kind)
+    registry.add_pack(nodegraph.Pack("mine", nodes=[Folder, Pair]), "test:mine")
+    files = FingerprintContext((tmp_path,), tmp_path / "input")
+
+    def wf(folder="good", pair="good"):
+        return workflow(f=node("mine.folder", model=folder), a=node("toy.add", a=link("f")),
+                        p=node("mine.pair", value=link("a"), model=pair))
+
+    assert validate(wf("bad", "bad"), registry).valid  # without the folders, nothing reads files
+    assert validate(wf(), registry, files=files).valid
+    result = validate(wf("bad", "bad"), registry, files=files)
+    assert [(i.code, i.node, i.port, i.message) for i in result.issues] == [
+        ("invalid_model", "f", "model", "f: bad holds notes, width 8")]
+    result = validate(wf("other"), registry, files=files)  # looks two links upstream
+    assert [(i.code, i.node, i.message) for i in result.issues] == [
+        ("invalid_model", "p", "p: other upstream, good here")]
+    # a check that breaks (a folder not there) is the run's to report; other issues come first
+    assert validate(wf("missing", "missing"), registry, files=files).valid
+    broken = wf("bad", "bad")
+    broken["nodes"]["a"]["inputs"]["b"] = "x"
+    assert codes(validate(broken, registry, files=files)) == {"invalid_value"}
 
 
 def test_no_outputs(registry):

@@ -40,9 +40,8 @@ class _Loader(Node):
         path = ctx.models.resolve(name)
         from .convert import library_errors
 
-        with library_errors():
-            model = ctx.models.load(f"{self.kind}:{path.resolve()}", lambda: loader(path))
-        return ModelHandle(model, name, self.kind)
+        with library_errors(), nodegraph.refuse_pickles(path):
+            return ctx.models.handle(f"{self.kind}:{path.resolve()}", lambda: loader(path), name, self.kind)
 
 
 class LoadCLIP(_Loader):

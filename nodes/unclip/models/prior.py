@@ -35,13 +35,20 @@ class PriorModel:
         return int(self.prior.config.num_embeddings)
 
 
+SCHEDULER_DIRS = ("prior_scheduler", "scheduler")  # Karlo / shapes-unclip, Kandinsky 2.2 prior
+
+
 def load_prior(path: str | Path) -> PriorModel:
-    """Load `prior/` + `prior_scheduler/` from a shapes-unclip bundle or a Karlo root."""
+    """Load `prior/` and its scheduler (`prior_scheduler/` in a shapes-unclip bundle or a Karlo root,
+    `scheduler/` in a Kandinsky 2.2 prior folder)."""
     root = Path(path)
-    if not (root / "prior").is_dir():
-        raise FileNotFoundError(f"no prior in {root}: expected prior/ and prior_scheduler/ (Karlo layout)")
+    sched = next((root / d for d in SCHEDULER_DIRS if (root / d).is_dir()), None)
+    if not (root / "prior").is_dir() or sched is None:
+        missing = "prior/" if not (root / "prior").is_dir() else "its scheduler folder"
+        raise FileNotFoundError(f"no prior in {root}: {missing} is missing; expected prior/ with prior_scheduler/ "
+                                "(Karlo layout) or with scheduler/ (Kandinsky 2.2 prior layout)")
     prior = PriorTransformer.from_pretrained(root, subfolder="prior", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
-    return PriorModel(prior, sch.load_scheduler(root / "prior_scheduler"))
+    return PriorModel(prior, sch.load_scheduler(sched))
 
 
 def _check_context(model: PriorModel, enc: TextEncoding) -> None:

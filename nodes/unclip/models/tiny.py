@@ -49,7 +49,7 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
-def _randomise(module: torch.nn.Module, gen: torch.Generator, scale: float = 0.02) -> None:
+def randomise(module: torch.nn.Module, gen: torch.Generator, scale: float = 0.02) -> None:
     """Add seeded noise to every parameter (zero-initialised ones included)."""
     with torch.no_grad():
         for p in module.parameters():
@@ -93,7 +93,7 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
 
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=TEXT_DIM, num_layers=1,
                              num_embeddings=CONTEXT, additional_embeddings=4)
-    _randomise(prior, gen)
+    randomise(prior, gen)
     with torch.no_grad():
         prior.clip_mean.copy_(torch.randn(prior.clip_mean.shape, generator=gen) * 0.5)
         prior.clip_std.copy_(torch.rand(prior.clip_std.shape, generator=gen) + 0.5)
@@ -101,7 +101,7 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
 
     text_proj = UnCLIPTextProjModel(clip_extra_context_tokens=4, clip_embeddings_dim=TEXT_DIM,
                                     time_embed_dim=4 * DECODER_CH[0], cross_attention_dim=TEXT_DIM)
-    _randomise(text_proj, gen, 0.1)
+    randomise(text_proj, gen, 0.1)
     text_proj.save_pretrained(root / "text_proj")
 
     decoder = UNet2DConditionModel(
@@ -111,7 +111,7 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
         mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=DECODER_CH, layers_per_block=1,
         cross_attention_dim=TEXT_DIM, attention_head_dim=8, resnet_time_scale_shift="scale_shift",
         class_embed_type="identity", norm_num_groups=8)
-    _randomise(decoder, gen)
+    randomise(decoder, gen)
     decoder.save_pretrained(root / "decoder")
 
     for i, name in enumerate(("super_res_first", "super_res_last")):
@@ -119,7 +119,7 @@ def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
                          block_out_channels=(16, 32), down_block_types=("ResnetDownsampleBlock2D",) * 2,
                          up_block_types=("ResnetUpsampleBlock2D",) * 2, resnet_time_scale_shift="scale_shift",
                          norm_num_groups=8)
-        _randomise(sr, torch.Generator().manual_seed(seed + 100 + i))
+        randomise(sr, torch.Generator().manual_seed(seed + 100 + i))
         sr.save_pretrained(root / name)
 
     UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
