@@ -43,7 +43,8 @@ _EXPORTS = {
     "Cancelled": "errors", "DuplicateNodeType": "errors", "NodeExecutionError": "errors",
     "NodegraphError": "errors", "PackError": "errors", "UnsafePath": "errors", "WorkflowInvalid": "errors",
     "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
-    "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
+    "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunPlaced": "events",
+    "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
     "FingerprintContext": "fingerprint", "file_signature": "fingerprint",
     "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
@@ -70,7 +71,7 @@ __all__ = [
     "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted",
     "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
     "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished",
-    "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
+    "RunPlaced", "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
     "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
     "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict",
     "load_workflow", "make_plan", "read_png_workflow", "preview_images", "safe_join", "save_images",
@@ -113,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         NodeStarted,
         Progress,
         RunFinished,
+        RunPlaced,
         RunStarted,
     )
     from .executor import Executor, LocalExecutor, RunResult

@@ -37,9 +37,9 @@ def connect(path) -> sqlite3.Connection:
 
 def test_a_new_database_gets_every_migration(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
-    assert store.version == MIGRATIONS[-1].version == 2
+    assert store.version == MIGRATIONS[-1].version == 3
     cols = {r[1] for r in store.conn.execute("PRAGMA table_info(jobs)")}
-    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from"} <= cols
+    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from", "worker"} <= cols
     store.close()
 
 
@@ -53,9 +53,10 @@ def test_a_version_1_database_is_migrated_and_keeps_its_jobs(tmp_path):
                  "VALUES ('done', 'success', 1.0, 2.0, '{}', '{\"s\": {\"value\": [\"1\"]}}')")
     conn.close()
     store = JobStore(path)
-    assert store.version == 2 and schema_version(store.conn) == 2
+    assert store.version == 3 and schema_version(store.conn) == 3
     old = store.get("old")
     assert old["status"] == "queued" and old["position"] == 0 and old["requeued_from"] is None
+    assert old["worker"] is None
     assert store.get("done")["outputs"] == {"s": {"value": ["1"]}}
     store.close()
 
@@ -69,17 +70,17 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
     with pytest.raises(SchemaTooNew, match="version 99.*newer nodegraph"):
         JobStore(path)
     # The lock was released: a store with a matching migration list opens it.
-    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(3, 100)))
+    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(len(MIGRATIONS) + 1, 100)))
     JobStore(path, migrations=future).close()
 
 
 def test_a_failing_migration_changes_nothing(tmp_path):
     path = tmp_path / "jobs.sqlite3"
-    broken = (*MIGRATIONS, Migration(3, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
+    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
     with pytest.raises(sqlite3.OperationalError):
         JobStore(path, migrations=broken)
     conn = connect(path)
-    assert schema_version(conn) == 2
+    assert schema_version(conn) == MIGRATIONS[-1].version
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() is None
     conn.close()
 

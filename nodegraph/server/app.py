@@ -56,7 +56,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> web.Applic
     app[CONFIG] = config
     app[HUB] = hub
     app[STORE] = store
-    app[RUNNER] = JobRunner(engine, store, hub, config)
+    # an executor with several workers (a cluster) runs as many jobs at once
+    app[RUNNER] = JobRunner(engine, store, hub, config, slots=getattr(engine.executor, "concurrency", 1))
     app[OPENAPI] = _openapi()
     api.install(app, body_limit)
     app.router.add_get("/{tail:.+}", editor_file)  # after every API route: the rest of web/

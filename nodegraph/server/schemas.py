@@ -151,12 +151,15 @@ class Job(BaseModel):
     outputs: dict[str, dict[str, Any]] = Field(description="node id -> what the node showed, e.g. "
                                                '{"images": [{"filename", "subfolder", "type", "url"}]}')
     requeued_from: str | None = Field(None, description="The job this one is a re-queued copy of.")
+    worker: str | None = Field(None, description="The cluster worker that runs (or ran) it; null with the "
+                               "local executor.")
 
 
 class JobList(BaseModel):
-    """GET /api/jobs: the running job and the queue in order."""
+    """GET /api/jobs: the running jobs and the queue in order."""
 
-    running: Job | None
+    running: Job | None = Field(description="The running job (the first one when several run).")
+    running_jobs: list[Job] = Field(description="Every running job, in the order they started.")
     queued: list[Job]
 
 
@@ -252,6 +255,26 @@ class QueueInfo(BaseModel):
     max_queue: int
 
 
+class WorkerInfo(BaseModel):
+    """One worker of a cluster executor."""
+
+    name: str = Field(description="e.g. w1; jobs name it in their `worker` field.")
+    state: Literal["starting", "idle", "busy", "lost", "refused"]
+    host: str = Field(description="The machine it runs on.")
+    node: str = Field(description="The Ray node id.")
+    resources: dict[str, float] = Field(description="What it holds, e.g. {\"CPU\": 1, \"GPU\": 1}.")
+    job: str | None = Field(description="The job (run id) it is running.")
+    models_loaded: list[str]
+    jobs_run: int
+    message: str = Field("", description="Why it was refused or lost.")
+
+
+class ExecutorInfo(BaseModel):
+    kind: Literal["local", "ray"]
+    address: str | None = Field(None, description="The Ray cluster joined (null: a local instance).")
+    workers: list[WorkerInfo] = Field(default_factory=list)
+
+
 class SystemInfo(BaseModel):
     versions: dict[str, str | int | None]
     packs: list[PackSchema]
@@ -259,6 +282,8 @@ class SystemInfo(BaseModel):
     device: str
     cache: CacheInfo
     queue: QueueInfo
+    executor: ExecutorInfo = Field(default_factory=lambda: ExecutorInfo(kind="local"),
+                                   description="Where jobs run: this process, or the workers of a cluster.")
 
 
 class ExtensionList(BaseModel):

@@ -87,6 +87,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE jobs ADD COLUMN requeued_from TEXT",
         "CREATE INDEX jobs_history ON jobs (finished)",
     )),
+    Migration(3, "jobs record the worker that runs them (cluster executor)", (
+        "ALTER TABLE jobs ADD COLUMN worker TEXT",
+    )),
 )
 
 
@@ -140,7 +143,7 @@ class JobStore:
     """Synchronous access to the job database. Use it from one thread only."""
 
     COLUMNS = ("id, status, qpos, created, started, finished, client_id, workflow, targets, error, outputs, "
-               "requeued_from")
+               "requeued_from, worker")
 
     def __init__(self, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path = Path(path)
@@ -174,12 +177,12 @@ class JobStore:
 
     def _job(self, row: Sequence[Any], position: int | None = None) -> dict[str, Any]:
         (job_id, status, _qpos, created, started, finished, client_id, workflow, targets, error, outputs,
-         requeued_from) = row
+         requeued_from, worker) = row
         return {
             "id": job_id, "status": status, "created": created, "started": started, "finished": finished,
             "position": position if status == "queued" else None, "client_id": client_id,
             "workflow": _loads(workflow), "targets": _loads(targets), "error": _loads(error),
-            "outputs": _loads(outputs) or {}, "requeued_from": requeued_from,
+            "outputs": _loads(outputs) or {}, "requeued_from": requeued_from, "worker": worker,
         }
 
     def _recover(self) -> list[str]:
@@ -224,9 +227,16 @@ class JobStore:
         rows = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY qpos").fetchall()
         return [self._job(r, i) for i, r in enumerate(rows)]
 
-    def running(self) -> dict[str, Any] | None:
-        row = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'running'").fetchone()
-        return self._job(row) if row else None
+    def running(self) -> list[dict[str, Any]]:
+        """The running jobs, in the order they started (several run at once on a cluster)."""
+        rows = self.conn.execute(f"SELECT {self.COLUMNS} FROM jobs WHERE status = 'running' "
+                                 "ORDER BY started, rowid").fetchall()
+        return [self._job(r) for r in rows]
+
+    def set_worker(self, job_id: str, worker: str) -> None:
+        """Record the worker that runs ``job_id`` (names joined by ``,`` when parts of it run on several)."""
+        with self._tx() as c:
+            c.execute("UPDATE jobs SET worker = ? WHERE id = ?", (worker, job_id))
 
     def counts(self) -> dict[str, int]:
         rows = dict(self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
