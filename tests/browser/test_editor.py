@@ -838,3 +838,22 @@ def test_a_first_visit_opens_the_text_to_image_graph(editor):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
+def test_the_queue_panel_lists_every_running_job_with_its_worker(editor):
+    """A cluster server runs several jobs at once: the panel shows each, and the worker it runs (ran) on."""
+    listing = {"running": {"id": "job-a", "status": "running", "worker": "w1", "started": 1},
+               "running_jobs": [{"id": "job-a", "status": "running", "worker": "w1", "started": 1},
+                                {"id": "job-b", "status": "running", "worker": "w2", "started": 2}],
+               "queued": []}
+    history = {"jobs": [{"id": "job-c", "status": "success", "worker": "w2", "started": 1, "finished": 2}],
+               "total": 1}
+    # render and read in one call: a refresh from the live server cannot come in between
+    running, done = editor.js(
+        "(arg) => { app.queuePanel.render(arg[0], arg[1]); return ["
+        "[...document.querySelectorAll('.ng-queue-running .ng-job')].map(e => [e.dataset.jobId, e.dataset.worker, "
+        "e.querySelector('.ng-job-meta').textContent]), "
+        "document.querySelector('.ng-history-list .ng-job .ng-job-meta').textContent]; }", [listing, history])
+    assert [(i, w) for i, w, _ in running] == [("job-a", "w1"), ("job-b", "w2")]
+    assert all(meta.endswith(f"· on {w}") for _, w, meta in running)
+    assert done.endswith("· on w2")
