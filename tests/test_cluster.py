@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,34 @@ def test_saved_images_land_in_the_head_folder_byte_for_byte_as_a_local_run_write
     assert len(previews) == 2 and all((temp / p["filename"]).is_file() and p["type"] == "temp" for p in previews)
 
 
+def test_a_job_goes_to_the_worker_that_holds_its_models(cluster, tmp_path):
+    wait_idle(cluster.executor)
+    pool = cluster.executor.pool
+
+    def job(loader: str, value: float) -> dict:
+        return workflow(m=node(f"unclip.{loader}", model="shapes-unclip"), s=node("toy.sink", value=link("m", loader[5:])),
+                        c=node("toy.const", value=value), t=node("toy.sink", value=link("c")))
+
+    def worker_of(wf: dict) -> tuple[str, bool]:
+        rec = Recorder()
+        assert cluster.run(wf, sink=rec, output_dir=tmp_path).ok
+        return placements(rec)[0][0], "m" in rec.ran
+
+    # One job of each model at once (their first loads overlap): one on each worker. The values are new:
+    # no worker caches these jobs.
+    with ThreadPoolExecutor(2) as threads:
+        (prior, loaded_prior), (clip, loaded_clip) = threads.map(worker_of, [job("load_prior", 101.0),
+                                                                            job("load_clip", 102.0)])
+    assert clip != prior and loaded_prior and loaded_clip
+    # Each model's jobs now go to its worker, though the other one has been idle longer each time.
+    before = dict(pool.stats)
+    for value in (103.0, 104.0, 105.0):
+        assert worker_of(job("load_prior", value)) == (prior, False)
+        assert worker_of(job("load_clip", value)) == (clip, False)
+    assert pool.stats["jobs"] - before["jobs"] == 6 and pool.stats["model_loads"] == before["model_loads"]
+    assert pool.stats["affinity_choices"] - before["affinity_choices"] == 6
+
+
 @pytest.mark.slow
 def test_the_shipped_text2image_is_bit_exact_against_the_local_executor(cluster, engine, tmp_path):
     import torch
@@ -111,6 +140,34 @@ def test_the_shipped_text2image_is_bit_exact_against_the_local_executor(cluster,
     files = png_files(tmp_path / "remote")
     assert sorted(files) == ["text2image_00001.png", "text2image_00002.png", "text2image_grid_00001.png"]
     assert files == png_files(tmp_path / "local")
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_the_server_streams_a_remote_runs_previews(cluster, aiohttp_client, tmp_path):
+    from test_server_helpers import Server, finished, until
+
+    from nodegraph.server import ServerConfig, create_app
+
+    source = json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    wf, _ = apply_overrides(source, {"prior.steps": 2, "decoder.steps": 3, "upsample.steps": 2, "prior.count": 1,
+                                     "decoder.seed": 5, "prompt.value": "a small blue square"})  # not cached
+    cluster.executor.preview_interval = 0.0
+    try:
+        server = Server(await aiohttp_client(create_app(cluster, ServerConfig(data_dir=tmp_path / "data",
+                                                                              preview_interval=0.0))), tmp_path)
+        ws = await server.ws()
+        job_id = await server.queue(wf)
+        seen = await until(ws, finished(job_id), timeout=120)
+    finally:
+        cluster.executor.preview_interval = None
+    assert seen[-1]["data"]["status"] == "success"
+    previews = [m for m in seen if m["type"] == "preview" and m["data"]["node"] == "decoder"]
+    assert len(previews) == 3 and previews[0]["data"]["image"].startswith("data:image/png;base64,")
+    kinds = [m["type"] for m in seen if m["data"].get("job_id") == job_id]
+    assert kinds[:2] == ["job_started", "job_placed"]
+    assert kinds.count("node_completed") + kinds.count("node_cached") == len(wf["nodes"])
+
 
 
 def test_cancelling_stops_the_remote_run_at_its_next_step(cluster, tmp_path):
@@ -183,31 +240,6 @@ def test_a_run_that_loses_its_worker_twice_fails_naming_both(cluster, tmp_path):
     assert "lost its worker twice" in result.error.message
     wait_idle(cluster.executor)
     assert cluster.run(steps(23.0), output_dir=tmp_path).ok
-
-
-def test_a_job_goes_to_the_worker_that_holds_its_models(cluster, tmp_path):
-    wait_idle(cluster.executor)
-    pool = cluster.executor.pool
-
-    def job(loader: str, value: float) -> dict:
-        return workflow(m=node(f"unclip.{loader}", model="shapes-unclip"), s=node("toy.sink", value=link("m", loader[5:])),
-                        c=node("toy.const", value=value), t=node("toy.sink", value=link("c")))
-
-    def worker_of(wf: dict) -> tuple[str, bool]:
-        rec = Recorder()
-        assert cluster.run(wf, sink=rec, output_dir=tmp_path).ok
-        return placements(rec)[0][0], "m" in rec.ran
-
-    prior, loaded = worker_of(job("load_prior", 1.0))
-    clip, _ = worker_of(job("load_clip", 2.0))
-    assert clip != prior  # no worker holds the CLIP: the one idle longest takes it
-    # Each model's jobs now go to its worker, though the other one has been idle longer each time.
-    before = dict(pool.stats)
-    for value in (3.0, 4.0, 5.0):
-        assert worker_of(job("load_prior", value)) == (prior, False)
-        assert worker_of(job("load_clip", value)) == (clip, False)
-    assert pool.stats["jobs_without_model_loads"] - before["jobs_without_model_loads"] == 6
-    assert pool.stats["affinity_choices"] - before["affinity_choices"] == 6
 
 
 def test_independent_branches_of_one_workflow_spread_over_both_workers(cluster, engine, tmp_path):
@@ -362,30 +394,3 @@ async def test_a_head_that_stops_with_jobs_on_the_cluster_records_them_interrupt
     assert (await until(ws, finished(queued)))[-1]["data"]["status"] == "success"
     again = (await second.json("POST", f"/api/jobs/{running[0]}/requeue", 201))["job_id"]
     assert again
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_the_server_streams_a_remote_runs_previews(cluster, aiohttp_client, tmp_path):
-    from test_server_helpers import Server, finished, until
-
-    from nodegraph.server import ServerConfig, create_app
-
-    source = json.loads((ROOT / "workflows" / "text2image.json").read_text())
-    wf, _ = apply_overrides(source, {"prior.steps": 2, "decoder.steps": 3, "upsample.steps": 2, "prior.count": 1,
-                                     "decoder.seed": 5})
-    cluster.executor.preview_interval = 0.0
-    try:
-        server = Server(await aiohttp_client(create_app(cluster, ServerConfig(data_dir=tmp_path / "data",
-                                                                              preview_interval=0.0))), tmp_path)
-        ws = await server.ws()
-        job_id = await server.queue(wf)
-        seen = await until(ws, finished(job_id), timeout=120)
-    finally:
-        cluster.executor.preview_interval = None
-    assert seen[-1]["data"]["status"] == "success"
-    previews = [m for m in seen if m["type"] == "preview" and m["data"]["node"] == "decoder"]
-    assert len(previews) == 3 and previews[0]["data"]["image"].startswith("data:image/png;base64,")
-    kinds = [m["type"] for m in seen if m["data"].get("job_id") == job_id]
-    assert kinds[:2] == ["job_started", "job_placed"]
-    assert kinds.count("node_completed") + kinds.count("node_cached") == len(wf["nodes"])

@@ -81,8 +81,9 @@ class WorkerPool:
         self.overrides.setdefault("allow_model_paths", settings.allow_model_paths)
         self.workers: list[Worker] = []
         self.size = 0
-        self.stats = {"dispatches": 0, "affinity_choices": 0, "jobs": 0, "jobs_without_model_loads": 0,
-                      "jobs_with_models": 0, "lost": 0, "replaced": 0}
+        # jobs_loading_models: parts of runs during which the worker had to load a model (an affinity miss)
+        self.stats = {"dispatches": 0, "affinity_choices": 0, "jobs": 0, "jobs_loading_models": 0,
+                      "model_loads": 0, "lost": 0, "replaced": 0}
         self._ray: Any = None
         self._started = False
         self._cls: Any = None
@@ -275,9 +276,8 @@ class WorkerPool:
                 worker.loaded = list(done.loaded)
                 worker.jobs_run += 1
                 self.stats["jobs"] += 1
-                if done.model_nodes:
-                    self.stats["jobs_with_models"] += 1
-                    self.stats["jobs_without_model_loads"] += done.model_loads == 0
+                self.stats["jobs_loading_models"] += done.model_loads > 0
+                self.stats["model_loads"] += done.model_loads
             if worker.state == "busy":
                 worker.state, worker.job, worker.idle_since = "idle", None, time.monotonic()
             self._cond.notify_all()

@@ -68,7 +68,7 @@ class PartDone:
     error: Any = None  # NodeFailed
     duration: float = 0.0
     model_nodes: list[str] = field(default_factory=list)  # nodes whose outputs hold a loaded model
-    model_loads: int = 0  # of those, how many ran (loaded a model) rather than came from the cache
+    model_loads: int = 0  # models the worker's model store loaded (read from disk) for this run
     loaded: list[str] = field(default_factory=list)  # the worker's model store after the run
 
 

@@ -3,8 +3,9 @@
 It plans the workflow it is sent with its own packs and settings (model names resolve in its own
 model folders; the head's output folder and nonce keep the cache keys of the head), runs it with
 :class:`WorkerExecutor` on a thread of its own, and streams the events back in batches: whatever
-accumulated while the previous batch travelled goes in the next one, so a fast run costs few
-round trips and a slow one still reports at once. Nodes write into a scratch folder; after each
+accumulated while the previous batch travelled, or came within a few milliseconds of its first
+event, goes in the next one, so a fast run costs few round trips and a slow one still reports
+at once. Nodes write into a scratch folder; after each
 node its files go home (:class:`~nodegraph.cluster.wire.FilesOut`) and the worker waits for the
 names they got on the head, which is what the node's ``ui``, the event and the cache then hold.
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CONTROL = "control"  # the actor's concurrency group for calls that must reach a running plan
 LANDING_TIMEOUT = 600.0  # seconds to wait for the head to write a node's files
+BATCH_LINGER = 0.02  # seconds an event may wait for others to share its trip to the head
 
 
 class _Channel:
@@ -71,10 +73,18 @@ class _Channel:
             self._cond.notify_all()
 
     def take(self) -> tuple[list[Any], bool]:
-        """Everything sent so far (waiting for at least one item) and whether the run is over."""
+        """Everything sent so far and whether the run is over: waits for a first item, then up to
+        ``BATCH_LINGER`` for more (a short run's events then travel in one batch), unless the run ends or
+        the head is waiting for what came (files to land, outputs another part imports)."""
         with self._cond:
             while not self._items and not self._done:
                 self._cond.wait()
+            deadline = time.monotonic() + BATCH_LINGER
+            while not self._done and not any(isinstance(i, FilesOut | Exported) for i in self._items):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             items, self._items = self._items, []
             return items, self._done
 
@@ -243,6 +253,7 @@ class NodegraphWorker:
     def _main(self, channel: _Channel) -> None:
         spec = channel.spec
         started = time.perf_counter()
+        loads_before = self.engine.models.loads
         try:
             plan = self._plan(spec)
             state = channel.state = RunState(plan, spec.run_id, channel.sink, channel.cancel,
@@ -265,11 +276,11 @@ class NodegraphWorker:
             return
         finally:
             self.executor.channel = None
-        loads = sum(1 for n in channel.model_nodes if n in result.executed)
         channel.close(PartDone(status=result.status, outputs={t: result.outputs[t] for t in spec.report
                                                                 if t in result.outputs},
                                ui=result.ui, executed=result.executed, cached=result.cached, error=result.error,
-                               duration=result.duration, model_nodes=channel.model_nodes, model_loads=loads,
+                               duration=result.duration, model_nodes=channel.model_nodes,
+                               model_loads=self.engine.models.loads - loads_before,
                                loaded=self.engine.models.loaded()))
 
     def _plan(self, spec: JobSpec) -> Plan:
@@ -319,9 +330,11 @@ def _gpu_ids() -> list[Any]:
 
 
 def _set_threads(threads: int) -> None:
-    import importlib.util
+    """Torch's thread count, without importing torch for it (a worker that runs no model never does):
+    torch reads these variables when a pack first imports it."""
+    import sys
 
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
