@@ -16,7 +16,8 @@ Measures, on this machine:
   models (random order, fixed seed), on 2 workers that keep 2 models each: the share of jobs that
   loaded no model, with the pool's choice vs. the longest-idle worker regardless of models.
 
-Each figure is printed to stderr as it is measured, all of them as JSON on stdout at the end.
+Each figure is printed to stderr as it is measured, all of them as JSON on stdout at the end, with
+the machine's 1-minute load average after each section (on a shared machine, others' work shows).
 
     .venv/bin/python bench/cluster_bench.py [--jobs 6] [--steps 10] [--trivial 300] [--branches 8] [--mixed 32]
         [--only overhead,throughput,spread,dispatch,mixed]
@@ -263,6 +264,8 @@ def main() -> None:
     report = Report(steps=args.steps, jobs=args.jobs)
     for name in args.only.split(","):
         SECTIONS[name](tmp, report, args)
+        # the machine's load while measuring (others' work on a shared box shows in every figure)
+        report[f"{name}_loadavg_1min"] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
 
 
