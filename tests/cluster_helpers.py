@@ -58,3 +58,13 @@ def wait_idle(executor: Any, timeout: float = 120) -> None:
 def png_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative name, with its bytes."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def shape(events: list[Any]) -> list[tuple]:
+    """A run's events without timestamps and placements: what a local run of it must match."""
+    return [(e.event, getattr(e, "node", None), getattr(e, "step", None)) for e in events if e.event != "run_placed"]
+
+
+def placements(events: list[Any]) -> list[tuple[str, int]]:
+    """``(worker, attempt)`` of each ``run_placed`` event."""
+    return [(e.worker, e.attempt) for e in events if e.event == "run_placed"]

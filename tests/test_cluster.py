@@ -12,7 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cluster_helpers import MIB, PACKS, head_engine, png_files, ray_env, wait_idle, worker_settings
+from cluster_helpers import (
+    MIB,
+    PACKS,
+    head_engine,
+    placements,
+    png_files,
+    ray_env,
+    shape,
+    wait_idle,
+    worker_settings,
+)
 from conftest import ROOT
 from helpers import Recorder, link, node, workflow
 
@@ -34,14 +44,6 @@ def cluster(ray_env, tmp_path_factory):
     wait_idle(head.executor)
     yield head
     head.executor.close()
-
-
-def shape(rec: Recorder) -> list[tuple]:
-    return [(e.event, getattr(e, "node", None), getattr(e, "step", None)) for e in rec if e.event != "run_placed"]
-
-
-def placements(rec: Recorder) -> list[tuple[str, int]]:
-    return [(e.worker, e.attempt) for e in rec if e.event == "run_placed"]
 
 
 def steps(value: float, n: int = 3, delay: float = 0.0) -> dict:

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from cluster_helpers import head_engine, png_files, ray_env, worker_settings
+from cluster_helpers import head_engine, placements, png_files, ray_env, shape, worker_settings
 from helpers import Recorder, link, node, workflow
 
 from nodegraph.cluster import ClusterOptions, connect
@@ -44,14 +44,6 @@ def _job(value: float, n: int) -> dict:
                     a=node("toy.steps", value=value, steps=n, delay=0.05), s=node("toy.sink", value=link("a")))
 
 
-def _shape(rec: Recorder) -> list[tuple]:
-    return [(e.event, getattr(e, "node", None), getattr(e, "step", None)) for e in rec if e.event != "run_placed"]
-
-
-def _placements(rec: Recorder) -> list[tuple[str, int]]:
-    return [(e.worker, e.attempt) for e in rec if e.event == "run_placed"]
-
-
 def test_a_worker_starts_on_each_node_and_a_removed_nodes_job_runs_again_on_the_other(nodes, engine, tmp_path):
     head, cluster, second = nodes
     pool = head.executor.pool
@@ -70,7 +62,7 @@ def test_a_worker_starts_on_each_node_and_a_removed_nodes_job_runs_again_on_the_
 
         def sink(event):
             rec(event)
-            if event.event == "progress" and _placements(rec)[-1][0] == lost_worker:
+            if event.event == "progress" and placements(rec)[-1][0] == lost_worker:
                 running.set()
 
         results[key] = head.run(_job(value, 40), sink=sink, output_dir=tmp_path / key)
@@ -84,7 +76,7 @@ def test_a_worker_starts_on_each_node_and_a_removed_nodes_job_runs_again_on_the_
     for t in threads:
         t.join(120)
     assert all(r.ok for r in results.values()), {k: r.error for k, r in results.items()}
-    placed = {key: _placements(rec) for key, rec in jobs.items()}
+    placed = {key: placements(rec) for key, rec in jobs.items()}
     assert sorted(w for p in placed.values() for w, _ in p[:1]) == sorted(on_node)  # at first, one per node
     rerun = next(p for p in placed.values() if p[0][0] == lost_worker)
     assert rerun[1][0] != lost_worker and rerun[1][1] == 2
@@ -94,7 +86,7 @@ def test_a_worker_starts_on_each_node_and_a_removed_nodes_job_runs_again_on_the_
         assert engine.run(_job(float(key[1]), 40), sink=local, output_dir=tmp_path / "local" / key).ok
         # a re-run reports its nodes again, after its second placement, as a local run reports them
         again = max(i for i, e in enumerate(rec) if e.event == "run_placed")
-        assert _shape(rec[again:]) == _shape(local)[1:], key
+        assert shape(rec[again:]) == shape(local)[1:], key
         assert rec.kinds().count("run_started") == rec.kinds().count("run_finished") == 1
         assert png_files(tmp_path / key) == png_files(tmp_path / "local" / key)  # one file, written once
     states = {w["name"]: w["state"] for w in head.executor.describe()["workers"]}
