@@ -12,6 +12,8 @@ Measures, on this machine:
 - memory (RSS) of one worker idle and after text→image (models loaded);
 - one workflow of ``--branches`` independent text→image variations (shared loaders and prompt,
   one seed each) on the local executor vs. spread over 2 workers;
+- the machine itself: text→image on the local executor in one process vs. two processes side by
+  side (what a second worker can gain here at all);
 - model affinity on a mixed queue: ``--mixed`` jobs, each loading one of the four shipped unCLIP
   models (random order, fixed seed), on 2 workers that keep 2 models each: the share of jobs that
   loaded no model, with the pool's choice vs. the longest-idle worker regardless of models.
@@ -20,7 +22,7 @@ Each figure is printed to stderr as it is measured, all of them as JSON on stdou
 the machine's 1-minute load average after each section (on a shared machine, others' work shows).
 
     .venv/bin/python bench/cluster_bench.py [--jobs 6] [--steps 10] [--trivial 300] [--branches 8] [--mixed 32]
-        [--only overhead,throughput,spread,dispatch,mixed]
+        [--only machine,overhead,throughput,spread,dispatch,mixed]
 """
 
 from __future__ import annotations
@@ -236,12 +238,38 @@ def dispatch(tmp: Path, report: Report, args: argparse.Namespace) -> None:
             ex.close()
 
 
+def local_jobs(first_seed: int, jobs: int, steps: int) -> None:
+    """(In a child process) text→image jobs on the local executor, one thread; prints seconds per job."""
+    engine = head_engine(Path(tempfile.mkdtemp(prefix="cluster-bench-local-")))
+    engine.run(text2image(999, steps))  # warm-up: models loaded
+    t0 = time.perf_counter()
+    for seed in range(first_seed, first_seed + jobs):
+        assert engine.run(text2image(seed, steps)).ok
+    print((time.perf_counter() - t0) / jobs)
+
+
+def machine(tmp: Path, report: Report, args: argparse.Namespace) -> None:
+    """Without Ray: one local process vs. two side by side (what the machine gives a second process)."""
+    import subprocess
+
+    def launch(seed: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, __file__, "--local-jobs", str(seed), "--jobs", str(args.jobs // 2),
+                                 "--steps", str(args.steps)], stdout=subprocess.PIPE, text=True)
+
+    alone = float(launch(0).communicate()[0])
+    pair = [launch(100), launch(200)]
+    side = statistics.mean(float(p.communicate()[0]) for p in pair)
+    report["local_process_s_per_job_alone"] = alone
+    report["local_processes_s_per_job_two_at_once"] = side
+    report["two_processes_speedup"] = 2 * alone / side
+
+
 def mixed(tmp: Path, report: Report, args: argparse.Namespace) -> None:
     report["mixed_hit_rate_affinity"] = mixed_queue(tmp, args.mixed, True)
     report["mixed_hit_rate_longest_idle"] = mixed_queue(tmp, args.mixed, False)
 
 
-SECTIONS = {"overhead": overhead, "throughput": throughput, "spread": spread, "dispatch": dispatch, "mixed": mixed}
+SECTIONS = {"machine": machine, "overhead": overhead, "throughput": throughput, "spread": spread, "dispatch": dispatch, "mixed": mixed}
 
 
 def main() -> None:
@@ -252,7 +280,14 @@ def main() -> None:
     p.add_argument("--branches", type=int, default=8, help="independent branches of the spread workflow")
     p.add_argument("--mixed", type=int, default=32, help="jobs of the mixed queue (model affinity)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    p.add_argument("--local-jobs", type=int, default=None, metavar="SEED", help=argparse.SUPPRESS)  # a child
     args = p.parse_args()
+    if args.local_jobs is not None:
+        import torch
+
+        torch.set_num_threads(1)
+        local_jobs(args.local_jobs, args.jobs, args.steps)
+        return
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # token auth on, nothing written to ~/.ray
     # Ray runs its workers at nice 15; on a machine shared with other work that measures the neighbours,
     # so the workers here run at the head's priority (RAY_worker_niceness=15 measures Ray's default).
