@@ -44,7 +44,8 @@ _EXPORTS = {
     "Cancelled": "errors", "DuplicateNodeType": "errors", "NodeExecutionError": "errors",
     "NodegraphError": "errors", "PackError": "errors", "UnsafePath": "errors", "WorkflowInvalid": "errors",
     "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
-    "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
+    "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunPlaced": "events",
+    "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
     "FingerprintContext": "fingerprint", "file_signature": "fingerprint",
     "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
@@ -71,7 +72,7 @@ __all__ = [
     "Issue", "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelKind", "ModelName", "ModelStore", "Node",
     "NodeCached", "NodeCompleted", "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted",
     "NodegraphError", "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry",
-    "RunFinished", "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "Upstream",
+    "RunFinished", "RunPlaced", "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "Upstream",
     "ValidationResult", "Workflow", "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow",
     "estimate_nbytes", "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs",
     "load_state_dict", "load_workflow", "make_plan", "preview_images", "read_png_workflow", "refuse_pickles",
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         NodeStarted,
         Progress,
         RunFinished,
+        RunPlaced,
         RunStarted,
     )
     from .executor import Executor, LocalExecutor, RunResult

@@ -14,7 +14,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import NodegraphError
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cluster.cli import add_arguments  # argparse only: ray is imported when a cluster is used
+
+    add_arguments(parser)
+
+
+def _attach_cluster(engine, args: argparse.Namespace, **kwargs: Any):
+    """The cluster executor the flags ask for, attached to ``engine``; ``None`` for the local one. Raises
+    ClusterUnavailable with the reason and the fix."""
+    if getattr(args, "executor", "local") != "ray":
+        return None
+    from .cluster.cli import attach
+
+    return attach(engine, args, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json-events", action="store_true", help="print every event as a JSON line on stdout, "
                    "in the shapes of the server's WebSocket messages (docs/api.md)")
     common(r)
+    cluster_arguments(r)
 
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow", type=Path)
@@ -64,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--output-dir", type=Path, default=None)
     s.add_argument("--input-dir", type=Path, default=None)
     common(s)
+    cluster_arguments(s)
 
     e = sub.add_parser("eval", help="run an evaluation (a pack's, or a source checkout's eval/), "
                        "e.g. `nodegraph eval shapes`")
@@ -154,16 +174,21 @@ class _Interrupt:
         return False
 
 
-def _json_sink(event: Any) -> None:
+def _json_sink(stream=None):
     """One line per event, in the shape /ws sends it (the run id stands for the job id)."""
     from .server.messages import message_of
 
-    message = message_of(event.run_id, event)
-    if message is not None:
-        print(message.model_dump_json(), flush=True)
+    def sink(event: Any) -> None:
+        message = message_of(event.run_id, event)
+        if message is not None:
+            print(message.model_dump_json(), file=stream or sys.stdout, flush=True)
+
+    return sink
 
 
-def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, args, token) -> int:
+def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, args, token, *,
+              out=None, err=None) -> int:
+    """One run; its progress goes to ``err`` (a terminal's stderr by default), written files to ``out``."""
     from .engine import apply_overrides
     from .errors import WorkflowInvalid
     from .events import fanout
@@ -171,17 +196,17 @@ def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, arg
 
     data, issues = apply_overrides(source, overrides)
     if issues or data is None:
-        _print_issues(issues)
+        _print_issues(issues, err)
         return EXIT_INVALID
-    renderer = ConsoleRenderer(quiet=args.quiet)
-    sink = fanout(renderer, _json_sink if args.json_events else None)
+    renderer = ConsoleRenderer(err, tty=False if err is not None else None, quiet=args.quiet)
+    sink = fanout(renderer, _json_sink(out) if args.json_events else None)
     try:
         result = engine.run(data, targets=args.node or None, sink=sink, cancel=token, output_dir=out_dir)
     except WorkflowInvalid as exc:
-        _print_issues(exc.issues)
+        _print_issues(exc.issues, err)
         return EXIT_INVALID
     for f in renderer.files:
-        print(str(out_dir / f))
+        print(str(out_dir / f), file=out or sys.stdout)
     if result.status == "cancelled":
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
@@ -205,14 +230,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_root = Path(engine.settings.output_dir)
     remove_partial([out_root, Path(engine.settings.temp_dir)])  # what an interrupted earlier run left
     token = CancelToken()
-    with _Interrupt(token):
-        try:
-            if args.batch is None:
-                return _run_once(engine, source, overrides, out_root, args, token)
-            return _run_batch(engine, source, overrides, out_root, args, token)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    try:
+        # one workflow spreads its independent branches over the workers; a batch spreads its lines
+        cluster = _attach_cluster(engine, args, spread=args.batch is None)
+    except NodegraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        with _Interrupt(token):
+            try:
+                if args.batch is None:
+                    return _run_once(engine, source, overrides, out_root, args, token)
+                return _run_batch(engine, source, overrides, out_root, args, token)
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> int:
@@ -228,6 +263,7 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
         print(f"error: cannot read batch file {args.batch}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INVALID
     failed: list[str] = []
+    runs: list[tuple[str, int, dict[str, Any]]] = []
     k = -1
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -245,8 +281,8 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
                   file=sys.stderr)
             failed.append(where)
             continue
-        print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
-        code = _run_once(engine, source, {**base_overrides, **item}, out_root / str(k), args, token)
+        runs.append((where, k, {**base_overrides, **item}))
+    for where, code in _run_lines(engine, source, runs, out_root, args, token):
         if code == EXIT_INTERRUPTED:
             return code
         if code != EXIT_OK:
@@ -256,6 +292,36 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
     for f in failed:
         print(f"  failed: {f}", file=sys.stderr)
     return EXIT_OK if not failed else EXIT_FAILED
+
+
+def _run_lines(engine, source, runs: list[tuple[str, int, dict[str, Any]]], out_root: Path, args, token):
+    """Yield ``(where, exit code)`` of each batch run: one after the other, or as many at once as the
+    engine's executor runs (a cluster), each run's output printed in one piece when it ends."""
+    parallel = getattr(engine.executor, "concurrency", 1)
+    if parallel <= 1:
+        for where, k, overrides in runs:
+            print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
+            yield where, _run_once(engine, source, overrides, out_root / str(k), args, token)
+        return
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+
+    def one(run: tuple[str, int, dict[str, Any]]) -> tuple[str, int]:
+        where, k, overrides = run
+        out, err = io.StringIO(), io.StringIO()
+        code = _run_once(engine, source, overrides, out_root / str(k), args, token, out=out, err=err)
+        with lock:
+            print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
+            sys.stderr.write(err.getvalue())
+            sys.stdout.write(out.getvalue())
+            sys.stdout.flush()
+        return where, code
+
+    with ThreadPoolExecutor(parallel, thread_name_prefix="nodegraph-batch") as pool:
+        yield from pool.map(one, runs)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -315,7 +381,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     # A server loads models by name only: a client must not make it read a path of its choosing.
     engine = _engine(args, output_dir=args.output_dir, input_dir=args.input_dir, allow_model_paths=False)
-    return serve(engine, config)
+    try:
+        cluster = _attach_cluster(engine, args, preview_interval=config.preview_interval)
+    except NodegraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return serve(engine, config)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

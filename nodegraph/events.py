@@ -21,6 +21,7 @@ __all__ = [
     "NodeStarted",
     "Progress",
     "RunFinished",
+    "RunPlaced",
     "RunStarted",
     "fanout",
 ]
@@ -36,6 +37,15 @@ class RunStarted(_Base):
     event: Literal["run_started"] = "run_started"
     nodes: list[str] = Field(description="The planned nodes, in order.")
     targets: list[str]
+
+
+class RunPlaced(_Base):
+    """An executor that runs plans elsewhere handed this run (or a part of it) to a worker."""
+
+    event: Literal["run_placed"] = "run_placed"
+    worker: str = Field(description="The worker's name, e.g. w1.")
+    host: str = Field("", description="The machine the worker runs on.")
+    attempt: int = Field(1, ge=1, description="2 when the run is re-run after its first worker was lost.")
 
 
 class NodeStarted(_Base):
@@ -86,7 +96,7 @@ class RunFinished(_Base):
 
 
 Event = Annotated[
-    RunStarted | NodeStarted | Progress | NodeCached | NodeCompleted | NodeFailed | RunFinished,
+    RunStarted | RunPlaced | NodeStarted | Progress | NodeCached | NodeCompleted | NodeFailed | RunFinished,
     Field(discriminator="event"),
 ]
 EventSink = Callable[[Any], None]

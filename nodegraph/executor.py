@@ -176,9 +176,12 @@ class LocalExecutor:
 
     def execute(self, plan: Plan, *, run_id: str | None = None, sink: EventSink | None = None,
                 cancel: CancelToken | None = None, output_dir: Path | None = None) -> RunResult:
-        run = RunState(plan, run_id or uuid.uuid4().hex, sink if sink is not None else _ignore,
-                       cancel if cancel is not None else CancelToken(),
-                       Path(output_dir) if output_dir is not None else Path(self.settings.output_dir))
+        return self.run(RunState(plan, run_id or uuid.uuid4().hex, sink if sink is not None else _ignore,
+                                 cancel if cancel is not None else CancelToken(),
+                                 Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)))
+
+    def run(self, run: RunState) -> RunResult:
+        """Execute a prepared run (its ``values`` may already hold outputs computed elsewhere)."""
         try:
             self._walk(run)
             # A cancel that came while the last node ran still cancels the run (its outputs are cached).
@@ -250,9 +253,13 @@ class LocalExecutor:
         run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
         t0 = time.perf_counter()
         outputs = node_outputs(pn, node.run(inputs, ctx))
-        duration = time.perf_counter() - t0
-        self.cache.put(pn.key, outputs, ctx.ui)
-        run.completed(pn, outputs, ctx.ui, duration)
+        self._store(run, pn, outputs, ctx.ui, time.perf_counter() - t0)
+
+    def _store(self, run: RunState, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any],
+               duration: float) -> None:
+        """Cache what ``pn`` produced and record it in the run (a remote worker first sends its files home)."""
+        self.cache.put(pn.key, outputs, ui)
+        run.completed(pn, outputs, ui, duration)
 
 
 def node_inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: AbstractSet[str] = frozenset()) -> Any:

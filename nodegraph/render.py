@@ -8,7 +8,16 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from .events import NodeCached, NodeCompleted, NodeFailed, NodeStarted, Progress, RunFinished, RunStarted
+from .events import (
+    NodeCached,
+    NodeCompleted,
+    NodeFailed,
+    NodeStarted,
+    Progress,
+    RunFinished,
+    RunPlaced,
+    RunStarted,
+)
 
 __all__ = ["ConsoleRenderer"]
 
@@ -63,6 +72,9 @@ class ConsoleRenderer:
         if isinstance(event, RunStarted):
             self._total = len(event.nodes)
             self._done = 0
+        elif isinstance(event, RunPlaced):
+            again = " (re-run: the first worker was lost)" if event.attempt > 1 else ""
+            self._line(f"on    worker {event.worker}" + (f" ({event.host})" if event.host else "") + again)
         elif isinstance(event, NodeStarted):
             self._started[event.node] = time.perf_counter()
             if self.tty:

@@ -1,6 +1,7 @@
 """The import rules of docs/packs.md, checked by reading every module's imports (ast), not by running them.
 
 - the engine core (`nodegraph/`) never imports a pack, the research folders or torch at module level;
+  ray (an optional extra) only in the cluster executor (`nodegraph/cluster/`), never at module level;
 - a pack (`nodes/<pack>/`) imports only `nodegraph`'s public names, its own modules, and other packs'
   declared public module (`nodes/<other>/api.py`);
 - nothing imports `train/` (the training scripts): not the engine, the packs or the evaluations of the
@@ -74,6 +75,10 @@ def core_violations(root: Path, path: Path) -> list[str]:
             out.append(f"{path.relative_to(root)}:{line}: the engine imports {module}")
         elif _root_of(module) == "torch" and top:
             out.append(f"{path.relative_to(root)}:{line}: the engine imports torch at module level")
+        elif _root_of(module) == "ray" and path.relative_to(root).parts[1] != "cluster":
+            out.append(f"{path.relative_to(root)}:{line}: the engine imports ray outside nodegraph/cluster/")
+        elif _root_of(module) == "ray" and top:
+            out.append(f"{path.relative_to(root)}:{line}: the cluster executor imports ray at module level")
     return out
 
 
@@ -141,6 +146,8 @@ BAD = {
         if TYPE_CHECKING:
             import torch  # for type checkers only: allowed
         """,
+    "nodegraph/executor.py": "def f():\n    import ray\n",
+    "nodegraph/cluster/pool.py": "import ray\ndef f():\n    import ray  # inside a function: allowed\n",
     "nodes/core/__init__.py": """
         import nodegraph
         from nodegraph import Node, Registry2
@@ -177,8 +184,10 @@ def test_each_broken_rule_is_reported_with_its_file_and_line(bad_tree):
     found = violations(bad_tree)
     assert found == [
         "eval/shapes.py:2: imports train.data; nothing imports the training scripts",
+        "nodegraph/cluster/pool.py:1: the cluster executor imports ray at module level",
         "nodegraph/engine.py:2: the engine imports torch at module level",
         "nodegraph/engine.py:3: the engine imports nodes.core",
+        "nodegraph/executor.py:2: the engine imports ray outside nodegraph/cluster/",
         "nodes/core/__init__.py:3: imports nodegraph.Registry2, which is not public API",
         "nodes/core/__init__.py:4: imports nodegraph.node, an engine internal; use `import nodegraph`",
         "nodes/core/__init__.py:5: uses nodegraph.workflow, which is not public API",

@@ -132,7 +132,7 @@ async def test_queue_a_job_and_read_it_back_from_jobs_and_history(server):
     assert history["total"] == 1 and history["jobs"][0]["id"] == job_id
     jobs = await server.json("GET", "/api/jobs")
     schemas.JobList.model_validate(jobs)
-    assert jobs == {"running": None, "queued": []}
+    assert jobs == {"running": None, "running_jobs": [], "queued": []}
 
 
 async def test_invalid_workflow_is_refused_with_issues_and_never_queued(server):
@@ -188,7 +188,7 @@ async def test_status_messages_follow_the_queue(server):
     assert msg["data"]["running"] == blocker
     await server.json("DELETE", f"/api/jobs/{queued}", 204)
     msg = (await until(ws, lambda m: m["type"] == "status"))[-1]
-    assert msg["data"] == {"queue_remaining": 0, "running": blocker}
+    assert msg["data"] == {"queue_remaining": 0, "running": blocker, "running_jobs": [blocker]}
     gate("status").set()
     await until(ws, lambda m: m["type"] == "status" and m["data"]["running"] is None)
 
@@ -478,7 +478,7 @@ async def test_openapi_document_describes_every_route(server):
     assert upgrade["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/WorkflowBody"}
     assert comps["WorkflowBody"] == {"$ref": "#/components/schemas/Workflow"}
     assert "link_rules" in comps["NodeCatalogue"]["required"]
-    assert len(comps["WsMessage"]["oneOf"]) == 10
+    assert len(comps["WsMessage"]["oneOf"]) == 11
     assert doc["paths"]["/api/history"]["get"]["parameters"][0]["name"] == "limit"
 
 

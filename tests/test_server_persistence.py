@@ -40,9 +40,9 @@ def connect(path) -> sqlite3.Connection:
 
 def test_a_new_database_gets_every_migration(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite3")
-    assert store.version == MIGRATIONS[-1].version == 3
+    assert store.version == MIGRATIONS[-1].version == 4
     cols = {r[1] for r in store.conn.execute("PRAGMA table_info(jobs)")}
-    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from", "title", "node_count"} <= cols
+    assert {"id", "status", "qpos", "workflow", "outputs", "requeued_from", "title", "node_count", "worker"} <= cols
     store.close()
 
 
@@ -57,10 +57,10 @@ def test_a_version_1_database_is_migrated_and_keeps_its_jobs(tmp_path):
                  ('{"format": "nodegraph/1", "meta": {"title": 7, "name": "kept"}, "nodes": {"a": {}, "b": {}}}',))
     conn.close()
     store = JobStore(path)
-    assert store.version == 3 and schema_version(store.conn) == 3
+    assert store.version == 4 and schema_version(store.conn) == 4
     old = store.get("old")
     assert old["status"] == "queued" and old["position"] == 0 and old["requeued_from"] is None
-    assert (old["title"], old["node_count"]) == (None, 0)
+    assert (old["title"], old["node_count"], old["worker"]) == (None, 0, None)
     done = store.history()[0][0]  # the summary the migration wrote, without the workflow
     assert done["outputs"] == {"s": {"value": ["1"]}} and (done["title"], done["node_count"]) == ("kept", 2)
     assert "workflow" not in done and store.get("done")["workflow"]["meta"]["name"] == "kept"
@@ -76,17 +76,17 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
     with pytest.raises(SchemaTooNew, match="version 99.*newer nodegraph"):
         JobStore(path)
     # The lock was released: a store with a matching migration list opens it.
-    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(4, 100)))
+    future = (*MIGRATIONS, *(Migration(v, "future", ()) for v in range(len(MIGRATIONS) + 1, 100)))
     JobStore(path, migrations=future).close()
 
 
 def test_a_failing_migration_changes_nothing(tmp_path):
     path = tmp_path / "jobs.sqlite3"
-    broken = (*MIGRATIONS, Migration(4, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
+    broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "broken", ("CREATE TABLE extra (x INTEGER)", "NOT SQL AT ALL")))
     with pytest.raises(sqlite3.OperationalError):
         JobStore(path, migrations=broken)
     conn = connect(path)
-    assert schema_version(conn) == 3
+    assert schema_version(conn) == MIGRATIONS[-1].version
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() is None
     conn.close()
 

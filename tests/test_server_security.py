@@ -410,7 +410,7 @@ async def test_a_workflow_in_an_uploaded_png_is_validated_like_any_input_and_nev
     stored = server.tmp / "input" / (await res.json())["name"]
     assert nodegraph.read_png_workflow(stored) == embedded  # kept in the file...
     jobs = await server.json("GET", "/api/jobs")
-    assert jobs == {"running": None, "queued": []} and (await server.json("GET", "/api/history"))["total"] == 0
+    assert jobs == {"running": None, "running_jobs": [], "queued": []} and (await server.json("GET", "/api/history"))["total"] == 0
     # ...and when a client sends it, it is checked like any other workflow.
     res = await server.json("POST", "/api/validate", json={"workflow": nodegraph.read_png_workflow(stored)})
     assert not res["valid"] and res["issues"][0]["code"] == "unsafe_path"

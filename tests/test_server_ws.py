@@ -62,8 +62,9 @@ async def test_event_order_for_a_run_then_the_same_run_from_the_cache(server):
     assert times == sorted(times) and t0 <= times[0] <= time.time()
     # The queue status: running this job, then nothing.
     statuses = [m["data"] for m in seen if m["type"] == "status"]
-    assert {"queue_remaining": 0, "running": job_id} in statuses
-    assert (await until(ws, lambda m: m["type"] == "status"))[-1]["data"] == {"queue_remaining": 0, "running": None}
+    assert {"queue_remaining": 0, "running": job_id, "running_jobs": [job_id]} in statuses
+    last = (await until(ws, lambda m: m["type"] == "status"))[-1]["data"]
+    assert last == {"queue_remaining": 0, "running": None, "running_jobs": []}
 
     again = await server.queue(workflow)
     seen = await until(ws, finished(again))

@@ -59,7 +59,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None) -> web.Applic
     app[CONFIG] = config
     app[HUB] = hub
     app[STORE] = store
-    app[RUNNER] = JobRunner(engine, store, hub, config)
+    # an executor with several workers (a cluster) runs as many jobs at once
+    app[RUNNER] = JobRunner(engine, store, hub, config, slots=getattr(engine.executor, "concurrency", 1))
     app[BRIDGE] = ComfyBridge(hub, config.ws_queue)
     app[OPENAPI] = _openapi()
     api.install(app, body_limit)

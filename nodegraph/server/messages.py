@@ -14,7 +14,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from ..events import NodeCached, NodeCompleted, NodeFailed, NodeStarted, Progress, RunFinished, RunStarted
+from ..events import (
+    NodeCached,
+    NodeCompleted,
+    NodeFailed,
+    NodeStarted,
+    Progress,
+    RunFinished,
+    RunPlaced,
+    RunStarted,
+)
 from ..validation import Issue
 from .schemas import JobError
 
@@ -72,6 +81,8 @@ def _event_message(event: type[BaseModel], kind: str, doc: str, *, drop: Iterabl
 
 
 JobStartedMessage = _event_message(RunStarted, "job_started", "A job began running.", drop={"targets"})
+JobPlacedMessage = _event_message(RunPlaced, "job_placed", "A cluster executor handed the job (or a part of "
+                                  "it) to a worker; a second one with attempt 2 when its first worker was lost.")
 NodeStartedMessage = _event_message(NodeStarted, "node_started", "A node began running.")
 ProgressMessage = _event_message(Progress, "progress", "A node reported progress.")
 PreviewMessage = _event_message(
@@ -89,7 +100,8 @@ JobFinishedData: type[BaseModel] = JobFinishedMessage.model_fields["data"].annot
 #: The run events sent as they happen, and their messages. ``run_finished`` is not among them: the
 #: runner sends ``job_finished`` once the job's record is written.
 EVENT_MESSAGES: dict[type[BaseModel], type[EventMessage]] = {
-    RunStarted: JobStartedMessage, NodeStarted: NodeStartedMessage, Progress: ProgressMessage,
+    RunStarted: JobStartedMessage, RunPlaced: JobPlacedMessage, NodeStarted: NodeStartedMessage,
+    Progress: ProgressMessage,
     NodeCached: NodeCachedMessage, NodeCompleted: NodeCompletedMessage, NodeFailed: NodeFailedMessage,
 }
 
@@ -110,7 +122,9 @@ def message_of(job_id: str, event: BaseModel) -> _Message | None:
 
 class StatusData(BaseModel):
     queue_remaining: int
-    running: str | None
+    running: str | None = Field(description="The running job (the first one when several run).")
+    running_jobs: list[str] = Field(default_factory=list, description="Every running job (several run at "
+                                    "once on a cluster).")
 
 
 class StatusMessage(_Message):
@@ -133,13 +147,14 @@ class ValidationFailedMessage(_Message):
 
 
 WS_MESSAGES: tuple[type[BaseModel], ...] = (
-    StatusMessage, JobStartedMessage, NodeStartedMessage, ProgressMessage, PreviewMessage, NodeCachedMessage,
+    StatusMessage, JobStartedMessage, JobPlacedMessage, NodeStartedMessage, ProgressMessage, PreviewMessage,
+    NodeCachedMessage,
     NodeCompletedMessage, NodeFailedMessage, JobFinishedMessage, ValidationFailedMessage,
 )
 
 #: Any server -> client message (discriminated by ``type``).
 WsMessage = Annotated[
-    StatusMessage | JobStartedMessage | NodeStartedMessage | ProgressMessage | PreviewMessage
+    StatusMessage | JobStartedMessage | JobPlacedMessage | NodeStartedMessage | ProgressMessage | PreviewMessage
     | NodeCachedMessage | NodeCompletedMessage | NodeFailedMessage | JobFinishedMessage
     | ValidationFailedMessage,
     Field(discriminator="type"),

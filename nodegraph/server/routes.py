@@ -171,10 +171,10 @@ async def enqueue(request: web.Request, workflow: Any, *, targets: list[str] | N
     return job_id, position
 
 
-@api.route("GET", "/api/jobs", summary="The running job and the queue", responses={200: JobList}, tag="jobs")
+@api.route("GET", "/api/jobs", summary="The running jobs and the queue", responses={200: JobList}, tag="jobs")
 async def list_jobs(request: web.Request) -> web.StreamResponse:
     running, queued = await request.app[STORE](lambda s: (s.running(), s.queued()))
-    return json_response({"running": running, "queued": queued})
+    return json_response({"running": running[0] if running else None, "running_jobs": running, "queued": queued})
 
 
 async def _job_or_404(request: web.Request, job_id: str) -> dict[str, Any]:
@@ -478,6 +478,8 @@ async def system(request: web.Request) -> web.StreamResponse:
         failed_packs=[PackFailureSchema.of(f) for f in registry.failures], device=engine.settings.device,
         cache={**engine.cache.stats(), "models_loaded": engine.models.loaded()},
         queue=QueueInfo(max_queue=config.max_queue, **counts),
+        # an executor that runs plans elsewhere describes its workers
+        executor=getattr(engine.executor, "describe", lambda: {"kind": "local"})(),
     )
     return json_response(info)
 

@@ -1,12 +1,13 @@
-"""Running queued jobs: one at a time, off the event loop, with the shared engine.
+"""Running queued jobs: off the event loop, with the shared engine.
 
 :class:`JobRunner` is an asyncio task that claims the next queued job from the store, runs it on a
-single worker thread (so the engine's cache and model store persist from job to job), records the
-result and publishes the WebSocket messages. A failing node fails that job only; an engine error
-(a bug) fails the job with its traceback; the runner keeps going either way. When the data folder's
-disk is full, a finished job's record is retried every ``store_retry`` seconds until it is written
-(the job still reads ``running`` meanwhile); a server stopped before that marks it ``interrupted``
-at its next start.
+worker thread (so the engine's cache and model store persist from job to job), records the result
+and publishes the WebSocket messages. One job runs at a time, unless the engine's executor runs
+plans on several workers (a cluster): then as many run at once as it has workers. A failing node
+fails that job only; an engine error (a bug) fails the job with its traceback; the runner keeps
+going either way. When the data folder's disk is full, a finished job's record is retried every
+``store_retry`` seconds until it is written (the job still reads ``running`` meanwhile); a server
+stopped before that marks it ``interrupted`` at its next start.
 
 Engine events arrive in the worker thread. :class:`JobSink` turns each into its v1 message right
 there (previews are PNG-encoded there too, throttled per node) and hands the text to the event loop
@@ -32,7 +33,7 @@ from urllib.parse import urlencode
 from ..context import CancelToken
 from ..engine import Engine
 from ..errors import WorkflowInvalid
-from ..events import Progress, RunFinished
+from ..events import Progress, RunFinished, RunPlaced, fanout
 from .config import ServerConfig
 from .hub import Hub
 from .messages import (
@@ -175,63 +176,82 @@ class JobSink:
 
 
 class JobRunner:
-    """Claims queued jobs and runs them one at a time; publishes queue status and job messages."""
+    """Claims queued jobs and runs up to ``slots`` of them at once (one unless the engine's executor
+    runs plans on several workers); publishes queue status and job messages."""
 
-    def __init__(self, engine: Engine, store: AsyncJobStore, hub: Hub, config: ServerConfig) -> None:
+    def __init__(self, engine: Engine, store: AsyncJobStore, hub: Hub, config: ServerConfig, *,
+                 slots: int = 1) -> None:
         self.engine = engine
         self.store = store
         self.hub = hub
         self.config = config
-        self.worker = WorkerThread()
-        self.current: tuple[str, CancelToken] | None = None
+        self.slots = max(1, slots)
+        self._threads = [WorkerThread(f"nodegraph-worker-{i}") for i in range(self.slots)]
+        self._free = list(self._threads)
+        self.running: dict[str, CancelToken] = {}  # job id -> its cancel token, in start order
         self.jobs_run = 0
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    @property
+    def current(self) -> tuple[str, CancelToken] | None:
+        """The first running job and its token, or ``None``."""
+        return next(iter(self.running.items()), None)
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self.worker.start()
+        for thread in self._threads:
+            thread.start()
         self._task = asyncio.create_task(self._loop(), name="nodegraph-runner")
 
     def wake(self) -> None:
         self._wake.set()
 
     def interrupt(self, job_id: str | None = None) -> str | None:
-        """Cancel the running job (only if it is ``job_id``, when given); returns its id or ``None``."""
-        current = self.current
-        if current is None or (job_id is not None and job_id != current[0]):
-            return None
-        current[1].cancel("interrupted")
-        return current[0]
+        """Cancel the running job ``job_id`` (every running job when ``None``); returns the (first)
+        job cancelled, or ``None``."""
+        ids = [job_id] if job_id is not None else list(self.running)
+        cancelled = [j for j in ids if j in self.running]
+        for j in cancelled:
+            self.running[j].cancel("interrupted")
+        return cancelled[0] if cancelled else None
 
     async def stop(self) -> None:
-        """Stop taking jobs; ask the running one to stop and give it ``shutdown_timeout`` seconds."""
+        """Stop taking jobs; ask the running ones to stop and give them ``shutdown_timeout`` seconds."""
         self._closing = True
         self._wake.set()
-        if self.current is not None:
-            self.current[1].cancel(SHUTDOWN)
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=self.config.shutdown_timeout)
-            if not done:
+        for token in self.running.values():
+            token.cancel(SHUTDOWN)
+        tasks = {t for t in (self._task, *self._jobs) if t is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
+            if pending:
                 log.warning("the running job did not stop within %.0f s; it will be marked interrupted at the "
                             "next start", self.config.shutdown_timeout)
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-        self.worker.close()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for thread in self._threads:
+            thread.close()
 
     async def publish_status(self) -> None:
         counts = await self.store(lambda s: s.counts())
-        running = self.current[0] if self.current else None
-        msg = StatusMessage(t=time.time(), data=StatusData(queue_remaining=counts["queued"], running=running))
+        running = list(self.running)
+        msg = StatusMessage(t=time.time(), data=StatusData(queue_remaining=counts["queued"],
+                                                          running=running[0] if running else None,
+                                                          running_jobs=running))
         self.hub.publish_status(msg.model_dump_json())
 
     # -- the loop --------------------------------------------------------------------------------
     async def _loop(self) -> None:
         await self.publish_status()
         while not self._closing:
-            self._wake.clear()  # before looking: a job queued from now on sets it again
+            self._wake.clear()  # before looking: a job queued (or a slot freed) from now on sets it again
+            if not self._free:
+                await self._wake.wait()
+                continue
             retry = False
             try:
                 job = await self.store(lambda s: s.claim_next())
@@ -249,39 +269,52 @@ class JobRunner:
                 with contextlib.suppress(StoreFull):  # else the next start marks it interrupted
                     await self.store(lambda s, j=job["id"]: s.finish(j, "interrupted", error=_interrupted_error()))
                 break
-            try:
-                await self._run(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the runner must survive anything a job does
-                log.exception("recording job %s failed", job["id"])
-            finally:
-                self.current = None
+            self.running[job["id"]] = CancelToken()
+            task = asyncio.create_task(self._guarded(job, self._free.pop()), name=f"nodegraph-job-{job['id']}")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
 
-    async def _run(self, job: dict[str, Any]) -> None:
+    async def _guarded(self, job: dict[str, Any], thread: WorkerThread) -> None:
+        try:
+            await self._run(job, thread)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the runner must survive anything a job does
+            log.exception("recording job %s failed", job["id"])
+        finally:
+            self.running.pop(job["id"], None)
+            self._free.append(thread)
+            self._wake.set()
+
+    async def _run(self, job: dict[str, Any], thread: WorkerThread) -> None:
         job_id = job["id"]
-        token = CancelToken()
-        self.current = (job_id, token)
+        token = self.running[job_id]
         await self.publish_status()
-        sink = JobSink(job_id, asyncio.get_running_loop(), self.hub, self.config)
+        loop = asyncio.get_running_loop()
+        sink = JobSink(job_id, loop, self.hub, self.config)
         engine, workflow, targets = self.engine, job["workflow"], job["targets"]
         started = time.perf_counter()
 
+        def placed(event: Any) -> None:  # a cluster executor says where the job runs: record it
+            if isinstance(event, RunPlaced):
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(lambda: loop.create_task(self._placed(job_id, event.worker)))
+
         def work() -> Any:
             try:
-                return engine.run(workflow, targets=targets, sink=sink, cancel=token, run_id=job_id)
+                return engine.run(workflow, targets=targets, sink=fanout(sink, placed), cancel=token, run_id=job_id)
             except WorkflowInvalid as exc:  # e.g. a pack is gone since it was queued
                 return exc
             except Exception as exc:  # noqa: BLE001 - an engine bug fails this job only
                 exc.__nodegraph_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
                 return exc
 
-        result = await self.worker.submit(work)
+        result = await thread.submit(work)
         end, outputs = _outcome(job_id, result, token, time.perf_counter() - started)
         error_json = end.error.model_dump() if end.error is not None else None
         if not await self._record(job_id, end.status, error_json, outputs):
             return  # stopping with the disk still full: the next start marks the job interrupted
-        self.current = None
+        self.running.pop(job_id, None)
         self.jobs_run += 1
         finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(), data=end)
         self.hub.publish(finished.model_dump_json(), job_id)
@@ -308,6 +341,14 @@ class JobRunner:
             self._wake.clear()  # the loop looks at the queue again after this job anyway
             with contextlib.suppress(TimeoutError):  # stop() sets _wake: no waiting out the interval then
                 await asyncio.wait_for(self._wake.wait(), self.config.store_retry)
+
+    async def _placed(self, job_id: str, worker: str) -> None:
+        try:
+            await self.store(lambda s: s.set_worker(job_id, worker))
+        except Exception:  # noqa: BLE001 - where a job runs is information; never fail the job over it
+            log.exception("could not record the worker of job %s", job_id)
+            return
+        await self.publish_status()
 
 
 def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tuple[Any, dict[str, Any]]:

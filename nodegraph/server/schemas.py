@@ -157,6 +157,8 @@ class JobSummary(BaseModel):
     title: str | None = Field(None, description="The workflow's meta.title (else meta.name), at most 200 "
                               "characters.")
     node_count: int = Field(0, description="Nodes in the workflow.")
+    worker: str | None = Field(None, description="The cluster worker that runs (or ran) it; null with the "
+                               "local executor.")
 
 
 class Job(JobSummary):
@@ -166,9 +168,10 @@ class Job(JobSummary):
 
 
 class JobList(BaseModel):
-    """GET /api/jobs: the running job and the queue in order (summaries)."""
+    """GET /api/jobs: the running jobs and the queue in order (summaries)."""
 
-    running: JobSummary | None
+    running: JobSummary | None = Field(description="The running job (the first one when several run).")
+    running_jobs: list[JobSummary] = Field(description="Every running job, in the order they started.")
     queued: list[JobSummary]
 
 
@@ -280,6 +283,26 @@ class QueueInfo(BaseModel):
     max_queue: int
 
 
+class WorkerInfo(BaseModel):
+    """One worker of a cluster executor."""
+
+    name: str = Field(description="e.g. w1; jobs name it in their `worker` field.")
+    state: Literal["starting", "idle", "busy", "lost", "refused"]
+    host: str = Field(description="The machine it runs on.")
+    node: str = Field(description="The Ray node id.")
+    resources: dict[str, float] = Field(description="What it holds, e.g. {\"CPU\": 1, \"GPU\": 1}.")
+    job: str | None = Field(description="The job (run id) it is running.")
+    models_loaded: list[str]
+    jobs_run: int
+    message: str = Field("", description="Why it was refused or lost.")
+
+
+class ExecutorInfo(BaseModel):
+    kind: Literal["local", "ray"]
+    address: str | None = Field(None, description="The Ray cluster joined (null: a local instance).")
+    workers: list[WorkerInfo] = Field(default_factory=list)
+
+
 class SystemInfo(BaseModel):
     versions: dict[str, str | int | None]
     packs: list[PackSchema]
@@ -287,6 +310,8 @@ class SystemInfo(BaseModel):
     device: str
     cache: CacheInfo
     queue: QueueInfo
+    executor: ExecutorInfo = Field(default_factory=lambda: ExecutorInfo(kind="local"),
+                                   description="Where jobs run: this process, or the workers of a cluster.")
 
 
 class ExtensionList(BaseModel):

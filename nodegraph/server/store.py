@@ -132,6 +132,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                node_count = CASE WHEN json_valid(workflow) AND json_type(workflow, '$.nodes') = 'object'
                    THEN (SELECT COUNT(*) FROM json_each(workflow, '$.nodes')) ELSE 0 END""",
     )),
+    Migration(4, "jobs record the worker that runs them (cluster executor)", (
+        "ALTER TABLE jobs ADD COLUMN worker TEXT",
+    )),
 )
 
 
@@ -198,7 +201,7 @@ class JobStore:
     """Synchronous access to the job database. Use it from one thread only."""
 
     SUMMARY = ("id, status, qpos, created, started, finished, client_id, targets, error, outputs, requeued_from, "
-               "title, node_count")
+               "title, node_count, worker")
     COLUMNS = SUMMARY + ", workflow"
 
     def __init__(self, path: str | Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
@@ -236,12 +239,12 @@ class JobStore:
     def _job(self, row: Sequence[Any], position: int | None = None) -> dict[str, Any]:
         """A job from a row of :attr:`SUMMARY` columns (and ``workflow`` when the row has it)."""
         (job_id, status, _qpos, created, started, finished, client_id, targets, error, outputs, requeued_from,
-         title, node_count, *workflow) = row
+         title, node_count, worker, *workflow) = row
         job = {
             "id": job_id, "status": status, "created": created, "started": started, "finished": finished,
             "position": position if status == "queued" else None, "client_id": client_id,
             "targets": _loads(targets), "error": _loads(error), "outputs": _loads(outputs) or {},
-            "requeued_from": requeued_from, "title": title, "node_count": node_count or 0,
+            "requeued_from": requeued_from, "title": title, "node_count": node_count or 0, "worker": worker,
         }
         if workflow:
             job["workflow"] = _loads(workflow[0])
@@ -294,10 +297,17 @@ class JobStore:
         rows = self.conn.execute(f"SELECT {self.SUMMARY} FROM jobs WHERE status = 'queued' ORDER BY qpos").fetchall()
         return [self._job(r, i) for i, r in enumerate(rows)]
 
-    def running(self) -> dict[str, Any] | None:
-        """The running job (a summary: no workflow)."""
-        row = self.conn.execute(f"SELECT {self.SUMMARY} FROM jobs WHERE status = 'running'").fetchone()
-        return self._job(row) if row else None
+    def running(self) -> list[dict[str, Any]]:
+        """The running jobs, in the order they started (several run at once on a cluster; summaries: no
+        workflow)."""
+        rows = self.conn.execute(f"SELECT {self.SUMMARY} FROM jobs WHERE status = 'running' "
+                                 "ORDER BY started, rowid").fetchall()
+        return [self._job(r) for r in rows]
+
+    def set_worker(self, job_id: str, worker: str) -> None:
+        """Record the worker that runs ``job_id`` (names joined by ``,`` when parts of it run on several)."""
+        with self._tx() as c:
+            c.execute("UPDATE jobs SET worker = ? WHERE id = ?", (worker, job_id))
 
     def counts(self) -> dict[str, int]:
         rows = dict(self.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())

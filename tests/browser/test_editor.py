@@ -839,3 +839,22 @@ def test_a_first_visit_opens_the_servers_text_to_image_workflow(editor):
     assert editor.js("app.canvas.ds.scale >= app.canvas.low_quality_zoom_threshold")
     assert not editor.js("app.canvas.low_quality")
     editor.screenshot("first_visit_text2image")
+
+
+def test_the_queue_panel_lists_every_running_job_with_its_worker(editor):
+    """A cluster server runs several jobs at once: the panel shows each, and the worker it runs (ran) on."""
+    listing = {"running": {"id": "job-a", "status": "running", "worker": "w1", "started": 1},
+               "running_jobs": [{"id": "job-a", "status": "running", "worker": "w1", "started": 1},
+                                {"id": "job-b", "status": "running", "worker": "w2", "started": 2}],
+               "queued": []}
+    history = {"jobs": [{"id": "job-c", "status": "success", "worker": "w2", "started": 1, "finished": 2}],
+               "total": 1}
+    # render and read in one call: a refresh from the live server cannot come in between
+    running, done = editor.js(
+        "(arg) => { app.queuePanel.render(arg[0], arg[1]); return ["
+        "[...document.querySelectorAll('.ng-queue-running .ng-job')].map(e => [e.dataset.jobId, e.dataset.worker, "
+        "e.querySelector('.ng-job-meta').textContent]), "
+        "document.querySelector('.ng-history-list .ng-job .ng-job-meta').textContent]; }", [listing, history])
+    assert [(i, w) for i, w, _ in running] == [("job-a", "w1"), ("job-b", "w2")]
+    assert all(meta.endswith(f"· on {w}") for _, w, meta in running)
+    assert done.endswith("· on w2")

@@ -80,7 +80,7 @@ export class Jobs {
     const app = this.app;
     app.hooks.emit("message", { type, data });
     if (type === "status") {
-      app.toolbar.setQueueSize((data.queue_remaining ?? 0) + (data.running ? 1 : 0));
+      app.toolbar.setQueueSize((data.queue_remaining ?? 0) + (data.running_jobs?.length ?? (data.running ? 1 : 0)));
       app.queuePanel.refreshSoon();
       return;
     }
@@ -97,7 +97,7 @@ export class Jobs {
       const list = this.pending.get(jobId);
       if (list.length < PENDING_MAX) list.push({ type, data });
     }
-    if (type === "job_finished" || type === "job_started") app.queuePanel.refreshSoon();
+    if (type === "job_finished" || type === "job_started" || type === "job_placed") app.queuePanel.refreshSoon();
   }
 }
 

@@ -1,4 +1,4 @@
-// The queue panel: the running job (cancel), the queued jobs (cancel, move up/down), and the history
+// The queue panel: the running jobs (cancel; on a cluster, the worker each runs on), the queued jobs (cancel, move up/down), and the history
 // (status, duration, error; load its workflow, queue it again, forget it). Refreshed on the server's
 // status and job_finished messages.
 
@@ -22,6 +22,10 @@ function timeOf(t) {
 function errorText(error) {
   const message = error.message ?? error.error_type ?? "";
   return error.node ? `${error.node}: ${message}` : message;
+}
+
+function onWorker(job) {
+  return job.worker ? ` · on ${job.worker}` : "";
 }
 
 function title(job) {
@@ -74,7 +78,7 @@ export class QueuePanel {
     }
     if (generation !== this.generation) return; // a newer refresh won
     this.render(jobs, history);
-    this.app.toolbar.setQueueSize((jobs.queued?.length ?? 0) + (jobs.running ? 1 : 0));
+    this.app.toolbar.setQueueSize((jobs.queued?.length ?? 0) + (jobs.running_jobs?.length ?? (jobs.running ? 1 : 0)));
   }
 
   render(jobs, history) {
@@ -87,16 +91,19 @@ export class QueuePanel {
       }
       this.refresh();
     };
-    const run = jobs.running;
+    // several jobs run at once when the server's executor has workers (a cluster): each names its worker
+    const running = jobs.running_jobs ?? (jobs.running ? [jobs.running] : []);
     setChildren(
       this.running,
-      run
-        ? h(
-            "div",
-            { className: "ng-job ng-job-running", dataset: { jobId: run.id, status: run.status } },
-            h("span", { className: "ng-job-title" }, title(run)),
-            h("span", { className: "ng-job-meta" }, `started ${timeOf(run.started)}`),
-            h("button", { type: "button", className: "ng-small danger", title: "Cancel the running job", onclick: act(() => api.interrupt(run.id)) }, "Cancel"),
+      running.length
+        ? running.map((run) =>
+            h(
+              "div",
+              { className: "ng-job ng-job-running", dataset: { jobId: run.id, status: run.status, worker: run.worker ?? "" } },
+              h("span", { className: "ng-job-title" }, title(run)),
+              h("span", { className: "ng-job-meta" }, `started ${timeOf(run.started)}${onWorker(run)}`),
+              h("button", { type: "button", className: "ng-small danger", title: "Cancel the running job", onclick: act(() => api.interrupt(run.id)) }, "Cancel"),
+            ),
           )
         : h("div", { className: "ng-empty" }, "Nothing is running."),
     );
@@ -129,7 +136,7 @@ export class QueuePanel {
               { className: `ng-job ng-status-${job.status}`, dataset: { jobId: job.id, status: job.status } },
               h("span", { className: "ng-job-status" }, job.status),
               h("span", { className: "ng-job-title" }, title(job)),
-              h("span", { className: "ng-job-meta" }, `${timeOf(job.finished)} ${duration(job)}`),
+              h("span", { className: "ng-job-meta" }, `${timeOf(job.finished)} ${duration(job)}${onWorker(job)}`),
               job.error ? h("div", { className: "ng-error-text", title: job.error.traceback ?? "" }, errorText(job.error)) : null,
               images.length
                 ? h("div", { className: "ng-thumbs" }, images.map((img) => h("img", { src: api.viewUrl(img), alt: img.filename ?? "", loading: "lazy" })))

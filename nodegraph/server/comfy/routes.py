@@ -188,13 +188,15 @@ def _queue_item(job: dict[str, Any], registry: Any) -> list[Any]:
 async def get_queue(request: web.Request) -> web.StreamResponse:
     registry = request.app[ENGINE].registry
 
-    def read(s: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def read(s: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         # The store lists summaries; ComfyUI's queue items carry each prompt, so read the jobs whole.
-        running = s.running()
-        return (running and s.get(running["id"]), [job for j in s.queued() if (job := s.get(j["id"])) is not None])
+        def whole(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [job for j in jobs if (job := s.get(j["id"])) is not None]
+
+        return whole(s.running()), whole(s.queued())
 
     running, queued = await request.app[STORE](read)
-    return json_response({"queue_running": [_queue_item(running, registry)] if running else [],
+    return json_response({"queue_running": [_queue_item(j, registry) for j in running],
                           "queue_pending": [_queue_item(j, registry) for j in queued]})
 
 
