@@ -247,4 +247,4 @@ async def test_a_full_data_disk_answers_507_and_the_job_is_recorded_once_there_i
     assert (await srv.json("GET", f"/api/jobs/{job}"))["outputs"] == {"s": {"value": ["3.0"]}}
     after = await srv.queue(trivial(4.0))  # the runner keeps going
     assert (await until(ws, finished(after)))[-1]["data"]["status"] == "success"
-    assert (await srv.json("GET", "/api/jobs")) == {"running": None, "queued": []}
+    assert (await srv.json("GET", "/api/jobs")) == {"running": None, "running_jobs": [], "queued": []}
