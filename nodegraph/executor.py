@@ -35,6 +35,7 @@ from .events import (
     RunFinished,
     RunStarted,
 )
+from .heap import heap_frozen
 from .modelstore import ModelStore
 from .node import Node
 from .plan import Plan, PlanNode
@@ -97,10 +98,7 @@ class RunState:
         self.lazy_asked: dict[str, set[str]] = {}
         self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
         self._targets = set(plan.targets)
-        self._consumers: dict[str, int] = {}
-        for pn in plan.nodes.values():
-            for src, _ in pn.links.values():
-                self._consumers[src] = self._consumers.get(src, 0) + 1
+        self._consumers = dict(plan.consumers())
         self._workflow_json: dict[str, Any] | None = None
         self._started = time.perf_counter()
         sink(RunStarted(run_id=run_id, nodes=plan.order, targets=plan.targets))
@@ -179,7 +177,8 @@ class LocalExecutor:
                        cancel if cancel is not None else CancelToken(),
                        Path(output_dir) if output_dir is not None else Path(self.settings.output_dir))
         try:
-            self._walk(run)
+            with heap_frozen():  # the collector scans what the run allocates, not the plan and models
+                self._walk(run)
         except Cancelled:
             run.result.status = "cancelled"
         except Exception as exc:  # noqa: BLE001 - any node failure becomes an event, never a crash
@@ -228,7 +227,7 @@ class LocalExecutor:
     def _context(self, run: RunState, pn: PlanNode) -> NodeContext:
         return NodeContext(node_id=pn.id, type_id=pn.spec.type_id, run_id=run.run_id, settings=self.settings,
                            models=self.models, cancel=run.cancel, sink=run.sink, output_dir=run.output_dir,
-                           workflow=run.workflow_json() if pn.spec.output_node else None)
+                           workflow=run.workflow_json if pn.spec.output_node else None)
 
     def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
         """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""

@@ -8,14 +8,12 @@ data, so a different executor (a cluster backend) can run the same plan.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import gc
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,13 @@ import networkx as nx
 from .config import Settings
 from .errors import WorkflowInvalid
 from .fingerprint import FingerprintContext
+from .heap import gc_paused
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse
 from .workflow import Workflow
 
-__all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order"]
+__all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
 
 
 @dataclass
@@ -57,9 +56,21 @@ class Plan:
     targets: list[str]
     graph: nx.DiGraph = field(repr=False)
     run_nonce: str = ""
+    _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def keys(self) -> dict[str, str]:
         return {nid: n.key for nid, n in self.nodes.items()}
+
+    def consumers(self) -> dict[str, int]:
+        """How many links of the plan read each node (a node no link reads is absent). Computed once
+        per plan and shared by its copies: do not modify it."""
+        if self._consumers is None:
+            counts: dict[str, int] = {}
+            for pn in self.nodes.values():
+                for src, _ in pn.links.values():
+                    counts[src] = counts.get(src, 0) + 1
+            self._consumers = counts
+        return self._consumers
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -95,19 +106,8 @@ def make_plan(
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
-    with _gc_paused():
+    with gc_paused():
         return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
@@ -120,19 +120,39 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
     order = needed_in_order(analysis.graph, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
-    keys: dict[str, str] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
-        literals = _with_defaults(spec, analysis.literals[nid], links)
-        fingerprint = None
-        if spec.cls.volatile:
-            fingerprint = _fingerprint(spec, literals, settings)
-            fingerprint = nonce if fingerprint is None else fingerprint
-        keys[nid] = key = cache_key(spec, literals, links, keys, fingerprint=fingerprint,
-                                    output_dir=output_dir if spec.output_node else None)
-        nodes[nid] = PlanNode(nid, spec, literals, links, key)
+        nodes[nid] = PlanNode(nid, spec, _with_defaults(spec, analysis.literals[nid], links), links)
+    _set_keys(nodes.values(), output_dir, nonce, settings)
     return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=analysis.graph,
                 run_nonce=nonce)
+
+
+def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
+            settings: Settings | None = None) -> Plan:
+    """The same plan for another run: new keys for its volatile nodes (a fresh fingerprint, or the
+    new ``run_nonce``) and for everything downstream of them; other nodes are shared with ``plan``."""
+    nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
+    nodes = {nid: PlanNode(pn.id, pn.spec, pn.literals, pn.links) for nid, pn in plan.nodes.items()}
+    with gc_paused():
+        _set_keys((nodes[nid] for nid in plan.order), output_dir, nonce, settings)
+    for nid, pn in nodes.items():
+        if pn.key == plan.nodes[nid].key:
+            nodes[nid] = plan.nodes[nid]
+    return replace(plan, nodes=nodes, run_nonce=nonce)
+
+
+def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, settings: Settings | None) -> None:
+    """Compute each node's key, in topological order (a node's key needs its sources' keys)."""
+    keys: dict[str, str] = {}
+    for pn in nodes:
+        spec = pn.spec
+        fingerprint = None
+        if spec.cls.volatile:
+            fingerprint = _fingerprint(spec, pn.literals, settings)
+            fingerprint = nonce if fingerprint is None else fingerprint
+        keys[pn.id] = pn.key = cache_key(spec, pn.literals, pn.links, keys, fingerprint=fingerprint,
+                                         output_dir=output_dir if spec.output_node else None)
 
 
 def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:

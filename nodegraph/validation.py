@@ -18,6 +18,7 @@ import networkx as nx
 from pydantic import ValidationError
 
 from .errors import UnsafePath
+from .heap import gc_paused
 from .issues import CODES, Issue, ValidationResult
 from .node import NodeSpec, PortSpec
 from .paths import list_files, safe_join
@@ -52,14 +53,15 @@ def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None
     ``folders`` maps a file widget's folder (``input``, ``output``, ``temp``) to its path; literal
     file names are checked only against the folders given.
     """
-    _, wf, issues = read_source(source)
-    if wf is None:
-        return None, issues
-    validator = Validator(wf, registry, folders or {})
-    validator.check_nodes()
-    validator.check_cycles()
-    validator.check_targets(None if targets is None else list(targets))
-    return validator.analysis(), validator.issues
+    with gc_paused():  # many small objects that all stay alive, and no reference cycles
+        _, wf, issues = read_source(source)
+        if wf is None:
+            return None, issues
+        validator = Validator(wf, registry, folders or {})
+        validator.check_nodes()
+        validator.check_cycles()
+        validator.check_targets(None if targets is None else list(targets))
+        return validator.analysis(), validator.issues
 
 
 def check(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
