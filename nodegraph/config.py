@@ -44,7 +44,8 @@ class Settings(BaseModel):
     cache_bytes: int = Field(2 * GIB, ge=0, description="Bound of the output cache, in estimated bytes.")
     model_cache_items: int = Field(8, ge=1, description="Loaded models kept in memory.")
     device: str = Field("cpu", description="Torch device for model packs.")
-    threads: int | None = Field(None, ge=1, description="Torch intra-op threads (None: torch default).")
+    threads: int | None = Field(None, ge=1, description="Torch intra-op threads, set where torch is first used "
+                                "by a run (None: torch's default).")
     allow_model_paths: bool = Field(
         True, description="Model loaders accept absolute/local paths besides names in model_dirs "
         "(a server's engine has it off).")

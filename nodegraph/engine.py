@@ -43,7 +43,7 @@ class Engine:
         self.cache = cache if cache is not None else OutputCache(self.settings.cache_bytes)
         self.models = models if models is not None else ModelStore(
             self.settings.model_dirs, max_items=self.settings.model_cache_items,
-            allow_paths=self.settings.allow_model_paths)
+            allow_paths=self.settings.allow_model_paths, threads=self.settings.threads)
         self.executor: Executor = executor or LocalExecutor(self.settings, self.cache, self.models)
         self.plans = PlanCache(registry)  # an unchanged workflow is not validated and planned again
 

@@ -39,6 +39,7 @@ from .heap import heap_frozen
 from .modelstore import ModelStore
 from .node import Node
 from .plan import Plan, PlanNode
+from .threads import apply_torch_threads
 from .workflow import dump_workflow
 
 __all__ = ["Executor", "LocalExecutor", "RunResult", "RunState", "node_inputs", "node_outputs"]
@@ -241,6 +242,8 @@ class LocalExecutor:
         node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
         if node is None:
             node = pn.spec.cls()
+        if self.settings.threads is not None:
+            apply_torch_threads(self.settings.threads)
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
         run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))

@@ -5,7 +5,7 @@ the whole run. Each full collection rescans every live object, so with the colle
 engine's cost per node grows with the size of the heap. Two tools, for two situations:
 
 - :func:`gc_paused` for pure code that makes no reference cycles (validation, planning): the
-  collector is off while it runs.
+  collector is off while it runs, and what it built goes straight to the oldest generation.
 - :func:`heap_frozen` for a run, where nodes execute arbitrary code: the collector stays on, but
   what existed before the run (the plan, the registry, loaded models) is moved out of its reach
   (:func:`gc.freeze`) until the run ends, so it scans only what the run allocates.
@@ -33,7 +33,17 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            _promote()
             gc.enable()
+
+
+def _promote() -> None:
+    """Move every object to the oldest generation without scanning it, and reset the allocation
+    counts: otherwise the first allocation after a pause scans everything the paused code built."""
+    with _lock:
+        gc.freeze()  # constant time; also resets the counts
+        if _frozen_runs == 0:
+            gc.unfreeze()  # a frozen run unfreezes when it ends
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
+from .threads import apply_torch_threads
 
 __all__ = ["ModelHandle", "ModelStore", "find_model", "list_models"]
 
@@ -66,10 +67,12 @@ def list_models(dirs: Iterable[Path], kind: str | None = None) -> list[str]:
 class ModelStore:
     """Thread-safe; each key is loaded at most once at a time, least-recently-used beyond ``max_items``."""
 
-    def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, allow_paths: bool = True) -> None:
+    def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, allow_paths: bool = True,
+                 threads: int | None = None) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.max_items = max_items
         self.allow_paths = allow_paths
+        self.threads = threads  # torch intra-op threads, set once a loader has imported torch
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -98,6 +101,7 @@ class ModelStore:
                     return self._models[key]
             log.info("loading model %s", key)
             model = loader()
+            apply_torch_threads(self.threads)  # the node goes on to compute with the model
             self.loads += 1
             with self._lock:
                 self._models[key] = model

@@ -73,15 +73,17 @@ class Plan:
         return self._consumers
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_TAGS = {str: "s", int: "i", float: "f", bool: "b", type(None): "N"}  # scalar type -> its tag
 
 
 def _encode(value: Any) -> str:
     """Canonical text of a validated literal (type-tagged, so 1 and 1.0 and "1" differ)."""
-    if isinstance(value, enum.Enum):
+    tag = _TAGS.get(type(value))
+    if tag is None and isinstance(value, enum.Enum):
         value = value.value
-    if type(value) in _SCALARS:
-        return f"{type(value).__name__[0]}{value!r}"
+        tag = _TAGS.get(type(value))
+    if tag is not None:
+        return f"{tag}{value!r}"
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
     return "j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
@@ -193,11 +195,8 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
     parts = [spec.type_id, str(spec.version)]
-    for port in sorted(literals):
-        parts.append(f"{port}={_encode(literals[port])}")
-    for port in sorted(links):
-        src, out = links[port]
-        parts.append(f"{port}<{upstream[src]}.{out}")
+    parts += [f"{port}={_encode(value)}" for port, value in sorted(literals.items())]
+    parts += [f"{port}<{upstream[src]}.{out}" for port, (src, out) in sorted(links.items())]
     if fingerprint is not None:
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:
