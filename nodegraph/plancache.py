@@ -2,10 +2,12 @@
 
 The key is a sha256 over the workflow as it was given and everything else planning reads: the
 targets, the output folder and the folders file names are checked against. JSON text and bytes are
-hashed as they are; a dict is serialised with :mod:`marshal`, which keeps Python types (``1`` and
-``"1"`` differ) and key order — the order of the nodes breaks ties in the plan's order, so two
-dicts that differ only in order are two workflows here. A source that is not plain data (a
-:class:`~nodegraph.Workflow`, objects marshal refuses) is simply not cached.
+hashed as they are; a dict is pickled, which keeps Python types (``1`` and ``"1"`` differ) and key
+order — the order of the nodes breaks ties in the plan's order, so two dicts that differ only in
+order are two workflows here. Only plain data is pickled (dicts, lists, tuples, strings, numbers,
+booleans, ``None``): a source with anything else (a :class:`~nodegraph.Workflow`, objects whose
+pickle may not capture their content) is simply not cached. Equal content may pickle differently
+(shared objects are written once): that costs a miss, never a wrong hit.
 
 The cache belongs to one registry: when the registry's ``generation`` changes (a pack was added),
 everything is dropped. What planning reads beyond the key is re-read on every hit: literal file
@@ -16,7 +18,8 @@ nodes gets fresh keys (:func:`~nodegraph.plan.rekeyed`: fingerprints, run nonce)
 from __future__ import annotations
 
 import hashlib
-import marshal
+import io
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -39,15 +42,26 @@ def source_digest(source: Any, targets: list[str] | None, output_dir: str,
     elif isinstance(source, str):
         body = b"s" + source.encode("utf-8", "surrogatepass")
     elif type(source) is dict:
+        buffer = io.BytesIO(b"d")
+        buffer.seek(1)
         try:
-            body = b"d" + marshal.dumps(source)
-        except ValueError:  # not plain data
+            _PlainData(buffer, 5).dump(source)
+        except (TypeError, pickle.PicklingError, RecursionError):  # not plain data
             return None
+        body = buffer.getvalue()
     else:
         return None
     h = hashlib.sha256(body)
-    h.update(marshal.dumps((targets, output_dir, sorted((k, str(Path(v).absolute())) for k, v in folders.items()))))
+    h.update(pickle.dumps((targets, output_dir, sorted((k, str(Path(v).absolute())) for k, v in folders.items()))))
     return h.hexdigest()
+
+
+class _PlainData(pickle.Pickler):
+    """Pickles plain data only; the C pickler never calls the hook for dict, list, tuple, str, int,
+    float, bool and None, so anything else raises."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        raise TypeError(f"not plain data: {type(obj).__name__}")
 
 
 @dataclass
