@@ -15,9 +15,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import WorkflowInvalid
@@ -27,6 +25,9 @@ from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse
 from .workflow import Workflow
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
 

@@ -12,9 +12,8 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import ValidationError
 
 from .errors import UnsafePath
@@ -26,6 +25,9 @@ from .registry import Registry
 from .types import WidgetKind, compatible
 from .upgrade import is_current, read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow, as_link
+
+if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
+    import networkx as nx
 
 __all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate"]
 
@@ -91,7 +93,7 @@ class Validator:
     links: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    graph: nx.DiGraph | None = None  # built by check_cycles
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
@@ -227,7 +229,9 @@ class Validator:
     def check_cycles(self) -> None:
         """Build the graph of the links and its topological order (planning reuses both); report every
         cycle in it."""
-        graph = self.graph
+        import networkx as nx
+
+        graph = self.graph = nx.DiGraph()
         graph.add_nodes_from(self.workflow.nodes)
         graph.add_edges_from(self.edges)
         try:
