@@ -74,7 +74,7 @@ class _Entry:
 class PlanCache:
     """Least-recently-used plans of one registry, bounded by their total number of nodes."""
 
-    def __init__(self, registry: Registry, max_nodes: int = 200_000) -> None:
+    def __init__(self, registry: Registry, max_nodes: int = 100_000) -> None:
         self.registry = registry
         self.max_nodes = max_nodes
         self._generation = registry.generation
