@@ -66,6 +66,8 @@ class Engine:
         wanted = list(targets) if targets is not None else None
         resolved, folders = str(out.resolve()), self.settings.folders(out)
         digest = source_digest(source, wanted, resolved, folders)
+        if self.plans.registry is not self.registry:  # plans are valid for the registry they were made with
+            self.plans = PlanCache(self.registry)
         plan = None if digest is None else self.plans.get(digest, folders, output_dir=resolved,
                                                            settings=self.settings)
         if plan is None:

@@ -21,6 +21,7 @@ import hashlib
 import io
 import pickle
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -97,7 +98,7 @@ class PlanCache:
         self.hits += 1
         if entry.volatile:
             return rekeyed(entry.plan, output_dir=output_dir, settings=settings)
-        return replace(entry.plan)  # a new object: callers may set fields of theirs
+        return replace(entry.plan, run_nonce=uuid.uuid4().hex)  # a new object, as planning gives
 
     def put(self, digest: str, plan: Plan) -> None:
         size = len(plan.nodes)
