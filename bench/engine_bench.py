@@ -1,27 +1,37 @@
-"""Engine overhead on synthetic graphs of trivial core nodes. Run by hand; not a test.
+"""Engine overhead on synthetic graphs of trivial core nodes, and `nodegraph validate` start-up.
+Run by hand; not a test.
 
-    .venv/bin/python bench/engine_bench.py            # full table (chain + fan, 10..10,000 nodes)
-    .venv/bin/python bench/engine_bench.py --quick    # fewer repeats
+    .venv/bin/python bench/engine_bench.py               # full table, ~5 min on 2 busy cores
+    .venv/bin/python bench/engine_bench.py --quick       # 1k and 10k only, fewer repeats
+    .venv/bin/python bench/engine_bench.py --clock wall  # wall clock instead of CPU time
+    .venv/bin/python bench/engine_bench.py --threads 1   # Settings.threads for the engines (and children)
 
 Graphs: a *chain* (float → math → math → … → show) and a *fan* (one float fanned out to N/2 math
-nodes, reduced pairwise by a binary tree of math nodes into one show). For each size, in a fresh
-process so peak RSS is per size, it reports medians of several runs of:
+nodes, reduced pairwise by a binary tree of math nodes into one show). Each size runs in a fresh
+process (so peak RSS is per size) and reports the best of several repeats (the machine is shared:
+the best is the least disturbed), in CPU time of the process by default:
 
-- plan: validation + planning (ms)
-- first: first run on an empty cache, planning included (ms)
-- exec/node: executor time per node on an empty cache, planning excluded (µs)
-- overhead/node: (T(N) − T(1)) / N of the first run, with T(1) the smallest graph's time (µs)
-- cached: fully cached re-run, planning included (ms)
-- widget: re-run after changing one widget near the root (ms)
-- rss: peak resident memory of the process (MB)
+- validate: `Engine.validate` (every check, no plan), ms and µs per node
+- plan: validation + planning, uncached (`make_plan`), µs per node
+- first: a first run on a new engine (empty caches, planning included), µs per node
+- exec: the executor alone on a planned workflow, empty cache, µs per node
+- cached: a fully cached re-run (nothing executes; the plan comes from the plan cache), ms
+- re-planned: the same re-run with the plan cache emptied first (validation + planning again), ms
+- widget: a re-run after changing one widget near the root, ms
+- rss: peak resident memory of the process, MB
 
-Then start-up: `nodegraph validate` versus `python -c pass` (medians of 10).
+Then start-up (`python -c pass`, `nodegraph --help`, `nodegraph validate`): best and median of
+several runs, in wall and CPU time, and the largest imports of `nodegraph validate` (`-X importtime`).
+Every engine (and `nodegraph` child process) gets ``--threads`` as ``Settings.threads`` /
+``NODEGRAPH_THREADS``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -30,7 +40,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = [10, 100, 1000, 10000]
+# (shape, build argument) → sizes: the fan builder's argument n gives n - 2 nodes for odd n.
+SIZES = [("chain", 1_000), ("chain", 10_000), ("chain", 100_000), ("fan", 1_003), ("fan", 10_003)]
+QUICK = [("chain", 1_000), ("chain", 10_000), ("fan", 10_003)]
 
 
 def link(n: str, out: str = "value") -> dict[str, str]:
@@ -66,104 +78,132 @@ def fan(n: int, root_value: float = 1.0) -> dict:
     return {"format": "nodegraph/1", "nodes": nodes}
 
 
-def measure(shape: str, n: int, repeats: int) -> dict:
+def measure(shape: str, n: int, repeats: int, clock_name: str, threads: int | None) -> dict:
     """Runs in a child process: one shape and size."""
-    from nodegraph import Engine, Settings
+    from nodegraph import Engine, Settings, make_plan
 
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     build = chain if shape == "chain" else fan
     wf = build(n)
     changed = build(n, root_value=2.0)
-    settings = Settings(builtin_packs=True, entry_point_packs=False, output_dir=Path("/tmp/ng-bench"))
-    plan_t, first_t, exec_t, cached_t, widget_t = [], [], [], [], []
-    for _ in range(repeats):
-        engine = Engine.from_settings(settings)
-        t0 = time.perf_counter()
-        plan = engine.plan(wf)
-        plan_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        engine.executor.execute(plan)
-        exec_t.append(time.perf_counter() - t0)
+    settings = Settings(builtin_packs=True, entry_point_packs=False, output_dir=Path("/tmp/ng-bench"),
+                        threads=threads)
+    out_dir = str(settings.output_dir.resolve())
+    times: dict[str, list[float]] = {k: [] for k in ("validate", "plan", "first", "exec", "cached", "replanned",
+                                                      "widget")}
 
+    def timed(name: str, fn, *args, **kwargs):
+        t0 = clock()
+        value = fn(*args, **kwargs)
+        times[name].append(clock() - t0)
+        return value
+
+    base = Engine.from_settings(settings)
+    for _ in range(repeats):
+        result = timed("validate", base.validate, wf)
+        assert result.valid, result.issues
+        plan = timed("plan", make_plan, wf, base.registry, output_dir=out_dir, settings=settings,
+                     folders=settings.folders())
+        timed("exec", Engine.from_settings(settings).executor.execute, plan)
         engine = Engine.from_settings(settings)
-        t0 = time.perf_counter()
-        result = engine.run(wf)
-        first_t.append(time.perf_counter() - t0)
-        assert result.ok, result.error
-        assert len(result.executed) == len(plan.order)
-        t0 = time.perf_counter()
-        result = engine.run(wf)
-        cached_t.append(time.perf_counter() - t0)
-        assert not result.executed
-        t0 = time.perf_counter()
-        result = engine.run(changed)
-        widget_t.append(time.perf_counter() - t0)
-        assert result.ok
+        result = timed("first", engine.run, wf)
+        assert result.ok and len(result.executed) == len(plan.order), result.error
+        for _ in range(3):  # more samples of the cheap ones
+            result = timed("cached", engine.run, wf)
+            assert not result.executed
+        plans = getattr(engine, "plans", None)  # absent before the plan cache existed
+        if plans is not None:
+            plans.clear()
+            result = timed("replanned", engine.run, wf)
+            assert not result.executed
+        assert timed("widget", engine.run, changed).ok
         engine.run(wf)  # back to the original for the next repeat's cached re-run
+        gc.collect()
     nodes = len(wf["nodes"])
+    best = {k: min(v) if v else float("nan") for k, v in times.items()}
     return {
         "shape": shape, "n": nodes,
-        "plan_ms": statistics.median(plan_t) * 1e3,
-        "first_ms": statistics.median(first_t) * 1e3,
-        "exec_us_per_node": statistics.median(exec_t) / nodes * 1e6,
-        "cached_ms": statistics.median(cached_t) * 1e3,
-        "widget_ms": statistics.median(widget_t) * 1e3,
+        "validate_ms": best["validate"] * 1e3, "validate_us": best["validate"] / nodes * 1e6,
+        "plan_us": best["plan"] / nodes * 1e6, "first_us": best["first"] / nodes * 1e6,
+        "exec_us": best["exec"] / nodes * 1e6, "cached_ms": best["cached"] * 1e3,
+        "replanned_ms": best["replanned"] * 1e3, "widget_ms": best["widget"] * 1e3,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def startup(repeats: int = 10) -> dict:
-    wf = ROOT / "bench" / ".startup.json"
+def startup(repeats: int, env: dict[str, str]) -> tuple[dict[str, tuple[float, float, float, float]], list[str]]:
+    """Best/median wall and CPU time of short commands, and the largest imports of `validate`."""
+    wf = Path("/tmp") / f"ng-startup-{os.getpid()}.json"
     wf.write_text(json.dumps(chain(10)))
-    exe = Path(sys.executable)
-
-    def timed(cmd: list[str]) -> float:
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples) * 1e3
-
-    out = {
-        "python -c pass": timed([str(exe), "-c", "pass"]),
-        "nodegraph --help": timed([str(exe), "-m", "nodegraph", "--help"]),
-        "nodegraph validate": timed([str(exe), "-m", "nodegraph", "validate", str(wf)]),
-        "import torch": timed([str(exe), "-c", "import torch"]) if repeats > 3 else float("nan"),
+    exe = sys.executable
+    cmds = {
+        "python -c pass": [exe, "-c", "pass"],
+        "nodegraph --help": [exe, "-m", "nodegraph", "--help"],
+        "nodegraph validate": [exe, "-m", "nodegraph", "validate", str(wf)],
     }
-    check = subprocess.run([str(exe), "-c", f"import sys, nodegraph.cli as c; c.main(['validate', {str(wf)!r}]);"
-                            "print('torch' in sys.modules)"], capture_output=True, text=True)
-    out["validate imports torch"] = check.stdout.strip().splitlines()[-1]
+    samples: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
+    for _ in range(repeats):  # interleaved, so a burst of load hits every command alike
+        for name, cmd in cmds.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+            samples[name][0].append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            samples[name][1].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    out = {name: (min(w) * 1e3, statistics.median(w) * 1e3, min(c) * 1e3, statistics.median(c) * 1e3)
+           for name, (w, c) in samples.items()}
+    probe = subprocess.run([exe, "-X", "importtime", "-c",
+                            f"import sys, nodegraph.cli as c; c.main(['validate', {str(wf)!r}]); "
+                            "print(sorted(m for m in ('torch', 'numpy', 'networkx', 'aiohttp', 'PIL') "
+                            "if m in sys.modules))"], capture_output=True, text=True, cwd=ROOT, env=env)
     wf.unlink()
-    return out
+    imported = probe.stdout.strip().splitlines()[-1]
+    tops = []
+    for line in probe.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit() and not parts[2].startswith("  "):
+            tops.append((int(parts[1]), parts[2].strip()))
+    lines = [f"heavy modules `validate` imports: {imported}",
+             "largest top-level imports of `validate` (cumulative, one run): "
+             + ", ".join(f"{name} {us / 1e3:.0f} ms" for us, name in sorted(tops, reverse=True)[:8])]
+    return out, lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="Settings.threads / NODEGRAPH_THREADS (default 1)")
     ap.add_argument("--child", nargs=3, metavar=("SHAPE", "N", "REPEATS"))
     args = ap.parse_args()
     if args.child:
         shape, n, repeats = args.child
-        print(json.dumps(measure(shape, int(n), int(repeats))))
+        print(json.dumps(measure(shape, int(n), int(repeats), args.clock, args.threads)))
         return
+    env = {**os.environ, "NODEGRAPH_THREADS": str(args.threads)}
     rows = []
-    for shape in ("chain", "fan"):
-        for n in SIZES:
-            repeats = 3 if args.quick or n >= 10000 else 5
-            proc = subprocess.run([sys.executable, __file__, "--child", shape, str(n), str(repeats)],
-                                  capture_output=True, text=True, check=True)
-            rows.append(json.loads(proc.stdout))
-    base = {r["shape"]: r for r in rows if r["n"] == min(x["n"] for x in rows if x["shape"] == r["shape"])}
-    print(f"{'graph':<7}{'nodes':>7}{'plan ms':>10}{'first ms':>10}{'exec µs/node':>14}"
-          f"{'overhead µs/node':>18}{'cached ms':>11}{'widget ms':>11}{'RSS MB':>8}")
+    for shape, n in QUICK if args.quick else SIZES:
+        repeats = 2 if n >= 100_000 else (3 if args.quick or n >= 10_000 else 5)
+        proc = subprocess.run([sys.executable, __file__, "--clock", args.clock, "--threads", str(args.threads),
+                               "--child", shape, str(n), str(repeats)],
+                              capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+        rows.append(json.loads(proc.stdout))
+    print(f"engine overhead, best of 2-5 repeats, {'process CPU' if args.clock == 'cpu' else 'wall'} time, "
+          f"threads {args.threads}")
+    print(f"{'graph':<6}{'nodes':>8}{'validate ms':>13}{'µs/node':>9}{'plan µs/node':>14}{'first µs/node':>15}"
+          f"{'exec µs/node':>14}{'cached ms':>11}{'re-planned ms':>15}{'widget ms':>11}{'RSS MB':>8}")
     for r in rows:
-        b = base[r["shape"]]
-        overhead = (r["first_ms"] - b["first_ms"]) * 1e3 / max(1, r["n"] - b["n"]) if r["n"] > b["n"] else float("nan")
-        print(f"{r['shape']:<7}{r['n']:>7}{r['plan_ms']:>10.2f}{r['first_ms']:>10.2f}{r['exec_us_per_node']:>14.1f}"
-              f"{overhead:>18.1f}{r['cached_ms']:>11.2f}{r['widget_ms']:>11.2f}{r['rss_mb']:>8.0f}")
+        print(f"{r['shape']:<6}{r['n']:>8,}{r['validate_ms']:>13.1f}{r['validate_us']:>9.1f}{r['plan_us']:>14.1f}"
+              f"{r['first_us']:>15.1f}{r['exec_us']:>14.1f}{r['cached_ms']:>11.2f}{r['replanned_ms']:>15.1f}"
+              f"{r['widget_ms']:>11.1f}{r['rss_mb']:>8.0f}")
     print()
-    for k, v in startup(3 if args.quick else 10).items():
-        print(f"{k:<24} {v if isinstance(v, str) else f'{v:.0f} ms'}")
+    times, lines = startup(3 if args.quick else 10, env)
+    print("start-up: wall best / median, CPU best / median")
+    for name, (wb, wm, cb, cm) in times.items():
+        print(f"  {name:<22} {wb:6.0f} / {wm:6.0f} ms   {cb:6.0f} / {cm:6.0f} ms")
+    for line in lines:
+        print(line)
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ class Settings(BaseModel):
     model_memory: int | None = Field(None, ge=0, description="Bound of the loaded models' weights, in bytes "
                                      "(least recently used models are unloaded beyond it); None: no bound.")
     device: str = Field("cpu", description="Torch device for model packs.")
-    threads: int | None = Field(None, ge=1, description="Torch intra-op threads (None: torch default).")
+    threads: int | None = Field(None, ge=1, description="Torch intra-op threads, set where torch is first used "
+                                "by a run (None: torch's default).")
     allow_model_paths: bool = Field(
         True, description="Model loaders accept absolute/local paths besides names in model_dirs "
         "(a server's engine has it off).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ class NodeContext:
         cancel: CancelToken,
         sink: EventSink,
         output_dir: Path,
-        workflow: dict[str, Any] | None = None,
+        workflow: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.node_id = node_id
         self.type_id = type_id
@@ -61,10 +62,21 @@ class NodeContext:
         self.settings = settings
         self.models = models
         self.output_dir = output_dir
-        self.workflow = workflow  # the JSON being run: output nodes embed it in the files they write
+        self._workflow = workflow
         self.ui: dict[str, Any] = {}
         self._cancel = cancel
         self._sink = sink
+
+    @property
+    def workflow(self) -> dict[str, Any] | None:
+        """The workflow being run as JSON (output nodes embed it in the files they write).
+
+        The engine may pass a function instead of the JSON: it is serialised on first use, so
+        output nodes that never embed it do not pay for it.
+        """
+        if callable(self._workflow):
+            self._workflow = self._workflow()
+        return self._workflow
 
     @property
     def log(self) -> logging.Logger:

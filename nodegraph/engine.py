@@ -19,6 +19,7 @@ from .executor import Executor, LocalExecutor, RunResult
 from .fingerprint import FingerprintContext
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
+from .plancache import PlanCache, source_digest
 from .plugins import load_packs
 from .registry import Registry
 from .validation import Issue, ValidationResult, check
@@ -44,8 +45,10 @@ class Engine:
         self.cache = cache if cache is not None else OutputCache(self.settings.cache_bytes)
         self.models = models if models is not None else ModelStore(
             self.settings.model_dirs, max_items=self.settings.model_cache_items,
-            max_bytes=self.settings.model_memory, allow_paths=self.settings.allow_model_paths)
+            max_bytes=self.settings.model_memory, allow_paths=self.settings.allow_model_paths,
+            threads=self.settings.threads)
         self.executor: Executor = executor or LocalExecutor(self.settings, self.cache, self.models)
+        self.plans = PlanCache(registry)  # an unchanged workflow is not validated and planned again
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Engine:
@@ -66,8 +69,19 @@ class Engine:
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
         """Validate and plan; raises :class:`~nodegraph.WorkflowInvalid` with every issue."""
         out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
-        return make_plan(source, self.registry, targets=targets, output_dir=str(out.resolve()),
-                         settings=self.settings, folders=self.settings.folders(out))
+        wanted = list(targets) if targets is not None else None
+        resolved, folders = str(out.resolve()), self.settings.folders(out)
+        digest = source_digest(source, wanted, resolved, folders)
+        if self.plans.registry is not self.registry:  # plans are valid for the registry they were made with
+            self.plans = PlanCache(self.registry)
+        plan = None if digest is None else self.plans.get(digest, folders, output_dir=resolved,
+                                                           settings=self.settings)
+        if plan is None:
+            plan = make_plan(source, self.registry, targets=wanted, output_dir=resolved, settings=self.settings,
+                             folders=folders)
+            if digest is not None:
+                self.plans.put(digest, plan)
+        return plan
 
     def run(
         self,

@@ -36,9 +36,11 @@ from .events import (
     RunFinished,
     RunStarted,
 )
+from .heap import heap_frozen
 from .modelstore import ModelStore
 from .node import Node
 from .plan import Plan, PlanNode
+from .threads import apply_torch_threads
 from .workflow import dump_workflow
 
 __all__ = ["Executor", "LocalExecutor", "RunResult", "RunState", "node_inputs", "node_outputs"]
@@ -98,10 +100,7 @@ class RunState:
         self.lazy_asked: dict[str, set[str]] = {}
         self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
         self._targets = set(plan.targets)
-        self._consumers: dict[str, int] = {}
-        for pn in plan.nodes.values():
-            for src, _ in pn.links.values():
-                self._consumers[src] = self._consumers.get(src, 0) + 1
+        self._consumers = dict(plan.consumers())
         self._workflow_json: dict[str, Any] | None = None
         self._started = time.perf_counter()
         sink(RunStarted(run_id=run_id, nodes=plan.order, targets=plan.targets))
@@ -183,7 +182,8 @@ class LocalExecutor:
     def run(self, run: RunState) -> RunResult:
         """Execute a prepared run (its ``values`` may already hold outputs computed elsewhere)."""
         try:
-            self._walk(run)
+            with heap_frozen():  # the collector scans what the run allocates, not the plan and models
+                self._walk(run)
             # A cancel that came while the last node ran still cancels the run (its outputs are cached).
             run.cancel.raise_if_cancelled()
         except Cancelled:
@@ -234,7 +234,7 @@ class LocalExecutor:
     def _context(self, run: RunState, pn: PlanNode) -> NodeContext:
         return NodeContext(node_id=pn.id, type_id=pn.spec.type_id, run_id=run.run_id, settings=self.settings,
                            models=self.models, cancel=run.cancel, sink=run.sink, output_dir=run.output_dir,
-                           workflow=run.workflow_json() if pn.spec.output_node else None)
+                           workflow=run.workflow_json if pn.spec.output_node else None)
 
     def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
         """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""
@@ -248,6 +248,8 @@ class LocalExecutor:
         node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
         if node is None:
             node = pn.spec.cls()
+        if self.settings.threads is not None:
+            apply_torch_threads(self.settings.threads)
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
         run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
+from .threads import apply_torch_threads
 from .types import ModelKind
 
 __all__ = ["ModelHandle", "ModelStore", "find_model", "list_model_kind", "list_models", "model_nbytes"]
@@ -130,11 +131,12 @@ class ModelStore:
     just loaded always stays, even alone above the byte bound."""
 
     def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, max_bytes: int | None = None,
-                 allow_paths: bool = True) -> None:
+                 allow_paths: bool = True, threads: int | None = None) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.allow_paths = allow_paths
+        self.threads = threads  # torch intra-op threads, set once a loader has imported torch
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -168,6 +170,7 @@ class ModelStore:
                     return self._models[key]
             log.info("loading model %s", key)
             model = loader()
+            apply_torch_threads(self.threads)  # the node goes on to compute with the model
             self.loads += 1
             size = model_nbytes(model) if self.max_bytes is not None else 0
             with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
@@ -29,13 +30,13 @@ _NG = "nodegraph"  # key of our extras inside a field's json_schema_extra
 class Inputs(BaseModel):
     """Base of a node's ``Inputs`` model. Link values may be any Python object."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", frozen=True, defer_build=True)
 
 
 class Outputs(BaseModel):
     """Base of a node's ``Outputs`` model. Outputs have names, never positions."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", defer_build=True)
 
 
 #: Bytes per element of the ``dtype`` names an output's ``shape`` may be declared with.
@@ -99,7 +100,7 @@ class PortSpec:
     annotation: Any = field(default=None, compare=False)  # full annotation, constraints included
     shape: tuple[Dim, ...] | None = None  # outputs: the declared array shape (see Port)
     dtype: str = "float32"
-    _adapter: list[TypeAdapter] = field(default_factory=list, compare=False, repr=False)
+    _validate: list[Callable[[Any], Any]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def link_only(self) -> bool:
@@ -109,9 +110,11 @@ class PortSpec:
         """Validate (and coerce) a literal value exactly as pydantic would; raises ValidationError."""
         if self.type.link_only:
             return value
-        if not self._adapter:  # built on first use: keeps registry start-up cheap
-            self._adapter.append(TypeAdapter(self.annotation))
-        return self._adapter[0].validate_python(value)
+        if not self._validate:  # built on first use: keeps registry start-up cheap
+            # The core validator's own method: TypeAdapter.validate_python with no options, minus a
+            # layer of Python per call (validation calls it for every literal of every node).
+            self._validate.append(TypeAdapter(self.annotation).validator.validate_python)
+        return self._validate[0](value)
 
 
 class Node:

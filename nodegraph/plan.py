@@ -13,21 +13,23 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import WorkflowInvalid
 from .fingerprint import FingerprintContext
+from .heap import gc_paused
 from .node import NodeSpec
 from .registry import Registry
-from .validation import Issue, analyse, gc_paused, with_defaults
+from .validation import Issue, analyse, with_defaults
 from .workflow import Workflow
 
-__all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order"]
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
 
 
 @dataclass
@@ -55,20 +57,34 @@ class Plan:
     targets: list[str]
     graph: nx.DiGraph = field(repr=False)
     run_nonce: str = ""
+    _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def keys(self) -> dict[str, str]:
         return {nid: n.key for nid, n in self.nodes.items()}
 
+    def consumers(self) -> dict[str, int]:
+        """How many links of the plan read each node (a node no link reads is absent). Computed once
+        per plan and shared by its copies: do not modify it."""
+        if self._consumers is None:
+            counts: dict[str, int] = {}
+            for pn in self.nodes.values():
+                for src, _ in pn.links.values():
+                    counts[src] = counts.get(src, 0) + 1
+            self._consumers = counts
+        return self._consumers
 
-_SCALARS = (str, int, float, bool, type(None))
+
+_TAGS = {str: "s", int: "i", float: "f", bool: "b", type(None): "N"}  # scalar type -> its tag
 
 
 def _encode(value: Any) -> str:
     """Canonical text of a validated literal (type-tagged, so 1 and 1.0 and "1" differ)."""
-    if isinstance(value, enum.Enum):
+    tag = _TAGS.get(type(value))
+    if tag is None and isinstance(value, enum.Enum):
         value = value.value
-    if type(value) in _SCALARS:
-        return f"{type(value).__name__[0]}{value!r}"
+        tag = _TAGS.get(type(value))
+    if tag is not None:
+        return f"{tag}{value!r}"
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
     return "j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
@@ -111,19 +127,40 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
     order = needed_in_order(analysis.graph, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
-    keys: dict[str, str] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
-        literals = with_defaults(spec, analysis.literals[nid], links)
-        fingerprint = None
-        if spec.cls.volatile:
-            fingerprint = _fingerprint(spec, literals, files)
-            fingerprint = nonce if fingerprint is None else fingerprint
-        keys[nid] = key = cache_key(spec, literals, links, keys, fingerprint=fingerprint,
-                                    output_dir=output_dir if spec.output_node else None)
-        nodes[nid] = PlanNode(nid, spec, literals, links, key)
+        nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
+    _set_keys(nodes.values(), output_dir, nonce, files)
     return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=analysis.graph,
                 run_nonce=nonce)
+
+
+def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
+            settings: Settings | None = None) -> Plan:
+    """The same plan for another run: new keys for its volatile nodes (a fresh fingerprint, or the
+    new ``run_nonce``) and for everything downstream of them; other nodes are shared with ``plan``."""
+    nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
+    nodes = {nid: PlanNode(pn.id, pn.spec, pn.literals, pn.links) for nid, pn in plan.nodes.items()}
+    files = FingerprintContext.from_settings(settings) if settings is not None else None
+    with gc_paused():
+        _set_keys((nodes[nid] for nid in plan.order), output_dir, nonce, files)
+    for nid, pn in nodes.items():
+        if pn.key == plan.nodes[nid].key:
+            nodes[nid] = plan.nodes[nid]
+    return replace(plan, nodes=nodes, run_nonce=nonce)
+
+
+def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, files: FingerprintContext | None) -> None:
+    """Compute each node's key, in topological order (a node's key needs its sources' keys)."""
+    keys: dict[str, str] = {}
+    for pn in nodes:
+        spec = pn.spec
+        fingerprint = None
+        if spec.cls.volatile:
+            fingerprint = _fingerprint(spec, pn.literals, files)
+            fingerprint = nonce if fingerprint is None else fingerprint
+        keys[pn.id] = pn.key = cache_key(spec, pn.literals, pn.links, keys, fingerprint=fingerprint,
+                                         output_dir=output_dir if spec.output_node else None)
 
 
 def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
@@ -155,11 +192,8 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
     parts = [spec.type_id, str(spec.version)]
-    for port in sorted(literals):
-        parts.append(f"{port}={_encode(literals[port])}")
-    for port in sorted(links):
-        src, out = links[port]
-        parts.append(f"{port}<{upstream[src]}.{out}")
+    parts += [f"{port}={_encode(value)}" for port, value in sorted(literals.items())]
+    parts += [f"{port}<{upstream[src]}.{out}" for port, (src, out) in sorted(links.items())]
     if fingerprint is not None:
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:

@@ -70,6 +70,9 @@ class Registry:
         self._aliases: dict[str, str] = {}  # old type id -> current type id
         self.packs: dict[str, PackInfo] = {}
         self.failures: list[PackFailure] = []
+        #: Bumped whenever node types or aliases change: what was validated against an older
+        #: generation (a cached plan) must be validated again.
+        self.generation = 0
 
     def add_pack(self, pack: Pack, source: str, web_dir: Path | None = None) -> PackInfo:
         """Register every node of ``pack``; raises :class:`PackError` and registers nothing on error."""
@@ -102,6 +105,7 @@ class Registry:
         for spec in specs:
             self._specs[spec.type_id] = spec
         self._aliases.update(aliases)
+        self.generation += 1
         info = PackInfo(pack.name, source, pack.version, pack.description, [s.type_id for s in specs], web_dir,
                         dict(pack.evaluations))
         self.packs[pack.name] = info

@@ -50,7 +50,8 @@ def node_context(settings: Settings, *, models: ModelStore | None = None, type_i
     """A :class:`NodeContext` for calling a node's ``run`` outside a run (events go to ``sink``)."""
     if models is None:
         models = ModelStore(settings.model_dirs, max_items=settings.model_cache_items,
-                            max_bytes=settings.model_memory, allow_paths=settings.allow_model_paths)
+                            max_bytes=settings.model_memory, allow_paths=settings.allow_model_paths,
+                            threads=settings.threads)
     return NodeContext(node_id=node_id, type_id=type_id, run_id="test", settings=settings, models=models,
                        cancel=cancel or CancelToken(), sink=sink or (lambda event: None),
                        output_dir=Path(settings.output_dir),

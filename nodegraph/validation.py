@@ -9,21 +9,19 @@ workflow, the :class:`Analysis` planning reuses).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import ValidationError
 
 from .checking import CheckContext, Upstream
 from .errors import UnsafePath
 from .fingerprint import FingerprintContext
+from .heap import gc_paused
 from .issues import CODES, Issue, ValidationResult
 from .modes import resolve_modes
 from .node import Node, NodeSpec, PortSpec
@@ -33,7 +31,10 @@ from .types import WidgetKind, compatible
 from .upgrade import is_current, read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow, as_link
 
-__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "gc_paused", "validate",
+if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
+    import networkx as nx
+
+__all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate",
            "with_defaults"]
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None
     ``files`` (the model folders and the rules nodes find files by) runs the nodes' own checks
     (:meth:`Node.check`) too.
     """
-    with gc_paused():
+    with gc_paused():  # many small objects that all stay alive, and no reference cycles
         _, wf, issues = read_source(source)
         if wf is None:
             return None, issues
@@ -77,20 +78,6 @@ def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None
         validator.check_targets(None if targets is None else list(targets))
         validator.check_own()
         return validator.analysis(), validator.issues
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. Validating and planning allocate many small objects that
-    all stay alive and make no cycles; the collector would rescan them again and again (a cost
-    growing with the graph, and a pause for every thread of the process)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def check(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
@@ -137,7 +124,7 @@ class Validator:
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    graph: nx.DiGraph | None = None  # built by check_cycles
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
@@ -309,7 +296,9 @@ class Validator:
     def check_cycles(self) -> None:
         """Build the graph of the links and its topological order (planning reuses both); report every
         cycle in it."""
-        graph = self.graph
+        import networkx as nx
+
+        graph = self.graph = nx.DiGraph()
         graph.add_nodes_from(self.workflow.nodes)
         graph.add_edges_from(self.edges)
         try:

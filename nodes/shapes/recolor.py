@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import nodegraph
 from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, EMBEDDING, library_errors
+
+if TYPE_CHECKING:  # numpy is imported where it is used: loading the pack stays cheap
+    import numpy as np
 
 FIT_SEED = 14
 FIT_SCENES = 1000
@@ -65,6 +66,8 @@ def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """The fitting pairs: (training-split scenes, the same scenes repainted in another colour)."""
     import dataclasses
 
+    import numpy as np
+
     from . import domain
 
     scenes = domain.sample_scenes(seed, n, "train")
@@ -83,6 +86,7 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
 
     `progress(done, total)` is called after each batch of renders is encoded (it may raise to stop).
     """
+    import numpy as np
     import torch
 
     from . import domain

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import numpy as np
-
 import nodegraph
 from nodegraph import Node, NodeContext, NodeExecutionError, Port
 
@@ -174,6 +172,8 @@ def _features(enc):
 def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """(captions in the scene's colour, the same captions in another colour, the same without a colour,
     colour index of the first, colour index of the second); every pair stays in the training split."""
+    import numpy as np
+
     from . import domain  # renders with PIL: imported on use, not when the pack loads
 
     colors = list(domain.COLORS)
@@ -206,6 +206,7 @@ def fit_text_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress
     embedding, onehot ≈ [e, 1] · R, that gives ≈ 1 at the named colour and ≈ 0 everywhere for a
     colour-free caption (above NAMED: a colour is named).
     """
+    import numpy as np
     import torch
 
     from . import domain
