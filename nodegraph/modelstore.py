@@ -256,3 +256,8 @@ class ModelHandle:
 
     def __nodegraph_nbytes__(self) -> int:
         return 0  # owned by the model store
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (sent to another process, e.g. a cluster worker's outputs), a handle carries the model
+        # itself: the store that loaded it, and its weak reference, stay behind.
+        return (ModelHandle, (self.model, self.name, self.kind, dict(self.info)))

@@ -205,3 +205,20 @@ def test_using_a_handle_makes_its_model_the_most_recently_used(models_dir):
     assert a.model.variant == "text2image"  # a use: a is now the most recent
     store.handle("c", lambda: load_decoder(models_dir / NAMES["controlnet"]), "c", "k")
     assert store.loaded() == ["a", "c"] and store.loads == 3  # b went, not a
+
+
+def test_a_model_handle_pickles_with_its_model(tmp_path):
+    """A handle sent to another process (a cluster worker's outputs) carries its model, not the weak reference."""
+    import pickle
+
+    from nodegraph import ModelStore
+
+    store = ModelStore([tmp_path])
+    handle = store.handle("k", lambda: _Weights(7), "name", "kind", {"a": 1})
+    copy = pickle.loads(pickle.dumps(handle))
+    assert copy.model.value == 7 and (copy.name, copy.kind, copy.info) == ("name", "kind", {"a": 1})
+
+
+class _Weights:  # weak-referenceable, picklable: what a handle holds weakly
+    def __init__(self, value):
+        self.value = value
