@@ -175,9 +175,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
         record = json.loads((out / "training_log.json").read_text())[stage]
         assert isinstance(record["continued_from"], dict) and "continued_from" not in record["continued_from"]
     assert json.loads((out / "training_log.json").read_text())["clip"]["eq_weight"] == 2.0
-    # the 256 px super-resolution stage and the editing models land next to the bundle
-    assert (tmp_path / "shapes-unclip-sr256" / "super_res_first").is_dir()
-    assert (tmp_path / "shapes-unclip-sr256" / "super_res_scheduler").is_dir()
+    # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt*"))  # safetensors only
