@@ -37,8 +37,8 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
+    from eval.shapes import Settings, Stack, _to_numpy
     from nodes.shapes import analyse, domain
-    from nodes.shapes.evaluate import Settings, Stack, _to_numpy
     from nodes.unclip.models import sample_decoder, sample_prior, upsample
 
     torch.set_num_threads(args.threads)

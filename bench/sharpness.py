@@ -87,7 +87,7 @@ def text2image_rows(args) -> None:
                         temp_dir=Path("/tmp/nodegraph-bench-out/.temp"), entry_point_packs=False, threads=args.threads)
     engine = Engine.from_settings(settings)
     workflow = json.loads((ROOT / "workflows" / "text2image.json").read_text())
-    workflow["nodes"]["load_upsampler_256"] = {"type": "unclip.upsampler_loader", "version": 1,
+    workflow["nodes"]["load_upsampler_256"] = {"type": "unclip.load_upsampler", "version": 1,
                                                "inputs": {"model": "shapes-unclip-sr256"}}
     workflow["nodes"]["upsample_256"] = {"type": "unclip.upsample", "version": 1, "inputs": {
         "upsampler": {"from": "load_upsampler_256", "output": "upsampler"},

@@ -43,10 +43,10 @@ def graph(model: str, model_256: str, seed: int, batch: int, steps: tuple[int, .
         return {"type": t, "version": 1, "inputs": inputs}
 
     nodes = {
-        "clip": node("unclip.clip_loader", model=model),
-        "pm": node("unclip.prior_loader", model=model),
-        "dm": node("unclip.decoder_loader", model=model),
-        "um": node("unclip.upsampler_loader", model=model),
+        "clip": node("unclip.load_clip", model=model),
+        "pm": node("unclip.load_prior", model=model),
+        "dm": node("unclip.load_decoder", model=model),
+        "um": node("unclip.load_upsampler", model=model),
         "enc": node("unclip.text_encode", clip=link("clip", "clip"), text=prompt),
         "prior": node("unclip.prior", prior=link("pm", "prior"), conditioning=link("enc", "conditioning"),
                       guidance=4.0, steps=steps[0], seed=seed, count=batch),
@@ -56,7 +56,7 @@ def graph(model: str, model_256: str, seed: int, batch: int, steps: tuple[int, .
                    steps=steps[2], seed=seed),
     }
     if model_256:
-        nodes["um256"] = node("unclip.upsampler_loader", model=model_256)
+        nodes["um256"] = node("unclip.load_upsampler", model=model_256)
         nodes["up256"] = node("unclip.upsample", upsampler=link("um256", "upsampler"), images=link("up", "images"),
                               steps=steps[3], seed=seed, color_sigma=8.0)
     return {"format": "nodegraph/1", "nodes": nodes}

@@ -45,15 +45,19 @@ _EXPORTS = {
     "Event": "events", "NodeCached": "events", "NodeCompleted": "events", "NodeFailed": "events",
     "NodeStarted": "events", "Progress": "events", "RunFinished": "events", "RunStarted": "events",
     "Executor": "executor", "LocalExecutor": "executor", "RunResult": "executor",
-    "as_image_batch": "images", "from_pil": "images", "to_pil": "images",
+    "FingerprintContext": "fingerprint", "file_signature": "fingerprint",
+    "as_image_batch": "images", "from_pil": "images", "from_tensor": "images", "to_pil": "images",
+    "to_tensor": "images",
+    "lazy_exports": "lazy",
     "ModelHandle": "modelstore", "ModelStore": "modelstore",
     "Inputs": "node", "Node": "node", "NodeSpec": "node", "Outputs": "node", "Port": "node",
     "safe_join": "paths",
+    "preview_images": "saving", "save_images": "saving",
     "Plan": "plan", "make_plan": "plan",
     "load_packs": "plugins",
     "read_png_workflow": "png", "save_png": "png",
     "Pack": "registry", "Registry": "registry",
-    "ANY": "types", "IMAGE": "types", "MASK": "types", "FileName": "types", "ImageFile": "types",
+    "ANY": "types", "IMAGE": "types", "MASK": "types", "MAX_SEED": "types", "FileName": "types", "ImageFile": "types",
     "Seed": "types", "Text": "types", "link_type": "types",
     "Issue": "validation", "ValidationResult": "validation", "validate": "validation",
     "FORMAT": "workflow", "Workflow": "workflow", "dump_workflow": "workflow", "load_workflow": "workflow",
@@ -61,15 +65,16 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine",
-    "Event", "Executor", "FORMAT", "FileName", "IMAGE", "ImageFile", "Inputs", "Issue", "LocalExecutor",
-    "MASK", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted", "NodeContext",
-    "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError", "OutputCache",
-    "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished", "RunResult",
-    "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
-    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes", "from_pil",
-    "link_type", "load_packs", "load_state_dict", "load_workflow", "make_plan", "read_png_workflow", "safe_join",
-    "save_png", "to_pil", "validate",
+    "API_VERSION", "__version__", "ANY", "CancelToken", "Cancelled", "DuplicateNodeType", "Engine", "Event",
+    "Executor", "FORMAT", "FileName", "FingerprintContext", "IMAGE", "ImageFile", "Inputs", "Issue",
+    "LocalExecutor", "MASK", "MAX_SEED", "ModelHandle", "ModelStore", "Node", "NodeCached", "NodeCompleted",
+    "NodeContext", "NodeExecutionError", "NodeFailed", "NodeSpec", "NodeStarted", "NodegraphError",
+    "OutputCache", "Outputs", "Pack", "PackError", "Plan", "Port", "Progress", "Registry", "RunFinished",
+    "RunResult", "RunStarted", "Seed", "Settings", "Text", "UnsafePath", "ValidationResult", "Workflow",
+    "WorkflowInvalid", "apply_overrides", "as_image_batch", "dump_workflow", "estimate_nbytes",
+    "file_signature", "from_pil", "from_tensor", "lazy_exports", "link_type", "load_packs", "load_state_dict",
+    "load_workflow", "make_plan", "read_png_workflow", "preview_images", "safe_join", "save_images",
+    "save_png", "to_pil", "to_tensor", "validate",
 ]
 
 
@@ -111,7 +116,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
         RunStarted,
     )
     from .executor import Executor, LocalExecutor, RunResult
-    from .images import as_image_batch, from_pil, to_pil
+    from .fingerprint import FingerprintContext, file_signature
+    from .images import as_image_batch, from_pil, from_tensor, to_pil, to_tensor
+    from .lazy import lazy_exports
     from .modelstore import ModelHandle, ModelStore
     from .node import Inputs, Node, NodeSpec, Outputs, Port
     from .paths import safe_join
@@ -119,7 +126,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names above loa
     from .plugins import load_packs
     from .png import read_png_workflow, save_png
     from .registry import Pack, Registry
-    from .types import ANY, IMAGE, MASK, FileName, ImageFile, Seed, Text, link_type
+    from .saving import preview_images, save_images
+    from .types import ANY, IMAGE, MASK, MAX_SEED, FileName, ImageFile, Seed, Text, link_type
     from .validation import Issue, ValidationResult, validate
     from .weights import load_state_dict
     from .workflow import FORMAT, Workflow, dump_workflow, load_workflow

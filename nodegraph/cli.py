@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow", type=Path)
     v.add_argument("--json", action="store_true", help='print {"valid": bool, "issues": [...]}')
+    v.add_argument("--input-dir", type=Path, default=None, help="where input images are looked for")
     common(v)
 
     n = sub.add_parser("nodes", help="list the node catalogue (and packs that failed to load)")
@@ -60,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--input-dir", type=Path, default=None)
     common(s)
 
-    e = sub.add_parser("eval", help="run a pack's evaluation, e.g. `nodegraph eval shapes`")
+    e = sub.add_parser("eval", help="run an evaluation (a pack's, or a source checkout's eval/), "
+                       "e.g. `nodegraph eval shapes`")
     e.add_argument("name", help="evaluation name")
     e.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the evaluation")
     common(e)
@@ -102,9 +104,15 @@ def _print_issues(issues: list, stream=None) -> None:
         print(f"  [{i.code}] {i.message}", file=stream)
 
 
-def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
-    from .engine import parse_override_value
+def parse_override_value(text: str) -> Any:
+    """``--set`` values: JSON when they parse as JSON, else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
+
+def _parse_sets(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     errors = []
     for item in items:
@@ -243,7 +251,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .validation import Issue, ValidationResult
 
     source, err = _read_workflow(args.workflow)
-    engine = _engine(args)
+    engine = _engine(args, input_dir=args.input_dir)
     if err:
         result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
     else:
@@ -263,8 +271,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(cat, indent=2, default=str))
         return EXIT_OK
+    nodes = [n for n in cat["nodes"].values() if "replaced_by" not in n]  # old ids: listed as renames below
     by_cat: dict[str, list[dict[str, Any]]] = {}
-    for node in cat["nodes"].values():
+    for node in nodes:
         by_cat.setdefault(node["category"], []).append(node)
     for category in sorted(by_cat):
         print(f"{category}:")
@@ -275,7 +284,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             print(f"  {node['type']} v{node['version']}  ({ins}) -> ({outs})")
             if first:
                 print(f"      {first}")
-    print(f"\n{len(cat['nodes'])} node types from {len(cat['packs'])} pack(s)")
+    print(f"\n{len(nodes)} node types from {len(cat['packs'])} pack(s)")
+    if cat["aliases"]:
+        print("old type ids still accepted: " + ", ".join(f"{a} → {b}" for a, b in cat["aliases"].items()))
     for f in cat["failed_packs"]:
         print(f"FAILED pack {f['source']}: {f['message']}")
         if args.verbose and f["traceback"]:
@@ -284,12 +295,16 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, serve
+
     try:
-        from .server import serve
-    except ImportError as exc:  # pragma: no cover - the server lands in its own change
-        print(f"error: the server is not available: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return serve(args)
+        config = ServerConfig.from_env(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir)
+    except ValueError as exc:  # pydantic's ValidationError
+        print(f"error: invalid server options: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    # A server loads models by name only: a client must not make it read a path of its choosing.
+    engine = _engine(args, output_dir=args.output_dir, input_dir=args.input_dir, allow_model_paths=False)
+    return serve(engine, config)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -298,14 +313,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     engine = _engine(args)
     available = {name: target for pack in engine.registry.packs.values()
                  for name, target in pack.evaluations.items()}
+    folder, names = _checkout_evaluations()
+    available.update({name: f"eval.{name}:main" for name in names if name not in available})
     target = available.get(args.name)
     if target is None:
-        print(f"error: unknown evaluation {args.name!r}; packs provide: {', '.join(sorted(available)) or 'none'}",
-              file=sys.stderr)
+        print(f"error: unknown evaluation {args.name!r}; available: {', '.join(sorted(available)) or 'none'} "
+              "(packs declare evaluations; a source checkout adds those of its eval/ folder)", file=sys.stderr)
         return EXIT_INVALID
     module_name, _, func = target.partition(":")
+    if folder is not None and module_name.partition(".")[0] == "eval" and "eval" not in sys.modules:
+        _import_package("eval", folder)  # the checkout's root is not on sys.path of an installed command
     module = importlib.import_module(module_name)
     return int(getattr(module, func or "main")(args.args) or 0)
+
+
+def _checkout_evaluations() -> tuple[Path | None, list[str]]:
+    """The ``eval/`` folder beside the built-in packs of a source checkout and its evaluations' names."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nodes")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(location).resolve().parent / "eval"
+        if (folder / "__init__.py").is_file():
+            return folder, sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    return None, []
+
+
+def _import_package(name: str, folder: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {folder} as the package {name!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
 
 
 def main(argv: list[str] | None = None) -> int:

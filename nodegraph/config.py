@@ -47,7 +47,13 @@ class Settings(BaseModel):
     threads: int | None = Field(None, ge=1, description="Torch intra-op threads (None: torch default).")
     allow_model_paths: bool = Field(
         True, description="Model loaders accept absolute/local paths besides names in model_dirs "
-        "(the server turns this off).")
+        "(a server's engine has it off).")
+
+    def folders(self, output_dir: Path | None = None) -> dict[str, Path]:
+        """The folders that file-name inputs name: ``input``, ``output`` (``output_dir`` when given,
+        e.g. a run's), ``temp``."""
+        return {"input": Path(self.input_dir), "output": Path(output_dir or self.output_dir),
+                "temp": Path(self.temp_dir)}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

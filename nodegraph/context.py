@@ -112,7 +112,7 @@ class NodeContext:
 
     def resolve_file(self, folder: str, name: str) -> Path:
         """The path of ``name`` inside ``folder`` ("input", "output", "temp"), confined to it."""
-        base = {"input": self.input_dir, "output": self.output_dir, "temp": self.temp_dir}.get(folder)
+        base = self.settings.folders(self.output_dir).get(folder)
         if base is None:
             raise ValueError(f"unknown folder {folder!r}; use 'input', 'output' or 'temp'")
         return safe_join(base, name)

@@ -6,7 +6,6 @@ No singletons: create one ``Engine`` per process (the CLI, the server, a test) a
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from .registry import Registry
 from .validation import Issue, ValidationResult, check
 from .workflow import Workflow, WorkflowFormatError, dump_workflow, parse_source
 
-__all__ = ["Engine", "apply_overrides", "parse_override_value"]
+__all__ = ["Engine", "apply_overrides"]
 
 
 class Engine:
@@ -55,14 +54,15 @@ class Engine:
         return cls(registry, settings)
 
     def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
-        _, issues = check(source, self.registry, targets=targets)
+        """Every issue, file names included (checked against the settings' folders)."""
+        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders())
         return ValidationResult(valid=not issues, issues=issues)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
         """Validate and plan; raises :class:`~nodegraph.WorkflowInvalid` with every issue."""
         out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
         return make_plan(source, self.registry, targets=targets, output_dir=str(out.resolve()),
-                         settings=self.settings)
+                         settings=self.settings, folders=self.settings.folders(out))
 
     def run(
         self,
@@ -112,11 +112,3 @@ def apply_overrides(source: Any, overrides: Mapping[str, Any]) -> tuple[dict[str
             continue
         entry.setdefault("inputs", {})[port] = value
     return data, issues
-
-
-def parse_override_value(text: str) -> Any:
-    """``--set`` values: JSON when they parse as JSON, else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text

@@ -34,7 +34,7 @@ class _Base(BaseModel):
 
 class RunStarted(_Base):
     event: Literal["run_started"] = "run_started"
-    nodes: list[str]  # the planned nodes, in order
+    nodes: list[str] = Field(description="The planned nodes, in order.")
     targets: list[str]
 
 

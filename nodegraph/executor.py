@@ -1,10 +1,13 @@
 """Executors run plans. :class:`LocalExecutor` runs one in the calling thread.
 
-The executor is the only place with side effects. It walks the plan depth-first from the targets
-with an explicit stack (no recursion: a 100,000-node chain runs), looks every node up in the
-cache *before* evaluating its inputs (so a cached node's whole upstream is skipped), evaluates lazy
-inputs only when the node asks for them, and emits an event for every step. A failing node stops
-the run; nothing it produced is cached, and everything cached before stays valid.
+The executor is the only place with side effects. A run's bookkeeping — values so far, who still
+needs them, lazy inputs asked for, the events, the result — is a :class:`RunState`, and building
+a node's inputs and checking its outputs are functions, so another executor (a cluster one) uses
+the same steps. The local one walks the plan depth-first from the targets with an explicit stack
+(no recursion: a 100,000-node chain runs), looks every node up in the cache *before* evaluating
+its inputs (so a cached node's whole upstream is skipped), evaluates lazy inputs only when the
+node asks for them, and emits an event for every step. A failing node stops the run; nothing it
+produced is cached, and everything cached before stays valid.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from .cache import OutputCache
+from .cache import CacheEntry, OutputCache
 from .config import Settings
 from .context import CancelToken, NodeContext
 from .errors import Cancelled, NodeExecutionError
@@ -36,7 +40,7 @@ from .node import Node
 from .plan import Plan, PlanNode
 from .workflow import dump_workflow
 
-__all__ = ["Executor", "LocalExecutor", "RunResult"]
+__all__ = ["Executor", "LocalExecutor", "RunResult", "RunState", "node_inputs", "node_outputs"]
 
 
 @dataclass
@@ -68,8 +72,97 @@ def _ignore(_: Any) -> None:
     pass
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class _InputError(NodeExecutionError):
     pass
+
+
+class RunState:
+    """One run's state, whatever executes its nodes: the values produced so far (freed once every
+    consumer in the plan is done, so long chains stay flat), the lazy inputs each node asked for,
+    the events, and the :class:`RunResult` being built. ``current`` is the node being evaluated."""
+
+    def __init__(self, plan: Plan, run_id: str, sink: EventSink, cancel: CancelToken, output_dir: Path) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.sink = sink
+        self.cancel = cancel
+        self.output_dir = output_dir
+        self.result = RunResult(run_id=run_id, status="success")
+        self.values: dict[str, dict[str, Any]] = {}
+        self.current: PlanNode | None = None
+        self.looked_up: set[str] = set()  # nodes the cache missed this run: computed, not looked up again
+        self.lazy_asked: dict[str, set[str]] = {}
+        self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
+        self._targets = set(plan.targets)
+        self._consumers: dict[str, int] = {}
+        for pn in plan.nodes.values():
+            for src, _ in pn.links.values():
+                self._consumers[src] = self._consumers.get(src, 0) + 1
+        self._workflow_json: dict[str, Any] | None = None
+        self._started = time.perf_counter()
+        sink(RunStarted(run_id=run_id, nodes=plan.order, targets=plan.targets))
+
+    def workflow_json(self) -> dict[str, Any]:
+        """The workflow being run as JSON (output nodes embed it), dumped on first use."""
+        if self._workflow_json is None:
+            self._workflow_json = dump_workflow(self.plan.workflow)
+        return self._workflow_json
+
+    def lazy_ports(self, pn: PlanNode) -> tuple[list[str], set[str]]:
+        """The node's linked lazy inputs, and those of them it asked for so far."""
+        if not pn.spec.lazy_ports:
+            return [], set()
+        ports = [p for p in pn.links if p in pn.spec.lazy_ports]
+        return ports, (self.lazy_asked.setdefault(pn.id, set()) if ports else set())
+
+    def waiting_for(self, pn: PlanNode, lazy: list[str], asked: set[str]) -> list[str]:
+        """The nodes whose values ``pn`` needs and that have none yet (lazy inputs only once asked)."""
+        values = self.values
+        return [src for port, (src, _) in pn.links.items()
+                if src not in values and (port not in lazy or port in asked)]
+
+    def cached(self, pn: PlanNode, entry: CacheEntry) -> None:
+        """``pn``'s outputs came from the cache."""
+        self._done(pn, entry.outputs, entry.ui, self.result.cached)
+        self.sink(NodeCached(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, ui=entry.ui))
+
+    def completed(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], duration: float) -> None:
+        """``pn`` ran and produced ``outputs``."""
+        self._done(pn, outputs, ui, self.result.executed)
+        self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
+        self.current = None
+
+    def _done(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], kind: list[str]) -> None:
+        self.values[pn.id] = outputs
+        kind.append(pn.id)
+        if ui:
+            self.result.ui[pn.id] = ui
+        # Its inputs are consumed (unasked lazy links too): free what nothing else needs.
+        for src, _ in pn.links.values():
+            left = self._consumers[src] - 1
+            self._consumers[src] = left
+            if left == 0 and src not in self._targets:
+                self.values.pop(src, None)
+
+    def failed(self, exc: BaseException) -> None:
+        """The run stops: ``current`` failed with ``exc`` (raised where it is handled, for its traceback)."""
+        pn = self.current
+        self.result.status = "failed"
+        self.result.error = NodeFailed(run_id=self.run_id, node=pn.id if pn else "", type=pn.spec.type_id if pn else "",
+                                       error_type=type(exc).__name__, message=_message(exc),
+                                       traceback=traceback.format_exc())
+        self.sink(self.result.error)
+
+    def finish(self) -> RunResult:
+        result = self.result
+        result.outputs = {t: self.values[t] for t in self.plan.targets if t in self.values}
+        result.duration = time.perf_counter() - self._started
+        self.sink(RunFinished(run_id=self.run_id, status=result.status, duration=result.duration,
+                              executed=len(result.executed), cached=len(result.cached), error=result.error))
+        return result
 
 
 class LocalExecutor:
@@ -82,152 +175,119 @@ class LocalExecutor:
 
     def execute(self, plan: Plan, *, run_id: str | None = None, sink: EventSink | None = None,
                 cancel: CancelToken | None = None, output_dir: Path | None = None) -> RunResult:
-        run_id = run_id or uuid.uuid4().hex
-        sink = sink if sink is not None else _ignore
-        cancel = cancel if cancel is not None else CancelToken()
-        out_dir = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
-        workflow_json: list[dict[str, Any]] = []  # dumped on first use by an output node
-        result = RunResult(run_id=run_id, status="success")
-        t_run = time.perf_counter()
-        sink(RunStarted(run_id=run_id, nodes=plan.order, targets=plan.targets))
-
-        nodes = plan.nodes
-        values: dict[str, dict[str, Any]] = {}
-        # Free intermediate values once every consumer in the plan is done (long chains stay flat).
-        remaining: dict[str, int] = {}
-        for pn in nodes.values():
-            for src, _ in pn.links.values():
-                remaining[src] = remaining.get(src, 0) + 1
-        targets = set(plan.targets)
-        lazy_asked: dict[str, set[str]] = {}
-        instances: dict[str, Node] = {}
-        stack = list(reversed(plan.targets))
-        missed: set[str] = set()
-        current: PlanNode | None = None
-
-        def finish(pn: PlanNode) -> None:
-            for src, _ in pn.links.values():
-                left = remaining[src] - 1
-                remaining[src] = left
-                if left == 0 and src not in targets:
-                    values.pop(src, None)
-
-        def context(pn: PlanNode) -> NodeContext:
-            wf = None
-            if pn.spec.output_node:
-                if not workflow_json:
-                    workflow_json.append(dump_workflow(plan.workflow))
-                wf = workflow_json[0]
-            return NodeContext(node_id=pn.id, type_id=pn.spec.type_id, run_id=run_id, settings=self.settings,
-                               models=self.models, cancel=cancel, sink=sink, output_dir=out_dir, workflow=wf)
-
+        run = RunState(plan, run_id or uuid.uuid4().hex, sink if sink is not None else _ignore,
+                       cancel if cancel is not None else CancelToken(),
+                       Path(output_dir) if output_dir is not None else Path(self.settings.output_dir))
         try:
-            while stack:
-                cancel.raise_if_cancelled()
-                nid = stack[-1]
-                if nid in values:
-                    stack.pop()
-                    continue
-                pn = current = nodes[nid]
-                entry = None if nid in missed else self.cache.get(pn.key)
-                if entry is not None:
-                    values[nid] = entry.outputs
-                    result.cached.append(nid)
-                    if entry.ui:
-                        result.ui[nid] = entry.ui
-                    sink(NodeCached(run_id=run_id, node=nid, type=pn.spec.type_id, ui=entry.ui))
-                    stack.pop()
-                    finish(pn)
-                    continue
-                missed.add(nid)  # looked up once per run; it will be computed now
-                lazy_ports = [p for p in pn.links if p in pn.spec.lazy_ports] if pn.spec.lazy_ports else []
-                asked = lazy_asked.setdefault(nid, set()) if lazy_ports else set()
-                missing = [src for port, (src, _) in pn.links.items()
-                           if src not in values and (port not in lazy_ports or port in asked)]
-                if missing:
-                    stack.extend(reversed(dict.fromkeys(missing)))
-                    continue
-                node = instances.get(nid)
-                if node is None:
-                    node = instances[nid] = pn.spec.cls()
-                if lazy_ports:
-                    ctx = context(pn)
-                    wanted = node.check_lazy(self._inputs(pn, values, set(lazy_ports) - asked), ctx)
-                    new = [p for p in wanted if p in lazy_ports and p not in asked]
-                    if new:
-                        asked.update(new)
-                        continue  # evaluate them (the loop pushes their sources), then ask again
-                unevaluated = set(lazy_ports) - asked
-                inputs = self._inputs(pn, values, unevaluated)
-                ctx = context(pn)
-                sink(NodeStarted(run_id=run_id, node=nid, type=pn.spec.type_id))
-                t0 = time.perf_counter()
-                outputs = self._outputs(pn, node.run(inputs, ctx))
-                duration = time.perf_counter() - t0
-                values[nid] = outputs
-                instances.pop(nid, None)
-                self.cache.put(pn.key, outputs, ctx.ui)
-                result.executed.append(nid)
-                if ctx.ui:
-                    result.ui[nid] = ctx.ui
-                sink(NodeCompleted(run_id=run_id, node=nid, type=pn.spec.type_id, duration=duration, ui=ctx.ui))
-                stack.pop()
-                finish(pn)  # unasked lazy links count as consumed too
-                current = None
+            self._walk(run)
         except Cancelled:
-            result.status = "cancelled"
+            run.result.status = "cancelled"
         except Exception as exc:  # noqa: BLE001 - any node failure becomes an event, never a crash
-            pn = current
-            result.status = "failed"
-            result.error = NodeFailed(
-                run_id=run_id,
-                node=pn.id if pn else "",
-                type=pn.spec.type_id if pn else "",
-                error_type=type(exc).__name__,
-                message=_message(exc),
-                traceback=traceback.format_exc(),
-            )
-            sink(result.error)
-        result.outputs = {t: values[t] for t in plan.targets if t in values}
-        result.duration = time.perf_counter() - t_run
-        sink(RunFinished(run_id=run_id, status=result.status, duration=result.duration,
-                         executed=len(result.executed), cached=len(result.cached), error=result.error))
-        return result
+            run.failed(exc)
+        return run.finish()
 
-    @staticmethod
-    def _inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: set[str]) -> Any:
-        kwargs = dict(pn.literals)
-        spec = pn.spec
-        for port, (src, out) in pn.links.items():
-            if port in unevaluated:
-                kwargs[port] = None
+    def _walk(self, run: RunState) -> None:
+        """Evaluate the targets depth-first: a node is taken from the cache, or its missing inputs are
+        pushed, or (once they are there, and the lazy ones it asks for) it runs."""
+        stack = list(reversed(run.plan.targets))
+        nodes, values, looked_up, cancel = run.plan.nodes, run.values, run.looked_up, run.cancel
+        while stack:
+            cancel.raise_if_cancelled()
+            nid = stack[-1]
+            if nid in values:
+                stack.pop()
                 continue
-            value = values[src][out]
-            pspec = spec.inputs[port]
-            if not pspec.link_only:
-                try:  # a linked widget value gets the same checks as a literal one
-                    value = pspec.validate_value(value)
-                except ValidationError as exc:
-                    err = exc.errors()[0]["msg"] if exc.errors() else str(exc)
-                    raise _InputError(f"input {port!r} received {value!r} from {src}.{out}: {err}") from None
-            kwargs[port] = value
-        return spec.cls.Inputs.model_construct(**kwargs)
+            pn = run.current = nodes[nid]
+            if nid not in looked_up:
+                entry = self.cache.get(pn.key)
+                if entry is not None:
+                    run.cached(pn, entry)
+                    stack.pop()
+                    continue
+                looked_up.add(nid)
+            if pn.spec.lazy_ports:
+                lazy, asked = run.lazy_ports(pn)
+                missing = run.waiting_for(pn, lazy, asked)
+            else:  # most nodes (inline: this loop is the executor's overhead per node)
+                lazy, asked = [], _NONE
+                missing = [src for src, _ in pn.links.values() if src not in values]
+            if missing:
+                stack.extend(reversed(dict.fromkeys(missing)))
+                continue
+            if lazy and self._asks_for_more(run, pn, lazy, asked):
+                continue  # the loop pushes the sources of the inputs it asked for, then asks again
+            self._run_node(run, pn, set(lazy) - asked if lazy else _NONE)
+            stack.pop()
 
-    @staticmethod
-    def _outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
-        spec = pn.spec
-        if isinstance(result, spec.cls.Outputs):
-            return {name: getattr(result, name) for name in spec.outputs}
-        if isinstance(result, dict):
-            missing = [n for n in spec.outputs if n not in result]
-            extra = [n for n in result if n not in spec.outputs]
-            if missing or extra:
-                raise NodeExecutionError(
-                    f"{spec.type_id}.run returned outputs {sorted(result)}, expected {list(spec.outputs)}"
-                    f" (missing {missing}, unexpected {extra})")
-            return dict(result)
-        raise NodeExecutionError(f"{spec.type_id}.run returned {type(result).__name__}; it must return "
-                                 f"{spec.cls.__name__}.Outputs(...)")
+    def _instance(self, run: RunState, pn: PlanNode) -> Node:
+        node = run.instances.get(pn.id)
+        if node is None:
+            node = run.instances[pn.id] = pn.spec.cls()
+        return node
+
+    def _context(self, run: RunState, pn: PlanNode) -> NodeContext:
+        return NodeContext(node_id=pn.id, type_id=pn.spec.type_id, run_id=run.run_id, settings=self.settings,
+                           models=self.models, cancel=run.cancel, sink=run.sink, output_dir=run.output_dir,
+                           workflow=run.workflow_json() if pn.spec.output_node else None)
+
+    def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
+        """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""
+        unevaluated = set(lazy) - asked
+        wanted = self._instance(run, pn).check_lazy(node_inputs(pn, run.values, unevaluated), self._context(run, pn))
+        new = [p for p in wanted if p in lazy and p not in asked]
+        asked.update(new)
+        return bool(new)
+
+    def _run_node(self, run: RunState, pn: PlanNode, unevaluated: AbstractSet[str]) -> None:
+        node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
+        if node is None:
+            node = pn.spec.cls()
+        inputs = node_inputs(pn, run.values, unevaluated)
+        ctx = self._context(run, pn)
+        run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
+        t0 = time.perf_counter()
+        outputs = node_outputs(pn, node.run(inputs, ctx))
+        duration = time.perf_counter() - t0
+        self.cache.put(pn.key, outputs, ctx.ui)
+        run.completed(pn, outputs, ctx.ui, duration)
+
+
+def node_inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: AbstractSet[str] = frozenset()) -> Any:
+    """The node's ``Inputs``: its literals and the upstream ``values`` its links name (``None`` for the
+    lazy inputs in ``unevaluated``). A linked widget value gets the same checks as a literal one."""
+    kwargs = dict(pn.literals)
+    spec = pn.spec
+    for port, (src, out) in pn.links.items():
+        if port in unevaluated:
+            kwargs[port] = None
+            continue
+        value = values[src][out]
+        pspec = spec.inputs[port]
+        if not pspec.type.link_only:
+            try:
+                value = pspec.validate_value(value)
+            except ValidationError as exc:
+                err = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+                raise _InputError(f"input {port!r} received {value!r} from {src}.{out}: {err}") from None
+        kwargs[port] = value
+    return spec.cls.Inputs.model_construct(**kwargs)
+
+
+def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
+    """What ``run`` returned, checked against the node's declared outputs, as a dict."""
+    spec = pn.spec
+    if isinstance(result, spec.cls.Outputs):
+        return {name: getattr(result, name) for name in spec.outputs}
+    if isinstance(result, dict):
+        missing = [n for n in spec.outputs if n not in result]
+        extra = [n for n in result if n not in spec.outputs]
+        if missing or extra:
+            raise NodeExecutionError(
+                f"{spec.type_id}.run returned outputs {sorted(result)}, expected {list(spec.outputs)}"
+                f" (missing {missing}, unexpected {extra})")
+        return dict(result)
+    raise NodeExecutionError(f"{spec.type_id}.run returned {type(result).__name__}; it must return "
+                             f"{spec.cls.__name__}.Outputs(...)")
 
 
 def _message(exc: BaseException) -> str:

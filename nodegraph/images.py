@@ -1,11 +1,14 @@
-"""Conversions between the IMAGE/MASK link types and PIL images (numpy imported on first use)."""
+"""Conversions of the IMAGE link type: to and from PIL images and torch tensors.
+
+numpy, PIL and torch are imported inside the functions, so importing nodegraph stays torch-free.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["as_image_batch", "from_pil", "to_pil"]
+__all__ = ["as_image_batch", "from_pil", "from_tensor", "to_pil", "to_tensor"]
 
 
 def as_image_batch(value: Any, what: str = "image") -> Any:
@@ -43,3 +46,15 @@ def from_pil(images: Sequence[Any]) -> Any:
     if len(sizes) != 1:
         raise ValueError(f"images of different sizes cannot form one batch: {sorted(sizes)}")
     return np.stack(frames)
+
+
+def to_tensor(images: Any) -> Any:
+    """IMAGE (B, H, W, 3) in [0, 1] → float32 torch tensor (B, 3, H, W), as image models take them."""
+    import torch
+
+    return torch.from_numpy(as_image_batch(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def from_tensor(tensor: Any) -> Any:
+    """Torch tensor (B, 3, H, W) (clamped to [0, 1]) → IMAGE (B, H, W, 3) float32 numpy."""
+    return tensor.detach().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype("float32")

@@ -19,10 +19,48 @@ from typing import Any, TypeVar
 from .errors import NodeExecutionError, UnsafePath
 from .paths import safe_join
 
-__all__ = ["ModelHandle", "ModelStore"]
+__all__ = ["ModelHandle", "ModelStore", "find_model", "list_models"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def find_model(dirs: Iterable[Path], name: str, kind: str | None = None, *, allow_paths: bool = True) -> Path:
+    """Path of model ``name`` in ``dirs`` (under ``<dir>/<kind>/``, then ``<dir>/``), or a path when
+    ``allow_paths``; raises :class:`NodeExecutionError` (or :class:`UnsafePath`) saying what is available."""
+    dirs = [Path(d) for d in dirs]
+    if not isinstance(name, str) or not name:
+        raise NodeExecutionError("no model name given; pick one of: " + ", ".join(list_models(dirs, kind)))
+    if os.path.isabs(name) or name.startswith(("./", "../", "~")):
+        if not allow_paths:
+            raise UnsafePath(f"model {name!r}: paths are not allowed here; use a name from the model "
+                             "folders: " + ", ".join(list_models(dirs, kind)))
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise NodeExecutionError(f"model path {path} does not exist")
+        return path
+    for base in dirs:
+        for root in ([base / kind] if kind else []) + [base]:
+            if root.is_dir() and (path := safe_join(root, name)).exists():
+                return path
+    available = list_models(dirs, kind)
+    raise NodeExecutionError(
+        f"model {name!r} not found in {', '.join(str(d) for d in dirs) or '(no model folders)'}; "
+        + (f"available: {', '.join(available)}" if available else "add it to a model folder")
+        + ("" if not allow_paths else ", or give a path"))
+
+
+def list_models(dirs: Iterable[Path], kind: str | None = None) -> list[str]:
+    """Model names available for ``kind`` in ``dirs`` (entries of ``<dir>/<kind>/``, else of ``<dir>/``)."""
+    names: list[str] = []
+    for base in map(Path, dirs):
+        root = base / kind if kind and (base / kind).is_dir() else base
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if not child.name.startswith(".") and child.name not in names:
+                names.append(child.name)
+    return names
 
 
 class ModelStore:
@@ -40,44 +78,11 @@ class ModelStore:
     # -- finding ---------------------------------------------------------------------------------
     def resolve(self, name: str, kind: str | None = None) -> Path:
         """Path of model ``name`` (looked up under ``<dir>/<kind>/`` then ``<dir>/``), or a clear error."""
-        if not isinstance(name, str) or not name:
-            raise NodeExecutionError("no model name given; pick one of: " + ", ".join(self.list(kind)))
-        looks_like_path = os.path.isabs(name) or name.startswith(("./", "../", "~"))
-        if looks_like_path:
-            if not self.allow_paths:
-                raise UnsafePath(f"model {name!r}: paths are not allowed here; use a name from the model "
-                                 "folders: " + ", ".join(self.list(kind)))
-            path = Path(name).expanduser()
-            if not path.exists():
-                raise NodeExecutionError(f"model path {path} does not exist")
-            return path
-        for base in self.dirs:
-            for root in ([base / kind] if kind else []) + [base]:
-                if not root.is_dir():
-                    continue
-                try:
-                    path = safe_join(root, name)
-                except UnsafePath:
-                    raise
-                if path.exists():
-                    return path
-        available = self.list(kind)
-        raise NodeExecutionError(
-            f"model {name!r} not found in {', '.join(str(d) for d in self.dirs) or '(no model folders)'}; "
-            + (f"available: {', '.join(available)}" if available else "add it to a model folder")
-            + ("" if not self.allow_paths else ", or give a path"))
+        return find_model(self.dirs, name, kind, allow_paths=self.allow_paths)
 
     def list(self, kind: str | None = None) -> list[str]:
         """Model names available for ``kind`` (entries of ``<dir>/<kind>/``, else of ``<dir>/``)."""
-        names: list[str] = []
-        for base in self.dirs:
-            root = base / kind if kind and (base / kind).is_dir() else base
-            if not root.is_dir():
-                continue
-            for child in sorted(root.iterdir()):
-                if not child.name.startswith(".") and child.name not in names:
-                    names.append(child.name)
-        return names
+        return list_models(self.dirs, kind)
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, key: str, loader: Callable[[], T]) -> T:

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from .types import PortType, port_type_of
 
 if TYPE_CHECKING:
-    from .config import Settings
     from .context import NodeContext
+    from .fingerprint import FingerprintContext
 
 __all__ = ["Inputs", "Node", "NodeSpec", "Outputs", "Port", "PortSpec"]
 
@@ -126,12 +126,13 @@ class Node:
         """
         return lazy_input_names(type(self))
 
-    def fingerprint(self, inputs: dict[str, Any], settings: Settings) -> str | None:
+    def fingerprint(self, inputs: dict[str, Any], ctx: FingerprintContext) -> str | None:
         """For volatile nodes: a string that changes when the result would (e.g. a file's hash).
 
         Receives the literal inputs (linked inputs are absent: their upstream cache keys are already
-        part of the node's key) and the settings (folders); return ``None`` to always re-run.
-        Called at planning time.
+        part of the node's key) and the folders, with the rules the node finds files by
+        (:class:`~nodegraph.FingerprintContext`); return ``None`` to always re-run. Called at
+        planning time.
         """
         return None
 
@@ -163,15 +164,24 @@ class NodeSpec:
     def output_node(self) -> bool:
         return self.cls.output_node
 
+    @property
+    def title(self) -> str:
+        """The display name: ``Node.title``, else the class name split into words."""
+        return self.cls.title or _words(self.cls.__name__)
+
+    @property
+    def description(self) -> str:
+        """The class docstring (the editor's tooltip)."""
+        return (self.cls.__doc__ or "").strip()
+
     def schema(self) -> dict[str, Any]:
-        """The node's JSON description: catalogue entry for the editor and ``nodegraph nodes``."""
-        return _schema(self)
+        """The node's catalogue entry (:class:`nodegraph.catalogue.NodeSchema`) as JSON."""
+        from .catalogue import NodeSchema
+
+        return NodeSchema.of(self).model_dump(mode="json", exclude_unset=True)
 
 
-def _title(cls: type[Node]) -> str:
-    if cls.title:
-        return cls.title
-    name = cls.__name__
+def _words(name: str) -> str:
     words: list[str] = []
     for i, ch in enumerate(name):
         if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
@@ -234,60 +244,3 @@ def derive_spec(cls: type[Node], pack: str) -> NodeSpec:
         inputs=_ports(cls.Inputs, cls.__name__, outputs=False),
         outputs=_ports(cls.Outputs, cls.__name__, outputs=True),
     )
-
-
-def _port_json(p: PortSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": p.name, "type": p.type.name, "description": p.description}
-    if p.type.link_only:
-        out["link"] = True
-    if p.required:
-        out["required"] = True
-    if p.type.optional:
-        out["optional"] = True
-    if p.lazy:
-        out["lazy"] = True
-    if p.type.choices:
-        out["choices"] = list(p.type.choices)
-    if p.type.widget is not None:
-        out["widget"] = p.type.widget.kind
-        if p.type.widget.folder:
-            out["folder"] = p.type.widget.folder
-        if p.type.widget.extensions:
-            out["extensions"] = list(p.type.widget.extensions)
-    return out
-
-
-def _schema(spec: NodeSpec) -> dict[str, Any]:
-    cls = spec.cls
-    in_schema = cls.Inputs.model_json_schema(mode="validation")
-    out_schema = cls.Outputs.model_json_schema(mode="serialization")
-    inputs = []
-    props = in_schema.get("properties", {})
-    for name, port in spec.inputs.items():
-        entry = _port_json(port)
-        prop = dict(props.get(name, {}))
-        for key in ("default", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                    "minLength", "maxLength", "pattern"):
-            if key in prop:
-                entry[key] = prop[key]
-        extra = prop.get(_NG, {})
-        for key in ("step", "display"):
-            if key in extra:
-                entry[key] = extra[key]
-        inputs.append(entry)
-    return {
-        "type": spec.type_id,
-        "pack": spec.pack,
-        "version": cls.version,
-        "title": _title(cls),
-        "category": cls.category,
-        "description": (cls.__doc__ or "").strip(),
-        "output_node": cls.output_node,
-        "volatile": cls.volatile,
-        "deprecated": cls.deprecated,
-        "inputs": inputs,
-        "outputs": [_port_json(p) for p in spec.outputs.values()],
-        "input_schema": in_schema,
-        "output_schema": out_schema,
-    }
-

@@ -1,4 +1,4 @@
-"""Confining file names to their folder.
+"""Confining file names to their folder, and listing what a folder holds.
 
 Every node input or server route that names a file goes through :func:`safe_join`: the result is
 always inside ``base`` after symlinks are resolved, whatever the name contains.
@@ -11,16 +11,19 @@ from pathlib import Path
 
 from .errors import UnsafePath
 
-__all__ = ["safe_join"]
+__all__ = ["list_files", "safe_join"]
 
 
-def safe_join(base: str | os.PathLike[str], name: str) -> Path:
+def safe_join(base: str | os.PathLike[str], name: str, *, hidden: bool = True) -> Path:
     """Join ``name`` (a relative name, ``/`` separated) to ``base`` or raise :class:`UnsafePath`.
 
     Refused: empty names, NUL bytes, backslashes, absolute paths, drive letters, ``..`` components
     (also when percent-decoding has already happened upstream), and names whose real path, after
-    following symlinks, is outside ``base``.
+    following symlinks, is outside ``base``; with ``hidden=False`` also names with a part that
+    starts with ``.``.
     """
+    if not hidden and isinstance(name, str) and any(part.startswith(".") for part in name.split("/")):
+        raise UnsafePath(f"file name {name!r} has a hidden ('.') part; refused")
     if not isinstance(name, str) or not name or name.strip() != name:
         raise UnsafePath(f"file name {name!r} is empty or has surrounding spaces; give a name like 'cat.png'")
     if "\x00" in name:
@@ -37,3 +40,28 @@ def safe_join(base: str | os.PathLike[str], name: str) -> Path:
     if target != root and root not in target.parents:
         raise UnsafePath(f"file name {name!r} resolves outside its folder (a symlink?); refused")
     return target
+
+
+def list_files(folder: str | os.PathLike[str], extensions: tuple[str, ...] = (), limit: int = 10_000) -> list[str]:
+    """Names of the files under ``folder``, subfolders included (``/``-separated, sorted), those with
+    one of ``extensions`` when given; hidden names and symlinks out of the folder are left out."""
+    if not os.path.isdir(folder):
+        return []
+    root = Path(os.path.realpath(folder))
+    exts = tuple(e.lower() for e in extensions)
+    names: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        for fn in sorted(filenames):
+            if fn.startswith(".") or (exts and not fn.lower().endswith(exts)):
+                continue
+            name = (rel / fn).as_posix()
+            try:
+                safe_join(root, name)
+            except UnsafePath:
+                continue
+            names.append(name)
+            if len(names) >= limit:
+                return names
+    return names

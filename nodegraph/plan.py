@@ -14,20 +14,22 @@ import gc
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
 from .config import Settings
 from .errors import WorkflowInvalid
+from .fingerprint import FingerprintContext
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse
 from .workflow import Workflow
 
-__all__ = ["Plan", "PlanNode", "make_plan"]
+__all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order"]
 
 
 @dataclass
@@ -82,17 +84,19 @@ def make_plan(
     output_dir: str = "",
     run_nonce: str | None = None,
     settings: Settings | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> Plan:
     """Validate and plan; raises :class:`WorkflowInvalid` listing every issue.
 
     ``output_dir`` is part of the keys of output nodes (so a batch writing to a new folder writes);
-    ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run).
+    ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run);
+    ``folders`` are the folders literal file names are checked against (see :func:`analyse`).
     """
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
     with _gc_paused():
-        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings)
+        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
 
 
 @contextlib.contextmanager
@@ -107,53 +111,75 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
-               run_nonce: str | None, settings: Settings | None) -> Plan:
-    analysis, issues = analyse(source, registry, targets=wanted)
+               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
+    analysis, issues = analyse(source, registry, targets=wanted, folders=folders)
     if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
-    graph = analysis.graph
-    specs = analysis.specs
-
     if wanted is None:
-        wanted = [nid for nid, spec in specs.items() if spec.output_node]
-    needed = set(wanted)  # the targets and all their ancestors, in one reverse traversal
-    frontier = list(wanted)
+        wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
+    order = needed_in_order(analysis.graph, analysis.order, wanted)
+    nodes: dict[str, PlanNode] = {}
+    keys: dict[str, str] = {}
+    for nid in order:
+        spec, links = analysis.specs[nid], analysis.links[nid]
+        literals = _with_defaults(spec, analysis.literals[nid], links)
+        fingerprint = None
+        if spec.cls.volatile:
+            fingerprint = _fingerprint(spec, literals, settings)
+            fingerprint = nonce if fingerprint is None else fingerprint
+        keys[nid] = key = cache_key(spec, literals, links, keys, fingerprint=fingerprint,
+                                    output_dir=output_dir if spec.output_node else None)
+        nodes[nid] = PlanNode(nid, spec, literals, links, key)
+    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=analysis.graph,
+                run_nonce=nonce)
+
+
+def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
+    """The targets and all their ancestors, in ``order`` (the graph's topological order)."""
+    needed = set(targets)  # one reverse traversal
+    frontier = list(targets)
     while frontier:
         for pred in graph.predecessors(frontier.pop()):
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
-    # networkx's sort is deterministic for a given insertion (= workflow) order.
-    order = [n for n in nx.topological_sort(graph) if n in needed]
+    return [n for n in order if n in needed]
 
-    nodes: dict[str, PlanNode] = {}
-    sha = hashlib.sha256
-    for nid in order:
-        spec = specs[nid]
-        literals = dict(analysis.literals[nid])
-        for port, pspec in spec.inputs.items():
-            if port not in literals and not pspec.required and port not in analysis.links[nid]:
-                literals[port] = pspec.default
-        links = analysis.links[nid]
-        parts = [spec.type_id, str(spec.version)]
-        for port in sorted(literals):
-            parts.append(f"{port}={_encode(literals[port])}")
-        for port in sorted(links):
-            src, out = links[port]
-            parts.append(f"{port}<{nodes[src].key}.{out}")
-        if spec.cls.volatile:
-            fp = None
-            if settings is not None:
-                # from the literal inputs; what arrives on links is already in the key (upstream keys)
-                try:
-                    fp = spec.cls().fingerprint(dict(literals), settings)
-                except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
-                    fp = None
-            parts.append(f"!fingerprint={fp if fp is not None else nonce}")
-        if spec.output_node:
-            parts.append(f"!output_dir={output_dir}")
-        key = sha("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
-        nodes[nid] = PlanNode(nid, spec, literals, links, key)
-    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=graph,
-                run_nonce=nonce)
+
+def _with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The node's literal inputs with the defaults of the optional inputs that were left out."""
+    literals = dict(literals)
+    for port, pspec in spec.inputs.items():
+        if port not in literals and not pspec.required and port not in links:
+            literals[port] = pspec.default
+    return literals
+
+
+def _fingerprint(spec: NodeSpec, literals: dict[str, Any], settings: Settings | None) -> str | None:
+    """A volatile node's fingerprint of its literal inputs (what arrives on links is already in the key,
+    through the upstream keys); ``None`` when it has none, and the node then re-runs every time."""
+    if settings is None:
+        return None
+    try:
+        return spec.cls().fingerprint(dict(literals), FingerprintContext.from_settings(settings))
+    except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
+        return None
+
+
+def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, tuple[str, str]],
+              upstream: Mapping[str, str], *, fingerprint: str | None = None, output_dir: str | None = None) -> str:
+    """A node's Merkle key: sha256 over its type id, version, canonical literals and, per link, the key
+    of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
+    adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
+    parts = [spec.type_id, str(spec.version)]
+    for port in sorted(literals):
+        parts.append(f"{port}={_encode(literals[port])}")
+    for port in sorted(links):
+        src, out = links[port]
+        parts.append(f"{port}<{upstream[src]}.{out}")
+    if fingerprint is not None:
+        parts.append(f"!fingerprint={fingerprint}")
+    if output_dir is not None:
+        parts.append(f"!output_dir={output_dir}")
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,4 +1,9 @@
-"""The registry: node type id → spec, the packs they came from, and packs that failed to load."""
+"""The registry: node type id → spec, the packs they came from, and packs that failed to load.
+
+A pack may keep old type ids working after a rename or a move (``Pack(aliases={old: name})``): the
+registry resolves an alias to the node's spec, validation rewrites the workflow to the new id, and
+the catalogue lists the old id as a deprecated entry naming its replacement.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ class Pack:
     ``name`` namespaces its node types (``name.node``); ``web`` is a folder of front-end extension
     files (relative to the module), served by the server under ``/extensions/<name>/``;
     ``evaluations`` maps a name to ``"module:function"`` run by ``nodegraph eval NAME [ARGS]``
-    (the function takes the argument list and returns an exit code).
+    (the function takes the argument list and returns an exit code); ``aliases`` maps old type ids
+    (any pack's namespace, for a node that moved) to the ``name`` of one of this pack's nodes.
     """
 
     name: str
@@ -30,6 +36,7 @@ class Pack:
     description: str = ""
     web: str | None = None
     evaluations: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,11 +51,6 @@ class PackInfo:
     web_dir: Path | None = None
     evaluations: dict[str, str] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "version": self.version,
-                "description": self.description, "nodes": list(self.node_types),
-                "web": self.web_dir is not None, "evaluations": sorted(self.evaluations)}
-
 
 @dataclass
 class PackFailure:
@@ -58,15 +60,13 @@ class PackFailure:
     message: str
     traceback: str = ""
 
-    def as_json(self) -> dict[str, Any]:
-        return {"source": self.source, "message": self.message, "traceback": self.traceback}
-
 
 class Registry:
     """Node specs by type id. Registering a pack is all-or-nothing."""
 
     def __init__(self) -> None:
         self._specs: dict[str, NodeSpec] = {}
+        self._aliases: dict[str, str] = {}  # old type id -> current type id
         self.packs: dict[str, PackInfo] = {}
         self.failures: list[PackFailure] = []
 
@@ -86,6 +86,10 @@ class Registry:
                 spec = derive_spec(cls, pack.name)
             except TypeError as exc:
                 raise PackError(f"{source}: {exc}") from exc
+            if spec.type_id in self._aliases:
+                raise DuplicateNodeType(
+                    f"node type {spec.type_id!r} of {source} is already an old name of "
+                    f"{self._aliases[spec.type_id]!r}; give the node class another `name`")
             if spec.type_id in self._specs or any(s.type_id == spec.type_id for s in specs):
                 first = self._specs.get(spec.type_id)
                 owner = self.packs[first.pack].source if first else source
@@ -93,21 +97,44 @@ class Registry:
                     f"node type {spec.type_id!r} is defined twice: by {owner} and by {source}; "
                     "give one of the node classes another `name`")
             specs.append(spec)
+        aliases = self._check_aliases(pack, source, {s.cls.name: s.type_id for s in specs})
         for spec in specs:
             self._specs[spec.type_id] = spec
+        self._aliases.update(aliases)
         info = PackInfo(pack.name, source, pack.version, pack.description, [s.type_id for s in specs], web_dir,
                         dict(pack.evaluations))
         self.packs[pack.name] = info
         return info
 
+    def _check_aliases(self, pack: Pack, source: str, names: dict[str, str]) -> dict[str, str]:
+        aliases: dict[str, str] = {}
+        for old, name in pack.aliases.items():
+            if name not in names:
+                raise PackError(f"{source}: alias {old!r} names {name!r}, which is not a node of pack "
+                                f"{pack.name!r}; its nodes are: {', '.join(names) or 'none'}")
+            if old in self._specs or old in names.values() or old in self._aliases:
+                taken = "a node type" if old not in self._aliases else f"an old name of {self._aliases[old]!r}"
+                raise DuplicateNodeType(f"{source}: alias {old!r} is already {taken}; drop the alias")
+            aliases[old] = names[name]
+        return aliases
+
     def add_failure(self, source: str, message: str, traceback: str = "") -> None:
         self.failures.append(PackFailure(source, message, traceback))
 
     def get(self, type_id: str) -> NodeSpec | None:
-        return self._specs.get(type_id)
+        """The spec of ``type_id``, or of the node it is an old name of; ``None`` if unknown."""
+        spec = self._specs.get(type_id)
+        if spec is None and type_id in self._aliases:
+            spec = self._specs[self._aliases[type_id]]
+        return spec
 
     def __contains__(self, type_id: object) -> bool:
-        return type_id in self._specs
+        return type_id in self._specs or type_id in self._aliases
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Old type id → current type id, for every rename the packs declare."""
+        return dict(self._aliases)
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -120,9 +147,8 @@ class Registry:
         return difflib.get_close_matches(type_id, list(self._specs), n=3, cutoff=0.6)
 
     def catalogue(self) -> dict[str, Any]:
-        """The node catalogue: every node's schema, the packs, and the packs that failed."""
-        return {
-            "nodes": {tid: spec.schema() for tid, spec in sorted(self._specs.items())},
-            "packs": [p.as_json() for p in self.packs.values()],
-            "failed_packs": [f.as_json() for f in self.failures],
-        }
+        """The node catalogue as JSON (:class:`nodegraph.catalogue.NodeCatalogue`): every node's
+        schema, the old ids of renamed nodes, the packs, the packs that failed, and the link rules."""
+        from .catalogue import build_catalogue
+
+        return build_catalogue(self).as_json()

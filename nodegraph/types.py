@@ -19,17 +19,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
+from pydantic import Field
+
 __all__ = [
     "ANY",
+    "ANY_TYPE",
     "FileName",
     "IMAGE",
     "ImageFile",
     "LinkType",
     "MASK",
+    "MAX_SEED",
     "Seed",
     "Text",
     "WidgetKind",
     "compatible",
+    "link_accepts",
     "link_type",
     "port_type_of",
 ]
@@ -81,11 +86,15 @@ def _example_mask() -> Any:
 IMAGE = link_type("IMAGE", "RGB images, numpy float32 (B, H, W, 3) in [0, 1].", _example_image)
 #: Masks: numpy float32 array (B, H, W) with values in [0, 1]; 1 marks the selected region.
 MASK = link_type("MASK", "Masks, numpy float32 (B, H, W) in [0, 1]; 1 = selected.", _example_mask)
+#: The type name that links to and from every type.
+ANY_TYPE = "ANY"
 #: Accepts a link of any type (e.g. the inputs of a switch).
-ANY = link_type("ANY", "Any value.", lambda: 0)
+ANY = link_type(ANY_TYPE, "Any value.", lambda: 0)
 
-#: A random seed. The editor offers "randomize" / "fixed"; the value is part of the cache key.
-Seed = Annotated[int, WidgetKind("seed")]
+#: The largest seed: 2**53 − 1, the largest integer a JSON number (a JavaScript double) holds exactly.
+MAX_SEED = 2**53 - 1
+#: A random seed in [0, MAX_SEED]. The editor offers "randomize" / "fixed"; the value is part of the cache key.
+Seed = Annotated[int, WidgetKind("seed"), Field(ge=0, le=MAX_SEED)]
 #: Multi-line text (prompts).
 Text = Annotated[str, WidgetKind("text")]
 
@@ -154,7 +163,7 @@ def port_type_of(annotation: Any) -> PortType:
             name = "SEED"
         return PortType(name, False, optional, (), widget)
     if annotation is Any:
-        return PortType("ANY", False, optional, (), widget)
+        return PortType(ANY_TYPE, False, optional, (), widget)
     if origin in (list, tuple) or annotation in (list, tuple, dict) or origin is dict:
         return PortType("JSON", False, optional, (), widget)
     raise TypeError(
@@ -163,7 +172,8 @@ def port_type_of(annotation: Any) -> PortType:
     )
 
 
-# Which output types a port of a given type accepts, besides its own name.
+# Which output types a port of a given type accepts, besides its own name (served to the editor in
+# the catalogue's link rules).
 _ACCEPTS: dict[str, frozenset[str]] = {
     "FLOAT": frozenset({"INT"}),
     "SEED": frozenset({"INT"}),
@@ -175,6 +185,11 @@ _ACCEPTS: dict[str, frozenset[str]] = {
 
 def compatible(output_type: str, input_type: str) -> bool:
     """Whether an output of ``output_type`` may be linked into an input of ``input_type``."""
-    if input_type == "ANY" or output_type == "ANY" or output_type == input_type:
+    if input_type == ANY_TYPE or output_type == ANY_TYPE or output_type == input_type:
         return True
     return output_type in _ACCEPTS.get(input_type, frozenset())
+
+
+def link_accepts() -> dict[str, frozenset[str]]:
+    """Input type -> the output types it accepts besides its own (and :data:`ANY_TYPE`)."""
+    return dict(_ACCEPTS)

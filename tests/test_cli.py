@@ -62,6 +62,19 @@ def test_invalid_workflow_exits_2_and_prints_every_issue(tmp_path, wf_file, caps
     assert "[unknown_node_type]" in err and "[missing_input]" in err
 
 
+def test_a_missing_input_image_exits_2_before_any_node_runs(tmp_path, wf_file, capsys):
+    (tmp_path / "in" / "examples").mkdir(parents=True)
+    (tmp_path / "in" / "examples" / "cat.png").write_bytes(b"")
+    wf = workflow(clip=node("unclip.clip_loader"), img=node("core.load_image", image="cat.png"),
+                  s=node("toy.sink", value=link("img", "width")), t=node("toy.sink", value=link("clip", "clip")))
+    code = cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--input-dir", str(tmp_path / "in"),
+               "--output-dir", str(tmp_path / "out"), "--json-events")
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""  # no event at all: the model loader never started
+    assert "1 issue(s)" in err and "[file_not_found]" in err and "did you mean 'examples/cat.png'?" in err
+    assert cli("validate", str(wf_file(wf)), "--nodes-dir", PACKS, "--input-dir", str(tmp_path / "in")) == 2
+
+
 def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -212,10 +225,28 @@ def test_tty_renderer_draws_bars():
 
 def test_example_workflows_validate():
     for path in sorted((ROOT / "workflows").glob("*.json")):
-        assert cli("validate", str(path)) == 0, path
+        assert cli("validate", str(path), "--input-dir", str(ROOT / "input")) == 0, path
 
 
 def test_default_output_dir_is_relative_to_cwd(tmp_path, wf_file, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("run", str(wf_file(save_wf()))) == 0
     assert (Path(tmp_path) / "output" / "img_00001.png").exists()
+
+
+def test_nodes_lists_current_ids_and_the_old_ones_as_renames(capsys):
+    assert cli("nodes") == 0
+    out = capsys.readouterr().out
+    assert "  unclip.load_clip v1" in out and "  unclip.clip_loader v1" not in out
+    assert "unclip.clip_loader → unclip.load_clip" in out and "edit.factor_color → shapes.factor_color" in out
+
+
+def test_eval_finds_the_source_checkouts_evaluations_from_any_folder(tmp_path):
+    # the checkout's root is not on sys.path here (as for the installed `nodegraph` command)
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "shapes", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: nodegraph eval shapes" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "nope"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "available: edit, shapes" in proc.stderr

@@ -189,13 +189,13 @@ def cn_engine(tmp_path):
 
 def pipeline(**extra) -> dict:
     nodes = {
-        "clip": node("unclip.clip_loader", model="tiny-karlo"),
+        "clip": node("unclip.load_clip", model="tiny-karlo"),
         "text": node("unclip.text_encode", clip=link("clip", "clip"), text="a red circle\na blue star"),
-        "prior_m": node("unclip.prior_loader", model="tiny-karlo"),
-        "dec_m": node("unclip.decoder_loader", model="tiny-karlo"),
+        "prior_m": node("unclip.load_prior", model="tiny-karlo"),
+        "dec_m": node("unclip.load_decoder", model="tiny-karlo"),
         "emb": node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
                     steps=2, seed=1),
-        "cn": node("controlnet.loader", controlnet="tiny-cn"),
+        "cn": node("controlnet.load_controlnet", controlnet="tiny-cn"),
         "scene": node("shapes.scene", position="top left", resolution=64),
         "ctl": node("controlnet.control_image", images=link("scene", "image"), size=16),
         "base": decode("dec_m"),
@@ -262,7 +262,7 @@ def test_lora_on_a_controlled_decoder_keeps_the_control(cn_engine, tmp_path):
 def test_apply_errors_name_the_problem(cn_engine):
     run = cn_engine.run(pipeline(a=apply(1.0, start=0.8, end=0.2), d=decode("a")), targets=["d"])
     assert not run.ok and "start" in run.error.message
-    run = cn_engine.run(pipeline(cn=node("controlnet.loader", controlnet="nope")), targets=["cn"])
+    run = cn_engine.run(pipeline(cn=node("controlnet.load_controlnet", controlnet="nope")), targets=["cn"])
     assert not run.ok and "not found" in run.error.message
 
 

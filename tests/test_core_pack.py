@@ -7,6 +7,8 @@ import pytest
 from helpers import Recorder, link, node, workflow
 from PIL import Image
 
+import nodegraph
+
 
 def run(engine, wf, **kw):
     rec = Recorder()
@@ -78,9 +80,19 @@ def test_load_image_notices_a_changed_file(engine, settings):
     assert "l" in rec.ran and result.outputs["s"]["value"] == 3
 
 
+def invalid_issues(engine, wf, **kw) -> list[nodegraph.Issue]:
+    with pytest.raises(nodegraph.WorkflowInvalid) as err:
+        engine.run(wf, **kw)
+    return err.value.issues
+
+
 @pytest.mark.parametrize("name", ["../secret.png", "/etc/passwd", "a/../../x.png", "..\\x.png", "a\x00.png"])
 def test_load_image_refuses_names_outside_the_input_folder(engine, name):
-    result, _ = run(engine, workflow(l=node("core.load_image", image=name)), targets=["l"])
+    # A literal name is checked by validation; the same name arriving on a link, by the node.
+    issues = invalid_issues(engine, workflow(l=node("core.load_image", image=name)), targets=["l"])
+    assert [(i.code, i.node, i.port) for i in issues] == [("unsafe_path", "l", "image")]
+    linked = workflow(n=node("core.string", value=name), l=node("core.load_image", image=link("n")))
+    result, _ = run(engine, linked, targets=["l"])
     assert result.status == "failed" and result.error.error_type == "UnsafePath"
 
 
@@ -88,14 +100,22 @@ def test_load_image_refuses_symlinks_out_of_the_folder(engine, settings, tmp_pat
     outside = tmp_path / "outside.png"
     Image.new("RGB", (2, 2)).save(outside)
     (settings.input_dir / "link.png").symlink_to(outside)
-    result, _ = run(engine, workflow(l=node("core.load_image", image="link.png")), targets=["l"])
+    issues = invalid_issues(engine, workflow(l=node("core.load_image", image="link.png")), targets=["l"])
+    assert [i.code for i in issues] == ["unsafe_path"]
+    linked = workflow(n=node("core.string", value="link.png"), l=node("core.load_image", image=link("n")))
+    result, _ = run(engine, linked, targets=["l"])
     assert result.error.error_type == "UnsafePath"
 
 
-def test_missing_image_lists_what_is_there(engine, settings):
-    Image.new("RGB", (2, 2)).save(settings.input_dir / "there.png")
-    result, _ = run(engine, workflow(l=node("core.load_image", image="nope.png")), targets=["l"])
-    assert "there.png" in result.error.message
+def test_a_missing_image_is_a_validation_issue_listing_files_in_subfolders_too(engine, settings):
+    (settings.input_dir / "examples").mkdir()
+    Image.new("RGB", (2, 2)).save(settings.input_dir / "examples" / "there.png")
+    (settings.input_dir / "notes.txt").write_text("not an image")
+    issues = invalid_issues(engine, workflow(l=node("core.load_image", image="there.png")), targets=["l"])
+    assert [(i.code, i.node, i.port) for i in issues] == [("file_not_found", "l", "image")]
+    message = issues[0].message
+    assert "did you mean 'examples/there.png'?" in message and "files there: examples/there.png" in message
+    assert "notes.txt" not in message  # only files the port takes (its extensions)
 
 
 def test_save_never_overwrites_and_supports_subfolders(engine, settings):

@@ -15,8 +15,8 @@ torch.set_num_threads(1)
 def edit_workflow(target: str = "a blue circle", grow: int = 1) -> dict:
     m = "tiny-karlo"
     return workflow(
-        clip=node("unclip.clip_loader", model=m),
-        dec=node("unclip.decoder_loader", model=m),
+        clip=node("unclip.load_clip", model=m),
+        dec=node("unclip.load_decoder", model=m),
         src=node("unclip.text_encode", clip=link("clip", "clip"), text="a red circle"),
         tgt=node("unclip.text_encode", clip=link("clip", "clip"), text=target),
         p2p=node("edit.prompt_to_prompt", decoder=link("dec", "decoder"), clip=link("clip", "clip"),

@@ -8,11 +8,17 @@ import torch
 from conftest import ROOT
 from edit_helpers import run
 
-from nodegraph import ModelHandle, NodeExecutionError
-from nodes.edit.recolor import EmbeddingRecolor, fit_color_map, fit_scenes, parse_color
+from nodegraph import ModelHandle, ModelStore, NodeExecutionError
 from nodes.shapes import analyse, domain
+from nodes.shapes.recolor import EmbeddingRecolor, fit_color_map, fit_scenes, parse_color
 
 MODEL = ROOT / "models" / "shapes-unclip"
+
+
+@pytest.fixture
+def store() -> ModelStore:
+    """One model store for a test's node runs: the map fitted for a CLIP is kept there, as in an engine."""
+    return ModelStore([])
 
 
 class LinearColorClip(torch.nn.Module):
@@ -80,20 +86,20 @@ def test_colour_names_and_hex_codes():
         parse_color("bleu")
 
 
-def test_node_checks_the_embedding(tmp_path):
+def test_node_checks_the_embedding(tmp_path, store):
     clip = ModelHandle(LinearColorClip(dim=12), "stand-in", "unclip.clip")
     with pytest.raises(NodeExecutionError, match="width 7, but this CLIP's image embeddings have width 12"):
-        run(EmbeddingRecolor, tmp_path, clip=clip, embedding=torch.zeros(2, 7))
+        run(EmbeddingRecolor, tmp_path, models=store, clip=clip, embedding=torch.zeros(2, 7))
     with pytest.raises(NodeExecutionError, match=r"shape \(B, D\)"):
-        run(EmbeddingRecolor, tmp_path, clip=clip, embedding=torch.zeros(12))
+        run(EmbeddingRecolor, tmp_path, models=store, clip=clip, embedding=torch.zeros(12))
 
 
-def test_node_recolours_a_batch_keeps_its_dtype_and_reports(tmp_path):
+def test_node_recolours_a_batch_keeps_its_dtype_and_reports(tmp_path, store):
     clip = LinearColorClip(dim=12)
     rng = np.random.default_rng(4)
     scenes = [domain.make_scene(rng, c, "white", "square", "large", "center") for c in ("red", "green", "black")]
     emb = clip.encode_image(_render(*scenes)).to(torch.float64)
-    out, ctx = run(EmbeddingRecolor, tmp_path, clip=ModelHandle(clip, "stand-in", "unclip.clip"), embedding=emb,
+    out, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=ModelHandle(clip, "stand-in", "unclip.clip"), embedding=emb,
                    color="#ffa500")
     moved = out.embedding
     assert moved.dtype == torch.float64 and moved.shape == emb.shape
@@ -106,7 +112,7 @@ def test_node_recolours_a_batch_keeps_its_dtype_and_reports(tmp_path):
     assert "#ffa500" in ctx.ui["text"][0] and ctx.ui["text"][0].count("→") == 3
 
 
-def test_node_takes_the_target_colour_from_other_embeddings(tmp_path):
+def test_node_takes_the_target_colour_from_other_embeddings(tmp_path, store):
     clip = LinearColorClip(dim=12)
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
     rng = np.random.default_rng(6)
@@ -115,25 +121,25 @@ def test_node_takes_the_target_colour_from_other_embeddings(tmp_path):
     emb, ref = clip.encode_image(_render(*src)), clip.encode_image(_render(*refs))
     ref_rgb = torch.tensor([s.fg_rgb for s in refs]).float() / 255
     # `color` is ignored (even an unknown name) when color_from is connected
-    one, ctx = run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=ref[:1], color="bleu")
+    one, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color_from=ref[:1], color="bleu")
     cmap = fit_color_map(clip)  # the same fit the node made
     assert (cmap.read(one.embedding) - ref_rgb[0]).abs().max() < 6 / 255  # both rows take the blue circle's colour
     assert "targets read from color_from" in ctx.ui["text"][0]
-    each, _ = run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=ref)
+    each, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color_from=ref)
     assert (cmap.read(each.embedding) - ref_rgb).abs().max() < 6 / 255  # row by row
     # the rest of the embedding (shape, place) is the source's, not the reference's
     move = each.embedding - emb
     off_colour = move - torch.linalg.lstsq(clip.color.T, move.T).solution.T @ clip.color
     assert off_colour.norm() < 0.05 * move.norm(), off_colour.norm() / move.norm()
     with pytest.raises(NodeExecutionError, match=r"color_from: expected embeddings of shape \(1, 12\) or \(2, 12\)"):
-        run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color_from=torch.zeros(3, 12))
+        run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color_from=torch.zeros(3, 12))
 
 
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
-def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
+def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path, store):
     """Red circles, squares and triangles → image embedding → recoloured to blue/green/yellow →
     decoder: the analyser sees the new colour and the old shape. (The held-out-pair figure is
-    `nodegraph eval shapes`, row heldout_pairs_recolor.)"""
+    `python -m eval shapes`, row heldout_pairs_recolor.)"""
     from nodes.unclip.models import load_clip, load_decoder, sample_decoder
 
     threads = torch.get_num_threads()
@@ -149,7 +155,7 @@ def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path):
     with torch.no_grad():
         emb = clip.encode_image(x)
     handle = ModelHandle(clip, "shapes-unclip", "unclip.clip")
-    moved = torch.cat([run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb[i:i + 1], color=new)[0].embedding
+    moved = torch.cat([run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb[i:i + 1], color=new)[0].embedding
                        for i, (*_, new) in enumerate(cases)])
     empty = clip.encode_text([""])
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """The edit nodes' measured effects on the shipped Shapes models, at a small sample size.
 
-Judged by the pixel analyser. The full-size figures come from `bench/edit_eval.py` (same cases,
+Judged by the pixel analyser. The full-size figures come from `python -m eval edit` (same cases,
 more of them; see docs/editing.md). Skipped only when the shipped weights are not there.
 """
 
@@ -22,17 +22,17 @@ STEPS = 15
 
 @pytest.fixture(scope="module")
 def stack():
-    from nodes.edit.evaluate import Stack
+    from eval.edit import Stack
 
     return Stack(MODEL, steps=STEPS, guidance=1.5, prior_steps=15)
 
 
 def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
-    """Issue 5's target: the swapped attribute changes in >= 80 % of cases while the object keeps its
+    """The target: the swapped attribute changes in >= 80 % of cases while the object keeps its
     place (layout IoU >= 0.7: the source's own mask for a colour swap; for a shape swap the target
     shape's template at the source object's centre and radius, as two shapes of one radius overlap
     only 0.52-0.61). Measured 85 % on 40 swaps (docs/editing.md)."""
-    from nodes.edit.evaluate import P2P_DEFAULTS, eval_p2p
+    from eval.edit import P2P_DEFAULTS, eval_p2p
 
     report = eval_p2p(stack, n=8, seed=11, params=dict(P2P_DEFAULTS))
     summary = report["all"]
@@ -41,16 +41,16 @@ def test_prompt_to_prompt_swaps_change_the_word_and_keep_the_layout(stack):
 
 
 def test_inpainting_keeps_outside_pixels_exactly(stack):
-    from nodes.edit.evaluate import eval_inpaint
+    from eval.edit import eval_inpaint
 
     report = eval_inpaint(stack, n=4, seed=12, strength=0.5)
     assert report["outside_mean_abs_diff_255_max"] == 0.0  # below 2/255 by construction: exactly the input
 
 
 def test_inpainting_paints_the_new_object(stack):
-    from nodes.edit.evaluate import eval_inpaint
+    from eval.edit import eval_inpaint
 
-    # issue 5's target (>= 80 %); measured 87.5 % on 40 cases at strength 0.7 (docs/editing.md)
+    # the target (>= 80 %); measured 87.5 % on 40 cases at strength 0.7 (docs/editing.md)
     report = eval_inpaint(stack, n=6, seed=12, strength=0.7)
     assert report["color_and_shape"] >= 0.8, report["cases"]
 

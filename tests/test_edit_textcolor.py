@@ -10,13 +10,19 @@ import torch
 from conftest import ROOT
 from edit_helpers import run
 
-from nodegraph import ModelHandle, NodeExecutionError
-from nodes.edit.textcolor import FIT_SEED, NAMED, FactorColor, fit_captions, fit_text_color_map
+from nodegraph import ModelHandle, ModelStore, NodeExecutionError
 from nodes.shapes import domain
+from nodes.shapes.textcolor import FIT_SEED, NAMED, FactorColor, fit_captions, fit_text_color_map
 from nodes.unclip.encode import Conditioning
 from nodes.unclip.models.clip import TextEncoding
 
 MODEL = ROOT / "models" / "shapes-unclip"
+
+
+@pytest.fixture
+def store() -> ModelStore:
+    """One model store for a test's node runs: maps fitted for a CLIP are kept there, as in an engine."""
+    return ModelStore([])
 
 
 class BagOfWordsClip:
@@ -83,11 +89,11 @@ def _conditioning(clip, prompts: list[str]) -> Conditioning:
     return Conditioning(clip.encode_text(prompts), clip.encode_text([""]), tuple(prompts), "")
 
 
-def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path):
+def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path, store):
     clip = BagOfWordsClip()
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
     cond = _conditioning(clip, ["there is a big star that is red, in the center"])
-    out, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=cond)  # method "words", the default
+    out, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond)  # method "words", the default
     assert out.color == "red"
     # the prior gets the prompt re-encoded without the word that carried the colour
     assert out.conditioning.texts == ("there is a big star that is in the center",)
@@ -96,23 +102,22 @@ def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path):
     assert "colour named: red" in ctx.ui["text"][0]
     assert "for the prior: 'there is a big star that is in the center' (dropped 'red,')" in ctx.ui["text"][1]
     assert ctx.steps and ctx.steps[-1][0] == ctx.steps[-1][1]  # the fit reported its progress
-    moved, _ = run(FactorColor, tmp_path, clip=handle, conditioning=cond, method="linear")
+    moved, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond, method="linear")
     assert moved.color == "red" and moved.conditioning.texts == cond.texts  # linear: moved, not re-encoded
     assert not torch.equal(moved.conditioning.cond.embeds, cond.cond.embeds)
     assert moved.conditioning.cond.embeds.shape == cond.cond.embeds.shape
-    plain, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(clip, ["a star at the top"]))
+    plain, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a star at the top"]))
     assert plain.color == ""
     assert torch.equal(plain.conditioning.cond.embeds, clip.encode_text(["a star at the top"]).embeds)
     assert "nothing to factor out" in ctx.ui["text"][0]
     with pytest.raises(NodeExecutionError, match=r"name different colours \(red, blue\).*one prompt at a time"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(clip, ["a red star", "a blue square"]))
-    both, _ = run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(clip, ["a red star", "a red disk"]))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star", "a blue square"]))
+    both, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star", "a red disk"]))
     assert both.color == "red"
 
 
-def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_passes_through(tmp_path):
-    from nodes.edit.recolor import ColorMap, EmbeddingRecolor, color_map_for, fitted_for
-    from nodes.edit.textcolor import TextColorMap
+def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_passes_through(tmp_path, store):
+    from nodes.shapes.recolor import EmbeddingRecolor
 
     class Both(BagOfWordsClip):
         """Text and image towers in one model, as a real CLIP has."""
@@ -122,22 +127,30 @@ def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_pa
 
     clip = Both()
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
-    run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(clip, ["a red star"]))
-    assert isinstance(color_map_for(clip), ColorMap)  # the image map, fitted now, beside the text map
-    assert isinstance(fitted_for(clip, "text_color", None), TextColorMap)  # cached: not fitted again
+    run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star"]))
+    assert store.loads == 1  # the text map, kept in the model store
     emb = torch.randn(2, clip.dim)
-    same, ctx = run(EmbeddingRecolor, tmp_path, clip=handle, embedding=emb, color="")
+    run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="red")
+    assert store.loads == 2 and len(store.loaded()) == 2  # the image map, beside the text map
+    _, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a blue star"]))
+    assert store.loads == 2 and not ctx.steps  # cached: not fitted again
+    same, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="")
     assert same.embedding is emb and "passed on as they are" in ctx.ui["text"][0]
     with pytest.raises(NodeExecutionError, match="width 7"):  # the checks still run
-        run(EmbeddingRecolor, tmp_path, clip=handle, embedding=torch.zeros(2, 7), color="")
+        run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=torch.zeros(2, 7), color="")
 
 
-def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prompts(tmp_path):
-    from nodes.edit.recolor import fitted_for
-    from nodes.edit.textcolor import MAX_WORDS, drop_color_words
+def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prompts(tmp_path, store):
+    from edit_helpers import Ctx
+
+    from nodes.shapes.recolor import fitted
+    from nodes.shapes.textcolor import MAX_WORDS, drop_color_words
 
     clip = BagOfWordsClip()
-    tmap = fitted_for(clip, "text_color", lambda progress: fit_text_color_map(clip, n=1500))
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    # a smaller fit, kept in the store where the node looks for its map
+    tmap = fitted(Ctx(tmp_path, models=store), handle, "text_color",
+                  lambda clip, progress: fit_text_color_map(clip, n=1500))
     texts = ["a small green square on a white background", "a star on a red background", "a blue blue blue blue disk"]
     green, background, repeated = drop_color_words(tmap, clip, texts)
     assert (green.text, green.color, green.words, green.cleared) == ("a small square on a white background", "green",
@@ -147,9 +160,8 @@ def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prom
     assert MAX_WORDS == 3 and repeated.color == "blue" and not repeated.cleared
     assert repeated.text == texts[2] and repeated.words == ()
     # ... and the node moves that row linearly instead, at its strength; the batch's other row loses its word
-    handle = ModelHandle(clip, "stand-in", "unclip.clip")
     cond = _conditioning(clip, [texts[2], "a blue disk"])
-    out, ctx = run(FactorColor, tmp_path, clip=handle, conditioning=cond, strength=1.5)
+    out, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond, strength=1.5)
     assert out.color == "blue" and out.conditioning.texts == (texts[2], "a disk")
     got, moved, short = out.conditioning.cond, tmap.neutralise(cond.cond, 1.5), clip.encode_text(["a disk"])
     assert torch.allclose(got.embeds[0], moved.embeds[0]) and torch.equal(got.mask[0], cond.cond.mask[0])
@@ -157,7 +169,7 @@ def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prom
     assert "moved linearly at strength 1.5 (no 3 words clear its blue)" in ctx.ui["text"][1]
     # an encoding edited after CLIP Text Encode no longer matches its text: "words" says so
     with pytest.raises(NodeExecutionError, match="does not match its prompts' text.*method 'linear'"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=Conditioning(moved, cond.uncond, cond.texts, ""))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=Conditioning(moved, cond.uncond, cond.texts, ""))
 
 
 def test_version_1_workflows_keep_the_linear_move():
@@ -183,25 +195,25 @@ def test_a_saved_version_1_workflow_loads_with_the_linear_move(registry):
     assert upgraded.nodes["factor"].version == 2 and upgraded.nodes["factor"].inputs["method"] == "linear"
 
 
-def test_node_checks_its_inputs(tmp_path):
+def test_node_checks_its_inputs(tmp_path, store):
     handle = ModelHandle(BagOfWordsClip(), "stand-in", "unclip.clip")
     bare = _conditioning(BagOfWordsClip(), ["a red star"])
     with pytest.raises(NodeExecutionError, match="does not carry its prompts' text.*method 'linear'"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=Conditioning(bare.cond, bare.uncond, (), ""))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=Conditioning(bare.cond, bare.uncond, (), ""))
     with pytest.raises(NodeExecutionError, match="expected a CLIP Text Encode output"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=torch.zeros(1, 96))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=torch.zeros(1, 96))
     other = BagOfWordsClip(dim=24)
     with pytest.raises(NodeExecutionError, match="width 24, but this CLIP's text embeddings have width 96"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(other, ["a red star"]))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(other, ["a red star"]))
     longer = BagOfWordsClip(length=30)  # same width, another context: caught after the fit
     with pytest.raises(NodeExecutionError, match="encoded by another CLIP"):
-        run(FactorColor, tmp_path, clip=handle, conditioning=_conditioning(longer, ["a red star"]))
+        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(longer, ["a red star"]))
 
 
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_shipped_clip_reads_colours_of_held_out_pairs_and_none_where_none_is_named():
-    from nodes.edit.textcolor import fit_text_color_map as fit
-    from nodes.shapes.evaluate import prompt_set, prompt_set_without_color
+    from eval.shapes import prompt_set, prompt_set_without_color
+    from nodes.shapes.textcolor import fit_text_color_map as fit
     from nodes.unclip.models import load_clip
 
     clip = load_clip(MODEL)
@@ -220,8 +232,8 @@ def test_factored_path_draws_held_out_pairs_that_the_plain_path_does_not():
     through Factor Out Colour (both methods) + Recolour the analyser sees the right shape far more
     often than from the plain path, and the colour still right. (The figures: `nodegraph eval shapes`,
     rows *_factored.)"""
+    from eval.shapes import FACTOR_STRENGTH, Settings, Stack, _to_numpy, prompt_set
     from nodes.shapes import analyse
-    from nodes.shapes.evaluate import FACTOR_STRENGTH, Settings, Stack, _to_numpy, prompt_set
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -268,10 +268,10 @@ def lora_engine(tmp_path, unet_lora):
 
 def pipeline(**extra) -> dict:
     nodes = {
-        "clip": node("unclip.clip_loader", model="tiny-karlo"),
+        "clip": node("unclip.load_clip", model="tiny-karlo"),
         "text": node("unclip.text_encode", clip=link("clip", "clip"), text="a red circle"),
-        "prior_m": node("unclip.prior_loader", model="tiny-karlo"),
-        "dec_m": node("unclip.decoder_loader", model="tiny-karlo"),
+        "prior_m": node("unclip.load_prior", model="tiny-karlo"),
+        "dec_m": node("unclip.load_decoder", model="tiny-karlo"),
         "emb": node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
                     steps=2, seed=1),
         "base": node("unclip.decoder", decoder=link("dec_m", "decoder"), image_embedding=link("emb", "embedding"),
@@ -394,7 +394,7 @@ def test_shipped_pink_lora_paints_pink_objects_and_the_base_does_not():
 
     models = load_bundle(BUNDLE)
     with_lora, without = concept_rate(models, SHIPPED_LORA, n=12, seed=123)
-    # issue 5's target: >= 80 % with, ~0 % without (bench/control_eval.py measured 100 % / 0 % on 16)
+    # the target: >= 80 % with, ~0 % without (bench/control_eval.py measured 100 % / 0 % on 16)
     assert with_lora >= 0.8, with_lora
     assert without <= 0.1, without
 

@@ -150,20 +150,3 @@ def test_catalogue_lists_failed_packs(tmp_path):
     cat = Engine.from_settings(settings).registry.catalogue()
     assert cat["failed_packs"][0]["message"].startswith("ImportError: missing dependency foo")
     assert "core.math" in cat["nodes"]
-
-
-def test_builtin_packs_import_only_the_public_api():
-    root = Path(nodegraph.__file__).resolve().parents[1] / "nodes"
-    offenders = []
-    for path in root.rglob("*.py"):
-        text = path.read_text()
-        for token in ("from nodegraph.", "import nodegraph."):
-            if token in text:
-                offenders.append(f"{path.relative_to(root)}: {token}")
-    assert offenders == []
-
-
-def test_engine_does_not_import_nodes():
-    root = Path(nodegraph.__file__).resolve().parent
-    offenders = [p.name for p in root.rglob("*.py") if "import nodes" in p.read_text() or "from nodes" in p.read_text()]
-    assert offenders == []

@@ -11,10 +11,11 @@ from conftest import ROOT, TESTS
 from helpers import Recorder, link, node, workflow
 
 import nodegraph
-from nodegraph import CancelToken, Engine, NodeContext, NodeExecutionError, Settings
+from nodegraph import Engine, NodeContext, NodeExecutionError, Settings
+from nodegraph.testing import node_context
 from nodes.sam.auto import SamAutoMasks
 from nodes.sam.encode import SamEncodeImage, encode
-from nodes.sam.loader import SamLoader
+from nodes.sam.loader import LoadSam
 from nodes.sam.model import STOCK, TINY, build_sam, config_from_state_dict, load_sam, tiny_sam
 from nodes.sam.overlay import MaskOverlay
 from nodes.sam.prompt import SamPromptMask
@@ -50,9 +51,7 @@ def sam_engine(sam_settings):
 
 
 def context(engine: Engine, type_id: str = "sam.test") -> NodeContext:
-    s = engine.settings
-    return NodeContext(node_id="n", type_id=type_id, run_id="r", settings=s, models=engine.models,
-                       cancel=CancelToken(), sink=lambda e: None, output_dir=s.output_dir)
+    return node_context(engine.settings, models=engine.models, type_id=type_id)
 
 
 def run_node(cls, engine, **values):
@@ -93,12 +92,12 @@ def test_loader_refuses_a_checkpoint_that_would_run_code(sam_engine, sam_setting
     evil = sam_settings.model_dirs[0] / "evil_sam.pth"
     torch.save({"image_encoder.pos_embed": torch.zeros(1), "payload": _OpensAFile(canary)}, evil)
     with pytest.raises(NodeExecutionError) as err:
-        run_node(SamLoader, sam_engine, model="evil_sam.pth")
+        run_node(LoadSam, sam_engine, model="evil_sam.pth")
     assert not canary.exists()
     message = str(err.value)
     assert "evil_sam.pth" in message and "refused" in message and "safetensors" in message
     # and through the engine: a failed run with that message, still no file
-    result = sam_engine.run(workflow(load=node("sam.loader", model="evil_sam.pth"),
+    result = sam_engine.run(workflow(load=node("sam.load_sam", model="evil_sam.pth"),
                                      enc=node("sam.encode_image", sam=link("load", "sam"),
                                               image=link("img", "images")),
                                      img=node("core.solid_color", width=8, height=8, color="#808080"),
@@ -111,8 +110,8 @@ def test_loader_refuses_a_checkpoint_that_would_run_code(sam_engine, sam_setting
 
 
 def test_loader_builds_the_architecture_from_config_json_and_is_shared(sam_engine):
-    a = run_node(SamLoader, sam_engine, model="tiny-sam").sam
-    b = run_node(SamLoader, sam_engine, model="tiny-sam").sam
+    a = run_node(LoadSam, sam_engine, model="tiny-sam").sam
+    b = run_node(LoadSam, sam_engine, model="tiny-sam").sam
     assert a.model is b.model  # loaded once, shared through the model store
     assert a.info["image_size"] == TINY["img_size"] and a.info["type"] == "custom"
     ref = tiny_sam(0).state_dict()
@@ -143,12 +142,12 @@ def test_meta_vit_b_l_h_architectures_are_recognised_from_their_shapes():
 
 def test_model_type_that_does_not_fit_is_a_clear_error(sam_engine):
     with pytest.raises(NodeExecutionError, match="does not fit the SAM architecture vit_b"):
-        run_node(SamLoader, sam_engine, model="tiny-sam", model_type="vit_b")
+        run_node(LoadSam, sam_engine, model="tiny-sam", model_type="vit_b")
 
 
 def test_unknown_model_name_lists_the_available_ones(sam_engine):
     with pytest.raises(NodeExecutionError, match="tiny-sam"):
-        run_node(SamLoader, sam_engine, model="no-such-sam")
+        run_node(LoadSam, sam_engine, model="no-such-sam")
 
 
 # --- nodes on the tiny seeded model -------------------------------------------------------------
@@ -198,7 +197,7 @@ def test_bad_prompts_are_clear_errors(sam_engine, values, fragment):
 def test_point_outside_the_image_fails_the_run_with_the_fix(sam_engine, sam_settings):
     image, _ = scene_image()
     nodegraph.save_png(nodegraph.to_pil(image)[0], sam_settings.input_dir / "scene.png", None, {})
-    wf = workflow(load=node("sam.loader", model="tiny-sam"),
+    wf = workflow(load=node("sam.load_sam", model="tiny-sam"),
                   img=node("core.load_image", image="scene.png"),
                   enc=node("sam.encode_image", sam=link("load", "sam"), image=link("img", "image")),
                   mask=node("sam.prompt_mask", embedding=link("enc", "embedding"), x=100, y=5, units="pixels"),
@@ -227,7 +226,7 @@ def test_changing_the_point_reruns_only_the_mask_and_what_follows(sam_engine, sa
     nodegraph.save_png(nodegraph.to_pil(image)[0], sam_settings.input_dir / "scene.png", None, {})
 
     def wf(x):
-        return workflow(load=node("sam.loader", model="tiny-sam"),
+        return workflow(load=node("sam.load_sam", model="tiny-sam"),
                         img=node("core.load_image", image="scene.png"),
                         enc=node("sam.encode_image", sam=link("load", "sam"), image=link("img", "image")),
                         mask=node("sam.prompt_mask", embedding=link("enc", "embedding"), x=x, y=0.5),
@@ -286,7 +285,7 @@ def heldout_iou(sam_engine, n: int, prompt: str, objects: int = 1, size: int = 1
     nodes, from one point at a random pixel of the object or its box."""
     from safetensors.torch import load_file  # noqa: F401 - the shipped file must be safetensors
 
-    handle = run_node(SamLoader, sam_engine, model=str(SHIPPED)).sam
+    handle = run_node(LoadSam, sam_engine, model=str(SHIPPED)).sam
     rng = np.random.default_rng(777)
     half = n // 2
     if objects == 1:

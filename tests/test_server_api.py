@@ -19,6 +19,7 @@ from test_server_helpers import (
     wf,
 )
 
+import nodegraph.types
 from nodegraph.server import schemas
 from nodegraph.server.routes import api
 
@@ -40,6 +41,60 @@ async def test_node_catalogue_lists_every_pack_and_fits_its_model(server):
     assert data["failed_packs"] == []
     add = data["nodes"]["toy.add"]
     assert [p["name"] for p in add["inputs"]] == ["a", "b"] and add["inputs"][1]["maximum"] == 1e9
+
+
+async def test_the_catalogue_link_rules_decide_every_link_as_validation_does(server):
+    data = await server.json("GET", "/api/nodes")
+    rules = data["link_rules"]
+    assert rules["any"] == "ANY"
+
+    def allowed(out_type: str, in_type: str) -> bool:  # what the editor does with the served rules
+        return rules["any"] in (out_type, in_type) or out_type == in_type or out_type in rules["accepts"].get(in_type, [])
+
+    types = {p["type"] for n in data["nodes"].values() for p in n["inputs"] + n["outputs"]}
+    assert {"IMAGE", "INT", "FLOAT", "SEED", "ENUM", "STRING"} <= types
+    types |= {"JSON", "BOOLEAN", "ANY", *rules["accepts"]}
+    for out_type in types:
+        for in_type in types:
+            assert allowed(out_type, in_type) == nodegraph.types.compatible(out_type, in_type), (out_type, in_type)
+
+
+async def test_upgrade_brings_any_readable_workflow_to_the_current_format_and_versions(server):
+    old = {"format": "nodegraph/0", "ui": {"canvas": {"scale": 2}}, "meta": {"author": "me"},
+           "nodes": [{"id": "c", "type": "toy.const", "inputs": {"value": 3}, "ui": {"pos": [1, 2]}},
+                     {"id": "k", "type": "srvtest.scale", "version": 1, "inputs": {"x": ["c", "value"]},
+                      "linked": ["x"], "title": "Triple", "color": "#123"},
+                     {"id": "gone", "type": "nopack.thing", "inputs": {"a": 1}},
+                     {"id": "v7", "type": "toy.const", "version": 7, "inputs": {"value": 1}},
+                     {"id": "s", "type": "toy.sink", "inputs": {"value": ["k", "value"]}, "linked": ["value"]}]}
+    body = await server.json("POST", "/api/upgrade", json=old)
+    schemas.UpgradeResponse.model_validate(body)
+    new = body["workflow"]
+    assert new["format"] == "nodegraph/1" and new["ui"] == old["ui"] and new["meta"] == old["meta"]
+    assert new["nodes"]["k"] == {"type": "srvtest.scale", "version": 2, "inputs": {"value": {"from": "c", "output": "value"}},
+                                 "title": "Triple", "color": "#123"}
+    assert new["nodes"]["c"] == {"type": "toy.const", "inputs": {"value": 3}, "ui": {"pos": [1, 2]}}
+    assert new["nodes"]["gone"] == {"type": "nopack.thing", "inputs": {"a": 1}}  # kept as it was
+    assert new["nodes"]["v7"]["version"] == 7
+    assert [(i["code"], i["node"]) for i in body["issues"]] == [("unknown_node_type", "gone"),
+                                                               ("version_mismatch", "v7")]
+    again = await server.json("POST", "/api/upgrade", json=new)
+    assert again == body  # upgrading is idempotent
+    del new["nodes"]["gone"], new["nodes"]["v7"]
+    assert (await server.json("POST", "/api/validate", json={"workflow": new}))["valid"]
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ("{not json", "invalid_json"), ("[1, 2]", "unsupported_format"), ('{"format": "nodegraph/9"}', "unsupported_format"),
+    ('{"nodes": {}}', "unsupported_format"), ('{"format": "nodegraph/1", "nodes": {"a": {"inputs": {}}}}', "invalid_workflow"),
+])
+async def test_upgrade_answers_400_with_the_reason_when_the_body_is_no_workflow(server, body, code):
+    res = await server.json("POST", "/api/upgrade", 400, data=body, headers={"Content-Type": "application/json"})
+    assert res["error"] == code and res["message"]
+    if code != "invalid_json":  # a body that is not JSON at all is refused before it is read as a workflow
+        schemas.UnreadableWorkflowBody.model_validate(res)
+        assert res["issues"][0]["code"] == code
+    assert (await server.json("POST", "/api/upgrade", 415, data="{}"))["error"] == "unsupported_media_type"
 
 
 async def test_validate_reports_every_issue_and_runs_nothing(server):
@@ -335,7 +390,7 @@ async def test_openapi_document_describes_every_route(server):
 
     declared = {(d.method, re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", d.path)) for d in api.routes}
     assert declared == documented
-    for method, path in [("GET", "/api/nodes"), ("POST", "/api/validate"), ("POST", "/api/jobs"),
+    for method, path in [("GET", "/api/nodes"), ("POST", "/api/validate"), ("POST", "/api/upgrade"), ("POST", "/api/jobs"),
                          ("GET", "/api/jobs"), ("GET", "/api/jobs/{id}"), ("DELETE", "/api/jobs/{id}"),
                          ("POST", "/api/jobs/{id}/move"), ("POST", "/api/jobs/{id}/requeue"),
                          ("POST", "/api/interrupt"), ("GET", "/api/history"), ("DELETE", "/api/history/{id}"),
@@ -355,6 +410,10 @@ async def test_openapi_document_describes_every_route(server):
     comps = doc["components"]["schemas"]
     assert "nodes" in comps["Workflow"]["properties"]
     assert comps["QueueRequest"]["properties"]["workflow"] == {"$ref": "#/components/schemas/Workflow"}
+    upgrade = doc["paths"]["/api/upgrade"]["post"]
+    assert upgrade["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/WorkflowBody"}
+    assert comps["WorkflowBody"] == {"$ref": "#/components/schemas/Workflow"}
+    assert "link_rules" in comps["NodeCatalogue"]["required"]
     assert len(comps["WsMessage"]["oneOf"]) == 10
     assert doc["paths"]["/api/history"]["get"]["parameters"][0]["name"] == "limit"
 

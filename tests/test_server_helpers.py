@@ -3,8 +3,9 @@
 The server runs in-process (aiohttp's pytest client) on a real engine: the built-in packs, the toy
 pack (tests/packs/toy), the sample pack (tests/sample_pack, with a front-end folder) and a small
 ``srvtest`` pack registered here: ``srvtest.gate`` blocks until the test opens its gate (so a test
-can look at a running job, queue behind it, or stop the server under it) and ``srvtest.pictures``
-reports progress with preview images. Tests wait on WebSocket messages, never on time.
+can look at a running job, queue behind it, or stop the server under it), ``srvtest.pictures``
+reports progress with preview images, and ``srvtest.scale`` is at version 2 with a migration from
+version 1. Tests wait on WebSocket messages, never on time.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pydantic import TypeAdapter
 
 import nodegraph
 from nodegraph import IMAGE, Engine, Node, NodeContext, NodeExecutionError, Port, Settings
-from nodegraph.server import create_app
-from nodegraph.server.schemas import WsMessage
+from nodegraph.server import ServerConfig, create_app
+from nodegraph.server.messages import WsMessage
 
 TESTS = Path(__file__).resolve().parent
 WS_ADAPTER = TypeAdapter(WsMessage)
@@ -85,7 +86,33 @@ class Pictures(Node):
         return self.Outputs(images=image)
 
 
-SRVTEST = nodegraph.Pack("srvtest", nodes=[Gate, Pictures])
+class Scale(Node):
+    """Multiply a number (version 1 called its input `x`)."""
+
+    name = "scale"
+    version = 2
+
+    class Inputs(nodegraph.Inputs):
+        value: float = Port(0.0, description="The number.")
+        factor: float = Port(2.0, description="The factor.")
+
+    class Outputs(nodegraph.Outputs):
+        value: float = Port(description="value × factor.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        return self.Outputs(value=inputs.value * inputs.factor)
+
+    @classmethod
+    def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if from_version != 1:
+            return None
+        inputs = dict(inputs)
+        if "x" in inputs:
+            inputs["value"] = inputs.pop("x")
+        return inputs
+
+
+SRVTEST = nodegraph.Pack("srvtest", nodes=[Gate, Pictures, Scale])
 
 
 def make_engine(tmp: Path, **overrides: Any) -> Engine:
@@ -94,7 +121,7 @@ def make_engine(tmp: Path, **overrides: Any) -> Engine:
     values: dict[str, Any] = dict(
         model_dirs=[tmp / "models"], input_dir=tmp / "input", output_dir=tmp / "output", temp_dir=tmp / "temp",
         nodes_dirs=[TESTS / "packs", TESTS / "sample_pack"], entry_point_packs=False,
-        cache_bytes=64 * 1024 * 1024)
+        cache_bytes=64 * 1024 * 1024, allow_model_paths=False)
     values.update(overrides)
     engine = Engine.from_settings(Settings(**values))
     engine.registry.add_pack(SRVTEST, "test:server")
@@ -198,13 +225,13 @@ def web_dir(tmp_path: Path) -> Path:
 
 @pytest_asyncio.fixture
 async def start(aiohttp_client, tmp_path: Path, web_dir: Path, open_gates_after: None):
-    """start(engine=None, **options) -> Server; options are create_app's (token, limits, data_dir...)."""
+    """start(engine=None, **options) -> Server; options are ServerConfig's (token, limits, data_dir...)."""
 
     async def _start(engine: Engine | None = None, **options: Any) -> Server:
         engine = engine or make_engine(tmp_path)
         options.setdefault("data_dir", tmp_path / "data")
         options.setdefault("web_dir", web_dir)
-        client = await aiohttp_client(create_app(engine, **options))
+        client = await aiohttp_client(create_app(engine, ServerConfig(**options)))
         return Server(client, tmp_path)
 
     return _start

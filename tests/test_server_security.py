@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import io
@@ -22,6 +21,7 @@ from test_server_helpers import (
     gate,
     gated,
     link,
+    make_engine,
     node,
     started_node,
     trivial,
@@ -31,8 +31,8 @@ from test_server_helpers import (
 
 import nodegraph
 from nodegraph.png import save_png
+from nodegraph.server import ServerConfig, security
 from nodegraph.server import app as server_app
-from nodegraph.server import security
 from nodegraph.server.routes import api
 
 ROOT = TESTS.parent
@@ -67,13 +67,6 @@ def upload_form(data: bytes, filename: str = "x.png", ctype: str = "image/png") 
 # --- binding ----------------------------------------------------------------------------------------
 
 
-def serve_args(**kw) -> argparse.Namespace:
-    base = dict(host="127.0.0.1", port=0, token=None, data_dir=None, output_dir=None, input_dir=None,
-                nodes_dir=[], models_dir=[])
-    base.update(kw)
-    return argparse.Namespace(**base)
-
-
 def test_the_command_line_binds_loopback_by_default():
     from nodegraph.cli import _parser
 
@@ -85,8 +78,9 @@ def test_any_other_address_without_a_token_refuses_to_start(monkeypatch, caplog,
     monkeypatch.delenv("NODEGRAPH_TOKEN", raising=False)
     ran = []
     monkeypatch.setattr(server_app, "_run", lambda app, config: ran.append(config))
+    engine = make_engine(tmp_path)
     for host in ("0.0.0.0", "::", "192.168.1.20", "example.com"):
-        assert server_app.serve(serve_args(host=host, data_dir=tmp_path / "d")) == 2
+        assert server_app.serve(engine, ServerConfig(host=host, data_dir=tmp_path / "d")) == 2
         assert f"refusing to listen on {host} without a token" in caplog.text
     assert ran == [] and not (tmp_path / "d").exists()
     # Through the command line too.
@@ -103,11 +97,29 @@ def test_other_addresses_start_with_a_token_and_loopback_without(monkeypatch, tm
         ran.append((config.host, config.token, app[server_app.ENGINE].models.allow_paths))
 
     monkeypatch.setattr(server_app, "_run", fake_run)
-    assert server_app.serve(serve_args(host="0.0.0.0", token=TOKEN, data_dir=tmp_path / "d")) == 0
-    assert server_app.serve(serve_args(host="::1", data_dir=tmp_path / "d")) == 0
+
+    def serve(*flags: str) -> int:
+        return nodegraph.cli.main(["serve", "--port", "0", "--data-dir", str(tmp_path / "d"), *flags])
+
+    assert serve("--host", "0.0.0.0", "--token", TOKEN) == 0
+    assert serve("--host", "::1") == 0
     monkeypatch.setenv("NODEGRAPH_TOKEN", "from-env")
-    assert server_app.serve(serve_args(host="10.0.0.1", data_dir=tmp_path / "d")) == 0
+    assert serve("--host", "10.0.0.1") == 0
+    # The command line's engine loads models by name only.
     assert ran == [("0.0.0.0", TOKEN, False), ("::1", None, False), ("10.0.0.1", "from-env", False)]
+
+
+def test_create_app_refuses_an_engine_that_loads_model_paths_and_changes_nothing_it_is_given(tmp_path):
+    engine = make_engine(tmp_path, allow_model_paths=True)
+    config = ServerConfig(data_dir=tmp_path / "d")
+    before = (engine.settings.model_dump(), config.model_dump())
+    with pytest.raises(ValueError, match="allow_model_paths"):
+        server_app.create_app(engine, config)
+    assert engine.settings.allow_model_paths is True and engine.models.allow_paths is True
+    restricted = make_engine(tmp_path)
+    server_app.create_app(restricted, config)
+    assert (engine.settings.model_dump(), config.model_dump()) == before
+    assert restricted.settings.allow_model_paths is False
 
 
 @pytest.mark.asyncio

@@ -230,3 +230,21 @@ async def test_status_on_connect_reflects_a_running_job(server):
     assert first["type"] == "status" and first["data"]["running"] == blocker
     gate("connect").set()
     await until(late, finished(blocker))
+
+
+async def test_every_run_event_has_its_message_with_the_event_fields():
+    """Messages are derived from the event models: each event kind of a run is sent (run_finished as
+    job_finished, after the record is written) with the event's fields after job_id."""
+    from typing import get_args
+
+    from nodegraph.events import Event, RunFinished
+    from nodegraph.server.messages import EVENT_MESSAGES, JobFinishedData
+
+    kinds = set(get_args(get_args(Event)[0]))
+    assert kinds == set(EVENT_MESSAGES) | {RunFinished}
+    for event, message in EVENT_MESSAGES.items():
+        data = message.model_fields["data"].annotation
+        sent = [f for f, info in event.model_fields.items() if f not in ("run_id", "t", "event") and not info.exclude]
+        assert list(data.model_fields)[0] == "job_id"
+        assert set(sent) - set(data.model_fields) <= {"targets"}, event  # job_started lists the planned nodes only
+    assert list(JobFinishedData.model_fields) == ["job_id", "status", "duration", "executed", "cached", "error"]

@@ -1,4 +1,4 @@
-"""The Shapes domain contract (issue 3), the pixel analyser, the shapes nodes, training smoke runs."""
+"""The Shapes domain contract, the pixel analyser, the shapes nodes, training smoke runs."""
 
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def test_edge_width_is_under_a_pixel_on_renders_and_grows_with_blur():
     for size in (64, 256):
         sharp = [analyse.edge_width(domain.render(s, size)) for s in scenes]
         assert 0.5 < np.mean(sharp) < 1.0, sharp
-    blurred = [analyse.edge_width(np.asarray(domain.render_pil(s, 256).filter(ImageFilter.GaussianBlur(2))))
+    blurred = [analyse.edge_width(np.asarray(Image.fromarray(domain.render(s, 256)).filter(ImageFilter.GaussianBlur(2))))
                for s in scenes]
-    bicubic = [analyse.edge_width(np.asarray(domain.render_pil(s, 64).resize((256, 256), Image.Resampling.BICUBIC)))
+    bicubic = [analyse.edge_width(np.asarray(Image.fromarray(domain.render(s, 64)).resize((256, 256), Image.Resampling.BICUBIC)))
                for s in scenes]
     assert np.mean(blurred) > 2.5 and np.mean(bicubic) > 2.5  # a 10–90 % ramp of a σ = 2 px blur is ~5 px wide
     assert np.isnan(analyse.edge_width(np.full((64, 64, 3), 128, np.uint8)))  # no object, no edge

@@ -38,10 +38,10 @@ def engine(models_dir, tmp_path):
 def text2image(prompt="a red circle", prior_seed=11, decoder_seed=22, up_seed=33, steps=3, count=1, fix_colors=False,
                **decoder):
     return workflow(
-        clip=node("unclip.clip_loader", model="tiny-karlo"),
-        prior_model=node("unclip.prior_loader", model="tiny-karlo"),
-        decoder_model=node("unclip.decoder_loader", model="tiny-karlo"),
-        up_model=node("unclip.upsampler_loader", model="tiny-karlo"),
+        clip=node("unclip.load_clip", model="tiny-karlo"),
+        prior_model=node("unclip.load_prior", model="tiny-karlo"),
+        decoder_model=node("unclip.load_decoder", model="tiny-karlo"),
+        up_model=node("unclip.load_upsampler", model="tiny-karlo"),
         enc=node("unclip.text_encode", clip=link("clip", "clip"), text=prompt),
         prior=node("unclip.prior", prior=link("prior_model", "prior"), conditioning=link("enc", "conditioning"),
                    guidance=4.0, steps=steps, seed=prior_seed, count=count),
@@ -147,7 +147,7 @@ def test_batch_count_and_shared_noise(engine):
 
 def test_image_encode_and_clip_score(engine):
     wf = workflow(
-        clip=node("unclip.clip_loader", model="tiny-karlo"),
+        clip=node("unclip.load_clip", model="tiny-karlo"),
         image=node("core.load_image", image="examples/green_square.png"),
         enc=node("unclip.image_encode", clip=link("clip", "clip"), images=link("image", "image")),
         score=node("unclip.clip_score", clip=link("clip", "clip"), images=link("image", "image"), text="a square"),
@@ -184,7 +184,7 @@ def test_loader_reloads_when_the_files_change(engine, models_dir, tmp_path):
 
     copy = models_dir / "tiny-copy"
     shutil.copytree(models_dir / "tiny-karlo", copy, dirs_exist_ok=True)
-    wf = workflow(p=node("unclip.prior_loader", model="tiny-copy"))
+    wf = workflow(p=node("unclip.load_prior", model="tiny-copy"))
     rec = Recorder()
     assert engine.run(wf, targets=["p"], sink=rec).ok and "p" in rec.ran
     rec = Recorder()

@@ -97,6 +97,20 @@ def test_invalid_value_reports_the_constraint(registry):
     assert "less than or equal to 1000000000" in result.issues[0].message
 
 
+def test_every_seed_port_is_bounded_by_max_seed(registry):
+    from nodegraph import MAX_SEED
+
+    seeds = [(spec.type_id, name) for spec in registry.specs() for name, p in spec.inputs.items()
+             if p.type.name == "SEED"]
+    assert len(seeds) >= 8
+    for type_id, port in seeds:
+        ok = workflow(a=node(type_id, **{port: MAX_SEED}))
+        bad = workflow(a=node(type_id, **{port: MAX_SEED + 1}))
+        assert not any(i.port == port for i in validate(ok, registry).issues), type_id
+        issues = [i for i in validate(bad, registry).issues if i.port == port]
+        assert [i.code for i in issues] == ["invalid_value"] and f"<= {MAX_SEED}" in issues[0].message, type_id
+
+
 def test_dangling_link_to_missing_node_and_missing_output(registry):
     wf = workflow(a=node("toy.add", a=link("ghost"), b=link("c", "nope")), c=node("toy.const"),
                   s=node("toy.sink", value=link("a")))
@@ -111,6 +125,35 @@ def test_cycle_names_the_nodes_on_it(registry):
     result = validate(wf, registry)
     assert codes(result) == {"cycle"}
     assert all(n in result.issues[0].message for n in ("x", "y", "z"))
+
+
+def test_a_wrong_type_link_on_a_cycle_reports_both(registry):
+    wf = workflow(x=node("toy.add", a=link("w")), f=node("core.format", template="{a}", a=link("x")),
+                  w=node("core.switch", condition=True, on_true=link("f"), on_false=link("f")),
+                  s=node("toy.sink", value=link("x")))
+    result = validate(wf, registry)
+    assert [(i.code, i.node, i.port) for i in result.issues] == [("type_mismatch", "f", "a"), ("cycle", "x", None)]
+    assert "x → f → w" in result.issues[1].message
+
+
+def test_literal_file_names_are_checked_against_the_folders_given(registry, tmp_path):
+    folders = {"input": tmp_path / "in", "output": tmp_path / "out", "temp": tmp_path / "temp"}
+    (folders["input"] / "sub").mkdir(parents=True)
+    (folders["input"] / "sub" / "a.png").write_bytes(b"")  # validation looks for the file, never reads it
+
+    def load(name):
+        return workflow(l=node("core.load_image", image=name), s=node("toy.sink", value=link("l", "width")))
+
+    assert validate(load("sub/a.png"), registry, folders=folders).valid
+    assert validate(load("nope.png"), registry).valid  # no folders given: names are not checked
+    result = validate(load("a.png"), registry, folders=folders)
+    assert [(i.code, i.node, i.port) for i in result.issues] == [("file_not_found", "l", "image")]
+    assert "did you mean 'sub/a.png'?" in result.issues[0].message
+    for name in (".a.png", "sub/../../a.png", "/etc/passwd"):
+        assert codes(validate(load(name), registry, folders=folders)) == {"unsafe_path"}, name
+    folders["input"] = tmp_path / "empty"
+    result = validate(load("a.png"), registry, folders=folders)
+    assert codes(result) == {"file_not_found"} and "has no such files" in result.issues[0].message
 
 
 def test_no_outputs(registry):

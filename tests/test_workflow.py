@@ -61,3 +61,30 @@ def test_unknown_format_is_refused_with_a_reason():
 def test_comfyui_api_prompt_gets_a_helpful_message(registry):
     result = validate({"3": {"class_type": "KSampler", "inputs": {}}}, registry)
     assert "ComfyUI" in result.issues[0].message
+
+
+def test_upgrading_returns_a_new_dict_and_leaves_the_callers_alone(registry):
+    from nodegraph.upgrade import upgrade_workflow
+
+    old = {"format": "nodegraph/1", "nodes": {"a": {"type": "toy.const", "version": 1, "inputs": {"value": 1}}},
+           "extra": {"kept": True}}
+    before = json.loads(json.dumps(old))
+    new, issues = upgrade_workflow(old, registry)
+    assert issues == [] and new == before and new is not old
+    new["nodes"]["a"]["inputs"]["value"] = 2
+    assert old == before
+
+
+def test_an_upgrade_writes_the_current_id_of_a_type_the_registry_resolves_from_an_old_one(registry, monkeypatch):
+    from nodegraph.upgrade import upgrade_workflow
+
+    current = registry.get
+
+    def get(type_id):  # a registry that knows toy.const's old name, as a pack's alias would tell it
+        return current("toy.const" if type_id == "toy.old_const" else type_id)
+
+    monkeypatch.setattr(registry, "get", get)
+    old = {"format": "nodegraph/1", "nodes": {"a": {"type": "toy.old_const", "inputs": {"value": 2}}}}
+    new, issues = upgrade_workflow(old, registry)
+    assert issues == [] and new["nodes"]["a"] == {"type": "toy.const", "inputs": {"value": 2}}
+    assert [i.code for i in validate(old, registry).issues] == ["no_outputs"]  # resolved there too

@@ -30,3 +30,23 @@ def test_workflow_runs(path, shared_engine, tmp_path):
     assert run.ok, run.error
     written = sorted(p for p in tmp_path.rglob("*.png"))
     assert written, f"{path.name} wrote no image"
+
+
+OLD_IDS = {"unclip.load_clip": "unclip.clip_loader", "unclip.load_prior": "unclip.prior_loader",
+           "unclip.load_decoder": "unclip.decoder_loader", "unclip.load_upsampler": "unclip.upsampler_loader",
+           "sam.load_sam": "sam.loader", "controlnet.load_controlnet": "controlnet.loader",
+           "shapes.factor_color": "edit.factor_color", "shapes.embedding_recolor": "edit.embedding_recolor"}
+
+
+@pytest.mark.parametrize("name", ["text2image.json", "controlnet.json", "sam_mask.json", "text2image_factored.json",
+                                  "recolor.json"])
+def test_a_workflow_saved_with_old_type_ids_validates_as_the_new_ones(name, shared_engine):
+    data = json.loads((ROOT / "workflows" / name).read_text())
+    current = {nid: n["type"] for nid, n in data["nodes"].items()}
+    for n in data["nodes"].values():
+        n["type"] = OLD_IDS.get(n["type"], n["type"])
+    assert current != {nid: n["type"] for nid, n in data["nodes"].items()}  # the file uses renamed ids
+    from nodegraph.validation import check
+
+    wf, issues = check(data, shared_engine.registry)
+    assert issues == [] and {nid: n.type for nid, n in wf.nodes.items()} == current

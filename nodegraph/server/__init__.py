@@ -1,7 +1,7 @@
 """The HTTP + WebSocket server of ``nodegraph serve``: the editor, the API of docs/api.md, the job queue.
 
-``create_app(engine, data_dir=...)`` builds the aiohttp app (used by the tests in-process);
-``serve(args)`` runs it for the command line. Importing this package never imports torch.
+``create_app(engine, config)`` builds the aiohttp app (the tests run it in-process);
+``serve(engine, config)`` runs it until stopped. Importing this package never imports torch.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""The aiohttp application (:func:`create_app`) and ``nodegraph serve`` (:func:`serve`).
+"""The aiohttp application (:func:`create_app`) and running it (:func:`serve`).
 
 ``create_app`` wires one engine, one job store, one WebSocket hub and one job runner into an app,
 under ``web.AppKey``s; the store opens and the runner starts with the app, and both stop with it
-(the running job is asked to stop and recorded ``interrupted``). ``serve`` reads the command-line
-arguments, refuses to listen beyond loopback without a token, and runs the app until SIGINT/SIGTERM.
+(the running job is asked to stop and recorded ``interrupted``). ``serve`` refuses to listen beyond
+loopback without a token and runs the app until SIGINT/SIGTERM. Both take the engine and the
+:class:`ServerConfig` as objects and change neither; ``nodegraph serve`` builds them from its flags.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -18,7 +18,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Settings
 from ..engine import Engine
 from .config import ServerConfig, is_loopback
 from .hub import Hub
@@ -38,20 +37,17 @@ DESCRIPTION = ("The HTTP + WebSocket API of `nodegraph serve` (docs/api.md). JSO
                '`{"error": CODE, "message": TEXT}`. WebSocket messages are described by the `WsMessage` schema.')
 
 
-def create_app(engine: Engine, settings: Settings | None = None, *, data_dir: str | Path,
-               token: str | None = None, config: ServerConfig | None = None, **options: Any) -> web.Application:
-    """The server app for ``engine``. ``options`` are :class:`ServerConfig` fields (limits, web_dir...).
+def create_app(engine: Engine, config: ServerConfig | None = None) -> web.Application:
+    """The server app for ``engine`` with ``config`` (limits, folders, token; default ``ServerConfig()``).
 
-    ``settings`` defaults to ``engine.settings``; the server turns ``allow_model_paths`` off on both
-    (model loaders then accept only names inside the model folders).
+    The engine must load models by name only (built with ``Settings(allow_model_paths=False)``): a
+    client must not make the server read a path of its choosing. Raises ValueError otherwise.
     """
-    settings = settings if settings is not None else engine.settings
-    settings.allow_model_paths = False
-    engine.settings.allow_model_paths = False
-    engine.models.allow_paths = False
-    base = config.model_dump() if config is not None else {}
-    config = ServerConfig(**{**base, **options, "data_dir": Path(data_dir), "token": token or base.get("token")})
-
+    if engine.settings.allow_model_paths or engine.models.allow_paths:
+        raise ValueError("this engine's model loaders accept file paths (Settings.allow_model_paths is on); a "
+                         "server must load models by name only: build its engine with "
+                         "Settings(allow_model_paths=False)")
+    config = config if config is not None else ServerConfig()
     app = web.Application(middlewares=[error_middleware, guard_middleware(config)],
                           client_max_size=max(config.max_body_bytes, config.max_upload_bytes) + 1024 * 1024)
     hub = Hub(config.ws_queue)
@@ -99,39 +95,25 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-# --- nodegraph serve -----------------------------------------------------------------------------------
+# --- serving ---------------------------------------------------------------------------------------
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env(output_dir=getattr(args, "output_dir", None),
-                                 input_dir=getattr(args, "input_dir", None))
-    if getattr(args, "nodes_dir", None):
-        settings.nodes_dirs = [*settings.nodes_dirs, *args.nodes_dir]
-    if getattr(args, "models_dir", None):
-        settings.model_dirs = [*args.models_dir, *settings.model_dirs]
-    settings.allow_model_paths = False
-    return settings
-
-
-def serve(args: argparse.Namespace) -> int:
-    """``nodegraph serve``: returns the exit code (2 when refusing to start)."""
+def serve(engine: Engine, config: ServerConfig) -> int:
+    """Serve ``engine`` as ``config`` says until SIGINT/SIGTERM; returns the exit code (2: refused to start)."""
     logging.getLogger("nodegraph.server").setLevel(logging.INFO)
-    try:
-        config = ServerConfig.from_env(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir)
-    except ValueError as exc:
-        log.error("invalid server options: %s", exc)
-        return 2
     if not is_loopback(config.host) and not config.token:
         log.error("refusing to listen on %s without a token: anyone who can reach this address could run "
                   "workflows and read your files. Start with --token SECRET (or NODEGRAPH_TOKEN), or bind "
                   "127.0.0.1.", config.host)
         return 2
-    settings = _settings(args)
-    settings.input_dir.mkdir(parents=True, exist_ok=True)
-    engine = Engine.from_settings(settings)
+    try:
+        app = create_app(engine, config)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     for failure in engine.registry.failures:
         log.warning("pack %s failed to load: %s", failure.source, failure.message)
-    app = create_app(engine, settings, data_dir=config.data_dir, token=config.token, config=config)
+    Path(engine.settings.input_dir).mkdir(parents=True, exist_ok=True)  # uploads land there
     try:
         asyncio.run(_run(app, config))
     except (StoreLocked, SchemaTooNew) as exc:

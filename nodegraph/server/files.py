@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from ..errors import UnsafePath
-from ..paths import safe_join
+from ..paths import list_files, safe_join
 from .errors import ApiError
 
 __all__ = [
@@ -43,9 +43,7 @@ _IMAGE_EXTS = tuple(ext for _, exts in IMAGE_TYPES.values() for ext in exts)
 def confined(base: Path, name: str) -> Path:
     """``safe_join(base, name)`` that also refuses hidden parts; a 400 ``unsafe_path`` otherwise."""
     try:
-        if any(part.startswith(".") for part in name.split("/")):
-            raise UnsafePath(f"file name {name!r} has a hidden ('.') part; refused")
-        return safe_join(base, name)
+        return safe_join(base, name, hidden=False)
     except UnsafePath as exc:
         raise ApiError(400, "unsafe_path", str(exc)) from None
 
@@ -129,25 +127,7 @@ def store_upload(folder: Path, name: str, data: bytes, *, overwrite: bool) -> st
 
 def list_images(folder: Path, limit: int = 10_000) -> list[str]:
     """Image files under ``folder`` (by extension), ``/``-separated, hidden names and symlinks out skipped."""
-    if not folder.is_dir():
-        return []
-    root = Path(os.path.realpath(folder))
-    names: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = Path(dirpath).relative_to(root)
-        for fn in sorted(filenames):
-            if fn.startswith(".") or not fn.lower().endswith(_IMAGE_EXTS):
-                continue
-            name = (rel / fn).as_posix()
-            try:
-                safe_join(root, name)
-            except UnsafePath:
-                continue
-            names.append(name)
-            if len(names) >= limit:
-                return names
-    return names
+    return list_files(folder, _IMAGE_EXTS, limit)
 
 
 _WORKFLOW_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]{0,99}$")

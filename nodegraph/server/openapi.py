@@ -193,32 +193,7 @@ def openapi_document(routes: ApiRoutes, *, version: str, extra_models: tuple[typ
     paths: dict[str, Any] = {}
     for decl in routes.routes:
         path = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", decl.path)
-        op: dict[str, Any] = {"summary": decl.summary, "operationId": decl.handler.__name__, "tags": [decl.tag]}
-        if decl.handler.__doc__:
-            op["description"] = " ".join(decl.handler.__doc__.split())
-        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in re.findall(r"\{(\w+)", decl.path)]
-        if decl.query is not None:
-            qschema = decl.query.model_json_schema(ref_template=_REF)
-            required = set(qschema.get("required", []))
-            for name, prop in qschema.get("properties", {}).items():
-                params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
-        if params:
-            op["parameters"] = params
-        if decl.body is not None:
-            op["requestBody"] = {"required": True, "content": _content(decl.body)}
-        responses: dict[str, Any] = {}
-        for status, item in sorted(decl.responses.items()):
-            entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, str(status))}
-            content = _content(ApiErrorBody if item is None and status >= 400 else item)
-            if content:
-                entry["content"] = content
-            responses[str(status)] = entry
-        for status in (401, 403):
-            responses.setdefault(str(status), {"description": _STATUS_TEXT[status],
-                                               "content": _content(ApiErrorBody)})
-        op["responses"] = responses
-        paths.setdefault(path, {})[decl.method.lower()] = op
+        paths.setdefault(path, {})[decl.method.lower()] = _operation(decl)
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "nodegraph server API", "version": version, "description": description},
@@ -237,6 +212,37 @@ def openapi_document(routes: ApiRoutes, *, version: str, extra_models: tuple[typ
     return _replace_marks(doc)
 
 
+def _operation(decl: RouteDecl) -> dict[str, Any]:
+    """The OpenAPI operation of one declared route: parameters, body and answers (errors as ApiErrorBody)."""
+    from .schemas import ApiErrorBody
+
+    op: dict[str, Any] = {"summary": decl.summary, "operationId": decl.handler.__name__, "tags": [decl.tag]}
+    if decl.handler.__doc__:
+        op["description"] = " ".join(decl.handler.__doc__.split())
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in re.findall(r"\{(\w+)", decl.path)]
+    if decl.query is not None:
+        qschema = decl.query.model_json_schema(ref_template=_REF)
+        required = set(qschema.get("required", []))
+        for name, prop in qschema.get("properties", {}).items():
+            params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    if params:
+        op["parameters"] = params
+    if decl.body is not None:
+        op["requestBody"] = {"required": True, "content": _content(decl.body)}
+    responses: dict[str, Any] = {}
+    for status, item in sorted(decl.responses.items()):
+        entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, str(status))}
+        content = _content(ApiErrorBody if item is None and status >= 400 else item)
+        if content:
+            entry["content"] = content
+        responses[str(status)] = entry
+    for status in (401, 403):
+        responses.setdefault(str(status), {"description": _STATUS_TEXT[status], "content": _content(ApiErrorBody)})
+    op["responses"] = responses
+    return op
+
+
 def _replace_marks(node: Any) -> Any:
     """Workflow fields carry a marker schema (pydantic cannot $ref a model it does not build): link them."""
     from .schemas import WORKFLOW_MARK
@@ -252,7 +258,7 @@ def _replace_marks(node: Any) -> Any:
 
 def ws_message_schemas() -> dict[str, Any]:
     """JSON Schemas of every WebSocket message (components of the OpenAPI document)."""
-    from .schemas import WS_MESSAGES, WsMessage
+    from .messages import WS_MESSAGES, WsMessage
 
     _, top = models_json_schema([(m, "serialization") for m in WS_MESSAGES], ref_template=_REF)
     schemas = dict(top.get("$defs", {}))

@@ -17,15 +17,16 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from ..engine import Engine
-from ..validation import Issue, ValidationResult
-from ..workflow import WorkflowFormatError, as_link, load_workflow, parse_source
+from ..catalogue import PackFailureSchema, PackSchema
+from ..upgrade import upgrade_workflow
+from ..validation import ValidationResult
+from ..workflow import WorkflowFormatError, load_workflow
 from . import files
 from .errors import ApiError
 from .keys import CONFIG, ENGINE, HUB, OPENAPI, RUNNER, STORE
+from .messages import WS_VERSION, ValidationFailedData, ValidationFailedMessage
 from .openapi import ApiRoutes, json_response, read_json
 from .schemas import (
-    WS_VERSION,
     ExtensionList,
     FileList,
     HistoryPage,
@@ -46,17 +47,18 @@ from .schemas import (
     RequeueRequest,
     SavedWorkflow,
     SystemInfo,
+    UnreadableWorkflowBody,
+    UpgradeResponse,
     UploadResponse,
     ValidateRequest,
-    ValidationFailedData,
-    ValidationFailedMessage,
     ViewQuery,
+    WorkflowBody,
     WorkflowList,
     WsQuery,
 )
 from .store import FINISHED, QueueFull
 
-__all__ = ["api", "body_limit", "check_workflow", "file_issues"]
+__all__ = ["api", "body_limit", "check_workflow"]
 
 api = ApiRoutes()
 IMAGE_MEDIA = {"image/png": "binary", "image/jpeg": "binary", "image/webp": "binary", "image/bmp": "binary"}
@@ -69,53 +71,11 @@ def body_limit(request: web.Request) -> int:
 # --- validation ------------------------------------------------------------------------------------
 
 
-def file_issues(engine: Engine, source: Any) -> list[Issue]:
-    """Issues for literal file names that would leave their folder (checked before anything runs)."""
-    try:
-        data = parse_source(source)
-    except WorkflowFormatError:
-        return []  # the engine's validation reports it
-    nodes = data.get("nodes")
-    if not isinstance(nodes, dict):
-        return []
-    folders = {"input": engine.settings.input_dir, "output": engine.settings.output_dir,
-               "temp": engine.settings.temp_dir}
-    issues = []
-    for nid, entry in nodes.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("inputs"), dict):
-            continue
-        spec = engine.registry.get(entry.get("type")) if isinstance(entry.get("type"), str) else None
-        if spec is None:
-            continue
-        for port, value in entry["inputs"].items():
-            pspec = spec.inputs.get(port)
-            widget = pspec.type.widget if pspec is not None else None
-            if widget is None or widget.kind != "file" or not isinstance(value, str) or as_link(value):
-                continue
-            base = folders.get(widget.folder or "")
-            if base is None:
-                continue
-            try:
-                files.confined(Path(base), value)
-            except ApiError as exc:
-                issues.append(Issue(code="unsafe_path", node=str(nid), port=port,
-                                    message=f"{nid}.{port}: {exc.message}; give a file name inside the "
-                                    f"{widget.folder} folder"))
-    return issues
-
-
 async def check_workflow(request: web.Request, workflow: Any, targets: list[str] | None) -> ValidationResult:
-    """Engine validation plus file-name confinement, off the event loop."""
+    """The engine's validation (file names included), off the event loop."""
     engine = request.app[ENGINE]
-
-    def check() -> ValidationResult:
-        result = engine.validate(workflow, targets=targets)
-        extra = file_issues(engine, workflow)
-        if extra:
-            return ValidationResult(valid=False, issues=[*result.issues, *extra])
-        return result
-
-    return await asyncio.get_running_loop().run_in_executor(None, check)
+    return await asyncio.get_running_loop().run_in_executor(
+        None, lambda: engine.validate(workflow, targets=targets))
 
 
 # --- catalogue and validation --------------------------------------------------------------------
@@ -132,6 +92,21 @@ async def get_nodes(request: web.Request) -> web.StreamResponse:
 async def validate_workflow(request: web.Request, body: ValidateRequest) -> web.StreamResponse:
     """Every issue in one pass; nothing runs."""
     return json_response(await check_workflow(request, body.workflow, body.targets))
+
+
+@api.route("POST", "/api/upgrade", summary="Bring a workflow up to date", body=WorkflowBody,
+           responses={200: UpgradeResponse, 400: UnreadableWorkflowBody, 413: None, 415: None}, tag="nodes")
+async def upgrade(request: web.Request, body: WorkflowBody) -> web.StreamResponse:
+    """The body is a workflow in any format this server reads. The answer is that workflow in the current
+    format, with renamed node types and nodes saved with older versions upgraded as a run would upgrade
+    them; nodes that cannot be are listed in ``issues`` and left as they were. Nothing is validated
+    beyond that (POST /api/validate does). A body that is no workflow is answered 400."""
+    registry = request.app[ENGINE].registry
+    workflow, issues = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: upgrade_workflow(body.root, registry))
+    if workflow is None:
+        raise ApiError(400, issues[0].code, issues[0].message, issues=[i.model_dump() for i in issues])
+    return json_response(UpgradeResponse(workflow=workflow, issues=issues))
 
 
 # --- jobs ------------------------------------------------------------------------------------------
@@ -261,16 +236,11 @@ async def delete_history(request: web.Request) -> web.StreamResponse:
 # --- files -----------------------------------------------------------------------------------------
 
 
-def _folder(engine: Engine, kind: str) -> Path:
-    s = engine.settings
-    return Path({"output": s.output_dir, "temp": s.temp_dir, "input": s.input_dir}[kind])
-
-
 @api.route("GET", "/api/view", summary="An image from the output, temp or input folder", query=ViewQuery,
            responses={200: IMAGE_MEDIA, 400: None, 404: None}, tag="files")
 async def view(request: web.Request, query: ViewQuery) -> web.StreamResponse:
     """Served with the content type of its decoded format (PNG, JPEG, WebP, BMP), never as HTML or SVG."""
-    base = _folder(request.app[ENGINE], query.type)
+    base = request.app[ENGINE].settings.folders()[query.type]
     name = f"{query.subfolder.strip('/')}/{query.filename}" if query.subfolder.strip("/") else query.filename
     path = files.confined(base, name)
     loop = asyncio.get_running_loop()
@@ -419,13 +389,14 @@ async def system(request: web.Request) -> web.StreamResponse:
 
     engine, config = request.app[ENGINE], request.app[CONFIG]
     counts = await request.app[STORE](lambda s: s.counts())
-    cat = engine.registry.catalogue()
+    registry = engine.registry
     info = SystemInfo(
         versions={"nodegraph": __version__, "api": API_VERSION, "ws": WS_VERSION,
                   "python": platform.python_version(), "aiohttp": aiohttp.__version__,
                   "pydantic": pydantic.VERSION, "torch": _version("torch"), "numpy": _version("numpy"),
                   "pillow": _version("pillow")},
-        packs=cat["packs"], failed_packs=cat["failed_packs"], device=engine.settings.device,
+        packs=[PackSchema.of(p) for p in registry.packs.values()],
+        failed_packs=[PackFailureSchema.of(f) for f in registry.failures], device=engine.settings.device,
         cache={**engine.cache.stats(), "models_loaded": engine.models.loaded()},
         queue=QueueInfo(max_queue=config.max_queue, **counts),
     )

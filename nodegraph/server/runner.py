@@ -29,29 +29,18 @@ from urllib.parse import urlencode
 from ..context import CancelToken
 from ..engine import Engine
 from ..errors import WorkflowInvalid
+from ..events import Progress, RunFinished
 from .config import ServerConfig
 from .hub import Hub
-from .schemas import (
-    JobError,
+from .messages import (
+    EVENT_MESSAGES,
     JobFinishedData,
     JobFinishedMessage,
-    JobStartedData,
-    JobStartedMessage,
-    NodeCachedData,
-    NodeCachedMessage,
-    NodeCompletedData,
-    NodeCompletedMessage,
-    NodeFailedData,
-    NodeFailedMessage,
-    NodeStartedData,
-    NodeStartedMessage,
-    PreviewData,
     PreviewMessage,
-    ProgressData,
-    ProgressMessage,
     StatusData,
     StatusMessage,
 )
+from .schemas import JobError
 from .store import AsyncJobStore
 
 __all__ = ["JobRunner", "JobSink", "WorkerThread", "encode_preview", "with_urls"]
@@ -152,36 +141,16 @@ class JobSink:
         self._last_preview: dict[str, float] = {}
 
     def __call__(self, event: Any) -> None:
-        kind = event.event
-        jid = self.job_id
-        msg: Any
-        if kind == "progress":
-            msg = ProgressMessage(t=event.t, data=ProgressData(job_id=jid, node=event.node, step=event.step,
-                                                                total=event.total))
-            self._send(msg)
-            if event.preview is not None:
-                self._preview(event)
-            return
-        if kind == "node_started":
-            msg = NodeStartedMessage(t=event.t, data=NodeStartedData(job_id=jid, node=event.node, type=event.type))
-        elif kind == "node_completed":
-            msg = NodeCompletedMessage(t=event.t, data=NodeCompletedData(
-                job_id=jid, node=event.node, type=event.type, duration=event.duration, ui=with_urls(event.ui)))
-        elif kind == "node_cached":
-            msg = NodeCachedMessage(t=event.t, data=NodeCachedData(job_id=jid, node=event.node, type=event.type,
-                                                                   ui=with_urls(event.ui)))
-        elif kind == "node_failed":
-            msg = NodeFailedMessage(t=event.t, data=NodeFailedData(
-                job_id=jid, node=event.node, type=event.type, error_type=event.error_type, message=event.message,
-                traceback=event.traceback))
-        elif kind == "run_started":
-            msg = JobStartedMessage(t=event.t, data=JobStartedData(job_id=jid, nodes=list(event.nodes)))
-        elif kind == "run_finished":
+        if isinstance(event, RunFinished):
             self.finished = event
             return
-        else:  # an event kind newer than this server: not part of the v1 messages
+        message = EVENT_MESSAGES.get(type(event))
+        if message is None:  # an event kind newer than this server: not part of the v1 messages
             return
-        self._send(msg)
+        ui = getattr(event, "ui", None)
+        self._send(message.of(self.job_id, event, **({"ui": with_urls(ui)} if ui is not None else {})))
+        if isinstance(event, Progress) and event.preview is not None:
+            self._preview(event)
 
     def _send(self, msg: Any) -> None:
         text = msg.model_dump_json()
@@ -199,8 +168,7 @@ class JobSink:
         except Exception as exc:  # noqa: BLE001 - a preview that cannot be drawn is skipped, the run goes on
             log.debug("preview of %s not encoded: %s", event.node, exc)
             return
-        self._send(PreviewMessage(t=event.t, data=PreviewData(job_id=self.job_id, node=event.node, step=event.step,
-                                                              image=image)))
+        self._send(PreviewMessage.of(self.job_id, event, image=image))
 
 
 class JobRunner:
@@ -300,42 +268,42 @@ class JobRunner:
                 return exc
 
         result = await self.worker.submit(work)
-        duration = time.perf_counter() - started
-        outputs: dict[str, Any] = {}
-        executed = cached = 0
-        if isinstance(result, WorkflowInvalid):
-            status = "failed"
-            error = JobError(node=result.issues[0].node if result.issues else None, type=None,
-                             error_type="WorkflowInvalid", message=str(result), traceback="")
-        elif isinstance(result, Exception):
-            status = "failed"
-            error = JobError(node=None, type=None, error_type=type(result).__name__, message=str(result) or
-                             type(result).__name__, traceback=getattr(result, "__nodegraph_traceback__", ""))
-        else:
-            status = result.status
-            outputs = {nid: with_urls(ui) for nid, ui in result.ui.items()}
-            executed, cached, duration = len(result.executed), len(result.cached), result.duration
-            error = None
-            if result.error is not None:
-                e = result.error
-                error = JobError(node=e.node, type=e.type, error_type=e.error_type, message=e.message,
-                                 traceback=e.traceback)
-        if status == "cancelled" and token.reason == SHUTDOWN:
-            status = "interrupted"
-            error = _interrupted_error()
-        elif status == "cancelled":
-            error = JobError(node=None, type=None, error_type="Cancelled", message="the job was interrupted by a "
-                             "user", traceback="")
-        error_json = error.model_dump() if error is not None else None
-        await self.store(lambda s: s.finish(job_id, status, error=error_json, outputs=outputs))
+        end, outputs = _outcome(job_id, result, token, time.perf_counter() - started)
+        error_json = end.error.model_dump() if end.error is not None else None
+        await self.store(lambda s: s.finish(job_id, end.status, error=error_json, outputs=outputs))
         self.current = None
         self.jobs_run += 1
-        finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(),
-                                      data=JobFinishedData(job_id=job_id, status=status, duration=duration,
-                                                           executed=executed, cached=cached, error=error))
+        finished = JobFinishedMessage(t=sink.finished.t if sink.finished is not None else time.time(), data=end)
         self.hub.publish(finished.model_dump_json(), job_id)
         await self.publish_status()
-        log.info("job %s: %s in %.2f s", job_id, status, duration)
+        log.info("job %s: %s in %.2f s", job_id, end.status, end.duration)
+
+
+def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tuple[Any, dict[str, Any]]:
+    """A job's ``job_finished`` data and its outputs (the nodes' ``ui``, with image URLs) from what the
+    engine returned: a RunResult, or the exception that stopped it before any node ran."""
+    status, error, outputs, executed, cached, duration = "failed", None, {}, 0, 0, elapsed
+    if isinstance(result, WorkflowInvalid):
+        error = JobError(node=result.issues[0].node if result.issues else None, type=None,
+                         error_type="WorkflowInvalid", message=str(result), traceback="")
+    elif isinstance(result, Exception):
+        error = JobError(node=None, type=None, error_type=type(result).__name__, message=str(result) or
+                         type(result).__name__, traceback=getattr(result, "__nodegraph_traceback__", ""))
+    else:
+        status, duration = result.status, result.duration
+        outputs = {nid: with_urls(ui) for nid, ui in result.ui.items()}
+        executed, cached = len(result.executed), len(result.cached)
+        if result.error is not None:
+            e = result.error
+            error = JobError(node=e.node, type=e.type, error_type=e.error_type, message=e.message,
+                             traceback=e.traceback)
+    if status == "cancelled" and token.reason == SHUTDOWN:
+        status, error = "interrupted", _interrupted_error()
+    elif status == "cancelled":
+        error = JobError(node=None, type=None, error_type="Cancelled", message="the job was interrupted by a user",
+                         traceback="")
+    return JobFinishedData(job_id=job_id, status=status, duration=duration, executed=executed, cached=cached,
+                           error=error), outputs
 
 
 def _interrupted_error() -> JobError:

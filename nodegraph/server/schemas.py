@@ -1,21 +1,21 @@
-"""Pydantic models of the API's request and response bodies and of the WebSocket messages (v1).
+"""Pydantic models of the API's request and response bodies (v1); WebSocket messages are in :mod:`.messages`.
 
 These models are the single description of the wire format: request bodies are parsed with them,
 the OpenAPI document at ``/api/openapi.json`` is generated from them, and the tests check every
-answer and message against them. Changes within v1 are additive only (docs/api.md).
+answer against them. Changes within v1 are additive only (docs/api.md).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
+from ..catalogue import NodeCatalogue, PackFailureSchema, PackSchema
 from ..validation import Issue, ValidationResult
 
 __all__ = [
     "WORKFLOW_MARK",
-    "WS_VERSION",
     "ApiErrorBody",
     "CacheInfo",
     "ExtensionList",
@@ -40,17 +40,17 @@ __all__ = [
     "RequeueRequest",
     "SavedWorkflow",
     "SystemInfo",
+    "UnreadableWorkflowBody",
+    "UpgradeResponse",
     "UploadResponse",
     "ValidateRequest",
     "ValidationResult",
     "ViewQuery",
+    "WorkflowBody",
     "WorkflowList",
-    "WsMessage",
     "WsQuery",
-    "WS_MESSAGES",
 ]
 
-WS_VERSION = 1
 
 #: A workflow as sent by clients: validated by the engine (which reports structured issues), so the
 #: body model accepts any JSON here and documents it as the workflow format.
@@ -87,72 +87,11 @@ class InvalidWorkflowBody(ApiErrorBody):
     issues: list[Issue]
 
 
-# --- node catalogue ----------------------------------------------------------------------------------
+class UnreadableWorkflowBody(ApiErrorBody):
+    """400 answer when the body is no workflow at all: why, as issues."""
 
-
-class PortSchema(BaseModel):
-    """One port of a node, as the editor draws it."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-    type: str = Field(description="Type compared on links: IMAGE, INT, FLOAT, STRING, SEED, ENUM, pack types...")
-    description: str
-    required: bool | None = None
-    link: bool | None = Field(None, description="Only a link is accepted (no widget).")
-    optional: bool | None = None
-    lazy: bool | None = None
-    choices: list[Any] | None = None
-    widget: str | None = Field(None, description="seed, text or file")
-    folder: str | None = None
-    extensions: list[str] | None = None
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    display: str | None = None
-
-
-class NodeSchema(BaseModel):
-    """A node type (``NodeSpec.schema()``)."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-    pack: str
-    version: int
-    title: str
-    category: str
-    description: str
-    output_node: bool
-    volatile: bool = False
-    deprecated: bool = False
-    inputs: list[PortSchema]
-    outputs: list[PortSchema]
-    input_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the inputs.")
-    output_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the outputs.")
-
-
-class PackSchema(BaseModel):
-    name: str
-    source: str
-    version: str
-    description: str
-    nodes: list[str]
-    web: bool
-    evaluations: list[str] = Field(default_factory=list)
-
-
-class PackFailureSchema(BaseModel):
-    source: str
-    message: str
-    traceback: str
-
-
-class NodeCatalogue(BaseModel):
-    """GET /api/nodes."""
-
-    nodes: dict[str, NodeSchema]
-    packs: list[PackSchema]
-    failed_packs: list[PackFailureSchema]
+    error: Literal["invalid_json", "unsupported_format", "invalid_workflow"]
+    issues: list[Issue]
 
 
 # --- validation and jobs -------------------------------------------------------------------------
@@ -161,6 +100,19 @@ class NodeCatalogue(BaseModel):
 class ValidateRequest(_Body):
     workflow: WorkflowJson
     targets: list[str] | None = Field(None, max_length=10_000, description="Validate only what these nodes need.")
+
+
+class WorkflowBody(RootModel[WorkflowJson]):
+    """A request body that is a workflow itself, in any format the engine reads."""
+
+
+class UpgradeResponse(BaseModel):
+    """POST /api/upgrade: the workflow as this install reads it, and what could not be upgraded."""
+
+    workflow: WorkflowJson = Field(description="The workflow in the current format: node types as they are "
+                                   "named now, inputs of the nodes' current versions; everything else as sent.")
+    issues: list[Issue] = Field(description="The nodes that could not be upgraded (unknown_node_type, "
+                                "version_mismatch); they are left as they were.")
 
 
 class QueueRequest(_Body):
@@ -311,163 +263,3 @@ class SystemInfo(BaseModel):
 
 class ExtensionList(BaseModel):
     scripts: list[str] = Field(description="URLs of the packs' front-end modules, /extensions/<pack>/<file>.js")
-
-
-# --- WebSocket messages (server -> client) -----------------------------------------------------------
-
-
-class StatusData(BaseModel):
-    queue_remaining: int
-    running: str | None
-
-
-class JobStartedData(BaseModel):
-    job_id: str
-    nodes: list[str] = Field(description="The planned nodes, in order.")
-
-
-class NodeStartedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-
-
-class ProgressData(BaseModel):
-    job_id: str
-    node: str
-    step: int
-    total: int | None
-
-
-class PreviewData(BaseModel):
-    job_id: str
-    node: str
-    step: int
-    image: str = Field(description="data:image/png;base64,...")
-
-
-class NodeCachedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    ui: dict[str, Any]
-
-
-class NodeCompletedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    duration: float
-    ui: dict[str, Any]
-
-
-class NodeFailedData(BaseModel):
-    job_id: str
-    node: str
-    type: str
-    error_type: str
-    message: str
-    traceback: str
-
-
-class JobFinishedData(BaseModel):
-    job_id: str
-    status: Literal["success", "failed", "cancelled", "interrupted"]
-    duration: float
-    executed: int
-    cached: int
-    error: JobError | None
-
-
-class ValidationFailedData(BaseModel):
-    job_id: None = None
-    issues: list[Issue]
-
-
-class _Message(BaseModel):
-    v: Literal[1] = WS_VERSION
-    t: float | None = Field(None, description="Unix seconds at which the event happened on the server "
-                            "(receive time minus t is the event latency).")
-
-
-class StatusMessage(_Message):
-    """Queue status: on connect and on every change."""
-
-    type: Literal["status"] = "status"
-    data: StatusData
-
-
-class JobStartedMessage(_Message):
-    """A job began running."""
-
-    type: Literal["job_started"] = "job_started"
-    data: JobStartedData
-
-
-class NodeStartedMessage(_Message):
-    """A node began running."""
-
-    type: Literal["node_started"] = "node_started"
-    data: NodeStartedData
-
-
-class ProgressMessage(_Message):
-    """A node reported progress."""
-
-    type: Literal["progress"] = "progress"
-    data: ProgressData
-
-
-class PreviewMessage(_Message):
-    """An in-progress image from a node (throttled per node)."""
-
-    type: Literal["preview"] = "preview"
-    data: PreviewData
-
-
-class NodeCachedMessage(_Message):
-    """A node's outputs came from the cache."""
-
-    type: Literal["node_cached"] = "node_cached"
-    data: NodeCachedData
-
-
-class NodeCompletedMessage(_Message):
-    """A node finished."""
-
-    type: Literal["node_completed"] = "node_completed"
-    data: NodeCompletedData
-
-
-class NodeFailedMessage(_Message):
-    """A node failed; the run stops."""
-
-    type: Literal["node_failed"] = "node_failed"
-    data: NodeFailedData
-
-
-class JobFinishedMessage(_Message):
-    """A job ended."""
-
-    type: Literal["job_finished"] = "job_finished"
-    data: JobFinishedData
-
-
-class ValidationFailedMessage(_Message):
-    """The workflow this client queued is invalid (sent to that client only)."""
-
-    type: Literal["validation_failed"] = "validation_failed"
-    data: ValidationFailedData
-
-
-WS_MESSAGES: tuple[type[BaseModel], ...] = (
-    StatusMessage, JobStartedMessage, NodeStartedMessage, ProgressMessage, PreviewMessage, NodeCachedMessage,
-    NodeCompletedMessage, NodeFailedMessage, JobFinishedMessage, ValidationFailedMessage,
-)
-
-#: Any server -> client message (discriminated by ``type``).
-WsMessage = Annotated[
-    StatusMessage | JobStartedMessage | NodeStartedMessage | ProgressMessage | PreviewMessage
-    | NodeCachedMessage | NodeCompletedMessage | NodeFailedMessage | JobFinishedMessage | ValidationFailedMessage,
-    Field(discriminator="type"),
-]

@@ -9,13 +9,12 @@ Several Apply nodes stack; strength 0 returns the decoder unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import nodegraph
 from nodegraph import IMAGE, MASK, ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import DECODER
+from ..unclip.api import DECODER
 
 DEFAULT = "controlnet-shapes"
 KIND = "controlnet"
@@ -31,18 +30,10 @@ CONTROL_NET = nodegraph.link_type("controlnet.CONTROL_NET", "A loaded ControlNet
                                   _example_controlnet)
 
 
-def _signature(path: Path) -> str:
-    if path.is_file():
-        st = path.stat()
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    return "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(path.iterdir())
-                    if p.is_file())
-
-
 class LoadControlNet(Node):
     """Load a ControlNet made for the unCLIP decoder (diffusers save_pretrained folder, safetensors)."""
 
-    name = "loader"
+    name = "load_controlnet"
     title = "Load ControlNet"
     category = "unclip/loaders"
     volatile = True  # reads files; the fingerprint notices changes
@@ -54,10 +45,9 @@ class LoadControlNet(Node):
     class Outputs(nodegraph.Outputs):
         controlnet: CONTROL_NET = Port(description="The ControlNet.")
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return _signature(store.resolve(inputs.get("controlnet", DEFAULT), KIND))
+            return nodegraph.file_signature(ctx.resolve_model(inputs.get("controlnet", DEFAULT), KIND))
         except (nodegraph.NodegraphError, OSError):
             return None
 
@@ -66,7 +56,8 @@ class LoadControlNet(Node):
 
         path = ctx.models.resolve(inputs.controlnet, KIND)
         try:
-            model = ctx.models.load(f"controlnet:{path.resolve()}:{_signature(path)}", lambda: load_controlnet(path))
+            key = f"controlnet:{path.resolve()}:{nodegraph.file_signature(path)}"
+            model = ctx.models.load(key, lambda: load_controlnet(path))
         except (ValueError, FileNotFoundError) as exc:
             raise NodeExecutionError(str(exc)) from None
         return self.Outputs(controlnet=ModelHandle(model, inputs.controlnet, "controlnet.controlnet"))
@@ -138,8 +129,6 @@ class ApplyControlNet(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import dataclasses
 
-        import torch
-
         from .model import Control, ControlledUNet, check_compatible
 
         decoder: ModelHandle = inputs.decoder
@@ -154,7 +143,7 @@ class ApplyControlNet(Node):
             check_compatible(cn, unet.base if isinstance(unet, ControlledUNet) else unet)
         except ValueError as exc:
             raise NodeExecutionError(str(exc)) from None
-        image = torch.from_numpy(nodegraph.as_image_batch(inputs.image)).permute(0, 3, 1, 2).contiguous()
+        image = nodegraph.to_tensor(inputs.image)
         n_train = int(getattr(model.scheduler, "config", {}).get("num_train_timesteps", 1000))
         control = Control(cn, image, float(inputs.strength), float(inputs.start), float(inputs.end), n_train)
         new_unet = unet.with_control(control) if isinstance(unet, ControlledUNet) else ControlledUNet(unet, (control,))
@@ -170,4 +159,5 @@ PACK = nodegraph.Pack(
     description="ControlNet for the unCLIP decoder: load, make silhouette control images, apply with a "
     "strength; the standard Decoder node samples the controlled decoder.",
     nodes=[LoadControlNet, ControlImage, ApplyControlNet],
+    aliases={"controlnet.loader": "load_controlnet"},
 )

@@ -198,7 +198,3 @@ class ControlledUNet(torch.nn.Module):
             kwargs["mid_block_additional_residual"] = mid
         return self.base(sample, timestep, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels,
                          attention_mask=attention_mask, **kwargs)
-
-
-def base_unet(unet):
-    return unet.base if isinstance(unet, ControlledUNet) else unet

@@ -23,7 +23,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
 
 def control_masks(images: np.ndarray, size: int, mode: str = "silhouette") -> tuple[np.ndarray, list[int]]:
     """Images (B, H, W, 3) in [0, 1] → float32 masks (B, size, size) and the indices with no object."""
-    from ..shapes.analyse import analyse
+    from ..shapes.api import analyse
 
     out = np.zeros((len(images), size, size), dtype=np.float32)
     empty = []

@@ -11,7 +11,7 @@ def tiny_controlnet(seed: int = 0):
 
     from nodegraph import ModelHandle
 
-    from ..unclip.models import tiny
+    from ..unclip.api import tiny
     from .model import controlnet_from_unet
 
     key = f"cn{seed}"

@@ -91,7 +91,7 @@ class Seed(Node):
     category = "constants"
 
     class Inputs(nodegraph.Inputs):
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="The seed.")
+        seed: nodegraph.Seed = Port(0, description="The seed.")
 
     class Outputs(nodegraph.Outputs):
         seed: nodegraph.Seed = Port(description="The seed.")

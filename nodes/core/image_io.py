@@ -1,16 +1,10 @@
 """Loading images from the input folder, saving them to the output folder, previews."""
 
 import hashlib
-import os
-import re
-import uuid
-from pathlib import Path
 from typing import Any
 
 import nodegraph
 from nodegraph import IMAGE, MASK, Node, NodeContext, NodeExecutionError, Port
-
-_PREFIX = r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*$"
 
 
 class LoadImage(Node):
@@ -29,10 +23,9 @@ class LoadImage(Node):
         width: int = Port(description="Width in pixels.")
         height: int = Port(description="Height in pixels.")
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            path = nodegraph.safe_join(settings.input_dir, inputs["image"])
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            return hashlib.sha256(ctx.resolve_input(inputs["image"]).read_bytes()).hexdigest()
         except (OSError, nodegraph.UnsafePath):
             return None  # run() reports the problem
 
@@ -57,45 +50,6 @@ class LoadImage(Node):
         return self.Outputs(image=image, mask=mask, width=rgba.width, height=rgba.height)
 
 
-def _next_paths(folder: Path, prefix: str, count: int) -> list[Path]:
-    """``count`` unused ``prefix_00001.png``-style paths (never overwrites)."""
-    base = Path(prefix).name
-    pattern = re.compile(re.escape(base) + r"_(\d{5,})\.png$")
-    highest = 0
-    if folder.is_dir():
-        for entry in os.scandir(folder):
-            m = pattern.match(entry.name)
-            if m:
-                highest = max(highest, int(m.group(1)))
-    return [folder / f"{base}_{highest + i + 1:05d}.png" for i in range(count)]
-
-
-def _write(ctx: NodeContext, images: Any, root_kind: str, prefix: str) -> list[dict[str, str]]:
-    if not re.match(_PREFIX, prefix) or ".." in prefix.split("/"):
-        raise NodeExecutionError(f"filename prefix {prefix!r}: use letters, digits, '_', '-', '.', and '/' for "
-                                 "subfolders (no '..')")
-    target = ctx.resolve_file(root_kind, prefix)
-    folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    pil = nodegraph.to_pil(images)
-    written = []
-    subfolder = str(Path(prefix).parent) if "/" in prefix else ""
-    for img in pil:
-        for _ in range(100):  # another process may take a name between scan and create
-            path = _next_paths(folder, prefix, 1)[0]
-            try:
-                with open(path, "xb"):
-                    pass
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise NodeExecutionError(f"could not find a free file name for {prefix!r} in {folder}")
-        nodegraph.save_png(img, path, ctx.workflow, {"nodegraph.node": ctx.node_id})
-        written.append({"filename": path.name, "subfolder": subfolder, "type": root_kind})
-    return written
-
-
 class SaveImage(Node):
     """Save images as PNG files in the output folder, with the workflow embedded in each file."""
 
@@ -113,8 +67,7 @@ class SaveImage(Node):
         pass
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        files = _write(ctx, inputs.images, "output", inputs.filename_prefix)
-        ctx.show(images=files)
+        nodegraph.save_images(ctx, inputs.images, inputs.filename_prefix)
         return self.Outputs()
 
 
@@ -132,6 +85,5 @@ class PreviewImage(Node):
         pass
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        files = _write(ctx, inputs.images, "temp", f"preview_{uuid.uuid4().hex[:8]}")
-        ctx.show(images=files)
+        nodegraph.preview_images(ctx, inputs.images)
         return self.Outputs()

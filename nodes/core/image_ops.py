@@ -13,6 +13,15 @@ def _rgb(hex_colour: str) -> tuple[float, float, float]:
     return tuple(int(hex_colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
 
 
+def _same_size(a, b):
+    """Inputs `a` and `b` as IMAGE batches of one image size, or the error that says how to fix it."""
+    a, b = nodegraph.as_image_batch(a, "a"), nodegraph.as_image_batch(b, "b")
+    if a.shape[1:] != b.shape[1:]:
+        raise NodeExecutionError(f"a is {a.shape[2]}x{a.shape[1]} but b is {b.shape[2]}x{b.shape[1]}; "
+                                 "resize one with core.image_resize first")
+    return a, b
+
+
 class ImageResize(Node):
     """Resize images to a width and/or height (0 keeps the aspect ratio), or by a scale factor."""
 
@@ -96,11 +105,7 @@ class ImageBlend(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import numpy as np
 
-        a = nodegraph.as_image_batch(inputs.a, "a")
-        b = nodegraph.as_image_batch(inputs.b, "b")
-        if a.shape[1:] != b.shape[1:]:
-            raise NodeExecutionError(f"a is {a.shape[2]}x{a.shape[1]} but b is {b.shape[2]}x{b.shape[1]}; "
-                                     "resize one with core.image_resize first")
+        a, b = _same_size(inputs.a, inputs.b)
         if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
             raise NodeExecutionError(f"batch sizes {a.shape[0]} and {b.shape[0]} differ; use batches of equal "
                                      "size or a single image")
@@ -159,11 +164,7 @@ class ImageBatch(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import numpy as np
 
-        a = nodegraph.as_image_batch(inputs.a, "a")
-        b = nodegraph.as_image_batch(inputs.b, "b")
-        if a.shape[1:] != b.shape[1:]:
-            raise NodeExecutionError(f"a is {a.shape[2]}x{a.shape[1]} but b is {b.shape[2]}x{b.shape[1]}; "
-                                     "resize one with core.image_resize first")
+        a, b = _same_size(inputs.a, inputs.b)
         return self.Outputs(images=np.concatenate([a, b]))
 
 

@@ -1,22 +1,10 @@
-"""Prompt-to-Prompt on the unCLIP decoder: attention processors that expose and replace attention maps.
+"""Prompt-to-Prompt on the unCLIP decoder: attention processors that record and replace attention maps.
 
-The decoder's SimpleCrossAttn blocks attend jointly over one softmax to `[4 image tokens | L prompt
-tokens | H·W spatial tokens]` (diffusers' `AttnAddedKVProcessor`: the projected context keys come
-first, then the block's own spatial keys). `EditAttnProcessor` is that processor computed with
-explicit probabilities so that an `AttentionEdit` controller can record them (source run) or
-replace them (edited run), after Hertz et al., "Prompt-to-Prompt Image Editing with Cross
-Attention Control" (2022):
-
-- the columns over the prompt tokens (cross-attention maps) of the edited run are replaced by the
-  source run's maps, mapped through a token alignment of the two prompts, for the first
-  `cross_steps` steps: swap (a replaced word takes the source word's maps), refine (words only in
-  the target keep their own maps), reweight (the chosen word's maps are scaled);
-- optionally the columns over the spatial tokens (self-attention maps) for the first `self_steps`,
-  and the columns over the 4 image tokens (with the cross-attention maps).
-
-Only the conditional half of a classifier-free-guidance batch is edited, as in the paper's code.
-`installed(unet, controller)` swaps the processors in and always restores the originals, so the
-shared, cached decoder is never left modified. Pure torch/diffusers: no engine imports.
+The decoder's SimpleCrossAttn blocks attend in one softmax to `[4 image tokens | L prompt tokens |
+H·W spatial tokens]`. `EditAttnProcessor` computes that attention with explicit probabilities so an
+`AttentionEdit` controller can record them (source run) or replace them (edited run), after Hertz
+et al. 2022 (docs/editing.md). `installed(unet, controller)` always restores the original
+processors, so the shared, cached decoder is never left modified.
 """
 
 from __future__ import annotations

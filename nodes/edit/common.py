@@ -1,12 +1,10 @@
-"""Helpers shared by the edit nodes: input checks, progress over several sampling runs, showing images."""
+"""Input checks shared by the edit nodes: embeddings of the decoder's width, batch sizes that broadcast."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import nodegraph
-from nodegraph import NodeContext, NodeExecutionError
+from nodegraph import NodeExecutionError
 
 
 def check_embedding(emb: Any, decoder: Any, what: str):
@@ -44,24 +42,3 @@ def expand_rows(x: Any, batch: int):
     import numpy as np
 
     return np.broadcast_to(x, (batch, *x.shape[1:]))
-
-
-def staged_progress(ctx: NodeContext, offset: int, total: int):
-    """A library callback `(step, n, preview)` reporting step `offset + step` of `total` (several runs)."""
-    from ..unclip.convert import to_image
-
-    def callback(step: int, n: int, preview: Any = None) -> None:
-        ctx.progress(offset + step, total, preview=to_image(preview) if preview is not None else None)
-
-    return callback
-
-
-def show_images(ctx: NodeContext, images: Any, prefix: str) -> None:
-    """Write images to the temporary folder and show them on the node in the editor, as a preview does."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    files = []
-    for i, img in enumerate(nodegraph.to_pil(images)):
-        path = ctx.resolve_file("temp", f"{name}_{i:03d}.png")
-        nodegraph.save_png(img, path, ctx.workflow, {"nodegraph.node": ctx.node_id})
-        files.append({"filename": path.name, "subfolder": "", "type": "temp"})
-    ctx.show(images=files)

@@ -13,7 +13,7 @@ from typing import Any
 import nodegraph
 from nodegraph import IMAGE, MASK, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import CONDITIONING, DECODER, EMBEDDING
+from ..unclip.api import CONDITIONING, DECODER, EMBEDDING
 from .common import batch_size, check_embedding, expand_rows
 
 # offset of the re-noising generator's seed: the sampler's own generator stream stays untouched, so a
@@ -67,8 +67,7 @@ def inpaint(model, images, mask, image_embeds, cond, uncond, guidance: float, st
     import torch
     import torch.nn.functional as F
 
-    from ..unclip.convert import generator
-    from ..unclip.models import sample_decoder
+    from ..unclip.api import generator, sample_decoder
 
     base = model.scheduler
     abar = getattr(base, "alphas_cumprod", None)
@@ -129,7 +128,7 @@ class Inpaint(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt the decoder attends to (1 or B prompts).")
         guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
         grow: int = Port(0, ge=0, le=64, description="Grow the mask by this many pixels first (room for a "
                          "larger new object).")
         feather: int = Port(0, ge=0, le=64, description="Soften the mask's edge by this many pixels, inwards "
@@ -146,7 +145,7 @@ class Inpaint(Node):
         import numpy as np
         import torch
 
-        from ..unclip.convert import library_errors, progress, to_image, to_torch
+        from ..unclip.api import library_errors, progress
 
         model = inputs.decoder.model
         image = nodegraph.as_image_batch(inputs.image)
@@ -156,7 +155,7 @@ class Inpaint(Node):
         cond = inputs.conditioning
         batch = batch_size({"image": image.shape[0], "mask": mask.shape[0], "image_embedding": emb.shape[0],
                             "conditioning": len(cond.cond)})
-        images = expand_rows(to_torch(image), batch)
+        images = expand_rows(nodegraph.to_tensor(image), batch)
         m = shape_mask(expand_rows(torch.from_numpy(np.ascontiguousarray(mask)), batch)[:, None].float(),
                        inputs.grow, inputs.feather)
         used = m[:, 0].numpy().astype(np.float32)
@@ -167,4 +166,4 @@ class Inpaint(Node):
             out = inpaint(model, images, m, expand_rows(emb, batch), cond.cond.expand(batch), cond.uncond,
                           inputs.guidance, inputs.steps, inputs.seed, callback=progress(ctx),
                           strength=inputs.strength)
-        return self.Outputs(images=to_image(out), mask=used)
+        return self.Outputs(images=nodegraph.from_tensor(out), mask=used)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.sampling import Scheduler
-from ..unclip.types import CONDITIONING, DECODER, EMBEDDING
-from .common import check_embedding, show_images
+from ..unclip.api import CONDITIONING, DECODER, EMBEDDING, Scheduler
+from .common import check_embedding
 
 CHUNK = 16  # frames decoded per batch
 
@@ -17,7 +16,7 @@ def path_embeddings(a, b, frames: int):
     without, a (K ≥ 2, D) is a chain of keyframes and the path through them has `frames` points."""
     import torch
 
-    from ..unclip.embeddings import slerp
+    from ..unclip.api import slerp
 
     ts = [i / (frames - 1) for i in range(frames)]
     if b is not None:
@@ -49,8 +48,7 @@ def decode_frames(model, embs, cond, uncond, guidance: float, steps: int, seed: 
     """
     import torch
 
-    from ..unclip.convert import generator
-    from ..unclip.models import sample_decoder
+    from ..unclip.api import generator, sample_decoder
 
     n = embs.shape[0]
     size, channels = model.sample_size, model.unet.config.in_channels
@@ -104,7 +102,7 @@ class InterpolationStrip(Node):
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps per frame.")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed: the same initial noise "
+        seed: nodegraph.Seed = Port(0, description="Random seed: the same initial noise "
                                     "for every frame.")
         padding: int = Port(2, ge=0, le=64, description="White pixels between frames in the strip.")
 
@@ -116,7 +114,7 @@ class InterpolationStrip(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        from ..unclip.convert import library_errors, to_image
+        from ..unclip.api import library_errors
 
         model = inputs.decoder.model
         a = check_embedding(inputs.a, model, "a")
@@ -126,10 +124,10 @@ class InterpolationStrip(Node):
             raise NodeExecutionError(f"conditioning has {len(cond.cond)} prompts; give one prompt for all frames")
         embs, rows = path_embeddings(a, b, inputs.frames)
         with torch.inference_mode(), library_errors():
-            frames = to_image(decode_frames(
+            frames = nodegraph.from_tensor(decode_frames(
                 model, embs, cond.cond, cond.uncond, guidance=inputs.guidance, steps=inputs.steps,
                 seed=inputs.seed, scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                 progress=lambda done, total: ctx.progress(done, total)))
         strip_image = strip(frames, rows, inputs.padding)
-        show_images(ctx, strip_image, "interpolation_strip")
+        nodegraph.preview_images(ctx, strip_image, "interpolation_strip")
         return self.Outputs(frames=frames, strip=strip_image, embedding=embs)

@@ -8,8 +8,8 @@ from typing import Literal
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import CLIP, DECODER, EMBEDDING
-from .common import batch_size, check_embedding, expand_rows, staged_progress
+from ..unclip.api import CLIP, DECODER, EMBEDDING
+from .common import batch_size, check_embedding, expand_rows
 
 Mode = Literal["swap", "refine", "reweight"]
 
@@ -23,8 +23,7 @@ def prompt_to_prompt(model, clip, emb_s, emb_t, source: str, target: str, negati
     Library errors (unknown word, prompts too long) are ValueErrors saying the fix."""
     import torch
 
-    from ..unclip.convert import generator
-    from ..unclip.models import sample_decoder
+    from ..unclip.api import generator, sample_decoder
     from .attention import AttentionEdit, align, installed, prompt_tokens, word_positions
 
     cond_s, cond_t = clip.encode_text([source]), clip.encode_text([target])
@@ -98,7 +97,7 @@ class PromptToPrompt(Node):
                                   "(with the prompt-token maps).")
         guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps (each run).")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed, the same for both runs.")
+        seed: nodegraph.Seed = Port(0, description="Random seed, the same for both runs.")
 
     class Outputs(nodegraph.Outputs):
         source_images: IMAGE = Port(description="The source prompt's images, (B, S, S, 3).")
@@ -107,7 +106,7 @@ class PromptToPrompt(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
-        from ..unclip.convert import library_errors, to_image
+        from ..unclip.api import library_errors, progress
 
         model = inputs.decoder.model
         clip = inputs.clip.model
@@ -129,5 +128,5 @@ class PromptToPrompt(Node):
                 word=inputs.word, weight=inputs.weight, cross_replace=inputs.cross_replace,
                 self_replace=inputs.self_replace, image_tokens=inputs.image_tokens, guidance=inputs.guidance,
                 steps=steps, seed=inputs.seed,
-                callbacks=(staged_progress(ctx, 0, 2 * steps), staged_progress(ctx, steps, 2 * steps)))
-        return self.Outputs(source_images=to_image(src), edited_images=to_image(edit))
+                callbacks=(progress(ctx, 0, 2 * steps), progress(ctx, steps, 2 * steps)))
+        return self.Outputs(source_images=nodegraph.from_tensor(src), edited_images=nodegraph.from_tensor(edit))

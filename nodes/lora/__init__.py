@@ -9,42 +9,36 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import nodegraph
 from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.types import DECODER, PRIOR
+from ..unclip.api import DECODER, PRIOR
 
 KIND = "loras"  # model folder: <models>/loras/<name>.safetensors (or a peft / diffusers folder)
 NONE = "none"  # no LoRA: the models pass through (a slot switched off)
 SHIPPED = "shapes-pink"
 
 
-def resolve_lora(store: nodegraph.ModelStore, name: str) -> Path:
-    """A LoRA by name in `<models>/loras/` (the extension may be left out), or a local path."""
-    if not name:
-        raise NodeExecutionError("no LoRA name given; pick one of: " + ", ".join(store.list(KIND)))
+def resolve_lora(resolve: Callable[[str, str], Path], name: str) -> Path:
+    """A LoRA by name in `<models>/loras/` (the extension may be left out), or a local path.
+
+    `resolve(name, kind)` finds a model: `ctx.models.resolve` when the node runs, or the fingerprint
+    context's `resolve_model` when it is planned.
+    """
     try:
-        return store.resolve(name, KIND)
+        return resolve(name, KIND)
     except nodegraph.UnsafePath:
         raise
     except nodegraph.NodegraphError:
-        if not name.endswith(".safetensors") and not os.path.isabs(name):
+        if name and not name.endswith(".safetensors") and not os.path.isabs(name):
             try:
-                return store.resolve(name + ".safetensors", KIND)
+                return resolve(name + ".safetensors", KIND)
             except nodegraph.NodegraphError:
                 pass
         raise
-
-
-def file_signature(path: Path) -> str:
-    parts = []
-    for p in [path] if path.is_file() else sorted(path.iterdir()):
-        if p.is_file():
-            st = p.stat()
-            parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
 
 
 def _base_unet(unet):
@@ -64,13 +58,12 @@ class LoadLora(Node):
     category = "unclip/loaders"
     volatile = True  # the LoRA file can be replaced on disk; the fingerprint notices
 
-    def fingerprint(self, inputs: dict, settings: nodegraph.Settings) -> str | None:
+    def fingerprint(self, inputs: dict, ctx: nodegraph.FingerprintContext) -> str | None:
         name = str(inputs.get("lora", NONE))
         if name.strip().lower() in (NONE, ""):
             return NONE
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
         try:
-            return file_signature(resolve_lora(store, name))
+            return nodegraph.file_signature(resolve_lora(ctx.resolve_model, name))
         except Exception:  # noqa: BLE001 - a missing file fails in run() with its message
             return None
 
@@ -97,8 +90,8 @@ class LoadLora(Node):
         prior: ModelHandle | None = inputs.prior
         if inputs.lora.strip().lower() in (NONE, ""):
             return self.Outputs(decoder=decoder, prior=prior)
-        path = resolve_lora(ctx.models, inputs.lora)
-        sig = file_signature(path)
+        path = resolve_lora(ctx.models.resolve, inputs.lora)
+        sig = nodegraph.file_signature(path)
         try:
             lora = ctx.models.load(f"lora-file:{path.resolve()}:{sig}", lambda: read_lora(path, Path(inputs.lora).stem))
             dec_model = decoder.model

@@ -1,23 +1,9 @@
-"""LoRA files → low-rank weight deltas, and applying them to a copy of the decoder / prior.
+"""LoRA files → low-rank weight deltas, merged into a copy of the decoder / prior.
 
-Accepted layouts (one file, `.safetensors` or a weights-only `.pt`/`.bin`/`.ckpt` state dict, or a
-folder holding one such file):
-
-- **peft / diffusers**: `<module>.lora_A.weight` + `<module>.lora_B.weight`, the module path as in the
-  model (`down_blocks.1.attentions.0.to_q`), optionally prefixed by the component — `unet.` (or
-  `decoder.`), `prior.`, `text_proj.` — or by peft's `base_model.model.`. The scale is
-  `lora_alpha / r` from the safetensors metadata diffusers writes (`lora_adapter_metadata`), else
-  from an `adapter_config.json` beside the file, else 1 (alpha = rank, diffusers' default).
-  The older diffusers names `<module>.lora.down.weight` / `.lora.up.weight` are read too.
-- **kohya** (sd-scripts): `lora_unet_<module path with _ for .>.lora_down.weight`, `.lora_up.weight`
-  and `.alpha` (scale = alpha / rank); `lora_prior_…` and `lora_text_proj_…` for our other
-  components. Kohya names are mapped back to module paths through the model's own module names
-  (underscores are ambiguous otherwise), exactly as sd-scripts builds them.
-
-Linear and Conv2d deltas are supported (`up @ down`, conv: down (r, in, kh, kw), up (out, r, 1, 1)).
-Applying never touches the input model: the patched component is a deep copy with
-`W + strength · scale · up @ down` merged in (so sampling costs nothing extra); components without
-keys are shared, not copied. Strength 0 returns the base model object itself.
+Reads peft / diffusers and kohya (sd-scripts) layouts from safetensors or weights-only state dicts
+(the key patterns and scales: docs/lora.md). The input model is never touched: a patched component
+is a deep copy with `W + strength · scale · up @ down` merged in (Linear and Conv2d), so sampling
+costs nothing extra; components without keys are shared, and strength 0 returns the base model.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import nodegraph
 
 from .auto import SamAutoMasks
 from .encode import SamEncodeImage
-from .loader import SamLoader
+from .loader import LoadSam
 from .overlay import MaskOverlay
 from .prompt import SamPromptMask
 
@@ -17,5 +17,6 @@ PACK = nodegraph.Pack(
     name="sam",
     version="1.0.0",
     description="Segment Anything: masks from point/box prompts and automatic masks.",
-    nodes=[SamLoader, SamEncodeImage, SamPromptMask, SamAutoMasks, MaskOverlay],
+    nodes=[LoadSam, SamEncodeImage, SamPromptMask, SamAutoMasks, MaskOverlay],
+    aliases={"sam.loader": "load_sam"},
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 import nodegraph
@@ -14,17 +13,7 @@ from .types import KIND, SAM
 DEFAULT = "sam-shapes"
 
 
-def files_signature(path: Path) -> str:
-    """Names, sizes and mtimes of the model's files: changes when the model does."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    parts = []
-    for p in files[:200]:
-        st = p.stat()
-        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
-
-
-class SamLoader(Node):
+class LoadSam(Node):
     """Load a segment-anything model: the shipped sam-shapes, or a SAM checkpoint (ViT-B/L/H .pth) by path.
 
     Weights are read as tensors only (safetensors, or torch.load with weights_only=True); a
@@ -32,7 +21,7 @@ class SamLoader(Node):
     config.json, else from the tensor shapes, or from model_type.
     """
 
-    name = "loader"
+    name = "load_sam"
     title = "Load SAM"
     category = "sam"
     volatile = True  # the files can change on disk; the fingerprint notices
@@ -48,10 +37,9 @@ class SamLoader(Node):
     class Outputs(nodegraph.Outputs):
         sam: SAM = Port(description="The loaded SAM.")
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return files_signature(store.resolve(inputs.get("model", DEFAULT), "sam"))
+            return nodegraph.file_signature(ctx.resolve_model(inputs.get("model", DEFAULT), "sam"))
         except (nodegraph.NodegraphError, OSError):
             return None  # run() reports the problem
 

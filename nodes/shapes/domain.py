@@ -1,7 +1,7 @@
 """The synthetic Shapes domain: scenes, anti-aliased rendering, exact masks, captions, splits.
 
 One object on a solid background. This module is the contract the data generator, the analyser,
-the evaluation and the tests share (issue 3):
+the evaluation and the tests share:
 
 - colours: 8 named palette colours, each drawn with ±12 RGB jitter; object ≠ background colour;
 - shapes: circle (radius r), square (half side 0.88 r), upward triangle (circumradius 1.15 r),
@@ -189,11 +189,6 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
-def shape_area(shape: str, r: float) -> float:
-    """Exact area of a shape of radius r (canvas units²); used by the analyser's size estimate."""
-    return r * r * SHAPE_AREA_FACTOR[shape]
-
-
 SHAPE_AREA_FACTOR: dict[str, float] = {
     "circle": math.pi,
     "square": (2 * SQUARE_HALF) ** 2,
@@ -234,10 +229,6 @@ def render(scene: Scene, size: int = 64, supersample: int = 4) -> np.ndarray:
     fg = np.asarray(scene.fg_rgb, dtype=np.float32)
     bg = np.asarray(scene.bg_rgb, dtype=np.float32)
     return np.clip(np.rint(a * fg + (1 - a) * bg), 0, 255).astype(np.uint8)
-
-
-def render_pil(scene: Scene, size: int = 64) -> Image.Image:
-    return Image.fromarray(render(scene, size))
 
 
 # --- several objects (segmentation tests) -------------------------------------------------------

@@ -32,7 +32,7 @@ class ShapeScene(Node):
         position: Position = Port("center", description="Where the object's centre is (3×3 grid).")
         background: Color = Port("white", description="Background colour (must differ from the object's).")
         resolution: int = Port(64, ge=8, le=1024, description="Image side in pixels.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Seed of the jitter.")
+        seed: nodegraph.Seed = Port(0, description="Seed of the jitter.")
 
     class Outputs(nodegraph.Outputs):
         image: IMAGE = Port(description="The rendered scene, (1, S, S, 3).")

@@ -10,7 +10,7 @@ import nodegraph
 
 from .embeddings import EmbeddingBatch, EmbeddingInterpolate, EmbeddingPCA, TextDiff
 from .encode import CLIPScore, ImageEncode, TextEncode
-from .loaders import CLIPLoader, DecoderLoader, PriorLoader, UpsamplerLoader
+from .loaders import LoadCLIP, LoadDecoder, LoadPrior, LoadUpsampler
 from .sampling import Decoder, Prior, Upsample
 
 PACK = nodegraph.Pack(
@@ -19,9 +19,11 @@ PACK = nodegraph.Pack(
     description="unCLIP (DALL·E 2) text-to-image: CLIP encoders, diffusion prior, decoder, upsampler, "
     "and CLIP-space interpolation, text diffs and PCA.",
     nodes=[
-        CLIPLoader, PriorLoader, DecoderLoader, UpsamplerLoader,
+        LoadCLIP, LoadPrior, LoadDecoder, LoadUpsampler,
         TextEncode, ImageEncode, CLIPScore,
         Prior, Decoder, Upsample,
         EmbeddingInterpolate, TextDiff, EmbeddingPCA, EmbeddingBatch,
     ],
+    aliases={"unclip.clip_loader": "load_clip", "unclip.prior_loader": "load_prior",
+             "unclip.decoder_loader": "load_decoder", "unclip.upsampler_loader": "load_upsampler"},
 )

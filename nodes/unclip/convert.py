@@ -1,37 +1,27 @@
-"""Conversions between torch tensors (B, 3, H, W) and the IMAGE link type (numpy (B, H, W, 3))."""
+"""Glue between the nodes and the model library: seeded generators, progress callbacks, errors."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any
 
-
-def to_torch(images: Any):
-    """IMAGE → float32 torch tensor (B, 3, H, W) in [0, 1]."""
-    import torch
-
-    import nodegraph
-
-    arr = nodegraph.as_image_batch(images)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
-
-def to_image(tensor: Any):
-    """torch (B, 3, H, W) in [0, 1] → IMAGE."""
-    return tensor.detach().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy().astype("float32")
+import nodegraph
 
 
 def generator(seed: int):
+    """The CPU torch generator every sampling node draws its noise from."""
     import torch
 
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
-def progress(ctx: Any, every_preview: int = 1):
-    """A library callback `(step, total, preview)` that reports to the node context."""
+def progress(ctx: Any, offset: int = 0, total: int | None = None):
+    """A library callback `(step, n, preview)` that reports step `offset + step` of `total` (default n)
+    to the node context, with the preview (B, 3, H, W) as an IMAGE; offsets chain several runs."""
 
-    def callback(step: int, total: int, preview: Any = None) -> None:
-        ctx.progress(step, total, preview=to_image(preview) if preview is not None else None)
+    def callback(step: int, n: int, preview: Any = None) -> None:
+        ctx.progress(offset + step, n if total is None else total,
+                     preview=nodegraph.from_tensor(preview) if preview is not None else None)
 
     return callback
 
@@ -40,9 +30,7 @@ def progress(ctx: Any, every_preview: int = 1):
 def library_errors():
     """The model library's input errors (ValueError, FileNotFoundError) as node errors: the message
     already names the problem and the fix, so the user sees it without a traceback."""
-    from nodegraph import NodeExecutionError
-
     try:
         yield
     except (ValueError, FileNotFoundError) as exc:
-        raise NodeExecutionError(str(exc)) from None
+        raise nodegraph.NodeExecutionError(str(exc)) from None

@@ -8,7 +8,7 @@ from typing import Any
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, Port
 
-from .convert import library_errors, to_torch
+from .convert import library_errors
 from .types import CLIP, CONDITIONING, EMBEDDING
 
 
@@ -80,7 +80,7 @@ class ImageEncode(Node):
 
         clip = inputs.clip.model
         with torch.inference_mode(), library_errors():
-            emb = clip.encode_image(to_torch(inputs.images))
+            emb = clip.encode_image(nodegraph.to_tensor(inputs.images))
         return self.Outputs(embedding=emb)
 
 
@@ -105,7 +105,7 @@ class CLIPScore(Node):
 
         clip = inputs.clip.model
         with torch.inference_mode(), library_errors():
-            img = clip.encode_image(to_torch(inputs.images)).float()
+            img = clip.encode_image(nodegraph.to_tensor(inputs.images)).float()
             txt = clip.encode_text([inputs.text]).embeds.float()
         cos = torch.nn.functional.cosine_similarity(img, txt.expand_as(img), dim=-1)
         per = (100.0 * cos.clamp_min(0)).tolist()

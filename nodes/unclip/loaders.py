@@ -8,8 +8,6 @@ model store; loaders re-run when the files on disk change.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import nodegraph
@@ -20,37 +18,16 @@ from .types import CLIP, DECODER, PRIOR, UPSAMPLER
 DEFAULT = "shapes-unclip"
 
 
-def files_signature(path: Path, limit: int = 2000) -> str:
-    """Names, sizes and mtimes of the files under ``path``: changes when the model does."""
-    parts: list[str] = []
-    if path.is_file():
-        st = path.stat()
-        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            parts.append(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}")
-            if len(parts) >= limit:
-                return "|".join(parts)
-    return "|".join(parts)
-
-
 class _Loader(Node):
     category = "unclip/loaders"
     volatile = True  # the files can change on disk; the fingerprint notices
     kind = ""
 
-    def fingerprint(self, inputs: dict[str, Any], settings: nodegraph.Settings) -> str | None:
-        store = nodegraph.ModelStore(settings.model_dirs, allow_paths=settings.allow_model_paths)
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return files_signature(store.resolve(inputs["model"]))
+            return nodegraph.file_signature(ctx.resolve_model(inputs["model"]))
         except nodegraph.NodegraphError:
-            return None
+            return None  # run() reports the problem
 
     def load(self, ctx: NodeContext, name: str, loader) -> ModelHandle:
         path = ctx.models.resolve(name)
@@ -61,10 +38,10 @@ class _Loader(Node):
         return ModelHandle(model, name, self.kind)
 
 
-class CLIPLoader(_Loader):
+class LoadCLIP(_Loader):
     """Load a CLIP model: text and image encoders with their tokenizer (open_clip or transformers)."""
 
-    name = "clip_loader"
+    name = "load_clip"
     title = "Load CLIP"
     kind = "unclip.clip"
 
@@ -81,10 +58,10 @@ class CLIPLoader(_Loader):
         return self.Outputs(clip=self.load(ctx, inputs.model, load_clip))
 
 
-class PriorLoader(_Loader):
+class LoadPrior(_Loader):
     """Load a diffusion prior (diffusers PriorTransformer and its scheduler)."""
 
-    name = "prior_loader"
+    name = "load_prior"
     title = "Load Prior"
     kind = "unclip.prior"
 
@@ -100,10 +77,10 @@ class PriorLoader(_Loader):
         return self.Outputs(prior=self.load(ctx, inputs.model, load_prior))
 
 
-class DecoderLoader(_Loader):
+class LoadDecoder(_Loader):
     """Load a diffusion decoder (text_proj + UNet2DConditionModel and its scheduler)."""
 
-    name = "decoder_loader"
+    name = "load_decoder"
     title = "Load Decoder"
     kind = "unclip.decoder"
 
@@ -120,10 +97,10 @@ class DecoderLoader(_Loader):
         return self.Outputs(decoder=self.load(ctx, inputs.model, load_decoder))
 
 
-class UpsamplerLoader(_Loader):
+class LoadUpsampler(_Loader):
     """Load a super-resolution upsampler (super_res_first / super_res_last and their scheduler)."""
 
-    name = "upsampler_loader"
+    name = "load_upsampler"
     title = "Load Upsampler"
     kind = "unclip.upsampler"
 

@@ -7,7 +7,7 @@ from typing import Literal
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
-from .convert import generator, library_errors, progress, to_image, to_torch
+from .convert import generator, library_errors, progress
 from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
 Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler", "euler_a"]
@@ -24,7 +24,7 @@ class Prior(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
         guidance: float = Port(4.0, ge=0.0, le=20.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
         count: int = Port(1, ge=1, le=64, description="Image embeddings per prompt.")
 
     class Outputs(nodegraph.Outputs):
@@ -61,7 +61,7 @@ class Decoder(Node):
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
         batch: int = Port(1, ge=1, le=64, description="Images per embedding.")
         shared_noise: bool = Port(False, description="Start every image from the same noise, so that "
                                   "images differ only by their embedding (interpolations, text diffs, PCA); with a deterministic "
@@ -96,7 +96,7 @@ class Decoder(Node):
                                     steps=inputs.steps, generator=gen,
                                     scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                                     callback=progress(ctx), latents=latents)
-        return self.Outputs(images=to_image(images))
+        return self.Outputs(images=nodegraph.from_tensor(images))
 
 
 class Upsample(Node):
@@ -109,7 +109,7 @@ class Upsample(Node):
         upsampler: UPSAMPLER = Port(description="A loaded upsampler.")
         images: IMAGE = Port(description="Low-resolution images (the decoder's output).")
         steps: int = Port(10, ge=2, le=1000, description="Denoising steps.")
-        seed: nodegraph.Seed = Port(0, ge=0, le=2**53 - 1, description="Random seed.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
         noise_level: float = Port(0.0, ge=0.0, le=1.0, step=0.05, description="Noise added to the "
                                   "low-resolution image first (models trained with noise augmentation).")
         fix_colors: bool = Port(True, description="Take colour and shading (the low frequencies) from the "
@@ -129,7 +129,7 @@ class Upsample(Node):
         from .models import upsample
 
         with torch.inference_mode(), library_errors():
-            out = upsample(inputs.upsampler.model, to_torch(inputs.images), steps=inputs.steps,
+            out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
                            callback=progress(ctx), fix_colors=inputs.fix_colors, color_sigma=inputs.color_sigma)
-        return self.Outputs(images=to_image(out))
+        return self.Outputs(images=nodegraph.from_tensor(out))

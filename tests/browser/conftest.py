@@ -73,19 +73,25 @@ def browser():
 
 @pytest.fixture
 def open_editor(browser, request):
-    """open_editor(server, query="") -> Editor on a fresh context; fails the test on page errors."""
+    """open_editor(server, query="") -> Editor on a fresh context; fails the test on page errors.
+
+    `before_load(page)` runs before the page opens (e.g. to stand in for a route with page.route);
+    the editor is awaited until its body says `data-ready=<ready>` ("true", or "error" for a failed start).
+    """
     contexts = []
     errors: list[str] = []
 
-    def _open(srv: Server, query: str = "") -> Editor:
+    def _open(srv: Server, query: str = "", *, before_load=None, ready: str = "true") -> Editor:
         ctx = browser.new_context(viewport={"width": 1400, "height": 860}, accept_downloads=True)
         contexts.append(ctx)
         page = ctx.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
         page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+        if before_load is not None:
+            before_load(page)
         page.goto(srv.url + query)
-        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_selector(f"body[data-ready={ready}]")
         return Editor(page, srv)
 
     yield _open

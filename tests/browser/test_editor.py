@@ -68,7 +68,7 @@ def test_build_queue_and_see_the_image_on_the_canvas(editor, server):
     editor.page.keyboard.press("Control+Enter")
     editor.wait("document.getElementById('status').dataset.state === 'success'")
     # The run's events reached the nodes, in order.
-    log = editor.js("app.eventLog.map(e => e.type + ':' + (e.node ?? ''))")
+    log = editor.js("app.runState.eventLog.map(e => e.type + ':' + (e.node ?? ''))")
     assert log[0] == "job_started:" and log[-1] == "job_finished:"
     assert log.index(f"node_completed:{color}") < log.index(f"node_completed:{grid}") < log.index(f"node_completed:{save}")
     # The final image is drawn on the Save Image node.
@@ -127,11 +127,11 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     def place(node_id, dx, dy):
         editor.move_node(node_id, (ox + dx, oy + dy))
 
-    clip = editor.add_node("load clip", "unclip.clip_loader")
+    clip = editor.add_node("load clip", "unclip.load_clip")
     place(clip, 0, 0)
-    prior_loader = editor.add_node("load prior", "unclip.prior_loader")
+    prior_loader = editor.add_node("load prior", "unclip.load_prior")
     place(prior_loader, 0, 130)
-    decoder_loader = editor.add_node("load decoder", "unclip.decoder_loader")
+    decoder_loader = editor.add_node("load decoder", "unclip.load_decoder")
     place(decoder_loader, 0, 260)
     encode = editor.add_node("text encode", "unclip.text_encode")
     place(encode, 250, 0)
@@ -189,7 +189,7 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     page.locator("#graph-canvas").focus()
     page.keyboard.press("Control+Enter")
     editor.wait("document.getElementById('status').dataset.state === 'success'")
-    steps = editor.js(f"app.eventLog.filter(e => e.type === 'progress' && e.node === {json.dumps(decoder)}).map(e => [e.step, e.total])")
+    steps = editor.js(f"app.runState.eventLog.filter(e => e.type === 'progress' && e.node === {json.dumps(decoder)}).map(e => [e.step, e.total])")
     assert steps == [[1, 3], [2, 3], [3, 3]]
     assert [p for p in editor.js("window.__progress") if p is not None] == [1 / 3, 2 / 3, 1]
     # The decoder's in-progress preview arrived and stays drawn on it; the image is on Save Image.
@@ -219,8 +219,8 @@ def test_text_to_image_built_by_hand_runs_shows_progress_and_image_and_survives_
     assert editor.workflow()["nodes"] == saved["nodes"]
     # Queued again (fixed seeds): the same graph, so its output comes from the cache and nothing runs.
     page.click("#queue-button")
-    editor.wait("app.lastJob && app.lastJob.status === 'success'")
-    log = editor.js("app.eventLog.map(e => e.type + ':' + (e.node ?? ''))")  # a new page: this job only
+    editor.wait("app.runState.lastJob && app.runState.lastJob.status === 'success'")
+    log = editor.js("app.runState.eventLog.map(e => e.type + ':' + (e.node ?? ''))")  # a new page: this job only
     assert f"node_cached:{save}" in log and not any(e.startswith("node_started") for e in log)
     editor.wait(f"app.nodeById({json.dumps(save)}).ngShownImages().some(i => i.complete && i.naturalWidth > 0)")
     canvas_matches_file(editor, save, png)
@@ -534,12 +534,12 @@ def test_seed_randomize_gives_a_new_seed_per_queue_and_fixed_keeps_it(editor, se
     editor.move_node(show, (400, 0))
     editor.connect(seed, "seed", show, "value")
     assert editor.workflow()["nodes"][seed]["ui"]["seed_modes"] == {"seed": "randomize"}
-    finished = "app.eventLog.filter(e => e.type === 'job_finished').length"
+    finished = "app.runState.eventLog.filter(e => e.type === 'job_finished').length"
     seen = []
     for k in (1, 2):
         editor.page.click("#queue-button")
         editor.wait(f"{finished} === {k}")
-        assert editor.js("app.lastJob.status") == "success"
+        assert editor.js("app.runState.lastJob.status") == "success"
         seen.append(editor.workflow()["nodes"][seed]["inputs"]["seed"])
     assert seen[0] != seen[1]
     # The value shown on the Show node is the seed that ran.
@@ -660,18 +660,125 @@ def test_download_and_open_a_workflow_file(editor, tmp_path):
 
 
 def test_the_editors_link_rule_is_the_engines(editor):
-    """web/js/types.js compatible() == nodegraph.types.compatible() for every pair of types in use."""
+    """The rule the editor applies (from GET /api/nodes) == nodegraph.types.compatible() for every pair of types in use."""
     from nodegraph.types import compatible
 
     types = sorted({p["type"] for s in editor.js("Object.values(app.schemas)") for p in s["inputs"] + s["outputs"]}
                    | {"INT", "FLOAT", "SEED", "STRING", "ENUM", "BOOLEAN", "JSON", "ANY", "IMAGE", "MASK", "x.OTHER"})
-    js = editor.js("""async (types) => {
-        const { compatible } = await import("/js/types.js");
-        return types.map((o) => types.map((i) => compatible(o, i)));
-    }""", types)
+    # app.linkRules, and what litegraph asks while a link is dragged.
+    js = editor.js("""(types) => types.map((o) => types.map((i) =>
+        [app.linkRules.compatible(o, i), app.LiteGraph.isValidConnection(o, i)]))""", types)
     for a, row in zip(types, js, strict=True):
         for b, value in zip(types, row, strict=True):
-            assert value == compatible(a, b), (a, b)
+            assert value == [compatible(a, b)] * 2, (a, b)
+
+
+def serve_link_rules(change):
+    """A before_load for open_editor: GET /api/nodes answers with its link_rules changed by `change(rules)`."""
+    def handle(route):
+        catalogue = route.fetch().json()
+        change(catalogue.setdefault("link_rules", {}))
+        route.fulfill(json=catalogue)
+
+    return lambda page: page.route("**/api/nodes", handle)
+
+
+def test_links_are_allowed_and_refused_by_the_rule_the_server_serves(open_editor, server):
+    """Served rules in which INT no longer goes into FLOAT but goes into STRING: the editor follows them."""
+    def change(rules):
+        del rules["accepts"]["FLOAT"]
+        rules["accepts"]["STRING"] = ["INT"]
+
+    editor = open_editor(server, before_load=serve_link_rules(change))
+    num, math, grid = "num", "math", "grid"
+    editor.js("async (wf) => { await app.loadWorkflow(wf); }", {"format": "nodegraph/1", "ui": {}, "meta": {}, "nodes": {
+        num: {"type": "core.int", "version": 1, "inputs": {}, "ui": {"pos": [0, 0]}},
+        math: {"type": "core.math", "version": 1, "inputs": {}, "ui": {"pos": [360, 0]}},
+        grid: {"type": "core.image_grid", "version": 1, "inputs": {}, "ui": {"pos": [360, 260]}}}})
+    editor.connect(num, "value", math, "a")  # INT → FLOAT: refused by these rules
+    assert editor.links() == 0
+    editor.connect(num, "value", grid, "background")  # INT → STRING: allowed by these rules
+    assert editor.links() == 1
+    assert editor.workflow()["nodes"][grid]["inputs"]["background"] == {"from": num, "output": "value"}
+
+
+def test_a_server_without_link_rules_stops_the_editor_with_a_message(open_editor, server, request):
+    request.node.expected_console_errors = ("link_rules",)
+    editor = open_editor(server, before_load=serve_link_rules(lambda rules: rules.clear()), ready="error")
+    assert "link_rules" in editor.page.text_content("#status")
+
+
+V0_WORKFLOW = {
+    "format": "nodegraph/0", "meta": {"title": "from an old release"}, "ui": {},
+    "nodes": [
+        {"id": "c", "type": "core.solid_color", "version": 1, "inputs": {"color": "#ff0000"}, "ui": {"pos": [0, 0]}},
+        {"id": "s", "type": "core.save_image", "version": 1, "linked": ["images"],
+         "inputs": {"images": ["c", "images"], "prefix": "old"}, "ui": {"pos": [320, 0]}},
+    ],
+}
+
+
+def test_an_older_workflow_is_upgraded_by_the_server_and_the_current_format_loads_without_it(editor, request):
+    """nodegraph/0 (file drop, pasted text) goes through POST /api/upgrade; nodegraph/1 never does."""
+    from nodegraph.workflow import migrate
+
+    request.node.expected_console_errors = ("400",)
+    upgrades = []
+
+    def count(route):
+        upgrades.append(route.request.post_data_json)
+        route.continue_()
+
+    editor.page.route("**/api/upgrade", count)
+    drop_file(editor, "old.json", json.dumps(V0_WORKFLOW).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'old'")
+    assert upgrades == [V0_WORKFLOW]
+    wf = editor.workflow()
+    expected = migrate(json.loads(json.dumps(V0_WORKFLOW)))
+    assert {k: v["inputs"] for k, v in wf["nodes"].items()} == {k: v["inputs"] for k, v in expected["nodes"].items()}
+    assert wf["nodes"]["s"]["inputs"]["images"] == {"from": "c", "output": "images"}
+    assert wf["meta"] == V0_WORKFLOW["meta"] and editor.links() == 1
+    # The current format loads at once, with no round trip.
+    drop_file(editor, "current.json", json.dumps(wf).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'current'")
+    assert len(upgrades) == 1 and editor.workflow()["nodes"] == wf["nodes"]
+    # nodegraph/0 text pasted from the system clipboard: upgraded, then its nodes are added with new ids.
+    editor.page.mouse.move(*editor.js("app.graphToClient([0, 300])"))
+    editor.js("""(text) => { const dt = new DataTransfer(); dt.setData("text/plain", text);
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true })); }""",
+              json.dumps(V0_WORKFLOW))
+    editor.wait("app.graph.nodes.length === 4")
+    assert len(upgrades) == 2 and editor.links() == 2
+    # A format the server cannot read: its message, and the graph stays as it was.
+    drop_file(editor, "future.json", json.dumps({"format": "nodegraph/99", "nodes": {}}).encode(), "application/json")
+    editor.wait("[...document.querySelectorAll('.toast')].some(t => t.textContent.includes('nodegraph/99'))")
+    assert len(upgrades) == 3 and len(editor.node_ids()) == 4
+    assert editor.page.text_content("#workflow-name") == "current"
+
+
+def test_a_workflow_with_renamed_node_types_loads_under_their_new_ids(editor):
+    """A current-format file naming a node by its old id goes through the server's upgrade once."""
+    upgrades = []
+
+    def count(route):
+        upgrades.append(route.request.post_data_json)
+        route.continue_()
+
+    aliases = editor.js("app.catalogue.aliases")
+    assert aliases["unclip.clip_loader"] == "unclip.load_clip"
+    # The old id is not offered in the palette or its search; its new id is.
+    titles = editor.js("""async () => { const { searchSchemas } = await import("/js/palette.js");
+        return searchSchemas(Object.values(app.schemas), "load clip").map((s) => s.type); }""")
+    assert "unclip.load_clip" in titles and "unclip.clip_loader" not in titles
+    editor.page.route("**/api/upgrade", count)
+    old = {"format": "nodegraph/1", "meta": {}, "ui": {},
+           "nodes": {"clip": {"type": "unclip.clip_loader", "version": 1, "inputs": {"model": "shapes-unclip"}}}}
+    drop_file(editor, "renamed.json", json.dumps(old).encode(), "application/json")
+    editor.wait("document.getElementById('workflow-name').textContent === 'renamed'")
+    assert len(upgrades) == 1
+    node = editor.workflow()["nodes"]["clip"]
+    assert node["type"] == "unclip.load_clip" and node["inputs"]["model"] == "shapes-unclip"
+    assert not editor.js("app.graph.nodes.some(n => n.title.includes('deprecated'))")
 
 
 def test_png_text_chunks_are_read_like_the_engine_reads_them(editor, tmp_path):
@@ -721,8 +828,8 @@ def test_a_first_visit_opens_the_text_to_image_graph(editor):
     """With the unCLIP pack installed, a browser with nothing saved starts from the linked cascade."""
     wf = editor.workflow()["nodes"]
     assert sorted(n["type"] for n in wf.values()) == sorted([
-        "unclip.clip_loader", "unclip.text_encode", "unclip.prior_loader", "unclip.prior",
-        "unclip.decoder_loader", "unclip.decoder", "core.save_image"])
+        "unclip.load_clip", "unclip.text_encode", "unclip.load_prior", "unclip.prior",
+        "unclip.load_decoder", "unclip.decoder", "core.save_image"])
     assert editor.links() == 7 and not editor.js("app.graph.nodes.some(n => n.ngMissing)")
     assert wf["decoder"]["inputs"]["image_embedding"] == {"from": "prior", "output": "embedding"}
     assert wf["prior"]["ui"]["seed_modes"] == wf["decoder"]["ui"]["seed_modes"] == {"seed": "randomize"}

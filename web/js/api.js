@@ -78,6 +78,8 @@ export class Api extends EventTarget {
   // --- routes -----------------------------------------------------------------------------------
   nodes() { return this.fetchJson("/api/nodes"); }
   validate(workflow) { return this.fetchJson("/api/validate", { method: "POST", body: { workflow } }); }
+  /** A workflow of any format the server reads, as {workflow (current format), issues}. */
+  upgrade(workflow) { return this.fetchJson("/api/upgrade", { method: "POST", body: workflow }); }
   queue(workflow, { targets, front } = {}) {
     const body = { workflow, client_id: this.clientId };
     if (targets?.length) body.targets = targets;

@@ -1,22 +1,30 @@
 // Copy/paste of nodes, in our workflow format: Ctrl+C copies the selected nodes (with the links among
 // them, and those from outside for Ctrl+Shift+V), Ctrl+V pastes them at the mouse with new ids. The
 // copy also goes to the system clipboard as workflow JSON, and pasting workflow JSON text (from a file
-// or another editor) adds its nodes.
+// or another editor) adds its nodes; text in an older format is upgraded by the server first.
 
-import { addWorkflowNodes, exportWorkflow, migrate } from "./workflow.js";
+import { isEditable } from "./dom.js";
+import { upgradeWorkflow } from "./loading.js";
+import { FORMAT, addWorkflowNodes, checkWorkflow, exportWorkflow } from "./workflow.js";
 
 const KEY = "nodegraph.clipboard";
 
 export class Clipboard {
   constructor(app) {
     this.app = app;
+    this.pasteHandled = false;
+  }
+
+  /** Take the browser's copy and paste events (the system clipboard carries workflow JSON). */
+  bind() {
+    document.addEventListener("paste", (e) => this.onPasteEvent(e));
+    document.addEventListener("copy", (e) => this.onCopyEvent(e));
   }
 
   /** Copy nodes (default: the selection); returns the copied workflow or null. */
   copy(nodes = this.app.selectedNodes()) {
     if (!nodes.length) return null;
-    const workflow = exportWorkflow(this.app, { nodes, canvas: false, keepOutsideLinks: true });
-    delete workflow.ui.groups;
+    const workflow = this.exportNodes(nodes);
     const text = JSON.stringify(workflow);
     try {
       localStorage.setItem(KEY, text);
@@ -24,6 +32,12 @@ export class Clipboard {
       // storage full or disabled: the in-memory copy still works in this tab
     }
     this.memory = text;
+    return workflow;
+  }
+
+  exportNodes(nodes) {
+    const workflow = exportWorkflow(this.app, { nodes, canvas: false, keepOutsideLinks: true });
+    delete workflow.ui.groups;
     return workflow;
   }
 
@@ -37,7 +51,7 @@ export class Clipboard {
     text ??= this.memory;
     if (!text) return null;
     try {
-      return migrate(JSON.parse(text));
+      return checkWorkflow(JSON.parse(text));
     } catch {
       return null;
     }
@@ -72,5 +86,49 @@ export class Clipboard {
     app.canvas.setDirty(true, true);
     app.changed();
     return created;
+  }
+
+  /**
+   * Ctrl+V. The browser's paste event (system clipboard text) comes right after the key, in the same
+   * task; if it did not paste a workflow, paste the editor's own clipboard.
+   */
+  pasteShortcut({ keepOutsideLinks = false } = {}) {
+    this.pasteHandled = false;
+    setTimeout(() => {
+      if (!this.pasteHandled) this.paste({ keepOutsideLinks });
+    }, 0);
+  }
+
+  onCopyEvent(e) {
+    if (isEditable(e.target)) return;
+    const nodes = this.app.selectedNodes();
+    if (!nodes.length) return;
+    e.clipboardData?.setData("text/plain", JSON.stringify(this.exportNodes(nodes), null, 2));
+    e.preventDefault();
+  }
+
+  /** Workflow JSON text from the system clipboard: paste its nodes (a copy made by this editor gives the same result as its own clipboard). */
+  onPasteEvent(e) {
+    if (isEditable(e.target)) return;
+    const text = e.clipboardData?.getData("text/plain");
+    if (!text || !text.trim().startsWith("{")) return;
+    let data;
+    try {
+      data = JSON.parse(text);
+      if (data?.format === FORMAT) checkWorkflow(data);
+      else if (typeof data?.format !== "string") return; // JSON, but no workflow
+    } catch {
+      return;
+    }
+    this.pasteHandled = true;
+    e.preventDefault();
+    if (data.format === FORMAT) {
+      this.paste({ workflow: data });
+      return;
+    }
+    const at = [...this.app.canvas.graph_mouse];
+    upgradeWorkflow(this.app.api, data)
+      .then(({ workflow }) => this.paste({ workflow, at }))
+      .catch((err) => this.app.toast(`Cannot paste this workflow: ${err.message}`, "error", 8000));
   }
 }

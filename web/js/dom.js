@@ -34,6 +34,11 @@ export function setChildren(el, ...children) {
   return el;
 }
 
+/** Whether an element takes typed text (fields, litegraph's prompts, our dialogs): editor shortcuts leave its keys alone. */
+export function isEditable(target) {
+  return !!target?.closest?.("input, textarea, select, [contenteditable=''], [contenteditable='true'], .graphdialog, .ng-modal");
+}
+
 /** Escape text for the few third-party APIs that only take HTML strings (litegraph's context menu). */
 export function escapeHtml(text) {
   return String(text)

@@ -83,7 +83,8 @@ export class ChangeTracker {
       this.restoring = false;
     }
     this.current = snapshot;
-    app.afterGraphReplaced({ fromHistory: true });
+    app.storage.save();
+    app.canvas.setDirty(true, true);
     this.notify();
   }
 

@@ -1,18 +1,20 @@
 // The node palette (a side panel of node types grouped by category, descriptions as tooltips) and the
-// node search dialog (double-click on the canvas, or drop a link on empty space with Shift). Both are
-// built from the node schemas, so a new pack's nodes appear with no front-end code.
+// node search dialog (double-click on the canvas, or drop a link on empty space: then it offers the
+// nodes that fit the link, by the link rule, and connects the one chosen). Both are built from the node
+// schemas, so a new pack's nodes appear with no front-end code.
 
-import { compatible } from "./types.js";
 import { h, setChildren } from "./dom.js";
 
-/** Node schemas matching a query: every word must appear in the title, type, category or description. */
-export function searchSchemas(schemas, query, { inputType = null, outputType = null } = {}) {
+/**
+ * Node schemas matching a query: every word must appear in the title, type, category or description.
+ * `fits(schema)`, when given, keeps only the schemas it accepts.
+ */
+export function searchSchemas(schemas, query, { fits = null } = {}) {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   const scored = [];
   for (const s of schemas) {
-    if (s.deprecated && !query) continue;
-    if (inputType && !s.inputs.some((p) => compatible(inputType, p.type))) continue;
-    if (outputType && !s.outputs.some((p) => compatible(p.type, outputType))) continue;
+    if (s.replaced_by || (s.deprecated && !query)) continue; // an old id of a renamed node: its new id is listed
+    if (fits && !fits(s)) continue;
     const title = s.title.toLowerCase();
     const hay = `${title} ${s.type.toLowerCase()} ${String(s.category ?? "").toLowerCase()} ${String(s.description ?? "").toLowerCase()}`;
     if (!words.every((w) => hay.includes(w))) continue;
@@ -111,11 +113,7 @@ export class Palette {
 export function openSearchDialog(app, { clientX, clientY, graphPos, linkContext = null } = {}) {
   document.querySelector(".ng-search-dialog")?.remove();
   const schemas = Object.values(app.schemas);
-  const fromSlot = linkContext?.slot_from;
-  // Dragging from an output: we need nodes with an input that accepts it; from an input: the reverse.
-  const filter = {};
-  if (linkContext?.node_from && fromSlot) filter.inputType = fromSlot.type;
-  if (linkContext?.node_to && fromSlot) filter.outputType = fromSlot.type;
+  const filter = { fits: linkContext?.slot_from ? (schema) => fitsLink(app.linkRules, schema, linkContext) : null };
   let selected = 0;
   let results = [];
   const input = h("input", { type: "search", placeholder: "Add a node…", "aria-label": "Add a node", className: "ng-search-input" });
@@ -131,7 +129,7 @@ export function openSearchDialog(app, { clientX, clientY, graphPos, linkContext 
   const choose = (schema) => {
     close();
     const node = app.addNode(schema.type, { pos: graphPos, select: true });
-    if (node && linkContext) app.connectFromContext(node, linkContext);
+    if (node && linkContext) connectToLink(app, node, linkContext);
   };
   const render = () => {
     results = searchSchemas(schemas, input.value.trim(), filter).slice(0, 30);
@@ -182,4 +180,31 @@ export function openSearchDialog(app, { clientX, clientY, graphPos, linkContext 
   render();
   input.focus();
   return box;
+}
+
+/**
+ * Whether a node type fits the link being dropped. Dragged from an output: it needs an input that
+ * accepts the output; from an input: an output the input accepts.
+ */
+function fitsLink(rules, schema, ctx) {
+  const type = ctx.slot_from.type;
+  if (ctx.node_from && !schema.inputs.some((p) => rules.compatible(type, p.type))) return false;
+  if (ctx.node_to && !schema.outputs.some((p) => rules.compatible(p.type, type))) return false;
+  return true;
+}
+
+/** After the search opened from a dropped link: connect the new node to that link's end. */
+function connectToLink(app, node, ctx) {
+  const slot = ctx.slot_from;
+  const rules = app.linkRules;
+  if (ctx.node_from) {
+    const out = ctx.node_from.outputs.indexOf(slot);
+    const i = node.inputs.findIndex((inp) => rules.compatible(slot.type, inp.type));
+    if (out >= 0 && i >= 0) ctx.node_from.connect(out, node, i);
+  } else if (ctx.node_to) {
+    const inp = ctx.node_to.inputs.indexOf(slot);
+    const o = node.outputs.findIndex((output) => rules.compatible(output.type, slot.type));
+    if (inp >= 0 && o >= 0) node.connect(o, ctx.node_to, inp);
+  }
+  app.changed();
 }

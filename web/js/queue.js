@@ -68,7 +68,7 @@ export class QueuePanel {
     }
     if (generation !== this.generation) return; // a newer refresh won
     this.render(jobs, history);
-    this.app.setQueueSize((jobs.queued?.length ?? 0) + (jobs.running ? 1 : 0));
+    this.app.toolbar.setQueueSize((jobs.queued?.length ?? 0) + (jobs.running ? 1 : 0));
   }
 
   render(jobs, history) {
@@ -132,7 +132,7 @@ export class QueuePanel {
                 "div",
                 { className: "ng-job-actions" },
                 job.workflow ? h("button", { type: "button", className: "ng-small", title: "Load this job's workflow", onclick: () => this.app.loadWorkflow(job.workflow, { source: "history" }) }, "Load") : null,
-                h("button", { type: "button", className: "ng-small", title: "Queue again", onclick: act(() => this.app.trackJob(api.requeue(job.id))) }, "Re-queue"),
+                h("button", { type: "button", className: "ng-small", title: "Queue again", onclick: act(() => this.app.jobs.track(api.requeue(job.id))) }, "Re-queue"),
                 h("button", { type: "button", className: "ng-small", title: "Forget", onclick: act(() => api.deleteHistory(job.id)) }, "✕"),
               ),
             );

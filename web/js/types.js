@@ -1,19 +1,40 @@
-// Port types: which links are allowed (the same rule as nodegraph/types.py `compatible()`), and a
-// colour per type for sockets and links.
+// Port types: which links are allowed, by the rule the server states in its node catalogue
+// (`link_rules` of GET /api/nodes, the engine's own table), and a colour per type for sockets and links.
 
-// Which output types a port of a given type accepts, besides its own name (nodegraph/types.py _ACCEPTS).
-const ACCEPTS = {
-  FLOAT: ["INT"],
-  SEED: ["INT"],
-  INT: ["SEED"],
-  ENUM: ["STRING"],
-  JSON: ["INT", "FLOAT", "STRING", "BOOLEAN"],
-};
+/**
+ * The link rule: an output may go into an input of the same type, the wildcard type (`any`) goes
+ * with everything, and `accepts[inputType]` lists the other output types an input takes.
+ */
+export class LinkRules {
+  constructor({ any = null, accepts = {} } = {}) {
+    this.any = any;
+    this.accepts = new Map(Object.entries(accepts).map(([input, outputs]) => [input, new Set(outputs)]));
+  }
 
-/** Whether an output of `outputType` may be linked into an input of `inputType`. */
-export function compatible(outputType, inputType) {
-  if (inputType === "ANY" || outputType === "ANY" || outputType === inputType) return true;
-  return (ACCEPTS[inputType] ?? []).includes(outputType);
+  /** The rule of a node catalogue; throws when the catalogue states none (a server too old for this editor). */
+  static fromCatalogue(catalogue) {
+    const rules = catalogue?.link_rules;
+    const isList = (v) => Array.isArray(v) && v.every((t) => typeof t === "string");
+    if (
+      !rules ||
+      typeof rules.any !== "string" ||
+      !rules.accepts ||
+      typeof rules.accepts !== "object" ||
+      !Object.values(rules.accepts).every(isList)
+    ) {
+      throw new Error(
+        `the server's node catalogue (GET /api/nodes) has no valid "link_rules" ({"any": TYPE, "accepts": {TYPE: [TYPE, ...]}}); ` +
+          "the editor and the server come from different nodegraph versions: reinstall nodegraph and restart the server",
+      );
+    }
+    return new LinkRules(rules);
+  }
+
+  /** Whether an output of `outputType` may be linked into an input of `inputType`. */
+  compatible(outputType, inputType) {
+    if (outputType === inputType || inputType === this.any || outputType === this.any) return true;
+    return this.accepts.get(inputType)?.has(outputType) ?? false;
+  }
 }
 
 const COLOURS = {
@@ -53,18 +74,18 @@ function isWildcard(t) {
 }
 
 /**
- * Make litegraph use our compatibility rule for every connection it checks (drag highlighting,
- * drop, connect()), and colour sockets and links by type. `bypass()` true lets every link through
- * (used while loading a workflow, so that a mismatched link is kept and reported, not dropped).
+ * Make litegraph use the link rule for every connection it checks (drag highlighting, drop,
+ * connect()). `rules()` gives the rule in force; `bypass()` true lets every link through (used while
+ * loading a workflow, so that a mismatched link is kept and reported, not dropped).
  */
-export function installTypeRules(LiteGraph, LGraphCanvas, canvas, types, bypass = () => false) {
+export function installLinkRule(LiteGraph, rules, bypass = () => false) {
   LiteGraph.isValidConnection = (outputType, inputType) => {
     if (bypass() || isWildcard(outputType) || isWildcard(inputType)) return true;
-    return compatible(String(outputType), String(inputType));
+    return rules().compatible(String(outputType), String(inputType));
   };
-  for (const type of types) colourType(LGraphCanvas, canvas, type);
 }
 
+/** Colour a type's sockets and links. */
 export function colourType(LGraphCanvas, canvas, type) {
   const colour = typeColour(type);
   LGraphCanvas.link_type_colors[type] = colour;

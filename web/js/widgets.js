@@ -1,6 +1,8 @@
 // Widgets from port schemas: every input that is not link-only gets a widget, chosen from its type and
 // its `widget` hint (seed, text, file), with the schema's min/max/step/choices/default. Every widget
 // also has an input socket on the node (a litegraph "widget input"): linking into it replaces the value.
+// A file widget of the input folder also uploads: its button (or an image dropped on its node) sends
+// the file to the server and chooses it.
 
 import { DomTextWidget } from "./domwidgets.js";
 
@@ -172,14 +174,29 @@ function fileWidget(node, port, app, changed) {
       input.accept = (port.extensions ?? []).join(",") || "image/*";
       input.addEventListener("change", async () => {
         const file = input.files?.[0];
-        if (file) await app.uploadToWidget(node, widget, file);
+        if (file) await uploadInto(app, node, widget, file);
       });
       input.click();
     }, {});
     button.serialize = false;
     button.ngControlFor = port.name;
     button.label = "choose file to upload";
-    widget.ngUpload = (file) => app.uploadToWidget(node, widget, file);
+    widget.ngUpload = (file) => uploadInto(app, node, widget, file);
   }
   return widget;
+}
+
+/** Upload an image to the server's input folder and choose it in the widget; resolves with its name or null. */
+async function uploadInto(app, node, widget, file) {
+  try {
+    const res = await app.api.upload(file);
+    await app.files.input.refresh();
+    const name = res.subfolder ? `${res.subfolder}/${res.name}` : res.name;
+    setWidgetLiteral(widget, name);
+    app.nodeChanged(node);
+    return name;
+  } catch (err) {
+    app.toast(`Upload failed: ${err.message}`, "error");
+    return null;
+  }
 }

@@ -36,28 +36,13 @@ export function graphId(id) {
   return /^(0|[1-9]\d{0,14})$/.test(id) ? Number(id) : id;
 }
 
-/** Upgrade older formats (nodegraph/0: a node list with [node, output] pairs) — as nodegraph/workflow.py. */
-export function migrate(data) {
+/**
+ * A workflow in the editor's format, its shape checked (throws WorkflowError). Older formats are not
+ * read here: the server upgrades them (see loading.js).
+ */
+export function checkWorkflow(data) {
   if (!data || typeof data !== "object" || Array.isArray(data)) throw new WorkflowError("not a workflow (expected a JSON object)");
-  if (data.format === "nodegraph/0") {
-    const nodes = {};
-    for (const entry of data.nodes ?? []) {
-      if (!entry || typeof entry !== "object" || !("id" in entry)) throw new WorkflowError("nodegraph/0 node without an 'id'");
-      const { id, linked = [], ...rest } = entry;
-      const inputs = {};
-      for (const [port, value] of Object.entries(rest.inputs ?? {})) {
-        inputs[port] =
-          Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === "string") && linked.includes(port)
-            ? { from: value[0], output: value[1] }
-            : value;
-      }
-      nodes[String(id)] = { ...rest, inputs };
-    }
-    data = { format: FORMAT, nodes, ui: data.ui ?? {}, meta: data.meta ?? {} };
-  }
-  if (data.format !== FORMAT) {
-    throw new WorkflowError(`unsupported workflow format ${JSON.stringify(data.format ?? null)}; the editor reads ${FORMAT} and nodegraph/0`);
-  }
+  if (data.format !== FORMAT) throw new WorkflowError(`expected a workflow in format ${FORMAT}, found ${JSON.stringify(data.format ?? null)}`);
   if (!data.nodes || typeof data.nodes !== "object" || Array.isArray(data.nodes)) throw new WorkflowError("workflow without a 'nodes' object");
   return data;
 }
@@ -280,9 +265,9 @@ function applyEntry(node, entry, offset) {
   } else node.size = node.computeSize();
 }
 
-/** Replace the graph with a workflow (canvas view, groups and meta included). */
+/** Replace the graph with a workflow in the editor's format (canvas view, groups and meta included). */
 export function loadWorkflow(app, data) {
-  const workflow = migrate(structuredClone(data));
+  const workflow = checkWorkflow(structuredClone(data));
   const graph = app.graph;
   graph.clear();
   app.canvas.deselectAll?.();

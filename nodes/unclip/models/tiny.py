@@ -1,21 +1,9 @@
-"""Tiny random Karlo-layout unCLIP checkpoints, built offline: for tests, and link-type examples.
+"""Tiny seeded Karlo-layout unCLIP checkpoints, built offline: for tests and link-type examples.
 
-`build_tiny_karlo(root)` writes one; `clip()`, `prior()`, `decoder()`, `upsampler()` and
-`conditioning()` return handles on a per-process cached one (what node tests and the contract
-test feed to the unCLIP nodes).
-
-The layout is the one `UnCLIPPipeline` checkpoints are published in: `model_index.json` (naming the
-text_proj library "unclip", as the Karlo release does), `prior/`, `prior_scheduler/`, `text_proj/`,
-`decoder/`, `decoder_scheduler/`, `super_res_first/`, `super_res_last/`, `super_res_scheduler/`,
-`text_encoder/` (transformers `CLIPTextModelWithProjection`), `image_encoder/` +
-`feature_extractor/` (as the image-variation pipeline has them) and `tokenizer/` (a byte-level
-`CLIPTokenizer`: the 256 byte symbols, plain and with `</w>`, the two special tokens and no merges).
-
-Shapes follow the real constraints: the prior's `num_embeddings` equals the text context length,
-`text_proj.time_embed_dim` is 4 × the decoder's first block channels, the decoder predicts a learned
-variance (6 output channels) and the super-res UNets take 6 input channels. Weights are seeded
-and randomised (also the parameters diffusers zero-initialises) so that every term of the math
-matters in a comparison.
+`build_tiny_karlo(root)` writes one in the layout `UnCLIPPipeline` checkpoints are published in,
+with the real shape constraints and every weight randomised (so every term of the math matters in a
+comparison); `clip()`, `prior()`, `decoder()`, `upsampler()` and `conditioning()` return handles on
+a per-process cached one.
 """
 
 from __future__ import annotations
@@ -69,7 +57,9 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator, scale: float = 0.0
 
 
 def build_tiny_karlo(root: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random Karlo-layout checkpoint to `root` and return the path."""
+    """Write a tiny random Karlo-layout checkpoint to `root` and return the path: the published folders
+    (`model_index.json` naming the text_proj library "unclip", as Karlo's does; a byte-level
+    `CLIPTokenizer` with no merges) and the real shape constraints between the stages."""
     from diffusers import PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
     from transformers import (

@@ -1,4 +1,4 @@
-"""Evaluation of the shipped Shapes unCLIP stack, judged by the pixel analyser (`nodegraph eval shapes`).
+"""Evaluation of the shipped Shapes unCLIP stack, judged by the pixel analyser (`python -m eval shapes`).
 
 For fixed, seeded prompt sets that no training caption described — full captions of attribute
 combinations held out of training (`unseen`) and of the held-out (colour, shape) pairs
@@ -14,7 +14,7 @@ the same with the prior replaced by the text embedding itself (the paper's ablat
 faithfulness (a rendered image → CLIP image embedding → decoder → upsampler; attributes kept), and
 latency per image and stage at batch 1 on this machine.
 
-    python -m nodes.shapes.evaluate [--quick] [--n 160] [--json out.json]
+    python -m eval shapes [--quick] [--n 160] [--json out.json]     # or: nodegraph eval shapes ...
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from nodes.edit.textcolor import DEFAULT_METHOD as FACTOR_METHOD  # Factor Out Colour's defaults
-from nodes.edit.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH
-from nodes.edit.textcolor import Method as FactorMethod
-
-from . import analyse, domain
+from nodes.shapes import analyse, domain
+from nodes.shapes.textcolor import DEFAULT_METHOD as FACTOR_METHOD  # Factor Out Colour's defaults
+from nodes.shapes.textcolor import DEFAULT_STRENGTH as FACTOR_STRENGTH
+from nodes.shapes.textcolor import Method as FactorMethod
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "shapes-unclip"
 TARGETS = {
     "unseen": {"color": 0.90, "shape": 0.90, "position": 0.85, "size": 0.85, "background": 0.80},
@@ -92,7 +92,7 @@ class Stack:
     def __init__(self, path: Path, settings: Settings):
         import torch
 
-        from nodes.unclip.models import load_clip, load_decoder, load_prior, load_upsampler
+        from nodes.unclip.api import load_clip, load_decoder, load_prior, load_upsampler
 
         self.torch = torch
         self.s = settings
@@ -103,6 +103,20 @@ class Stack:
         with torch.no_grad():
             self.empty = self.clip.encode_text([""])
 
+    @cached_property
+    def color_map(self):
+        """Recolour Embedding's map of the shipped CLIP's image space."""
+        from nodes.shapes.recolor import fit_color_map
+
+        return fit_color_map(self.clip)
+
+    @cached_property
+    def text_color_map(self):
+        """Factor Out Colour's map of the shipped CLIP's text tower."""
+        from nodes.shapes.textcolor import fit_text_color_map
+
+        return fit_text_color_map(self.clip)
+
     def gen(self, seed: int):
         return self.torch.Generator().manual_seed(seed)
 
@@ -112,19 +126,17 @@ class Stack:
         prompt, applied to the prior's samples with Recolour Embedding's fitted map (the workflow
         `recolor.json`). `factor`: Factor Out Colour (`factor_method`, at this strength for "linear")
         before the prior, then Recolour to the colour it read (the workflow `text2image_factored.json`)."""
-        from nodes.edit.recolor import color_map_for, parse_color
-        from nodes.unclip.models import sample_decoder, sample_prior, upsample
+        from nodes.shapes.recolor import parse_color
+        from nodes.shapes.textcolor import factor_encoding
+        from nodes.unclip.api import sample_decoder, sample_prior, upsample
 
         s = self.s
         with self.torch.no_grad():
             cond = self.clip.encode_text(prompts)
             prior_cond = cond
             if factor is not None:
-                from nodes.edit.recolor import fitted_for
-                from nodes.edit.textcolor import factor_encoding, fit_text_color_map
-
-                tmap = fitted_for(self.clip, "text_color", lambda progress: fit_text_color_map(self.clip))
-                prior_cond, recolor, _ = factor_encoding(tmap, self.clip, cond, prompts, factor_method, factor)
+                prior_cond, recolor, _ = factor_encoding(self.text_color_map, self.clip, cond, prompts, factor_method,
+                                                         factor)
             if use_prior:
                 emb = sample_prior(self.prior, prior_cond, self.empty, guidance=s.prior_guidance, steps=s.prior_steps,
                                    generator=self.gen(seed))
@@ -134,7 +146,7 @@ class Stack:
                 rgb = self.torch.tensor([parse_color(c) if c else (0, 0, 0) for c in recolor],
                                         dtype=self.torch.float32) / 255
                 keep = self.torch.tensor([not c for c in recolor])[:, None]
-                emb = self.torch.where(keep, emb, color_map_for(self.clip).apply(emb, rgb))
+                emb = self.torch.where(keep, emb, self.color_map.apply(emb, rgb))
             images = sample_decoder(self.decoder, emb, cond, self.empty, guidance=s.decoder_guidance,
                                     steps=s.decoder_steps, generator=self.gen(seed + 1), scheduler=s.scheduler)
             if self.upsampler is not None:
@@ -143,7 +155,7 @@ class Stack:
         return images
 
     def variations(self, images, seed: int):
-        from nodes.unclip.models import sample_decoder, upsample
+        from nodes.unclip.api import sample_decoder, upsample
 
         s = self.s
         with self.torch.no_grad():
@@ -229,7 +241,7 @@ def _named(attrs: dict[str, str]) -> dict[str, str]:
 
 def latency(stack: Stack, repeats: int = 3) -> dict[str, float]:
     """Seconds per image at batch 1 for each stage and end to end (median of `repeats`)."""
-    from nodes.unclip.models import sample_decoder, sample_prior, upsample
+    from nodes.unclip.api import sample_decoder, sample_prior, upsample
 
     torch = stack.torch
     s = stack.s

@@ -1,6 +1,6 @@
-"""Measurements of the edit pack on the shipped Shapes models (`bench/edit_eval.py`, `nodegraph eval edit`).
+"""Measurements of the edit pack (and Recolour Embedding) on the shipped Shapes models (`python -m eval edit`).
 
-    nice -n 10 .venv/bin/python bench/edit_eval.py [--swaps 40] [--inpaints 40] [--recolors 40] [--steps 25] [--threads 2]
+    nice -n 10 .venv/bin/python -m eval edit [--swaps 40] [--inpaints 40] [--recolors 40] [--steps 25] [--threads 2]
                                                    [--model models/shapes-unclip] [--json out.json]
 
 Judged by the pixel analyser (`nodes/shapes/analyse.py`), never by a learned model:
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shapes import analyse, domain
+from nodes.shapes import analyse, domain
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 P2P_DEFAULTS = {"cross_replace": 0.4, "self_replace": 0.0, "image_tokens": True}  # the node's defaults
 
@@ -46,7 +46,7 @@ class Stack:
     def __init__(self, path: Path, steps: int, guidance: float, prior_steps: int, embeddings: str = "prior"):
         import torch
 
-        from ..unclip.models import load_clip, load_decoder, load_prior
+        from nodes.unclip.api import load_clip, load_decoder, load_prior
 
         self.torch = torch
         self.clip, self.decoder = load_clip(path), load_decoder(path)
@@ -58,7 +58,7 @@ class Stack:
     def embed(self, prompt: str, seed: int, attrs: dict | None = None):
         """The image embedding for a prompt: the prior's (seeded), or with `--embeddings render` the CLIP
         image embedding of a rendered scene with the prompt's attributes (no prior needed)."""
-        from ..unclip.models import sample_prior
+        from nodes.unclip.api import sample_prior
 
         with self.torch.inference_mode():
             cond = self.clip.encode_text([prompt])
@@ -101,9 +101,8 @@ def swap_cases(n: int, seed: int) -> list[dict]:
 def eval_p2p(stack: Stack, n: int, seed: int, params: dict, target: str = "prior", diff_amount: float = 0.35) -> dict:
     """target: the edited run's image embedding — `prior` (the prior on the target prompt, same seed) or
     `textdiff` (the source embedding moved by the text diff source → target prompt, `diff_amount` = θ)."""
-    from ..unclip.embeddings import text_diff
-    from ..unclip.models import sample_decoder
-    from .prompt2prompt import prompt_to_prompt
+    from nodes.edit.prompt2prompt import prompt_to_prompt
+    from nodes.unclip.api import sample_decoder, text_diff
 
     torch = stack.torch
     rows = []
@@ -190,7 +189,7 @@ def box_mask(scene, side: int, margin: int) -> np.ndarray:
 
 
 def eval_inpaint(stack: Stack, n: int, seed: int, side: int = 64, margin: int = 3, strength: float = 1.0) -> dict:
-    from .inpaint import inpaint
+    from nodes.edit.inpaint import inpaint
 
     torch = stack.torch
     rows = []
@@ -245,11 +244,11 @@ def recolor_cases(n: int, seed: int) -> list[dict]:
 def eval_recolor(stack: Stack, n: int, seed: int) -> dict:
     """Recolour Embedding on variations: a rendered scene → CLIP image embedding → recoloured → decoder
     (empty prompt, as variations are decoded). Per case: the analyser's colour, shape and position."""
-    from ..unclip.models import sample_decoder
-    from .recolor import color_map_for, parse_color
+    from nodes.shapes.recolor import fit_color_map, parse_color
+    from nodes.unclip.api import sample_decoder
 
     torch = stack.torch
-    cmap = color_map_for(stack.clip)
+    cmap = fit_color_map(stack.clip)
     rows = []
     for i, case in enumerate(recolor_cases(n, seed)):
         s = case["scene"]
@@ -274,10 +273,10 @@ def eval_recolor(stack: Stack, n: int, seed: int) -> dict:
 
 
 def latency(stack: Stack, repeats: int = 3) -> dict:
-    from ..unclip.models import sample_decoder
-    from .inpaint import inpaint
-    from .interpolate import decode_frames
-    from .prompt2prompt import prompt_to_prompt
+    from nodes.edit.inpaint import inpaint
+    from nodes.edit.interpolate import decode_frames
+    from nodes.edit.prompt2prompt import prompt_to_prompt
+    from nodes.unclip.api import sample_decoder
 
     torch = stack.torch
     prompt = "a large red circle in the center on a white background"
@@ -311,7 +310,7 @@ def latency(stack: Stack, repeats: int = 3) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="nodegraph eval edit", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-unclip"))
     p.add_argument("--swaps", type=int, default=40)
     p.add_argument("--inpaints", type=int, default=40)

@@ -1,30 +1,22 @@
-"""Recolour CLIP image embeddings along a linear colour map fitted on repainted Shapes renders.
+"""Recolour Embedding: move CLIP image embeddings to another object colour along a linear map.
 
-The map is measured, not learned end to end: Shapes scenes of the training split are rendered twice,
-once in their own colour and once repainted in another palette colour, and both renders are encoded
-with the CLIP model. A least-squares fit gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
-shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring an embedding e to the colour c is
-e + s · (c − R(e)) · S, where S = (A·R)⁻¹·A is A rescaled so that s = 1 puts the read-out exactly
-on c: the read-out says where its colour is now, A says which way to move.
-
-It is how a prompt whose colour and shape never appeared together in training can still be drawn:
-sample the prior for the prompt without its colour (an in-distribution prompt), then recolour.
+The map (`fit_color_map`) is measured on Shapes renders repainted in another palette colour, once per
+loaded CLIP. It lets a colour–shape pair the prior never saw be drawn: sample the prior for the
+prompt without its colour, then recolour (docs/shapes.md).
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import nodegraph
-from nodegraph import Node, NodeContext, NodeExecutionError, Port
+from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.convert import library_errors
-from ..unclip.types import CLIP, EMBEDDING
+from ..unclip.api import CLIP, EMBEDDING, library_errors
 
 FIT_SEED = 14
 FIT_SCENES = 1000
@@ -58,7 +50,7 @@ def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, in
     """For each scene another palette colour (jittered): never its background, never a held-out
     (colour, shape) pair, and never a held-out attribute combination (the repaint stays in the
     training split)."""
-    from ..shapes import domain
+    from . import domain  # renders with PIL: imported on use, not when the pack loads
 
     out = []
     for s in scenes:
@@ -73,7 +65,7 @@ def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """The fitting pairs: (training-split scenes, the same scenes repainted in another colour)."""
     import dataclasses
 
-    from ..shapes import domain
+    from . import domain
 
     scenes = domain.sample_scenes(seed, n, "train")
     rng = np.random.default_rng([seed, 1])  # its own stream, independent of the scene sampling
@@ -84,19 +76,24 @@ def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
 def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> ColorMap:
     """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D)).
 
+    The fitting scenes are rendered in their own colour and repainted in another palette colour; a
+    least-squares fit over both encodings gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
+    shapes) and a read-out rgb ≈ [embedding, 1] · R. Recolouring e to c is e + s · (c − R(e)) · S with
+    S = (A·R)⁻¹·A, A rescaled so that s = 1 puts the read-out exactly on c.
+
     `progress(done, total)` is called after each batch of renders is encoded (it may raise to stop).
     """
     import torch
 
-    from ..shapes import domain
+    from . import domain
 
     scenes, repainted = fit_scenes(n, seed)
     jobs = [scenes[i:i + BATCH] for i in range(0, n, BATCH)] + [repainted[i:i + BATCH] for i in range(0, n, BATCH)]
     encoded = []
     for k, batch in enumerate(jobs):
-        ims = np.stack([domain.render(s, 64) for s in batch])
+        ims = np.stack([domain.render(s, 64) for s in batch]) / 255.0
         with torch.no_grad():  # not inference_mode: the cached map may be used where autograd is on
-            encoded.append(clip.encode_image(torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255).float())
+            encoded.append(clip.encode_image(nodegraph.to_tensor(ims)).float())
         if progress is not None:
             progress(k + 1, len(jobs))
     e0, e1 = torch.cat(encoded[:len(jobs) // 2]), torch.cat(encoded[len(jobs) // 2:])
@@ -114,40 +111,21 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     return ColorMap(direction=direction, readout=readout, step=step, explained=explained)
 
 
-_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {kind: fitted map}
-_fitting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {kind: its lock while (first) fitted}
-_lock = threading.Lock()
+def fitted(ctx: NodeContext, clip: ModelHandle, kind: str, fit: Callable[..., Any]) -> Any:
+    """``fit(clip.model, progress=...)`` once per loaded CLIP model, kept in the model store beside it.
 
-
-def fitted_for(model, kind: str, fit, progress=None):
-    """`fit(progress)` for a loaded model, once per model object and kind; other models' and kinds'
-    maps stay available while one is being fitted."""
-    with _lock:
-        done = _maps.setdefault(model, {})
-        if kind in done:
-            return done[kind]
-        kind_lock = _fitting.setdefault(model, {}).setdefault(kind, threading.Lock())
-    with kind_lock:
-        with _lock:
-            found = _maps[model].get(kind)
-        if found is None:
-            found = fit(progress)
-            with _lock:
-                _maps[model][kind] = found
-        return found
-
-
-def color_map_for(clip, progress=None) -> ColorMap:
-    """The colour map of a loaded CLIP model's image space, fitted once per model object (seconds for
-    the shipped CLIP)."""
-    return fitted_for(clip, "image_color", lambda progress: fit_color_map(clip, progress=progress), progress)
+    The key names the model object (and its name, so a reloaded model that happens to get the same
+    id is the same files); another model or kind is fitted apart, also while one is being fitted.
+    """
+    key = f"shapes.{kind}:{clip.kind}:{clip.name}:{id(clip.model)}"
+    return ctx.models.load(key, lambda: fit(clip.model, progress=lambda done, total: ctx.progress(done, total)))
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
     """A colour name of the Shapes palette ("blue"), any other name PIL knows ("teal"), or "#rrggbb"."""
     from PIL import ImageColor
 
-    from ..shapes import domain
+    from . import domain
 
     name = text.strip().lower()
     if name in domain.PALETTE:
@@ -171,7 +149,7 @@ class EmbeddingRecolor(Node):
 
     name = "embedding_recolor"
     title = "Recolour Embedding"
-    category = "edit"
+    category = "shapes"
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model the embeddings come from (its image encoder fits the map).")
@@ -213,7 +191,7 @@ class EmbeddingRecolor(Node):
             raise NodeExecutionError(f"color_from: expected embeddings of shape (1, {emb.shape[1]}) or "
                                      f"({len(emb)}, {emb.shape[1]}), one row for all or one per embedding; got {got}")
         with library_errors():
-            cmap = color_map_for(clip, progress=lambda done, total: ctx.progress(done, total))
+            cmap = fitted(ctx, inputs.clip, "image_color", fit_color_map)
         if cmap.direction.shape[1] != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")

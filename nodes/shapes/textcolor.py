@@ -1,28 +1,10 @@
-"""Factor the object colour out of an encoded prompt, with linear maps of the text tower fitted on
-caption pairs that differ only in their colour word.
+"""Factor Out Colour: take the object colour out of an encoded prompt before the prior sees it.
 
 A prior conditioned on a colour and a shape it never saw together draws the colour but usually not
-the shape: the colour word pulls the sample towards the shapes it was trained with. This node
-removes the colour from the prompt's encoding before the prior sees it, and reads the colour out
-so that Recolour Embedding can put it back on the prior's sample.
-
-The map is measured per CLIP model. Training-split Shapes scenes are captioned twice with the same
-paraphrase, once in their own colour and once in another palette colour. Each pair keeps its
-(colour, shape) in the training split. The scenes are captioned a third time without a colour.
-Least squares over the features f = [pooled embedding, token states] gives Δf ≈ Δonehot · M,
-one 8 × F map for the palette's colours. A read-out from the pooled embedding, onehot ≈ [e, 1] · R,
-gives ≈ 1 at the named colour and ≈ 0 everywhere for a colour-free caption (above NAMED: a colour is named). The node moves
-f to f + strength · (uniform − R(e)) · M, uniform = 1/8 on every colour. Every Δonehot sums to 0, so the
-least-squares M has rows summing to 0 and uniform · M = 0: the move takes the fitted direction of
-the colour the read-out sees off the features, `strength` times (method "linear").
-
-Method "words" (the default) uses the read-out to find the words that carry the colour: it encodes
-the prompt once without each word, drops the word whose absence lowers the named colour's score
-most, and repeats until the read-out sees no colour (at most MAX_WORDS words). The prior gets the
-encoding of what is left. Where MAX_WORDS words do not clear the colour, no words are dropped and
-that row gets the linear move instead. This does what "linear" approximates: the prior sees a prompt with no
-colour in it at all. It is slower (one encoding per word) and needs the prompt's text, which CLIP
-Text Encode passes along with the encoding.
+the shape. This node removes the colour from what the prior sees ("words": re-encode the prompt
+without the words that carry it; "linear": move the encoding along a fitted colour direction) and
+reads the colour out, so that Recolour Embedding can put it back. Both rest on linear maps of the
+text tower fitted on Shapes captions (`fit_text_color_map`, docs/shapes.md).
 """
 
 from __future__ import annotations
@@ -35,9 +17,8 @@ import numpy as np
 import nodegraph
 from nodegraph import Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.convert import library_errors
-from ..unclip.types import CLIP, CONDITIONING
-from .recolor import fitted_for
+from ..unclip.api import CLIP, CONDITIONING, library_errors
+from .recolor import fitted
 
 FIT_SEED = 77
 FIT_SCENES = 3000
@@ -76,7 +57,11 @@ class TextColorMap:
                                                                                   strict=True)]
 
     def neutralise(self, enc, strength: float = 1.0):
-        """The TextEncoding with the read colour's fitted direction taken off `strength` times (padding untouched)."""
+        """The TextEncoding with the read colour's fitted direction taken off `strength` times (padding untouched).
+
+        f → f + strength · (uniform − R(e)) · M, uniform = 1/C on every colour: every Δonehot sums to
+        0, so M's rows sum to 0 and uniform · M = 0 (method "linear").
+        """
         import torch
 
         x = _features(enc).to(self.direction)
@@ -113,7 +98,12 @@ class Dropped:
 def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int = MAX_WORDS,
                      encoded=None) -> list[Dropped]:
     """Drop from each text the words whose absence takes away the colour the read-out sees
-    (`encoded`: the texts' encoding, when the caller has it)."""
+    (`encoded`: the texts' encoding, when the caller has it).
+
+    Method "words": encode the text once without each word, drop the word whose absence lowers the
+    named colour's score most, and repeat until the read-out sees no colour (at most `max_words`);
+    where that many words do not clear it, nothing is dropped (the node moves that row linearly).
+    """
     import torch
 
     out = []
@@ -184,7 +174,7 @@ def _features(enc):
 def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
     """(captions in the scene's colour, the same captions in another colour, the same without a colour,
     colour index of the first, colour index of the second); every pair stays in the training split."""
-    from ..shapes import domain
+    from . import domain  # renders with PIL: imported on use, not when the pack loads
 
     colors = list(domain.COLORS)
     scenes = domain.sample_scenes(seed, n, "train")
@@ -207,10 +197,18 @@ def fit_captions(n: int = FIT_SCENES, seed: int = FIT_SEED):
 
 
 def fit_text_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> TextColorMap:
-    """Fit the text colour map of `clip` (anything with encode_text(list[str]) → TextEncoding)."""
+    """Fit the text colour map of `clip` (anything with encode_text(list[str]) → TextEncoding).
+
+    Training-split scenes are captioned twice with the same paraphrase, once in their own colour and
+    once in another palette colour (each pair stays in the training split), and a third time without
+    a colour. Least squares over the features f = [pooled embedding, token states] gives
+    Δf ≈ Δonehot · M (one C × F map for the palette's colours), and a read-out from the pooled
+    embedding, onehot ≈ [e, 1] · R, that gives ≈ 1 at the named colour and ≈ 0 everywhere for a
+    colour-free caption (above NAMED: a colour is named).
+    """
     import torch
 
-    from ..shapes import domain
+    from . import domain
 
     own, other, plain, c_own, c_other = fit_captions(n, seed)
     jobs = [texts[i:i + BATCH] for texts in (own, other, plain) for i in range(0, n, BATCH)]
@@ -253,7 +251,7 @@ class FactorColor(Node):
 
     name = "factor_color"
     title = "Factor Out Colour"
-    category = "edit"
+    category = "shapes"
     version = 2  # 2: `method`, default "words"; version 1 was the linear move only
 
     class Inputs(nodegraph.Inputs):
@@ -292,8 +290,7 @@ class FactorColor(Node):
             raise NodeExecutionError(f"conditioning: width {enc.embeds.shape[1]}, but this CLIP's text embeddings have "
                                      f"width {width}; connect the CLIP model of the Text Encode node")
         with library_errors():
-            tmap = fitted_for(clip, "text_color", lambda progress: fit_text_color_map(clip, progress=progress),
-                              progress=lambda done, total: ctx.progress(done, total))
+            tmap = fitted(ctx, inputs.clip, "text_color", fit_text_color_map)
         if (tmap.readout.shape[0] != enc.embeds.shape[1] + 1
                 or tmap.direction.shape[1] != enc.embeds.shape[1] + enc.hidden.shape[1] * enc.hidden.shape[2]):
             raise NodeExecutionError("conditioning: it was encoded by another CLIP than the one connected; connect "

@@ -1,0 +1,26 @@
+"""The unCLIP pack's public API: what other packs may import from it (``from nodes.unclip.api import ...``).
+
+Link types and the conditioning they carry, the glue every sampling node uses (seeded generator,
+progress callback, library errors as node errors), CLIP-space operations, and the model library
+(loaders and samplers, imported with torch on first use, so importing this module stays light).
+Everything else in the pack is private and may change.
+"""
+
+from __future__ import annotations
+
+import nodegraph
+
+from .convert import generator, library_errors, progress
+from .embeddings import slerp, text_diff
+from .encode import Conditioning
+from .sampling import Scheduler
+from .types import CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
+
+# the model library (torch, diffusers), imported on first use
+_LIBRARY = ("TextEncoding", "load_clip", "load_decoder", "load_prior", "load_upsampler", "sample_decoder",
+            "sample_prior", "upsample")
+_LAZY = {"tiny": ".models.tiny", **{name: f".models:{name}" for name in _LIBRARY}}  # tiny: seeded test models
+__getattr__ = nodegraph.lazy_exports(__name__, _LAZY)
+
+__all__ = ["CLIP", "CONDITIONING", "DECODER", "EMBEDDING", "PRIOR", "UPSAMPLER", "Conditioning", "Scheduler",
+           "generator", "library_errors", "progress", "slerp", "text_diff", *_LAZY]
