@@ -7,7 +7,8 @@ Its low-resolution mask is 64×64, upsampled to the input like every SAM.
 
 Data: scenes of the domain's *training* split (seeded), rendered at 128 px from their exact
 coverage; half the images get a second object pasted over the first (so the prompt, not "the
-thing that is not background", decides the mask), some get random RGB colours instead of the
+thing that is not background", decides the mask; a fraction `p_apart` of them is kept clear of the
+first: two whole objects), some get random RGB colours instead of the
 palette, some are blurred by a 64-px round trip (what a 64-px image looks like after SAM's resize).
 Targets are the visible object's mask (coverage ≥ 0.5) or, for a prompt on the background, the
 background. Prompts per image, as in SAM's training: a single positive point (the three multimask
