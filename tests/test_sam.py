@@ -274,31 +274,42 @@ def test_overlay_tints_only_the_mask_and_checks_sizes(sam_engine):
 # --- the shipped weights ------------------------------------------------------------------------
 
 SHIPPED = ROOT / "models" / "sam-shapes"
+# two-object scenes from one point: bench/sam_eval.py --objects 2 measures 0.85 at 64, 128 and 256 px
+# (issue 20's target, 0.90, is not reached); 20 prompts here, so a margin below that
+THRESHOLD_TWO_OBJECTS = 0.78
 
 
-def heldout_iou(sam_engine, n: int, prompt: str) -> float:
+def heldout_iou(sam_engine, n: int, prompt: str, objects: int = 1, size: int = 128) -> float:
     """Mean IoU against the exact masks of held-out scenes (seed 777, unseen attribute combinations and
-    colour–shape pairs) at 128 px, through the nodes, from one point at a random object pixel or a box."""
+    colour–shape pairs; with two objects, `domain.two_object_scenes`, a prompt per object) through the
+    nodes, from one point at a random pixel of the object or its box."""
     from safetensors.torch import load_file  # noqa: F401 - the shipped file must be safetensors
 
     handle = run_node(LoadSam, sam_engine, model=str(SHIPPED)).sam
     rng = np.random.default_rng(777)
-    scenes = domain.sample_scenes(777, n // 2, "heldout_combos") + domain.sample_scenes(778, n - n // 2,
-                                                                                      "heldout_pairs")
+    half = n // 2
+    if objects == 1:
+        images = [(s,) for s in domain.sample_scenes(777, half, "heldout_combos")
+                  + domain.sample_scenes(778, n - half, "heldout_pairs")]
+    else:
+        images = domain.two_object_scenes(777, half, "heldout_combos") + domain.two_object_scenes(778, n - half,
+                                                                                                "heldout_pairs")
     ious = []
-    for scene in scenes:
-        truth = domain.object_mask(scene, 128)
-        emb = encode(handle, domain.render(scene, 128)[None].astype(np.float32) / 255.0)
-        ys, xs = np.nonzero(truth)
-        if prompt == "point":
-            k = int(rng.integers(len(xs)))
-            out = run_node(SamPromptMask, sam_engine, embedding=emb, x=float(xs[k]), y=float(ys[k]), units="pixels")
-        else:
-            box = f"{xs.min()}, {ys.min()}, {xs.max()}, {ys.max()}"
-            out = run_node(SamPromptMask, sam_engine, embedding=emb, use_point=False, box=box, units="pixels",
-                           mask_choice="single")
-        m = out.mask[0] > 0.5
-        ious.append((m & truth).sum() / (m | truth).sum())
+    for scenes in images:
+        image, truths = domain.render_layers(list(scenes), size)
+        emb = encode(handle, image[None].astype(np.float32) / 255.0)
+        for truth in truths:
+            ys, xs = np.nonzero(truth)
+            if prompt == "point":
+                k = int(rng.integers(len(xs)))
+                out = run_node(SamPromptMask, sam_engine, embedding=emb, x=float(xs[k]), y=float(ys[k]),
+                               units="pixels")
+            else:
+                box = f"{xs.min()}, {ys.min()}, {xs.max()}, {ys.max()}"
+                out = run_node(SamPromptMask, sam_engine, embedding=emb, use_point=False, box=box, units="pixels",
+                               mask_choice="single")
+            m = out.mask[0] > 0.5
+            ious.append((m & truth).sum() / (m | truth).sum())
     return float(np.mean(ious))
 
 
@@ -310,6 +321,12 @@ def test_shipped_sam_segments_heldout_shapes_from_one_point(sam_engine):
 @pytest.mark.slow
 def test_shipped_sam_segments_heldout_shapes_from_a_box(sam_engine):
     assert heldout_iou(sam_engine, 20, "box") >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [64, 256])
+def test_shipped_sam_segments_each_of_two_objects_from_one_point(sam_engine, size):
+    assert heldout_iou(sam_engine, 10, "point", objects=2, size=size) >= THRESHOLD_TWO_OBJECTS
 
 
 def test_shipped_weights_are_small_safetensors_with_a_config():

@@ -57,6 +57,41 @@ def test_the_analyser_mask_matches_the_exact_mask():
     assert analyse.mask_iou(found.mask, domain.object_mask(s, 64)) > 0.9
 
 
+def test_edge_width_is_under_a_pixel_on_renders_and_grows_with_blur():
+    from PIL import Image, ImageFilter
+
+    scenes = domain.sample_scenes(8, 6, "any")
+    for size in (64, 256):
+        sharp = [analyse.edge_width(domain.render(s, size)) for s in scenes]
+        assert 0.5 < np.mean(sharp) < 1.0, sharp
+    blurred = [analyse.edge_width(np.asarray(Image.fromarray(domain.render(s, 256)).filter(ImageFilter.GaussianBlur(2))))
+               for s in scenes]
+    bicubic = [analyse.edge_width(np.asarray(Image.fromarray(domain.render(s, 64)).resize((256, 256), Image.Resampling.BICUBIC)))
+               for s in scenes]
+    assert np.mean(blurred) > 2.5 and np.mean(bicubic) > 2.5  # a 10–90 % ramp of a σ = 2 px blur is ~5 px wide
+    assert np.isnan(analyse.edge_width(np.full((64, 64, 3), 128, np.uint8)))  # no object, no edge
+
+
+def test_two_object_scenes_are_apart_and_their_masks_are_the_visible_parts():
+    pairs = domain.two_object_scenes(4, 20, "heldout_pairs")
+    assert len(pairs) == 20
+    for first, second in pairs:
+        assert second.position != first.position and second.color not in (first.color, first.background)
+        assert (first.color, first.shape) in domain.HELDOUT_PAIRS
+        image, (m1, m2) = domain.render_layers([first, second], 128)
+        assert image.shape == (128, 128, 3) and not (m1 & m2).any()
+        assert np.array_equal(m1, domain.object_mask(first, 128)) and np.array_equal(m2, domain.object_mask(second, 128))
+        inside = domain.coverage(second, 128) == 1.0
+        assert np.array_equal(image[inside], np.broadcast_to(second.fg_rgb, (inside.sum(), 3)))
+        assert tuple(image[0, 0]) == first.bg_rgb  # on the first one's background
+    # a later object hides what it covers of an earlier one
+    rng = np.random.default_rng(0)
+    big = domain.make_scene(rng, "red", "white", "square", "large", "center")
+    small = domain.make_scene(rng, "blue", "white", "circle", "small", "center")
+    _, (under, over) = domain.render_layers([big, small], 64)
+    assert np.array_equal(under, domain.object_mask(big, 64) & ~over) and over.sum() > 0
+
+
 def test_decoder_fg_weight_mask_covers_the_object_and_its_rim():
     from train.decoder import object_mask32
 

@@ -239,3 +239,26 @@ def test_color_fix_takes_low_frequencies_from_the_input(engine):
     run_on = engine.run(text2image(fix_colors=True), targets=["up"])
     assert run_off.ok and run_on.ok
     assert np.abs(run_off.outputs["up"]["images"] - run_on.outputs["up"]["images"]).max() > 1e-3
+
+
+def test_a_wider_color_fix_keeps_a_soft_input_out_of_sharp_edges(engine):
+    from torchvision.transforms.functional import gaussian_blur
+
+    from nodes.unclip.models.upsampler import color_fix
+
+    sharp = torch.zeros(1, 3, 64, 64)
+    sharp[..., 32:] = 1.0  # a vertical step edge
+    soft = gaussian_blur(sharp, 17, 3.0)  # what an enlarged low-resolution input looks like
+
+    def ramp(image):  # pixels on the 10–90 % ramp of the edge, along one row
+        row = image[0, 0, 10]
+        return int(((row > 0.1) & (row < 0.9)).sum())
+
+    assert ramp(sharp) == 0 and ramp(soft) >= 6
+    assert ramp(color_fix(sharp, soft, sigma=1.0)) >= 2  # the input's soft edge comes back ...
+    assert ramp(color_fix(sharp, soft, sigma=8.0)) == 0  # ... but not below a wider split
+    wf = text2image(fix_colors=True)
+    wf["nodes"]["up"]["inputs"]["color_sigma"] = 4.0
+    run_default, run_wide = engine.run(text2image(fix_colors=True), targets=["up"]), engine.run(wf, targets=["up"])
+    assert run_default.ok and run_wide.ok
+    assert np.abs(run_default.outputs["up"]["images"] - run_wide.outputs["up"]["images"]).max() > 1e-4

@@ -12,7 +12,10 @@ next to it: `lora` → `<models>/loras/`, `controlnet` → `<models>/controlnet-
 `<models>/sam-shapes/`, where `<models>` is the bundle's parent folder. Each stage records its wall
 time in a `training_log.json` beside its weights. With other load on the machine, running the
 upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
-chain is faster overall.
+chain is faster overall. The second super-resolution stage (`python -m train upsampler_256`, 64 → 256
+px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr256` (Karlo's naming
+inside); it needs nothing from the bundle. It is in no group: its weights are not shipped yet (they
+do not yet beat a bicubic enlargement; docs/unclip.md).
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from train import clip, controlnet, decoder, lora, prior, sam, upsampler
+from train import clip, controlnet, decoder, lora, prior, sam, upsampler, upsampler256
 
 BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
           "upsampler": upsampler.main}
+CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main}
-GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}
+STAGES = {**BUNDLE, **CASCADE, **EDITING}
+GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}  # the shipped weights
 
 
 def _out_args(stage: str, bundle: Path | None) -> list[str]:
@@ -38,6 +43,8 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
         return []
     if stage in BUNDLE:
         return ["--out", str(bundle)]
+    if stage == "upsampler_256":
+        return ["--out", str(bundle.parent / "shapes-unclip-sr256")]
     if stage == "sam":
         return ["--out", str(bundle.parent / "sam-shapes")]
     # lora, controlnet: write into the models folder, fine-tune the bundle's decoder
@@ -47,7 +54,7 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=[*GROUPS, *BUNDLE, *EDITING])
+    p.add_argument("stage", choices=[*GROUPS, *STAGES])
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--out", default=None, help="the bundle folder (default models/shapes-unclip)")
     p.add_argument("--threads", default=None)
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     times = {}
     for name in stages:
         t0 = time.time()
-        code = {**BUNDLE, **EDITING}[name](common + _out_args(name, bundle) + rest)
+        code = STAGES[name](common + _out_args(name, bundle) + rest)
         times[name] = time.time() - t0
         if code:
             return code

@@ -7,7 +7,8 @@ Its low-resolution mask is 64×64, upsampled to the input like every SAM.
 
 Data: scenes of the domain's *training* split (seeded), rendered at 128 px from their exact
 coverage; half the images get a second object pasted over the first (so the prompt, not "the
-thing that is not background", decides the mask), some get random RGB colours instead of the
+thing that is not background", decides the mask; a fraction `p_apart` of them is kept clear of the
+first: two whole objects), some get random RGB colours instead of the
 palette, some are blurred by a 64-px round trip (what a 64-px image looks like after SAM's resize).
 Targets are the visible object's mask (coverage ≥ 0.5) or, for a prompt on the background, the
 background. Prompts per image, as in SAM's training: a single positive point (the three multimask
@@ -54,9 +55,11 @@ class Config:
     threads: int = 1
     init: str = ""  # a model folder to continue training from (same architecture), "" = from scratch
     log_every: int = 25
+    prompts: int = 3  # prompt sets per image and step (the decoder is cheap next to the image encoder)
     time_limit: float = 1320.0  # seconds of wall time: the schedule anneals and training stops by then
     # augmentations
     p_second: float = 0.5  # paste a second object
+    p_apart: float = 0.0  # of those, the fraction kept clear of the first (a two-object scene, nothing hidden)
     p_rgb: float = 0.25  # random RGB object / background colours instead of the palette ones
     p_blur: float = 0.3  # 64-px round trip
     # architecture
@@ -109,11 +112,23 @@ def make_pool(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cov, fg, bg
 
 
-def _random_rgb(rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
-    while True:  # keep the object visible: at least 80 apart in RGB
+def _random_rgb(rng: np.random.Generator, *others: np.ndarray) -> np.ndarray:
+    while True:  # keep the object visible: at least 80 apart in RGB from the colours it meets
         c = rng.uniform(0, 255, 3).astype(np.float32)
-        if np.linalg.norm(c - other) >= 80:
+        if all(np.linalg.norm(c - o) >= 80 for o in others):
             return c
+
+
+def _second_index(pool, i: int, cfg: Config, rng: np.random.Generator) -> int:
+    """A pool scene to paste over scene i: for a fraction `p_apart`, one whose object keeps clear of the
+    first (a two-object scene); otherwise any (it may hide part of the first)."""
+    cov = pool[0]
+    apart = rng.random() < cfg.p_apart
+    for _ in range(50):
+        j = int(rng.integers(len(cov)))
+        if not apart or not ((cov[i] > 0) & (cov[j] > 0)).any():
+            return j
+    return j
 
 
 def make_batch(pool, cfg: Config, rng: np.random.Generator):
@@ -131,9 +146,11 @@ def make_batch(pool, cfg: Config, rng: np.random.Generator):
         img = a1 * f1 + (1 - a1) * b
         masks = [a1[..., 0] >= 0.5]
         if rng.random() < cfg.p_second:
-            j = int(rng.integers(len(cov)))
+            j = _second_index(pool, i, cfg, rng)
             a2 = cov[j].astype(np.float32)[..., None] / 255
-            f2 = fg[j] if np.linalg.norm(fg[j] - b) >= 80 else _random_rgb(rng, b)
+            f2 = fg[j]
+            if min(np.linalg.norm(f2 - b), np.linalg.norm(f2 - f1)) < 80:
+                f2 = _random_rgb(rng, b, f1)
             img = a2 * f2 + (1 - a2) * img
             m2 = a2[..., 0] >= 0.5
             masks = [masks[0] & ~m2, m2]
@@ -244,30 +261,67 @@ def prompt_loss(sam, emb, objects, kind, rng, side):
     return mask_loss + iou_loss, ious[:, -1].mean().item() if len(outs) == 1 else ious[:, 1:].max(1).values.mean().item()
 
 
+def finer_patches(state: dict[str, torch.Tensor], old: int, new: int) -> dict[str, torch.Tensor]:
+    """A warm start for a smaller patch size (same image size): the state dict of a SAM with `old`-px
+    patches, for `new`-px ones (old = k · new).
+
+    The new patch embedding is exactly the old one applied to the image enlarged k× (nearest): each
+    new kernel tap sums a k×k block of the old kernel. The absolute position embedding and the
+    relative-position tables (the image grid grows k×) are interpolated, as segment-anything itself
+    does for relative positions of other lengths.
+    """
+    k = old // new
+    if k * new != old or k < 2:
+        raise SystemExit(f"cannot go from {old}-px patches to {new}-px ones: the old size must be a multiple")
+    out = dict(state)
+    w = state["image_encoder.patch_embed.proj.weight"]  # (C, 3, old, old)
+    out["image_encoder.patch_embed.proj.weight"] = w.reshape(*w.shape[:2], new, k, new, k).sum((3, 5))
+    pos = state["image_encoder.pos_embed"]  # (1, g, g, C)
+    grid = pos.shape[1] * k
+    out["image_encoder.pos_embed"] = F.interpolate(pos.permute(0, 3, 1, 2), size=(grid, grid), mode="bicubic",
+                                                   align_corners=False).permute(0, 2, 3, 1)
+    for key, table in state.items():
+        if key.endswith(("attn.rel_pos_h", "attn.rel_pos_w")):  # (2g − 1, head_dim)
+            out[key] = F.interpolate(table.T[None], size=2 * grid - 1, mode="linear")[0].T
+    return out
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(sam, n: int, seed: int, size: int) -> dict[str, float]:
+def evaluate(sam, n: int, seed: int, size: int, sizes: tuple[int, ...] = (64, 128, 256)) -> dict[str, float]:
     """Mean IoU on held-out scenes (another seed; held-out attribute combinations and colour–shape
-    pairs) from one positive point at a random object pixel, via segment-anything's SamPredictor."""
+    pairs) from one positive point at a random pixel of the object, via segment-anything's SamPredictor:
+    one-object scenes at `size`, and two-object scenes (`domain.two_object_scenes`, a point per object)
+    at each of `sizes`."""
     from segment_anything import SamPredictor
 
     rng = np.random.default_rng(seed)
     half = n // 2
-    scenes = domain.sample_scenes(seed, half, "heldout_combos") + domain.sample_scenes(seed + 1, n - half,
-                                                                                      "heldout_pairs")
+    single = [(s,) for s in domain.sample_scenes(seed, half, "heldout_combos")
+              + domain.sample_scenes(seed + 1, n - half, "heldout_pairs")]
+    pairs = domain.two_object_scenes(seed, half, "heldout_combos") + domain.two_object_scenes(seed + 1, n - half,
+                                                                                            "heldout_pairs")
     predictor = SamPredictor(sam)
-    ious = []
-    for scene in scenes:
-        truth = domain.object_mask(scene, size)
-        predictor.set_image(domain.render(scene, size))
-        ys, xs = np.nonzero(truth)
-        k = int(rng.integers(len(xs)))
-        masks, scores, _ = predictor.predict(point_coords=np.array([[xs[k], ys[k]]], np.float32),
-                                             point_labels=np.array([1]), multimask_output=True)
-        m = masks[int(np.argmax(scores))]
-        ious.append((m & truth).sum() / max(1, (m | truth).sum()))
-    return {"point_iou": float(np.mean(ious)), "n": n, "size": size}
+
+    def point_iou(images, side: int) -> float:
+        ious = []
+        for scenes in images:
+            image, truths = domain.render_layers(list(scenes), side)
+            predictor.set_image(image)
+            for truth in truths:
+                ys, xs = np.nonzero(truth)
+                k = int(rng.integers(len(xs)))
+                masks, scores, _ = predictor.predict(point_coords=np.array([[xs[k], ys[k]]], np.float32),
+                                                     point_labels=np.array([1]), multimask_output=True)
+                m = masks[int(np.argmax(scores))]
+                ious.append((m & truth).sum() / max(1, (m | truth).sum()))
+        return float(np.mean(ious))
+
+    out = {"point_iou": point_iou(single, size), "n": n, "size": size}
+    for side in sizes:
+        out[f"two_object_point_iou_{side}"] = point_iou(pairs, side)
+    return out
 
 
 def save(sam, mcfg: dict, out: Path) -> None:
@@ -294,9 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.init:
         from nodes.sam.model import load_sam
 
-        sam, init_cfg = load_sam(cfg.init)
-        if init_cfg != mcfg:
-            raise SystemExit(f"--init {cfg.init}: its architecture differs from the config's")
+        init_sam, init_cfg = load_sam(cfg.init)
+        if init_cfg == mcfg:
+            sam = init_sam
+        elif {k for k in mcfg if mcfg[k] != init_cfg.get(k)} == {"patch_size"}:
+            sam.load_state_dict(finer_patches(init_sam.state_dict(), init_cfg["patch_size"], cfg.patch_size))
+            log.info("patch size %d → %d: weights adapted", init_cfg["patch_size"], cfg.patch_size)
+        else:
+            raise SystemExit(f"--init {cfg.init}: its architecture differs from the config's (beyond the patch size)")
         log.info("continuing from %s", cfg.init)
     sam.train()
     log.info("Sam with %.2f M parameters: %s", sum(p.numel() for p in sam.parameters()) / 1e6, json.dumps(mcfg))
@@ -315,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, cfg.steps + 1):
         x, objects = make_batch(pool, cfg, rng)
         emb = sam.image_encoder((x - mean) / std)
-        kinds = [PROMPT_KINDS[int(k)] for k in rng.integers(len(PROMPT_KINDS), size=3)]
+        kinds = [PROMPT_KINDS[int(k)] for k in rng.integers(len(PROMPT_KINDS), size=cfg.prompts)]
         results = [prompt_loss(sam, emb, objects, kind, rng, side) for kind in kinds]
         loss = sum(r[0] for r in results) / len(results)
         opt.zero_grad(set_to_none=True)
@@ -337,12 +396,13 @@ def main(argv: list[str] | None = None) -> int:
 
     saved, _ = load_sam(out)
     metrics = evaluate(saved, cfg.eval_n, cfg.eval_seed, cfg.img_size)
-    log.info("held-out point IoU %.4f on %d scenes", metrics["point_iou"], metrics["n"])
+    log.info("held-out point IoU on %d scenes: %s", metrics["n"], metrics)
     previous = json.loads((out / "training_log.json").read_text()) if (out / "training_log.json").exists() else {}
     stage = "sam" if not cfg.init else f"sam+{sum(k.startswith('sam') for k in previous)}"  # a continuation
     record_time(out, stage, train_seconds, {"steps": step, "batch": cfg.batch, "cpu_seconds": round(cpu_seconds, 1),
                                            "config": asdict(cfg),
-                                            "heldout_point_iou": round(metrics["point_iou"], 4)})
+                                            "heldout_point_iou": round(metrics["point_iou"], 4),
+                                            "heldout": {k: round(v, 4) for k, v in metrics.items()}})
     print(f"saved {out / WEIGHTS_NAME} ({(out / WEIGHTS_NAME).stat().st_size / 1e6:.1f} MB); "
           f"held-out point IoU {metrics['point_iou']:.3f}; {train_seconds:.0f} s")
     return 0

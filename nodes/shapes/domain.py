@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -229,6 +229,48 @@ def render(scene: Scene, size: int = 64, supersample: int = 4) -> np.ndarray:
     fg = np.asarray(scene.fg_rgb, dtype=np.float32)
     bg = np.asarray(scene.bg_rgb, dtype=np.float32)
     return np.clip(np.rint(a * fg + (1 - a) * bg), 0, 255).astype(np.uint8)
+
+
+# --- several objects (segmentation tests) -------------------------------------------------------
+
+def render_layers(scenes: list[Scene], size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The objects of several scenes drawn in order on the first one's background.
+
+    Returns the uint8 image (size, size, 3) and each object's exact *visible* mask (covering at
+    least half of the pixel, minus what later objects cover).
+    """
+    img = np.broadcast_to(np.asarray(scenes[0].bg_rgb, dtype=np.float32), (size, size, 3))
+    masks: list[np.ndarray] = []
+    for scene in scenes:
+        a = coverage(scene, size)[..., None]
+        img = a * np.asarray(scene.fg_rgb, dtype=np.float32) + (1 - a) * img
+        m = object_mask(scene, size)
+        masks = [prev & ~m for prev in masks] + [m]
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), masks
+
+
+def two_object_scenes(seed: int, n: int, split: Split = "train", gap: float = 0.02) -> list[tuple[Scene, Scene]]:
+    """n pairs of scenes whose objects share the first one's background, drawn apart.
+
+    The second object sits in another grid cell, its colour differs from the first object's and the
+    background's, and the two outlines keep at least `gap` of the side between them (so each object
+    has one right mask).
+    """
+    rng = np.random.default_rng(seed)
+    check = 64
+    k = 2 * max(1, round(gap * check)) + 1
+    pairs: list[tuple[Scene, Scene]] = []
+    while len(pairs) < n:
+        first = sample_scene(rng, split)
+        while True:
+            second = sample_scene(rng, split)
+            if second.position == first.position or second.color in (first.color, first.background):
+                continue
+            grown = Image.fromarray((coverage(first, check) > 0).astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(k))
+            if not (np.asarray(grown) > 0)[coverage(second, check) > 0].any():
+                break
+        pairs.append((first, second))
+    return pairs
 
 
 # --- captions ---------------------------------------------------------------------------------

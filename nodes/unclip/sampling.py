@@ -119,6 +119,10 @@ class Upsample(Node):
         fix_colors: bool = Port(True, description="Take colour and shading (the low frequencies) from the "
                                 "input image and only the detail from the upsampler, which can drift in global "
                                 "colour. Off: exactly the checkpoint's super-resolution output.")
+        color_sigma: float = Port(0.0, ge=0.0, le=64.0, step=0.5, description="With fix_colors: the scale in "
+                                  "output pixels (Gaussian σ) below which colour comes from the input. 0: half the "
+                                  "enlargement factor; the 64 → 256 stage wants 8, which keeps the input's soft "
+                                  "edges out of its sharp ones.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
@@ -131,5 +135,5 @@ class Upsample(Node):
         with torch.inference_mode(), library_errors():
             out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
-                           callback=progress(ctx), fix_colors=inputs.fix_colors)
+                           callback=progress(ctx), fix_colors=inputs.fix_colors, color_sigma=inputs.color_sigma)
         return self.Outputs(images=nodegraph.from_tensor(out))

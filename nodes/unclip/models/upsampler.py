@@ -69,12 +69,15 @@ def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> to
 
 def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, generator: torch.Generator | None = None,
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
-             latents: torch.Tensor | None = None, fix_colors: bool = False) -> torch.Tensor:
+             latents: torch.Tensor | None = None, fix_colors: bool = False,
+             color_sigma: float | None = None) -> torch.Tensor:
     """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size.
 
     `fix_colors` replaces the result's low frequencies by the input's (`color_fix`): diffusion
     upsamplers drift in global colour at few steps; the input's colours are right by construction.
-    Off, this is exactly `UnCLIPPipeline`'s super-resolution stage.
+    `color_sigma` is the split in output pixels (None or 0: half the enlargement factor, the input's
+    Nyquist limit; a larger one keeps the input's soft edges out of a sharp result). Off, this is
+    exactly `UnCLIPPipeline`'s super-resolution stage.
     """
     unet = model.first
     dtype = unet.dtype
@@ -101,7 +104,7 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
             callback(i + 1, len(ts), sch.preview(out, latents))
     result = latents.clamp(-1, 1) * 0.5 + 0.5
     if fix_colors:
-        # the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
-        sigma = 0.5 * size / max(images.shape[-2:])
+        # by default the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
+        sigma = color_sigma or 0.5 * size / max(images.shape[-2:])
         result = color_fix(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), sigma)
     return result
