@@ -295,14 +295,16 @@ class JobRunner:
         engine, workflow, targets = self.engine, job["workflow"], job["targets"]
         started = time.perf_counter()
 
-        def placed(event: Any) -> None:  # a cluster executor says where the job runs: record it
+        def placed(event: Any) -> None:
+            # A cluster executor says where the job runs: record it before the sink announces it, so a
+            # client that reads the job on `job_placed` sees its worker. Waits a store write, once a run.
             if isinstance(event, RunPlaced):
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(lambda: loop.create_task(self._placed(job_id, event.worker)))
+                with contextlib.suppress(Exception):  # the loop closed at shutdown, or a slow disk
+                    asyncio.run_coroutine_threadsafe(self._placed(job_id, event.worker), loop).result(10)
 
         def work() -> Any:
             try:
-                return engine.run(workflow, targets=targets, sink=fanout(sink, placed), cancel=token, run_id=job_id)
+                return engine.run(workflow, targets=targets, sink=fanout(placed, sink), cancel=token, run_id=job_id)
             except WorkflowInvalid as exc:  # e.g. a pack is gone since it was queued
                 return exc
             except Exception as exc:  # noqa: BLE001 - an engine bug fails this job only
