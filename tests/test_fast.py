@@ -63,12 +63,12 @@ def test_text2image_fast_with_the_shipped_lcm_lora_draws_the_prompt_in_four_deco
     from eval import _judge as judge
 
     wf = json.loads((ROOT / "workflows" / "text2image_fast.json").read_text())
-    wf["nodes"]["prompt"]["inputs"]["value"] = "a big red circle in the center on a white background"
+    wf["nodes"]["prompt"]["inputs"]["value"] = "a large red circle in the center on a white background"
     run = shipped_engine.run(wf, targets=["upsample"])
     assert run.ok, run.error
     images = np.asarray(run.outputs["upsample"]["images"])
     assert images.shape == (4, 64, 64, 3)
-    named = {"color": "red", "shape": "circle", "size": "big", "position": "center", "background": "white"}
+    named = {"color": "red", "shape": "circle", "size": "large", "position": "center", "background": "white"}
     verdicts = [judge.judge(img, named) for img in images]
     assert sum(v.all_named_right for v in verdicts) >= 3, [v.analysis.attributes() for v in verdicts]
 
