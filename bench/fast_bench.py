@@ -59,7 +59,7 @@ def latency(engine, workflows: dict[str, dict], count: int, repeats: int) -> dic
     for r in range(repeats + 1):
         for i, (name, wf) in enumerate(workflows.items()):
             # a prompt of its own per run, so that no stage is a cache hit
-            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i), 1000 + r, count)
+            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i) + "." * (count > 1), 1000 + r, count)
             if r:
                 times[name].append(d)
     return {name: {k: statistics.median(d.get(k, 0.0) for d in runs) for k in (*STAGES, "total")}
