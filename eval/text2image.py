@@ -77,7 +77,8 @@ def _set_seeds(wf: dict, seed: int) -> None:
 class Runner:
     """An engine and the two workflows, run with prompts, seeds and counts set."""
 
-    def __init__(self, models: Path | None, threads: int, output_dir: Path, text2image: Path = TEXT2IMAGE):
+    def __init__(self, models: Path | None, threads: int, output_dir: Path, text2image: Path = TEXT2IMAGE,
+                 variation: Path = VARIATION):
         from nodegraph import Engine, Settings
 
         overrides = {"threads": threads, "output_dir": output_dir}
@@ -85,7 +86,7 @@ class Runner:
             overrides["model_dirs"] = [models]
         self.engine = Engine.from_settings(Settings.from_env(**overrides))
         self.text2image = json.loads(text2image.read_text())
-        self.variation = json.loads(VARIATION.read_text())
+        self.variation = json.loads(variation.read_text())
 
     def _run(self, wf: dict) -> np.ndarray:
         node, output = saved_images_source(wf)
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nodegraph eval text2image", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=None, help="a models folder holding shapes-unclip (default: models/)")
     p.add_argument("--workflow", type=Path, default=TEXT2IMAGE, help="the text→image workflow (default: the shipped one)")
+    p.add_argument("--variation-workflow", type=Path, default=VARIATION,
+                   help="the variation workflow (default: the shipped one)")
     p.add_argument("--sets", default="tuning,validation", help="comma-separated: tuning, validation")
     p.add_argument("--quick", action="store_true", help="a few prompts per row (a code-path check)")
     p.add_argument("--full", type=int, default=Sizes.full, help="prompts per full-caption row")
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="eval-text2image-") as tmp:
-        runner = Runner(args.models, args.threads, Path(tmp), args.workflow)
+        runner = Runner(args.models, args.threads, Path(tmp), args.workflow, args.variation_workflow)
         t0 = time.time()
         report = evaluate(runner, sizes, tuple(args.sets.split(",")), args.count, args.save_images)
     report["seconds"] = round(time.time() - t0, 1)

@@ -178,6 +178,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))
+    assert (tmp_path / "loras" / "shapes-lcm.safetensors").is_file()  # the consistency LoRA stage ran
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt*"))  # safetensors only
     # the evaluation runs end to end on what the smoke run wrote (a code-path check, not quality)
     proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "shapes", "--quick", "--model", str(out),

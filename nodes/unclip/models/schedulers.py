@@ -25,6 +25,8 @@ SCHEDULERS: dict[str, str | None] = {
     "dpm++": "DPMSolverMultistepScheduler",
     "euler_a": "EulerAncestralDiscreteScheduler",
     "euler": "EulerDiscreteScheduler",
+    # few-step sampling of a consistency-distilled model (an LCM-LoRA such as the shipped shapes-lcm)
+    "lcm": "LCMScheduler",
 }
 LEARNED_VARIANCE = ("learned", "learned_range")
 # prediction types each scheduler implements (the rest support epsilon, sample and v_prediction)
@@ -102,5 +104,7 @@ def prev_timestep(ts: torch.Tensor, i: int):
 def preview(out, sample: torch.Tensor) -> torch.Tensor:
     """A (B, 3, H, W) preview in [0, 1]: the scheduler's x0 estimate when it gives one."""
     x0 = getattr(out, "pred_original_sample", None)
+    if x0 is None:
+        x0 = getattr(out, "denoised", None)  # LCMScheduler's name for it
     x = x0 if x0 is not None else sample
     return (x[:, :3].clamp(-1, 1) + 1) / 2
