@@ -11,7 +11,9 @@ cells, other colours, apart) and every prompt is asked once per object. Everythi
 the pack's own code (the loader, ``encode`` = SamPredictor.set_image, the prompt node =
 SamPredictor.predict), with the node's defaults unless said:
 
-- point: one positive point at a random pixel of the object (seeded), 'best' of SAM's 3 masks;
+- point: one positive point at a random pixel of the object (seeded), 'best' of SAM's 3 masks,
+  outline refined (the node's default `refine`, `nodes.sam.refine`); every prompt below is refined too;
+- point, raw: the same without the refinement (SAM's own upsampled mask);
 - point (centroid): one positive point at the object's centroid pixel when it lies on the object;
 - point single: the same random point, SAM's single-mask output;
 - box: the exact bounding box of the object, single-mask output;
@@ -37,7 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LABELS = {"point": "point (random pixel, best)", "point_centroid": "point (centroid, best)",
+LABELS = {"point": "point (random pixel, best)", "point_raw": "point (random, raw mask)",
+          "point_centroid": "point (centroid, best)",
           "point_single": "point (random, single)", "box": "box (exact bbox)",
           "auto_best": "auto best-match", "auto_picked": "auto picked (best_score)"}
 
@@ -65,6 +68,7 @@ def evaluate(sam, handle, images, size: int, seed: int, auto_n: int) -> dict:
 
     from nodes.sam.encode import encode
     from nodes.sam.prompt import predictor_for
+    from nodes.sam.refine import predict
     from nodes.shapes import domain
 
     rng = np.random.default_rng(seed)
@@ -86,24 +90,30 @@ def evaluate(sam, handle, images, size: int, seed: int, auto_n: int) -> dict:
                 found = generator.generate(image_u8)
                 times["auto"].append(time.perf_counter() - t)
                 res["auto_count"].append(len(found))
+            guide = image_u8.astype(np.float32) / 255.0
             for scene, truth in zip(scenes, truths, strict=True):
                 ys, xs = np.nonzero(truth)
                 k = int(rng.integers(len(xs)))
                 pt = np.array([[xs[k], ys[k]]], np.float32)
                 t = time.perf_counter()
-                masks, scores, _ = pred.predict(point_coords=pt, point_labels=np.array([1]), multimask_output=True)
+                masks, scores = predict(pred, guide, True, point_coords=pt, point_labels=np.array([1]),
+                                        multimask_output=True)
                 times["point"].append(time.perf_counter() - t)
                 res["point"].append(iou(masks[int(np.argmax(scores))], truth))
                 by_shape.setdefault(f"{scene.shape}/{scene.size}", []).append(res["point"][-1])
-                masks, _, _ = pred.predict(point_coords=pt, point_labels=np.array([1]), multimask_output=False)
+                masks, scores = predict(pred, guide, False, point_coords=pt, point_labels=np.array([1]),
+                                        multimask_output=True)
+                res["point_raw"].append(iou(masks[int(np.argmax(scores))], truth))
+                masks, _ = predict(pred, guide, True, point_coords=pt, point_labels=np.array([1]),
+                                   multimask_output=False)
                 res["point_single"].append(iou(masks[0], truth))
                 cy, cx = int(round(ys.mean())), int(round(xs.mean()))
                 if truth[cy, cx]:
-                    masks, scores, _ = pred.predict(point_coords=np.array([[cx, cy]], np.float32),
-                                                    point_labels=np.array([1]), multimask_output=True)
+                    masks, scores = predict(pred, guide, True, point_coords=np.array([[cx, cy]], np.float32),
+                                            point_labels=np.array([1]), multimask_output=True)
                     res["point_centroid"].append(iou(masks[int(np.argmax(scores))], truth))
                 box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32)
-                masks, _, _ = pred.predict(box=box, multimask_output=False)
+                masks, _ = predict(pred, guide, True, box=box, multimask_output=False)
                 res["box"].append(iou(masks[0], truth))
                 if found is not None:
                     res["auto_best"].append(max((iou(m["segmentation"], truth) for m in found), default=0.0))

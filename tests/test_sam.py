@@ -271,6 +271,38 @@ def test_overlay_tints_only_the_mask_and_checks_sizes(sam_engine):
         run_node(MaskOverlay, sam_engine, image=image, mask=np.zeros((1, 5, 6), np.float32))
 
 
+def test_refinement_moves_a_rounded_mask_onto_the_square_the_image_shows():
+    from nodes.sam.refine import refine_masks
+
+    image = np.full((64, 64, 3), (0.9, 0.8, 0.1), np.float32)
+    image[16:48, 20:52] = (0.2, 0.3, 0.8)
+    truth = np.zeros((64, 64), bool)
+    truth[16:48, 20:52] = True
+    yy, xx = np.mgrid[:64, :64]
+    # what SAM's bilinearly upsampled quarter-size logits look like: the square with its corners cut
+    logits = 16.0 - (np.abs(xx - 35.5) ** 3 + np.abs(yy - 31.5) ** 3) ** (1 / 3)
+    raw = logits > 0
+    refined = refine_masks(logits[None], image, img_size=128)[0]
+
+    def iou(m):
+        return (m & truth).sum() / (m | truth).sum()
+
+    assert iou(raw) < 0.9 and iou(refined) > 0.99, (iou(raw), iou(refined))
+
+
+def test_refine_off_gives_sams_own_mask(sam_engine):
+    from segment_anything import SamPredictor
+
+    image, _ = scene_image()  # (1, 40, 40, 3)
+    emb = run_node(SamEncodeImage, sam_engine, sam=example_sam(), image=image).embedding
+    off = run_node(SamPromptMask, sam_engine, embedding=emb, x=0.5, y=0.5, refine=False, mask_choice="single").mask
+    predictor = SamPredictor(emb.sam.model)
+    predictor.set_image((image[0] * 255 + 0.5).astype(np.uint8))
+    masks, _, _ = predictor.predict(point_coords=np.array([[19.5, 19.5]]), point_labels=np.array([1]),
+                                    multimask_output=False)
+    np.testing.assert_array_equal(off[0], masks[0].astype(np.float32))
+
+
 # --- the shipped weights ------------------------------------------------------------------------
 
 SHIPPED = ROOT / "models" / "sam-shapes"

@@ -30,7 +30,8 @@ def encode(handle: Any, images: Any, ctx: NodeContext | None = None) -> SamEmbed
             features.append(sam.image_encoder(sam.preprocess(x)))  # preprocess: normalise, pad square
             if ctx is not None:
                 ctx.progress(i + 1, len(images))
-    return SamEmbedding(handle, torch.cat(features), (int(height), int(width)), input_size)
+    return SamEmbedding(handle, torch.cat(features), (int(height), int(width)), input_size,
+                        np.clip(images, 0.0, 1.0).astype(np.float32))
 
 
 class SamEncodeImage(Node):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import nodegraph
 from nodegraph import MASK, Node, NodeContext, NodeExecutionError, Port
 
+from .refine import predict
 from .types import EMBEDDING
 
 Choice = Literal["best", "single", "mask_1", "mask_2", "mask_3"]
@@ -96,7 +97,8 @@ class SamPromptMask(Node):
 
     Units: 'fraction' (0..1 of width/height, top-left origin) or 'pixels' (column, row). With one
     point, 'best' picks the highest-scoring of SAM's three candidate masks; 'single' asks for one
-    mask (what SAM recommends for several points or a box).
+    mask (what SAM recommends for several points or a box). 'refine' moves the mask's outline onto
+    the image's edges (a guided filter of SAM's quarter-resolution mask, the image as guide).
     """
 
     name = "prompt_mask"
@@ -120,6 +122,9 @@ class SamPromptMask(Node):
                         "in the same units; empty for none.")
         mask_choice: Choice = Port("best", description="best: the highest-scoring of SAM's 3 masks; single: "
                                    "SAM's single-mask output; mask_1..3: one of the 3 (small to large parts).")
+        refine: bool = Port(True, description="Snap the mask's outline to the image's edges (a guided filter "
+                            "of SAM's mask, the image as guide; SAM's masks are predicted at a quarter of its input "
+                            "size, so their corners come out rounded). Off: SAM's mask as it is.")
 
     class Outputs(nodegraph.Outputs):
         mask: MASK = Port(description="The mask, (B, H, W) float 0/1 at the image size.")
@@ -135,8 +140,9 @@ class SamPromptMask(Node):
         masks, scores = [], []
         with torch.inference_mode():
             for i in range(len(emb.features)):
-                out, quality, _ = predictor_for(emb, i).predict(point_coords=coords, point_labels=labels, box=box,
-                                                                multimask_output=multimask)
+                image = None if emb.images is None else emb.images[i]
+                out, quality = predict(predictor_for(emb, i), image, inputs.refine, point_coords=coords,
+                                       point_labels=labels, box=box, multimask_output=multimask)
                 pick = {"best": int(np.argmax(quality)), "single": 0, "mask_1": 0, "mask_2": 1,
                         "mask_3": 2}[inputs.mask_choice]
                 masks.append(out[pick].astype(np.float32))

@@ -25,16 +25,18 @@ class SamEmbedding:
     """SAM image features of an image batch, with what a prompt needs to map back to pixels.
 
     ``features`` (B, C, h, w) torch float; ``original_size`` (H, W) of the images; ``input_size``
-    the size the longest side was resized to before padding (segment-anything's convention).
+    the size the longest side was resized to before padding (segment-anything's convention);
+    ``images`` (B, H, W, 3) float in [0, 1], the guide of the masks' edge refinement (None: not kept).
     """
 
     sam: Any  # nodegraph.ModelHandle of the Sam that made the features
     features: Any
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    images: Any = None
 
     def __nodegraph_nbytes__(self) -> int:
-        return int(self.features.numel() * self.features.element_size())
+        return int(self.features.numel() * self.features.element_size()) + int(getattr(self.images, "nbytes", 0))
 
 
 def example_embedding() -> Any:
