@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/unclip_bench.py                 # shipped models, 2 threads, batch 1
     .venv/bin/python bench/unclip_bench.py --batch 4 --repeats 3 --models DIR
-    .venv/bin/python bench/unclip_bench.py --upsampler-256 shapes-unclip-sr256   # and a 64 → 256 stage
+    .venv/bin/python bench/unclip_bench.py --upsampler-256 ''   # without the 64 → 256 stage
 
-Direct: the model library's calls (text encode → prior → decoder → upsample 64 [→ upsample 256 with
---upsampler-256]) timed per stage, with the steps and guidance of `workflows/text2image.json`. Engine: the same graph
+Direct: the model library's calls (text encode → prior → decoder → upsample 64 → upsample 256, unless
+--upsampler-256 is '') timed per stage, with the steps and guidance of `workflows/text2image.json`. Engine: the same graph
 run through `nodegraph.Engine`, models loaded once (the loaders are cache hits), a new seed on every
 repeat so everything after the loaders executes; per-node times come from the node-completed events.
 Medians over the repeats after one warm-up. Overhead = engine end to end − direct end to end.
@@ -80,11 +80,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=ROOT / "models")
     p.add_argument("--model", default="shapes-unclip")
-    p.add_argument("--upsampler-256", default="", help="a 64 → 256 stage's model ('' = none: text2image.json's cascade)")
+    p.add_argument("--upsampler-256", default="shapes-unclip-sr256", help="the 64 → 256 stage's model "
+                   "(text2image.json's; '' = none)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", default="25,25,10,4", help="prior, decoder, upsampler 64, upsampler 256 steps "
+    p.add_argument("--steps", default="25,25,10,2", help="prior, decoder, upsampler 64, upsampler 256 steps "
                    "(text2image.json's)")
     args = p.parse_args()
     import torch

@@ -1,7 +1,7 @@
 """`python -m train all` regenerates every shipped weight; `python -m train STAGE` runs one stage.
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
-    python -m train unclip              # clip → prior → decoder → decoder_tune → upsampler into models/shapes-unclip
+    python -m train unclip              # clip → prior → decoder → decoder_tune → upsampler (models/shapes-unclip) → upsampler_256
     python -m train editing             # sam, lora, controlnet, lcm (the last three on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
@@ -14,8 +14,7 @@ time in a `training_log.json` beside its weights. With other load on the machine
 upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
 chain is faster overall. The second super-resolution stage (`python -m train upsampler_256`, 64 → 256
 px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr256` (Karlo's naming
-inside); it needs nothing from the bundle. It is in no group: its weights are not shipped yet (they
-do not yet beat a bicubic enlargement; docs/unclip.md).
+inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "deco
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main}
 STAGES = {**BUNDLE, **CASCADE, **EDITING}
-GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}  # the shipped weights
+GROUPS = {"all": [*BUNDLE, *CASCADE, *EDITING], "unclip": [*BUNDLE, *CASCADE], "editing": list(EDITING)}  # the shipped weights
 
 
 def _out_args(stage: str, bundle: Path | None) -> list[str]:

@@ -17,12 +17,16 @@ of 1, so the noisiest steps, where the conditioning alone decides, still count):
 leaves sampling noise behind at few steps. The shipped scheduler is DPM-Solver++ (few steps). Written as its own Karlo-layout folder (`super_res_first/`,
 `super_res_scheduler/`; default `models/shapes-unclip-sr256`), loaded by the same upsampler loader.
 
+`--full-every N` makes every N-th step one of whole 256 px frames (`--full-batch` of them) and `--init` continues
+a folder; the shipped weights use neither (docs/unclip.md says what a continuation on frames gave).
+
     python -m train.upsampler256 [--smoke] [--steps N] [--stop-at N] [--threads T] [--out DIR] [--init DIR]
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -65,6 +69,8 @@ class Config:
     p_rgb: float = 0.3  # random RGB object and background colours instead of the palette's
     p_second: float = 0.25  # a second object over the first
     p_edge_crop: float = 0.75  # crops centred on an object's outline (the rest anywhere)
+    full_every: int = 0  # every n-th step trains on whole 256 px frames instead of crops (0: never)
+    full_batch: int = 1  # frames in such a step (one frame costs as much as 16 crops of 64 px)
     # degradations of the 64 px conditioning
     p_blur: float = 0.7
     max_blur: float = 1.5  # Gaussian sigma, in 64 px pixels
@@ -163,10 +169,13 @@ def crop_corners(alphas: np.ndarray, cfg: Config, rng: np.random.Generator) -> l
     return corners
 
 
-def make_batch(cfg: Config, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target crops (B, 3, c, c), conditioning crops (B, 3, c, c)), both in [-1, 1]."""
-    hr, alphas = render_batch(cfg, rng, cfg.batch)
+def make_batch(cfg: Config, rng: np.random.Generator, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target crops (B, 3, c, c), conditioning crops (B, 3, c, c)), both in [-1, 1]; with `full`, whole frames
+    (full_batch, 3, 256, 256) instead: the flat areas and frame borders the stage meets at test time."""
+    hr, alphas = render_batch(cfg, rng, cfg.full_batch if full else cfg.batch)
     cond = upscale_condition(degrade(F.avg_pool2d(hr, SIZE // LOW), cfg, rng), SIZE)
+    if full:
+        return hr, cond
     c = cfg.crop
     corners = crop_corners(alphas, cfg, rng)
     return (torch.stack([hr[i, :, y:y + c, x:x + c] for i, (y, x) in enumerate(corners)]),
@@ -248,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     run_loss = None
     last = min(cfg.steps, cfg.stop_at or cfg.steps)
     for step in range(last):
-        hr, cond = make_batch(cfg, rng)
-        t = torch.randint(0, len(abar), (cfg.batch,))
+        hr, cond = make_batch(cfg, rng, full=bool(cfg.full_every) and step % cfg.full_every == cfg.full_every - 1)
+        t = torch.randint(0, len(abar), (len(hr),))
         a = abar[t].view(-1, 1, 1, 1)
         noise = torch.randn_like(hr)
         xt = a.sqrt() * hr + (1 - a).sqrt() * noise
@@ -272,9 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = timer()
     metrics = evaluate(out, cfg)
     log.info("held-out: %s", metrics)
-    record_time(out, "upsampler_256", train_seconds,
-                {"steps": last, "batch": cfg.batch, "crop": cfg.crop, "params_M": round(n_params / 1e6, 2),
-                 "config": asdict(cfg), "heldout": metrics})
+    extra = {"steps": last, "batch": cfg.batch, "crop": cfg.crop, "params_M": round(n_params / 1e6, 2),
+             "config": asdict(cfg), "heldout": metrics}
+    if cfg.init:
+        # a continuation: keep the record of what it continued
+        prev = Path(cfg.init) / "training_log.json"
+        extra["continued_from"] = json.loads(prev.read_text()).get("upsampler_256") if prev.is_file() else cfg.init
+    record_time(out, "upsampler_256", train_seconds, extra)
     log.info("saved %s in %.0f s", out / "super_res_first", timer())
     return 0
 

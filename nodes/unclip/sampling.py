@@ -127,6 +127,10 @@ class Upsample(Node):
                                   "output pixels (Gaussian σ) below which colour comes from the input. 0: half the "
                                   "enlargement factor; the 64 → 256 stage wants 8, which keeps the input's soft "
                                   "edges out of its sharp ones.")
+        flat_threshold: float = Port(0.0, ge=0.0, le=1.0, step=0.01, description="Keep the input's (bicubic) "
+                                     "enlargement where the input is flat: where no channel varies by this much "
+                                     "(0..1) within ±4 output px, what the upsampler drew there (sampling noise) is "
+                                     "dropped. 0: off.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
@@ -140,5 +144,6 @@ class Upsample(Node):
             out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
                            callback=progress(ctx), fix_colors=inputs.fix_colors, color_sigma=inputs.color_sigma,
+                           flat_threshold=inputs.flat_threshold,
                            scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
         return self.Outputs(images=nodegraph.from_tensor(out))

@@ -67,17 +67,36 @@ def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> to
     return (images - gaussian_blur(images, k, sigma) + gaussian_blur(reference, k, sigma)).clamp(0, 1)
 
 
+def keep_flat(images: torch.Tensor, reference: torch.Tensor, threshold: float, radius: int = 4) -> torch.Tensor:
+    """`images` where `reference` has detail, `reference` where it is flat.
+
+    Both (B, 3, S, S) in [0, 1]; `reference` is the bicubic enlargement of the low-resolution input.
+    Where every channel of `reference` varies by less than `threshold` within ±`radius` px, the input
+    says the area is flat, and its enlargement is exact there: whatever the upsampler drew there
+    (sampling noise, texture) is dropped. The gate is widened by `radius` and softened so that
+    sharpened edges, which lie inside the input's soft ones, are kept whole.
+    """
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = 2 * radius + 1
+    spread = (F.max_pool2d(reference, k, 1, radius) + F.max_pool2d(-reference, k, 1, radius)).amax(1, keepdim=True)
+    gate = F.max_pool2d((spread >= threshold).to(images.dtype), k, 1, radius)
+    gate = gaussian_blur(gate, 2 * radius + 1, radius / 2)
+    return reference + gate * (images - reference)
+
+
 def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, generator: torch.Generator | None = None,
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
              latents: torch.Tensor | None = None, fix_colors: bool = False,
-             color_sigma: float | None = None) -> torch.Tensor:
+             color_sigma: float | None = None, flat_threshold: float = 0.0) -> torch.Tensor:
     """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size.
 
     `fix_colors` replaces the result's low frequencies by the input's (`color_fix`): diffusion
     upsamplers drift in global colour at few steps; the input's colours are right by construction.
     `color_sigma` is the split in output pixels (None or 0: half the enlargement factor, the input's
     Nyquist limit; a larger one keeps the input's soft edges out of a sharp result). Off, this is
-    exactly `UnCLIPPipeline`'s super-resolution stage.
+    exactly `UnCLIPPipeline`'s super-resolution stage. `flat_threshold` > 0 keeps the input's
+    enlargement where the input is flat (`keep_flat`).
     """
     unet = model.first
     dtype = unet.dtype
@@ -107,4 +126,6 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
         # by default the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
         sigma = color_sigma or 0.5 * size / max(images.shape[-2:])
         result = color_fix(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), sigma)
+    if flat_threshold > 0:
+        result = keep_flat(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), flat_threshold)
     return result
