@@ -129,7 +129,7 @@ class Upsample(Node):
                                   "edges out of its sharp ones.")
         flat_threshold: float = Port(0.0, ge=0.0, le=1.0, step=0.01, description="Keep the input's (bicubic) "
                                      "enlargement where the input is flat: where no channel varies by this much "
-                                     "(0..1) within ±4 output px, what the upsampler drew there (sampling noise) is "
+                                     "(0..1) within ±2 output px, what the upsampler drew there (sampling noise) is "
                                      "dropped. 0: off.")
 
     class Outputs(nodegraph.Outputs):

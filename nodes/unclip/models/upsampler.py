@@ -67,21 +67,20 @@ def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> to
     return (images - gaussian_blur(images, k, sigma) + gaussian_blur(reference, k, sigma)).clamp(0, 1)
 
 
-def keep_flat(images: torch.Tensor, reference: torch.Tensor, threshold: float, radius: int = 4) -> torch.Tensor:
+def keep_flat(images: torch.Tensor, reference: torch.Tensor, threshold: float, radius: int = 2) -> torch.Tensor:
     """`images` where `reference` has detail, `reference` where it is flat.
 
     Both (B, 3, S, S) in [0, 1]; `reference` is the bicubic enlargement of the low-resolution input.
     Where every channel of `reference` varies by less than `threshold` within ±`radius` px, the input
     says the area is flat, and its enlargement is exact there: whatever the upsampler drew there
-    (sampling noise, texture) is dropped. The gate is widened by `radius` and softened so that
-    sharpened edges, which lie inside the input's soft ones, are kept whole.
+    (sampling noise, texture) is dropped. Sharpened edges lie inside the input's soft ones, which the
+    gate covers; its border is softened (Gaussian, σ = radius / 2) so that no seam shows.
     """
     from torchvision.transforms.functional import gaussian_blur
 
     k = 2 * radius + 1
     spread = (F.max_pool2d(reference, k, 1, radius) + F.max_pool2d(-reference, k, 1, radius)).amax(1, keepdim=True)
-    gate = F.max_pool2d((spread >= threshold).to(images.dtype), k, 1, radius)
-    gate = gaussian_blur(gate, 2 * radius + 1, radius / 2)
+    gate = gaussian_blur((spread >= threshold).to(images.dtype), k, max(radius / 2, 0.5))
     return reference + gate * (images - reference)
 
 
