@@ -18,28 +18,34 @@ EPS = 1e-3  # regularisation of the colour fit: edges of less contrast than abou
 
 
 def _box(x: Any, r: int) -> Any:
-    """Mean over (2r + 1)² windows of x (B, C, H, W), edges replicated."""
+    """Mean over (2r + 1)² windows of x (B, C, H, W), edges replicated; summed-area table, O(1) in r."""
     import torch.nn.functional as F
 
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+    k = 2 * r + 1
+    padded = F.pad(x.double(), (r + 1, r, r + 1, r), mode="replicate")  # double: no drift in the running sums
+    table = padded.cumsum(-1).cumsum(-2)
+    out = table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]
+    return (out / (k * k)).to(x.dtype)
 
 
 def guided_filter(guide: Any, src: Any, radius: int, eps: float) -> Any:
     """The colour guided filter of src (B, 1, H, W) guided by guide (B, 3, H, W) in [0, 1]: (B, 1, H, W)."""
-    import torch
-
     mean_i, mean_p = _box(guide, radius), _box(src, radius)
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p  # (B, 3, H, W)
-    b, _, h, w = guide.shape
-    var = torch.empty(b, h, w, 3, 3, dtype=guide.dtype)
-    for i in range(3):
-        for j in range(i, 3):
-            v = (_box(guide[:, i:i + 1] * guide[:, j:j + 1], radius) - mean_i[:, i:i + 1] * mean_i[:, j:j + 1])[:, 0]
-            var[..., i, j] = var[..., j, i] = v
-    var = var + eps * torch.eye(3, dtype=guide.dtype)
-    a = torch.linalg.solve(var, cov_ip.permute(0, 2, 3, 1)[..., None])[..., 0].permute(0, 3, 1, 2)  # (B, 3, H, W)
-    bias = mean_p - (a * mean_i).sum(1, keepdim=True)
-    return (_box(a, radius) * guide).sum(1, keepdim=True) + _box(bias, radius)
+    cov = _box(guide * src, radius) - mean_i * mean_p  # (B, 3, H, W)
+
+    def var(i: int, j: int) -> Any:  # (B, 1, H, W) covariance of guide channels i and j (+ eps on the diagonal)
+        v = _box(guide[:, i:i + 1] * guide[:, j:j + 1], radius) - mean_i[:, i:i + 1] * mean_i[:, j:j + 1]
+        return v + eps if i == j else v
+
+    # the 3 × 3 solve per pixel in closed form (adjugate of the symmetric matrix): elementwise, no batched LAPACK
+    a, b, c, d, e, f = var(0, 0), var(0, 1), var(0, 2), var(1, 1), var(1, 2), var(2, 2)
+    adj = ((d * f - e * e, c * e - b * f, b * e - c * d),
+           (c * e - b * f, a * f - c * c, b * c - a * e),
+           (b * e - c * d, b * c - a * e, a * d - b * b))
+    det = a * adj[0][0] + b * adj[0][1] + c * adj[0][2]
+    coef = [sum(adj[i][j] * cov[:, j:j + 1] for j in range(3)) / det for i in range(3)]  # 3 × (B, 1, H, W)
+    bias = mean_p - sum(coef[i] * mean_i[:, i:i + 1] for i in range(3))
+    return sum(_box(coef[i], radius) * guide[:, i:i + 1] for i in range(3)) + _box(bias, radius)
 
 
 def refine_masks(logits: Any, image: Any, img_size: int, radius: float = RADIUS, eps: float = EPS) -> Any:
