@@ -132,7 +132,12 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     if wf is None or issues:
         raise SystemExit(f"{path.name}: bad overrides {issues}")
     t0 = time.time()
-    result = engine.run(wf, targets=[node])
+
+    def sink(event) -> None:
+        if isinstance(event, nodegraph.Progress) and event.total and event.step % 10 == 0:
+            log.info("%s: step %d/%d, %.0f s", event.node, event.step, event.total, time.time() - t0)
+
+    result = engine.run(wf, targets=[node], sink=sink)
     if not result.ok:
         raise SystemExit(f"{path.name} failed: {result.error}")
     return result.outputs[node], time.time() - t0
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=16, help="prompts (DreamBooth) or scenes (Imagic)")
     p.add_argument("--steps", type=int, default=10, help="prior and decoder sampling steps")
     p.add_argument("--lora", default="", help="DreamBooth: judge this LoRA instead of training one")
-    p.add_argument("--train-steps", type=int, default=150, help="DreamBooth training steps")
+    p.add_argument("--train-steps", type=int, default=100, help="DreamBooth training steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
     args = p.parse_args(argv)

@@ -47,8 +47,8 @@ class DreamBooth(Node):
                                "(one word the models never saw).")
         name: str = Port("subject", description="The LoRA is written to <models>/loras/dreambooth-<name>.safetensors "
                          "(letters, digits, '-', '_', '.').")
-        steps: int = Port(150, ge=1, le=5000, description="Training steps.")
-        batch: int = Port(16, ge=2, le=256, description="Decoder rows per step: half subject, half class images.")
+        steps: int = Port(100, ge=1, le=5000, description="Training steps.")
+        batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: half subject, half class images.")
         rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
         lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
         prior_lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate of the prior LoRA.")

@@ -49,9 +49,9 @@ class ImagicEmbed(Node):
         image: IMAGE = Port(description="The image to edit, (1, H, W, 3).")
         conditioning: CONDITIONING = Port(description="The target text, encoded (the decoder attends to it).")
         embedding: EMBEDDING = Port(description="The target text's CLIP image embedding (the prior's sample, count 1).")
-        steps: int = Port(60, ge=1, le=2000, description="Optimisation steps.")
-        lr: float = Port(0.02, gt=0.0, le=10.0, description="Adam learning rate, relative to the embedding's norm.")
-        batch: int = Port(8, ge=1, le=64, description="Noise draws of the image per step.")
+        steps: int = Port(30, ge=1, le=2000, description="Optimisation steps.")
+        lr: float = Port(0.05, gt=0.0, le=10.0, description="Adam learning rate, relative to the embedding's norm.")
+        batch: int = Port(4, ge=1, le=64, description="Noise draws of the image per step.")
         seed: nodegraph.Seed = Port(0, description="Random seed (noise draws).")
 
     class Outputs(nodegraph.Outputs):
@@ -96,10 +96,10 @@ class ImagicFinetune(Node):
         image: IMAGE = Port(description="The image to edit, (1, H, W, 3).")
         conditioning: CONDITIONING = Port(description="The target text, encoded.")
         embedding: EMBEDDING = Port(description="The optimised embedding (Imagic: Optimise Embedding).")
-        steps: int = Port(40, ge=1, le=2000, description="Fine-tuning steps.")
+        steps: int = Port(20, ge=1, le=2000, description="Fine-tuning steps.")
         rank: int = Port(4, ge=1, le=64, description="LoRA rank.")
         lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate.")
-        batch: int = Port(8, ge=1, le=64, description="Noise draws of the image per step.")
+        batch: int = Port(4, ge=1, le=64, description="Noise draws of the image per step.")
         seed: nodegraph.Seed = Port(0, description="Random seed (noise draws).")
 
     class Outputs(nodegraph.Outputs):
