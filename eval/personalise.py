@@ -143,7 +143,8 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     return result.outputs[node], time.time() - t0
 
 
-def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int, threads: int) -> dict:
+def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int, threads: int,
+                    save: Path | None = None) -> dict:
     report: dict = {"set": which}
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
@@ -164,6 +165,11 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int,
     t0 = time.time()
     images = tuned.generate([p for p, _ in pairs], seed, steps)
     report["seconds_per_image"] = round((time.time() - t0) / len(pairs), 2)
+    if save:
+        from PIL import Image
+
+        save.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(images, axis=1)).save(save / f"dreambooth_{which}_subject.png")
     verdicts = [subject.judge_heart(im) for im in images]
     report["subject"] = {
         "n": len(pairs), "heart": float(np.mean([v.heart for v in verdicts])),
@@ -197,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=100, help="DreamBooth training steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
+    p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     import torch
 
     torch.set_num_threads(args.threads)
     if args.method == "dreambooth":
-        report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads)
+        report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
+                                 args.save_images)
     else:
         from ._imagic import eval_imagic
 

@@ -94,7 +94,7 @@ class DreamBooth(Node):
         images = nodegraph.as_image_batch(inputs.images)
         if len(images) < 1:
             raise NodeExecutionError("no subject images; connect 3–5 images of the subject")
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         clip, pri, dec = inputs.clip.model, inputs.prior.model, inputs.decoder.model
         rng = np.random.default_rng(inputs.seed)
         gen = generator(inputs.seed)
@@ -144,6 +144,7 @@ class DreamBooth(Node):
         path = ctx.settings.model_dirs[0] / "loras" / f"{PREFIX}{inputs.name}.safetensors"
         seconds = round(time.time() - t0, 1)
         info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps, "seconds": seconds,
+                "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
         save_lora(path, unet, unet_cfg, info, prior_net, prior_cfg)
         ctx.log.info("DreamBooth: %d steps in %.0f s, loss %.4f → %.4f; wrote %s", inputs.steps, seconds,
