@@ -48,12 +48,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodes.lora.api import save_lora
 from nodes.unclip.models.clip import TextEncoding
 from nodes.unclip.models.decoder import conditioning
 from train import data as shapes_data
 from train.common import Timer, image_embeddings, parse, setup
 from train.finetune import MODELS, alphas_cumprod, bundle_dir, load_frozen
-from train.lora import save_lora
 
 log = logging.getLogger("train.lcm")
 

@@ -2,7 +2,7 @@
 
 Link types and the conditioning they carry, the glue every sampling node uses (seeded generator,
 progress callback, library errors as node errors), CLIP-space operations, and the model library
-(loaders and samplers, the model classes a pack builds on, and `schedulers`: choosing and stepping
+(loaders, samplers and training losses, the model classes a pack builds on, and `schedulers`: choosing and stepping
 diffusers schedulers), imported with torch on first use, so importing this module stays light.
 Everything else in the pack is private and may change.
 """
@@ -18,8 +18,8 @@ from .sampling import Scheduler
 from .types import CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
 # the model library (torch, diffusers), imported on first use
-_LIBRARY = ("PriorModel", "TextEncoding", "TransformersClipEncoder", "load_clip", "load_decoder", "load_prior",
-            "load_upsampler", "sample_decoder", "sample_prior", "upsample")
+_LIBRARY = ("PriorModel", "TextEncoding", "TransformersClipEncoder", "alphas_cumprod", "decoder_loss", "load_clip",
+            "load_decoder", "load_prior", "load_upsampler", "prior_loss", "sample_decoder", "sample_prior", "upsample")
 _LAZY = {"schedulers": ".models.schedulers", "tiny": ".models.tiny",  # tiny: seeded test models
          **{name: f".models:{name}" for name in _LIBRARY}}
 __getattr__ = nodegraph.lazy_exports(__name__, _LAZY)

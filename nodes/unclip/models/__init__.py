@@ -10,13 +10,13 @@ No dependency on the engine. Everything is plain torch / diffusers / open_clip /
 """
 
 from .clip import OpenClipEncoder, TextEncoding, TransformersClipEncoder, load_clip
-from .decoder import DecoderModel, load_decoder, sample_decoder
-from .prior import PriorModel, load_prior, sample_prior
+from .decoder import DecoderModel, alphas_cumprod, decoder_loss, load_decoder, sample_decoder
+from .prior import PriorModel, load_prior, prior_loss, sample_prior
 from .schedulers import SCHEDULERS
 from .upsampler import UpsamplerModel, load_upsampler, upsample
 
 __all__ = [
     "SCHEDULERS", "DecoderModel", "OpenClipEncoder", "PriorModel", "TextEncoding", "TransformersClipEncoder",
-    "UpsamplerModel", "load_clip", "load_decoder", "load_prior", "load_upsampler", "sample_decoder",
+    "UpsamplerModel", "alphas_cumprod", "decoder_loss", "load_clip", "load_decoder", "load_prior", "load_upsampler", "prior_loss", "sample_decoder",
     "sample_prior", "upsample",
 ]
