@@ -8,8 +8,8 @@ keeping every embedding the later stages were trained on:
 - *phrasing distillation*: the student's pooled embedding of a second-writer caption matches the
   frozen teacher's (the bundle's own text tower) embedding of a first-writer caption naming the same
   attributes (a partial caption's target is the teacher's partial caption of the same subset);
-- *anchor*: on first-writer captions the student keeps the teacher's pooled embedding and token
-  states (the prior and decoder read both);
+- *anchor*: on first-writer captions and the empty prompt the student keeps the teacher's pooled
+  embedding and token states (the prior and decoder read both);
 - *contrastive with hard negatives*: second-writer captions against the frozen image embeddings
   (multi-positive targets as in stage 1), plus, for captions naming colour or shape, the same caption
   with one colour or shape word swapped as an extra text that no image matches (NegCLIP-style).
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         subsets = [domain.random_subset(rng) for _ in idx]
         new = [captions.caption(a, rng, s) for a, s in zip(attrs, subsets, strict=True)]
         ref = [domain.caption(a, rng, include=s) for a, s in zip(attrs, subsets, strict=True)]
+        ref[0] = ""  # the empty prompt is the prior's and decoder's unconditional branch: keep it too
         hard = []
         for a, s in zip(attrs, subsets, strict=True):
             neg = swapped(a, s, rng) if rng.random() < cfg.p_hard else None
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         b, h = len(new), len(hard)
         s_new, s_ref_emb = s_all.embeds[:b], s_all.embeds[b + h:]
         s_ref_hidden = s_all.hidden[b + h:]
-        distill = (s_new - t_ref.embeds).pow(2).sum(-1).mean() / emb_scale
+        distill = (s_new[1:] - t_ref.embeds[1:]).pow(2).sum(-1).mean() / emb_scale
         anchor = (s_ref_emb - t_ref.embeds).pow(2).sum(-1).mean() / emb_scale
         anchor = anchor + (s_ref_hidden - t_ref.hidden)[t_ref.mask].pow(2).sum(-1).mean() / hid_scale
         # contrastive: texts (new captions, then hard negatives) against the batch's images
