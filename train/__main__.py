@@ -15,7 +15,9 @@ upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP 
 chain is faster overall. The second super-resolution stage (`python -m train upsampler_256`, 64 → 256
 px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr256` (Karlo's naming
 inside); it needs nothing from the bundle. It is in no group: its weights are not shipped yet (they
-do not yet beat a bicubic enlargement; docs/unclip.md).
+do not yet beat a bicubic enlargement; docs/unclip.md). `python -m train clip_text` continues the
+bundle's CLIP text tower in place on a second caption writer (`train/captions.py`); it is in no group
+either: its result is not shipped (docs/unclip.md says what it measured).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from train import clip, controlnet, decoder, lcm, lora, prior, sam, upsampler, upsampler256
+from train import clip, clip_text, controlnet, decoder, lcm, lora, prior, sam, upsampler, upsampler256
 
 BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
           "upsampler": upsampler.main}
+TRIALS = {"clip_text": clip_text.main}  # continue a bundle in place; not in the shipped recipe (docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main}
-STAGES = {**BUNDLE, **CASCADE, **EDITING}
+STAGES = {**BUNDLE, **TRIALS, **CASCADE, **EDITING}
 GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}  # the shipped weights
 
 
@@ -41,7 +44,7 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
     """Where a stage writes, given the bundle folder (None: each stage's own default)."""
     if bundle is None:
         return []
-    if stage in BUNDLE:
+    if stage in BUNDLE or stage in TRIALS:
         return ["--out", str(bundle)]
     if stage == "upsampler_256":
         return ["--out", str(bundle.parent / "shapes-unclip-sr256")]
