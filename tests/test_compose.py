@@ -73,12 +73,11 @@ def test_masks_replace_boxes_and_are_resized_to_the_canvas(tmp_path, models):
 
 
 @pytest.mark.parametrize(("kw", "words"), [
-    ({"regions": "0 0 0.5 1"}, "1 regions but 2 image embeddings"),
+    ({"regions": "0 0 0.5 1\n0 0 1 1\n0 0 1 0.5"}, "2 image embeddings and 2 prompts for 3 regions"),
     ({"regions": "0 0 1.5 1\n0 0 1 1"}, "not a box inside the canvas"),
     ({"regions": "left half\n0 0 1 1"}, "expected four numbers"),
     ({"regions": "0 0 0.2 0.2\n0.8 0.8 1 1", "background": 0.0}, "in no window with weight"),
     ({"width": S // 2}, "smaller than the decoder"),
-    ({"stride": 4, "width": 2 * S}, "windows but 2 prompts"),
 ])
 def test_bad_layouts_say_what_to_fix(tmp_path, models, kw, words):
     kw = {"steps": 2, "width": S, "height": S, **kw}
@@ -105,3 +104,19 @@ def test_isolating_hides_the_other_regions_from_a_path_and_keeps_its_own():
     assert (out[0, :, :8, :8] == 5).all() and (out[0, :, :8, 8:] == 5).all()  # own region and background kept
     assert (out[0, :, 8:, 8:] == 0).all()  # the other region: the (noise-free at abar = 1) background colour
     assert (out[1, :, :8, :8] == 0).all() and (out[1, :, 8:, 8:] == 5).all()
+
+
+def test_the_priors_count_makes_that_many_canvases_each_with_every_region(tmp_path, models):
+    emb = torch.randn(4, tiny.TEXT_DIM, generator=torch.Generator().manual_seed(1))  # 2 prompts × count 2
+    out, ctx = run(MultiDiffusion, tmp_path, steps=2, width=S, height=S, regions="0 0 0.5 1\n0.5 0 1 1",
+                   **{**models, "image_embedding": emb})
+    assert out.images.shape == (2, S, S, 3) and not np.allclose(out.images[0], out.images[1])
+    assert ctx.steps[-1] == (4, 4)
+
+
+def test_a_region_wider_than_a_window_is_covered_by_sliding_windows():
+    masks = torch.zeros(1, 16, 40)
+    masks[0, :, 2:38] = 1
+    paths = region_paths(masks, 16, 1.0, stride=8)
+    assert [p.x0 for p in paths] == [2, 10, 18, 22]
+    assert bool((coverage(paths, 16, 40)[:, 2:38] >= 1).all())

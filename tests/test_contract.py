@@ -34,6 +34,10 @@ def test_node_contract(type_id, tmp_path):
         settings = Settings(model_dirs=[cached_models_dir(), *default_model_dirs()], input_dir=tmp_path / "input",
                             output_dir=tmp_path / "out", temp_dir=tmp_path / "tmp", builtin_packs=False,
                             entry_point_packs=False)
+    if type_id == "compose.multidiffusion":
+        # the example mask on the default 96×32 canvas leaves rows outside every window of the tiny 16 px
+        # decoder (a clear input error); on a canvas of the decoder's size its window covers everything
+        inputs = {"width": 16, "height": 16, "steps": 2}
     check_node(_REGISTRY, type_id, tmp_path, inputs=inputs, settings=settings)
 
 

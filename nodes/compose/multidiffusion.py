@@ -12,8 +12,9 @@ stochastic one.
 Two ways to lay out paths:
 
 - `region_paths`: each region (a mask on the canvas) is one path on the window centred on the
-  region, weight 1 inside the region, 0 inside the other regions, `background` elsewhere: outside
-  every region the prompts share the background, as in the paper's region-based generation;
+  region (or several, slid over a region larger than a window), weight 1 inside the region, 0
+  inside the other regions, `background` elsewhere: outside every region the prompts share the
+  background, as in the paper's region-based generation;
 - `panorama_paths`: windows slid across the canvas with a stride, each with weight 1 (the paper's
   panorama), prompt k on window k when several prompts are given.
 """
@@ -59,8 +60,9 @@ def panorama_paths(height: int, width: int, size: int, stride: int, prompts: int
     return [DiffusionPath(k if prompts > 1 else 0, y, x, ones) for k, (y, x) in enumerate(origins)]
 
 
-def region_paths(masks: torch.Tensor, size: int, background: float) -> list[DiffusionPath]:
-    """One path per region mask (R, H, W) in [0, 1], on the decoder window centred on the region."""
+def region_paths(masks: torch.Tensor, size: int, background: float, stride: int = 16) -> list[DiffusionPath]:
+    """Paths of region masks (R, H, W) in [0, 1]: the decoder window centred on each region, or, for a
+    region larger than one window, windows slid by `stride` over it."""
     regions, height, width = masks.shape
     union = masks.amax(0)
     paths = []
@@ -68,17 +70,21 @@ def region_paths(masks: torch.Tensor, size: int, background: float) -> list[Diff
         ys, xs = torch.nonzero(masks[r] > 0, as_tuple=True)
         if ys.numel() == 0:
             raise ValueError(f"region {r + 1} is empty; give every region a box or mask of at least one pixel")
-        if int(ys.max() - ys.min()) >= size or int(xs.max() - xs.min()) >= size:
-            raise ValueError(f"region {r + 1} spans {int(xs.max() - xs.min()) + 1}×{int(ys.max() - ys.min()) + 1} "
-                             f"pixels, more than the decoder's {size}×{size} window; make it smaller")
-        cy, cx = (int(ys.min()) + int(ys.max()) + 1) // 2, (int(xs.min()) + int(xs.max()) + 1) // 2
-        y0 = min(max(cy - size // 2, 0), max(height - size, 0))
-        x0 = min(max(cx - size // 2, 0), max(width - size, 0))
-        own = masks[r, y0:y0 + size, x0:x0 + size]
-        others = (union - masks[r]).clamp(0, 1)[y0:y0 + size, x0:x0 + size]
-        free = 1 - union[y0:y0 + size, x0:x0 + size]
-        paths.append(DiffusionPath(r, y0, x0, own + background * free * (1 - others), own > 0, others > 0))
+        origins = [(y0, x0) for y0 in _span(int(ys.min()), int(ys.max()) + 1, height, size, stride)
+                   for x0 in _span(int(xs.min()), int(xs.max()) + 1, width, size, stride)]
+        for y0, x0 in origins:
+            own = masks[r, y0:y0 + size, x0:x0 + size]
+            others = (union - masks[r]).clamp(0, 1)[y0:y0 + size, x0:x0 + size]
+            free = 1 - union[y0:y0 + size, x0:x0 + size]
+            paths.append(DiffusionPath(r, y0, x0, own + background * free * (1 - others), own > 0, others > 0))
     return paths
+
+
+def _span(lo: int, hi: int, length: int, size: int, stride: int) -> list[int]:
+    """Window origins covering [lo, hi): one window centred on it, or windows slid over it when wider."""
+    if hi - lo <= size:
+        return [min(max((lo + hi) // 2 - size // 2, 0), max(length - size, 0))]
+    return [lo + s for s in window_starts(hi - lo, size, stride)]
 
 
 def coverage(paths: list[DiffusionPath], height: int, width: int) -> torch.Tensor:
@@ -94,8 +100,9 @@ def check_coverage(paths: list[DiffusionPath], height: int, width: int) -> None:
     if bool(empty.any()):
         ys, xs = torch.nonzero(empty, as_tuple=True)
         raise ValueError(f"{int(empty.sum())} canvas pixels (x {int(xs.min())}–{int(xs.max())}, y {int(ys.min())}–"
-                         f"{int(ys.max())}) are in no window with weight; raise the background weight, add a "
-                         "region there, or make the canvas smaller")
+                         f"{int(ys.max())}) are in no window with weight (on a canvas larger than the decoder's window, "
+                         "the regions' windows must cover it); raise the background weight, add a region there, or "
+                         "make the canvas smaller")
 
 
 def sample_multidiffusion(model, image_embeds: torch.Tensor, cond: TextEncoding, uncond: TextEncoding,

@@ -53,6 +53,13 @@ def region_masks(boxes_text: str, masks: Any, width: int, height: int):
     return out
 
 
+def _rows(encoding: Any, rows: list[int]):
+    """The given rows of a TextEncoding."""
+    from ..unclip.api import TextEncoding
+
+    return TextEncoding(encoding.embeds[rows], encoding.hidden[rows], encoding.mask[rows])
+
+
 class MultiDiffusion(Node):
     """Decode one canvas from several prompts with MultiDiffusion: fused denoising of overlapping windows.
 
@@ -61,7 +68,8 @@ class MultiDiffusion(Node):
     0 inside the others and `background` elsewhere, and all windows are averaged at every step;
     with `isolate`, each region's window shows the other regions as background. In
     the Shapes domain the image embedding says where the object is within the window, so name a
-    position that falls in the box. Without regions: a panorama of windows slid by `stride`.
+    position that falls in the box. Without regions: a panorama of windows slid by `stride`. The
+    prior's `count` makes that many canvases.
     """
 
     name = "multidiffusion"
@@ -71,8 +79,9 @@ class MultiDiffusion(Node):
 
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="A loaded decoder.")
-        image_embedding: EMBEDDING = Port(description="CLIP image embeddings, one row per region (or per "
-                                          "panorama window, or one for all), (P, D): the prior with count 1.")
+        image_embedding: EMBEDDING = Port(description="CLIP image embeddings, (P, D): one row per region (or "
+                                          "per panorama window) for each canvas, prompt-major as the prior gives "
+                                          "them; a panorama of one prompt makes one canvas per row.")
         conditioning: CONDITIONING = Port(description="Encoded prompts the decoder attends to: one per embedding "
                                           "row, or one for all.")
         width: int = Port(96, ge=8, le=1024, step=8, description="Canvas width in decoder pixels (the decoder "
@@ -89,16 +98,16 @@ class MultiDiffusion(Node):
                               "(from the first) in which each region's window shows the other regions as plain "
                               "background, so a decoder trained on one object per image paints its own; 0: off "
                               "(every window sees the whole canvas, as in the paper).")
-        stride: int = Port(16, ge=1, le=1024, description="Panorama: pixels between window origins (smaller: "
-                           "more overlap, smoother, slower).")
+        stride: int = Port(16, ge=1, le=1024, description="Panorama (and regions larger than a window): pixels "
+                           "between window origins (smaller: more overlap, smoother, slower).")
         guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
         scheduler: Scheduler = Port("default", description="Sampler (as the Decoder node's).")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
 
     class Outputs(nodegraph.Outputs):
-        images: IMAGE = Port(description="The canvas at the decoder's scale, (1, H, W, 3).",
-                             shape=(1, "height", "width", 3))
+        images: IMAGE = Port(description="The canvases at the decoder's scale, (B, H, W, 3).",
+                             shape=(None, "height", "width", 3))
         masks: MASK = Port(description="The regions on the canvas, (R, H, W); for a panorama the windows' "
                            "coverage count, (1, H, W).")
 
@@ -114,9 +123,6 @@ class MultiDiffusion(Node):
             raise NodeExecutionError("image_embedding: expected CLIP embeddings (P, D); connect a prior or CLIP "
                                      "Image Encode")
         cond = inputs.conditioning
-        if len(cond) not in (1, emb.shape[0]):
-            raise NodeExecutionError(f"{emb.shape[0]} image embeddings but {len(cond)} prompts; give one prompt or "
-                                     "one per embedding")
         size, h, w = model.sample_size, inputs.height, inputs.width
         if h < size or w < size:
             raise NodeExecutionError(f"the canvas {w}×{h} is smaller than the decoder's {size}×{size} window; "
@@ -124,17 +130,29 @@ class MultiDiffusion(Node):
         masks = region_masks(inputs.regions, inputs.masks, w, h)
         with torch.inference_mode(), library_errors():
             if masks is None:
-                paths = panorama_paths(h, w, size, inputs.stride, emb.shape[0])
+                windows = len(panorama_paths(h, w, size, inputs.stride, 1))
+                group = windows if len(cond) == windows > 1 else 1  # one prompt per window, or one for all
+                paths = panorama_paths(h, w, size, inputs.stride, group)
                 used = coverage(paths, h, w)[None]
             else:
-                if masks.shape[0] != emb.shape[0]:
-                    raise NodeExecutionError(f"{masks.shape[0]} regions but {emb.shape[0]} image embeddings; give "
-                                             "one region per prompt (the prior's count must be 1)")
-                paths = region_paths(masks, size, inputs.background)
+                group = masks.shape[0]
+                paths = region_paths(masks, size, inputs.background, inputs.stride)
                 used = masks
-            image = sample_multidiffusion(model, emb.float(), cond.cond, cond.uncond, paths, h, w,
-                                          guidance=inputs.guidance, steps=inputs.steps,
-                                          generator=generator(inputs.seed),
-                                          scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
-                                          callback=progress(ctx), isolate=inputs.isolate)
+            if emb.shape[0] % group or len(cond) not in (1, group, emb.shape[0]):
+                raise NodeExecutionError(f"{emb.shape[0]} image embeddings and {len(cond)} prompts for {group} "
+                                         f"{'regions' if masks is not None else 'windows'}; give a multiple of "
+                                         f"{group} embeddings (the prior on one prompt per line) and one prompt, one "
+                                         "per region or one per embedding")
+            canvases = emb.shape[0] // group  # rows are prompt-major: region r of canvas j is row r × canvases + j
+            gen, images = generator(inputs.seed), []
+            for j in range(canvases):
+                rows = [r * canvases + j for r in range(group)]
+                text = cond.cond if len(cond) == 1 else _rows(cond.cond, rows if len(cond) == emb.shape[0]
+                                                              else list(range(group)))
+                images.append(sample_multidiffusion(
+                    model, emb[rows].float(), text, cond.uncond, paths, h, w, guidance=inputs.guidance,
+                    steps=inputs.steps, generator=gen, scheduler=None if inputs.scheduler == "default"
+                    else inputs.scheduler, callback=progress(ctx, j * inputs.steps, canvases * inputs.steps),
+                    isolate=inputs.isolate))
+            image = torch.cat(images)
         return self.Outputs(images=nodegraph.from_tensor(image), masks=used.numpy().astype("float32"))
