@@ -36,6 +36,10 @@ def test_node_contract(type_id, tmp_path):
                             entry_point_packs=False)
     if type_id.startswith("personalise."):
         inputs, settings = personalise_inputs(type_id, tmp_path)
+    elif type_id == "compose.multidiffusion":
+        # the example mask on the default 96×32 canvas leaves rows outside every window of the tiny 16 px
+        # decoder (a clear input error); on a canvas of the decoder's size its window covers everything
+        inputs = {"width": 16, "height": 16, "steps": 2}
     check_node(_REGISTRY, type_id, tmp_path, inputs=inputs, settings=settings)
 
 
