@@ -57,7 +57,9 @@ def decoder_loss(dec, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncodin
     """The decoder's training loss on clean images x0 (B, 3, 32, 32) in [-1, 1].
 
     `unet` replaces the decoder's UNet (e.g. a controlled one); `unet_kwargs(xt, t, hidden, additive,
-    mask) -> dict` adds keyword arguments to the UNet call.
+    mask) -> dict` adds keyword arguments to the UNet call. `min_snr` 0: the plain v-loss, every noise
+    level weighted alike (min-SNR weighting all but ignores the noisiest steps, where an image-conditioned
+    model learns to follow its input image).
     """
     hidden, additive = dec.text_proj(image_embeddings=img_emb, prompt_embeds=text.embeds,
                                      text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
@@ -72,7 +74,7 @@ def decoder_loss(dec, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncodin
     pred = (unet or dec.unet)(xt, t, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask,
                               **extra).sample
     snr = (a / (1 - a)).view(-1)
-    weight = snr.clamp(max=min_snr) / (snr + 1)  # min-SNR-γ for v-prediction
+    weight = snr.clamp(max=min_snr) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)  # min-SNR-γ for v-prediction
     return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
 
 

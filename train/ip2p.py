@@ -52,10 +52,11 @@ class Config:
     time_limit: float = 3000.0  # seconds of training, then save and stop
     batch: int = 16
     lr: float = 3e-4
+    conv_in_lr: float = 3e-3  # the input convolution, whose zero-initialised image channels must grow from 0
     warmup: int = 30
     p_drop: float = 0.05
     n_data: int = 6000
-    min_snr: float = 5.0
+    min_snr: float = 0.0  # 0: plain v-loss (see train.finetune.decoder_loss)
     init: str = ""  # continue from this InstructPix2Pix folder
     seed: int = 11
     threads: int = 1
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
              timer())
 
     model = load_instruct(cfg.init) if cfg.init else from_decoder(dec.text_proj, dec.unet, dec.scheduler)
+    init_log = Path(cfg.init) / "training_log.json" if cfg.init else None
+    continued = json.loads(init_log.read_text()) if init_log and init_log.is_file() else None
     model.unet.train()
     model.text_proj.train()
     params = [p for n, p in model.unet.named_parameters() if trainable(n)] + list(model.text_proj.parameters())
@@ -101,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     for p in model.text_proj.parameters():
         p.requires_grad_(True)
     n_params = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    conv_in = list(model.unet.conv_in.parameters())
+    rest = [p for p in params if all(p is not q for q in conv_in)]
+    opt = torch.optim.AdamW([{"params": rest}, {"params": conv_in, "lr": cfg.conv_in_lr}], lr=cfg.lr,
+                            weight_decay=0.0)
     sched = cosine_lr(opt, cfg.warmup, cfg.steps)
     abar = alphas_cumprod(dec)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         info = {"config": asdict(cfg), "steps_done": step, "wall_seconds": round(timer(), 1),
                 "cpu_seconds": round(time.process_time(), 1), "threads": torch.get_num_threads(),
                 "params_M": round(n_params / 1e6, 3), "bundle": str(bundle), "n_instructions": len(texts)}
+        if continued is not None:  # the run this one continued, so the record keeps the whole cost
+            info["continued_from"] = continued
         (path / "training_log.json").write_text(json.dumps(info, indent=2) + "\n")
 
     run_loss = None
