@@ -136,9 +136,10 @@ def load_instruct(path: str | Path) -> InstructModel:
              **load_file(str(root / "unet" / "diffusion_pytorch_model.safetensors"))}
     unet.load_state_dict({k: v.float() for k, v in state.items()})
     unet.eval()
-    if unet.config.in_channels != unet.config.out_channels + IMAGE_CHANNELS:
+    noisy = unet.config.in_channels - IMAGE_CHANNELS
+    if noisy not in (unet.config.out_channels, unet.config.out_channels / 2):  # / 2: a learned variance
         raise ValueError(f"{root / 'unet'} takes {unet.config.in_channels} input channels; an InstructPix2Pix "
-                         f"UNet takes its {unet.config.out_channels} output channels + {IMAGE_CHANNELS} image channels")
+                         f"UNet takes the noisy image's channels + {IMAGE_CHANNELS} image channels")
     text_proj = UnCLIPTextProjModel.from_pretrained(root, subfolder="text_proj", torch_dtype=torch.float32,
                                                     low_cpu_mem_usage=False).eval()
     return InstructModel(text_proj, unet, schedulers.load_scheduler(root / "scheduler"))
