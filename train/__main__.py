@@ -2,14 +2,15 @@
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
     python -m train unclip              # clip → prior → decoder → decoder_tune → upsampler into models/shapes-unclip
-    python -m train editing             # sam, lora, controlnet, lcm (the last three on the shipped decoder)
+    python -m train editing             # sam, lora, controlnet, lcm, ip2p (the last four on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
 Bundle stages (`clip`, `prior`, `decoder`, `decoder_tune`, `upsampler`) write into one Karlo-layout bundle (`--out`,
 default models/shapes-unclip); stages after CLIP read `clip/` from it. The editing stages write
 next to it: `lora`, `lcm` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
-`<models>/sam-shapes/`, where `<models>` is the bundle's parent folder. Each stage records its wall
+`<models>/sam-shapes/`, `ip2p` (InstructPix2Pix, made from the decoder) → `<models>/shapes-ip2p/`,
+where `<models>` is the bundle's parent folder. Each stage records its wall
 time in a `training_log.json` beside its weights. With other load on the machine, running the
 upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
 chain is faster overall. The second super-resolution stage (`python -m train upsampler_256`, 64 → 256
@@ -29,13 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from train import clip, clip_text, controlnet, decoder, lcm, lora, prior, sam, upsampler, upsampler256
+from train import clip, clip_text, controlnet, decoder, ip2p, lcm, lora, prior, sam, upsampler, upsampler256
 
 BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
           "upsampler": upsampler.main}
 TRIALS = {"clip_text": clip_text.main}  # continue a bundle in place; not in the shipped recipe (docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
-EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main}
+EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main}
 STAGES = {**BUNDLE, **TRIALS, **CASCADE, **EDITING}
 GROUPS = {"all": [*BUNDLE, *EDITING], "unclip": list(BUNDLE), "editing": list(EDITING)}  # the shipped weights
 
@@ -50,7 +51,7 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
         return ["--out", str(bundle.parent / "shapes-unclip-sr256")]
     if stage == "sam":
         return ["--out", str(bundle.parent / "sam-shapes")]
-    # lora, controlnet: write into the models folder, fine-tune the bundle's decoder
+    # lora, controlnet, lcm, ip2p: write into the models folder, start from the bundle's decoder
     return ["--out", str(bundle.parent), "--bundle", str(bundle)]
 
 

@@ -145,7 +145,9 @@ def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, tex
     pred = (unet or dec.unet)(xt, t, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask,
                               **extra).sample
     snr = (a / (1 - a)).view(-1)
-    weight = snr.clamp(max=min_snr) / (snr + 1)  # min-SNR-γ for v-prediction
+    # min-SNR-γ for v-prediction; 0: the plain v-loss, every noise level alike (min-SNR all but ignores the
+    # noisiest steps, where an image-conditioned model learns to follow its input image)
+    weight = snr.clamp(max=min_snr) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)
     return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
