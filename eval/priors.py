@@ -1,6 +1,7 @@
 """The DALL·E 2 paper's prior comparison on our domain: diffusion prior vs autoregressive prior vs no prior.
 
     python -m eval priors [--set validation] [--n 32] [--splits heldout_combos,heldout_pairs] [--json out.json]
+    python -m eval priors --tune [--n 32]       # the AR prior's sampling settings, tuning prompts, CLIP space
 
 For the same prompts, the same decoder and upsampler seeds, the image embedding comes from
 
@@ -12,7 +13,8 @@ then the decoder (with the caption) and the upsampler make the image. One table:
 source, the pixel analyser's accuracy per attribute, all five right, clean scenes, the CLIP score
 (100 × cosine of the image's and the prompt's embeddings) and the seconds per sample of the prior
 alone (batched, on this machine). Report on the validation prompts; tune the samplers' settings on
-`--set tuning` (its own prompt generator and seeds).
+`--set tuning` (its own prompt generator and seeds), or first with `--tune`: the AR prior's settings
+on the tuning prompts in CLIP space, without the decoder.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def evaluate(model: Path, set_name: str, n: int, splits: tuple[str, ...], settin
     from nodes.unclip.api import load_ar_prior
 
     stack = Stack(model, settings)
-    ar = load_ar_prior(model)
+    ar = load_ar_prior(model) if "autoregressive" in sources else None
     report: dict = {"model": str(model), "set": set_name, "settings": settings.__dict__, "ar_settings": ars.__dict__,
                     "rows": {}}
     for split in splits:
@@ -106,6 +108,60 @@ def evaluate(model: Path, set_name: str, n: int, splits: tuple[str, ...], settin
             report["rows"][f"{split}/{source}"] = r
             log.info("%s / %s: %s", split, source, ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "n"))
     return report
+
+
+GRID = ((1.0, 1.0, 0), (2.0, 1.0, 0), (3.0, 1.0, 0), (2.0, 0.7, 0), (3.0, 0.7, 0), (2.0, 1.0, 8), (3.0, 0.5, 0),
+        (2.0, 0.0, 0))
+
+
+def tune(model: Path, n: int, splits: tuple[str, ...], grid=GRID, seed: int = 77) -> str:
+    """The AR prior's settings on the tuning prompts, judged without the decoder: how close (cosine) each sample
+    is to the CLIP image embedding of a render of its prompt's scene, and how often that render is the
+    nearest of all the prompts' renders. The diffusion prior at its workflow settings for reference."""
+    import torch
+
+    from nodes.shapes import domain
+    from nodes.unclip.api import load_ar_prior, load_clip, load_prior, sample_ar_prior, sample_prior
+    clip, ar, prior = load_clip(model), load_ar_prior(model), load_prior(model)
+    prompts = [p for split in splits for p in tuning_prompts.full_prompts(split, n)]
+    renders = np.stack([domain.render(domain.make_scene(np.random.default_rng(i), **p.named), 64)
+                        for i, p in enumerate(prompts)])
+    with torch.no_grad():
+        target = torch.nn.functional.normalize(clip.encode_image(torch.from_numpy(renders).permute(0, 3, 1, 2).float() / 255), dim=-1)
+        cond, empty = clip.encode_text([p.text for p in prompts]), clip.encode_text([""])
+
+    def score(emb) -> str:
+        sim = torch.nn.functional.normalize(emb, dim=-1) @ target.T
+        own = sim.diagonal().mean().item()
+        nearest = (sim.argmax(1) == torch.arange(len(prompts))).float().mean().item()
+        return f"{own:.3f} | {nearest:.2f}"
+
+    lines = ["| prior | guidance | temperature | top_k | cosine to own scene | own scene nearest |", "|---|---:|---:|---:|---:|---:|"]
+    with torch.no_grad():
+        emb = sample_prior(prior, cond, empty, guidance=Settings.prior_guidance, steps=Settings.prior_steps,
+                           generator=torch.Generator().manual_seed(seed))
+        lines.append(f"| diffusion | {Settings.prior_guidance:g} | – | – | {score(emb)} |")
+        for g, t, k in grid:
+            emb = sample_ar_prior(ar, cond, empty, guidance=g, temperature=t, top_k=k,
+                                  generator=torch.Generator().manual_seed(seed))
+            lines.append(f"| autoregressive | {g:g} | {t:g} | {k} | {score(emb)} |")
+    return "\n".join(lines)
+
+
+def add_rows(report: dict, other: dict) -> None:
+    """Put `other`'s rows into `report`, per split in SOURCES order; refuse a report of other prompts or decoding."""
+    for key in ("set", "settings"):
+        mine, theirs = report[key], other[key]
+        if key == "settings":  # the diffusion prior's own settings may differ; the decoding may not
+            mine, theirs = ({k: v for k, v in d.items() if not k.startswith("prior_")} for d in (mine, theirs))
+        if mine != theirs:
+            raise SystemExit(f"--add-rows: the report's {key} {theirs} differs from this run's {mine}")
+    rows = {**other["rows"], **report["rows"]}
+    if {int(r["n"]) for r in rows.values()} != {int(r["n"]) for r in report["rows"].values()}:
+        raise SystemExit("--add-rows: the report was made on another number of prompts (--n)")
+    order = {s: i for i, s in enumerate(SOURCES)}
+    report["rows"] = dict(sorted(rows.items(), key=lambda kv: (kv[0].split("/")[0], order.get(kv[0].split("/")[1]))))
+    report["added_from"] = {k: other[k] for k in ("seconds", "settings") if k in other}
 
 
 def table(report: dict) -> str:
@@ -140,11 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-upsample", action="store_true", help="judge the decoder's 32 px output")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument("--add-rows", type=Path, default=None, help="a JSON report of other sources on the same prompts "
+                   "(same --set, --n, seed and decoder settings), whose rows join this table")
+    p.add_argument("--tune", action="store_true", help="only compare the AR prior's settings on the tuning prompts, "
+                   "in CLIP space (no decoder)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.tune:
+        print(tune(args.model, 4 if args.quick else args.n, tuple(args.splits.split(","))))
+        return 0
     quick = args.quick
     settings = Settings(prior_guidance=args.prior_guidance, prior_steps=4 if quick else args.prior_steps,
                         decoder_steps=4 if quick else args.decoder_steps, upsample=not (quick or args.no_upsample))
@@ -153,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(args.model, args.set, 4 if quick else args.n, tuple(args.splits.split(",")), settings, ars,
                       tuple(args.sources.split(",")))
     report["seconds"] = round(time.time() - t0, 1)
+    if args.add_rows is not None:
+        add_rows(report, json.loads(args.add_rows.read_text()))
     print(table(report))
     print(f"\nAR prior: guidance {ars.guidance:g}, temperature {ars.temperature:g}, top-k {ars.top_k}; diffusion "
           f"prior: guidance {settings.prior_guidance:g}, {settings.prior_steps} steps; prior_s: seconds per sample "

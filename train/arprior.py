@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from train import data as shapes_data
 from train.common import (
@@ -40,17 +41,17 @@ log = logging.getLogger("train.arprior")
 @dataclass
 class Config:
     out: str = str(SHIPPED)  # the bundle: reads clip/, writes prior_ar/
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     warmup: int = 100
-    components: int = 32
-    bins: int = 128
+    components: int = 24
+    bins: int = 32
     width: int = 96
     layers: int = 3
     heads: int = 4
     p_uncond: float = 0.1
-    n_data: int = 20_000
+    n_data: int = 16_000
     n_val: int = 512  # training-split scenes held out of the optimisation, for the logged validation loss
     data_seed: int = 0
     seed: int = 1
@@ -72,6 +73,17 @@ def clip_sha256(bundle: Path) -> str:
     return h.hexdigest()
 
 
+def cached_image_embeddings(clip, ds, bundle: Path, cfg: Config) -> torch.Tensor:
+    """The CLIP image embeddings of the dataset, cached under data/ per (data seed, size, CLIP weights)."""
+    path = shapes_data.DATA_DIR / f"clip-emb-s{cfg.data_seed}-n{cfg.n_data}-{clip_sha256(bundle)[:16]}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    emb = image_embeddings(clip, ds.images64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(emb, path)
+    return emb
+
+
 def main(argv: list[str] | None = None) -> int:
     from nodes.unclip.models.ar_prior import SUBFOLDER, ARPrior, ARPriorConfig
 
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer()
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     clip = load_clip_frozen(out)
-    emb = image_embeddings(clip, ds.images64)  # (N, D)
+    emb = cached_image_embeddings(clip, ds, out, cfg)  # (N, D)
     log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
     with torch.no_grad():
         probe = clip.encode_text([""])
@@ -122,9 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             model.eval()
             with torch.no_grad():
-                val_loss = model.loss(val_text, codes[torch.from_numpy(val_idx)]).item()
+                lg = model.logits(val_text, codes[torch.from_numpy(val_idx)][:, :-1])
+                per_code = F.cross_entropy(lg.transpose(1, 2), codes[torch.from_numpy(val_idx)], reduction="none").mean(0)
+            val_loss = per_code.mean().item()
             model.train()
-            log.info("step %d loss %.4f (ema %.4f) val %.4f  %.0f s", step, loss.item(), ema, val_loss, timer())
+            log.info("step %d loss %.4f (ema %.4f) val %.4f (codes 0-3: %s; uniform %.2f)  %.0f s", step, loss.item(),
+                     ema, val_loss, " ".join(f"{v:.2f}" for v in per_code[:4].tolist()), np.log(cfg.bins), timer())
     model.eval()
     folder = out / SUBFOLDER
     model.save(folder)
