@@ -161,7 +161,7 @@ def add_rows(report: dict, other: dict) -> None:
         raise SystemExit("--add-rows: the report was made on another number of prompts (--n)")
     order = {s: i for i, s in enumerate(SOURCES)}
     report["rows"] = dict(sorted(rows.items(), key=lambda kv: (kv[0].split("/")[0], order.get(kv[0].split("/")[1]))))
-    report["added_from"] = {k: other[k] for k in ("seconds", "settings") if k in other}
+    report.setdefault("added_from", []).append({k: other[k] for k in ("seconds", "settings", "ar_settings") if k in other})
 
 
 def table(report: dict) -> str:
@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-upsample", action="store_true", help="judge the decoder's 32 px output")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
-    p.add_argument("--add-rows", type=Path, default=None, help="a JSON report of other sources on the same prompts "
-                   "(same --set, --n, seed and decoder settings), whose rows join this table")
+    p.add_argument("--add-rows", type=Path, nargs="*", default=(), help="JSON reports of other sources or splits on "
+                   "the same prompts (same --set, --n, seed and decoder settings), whose rows join this table")
     p.add_argument("--tune", action="store_true", help="only compare the AR prior's settings on the tuning prompts, "
                    "in CLIP space (no decoder)")
     args = p.parse_args(argv)
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(args.model, args.set, 4 if quick else args.n, tuple(args.splits.split(",")), settings, ars,
                       tuple(args.sources.split(",")))
     report["seconds"] = round(time.time() - t0, 1)
-    if args.add_rows is not None:
-        add_rows(report, json.loads(args.add_rows.read_text()))
+    for path in args.add_rows:
+        add_rows(report, json.loads(path.read_text()))
     print(table(report))
     print(f"\nAR prior: guidance {ars.guidance:g}, temperature {ars.temperature:g}, top-k {ars.top_k}; diffusion "
           f"prior: guidance {settings.prior_guidance:g}, {settings.prior_steps} steps; prior_s: seconds per sample "

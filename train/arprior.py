@@ -41,7 +41,7 @@ log = logging.getLogger("train.arprior")
 @dataclass
 class Config:
     out: str = str(SHIPPED)  # the bundle: reads clip/, writes prior_ar/
-    steps: int = 1000
+    steps: int = 600
     batch: int = 64
     lr: float = 1e-3
     warmup: int = 100
