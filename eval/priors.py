@@ -98,8 +98,8 @@ def evaluate(model: Path, set_name: str, n: int, splits: tuple[str, ...], settin
 
     stack = Stack(model, settings)
     ar = load_ar_prior(model) if "autoregressive" in sources else None
-    report: dict = {"model": str(model), "set": set_name, "settings": settings.__dict__, "ar_settings": ars.__dict__,
-                    "rows": {}}
+    report: dict = {"model": str(model), "set": set_name, "n": n, "settings": settings.__dict__,
+                    "ar_settings": ars.__dict__, "rows": {}}
     for split in splits:
         prompts = SETS[set_name].full_prompts(split, n)
         for source in sources:
@@ -150,15 +150,13 @@ def tune(model: Path, n: int, splits: tuple[str, ...], grid=GRID, seed: int = 77
 
 def add_rows(report: dict, other: dict) -> None:
     """Put `other`'s rows into `report`, per split in SOURCES order; refuse a report of other prompts or decoding."""
-    for key in ("set", "settings"):
+    for key in ("set", "n", "settings"):
         mine, theirs = report[key], other[key]
         if key == "settings":  # the diffusion prior's own settings may differ; the decoding may not
             mine, theirs = ({k: v for k, v in d.items() if not k.startswith("prior_")} for d in (mine, theirs))
         if mine != theirs:
             raise SystemExit(f"--add-rows: the report's {key} {theirs} differs from this run's {mine}")
     rows = {**other["rows"], **report["rows"]}
-    if {int(r["n"]) for r in rows.values()} != {int(r["n"]) for r in report["rows"].values()}:
-        raise SystemExit("--add-rows: the report was made on another number of prompts (--n)")
     order = {s: i for i, s in enumerate(SOURCES)}
     report["rows"] = dict(sorted(rows.items(), key=lambda kv: (kv[0].split("/")[0], order.get(kv[0].split("/")[1]))))
     report.setdefault("added_from", []).append({k: other[k] for k in ("seconds", "settings", "ar_settings") if k in other})
@@ -185,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", choices=tuple(SETS), default="validation", help="report on validation, tune on tuning")
     p.add_argument("--n", type=int, default=32, help="prompts per split")
     p.add_argument("--splits", default="heldout_combos,heldout_pairs", help="comma-separated held-out splits")
-    p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated: " + ", ".join(SOURCES))
+    p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated: " + ", ".join(SOURCES)
+                   + " ('': none, to print the --add-rows reports as one table)")
     p.add_argument("--quick", action="store_true", help="4 prompts, 4 steps, no upsampler (a code-path check)")
     p.add_argument("--prior-guidance", type=float, default=Settings.prior_guidance, help="diffusion prior guidance")
     p.add_argument("--prior-steps", type=int, default=Settings.prior_steps)
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ars = ARSettings(args.ar_guidance, args.ar_temperature, args.ar_top_k)
     t0 = time.time()
     report = evaluate(args.model, args.set, 4 if quick else args.n, tuple(args.splits.split(",")), settings, ars,
-                      tuple(args.sources.split(",")))
+                      tuple(s for s in args.sources.split(",") if s))
     report["seconds"] = round(time.time() - t0, 1)
     for path in args.add_rows:
         add_rows(report, json.loads(path.read_text()))
