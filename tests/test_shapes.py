@@ -155,7 +155,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "train", "all", "--smoke", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for sub in ("clip", "prior", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
+    for sub in ("clip", "prior", "prior_ar", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
                 "super_res_scheduler"):
         assert (out / sub).is_dir(), sub
     # decoder_tune continued the decoder stage's weights, and its record keeps the base run's
@@ -190,3 +190,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "unseen" in proc.stdout and "latency per image" in proc.stdout
     assert "heldout_pairs_factored" in proc.stdout and "unseen_factored" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "priors", "--quick", "--model", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| autoregressive |" in proc.stdout and "| no prior |" in proc.stdout

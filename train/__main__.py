@@ -1,13 +1,15 @@
 """`python -m train all` regenerates every shipped weight; `python -m train STAGE` runs one stage.
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
-    python -m train unclip              # clip → prior → decoder → decoder_tune → upsampler into models/shapes-unclip
+    python -m train unclip              # clip → prior → arprior → decoder → decoder_tune → upsampler into models/shapes-unclip
     python -m train editing             # sam, lora, controlnet, lcm, ip2p (the last four on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
-Bundle stages (`clip`, `prior`, `decoder`, `decoder_tune`, `upsampler`) write into one Karlo-layout bundle (`--out`,
-default models/shapes-unclip); stages after CLIP read `clip/` from it. The editing stages write
+Bundle stages (`clip`, `prior`, `arprior`, `decoder`, `decoder_tune`, `upsampler`) write into one Karlo-layout bundle
+(`--out`, default models/shapes-unclip); stages after CLIP read `clip/` from it. `arprior`, the autoregressive
+prior, writes `prior_ar/` (outside Karlo's layout) with its own `training_log.json`; rerun it whenever `clip/`
+changes (`python -m train arprior`, about 15 min on one thread). The editing stages write
 next to it: `lora`, `lcm` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
 `<models>/sam-shapes/`, `ip2p` (InstructPix2Pix, made from the decoder) → `<models>/shapes-ip2p/`,
 where `<models>` is the bundle's parent folder. Each stage records its wall
@@ -30,9 +32,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from train import clip, clip_text, controlnet, decoder, ip2p, lcm, lora, prior, sam, upsampler, upsampler256
+from train import (
+    arprior,
+    clip,
+    clip_text,
+    controlnet,
+    decoder,
+    ip2p,
+    lcm,
+    lora,
+    prior,
+    sam,
+    upsampler,
+    upsampler256,
+)
 
-BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
+BUNDLE = {"clip": clip.main, "prior": prior.main, "arprior": arprior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
           "upsampler": upsampler.main}
 TRIALS = {"clip_text": clip_text.main}  # continue a bundle in place; not in the shipped recipe (docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
