@@ -46,14 +46,19 @@ READ_FOLDERS = frozenset({"input"})
 
 @dataclass
 class Analysis:
-    """What validation learned, reused by planning: specs, validated literals, links, the graph."""
+    """What validation learned, reused by planning: specs, validated literals, links, the order."""
 
     workflow: Workflow
     specs: dict[str, NodeSpec]
     literals: dict[str, dict[str, Any]]
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
-    graph: nx.DiGraph
-    order: list[str]  # every node, in a deterministic topological order
+    edges: list[tuple[str, str]]  # (source, node) per link between existing nodes
+    order: list[str]  # every node, in a deterministic topological order (see Validator.check_cycles)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The workflow's nodes and links as a networkx graph (built on each access)."""
+        return _digraph(self.workflow.nodes, self.edges)
 
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
@@ -124,7 +129,6 @@ class Validator:
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
-    graph: nx.DiGraph | None = None  # built by check_cycles
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
@@ -132,7 +136,7 @@ class Validator:
         wf = self.workflow
         if self.upgraded:
             wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
-        return Analysis(wf, self.specs, self.literals, self.links, self.graph, self.order)
+        return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
         """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""
@@ -294,24 +298,30 @@ class Validator:
 
     # -- the whole graph -------------------------------------------------------------------------
     def check_cycles(self) -> None:
-        """Build the graph of the links and its topological order (planning reuses both); report every
-        cycle in it."""
+        """The topological order planning reuses, and every cycle reported.
+
+        The order is the topological order closest to the workflow's own: of the nodes whose inputs
+        are all placed, the one written first comes next (networkx's lexicographical sort keyed by
+        position). Workflows are mostly written sources first, and then that order is the
+        workflow's order itself: one pass over the links proves it, and no graph is built.
+        """
+        nodes = self.workflow.nodes
+        position = {nid: i for i, nid in enumerate(nodes)}
+        if all(position[a] < position[b] for a, b in self.edges):
+            self.order = list(nodes)
+            return
         import networkx as nx
 
-        graph = self.graph = nx.DiGraph()
-        graph.add_nodes_from(self.workflow.nodes)
-        graph.add_edges_from(self.edges)
+        graph = _digraph(nodes, self.edges)
         try:
-            # networkx's sort is deterministic for a given insertion (= workflow) order.
-            self.order = list(nx.topological_sort(graph))
+            self.order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
             return
         except nx.NetworkXUnfeasible:
             self.order = []
         loops = {a for a, b in self.edges if a == b}
         for component in nx.strongly_connected_components(graph):
             if len(component) > 1 or not loops.isdisjoint(component):
-                order = list(self.workflow.nodes)
-                members = sorted(component, key=order.index) if len(component) < 50 else sorted(component)
+                members = sorted(component, key=position.__getitem__)
                 self.issues.append(Issue(code="cycle", node=members[0],
                                          message=f"these nodes form a cycle: {' → '.join(members)}; a workflow must "
                                          "be acyclic, remove one of the links between them"))
@@ -374,6 +384,15 @@ class Validator:
         src = source[0]
         return Upstream(self.specs[src].type_id, self._inputs(src),
                         sources=lambda p: self._upstream(src, p))
+
+
+def _digraph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph:
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    return graph
 
 
 # --- messages ------------------------------------------------------------------------------------
