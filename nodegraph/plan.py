@@ -202,8 +202,13 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
     parts = [spec.type_id, str(spec.version)]
-    parts += [f"{port}={_encode(value)}" for port, value in sorted(literals.items())]
-    parts += [f"{port}<{upstream[src]}.{out}" for port, (src, out) in sorted(links.items())]
+    for port in sorted(literals):  # runs for every node of every plan: scalars tagged inline
+        value = literals[port]
+        tag = _TAGS.get(type(value))
+        parts.append(f"{port}={tag}{value!r}" if tag is not None else f"{port}={_encode(value)}")
+    for port in sorted(links):
+        src, out = links[port]
+        parts.append(f"{port}<{upstream[src]}.{out}")
     if fingerprint is not None:
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:

@@ -34,8 +34,10 @@ from .workflow import LinkRef, NodeEntry, Workflow
 if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
     import networkx as nx
 
+    from .config import Settings
+
 __all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate",
-           "with_defaults"]
+           "validate_for", "with_defaults"]
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,20 @@ def validate(source: Source, registry: Registry, *, targets: Iterable[str] | Non
     return ValidationResult(valid=not issues, issues=issues)
 
 
+def validate_for(source: Source, registry: Registry, settings: Settings, *,
+                 targets: Iterable[str] | None = None) -> ValidationResult:
+    """Every issue, file names included (checked against the settings' folders), and the nodes' own
+    checks of the files they name (the model folders): what ``Engine.validate`` and ``nodegraph
+    validate`` report."""
+    return validate(source, registry, targets=targets, folders=settings.folders(),
+                    max_node_bytes=settings.max_node_bytes, files=FingerprintContext.from_settings(settings))
+
+
 def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """The node's literal inputs with the defaults of the optional inputs that were left out (not linked)."""
     literals = dict(literals)
+    if len(literals) + len(links) == len(spec.inputs):  # every input given (ports are never both)
+        return literals
     for port, pspec in spec.inputs.items():
         if port not in literals and not pspec.required and port not in links:
             literals[port] = pspec.default
