@@ -224,7 +224,8 @@ def main() -> None:
     base = args.baseline.resolve() if args.baseline else None
     base_env = versioned_env(env, base) if base else env
     rows = []
-    for shape, n in QUICK if args.quick else SIZES:
+    # ComfyUI validates links recursively and refuses chains deeper than about 980 nodes: a 500-chain too
+    for shape, n in ([("chain", 500)] if args.comfyui else []) + (QUICK if args.quick else SIZES):
         repeats = 2 if n >= 100_000 else (3 if args.quick or n >= 10_000 else 5)
         row = {"after": child(shape, n, repeats, args.clock, args.threads, env)}
         if base:
