@@ -5,6 +5,8 @@ Run by hand; not a test.
     .venv/bin/python bench/engine_bench.py --quick       # 1k and 10k only, fewer repeats
     .venv/bin/python bench/engine_bench.py --clock wall  # wall clock instead of CPU time
     .venv/bin/python bench/engine_bench.py --threads 1   # Settings.threads for the engines (and children)
+    .venv/bin/python bench/engine_bench.py --baseline /tmp/ng-main   # + another checkout, before → after
+    .venv/bin/python bench/engine_bench.py --comfyui PATH --comfyui-python PY   # + ComfyUI's validate_prompt
 
 Graphs: a *chain* (float → math → math → … → show) and a *fan* (one float fanned out to N/2 math
 nodes, reduced pairwise by a binary tree of math nodes into one show). Each size runs in a fresh
@@ -19,6 +21,12 @@ the best is the least disturbed), in CPU time of the process by default:
 - re-planned: the same re-run with the plan cache emptied first (validation + planning again), ms
 - widget: a re-run after changing one widget near the root, ms
 - rss: peak resident memory of the process, MB
+
+With ``--baseline DIR`` (a checkout of another version, e.g. ``git worktree add /tmp/ng-main main``)
+every size and the start-up also run with that version's ``nodegraph`` and packs (``PYTHONPATH``),
+interleaved with this one, and each figure is printed as ``before → after``. With ``--comfyui DIR``
+(a ComfyUI checkout, run by ``--comfyui-python``, a Python that can import it) every size also times
+ComfyUI's ``execution.validate_prompt`` on the same graph (``bench/comfy_bench.py``), in the same run.
 
 Then start-up (`python -c pass`, `nodegraph --help`, `nodegraph validate`): best and median of
 several runs, in wall and CPU time, and the largest imports of `nodegraph validate` (`-X importtime`).
@@ -131,8 +139,10 @@ def measure(shape: str, n: int, repeats: int, clock_name: str, threads: int | No
     }
 
 
-def startup(repeats: int, env: dict[str, str]) -> tuple[dict[str, tuple[float, float, float, float]], list[str]]:
-    """Best/median wall and CPU time of short commands, and the largest imports of `validate`."""
+def startup(repeats: int, env: dict[str, str],
+            cwd: Path = ROOT) -> tuple[dict[str, tuple[float, float, float, float]], list[str]]:
+    """Best/median wall and CPU time of short commands, and the largest imports of `validate`
+    (``cwd``: the checkout whose ``nodegraph`` `python -m` imports)."""
     wf = Path("/tmp") / f"ng-startup-{os.getpid()}.json"
     wf.write_text(json.dumps(chain(10)))
     exe = sys.executable
@@ -146,7 +156,7 @@ def startup(repeats: int, env: dict[str, str]) -> tuple[dict[str, tuple[float, f
         for name, cmd in cmds.items():
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+            subprocess.run(cmd, check=True, capture_output=True, cwd=cwd, env=env)
             samples[name][0].append(time.perf_counter() - t0)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             samples[name][1].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
@@ -155,7 +165,7 @@ def startup(repeats: int, env: dict[str, str]) -> tuple[dict[str, tuple[float, f
     probe = subprocess.run([exe, "-X", "importtime", "-c",
                             f"import sys, nodegraph.cli as c; c.main(['validate', {str(wf)!r}]); "
                             "print(sorted(m for m in ('torch', 'numpy', 'networkx', 'aiohttp', 'PIL') "
-                            "if m in sys.modules))"], capture_output=True, text=True, cwd=ROOT, env=env)
+                            "if m in sys.modules))"], capture_output=True, text=True, cwd=cwd, env=env)
     wf.unlink()
     imported = probe.stdout.strip().splitlines()[-1]
     tops = []
@@ -169,11 +179,41 @@ def startup(repeats: int, env: dict[str, str]) -> tuple[dict[str, tuple[float, f
     return out, lines
 
 
+def child(shape: str, n: int, repeats: int, clock: str, threads: int, env: dict[str, str],
+          cwd: Path = ROOT) -> dict:
+    """:func:`measure` in a fresh process, with the ``nodegraph`` that ``env`` / ``cwd`` give it."""
+    proc = subprocess.run([sys.executable, __file__, "--clock", clock, "--threads", str(threads),
+                           "--child", shape, str(n), str(repeats)],
+                          capture_output=True, text=True, check=True, cwd=cwd, env=env)
+    return json.loads(proc.stdout)
+
+
+def comfyui_child(python: str, root: Path, shape: str, n: int, repeats: int) -> dict:
+    """ComfyUI's validate_prompt on the same graph (bench/comfy_bench.py), in a fresh process."""
+    proc = subprocess.run([os.path.abspath(python), str(ROOT / "bench" / "comfy_bench.py"), "--comfyui", str(root), shape, str(n),
+                           str(repeats)], capture_output=True, text=True, cwd=root)
+    if proc.returncode:
+        raise SystemExit(f"ComfyUI bench failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def versioned_env(env: dict[str, str], checkout: Path) -> dict[str, str]:
+    """``env`` with ``checkout``'s nodegraph and packs first on the path."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH", "")]))}
+
+
+def _pair(before: float | None, after: float, fmt: str) -> str:
+    return f"{before:{fmt}} → {after:{fmt}}" if before is not None else f"{after:{fmt}}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="Settings.threads / NODEGRAPH_THREADS (default 1)")
+    ap.add_argument("--baseline", type=Path, help="a checkout of another version, measured alongside (before)")
+    ap.add_argument("--comfyui", type=Path, help="a ComfyUI checkout: time its validate_prompt on the same graphs")
+    ap.add_argument("--comfyui-python", default=sys.executable, help="the Python that imports that ComfyUI")
     ap.add_argument("--child", nargs=3, metavar=("SHAPE", "N", "REPEATS"))
     args = ap.parse_args()
     if args.child:
@@ -181,28 +221,52 @@ def main() -> None:
         print(json.dumps(measure(shape, int(n), int(repeats), args.clock, args.threads)))
         return
     env = {**os.environ, "NODEGRAPH_THREADS": str(args.threads)}
+    base = args.baseline.resolve() if args.baseline else None
+    base_env = versioned_env(env, base) if base else env
     rows = []
-    for shape, n in QUICK if args.quick else SIZES:
+    # ComfyUI validates links recursively and refuses chains deeper than about 980 nodes: a 500-chain too
+    for shape, n in ([("chain", 500)] if args.comfyui else []) + (QUICK if args.quick else SIZES):
         repeats = 2 if n >= 100_000 else (3 if args.quick or n >= 10_000 else 5)
-        proc = subprocess.run([sys.executable, __file__, "--clock", args.clock, "--threads", str(args.threads),
-                               "--child", shape, str(n), str(repeats)],
-                              capture_output=True, text=True, check=True, cwd=ROOT, env=env)
-        rows.append(json.loads(proc.stdout))
+        row = {"after": child(shape, n, repeats, args.clock, args.threads, env)}
+        if base:
+            row["before"] = child(shape, n, repeats, args.clock, args.threads, base_env, cwd=base)
+        if args.comfyui:
+            row["comfyui"] = comfyui_child(args.comfyui_python, args.comfyui.resolve(), shape, n, repeats)
+        rows.append(row)
     print(f"engine overhead, best of 2-5 repeats, {'process CPU' if args.clock == 'cpu' else 'wall'} time, "
-          f"threads {args.threads}")
-    print(f"{'graph':<6}{'nodes':>8}{'validate ms':>13}{'µs/node':>9}{'plan µs/node':>14}{'first µs/node':>15}"
-          f"{'exec µs/node':>14}{'cached ms':>11}{'re-planned ms':>15}{'widget ms':>11}{'RSS MB':>8}")
-    for r in rows:
-        print(f"{r['shape']:<6}{r['n']:>8,}{r['validate_ms']:>13.1f}{r['validate_us']:>9.1f}{r['plan_us']:>14.1f}"
-              f"{r['first_us']:>15.1f}{r['exec_us']:>14.1f}{r['cached_ms']:>11.2f}{r['replanned_ms']:>15.1f}"
-              f"{r['widget_ms']:>11.1f}{r['rss_mb']:>8.0f}")
+          f"threads {args.threads}" + (f"; before = {base}" if base else ""))
+    cols = [("validate ms", "validate_ms", ".1f"), ("µs/node", "validate_us", ".1f"),
+            ("plan µs/node", "plan_us", ".1f"), ("first µs/node", "first_us", ".1f"),
+            ("exec µs/node", "exec_us", ".1f"), ("cached ms", "cached_ms", ".2f"),
+            ("re-planned ms", "replanned_ms", ".1f"), ("widget ms", "widget_ms", ".1f"), ("RSS MB", "rss_mb", ".0f")]
+    width = 17 if base else 10
+    print(f"{'graph':<6}{'nodes':>8}" + "".join(f"{name:>{max(width, len(name) + 1)}}" for name, _, _ in cols))
+    for row in rows:
+        r, b = row["after"], row.get("before")
+        print(f"{r['shape']:<6}{r['n']:>8,}" + "".join(
+            f"{_pair(b[key] if b else None, r[key], fmt):>{max(width, len(name) + 1)}}" for name, key, fmt in cols))
+    if args.comfyui:
+        c = rows[0]["comfyui"]["comfyui"]
+        print(f"\nvalidation side by side with ComfyUI {c} (`execution.validate_prompt`, same graphs, same run):")
+        print(f"{'graph':<6}{'nodes':>8}{'ComfyUI ms':>12}{'nodegraph ms':>20}{'ComfyUI / nodegraph':>24}")
+        for row in rows:
+            c, r, b = row["comfyui"], row["after"], row.get("before")
+            if not c["valid"]:
+                print(f"{r['shape']:<6}{r['n']:>8,}{'refused':>12}{_pair(b and b['validate_ms'], r['validate_ms'], '.1f'):>20}"
+                      f"   ComfyUI: {c['error'][:60]}")
+                continue
+            ratio = _pair(b and c["validate_ms"] / b["validate_ms"], c["validate_ms"] / r["validate_ms"], ".2f")
+            print(f"{r['shape']:<6}{r['n']:>8,}{c['validate_ms']:>12.1f}"
+                  f"{_pair(b and b['validate_ms'], r['validate_ms'], '.1f'):>20}{ratio:>24}")
     print()
-    times, lines = startup(3 if args.quick else 10, env)
-    print("start-up: wall best / median, CPU best / median")
-    for name, (wb, wm, cb, cm) in times.items():
-        print(f"  {name:<22} {wb:6.0f} / {wm:6.0f} ms   {cb:6.0f} / {cm:6.0f} ms")
-    for line in lines:
-        print(line)
+    runs = [("", env, ROOT)] + ([("before: ", base_env, base)] if base else [])
+    for label, run_env, cwd in runs:
+        times, lines = startup(3 if args.quick else 10, run_env, cwd)
+        print(f"{label}start-up: wall best / median, CPU best / median")
+        for name, (wb, wm, cb, cm) in times.items():
+            print(f"  {name:<22} {wb:6.0f} / {wm:6.0f} ms   {cb:6.0f} / {cm:6.0f} ms")
+        for line in lines:
+            print(line)
     print(f"load average during the run: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
 

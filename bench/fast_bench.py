@@ -1,15 +1,24 @@
-"""Full-step vs few-step sampling of the shipped models, side by side in one run.
+"""Full-step vs few-step sampling of the shipped models, and the engine's own cost, side by side in one run.
 
-    .venv/bin/python bench/fast_bench.py                       # latency + images/s, 2 threads
-    .venv/bin/python bench/fast_bench.py --quality 16 --variations 4   # + the evaluation's figures
+    .venv/bin/python bench/fast_bench.py --threads 1                                # latency + images/s + engine
+    .venv/bin/python bench/fast_bench.py --threads 1 --quality 32 --variations 8    # + quality (validation set)
+    .venv/bin/python bench/fast_bench.py --no-latency --no-engine --quality 16 --variations 4 \\
+        --set tuning --variant plain=none --variant ema=runs/lcm-ema/checkpoints/shapes-lcm-step100.safetensors
 
 Latency: `workflows/text2image.json` and `workflows/text2image_fast.json` run through
 `nodegraph.Engine` (models loaded once; a new seed and prompt on every repeat so every node after the
 loaders executes), batch 1 (the prior's count = 1) and batch 8 (count = 8); per-node times come from
 the node-completed events, medians over the repeats after one warm-up, the two workflows
-interleaved so that load on the machine hits both alike. Quality: `eval.text2image` (the command
-`nodegraph eval text2image`) on its validation set through each workflow pair (text → image and
-variations), same prompts and seeds; the fast path's differences to the full-step one are printed.
+interleaved so that load on the machine hits both alike.
+
+Quality: `eval.text2image` (the command `nodegraph eval text2image`) on one prompt set (validation by
+default; `--set tuning` to tune) through each workflow pair (text → image and variations), same
+prompts and seeds. `--variant NAME=LORA` adds few-step paths that differ from the shipped fast
+workflows only in the file their Load LoRA node applies (`none`: the plain few-step schedule); the
+differences to the full-step path are printed beside a binomial standard error of one figure.
+
+Engine: `bench/engine_bench.py`'s own measurements (its quick sizes and start-up), each size in a
+fresh process, so the figures are the ones that script prints.
 """
 
 from __future__ import annotations
@@ -17,19 +26,28 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 PATHS = {"full": ("text2image.json", "variation.json"), "fast": ("text2image_fast.json", "variation_fast.json")}
 STAGES = {"enc": "text encode", "prior": "prior", "decoder": "decoder", "upsample": "upsampler"}
 PROMPTS = ["a small red circle in the top left corner on a white background",
            "a big blue square at the bottom on a yellow background"]
+QUALITY_ROWS = {"unseen": ("color", "shape", "size", "position", "background", "clean"),
+                "heldout_pairs": ("color", "shape", "clean"),
+                "variations": ("color", "shape", "size", "position", "clean")}
+TOLERANCE = 0.03  # the few-step path's allowed loss per attribute
 
 
 def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str, float]:
@@ -66,18 +84,88 @@ def latency(engine, workflows: dict[str, dict], count: int, repeats: int) -> dic
             for name, runs in times.items()}
 
 
-def quality(models: Path | None, threads: int, n: int, variations: int) -> dict[str, dict]:
+def with_lora(wf: dict, lora: str) -> dict:
+    """The workflow with its Load LoRA node applying `lora` instead (a name, a path, or 'none')."""
+    wf = copy.deepcopy(wf)
+    nodes = [n for n in wf["nodes"].values() if n["type"] == "lora.load_lora"]
+    if not nodes:
+        raise SystemExit("--variant needs a few-step workflow with a Load LoRA node (lora.load_lora)")
+    for node in nodes:
+        node["inputs"]["lora"] = str(Path(lora).resolve()) if lora.endswith(".safetensors") else lora
+    return wf
+
+
+def quality(models: Path | None, threads: int, n: int, variations: int, prompt_set: str,
+            variants: dict[str, str], shipped: tuple[str, ...] = tuple(PATHS)) -> dict[str, dict]:
+    """The evaluation's rows of one prompt set for the shipped paths (`shipped`) and each variant."""
     from eval.text2image import Runner, Sizes, evaluate
 
+    workflows = {name: tuple(json.loads((ROOT / "workflows" / f).read_text()) for f in files)
+                 for name, files in PATHS.items()}
+    paths = {name: workflows[name] for name in shipped}
+    for name, lora in variants.items():
+        paths[name] = tuple(with_lora(wf, lora) for wf in workflows["fast"])
     out = {}
-    for name, (t2i, var) in PATHS.items():
+    for name, (t2i, var) in paths.items():
         with tempfile.TemporaryDirectory(prefix="fast-bench-") as tmp:
-            runner = Runner(models, threads, Path(tmp), ROOT / "workflows" / t2i, ROOT / "workflows" / var)
+            runner = Runner(models, threads, Path(tmp))
+            runner.text2image, runner.variation = t2i, var
             t0 = time.time()
             report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations),
-                              ("validation",), count=4)
-            out[name] = {**report["validation"], "seconds": time.time() - t0}
+                              (prompt_set,), count=4)
+            out[name] = {**report[prompt_set], "seconds": time.time() - t0}
+            print(f"  quality of {name}: {time.time() - t0:.0f} s", flush=True)
     return out
+
+
+def print_latency(lat: dict[str, dict[str, float]], count: int) -> None:
+    print(f"\nbatch {count} (prior count {count}), seconds:")
+    print(f"{'stage':<14}{'full':>9}{'fast':>9}{'speed-up':>10}")
+    for key in (*STAGES, "total"):
+        full, fast = lat["full"][key], lat["fast"][key]
+        label = STAGES.get(key, "end to end")
+        print(f"{label:<14}{full:>9.3f}{fast:>9.3f}{full / fast if fast else float('nan'):>9.1f}×")
+    print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}")
+
+
+def print_quality(q: dict[str, dict], prompt_set: str, n: int, variations: int) -> None:
+    names = list(q)
+    print(f"\nquality: eval.text2image {prompt_set} set, {n} prompts a row, {variations} variation scenes "
+          f"(× the workflow's 4 variations); Δ = path − {names[0]}, ± one binomial standard error of a figure")
+    print(f"{'row / attribute':<26}" + "".join(f"{k:>9}" for k in names) + "".join(f"{'Δ ' + k:>11}" for k in names[1:]))
+    for row, attrs in QUALITY_ROWS.items():
+        base = q[names[0]]
+        if row not in base:
+            continue
+        for attr in attrs:
+            if attr not in base[row]:
+                continue
+            vals = [q[k][row][attr] for k in names]
+            p, m = vals[0], base[row]["n"]
+            se = math.sqrt(max(p * (1 - p), 1 / m) / m)
+            deltas = "".join(f"{v - p:>+10.2f}{'*' if v - p < -TOLERANCE else ' '}" for v in vals[1:])
+            print(f"{row + ' / ' + attr:<26}" + "".join(f"{v:>9.2f}" for v in vals) + deltas + f"  ±{se:.2f}")
+    print(f"(* more than {TOLERANCE} below {names[0]})  eval wall time: "
+          + ", ".join(f"{k} {q[k]['seconds']:.0f} s" for k in names))
+
+
+def engine_figures(threads: int) -> None:
+    """`bench/engine_bench.py`'s quick table and start-up, each size in a fresh (spawned) process."""
+    import engine_bench
+
+    rows = []
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for shape, n in engine_bench.QUICK:
+            rows.append(pool.submit(engine_bench.measure, shape, n, 3, "cpu", threads).result())
+    print(f"\nengine (bench/engine_bench.py --quick): best of 3, process CPU time, threads {threads}")
+    print(f"{'graph':<6}{'nodes':>8}{'validate ms':>13}{'µs/node':>9}{'first µs/node':>15}{'exec µs/node':>14}"
+          f"{'cached ms':>11}{'widget ms':>11}")
+    for r in rows:
+        print(f"{r['shape']:<6}{r['n']:>8,}{r['validate_ms']:>13.1f}{r['validate_us']:>9.1f}{r['first_us']:>15.1f}"
+              f"{r['exec_us']:>14.1f}{r['cached_ms']:>11.2f}{r['widget_ms']:>11.1f}")
+    times, _ = engine_bench.startup(3, {**os.environ, "NODEGRAPH_THREADS": str(threads)})
+    print("start-up, CPU time best / median of 3: " + "; ".join(
+        f"{name} {cb:.0f} / {cm:.0f} ms" for name, (_, _, cb, cm) in times.items()))
 
 
 def main() -> int:
@@ -86,40 +174,40 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine with other load: "
                    "2 threads on 2 busy cores wait on each other)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--quality", type=int, default=0, help="prompts per validation row (0: no quality figures)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
+    p.add_argument("--no-engine", action="store_true", help="skip the engine figures")
+    p.add_argument("--quality", type=int, default=0, help="prompts per quality row (0: no quality figures)")
     p.add_argument("--variations", type=int, default=0, help="variation scenes for the quality figures")
+    p.add_argument("--set", dest="prompt_set", default="validation", choices=("validation", "tuning"),
+                   help="the evaluation's prompt set (tune on 'tuning', report on 'validation')")
+    p.add_argument("--paths", default="full,fast", help="the shipped paths in the quality table, the first "
+                   "the reference (full: text2image.json + variation.json; fast: their _fast twins)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=LORA",
+                   help="another few-step path: the fast workflows with this LoRA file (or 'none')")
     args = p.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
+    print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
 
-    from nodegraph import Engine, Settings
+    if not args.no_latency:
+        from nodegraph import Engine, Settings
 
-    overrides = {"threads": args.threads, "output_dir": Path(tempfile.mkdtemp(prefix="fast-bench-out-"))}
-    if args.models is not None:
-        overrides["model_dirs"] = [args.models]
-    engine = Engine.from_settings(Settings.from_env(**overrides))
-    workflows = {name: json.loads((ROOT / "workflows" / t2i).read_text()) for name, (t2i, _) in PATHS.items()}
-    print(f"{args.threads} threads, medians of {args.repeats} runs after a warm-up; seconds")
-    for count in (1, 8):
-        lat = latency(engine, workflows, count, args.repeats)
-        print(f"\nbatch {count} (prior count {count}):")
-        print(f"{'stage':<14}{'full':>9}{'fast':>9}{'speed-up':>10}")
-        for key in (*STAGES, "total"):
-            full, fast = lat["full"][key], lat["fast"][key]
-            label = STAGES.get(key, "end to end")
-            print(f"{label:<14}{full:>9.3f}{fast:>9.3f}{full / fast if fast else float('nan'):>9.1f}×")
-        print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}")
+        overrides = {"threads": args.threads, "output_dir": Path(tempfile.mkdtemp(prefix="fast-bench-out-"))}
+        if args.models is not None:
+            overrides["model_dirs"] = [args.models]
+        engine = Engine.from_settings(Settings.from_env(**overrides))
+        workflows = {name: json.loads((ROOT / "workflows" / t2i).read_text()) for name, (t2i, _) in PATHS.items()}
+        print(f"latency: medians of {args.repeats} runs after a warm-up")
+        for count in (1, 8):
+            print_latency(latency(engine, workflows, count, args.repeats), count)
     if args.quality:
-        q = quality(args.models, args.threads, args.quality, args.variations)
-        print(f"\nquality: eval.text2image validation set, {args.quality} prompts a row, "
-              f"{args.variations} variation scenes (× the workflow's 4 variations)")
-        print(f"{'row / attribute':<26}{'full':>7}{'fast':>7}{'fast − full':>13}")
-        for row in ("unseen", "heldout_pairs", "variations"):
-            if row not in q["full"]:
-                continue
-            for attr in ("color", "shape", "size", "position", "background", "clean"):
-                if attr in q["full"][row]:
-                    a, b = q["full"][row][attr], q["fast"][row][attr]
-                    print(f"{row + ' / ' + attr:<26}{a:>7.2f}{b:>7.2f}{b - a:>+13.2f}")
-        print(f"eval wall time: full {q['full']['seconds']:.0f} s, fast {q['fast']['seconds']:.0f} s")
+        shipped = tuple(k for k in args.paths.split(",") if k)
+        if not set(shipped) <= set(PATHS):
+            raise SystemExit(f"--paths takes a comma-separated subset of {', '.join(PATHS)}; got {args.paths!r}")
+        q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped)
+        print_quality(q, args.prompt_set, args.quality, args.variations)
+    if not args.no_engine:
+        engine_figures(args.threads)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -12,7 +12,7 @@ the pack's own code (the loader, ``encode`` = SamPredictor.set_image, the prompt
 SamPredictor.predict), with the node's defaults unless said:
 
 - point: one positive point at a random pixel of the object (seeded), 'best' of SAM's 3 masks,
-  outline refined (the node's default `refine`, `nodes.sam.refine`); every prompt below is refined too;
+  outline refined (`refine` on, as workflows/sam_mask.json; `nodes.sam.refine`); every prompt below is refined too;
 - point, raw: the same without the refinement (SAM's own upsampled mask);
 - point (centroid): one positive point at the object's centroid pixel when it lies on the object;
 - point single: the same random point, SAM's single-mask output;

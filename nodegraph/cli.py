@@ -93,16 +93,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _engine(args: argparse.Namespace, **overrides: Any):
+def _settings(args: argparse.Namespace, **overrides: Any):
     from .config import Settings
-    from .engine import Engine
 
     settings = Settings.from_env(**overrides)
     if args.nodes_dir:
         settings.nodes_dirs = [*settings.nodes_dirs, *args.nodes_dir]
     if getattr(args, "models_dir", None):
         settings.model_dirs = [*args.models_dir, *settings.model_dirs]
-    return Engine.from_settings(settings)
+    return settings
+
+
+def _engine(args: argparse.Namespace, **overrides: Any):
+    from .engine import Engine
+
+    return Engine.from_settings(_settings(args, **overrides))
 
 
 def _read_workflow(path: Path) -> tuple[Any, str | None]:
@@ -325,14 +330,17 @@ def _run_lines(engine, source, runs: list[tuple[str, int, dict[str, Any]]], out_
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validation import Issue, ValidationResult
+    # Only what validation needs: the packs and the checks, not an engine (executor, caches, events).
+    from .plugins import load_settings_packs
+    from .validation import Issue, ValidationResult, validate_for
 
     source, err = _read_workflow(args.workflow)
-    engine = _engine(args, input_dir=args.input_dir)
+    settings = _settings(args, input_dir=args.input_dir)
+    registry = load_settings_packs(settings)
     if err:
         result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
     else:
-        result = engine.validate(source)
+        result = validate_for(source, registry, settings)
     if args.json:
         print(result.model_dump_json(indent=2))
     elif result.valid:

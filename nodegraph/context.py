@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled
-from .events import Progress
 from .paths import safe_join
 
 if TYPE_CHECKING:
@@ -86,6 +85,8 @@ class NodeContext:
     # -- progress and cancellation ---------------------------------------------------------------
     def progress(self, step: int, total: int | None = None, preview: Any = None) -> None:
         """Report progress (``step`` of ``total``), optionally with a preview IMAGE; may raise Cancelled."""
+        from .events import Progress  # here: packs import this module, `nodegraph validate` needs no events
+
         self._cancel.raise_if_cancelled()
         self._sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
 

@@ -16,13 +16,12 @@ from .config import Settings
 from .context import CancelToken
 from .events import EventSink
 from .executor import Executor, LocalExecutor, RunResult
-from .fingerprint import FingerprintContext
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
 from .plancache import PlanCache, source_digest
-from .plugins import load_packs
+from .plugins import load_settings_packs
 from .registry import Registry
-from .validation import Issue, ValidationResult, check
+from .validation import Issue, ValidationResult, validate_for
 from .workflow import Workflow, WorkflowFormatError, dump_workflow, parse_source
 
 __all__ = ["Engine", "apply_overrides"]
@@ -54,17 +53,12 @@ class Engine:
     def from_settings(cls, settings: Settings | None = None) -> Engine:
         """An engine with packs loaded from the places the settings name."""
         settings = settings or Settings.from_env()
-        registry = load_packs(Registry(), builtin=settings.builtin_packs,
-                              entry_points=settings.entry_point_packs, dirs=settings.nodes_dirs)
-        return cls(registry, settings)
+        return cls(load_settings_packs(settings), settings)
 
     def validate(self, source: Any, *, targets: Iterable[str] | None = None) -> ValidationResult:
         """Every issue, file names included (checked against the settings' folders), and the nodes'
         own checks of the files they name (model folders)."""
-        _, issues = check(source, self.registry, targets=targets, folders=self.settings.folders(),
-                          max_node_bytes=self.settings.max_node_bytes,
-                          files=FingerprintContext.from_settings(self.settings))
-        return ValidationResult(valid=not issues, issues=issues)
+        return validate_for(source, self.registry, self.settings, targets=targets)
 
     def plan(self, source: Any, *, targets: Iterable[str] | None = None, output_dir: Path | None = None) -> Plan:
         """Validate and plan; raises :class:`~nodegraph.WorkflowInvalid` with every issue."""

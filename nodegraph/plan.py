@@ -55,9 +55,18 @@ class Plan:
     nodes: dict[str, PlanNode]
     order: list[str]  # topological, deterministic (workflow order breaks ties)
     targets: list[str]
-    graph: nx.DiGraph = field(repr=False)
     run_nonce: str = ""
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The plan's nodes and links as a networkx graph (built on each access)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.order)
+        graph.add_edges_from((src, nid) for nid in self.order for src, _ in self.nodes[nid].links.values())
+        return graph
 
     def keys(self) -> dict[str, str]:
         return {nid: n.key for nid, n in self.nodes.items()}
@@ -125,14 +134,13 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
     if wanted is None:
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
-    order = needed_in_order(analysis.graph, analysis.order, wanted)
+    order = needed_in_order(analysis.links, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
         nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
     _set_keys(nodes.values(), output_dir, nonce, files)
-    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, graph=analysis.graph,
-                run_nonce=nonce)
+    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, run_nonce=nonce)
 
 
 def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
@@ -163,12 +171,14 @@ def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, files: Fin
                                          output_dir=output_dir if spec.output_node else None)
 
 
-def needed_in_order(graph: nx.DiGraph, order: list[str], targets: list[str]) -> list[str]:
-    """The targets and all their ancestors, in ``order`` (the graph's topological order)."""
+def needed_in_order(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
+                    targets: list[str]) -> list[str]:
+    """The targets and all their ancestors through ``links`` (node -> port -> (source, output)), in
+    ``order`` (a topological order)."""
     needed = set(targets)  # one reverse traversal
     frontier = list(targets)
     while frontier:
-        for pred in graph.predecessors(frontier.pop()):
+        for pred, _ in links[frontier.pop()].values():
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
@@ -192,8 +202,13 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
     parts = [spec.type_id, str(spec.version)]
-    parts += [f"{port}={_encode(value)}" for port, value in sorted(literals.items())]
-    parts += [f"{port}<{upstream[src]}.{out}" for port, (src, out) in sorted(links.items())]
+    for port in sorted(literals):  # runs for every node of every plan: scalars tagged inline
+        value = literals[port]
+        tag = _TAGS.get(type(value))
+        parts.append(f"{port}={tag}{value!r}" if tag is not None else f"{port}={_encode(value)}")
+    for port in sorted(links):
+        src, out = links[port]
+        parts.append(f"{port}<{upstream[src]}.{out}")
     if fingerprint is not None:
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:

@@ -19,11 +19,15 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .errors import PackError
 from .registry import Pack, Registry
 
-__all__ = ["ENTRY_POINT_GROUP", "load_packs"]
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["ENTRY_POINT_GROUP", "load_packs", "load_settings_packs"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,12 @@ def _dir_packs(folder: Path) -> list[Path]:
         elif child.suffix == ".py" and child.is_file():
             found.append(child)
     return found
+
+
+def load_settings_packs(settings: Settings) -> Registry:
+    """A registry of the packs from the places ``settings`` names."""
+    return load_packs(Registry(), builtin=settings.builtin_packs, entry_points=settings.entry_point_packs,
+                      dirs=settings.nodes_dirs)
 
 
 def load_packs(

@@ -29,31 +29,39 @@ from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
 from .upgrade import is_current, read_source, resolve_type, upgrade_node
-from .workflow import LinkRef, NodeEntry, Workflow, as_link
+from .workflow import LinkRef, NodeEntry, Workflow
 
 if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
     import networkx as nx
 
+    from .config import Settings
+
 __all__ = ["CODES", "Analysis", "Issue", "ValidationResult", "Validator", "analyse", "check", "validate",
-           "with_defaults"]
+           "validate_for", "with_defaults"]
 
 log = logging.getLogger(__name__)
 
 Source = str | bytes | dict[str, Any] | Workflow
 #: Folders whose files nodes read: a literal name in one of them must name a file that is there.
 READ_FOLDERS = frozenset({"input"})
+_NONE: Mapping[str, str] = {}
 
 
 @dataclass
 class Analysis:
-    """What validation learned, reused by planning: specs, validated literals, links, the graph."""
+    """What validation learned, reused by planning: specs, validated literals, links, the order."""
 
     workflow: Workflow
     specs: dict[str, NodeSpec]
     literals: dict[str, dict[str, Any]]
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
-    graph: nx.DiGraph
-    order: list[str]  # every node, in a deterministic topological order
+    edges: list[tuple[str, str]]  # (source, node) per link between existing nodes
+    order: list[str]  # every node, in a deterministic topological order (see Validator.check_cycles)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The workflow's nodes and links as a networkx graph (built on each access)."""
+        return _digraph(self.workflow.nodes, self.edges)
 
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
@@ -99,9 +107,20 @@ def validate(source: Source, registry: Registry, *, targets: Iterable[str] | Non
     return ValidationResult(valid=not issues, issues=issues)
 
 
+def validate_for(source: Source, registry: Registry, settings: Settings, *,
+                 targets: Iterable[str] | None = None) -> ValidationResult:
+    """Every issue, file names included (checked against the settings' folders), and the nodes' own
+    checks of the files they name (the model folders): what ``Engine.validate`` and ``nodegraph
+    validate`` report."""
+    return validate(source, registry, targets=targets, folders=settings.folders(),
+                    max_node_bytes=settings.max_node_bytes, files=FingerprintContext.from_settings(settings))
+
+
 def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
     """The node's literal inputs with the defaults of the optional inputs that were left out (not linked)."""
     literals = dict(literals)
+    if len(literals) + len(links) == len(spec.inputs):  # every input given (ports are never both)
+        return literals
     for port, pspec in spec.inputs.items():
         if port not in literals and not pspec.required and port not in links:
             literals[port] = pspec.default
@@ -124,7 +143,6 @@ class Validator:
     edges: list[tuple[str, str]] = field(default_factory=list)
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
-    graph: nx.DiGraph | None = None  # built by check_cycles
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
 
@@ -132,7 +150,7 @@ class Validator:
         wf = self.workflow
         if self.upgraded:
             wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
-        return Analysis(wf, self.specs, self.literals, self.links, self.graph, self.order)
+        return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
         """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""
@@ -161,44 +179,74 @@ class Validator:
                 if current is not entry:
                     self.upgraded[nid] = current
             known[nid] = spec
-        nodes = {**self.workflow.nodes, **self.upgraded}
+        nodes = {**self.workflow.nodes, **self.upgraded} if self.upgraded else self.workflow.nodes
         modes = resolve_modes(nodes, known)
         self.issues.extend(modes.issues)
-        self.inactive = modes.inactive
+        self.inactive = inactive = modes.inactive
+        rerouted, ports = modes.inputs, modes.ports
+        sized = self.max_node_bytes is not None
         for nid, spec in known.items():
-            if nid in modes.inactive:
+            if nid in inactive:
                 continue
             self.specs[nid] = spec
-            self.literals[nid] = {}
-            self.links[nid] = {}
-            inputs = modes.inputs.get(nid, nodes[nid].inputs)
-            self.check_inputs(nid, spec, inputs, modes.ports.get(nid, {}))
-            if spec.sized and self.max_node_bytes is not None:
+            inputs = rerouted.get(nid)
+            if inputs is None:
+                inputs = nodes[nid].inputs
+            self.check_inputs(nid, spec, inputs, ports.get(nid, _NONE))
+            if sized and spec.sized:
                 self.check_size(nid, spec, inputs)
 
-    def check_inputs(self, nid: str, spec: NodeSpec, inputs: dict[str, Any], passed: dict[str, str]) -> None:
+    def check_inputs(self, nid: str, spec: NodeSpec, inputs: dict[str, Any], passed: Mapping[str, str]) -> None:
         """The node's inputs; ``passed`` names the ports a bypassed node gives a literal (taken as a linked
         value) or that an issue already reports (see :class:`~nodegraph.modes.ModeResult`)."""
+        # Runs for every input of every node: the usual cases (a link or a literal that checks out)
+        # stay in this loop; each issue has its own method.
+        self.literals[nid] = literals = {}
+        self.links[nid] = links = {}
+        ports = spec.inputs
+        nodes, types, edges = self.workflow.nodes, self._types, self.edges
         for port, value in inputs.items():
-            pspec = spec.inputs.get(port)
+            pspec = ports.get(port)
             if pspec is None:
                 self.unknown_port(nid, spec, port)
                 continue
-            link = as_link(value)
-            if link is not None:
-                self.check_link(nid, pspec, link)
-            elif pspec.type.link_only and passed.get(port) == "literal":
-                self.literals[nid][port] = value  # a bypassed node's literal, as if it arrived on its link
-            elif pspec.type.link_only:
-                self.check_literal_on_link_port(nid, pspec, value)
+            ptype = pspec.type
+            # What as_link accepts, without making a LinkRef per link.
+            if (type(value) is dict and len(value) == 2 and type(src_id := value.get("from")) is str
+                    and type(output := value.get("output")) is str):
+                src = nodes.get(src_id)
+                if src is None:
+                    self.dangling_link(nid, port, LinkRef(src_id, output))
+                    continue
+                # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
+                edges.append((src_id, nid))
+                src_spec = types.get(src.type) or self.node_type(src.type)
+                if src_spec is None:
+                    continue  # reported as unknown_node_type on the source node
+                out = src_spec.outputs.get(output)
+                if out is None:
+                    self.unknown_output(nid, port, LinkRef(src_id, output), src.type, src_spec)
+                elif out.type.name == ptype.name or compatible(out.type.name, ptype.name):
+                    links[port] = (src_id, output)
+                else:
+                    self.link_mismatch(nid, pspec, LinkRef(src_id, output), out)
+            elif ptype.link_only:
+                if passed.get(port) == "literal":
+                    literals[port] = value  # a bypassed node's literal, as if it arrived on its link
+                else:
+                    self.check_literal_on_link_port(nid, pspec, value)
             else:
                 self.check_literal(nid, pspec, value)
-        for port, pspec in spec.inputs.items():
-            if pspec.required and port not in inputs and port not in passed:
-                need = (f"connect {_producers(self.registry, pspec.type.name)}" if pspec.link_only
-                        else f"set it to {_describe(pspec)}")
-                self.issues.append(Issue(code="missing_input", node=nid, port=port,
-                                         message=f"{nid}.{port} ({spec.type_id}) is required but not given; {need}"))
+        if len(inputs) < len(ports):
+            for port, pspec in ports.items():
+                if pspec.required and port not in inputs and port not in passed:
+                    self.missing_input(nid, spec, pspec)
+
+    def missing_input(self, nid: str, spec: NodeSpec, pspec: PortSpec) -> None:
+        need = (f"connect {_producers(self.registry, pspec.type.name)}" if pspec.link_only
+                else f"set it to {_describe(pspec)}")
+        self.issues.append(Issue(code="missing_input", node=nid, port=pspec.name,
+                                 message=f"{nid}.{pspec.name} ({spec.type_id}) is required but not given; {need}"))
 
     def unknown_port(self, nid: str, spec: NodeSpec, port: str) -> None:
         close = difflib.get_close_matches(port, list(spec.inputs), n=1)
@@ -206,34 +254,23 @@ class Validator:
         self.issues.append(Issue(code="unknown_port", node=nid, port=port,
                                  message=f"{nid}: {spec.type_id} has no input {port!r}; {hint}"))
 
-    def check_link(self, nid: str, pspec: PortSpec, link: LinkRef) -> None:
-        port = pspec.name
-        src = self.workflow.nodes.get(link.from_)
-        if src is None:
-            self.issues.append(Issue(code="dangling_link", node=nid, port=port,
-                                     message=f"{nid}.{port} is linked from node {link.from_!r}, which does not "
-                                     "exist; link it to an existing node or remove the link"))
-            return
-        # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
-        self.edges.append((link.from_, nid))
-        src_spec = self._types.get(src.type) or self.node_type(src.type)
-        if src_spec is None:
-            return  # reported as unknown_node_type on the source node
-        out = src_spec.outputs.get(link.output)
-        if out is None:
-            self.issues.append(Issue(code="dangling_link", node=nid, port=port,
-                                     message=f"{nid}.{port} is linked from {link.from_}.{link.output}, but "
-                                     f"{src.type} has no output {link.output!r}; its outputs are: "
-                                     f"{', '.join(src_spec.outputs) or 'none'}"))
-            return
-        if not compatible(out.type.name, pspec.type.name):
-            self.issues.append(Issue(code="type_mismatch", node=nid, port=port,
-                                     message=f"{nid}.{port} expects {pspec.type.name} but {link.from_}."
-                                     f"{link.output} is {out.type.name}; connect "
-                                     f"{_producers(self.registry, pspec.type.name)}"
-                                     f"{_consumers(self.registry, out.type.name)}"))
-            return
-        self.links[nid][port] = (link.from_, link.output)
+    def dangling_link(self, nid: str, port: str, link: LinkRef) -> None:
+        self.issues.append(Issue(code="dangling_link", node=nid, port=port,
+                                 message=f"{nid}.{port} is linked from node {link.from_!r}, which does not "
+                                 "exist; link it to an existing node or remove the link"))
+
+    def unknown_output(self, nid: str, port: str, link: LinkRef, src_type: str, src_spec: NodeSpec) -> None:
+        self.issues.append(Issue(code="dangling_link", node=nid, port=port,
+                                 message=f"{nid}.{port} is linked from {link.from_}.{link.output}, but "
+                                 f"{src_type} has no output {link.output!r}; its outputs are: "
+                                 f"{', '.join(src_spec.outputs) or 'none'}"))
+
+    def link_mismatch(self, nid: str, pspec: PortSpec, link: LinkRef, out: PortSpec) -> None:
+        self.issues.append(Issue(code="type_mismatch", node=nid, port=pspec.name,
+                                 message=f"{nid}.{pspec.name} expects {pspec.type.name} but {link.from_}."
+                                 f"{link.output} is {out.type.name}; connect "
+                                 f"{_producers(self.registry, pspec.type.name)}"
+                                 f"{_consumers(self.registry, out.type.name)}"))
 
     def check_literal_on_link_port(self, nid: str, pspec: PortSpec, value: Any) -> None:
         if value is None and pspec.type.optional:
@@ -294,24 +331,30 @@ class Validator:
 
     # -- the whole graph -------------------------------------------------------------------------
     def check_cycles(self) -> None:
-        """Build the graph of the links and its topological order (planning reuses both); report every
-        cycle in it."""
+        """The topological order planning reuses, and every cycle reported.
+
+        The order is the topological order closest to the workflow's own: of the nodes whose inputs
+        are all placed, the one written first comes next (networkx's lexicographical sort keyed by
+        position). Workflows are mostly written sources first, and then that order is the
+        workflow's order itself: one pass over the links proves it, and no graph is built.
+        """
+        nodes = self.workflow.nodes
+        position = {nid: i for i, nid in enumerate(nodes)}
+        if all(position[a] < position[b] for a, b in self.edges):
+            self.order = list(nodes)
+            return
         import networkx as nx
 
-        graph = self.graph = nx.DiGraph()
-        graph.add_nodes_from(self.workflow.nodes)
-        graph.add_edges_from(self.edges)
+        graph = _digraph(nodes, self.edges)
         try:
-            # networkx's sort is deterministic for a given insertion (= workflow) order.
-            self.order = list(nx.topological_sort(graph))
+            self.order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
             return
         except nx.NetworkXUnfeasible:
             self.order = []
         loops = {a for a, b in self.edges if a == b}
         for component in nx.strongly_connected_components(graph):
             if len(component) > 1 or not loops.isdisjoint(component):
-                order = list(self.workflow.nodes)
-                members = sorted(component, key=order.index) if len(component) < 50 else sorted(component)
+                members = sorted(component, key=position.__getitem__)
                 self.issues.append(Issue(code="cycle", node=members[0],
                                          message=f"these nodes form a cycle: {' → '.join(members)}; a workflow must "
                                          "be acyclic, remove one of the links between them"))
@@ -374,6 +417,15 @@ class Validator:
         src = source[0]
         return Upstream(self.specs[src].type_id, self._inputs(src),
                         sources=lambda p: self._upstream(src, p))
+
+
+def _digraph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph:
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    return graph
 
 
 # --- messages ------------------------------------------------------------------------------------

@@ -68,6 +68,19 @@ def test_node_order_breaks_ties_so_reordered_workflows_are_not_shared(engine):
     assert engine.plan(wf).order != engine.plan(reordered).order
 
 
+def test_plan_order_is_the_workflow_order_where_the_links_allow_it(engine):
+    mostly_sorted = workflow(c=node("toy.const", value=1.0), s=node("toy.sink", value=link("a")),
+                         a=node("toy.add", a=link("c"), b=2.0), t=node("toy.sink", value=link("c")))
+    # the sink written before its source moves after it; every other node keeps its place
+    assert engine.plan(mostly_sorted).order == ["c", "a", "s", "t"]
+    consumers_first = workflow(s=node("toy.sink", value=link("a")), a=node("toy.add", a=link("c"), b=2.0),
+                               c=node("toy.const", value=1.0))
+    plan = engine.plan(consumers_first)
+    assert plan.order == ["c", "a", "s"]
+    assert plan.nodes["s"].key == engine.plan(mostly_sorted).nodes["s"].key
+    assert set(plan.graph.edges) == {("c", "a"), ("a", "s")}
+
+
 def test_volatile_nodes_get_new_keys_on_every_run(engine):
     wf = workflow(c=node("toy.clock"), s=node("toy.sink", value=link("c")))
     run(engine, wf)

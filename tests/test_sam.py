@@ -306,7 +306,7 @@ def test_refine_off_gives_sams_own_mask(sam_engine):
 # --- the shipped weights ------------------------------------------------------------------------
 
 SHIPPED = ROOT / "models" / "sam-shapes"
-# two-object scenes from one point, outlines refined (the node's default): bench/sam_eval.py --objects 2 measures
+# two-object scenes from one point, outlines refined (`refine` on, as workflows/sam_mask.json): bench/sam_eval.py --objects 2 measures
 # 0.94–0.97 at 64, 128 and 256 px (0.85–0.86 unrefined); 20 prompts here, so a margin below that
 THRESHOLD_TWO_OBJECTS = 0.88
 
@@ -335,11 +335,11 @@ def heldout_iou(sam_engine, n: int, prompt: str, objects: int = 1, size: int = 1
             if prompt == "point":
                 k = int(rng.integers(len(xs)))
                 out = run_node(SamPromptMask, sam_engine, embedding=emb, x=float(xs[k]), y=float(ys[k]),
-                               units="pixels")
+                               units="pixels", refine=True)
             else:
                 box = f"{xs.min()}, {ys.min()}, {xs.max()}, {ys.max()}"
                 out = run_node(SamPromptMask, sam_engine, embedding=emb, use_point=False, box=box, units="pixels",
-                               mask_choice="single")
+                               mask_choice="single", refine=True)
             m = out.mask[0] > 0.5
             ious.append((m & truth).sum() / (m | truth).sum())
     return float(np.mean(ious))

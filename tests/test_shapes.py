@@ -155,7 +155,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "train", "all", "--smoke", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for sub in ("clip", "prior", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
+    for sub in ("clip", "prior", "prior_ar", "prior_scheduler", "text_proj", "decoder", "decoder_scheduler", "super_res_first",
                 "super_res_scheduler"):
         assert (out / sub).is_dir(), sub
     # decoder_tune continued the decoder stage's weights, and its record keeps the base run's
@@ -167,14 +167,17 @@ def test_training_smoke_runs_every_stage(tmp_path):
     assert len(chain) == 1 + len(TUNE_PHASES)
     assert chain[0]["snr_floor"] == 1.0 and chain[-1]["snr_floor"] == 0.0  # the base run, then the phases
     assert chain[0]["fg_weight"] == 4.0 and chain[-1]["fg_weight"] == 0.0  # the last phase weighs object pixels
-    # CLIP and the prior can continue a bundle (CLIP with the colour-equivariance term); the record keeps the base run
-    for stage, extra in (("clip", ["--eq-weight", "2", "--p-recolor", "0.5"]), ("prior", [])):
+    # CLIP (its text tower alone, or with the colour-equivariance term) and the prior (on both caption writers) can
+    # continue a bundle; the record keeps the base run
+    for stage, extra in (("clip_text", []), ("clip", ["--eq-weight", "2", "--p-recolor", "0.5"]),
+                         ("prior", ["--p-new", "0.5", "--remeasure", "0"])):
         proc = subprocess.run([sys.executable, "-m", f"train.{stage}", "--smoke", "--out", str(out), "--init", str(out),
                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         record = json.loads((out / "training_log.json").read_text())[stage]
         assert isinstance(record["continued_from"], dict) and "continued_from" not in record["continued_from"]
-    assert json.loads((out / "training_log.json").read_text())["clip"]["eq_weight"] == 2.0
+    record = json.loads((out / "training_log.json").read_text())
+    assert record["clip"]["eq_weight"] == 2.0 and record["prior"]["p_new"] == 0.5
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))
@@ -187,3 +190,7 @@ def test_training_smoke_runs_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "unseen" in proc.stdout and "latency per image" in proc.stdout
     assert "heldout_pairs_factored" in proc.stdout and "unseen_factored" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "priors", "--quick", "--model", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| autoregressive |" in proc.stdout and "| no prior |" in proc.stdout

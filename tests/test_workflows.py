@@ -26,8 +26,13 @@ def shared_engine(tmp_path_factory):
 
 def tiny_sizes(data):
     """The Kandinsky workflows at 2 steps and 64 px: their real 512 px and 50 steps take minutes on the
-    tiny random folders (a 512 px MoVQ decode alone is 7 s on one core)."""
+    tiny random folders (a 512 px MoVQ decode alone is 7 s on one core). The training nodes
+    (DreamBooth, Imagic) at 2 steps: their figures come from `python -m eval personalise`."""
     for entry in data["nodes"].values():
+        if entry["type"].startswith("personalise."):
+            for port, value in (("steps", 2), ("batch", 2), ("class_images", 2), ("class_steps", 2)):
+                if port in entry["inputs"] or entry["type"] == "personalise.dreambooth":
+                    entry["inputs"][port] = value
         if entry["type"].startswith("kandinsky."):
             for port, value in (("steps", 2), ("width", 64), ("height", 64)):
                 if entry["inputs"].get(port):

@@ -1,20 +1,25 @@
 """`python -m train all` regenerates every shipped weight; `python -m train STAGE` runs one stage.
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
-    python -m train unclip              # clip → prior → decoder → decoder_tune → upsampler (models/shapes-unclip) → upsampler_256
-    python -m train editing             # sam, lora, controlnet, lcm (the last three on the shipped decoder)
+    python -m train unclip              # clip → prior → arprior → decoder → decoder_tune → upsampler (models/shapes-unclip) → upsampler_256
+    python -m train editing             # sam, lora, controlnet, lcm, ip2p (the last four on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
-Bundle stages (`clip`, `prior`, `decoder`, `decoder_tune`, `upsampler`) write into one Karlo-layout bundle (`--out`,
-default models/shapes-unclip); stages after CLIP read `clip/` from it. The editing stages write
+Bundle stages (`clip`, `prior`, `arprior`, `decoder`, `decoder_tune`, `upsampler`) write into one Karlo-layout bundle
+(`--out`, default models/shapes-unclip); stages after CLIP read `clip/` from it. `arprior`, the autoregressive
+prior, writes `prior_ar/` (outside Karlo's layout) with its own `training_log.json`; rerun it whenever `clip/`
+changes (`python -m train arprior`, about 15 min on one thread). The editing stages write
 next to it: `lora`, `lcm` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
-`<models>/sam-shapes/`, where `<models>` is the bundle's parent folder. Each stage records its wall
+`<models>/sam-shapes/`, `ip2p` (InstructPix2Pix, made from the decoder) → `<models>/shapes-ip2p/`,
+where `<models>` is the bundle's parent folder. Each stage records its wall
 time in a `training_log.json` beside its weights. With other load on the machine, running the
 upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
 chain is faster overall. The second super-resolution stage (`python -m train upsampler_256`, 64 → 256
 px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr256` (Karlo's naming
-inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle.
+inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle. `python -m train
+clip_text` continues the bundle's CLIP text tower in place on a second caption writer
+(`train/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
 """
 
 from __future__ import annotations
@@ -26,13 +31,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from train import clip, controlnet, decoder, lcm, lora, prior, sam, upsampler, upsampler256
+from train import (
+    arprior,
+    clip,
+    clip_text,
+    controlnet,
+    decoder,
+    ip2p,
+    lcm,
+    lora,
+    prior,
+    sam,
+    upsampler,
+    upsampler256,
+)
 
-BUNDLE = {"clip": clip.main, "prior": prior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
+BUNDLE = {"clip": clip.main, "prior": prior.main, "arprior": arprior.main, "decoder": decoder.main, "decoder_tune": decoder.tune,
           "upsampler": upsampler.main}
+TRIALS = {"clip_text": clip_text.main}  # continue a bundle in place; not in the shipped recipe (docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
-EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main}
-STAGES = {**BUNDLE, **CASCADE, **EDITING}
+EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main}
+STAGES = {**BUNDLE, **TRIALS, **CASCADE, **EDITING}
 GROUPS = {"all": [*BUNDLE, *CASCADE, *EDITING], "unclip": [*BUNDLE, *CASCADE], "editing": list(EDITING)}  # the shipped weights
 
 
@@ -40,13 +59,13 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
     """Where a stage writes, given the bundle folder (None: each stage's own default)."""
     if bundle is None:
         return []
-    if stage in BUNDLE:
+    if stage in BUNDLE or stage in TRIALS:
         return ["--out", str(bundle)]
     if stage == "upsampler_256":
         return ["--out", str(bundle.parent / "shapes-unclip-sr256")]
     if stage == "sam":
         return ["--out", str(bundle.parent / "sam-shapes")]
-    # lora, controlnet: write into the models folder, fine-tune the bundle's decoder
+    # lora, controlnet, lcm, ip2p: write into the models folder, start from the bundle's decoder
     return ["--out", str(bundle.parent), "--bundle", str(bundle)]
 
 

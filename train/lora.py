@@ -28,7 +28,6 @@ reads it too. The base bundle is read from `<out>/shapes-unclip` (or `--bundle`)
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -38,7 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodes.lora.api import save_lora
 from nodes.shapes import domain
+from nodes.unclip.models import prior_loss as prior_objective
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
 from train.common import Timer, image_embeddings, parse, setup
@@ -117,28 +118,6 @@ def prior_bank(pri, clip, captions: list[str], steps: int, seed: int, batch: int
     return torch.cat(out)
 
 
-def save_lora(path: Path, unet, config: dict, extra: dict | None = None, prior=None,
-              prior_config: dict | None = None) -> None:
-    """peft state dicts with the `unet.` (and `prior.`) prefix and each LoraConfig as diffusers'
-    metadata, atomically."""
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    parts = [("unet", unet, config)] + ([("prior", prior, prior_config)] if prior is not None else [])
-    state, meta_cfg = {}, {}
-    for prefix, model, conf in parts:
-        state.update({f"{prefix}.{k}": v.detach().float().contiguous()
-                      for k, v in get_peft_model_state_dict(model).items()})
-        meta_cfg.update({f"{prefix}.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()})
-    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(meta_cfg, sort_keys=True, default=str)}
-    if extra:
-        metadata["nodegraph_training"] = json.dumps(extra, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.safetensors")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     from peft import LoraConfig
 
@@ -207,25 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         save_lora(path, unet, lora_cfg.to_dict(), info, prior if prior_cfg else None,
                   prior_cfg.to_dict() if prior_cfg else None)
 
-    # the prior's latent space: normalised CLIP image embeddings, its x0 objective on its own schedule
-    pink_z = (pink_emb - prior.clip_mean) / prior.clip_std
-    keep_z = (keep_emb - prior.clip_mean) / prior.clip_std
-    prior_abar = torch.as_tensor(pri.scheduler.alphas_cumprod, dtype=torch.float32)
     n_prior_pink = max(1, cfg.prior_batch // 2)
 
     def prior_loss() -> torch.Tensor:
         ip = rng.choice(len(pink), size=n_prior_pink, replace=False)
         ik = rng.choice(len(keep), size=cfg.prior_batch - n_prior_pink, replace=False)
         caps = [concept_caption(pink[i], cfg.word, rng) for i in ip] + keep.captions(ik, rng)
-        x0 = torch.cat([pink_z[torch.from_numpy(ip)], keep_z[torch.from_numpy(ik)]])
+        emb = torch.cat([pink_emb[torch.from_numpy(ip)], keep_emb[torch.from_numpy(ik)]])
         with torch.no_grad():
             text = clip.encode_text(caps)
-        t = torch.randint(0, len(prior_abar), (len(x0),), generator=gen)
-        a = prior_abar[t][:, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen)
-        pred = prior(xt, timestep=t, proj_embedding=text.embeds, encoder_hidden_states=text.hidden,
-                     attention_mask=text.mask).predicted_image_embedding
-        return torch.nn.functional.mse_loss(pred, x0)
+        return prior_objective(pri, emb, text, gen)
 
     unet.train()
     if prior_cfg:

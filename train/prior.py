@@ -6,7 +6,11 @@ image embedding, learned query], trained to predict the *clean* (normalised) ima
 by the empty prompt, which is the unconditional branch of classifier-free guidance at sampling
 time. `clip_mean` / `clip_std` are set from the data and frozen (they are zero-initialised trainable
 parameters in diffusers). `init` continues from a bundle's prior (e.g. after its CLIP was
-continued); `clip_mean` / `clip_std` are then re-measured on the bundle's current CLIP.
+continued); `clip_mean` / `clip_std` are then re-measured on the bundle's current CLIP unless
+`remeasure` is 0 (the image tower unchanged, as after `clip_text`). Captions name a random subset of
+the attributes (`domain.random_subset`) and are paired with the full scene's image embedding, so a
+short prompt's samples spread over what it leaves open; `p_new` draws that share of them from the
+second caption writer (`train.captions`), the phrasings `clip_text` taught the text tower.
 
     python -m train.prior [--smoke] [--steps N] [--threads T] [--out DIR] [--init BUNDLE]
 """
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import PriorTransformer, UnCLIPScheduler
 
+from train import captions
 from train import data as shapes_data
 from train.common import (
     SHIPPED,
@@ -57,6 +62,8 @@ class Config:
     threads: int = 1
     log_every: int = 200
     init: str = ""  # continue from this bundle's prior/ ("" = from scratch)
+    p_new: float = 0.0  # share of captions from the second writer (`train.captions`), the rest `domain.caption`
+    remeasure: int = 1  # with `init`: 1 = re-measure clip_mean / clip_std, 0 = keep the init prior's
 
 
 def smoke() -> Config:
@@ -85,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.init:
         prior = PriorTransformer.from_pretrained(Path(cfg.init) / "prior")
         log.info("continuing from %s", cfg.init)
-    with torch.no_grad():
-        prior.clip_mean.copy_(emb.mean(0, keepdim=True))
-        prior.clip_std.copy_(emb.std(0, keepdim=True))
+    if not cfg.init or cfg.remeasure:
+        with torch.no_grad():
+            prior.clip_mean.copy_(emb.mean(0, keepdim=True))
+            prior.clip_std.copy_(emb.std(0, keepdim=True))
     prior.clip_mean.requires_grad_(False)
     prior.clip_std.requires_grad_(False)
     target_all = (emb - prior.clip_mean) / prior.clip_std  # the prior's latent space
@@ -103,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
         with torch.no_grad():
-            text = clip.encode_text(ds.captions(idx, rng, p_empty=cfg.p_uncond))
+            if cfg.p_new:
+                caps = ["" if rng.random() < cfg.p_uncond else captions.mixed_caption(ds.attrs(int(i)), rng, cfg.p_new)
+                        for i in idx]
+            else:
+                caps = ds.captions(idx, rng, p_empty=cfg.p_uncond)
+            text = clip.encode_text(caps)
         x0 = target_all[torch.from_numpy(idx)]
         t = torch.randint(0, len(abar), (cfg.batch,))
         a = abar[t][:, None]
@@ -123,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     prior.save_pretrained(out / "prior", safe_serialization=True)
     scheduler().save_pretrained(out / "prior_scheduler")
     write_model_index(out)
-    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr,
+    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "p_new": cfg.p_new, "n_data": cfg.n_data,
              "params_M": round(sum(p.numel() for p in params) / 1e6, 2)}
     if cfg.init:
         prev = Path(cfg.init) / "training_log.json"

@@ -122,9 +122,9 @@ class SamPromptMask(Node):
                         "in the same units; empty for none.")
         mask_choice: Choice = Port("best", description="best: the highest-scoring of SAM's 3 masks; single: "
                                    "SAM's single-mask output; mask_1..3: one of the 3 (small to large parts).")
-        refine: bool = Port(True, description="Snap the mask's outline to the image's edges (a guided filter "
+        refine: bool = Port(False, description="Snap the mask's outline to the image's edges (a guided filter "
                             "of SAM's mask, the image as guide; SAM's masks are predicted at a quarter of its input "
-                            "size, so their corners come out rounded). Off: SAM's mask as it is.")
+                            "size, so their corners come out rounded). Off (default): SAM's mask as it is.")
 
     class Outputs(nodegraph.Outputs):
         mask: MASK = Port(description="The mask, (B, H, W) float 0/1 at the image size.")

@@ -374,3 +374,23 @@ def canonical_caption(attrs: dict[str, str]) -> str:
     """The plain, template-fixed caption of all five attributes."""
     return (f"a {attrs['size']} {attrs['color']} {attrs['shape']} "
             f"{POSITION_PHRASES[attrs['position']][0]} on a {attrs['background']} background")
+
+
+# --- a vocabulary for captioning by ranking (the CLIP interrogator) ------------------------------
+
+VOCABULARY_TEMPLATE = "a {size} {color} {shape|object} {position} on a {background} background"
+
+
+def vocabulary() -> dict[str, list[str]]:
+    """Slot → candidate phrases naming every attribute value (positions by their first phrase)."""
+    return {"size": list(SIZES), "color": list(COLORS), "shape": list(SHAPES),
+            "position": [POSITION_PHRASES[p][0] for p in POSITION_NAMES], "background": list(COLORS)}
+
+
+def attributes_of(choices: dict[str, str]) -> dict[str, str]:
+    """The attributes a vocabulary choice names (the inverse of `vocabulary`; unknown slots are dropped)."""
+    by_phrase = {POSITION_PHRASES[p][0]: p for p in POSITION_NAMES}
+    out = {k: v for k, v in choices.items() if k in ATTRIBUTES and k != "position"}
+    if "position" in choices:
+        out["position"] = by_phrase.get(choices["position"], choices["position"])
+    return out

@@ -93,3 +93,25 @@ class AnalyseShapes(Node):
         report = "\n".join(lines)
         ctx.show(text=report)
         return self.Outputs(report=report, mask=np.stack(masks))
+
+
+class ShapesVocabulary(Node):
+    """The Shapes domain's word lists and caption template, for the CLIP Interrogator: every colour,
+    shape, size, position and background the domain can name."""
+
+    name = "vocabulary"
+    title = "Shapes Vocabulary"
+    category = "shapes"
+
+    class Inputs(nodegraph.Inputs):
+        pass
+
+    class Outputs(nodegraph.Outputs):
+        vocabulary: str = Port(description="Word lists, 'slot: phrase, ...' per line.")
+        template: str = Port(description="The caption template naming the slots.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        from . import domain
+
+        lines = [f"{slot}: {', '.join(words)}" for slot, words in domain.vocabulary().items()]
+        return self.Outputs(vocabulary="\n".join(lines), template=domain.VOCABULARY_TEMPLATE)

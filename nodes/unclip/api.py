@@ -2,8 +2,9 @@
 
 Link types and the conditioning they carry, the glue every sampling node uses (seeded generator,
 progress callback, library errors as node errors), CLIP-space operations, and the model library
-(loaders and samplers, the model classes a pack builds on, and `schedulers`: choosing and stepping
-diffusers schedulers), imported with torch on first use, so importing this module stays light.
+(loaders, samplers and training losses, the model classes a pack builds on, `decoder_conditioning` for
+a pack's own decoder loop, and `schedulers`: choosing and stepping diffusers schedulers), imported with
+torch on first use, so importing this module stays light.
 Everything else in the pack is private and may change.
 """
 
@@ -15,14 +16,16 @@ from .convert import generator, library_errors, progress
 from .embeddings import slerp, text_diff
 from .encode import Conditioning
 from .sampling import Scheduler
-from .types import CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
+from .types import AR_PRIOR, CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
 # the model library (torch, diffusers), imported on first use
-_LIBRARY = ("PriorModel", "TextEncoding", "TransformersClipEncoder", "load_clip", "load_decoder", "load_prior",
-            "load_upsampler", "sample_decoder", "sample_prior", "upsample")
+_LIBRARY = ("ARPriorModel", "PriorModel", "TextEncoding", "TransformersClipEncoder", "alphas_cumprod", "decoder_loss",
+            "load_ar_prior", "load_clip", "load_decoder", "load_prior", "load_upsampler", "prior_loss", "sample_ar_prior",
+            "sample_decoder", "sample_prior", "upsample")
 _LAZY = {"schedulers": ".models.schedulers", "tiny": ".models.tiny",  # tiny: seeded test models
+         "decoder_conditioning": ".models.decoder:conditioning",  # text_proj outputs for a custom loop
          **{name: f".models:{name}" for name in _LIBRARY}}
 __getattr__ = nodegraph.lazy_exports(__name__, _LAZY)
 
-__all__ = ["CLIP", "CONDITIONING", "DECODER", "EMBEDDING", "PRIOR", "UPSAMPLER", "Conditioning", "Scheduler",
+__all__ = ["AR_PRIOR", "CLIP", "CONDITIONING", "DECODER", "EMBEDDING", "PRIOR", "UPSAMPLER", "Conditioning", "Scheduler",
            "generator", "library_errors", "progress", "slerp", "text_diff", *_LAZY]

@@ -27,6 +27,8 @@ CLIP = nodegraph.link_type("unclip.CLIP", "A loaded CLIP model (text and image e
                            _tiny("clip"))
 PRIOR = nodegraph.link_type("unclip.PRIOR", "A loaded diffusion prior (text embedding → image embedding).",
                             _tiny("prior"))
+AR_PRIOR = nodegraph.link_type("unclip.AR_PRIOR", "A loaded autoregressive prior (text embedding → codes of a "
+                                "quantised PCA of the image embedding → image embedding).", _tiny("ar_prior"))
 DECODER = nodegraph.link_type("unclip.DECODER", "A loaded diffusion decoder (image embedding → image).",
                               _tiny("decoder"))
 UPSAMPLER = nodegraph.link_type("unclip.UPSAMPLER", "A loaded diffusion super-resolution model.",

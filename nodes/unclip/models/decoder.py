@@ -123,3 +123,34 @@ def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEn
         if callback is not None:
             callback(i + 1, len(ts), sch.preview(out, latents))
     return latents.clamp(-1, 1) * 0.5 + 0.5
+
+
+def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncoding, abar: torch.Tensor,
+                 gen: torch.Generator, min_snr: float = 5.0, unet=None, unet_kwargs=None) -> torch.Tensor:
+    """The decoder's training loss on clean images x0 (B, 3, 32, 32) in [-1, 1].
+
+    `unet` replaces the decoder's UNet (e.g. a controlled one); `unet_kwargs(xt, t, hidden, additive,
+    mask) -> dict` adds keyword arguments to the UNet call.
+    """
+    hidden, additive = dec.text_proj(image_embeddings=img_emb, prompt_embeds=text.embeds,
+                                     text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
+    mask = F.pad(text.mask, (dec.text_proj.clip_extra_context_tokens, 0), value=True)
+    b = x0.shape[0]
+    t = torch.randint(0, len(abar), (b,), generator=gen)
+    a = abar[t].view(-1, 1, 1, 1)
+    noise = torch.randn(x0.shape, generator=gen)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    v = a.sqrt() * noise - (1 - a).sqrt() * x0
+    extra = unet_kwargs(xt, t, hidden, additive, mask) if unet_kwargs is not None else {}
+    pred = (unet or dec.unet)(xt, t, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask,
+                              **extra).sample
+    snr = (a / (1 - a)).view(-1)
+    # min-SNR-γ for v-prediction; 0: the plain v-loss, every noise level alike (min-SNR all but ignores the
+    # noisiest steps, where an image-conditioned model learns to follow its input image)
+    weight = snr.clamp(max=min_snr) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)
+    return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def alphas_cumprod(model: DecoderModel) -> torch.Tensor:
+    """ᾱ_t of the decoder's own noise schedule, (T,)."""
+    return torch.as_tensor(model.scheduler.alphas_cumprod, dtype=torch.float32)

@@ -96,3 +96,18 @@ def sample_prior(model: PriorModel, cond: TextEncoding, uncond: TextEncoding, gu
         if callback is not None:
             callback(i + 1, len(ts), None)
     return prior.post_process_latents(latents)
+
+
+def prior_loss(model: PriorModel, image_embeds: torch.Tensor, text: TextEncoding,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """The prior's training loss (x₀ objective on its own schedule) for CLIP image embeddings (B, D)
+    as targets of the prompts `text` (B rows): what fine-tuning the prior on new pairs minimises."""
+    prior = model.prior
+    x0 = (image_embeds - prior.clip_mean) / prior.clip_std  # the prior's latent space
+    abar = torch.as_tensor(model.scheduler.alphas_cumprod, dtype=torch.float32)
+    t = torch.randint(0, len(abar), (len(x0),), generator=generator)
+    a = abar[t][:, None]
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=generator)
+    pred = prior(xt, timestep=t, proj_embedding=text.embeds, encoder_hidden_states=text.hidden,
+                 attention_mask=text.mask).predicted_image_embedding
+    return torch.nn.functional.mse_loss(pred, x0)

@@ -2,7 +2,7 @@
 
 `build_tiny_karlo(root)` writes one in the layout `UnCLIPPipeline` checkpoints are published in,
 with the real shape constraints and every weight randomised (so every term of the math matters in a
-comparison); `clip()`, `prior()`, `decoder()`, `upsampler()` and `conditioning()` return handles on
+comparison); `clip()`, `prior()`, `ar_prior()`, `decoder()`, `upsampler()` and `conditioning()` return handles on
 a per-process cached one.
 """
 
@@ -183,6 +183,21 @@ def prior():
     from .prior import load_prior
 
     return _handle("prior", load_prior)
+
+
+def ar_prior():
+    """A seeded AR prior for the tiny CLIP: its codebook fitted on random embeddings, random weights."""
+    from nodegraph import ModelHandle
+
+    from .ar_prior import ARPrior, ARPriorConfig, ARPriorModel
+
+    if "model:ar_prior" not in _CACHED:
+        torch.manual_seed(0)
+        net = ARPrior(ARPriorConfig(embedding_dim=TEXT_DIM, text_width=TEXT_DIM, context_length=CONTEXT,
+                                    components=4, bins=8, width=16, layers=1, heads=2))
+        net.codebook.fit(torch.randn(64, TEXT_DIM, generator=torch.Generator().manual_seed(0)))
+        _CACHED["model:ar_prior"] = ARPriorModel(net.eval())
+    return ModelHandle(_CACHED["model:ar_prior"], "tiny-karlo", "unclip.ar_prior")
 
 
 def decoder():

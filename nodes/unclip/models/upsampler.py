@@ -49,9 +49,27 @@ def load_upsampler(path: str | Path) -> UpsamplerModel:
     return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"))
 
 
-def upscale_condition(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, h, w) in [-1, 1] → bicubic, antialiased (B, 3, size, size), as the pipeline does."""
-    return F.interpolate(images, size=[size, size], mode="bicubic", align_corners=False, antialias=True)
+def upscale_condition(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """(B, 3, h, w) in [-1, 1] → bicubic, antialiased (B, 3, size, size) (or (B, 3, H, W) for a pair),
+    as the pipeline does."""
+    hw = [size, size] if isinstance(size, int) else list(size)
+    return F.interpolate(images, size=hw, mode="bicubic", align_corners=False, antialias=True)
+
+
+def output_size(model: UpsamplerModel, height: int, width: int) -> tuple[int, int]:
+    """(H, W) of the upsampled image: the model's size for a square input; a wider (or taller) input,
+    such as a MultiDiffusion panorama, keeps its aspect ratio at the same enlargement factor (the UNet
+    is convolutional, so it runs on the whole canvas)."""
+    size = model.sample_size
+    if height == width:
+        return size, size
+    scale = size / min(height, width)
+    out = (round(height * scale), round(width * scale))
+    multiple = 2 ** (len(model.first.config.down_block_types) - 1)
+    if out[0] % multiple or out[1] % multiple:
+        raise ValueError(f"a {width}×{height} image upsamples to {out[1]}×{out[0]}, which this upsampler's UNet "
+                         f"cannot take (sides must be multiples of {multiple}); crop or pad the image first")
+    return out
 
 
 def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -88,7 +106,8 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
              latents: torch.Tensor | None = None, fix_colors: bool = False,
              color_sigma: float | None = None, flat_threshold: float = 0.0) -> torch.Tensor:
-    """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size.
+    """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size
+    (non-square images: their shorter side to S, see `output_size`).
 
     `fix_colors` replaces the result's low frequencies by the input's (`color_fix`): diffusion
     upsamplers drift in global colour at few steps; the input's colours are right by construction.
@@ -99,15 +118,15 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
     """
     unet = model.first
     dtype = unet.dtype
-    size = model.sample_size
     channels = unet.config.in_channels // 2
     batch = images.shape[0]
+    out_hw = output_size(model, *images.shape[-2:])
     sched = sch.make_scheduler(model.scheduler, scheduler)
     ts = sch.timesteps(sched, steps)
     if latents is None:
-        latents = randn_tensor((batch, channels, size, size), generator=generator, dtype=dtype)
+        latents = randn_tensor((batch, channels, *out_hw), generator=generator, dtype=dtype)
     latents = latents.to(dtype) * sched.init_noise_sigma
-    cond = upscale_condition(images.to(dtype) * 2 - 1, size)
+    cond = upscale_condition(images.to(dtype) * 2 - 1, out_hw)
     if noise_level > 0:
         # drawn after the initial noise, so noise_level=0 keeps the pipeline's random stream
         cond = cond + noise_level * randn_tensor(cond.shape, generator=generator, dtype=dtype)
@@ -123,7 +142,7 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
     result = latents.clamp(-1, 1) * 0.5 + 0.5
     if fix_colors:
         # by default the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
-        sigma = color_sigma or 0.5 * size / max(images.shape[-2:])
+        sigma = color_sigma or 0.5 * out_hw[0] / images.shape[-2]
         result = color_fix(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), sigma)
     if flat_threshold > 0:
         result = keep_flat(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), flat_threshold)

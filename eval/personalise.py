@@ -1,0 +1,223 @@
+"""DreamBooth and Imagic on the shipped models, judged by the pixel analyser.
+
+    .venv/bin/python -m eval personalise dreambooth [--set validation|tuning] [--n 16] [--lora NAME]
+    .venv/bin/python -m eval personalise imagic [--set validation|tuning] [--n 12]
+
+DreamBooth: trains the LoRA by running `workflows/dreambooth.json` up to its training node with the
+engine (unless `--lora` names an existing file), then samples text → prior → decoder with the LoRA
+merged (Load LoRA's code) and without it, same seeds:
+
+- `subject`: prompts with the identifier naming a colour other than the example's red, a size, a
+  position and a background; the image shows the subject when the heart template fits better than
+  every domain shape (eval/_subject.py), plus its colour / size / position right;
+- `no identifier`: the README's unseen-combination prompts (all five attributes named), with and
+  without the LoRA: mean named-attribute accuracy, and the difference (language drift).
+
+Imagic: renders of scenes → the three stages (workflow `imagic.json`'s nodes, run through the
+engine) with a target text naming another colour or another shape; the edited attribute changed,
+and position and size kept.
+
+The tuning set is the training caption generator with seed 7 and the README's tuning prompts; the
+validation set is other templates and seeds, never tuned on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nodes.shapes import domain
+
+from . import _judge as judge
+from . import _subject as subject
+from . import _tuning_prompts as tuning_prompts
+from . import _validation_prompts as validation_prompts
+
+log = logging.getLogger("eval.personalise")
+ROOT = Path(__file__).resolve().parents[1]
+DREAMBOOTH = ROOT / "workflows" / "dreambooth.json"
+IMAGIC = ROOT / "workflows" / "imagic.json"
+BUNDLE = ROOT / "models" / "shapes-unclip"
+SEEDS = {"tuning": 7, "validation": 2411}
+IDENTIFIER = "sks"
+EXAMPLE_COLOR = "red"
+TARGETS = {"subject": 0.80, "drift": 0.03, "imagic_changed": 0.70, "imagic_kept": 0.85}
+# validation phrasings of identifier prompts (training captions come from the domain's generator)
+_TEMPLATES = (
+    "draw {a} {z} {c} {i} shape {p}, {bg} background",
+    "{a} {c} {i} shape that is {z}, {p}, on {bg}",
+    "{bg} background with {a} {z} {c} {i} shape {p}",
+    "{z} {c} {i} shape {p} on a {bg} backdrop",
+)
+_SIZE = {"small": ("small", "little", "tiny"), "large": ("big", "large")}
+
+
+def identifier_prompts(which: str, n: int) -> list[tuple[str, dict[str, str]]]:
+    """(prompt, named attributes) for scenes whose colour is not the example subject's."""
+    from nodes.personalise.subject import caption
+
+    rng = np.random.default_rng(SEEDS[which] + 1)
+    out = []
+    while len(out) < n:
+        s = domain.sample_scene(rng, "any")
+        if s.color == EXAMPLE_COLOR:
+            continue
+        attrs = {k: v for k, v in s.attributes().items() if k != "shape"}
+        if which == "tuning":
+            text = caption(s.attributes(), IDENTIFIER, rng, domain.ATTRIBUTES)
+        else:
+            z = _SIZE[s.size][int(rng.integers(len(_SIZE[s.size])))]
+            t = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
+            first = t.split("{a}")[1].split()[0] if "{a}" in t else ""
+            word = {"{z}": z, "{c}": s.color}.get(first, "x")
+            text = t.format(a="an" if word[0] in "aeiou" else "a", z=z, c=s.color, i=IDENTIFIER,
+                            p=domain.POSITION_PHRASES[s.position][0], bg=s.background)
+        out.append((text, attrs))
+    return out
+
+
+class Stack:
+    """The shipped CLIP, prior and decoder, with or without a LoRA merged in."""
+
+    def __init__(self, bundle: Path = BUNDLE):
+        from nodes.unclip.api import load_clip, load_decoder, load_prior
+
+        self.clip = load_clip(bundle)
+        self.prior = load_prior(bundle)
+        self.decoder = load_decoder(bundle)
+
+    def with_lora(self, path: Path) -> Stack:
+        import dataclasses
+
+        from nodes.lora.api import patch, read_lora
+
+        lora = read_lora(path)
+        parts = patch({"unet": self.decoder.unet, "text_proj": self.decoder.text_proj, "prior": self.prior.prior},
+                      lora, 1.0)
+        out = copy.copy(self)
+        out.decoder = dataclasses.replace(self.decoder, unet=parts["unet"], text_proj=parts["text_proj"])
+        out.prior = dataclasses.replace(self.prior, prior=parts["prior"])
+        return out
+
+    def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8) -> list[np.ndarray]:
+        """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows')."""
+        import torch
+
+        from nodes.unclip.api import sample_decoder, sample_prior
+
+        out = []
+        with torch.inference_mode():
+            empty = self.clip.encode_text([""])
+            for i in range(0, len(prompts), batch):
+                text = self.clip.encode_text(prompts[i:i + batch])
+                gen = torch.Generator().manual_seed(seed + i)
+                emb = sample_prior(self.prior, text, empty, guidance=4.0, steps=steps, generator=gen)
+                img = sample_decoder(self.decoder, emb, text, empty, guidance=1.5, steps=steps, generator=gen)
+                out.extend((img.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
+        return out
+
+
+def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[dict, float]:
+    """Run a workflow up to `node` with the engine; (that node's outputs, seconds)."""
+    import nodegraph
+
+    engine = nodegraph.Engine.from_settings(nodegraph.Settings.from_env(threads=threads, output_dir=ROOT / "runs"))
+    wf, issues = nodegraph.apply_overrides(json.loads(path.read_text()), overrides)
+    if wf is None or issues:
+        raise SystemExit(f"{path.name}: bad overrides {issues}")
+    t0 = time.time()
+
+    def sink(event) -> None:
+        if isinstance(event, nodegraph.Progress) and event.total and event.step % 10 == 0:
+            log.info("%s: step %d/%d, %.0f s", event.node, event.step, event.total, time.time() - t0)
+
+    result = engine.run(wf, targets=[node], sink=sink)
+    if not result.ok:
+        raise SystemExit(f"{path.name} failed: {result.error}")
+    return result.outputs[node], time.time() - t0
+
+
+def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int, threads: int,
+                    save: Path | None = None) -> dict:
+    report: dict = {"set": which}
+    if lora:
+        path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
+    else:
+        outputs, seconds = run_workflow(DREAMBOOTH, {"train.name": f"heart-eval-{which}",
+                                                     "train.steps": train_steps}, "train", threads)
+        path = ROOT / "models" / "loras" / f"{outputs['lora']}.safetensors"
+        report["train_seconds_wall"] = round(seconds, 1)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        report["training"] = json.loads((f.metadata() or {}).get("nodegraph_training", "{}"))
+    base = Stack()
+    tuned = base.with_lora(path)
+    seed = SEEDS[which] * 1000
+
+    pairs = identifier_prompts(which, n)
+    t0 = time.time()
+    images = tuned.generate([p for p, _ in pairs], seed, steps)
+    report["seconds_per_image"] = round((time.time() - t0) / len(pairs), 2)
+    if save:
+        from PIL import Image
+
+        save.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate(images, axis=1)).save(save / f"dreambooth_{which}_subject.png")
+    verdicts = [subject.judge_heart(im) for im in images]
+    report["subject"] = {
+        "n": len(pairs), "heart": float(np.mean([v.heart for v in verdicts])),
+        **{k: float(np.mean([getattr(v, k) == a[k] for v, (_, a) in zip(verdicts, pairs, strict=True)]))
+           for k in ("color", "size", "position")}}
+    report["subject_examples"] = [{"prompt": p, "heart": v.heart, "iou": round(v.heart_iou, 2)}
+                                  for (p, _), v in list(zip(pairs, verdicts, strict=True))[:4]]
+
+    module = tuning_prompts if which == "tuning" else validation_prompts
+    prompts = module.full_prompts("heldout_combos", n)
+    texts = [p.text for p in prompts]
+    rows = {}
+    for label, stack in (("base", base), ("lora", tuned)):
+        ims = stack.generate(texts, seed + 1, steps)
+        v = [judge.judge(im, p.named) for im, p in zip(ims, prompts, strict=True)]
+        s = judge.summarise(v)
+        rows[label] = {a: round(s[a], 3) for a in domain.ATTRIBUTES} | {"mean": round(
+            float(np.mean([s[a] for a in domain.ATTRIBUTES])), 3)}
+    rows["drift"] = round(rows["base"]["mean"] - rows["lora"]["mean"], 3)
+    report["no_identifier"] = rows
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval personalise")
+    p.add_argument("method", choices=("dreambooth", "imagic"))
+    p.add_argument("--set", dest="which", choices=tuple(SEEDS), default="validation")
+    p.add_argument("--n", type=int, default=16, help="prompts (DreamBooth) or scenes (Imagic)")
+    p.add_argument("--steps", type=int, default=10, help="prior and decoder sampling steps")
+    p.add_argument("--lora", default="", help="DreamBooth: judge this LoRA instead of training one")
+    p.add_argument("--train-steps", type=int, default=100, help="DreamBooth training steps")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", type=Path, help="write the report here too")
+    p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.method == "dreambooth":
+        report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
+                                 args.save_images)
+    else:
+        from ._imagic import eval_imagic
+
+        report = eval_imagic(args.which, args.n, args.steps, args.threads)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0

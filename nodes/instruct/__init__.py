@@ -1,0 +1,127 @@
+"""The InstructPix2Pix pack: edit an image by an English instruction ("make it blue", "move it up").
+
+`Load InstructPix2Pix` loads a model made from the unCLIP decoder (`nodes/instruct/model.py`; the
+shipped `shapes-ip2p` is trained by `python -m train ip2p`); `Instruct Edit` samples it on input
+images with the instruction's CLIP encoding (CLIP Text Encode of the same bundle's CLIP) and two
+classifier-free guidance scales, text and image, as diffusers' InstructPix2Pix pipeline has them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nodegraph
+from nodegraph import IMAGE, Node, NodeContext, Port
+
+from ..unclip.api import CONDITIONING, Scheduler, generator, library_errors, progress
+
+DEFAULT = "shapes-ip2p"
+KIND = "instruct.model"
+MODELS = nodegraph.ModelKind(KIND, markers=("unet/config.json",))
+
+
+def _example_model():
+    from .tiny import tiny_instruct  # a seeded model made from the tiny test decoder
+
+    return tiny_instruct()
+
+
+INSTRUCT_MODEL = nodegraph.link_type("instruct.MODEL", "A loaded InstructPix2Pix model (image + instruction → "
+                                     "edited image).", _example_model)
+
+
+class LoadInstruct(Node):
+    """Load an InstructPix2Pix model made from the unCLIP decoder (diffusers-style folder, safetensors)."""
+
+    name = "load"
+    search_aliases = ("instructpix2pix loader", "ip2p", "model loader")
+    title = "Load InstructPix2Pix"
+    category = "instruct"
+    volatile = True  # reads files; the fingerprint notices changes
+
+    class Inputs(nodegraph.Inputs):
+        model: nodegraph.ModelName(MODELS) = Port(DEFAULT, description="Model name in the model folders (a folder "
+                                                  "with unet/, text_proj/, scheduler/ and model_index.json), or a "
+                                                  "local path.")
+
+    class Outputs(nodegraph.Outputs):
+        model: INSTRUCT_MODEL = Port(description="The InstructPix2Pix model.")
+
+    def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
+        try:
+            return nodegraph.file_signature(ctx.resolve_model(inputs.get("model", DEFAULT)))
+        except (nodegraph.NodegraphError, OSError):
+            return None  # run() reports the problem
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        from .model import load_instruct
+
+        path = ctx.models.resolve(inputs.model)
+        with library_errors(), nodegraph.refuse_pickles(path):
+            handle = ctx.models.handle(f"{KIND}:{path.resolve()}", lambda: load_instruct(path), inputs.model, KIND)
+        return self.Outputs(model=handle)
+
+
+class InstructEdit(Node):
+    """Edit images by an instruction (InstructPix2Pix): "make it blue", "turn it into a star", "move it up".
+
+    Two guidance scales, as in diffusers' InstructPix2Pix pipeline: `guidance` pulls towards the
+    instruction, `image_guidance` towards the input image (higher keeps more of it). Guidance is on
+    when guidance > 1 and image_guidance ≥ 1 (three model evaluations a step), else the model is
+    sampled once a step with instruction and image.
+    """
+
+    name = "edit"
+    search_aliases = ("instructpix2pix", "ip2p", "instruct", "edit image", "img2img")
+    title = "Instruct Edit"
+    category = "instruct"
+
+    class Inputs(nodegraph.Inputs):
+        model: INSTRUCT_MODEL = Port(description="A loaded InstructPix2Pix model.")
+        images: IMAGE = Port(description="Images to edit (resized to the model's resolution, 32 px for the "
+                             "shipped one).")
+        instruction: CONDITIONING = Port(description="The instruction encoded by CLIP Text Encode (with the CLIP "
+                                         "of the model's base bundle); one instruction for all images or one per "
+                                         "image. Its negative prompt is the unconditional text (keep it empty).")
+        guidance: float = Port(3.0, ge=0.0, le=30.0, step=0.5, description="Text guidance scale: how strongly "
+                               "the instruction is followed.")
+        image_guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.1, description="Image guidance scale: how "
+                                     "closely the input image is kept.")
+        steps: int = Port(20, ge=2, le=1000, description="Denoising steps.")
+        scheduler: Scheduler = Port("default", description="Sampler: the model's own ('default', DDIM), or "
+                                    "another diffusers scheduler built from its config.")
+        seed: nodegraph.Seed = Port(0, description="Random seed.")
+
+    class Outputs(nodegraph.Outputs):
+        images: IMAGE = Port(description="Edited images at the model's resolution, (B, S, S, 3).")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        from .model import sample_instruct
+
+        images = nodegraph.to_tensor(inputs.images)
+        cond = inputs.instruction
+        n = max(len(cond), images.shape[0])
+        if len(cond) not in (1, n) or images.shape[0] not in (1, n):
+            raise nodegraph.NodeExecutionError(
+                f"{len(cond)} instructions for {images.shape[0]} images; give one instruction, or one per image "
+                "(one per line in CLIP Text Encode), or one image")
+        images = images.expand(n, -1, -1, -1)
+        with torch.inference_mode(), library_errors():
+            out = sample_instruct(inputs.model.model, images, cond.cond, cond.uncond, guidance=inputs.guidance,
+                                  image_guidance=inputs.image_guidance, steps=inputs.steps,
+                                  generator=generator(inputs.seed), callback=progress(ctx),
+                                  scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
+        return self.Outputs(images=nodegraph.from_tensor(out))
+
+
+PACK = nodegraph.Pack(
+    name="instruct",
+    version="1.0.0",
+    description="InstructPix2Pix for the unCLIP decoder: edit an image by an instruction, with text and image "
+    "guidance scales.",
+    nodes=[LoadInstruct, InstructEdit],
+)
+
+__all__ = ["INSTRUCT_MODEL", "PACK", "InstructEdit", "LoadInstruct"]

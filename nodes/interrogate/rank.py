@@ -1,0 +1,93 @@
+"""Ranking phrases with CLIP: fill a caption template's slots with the words an image matches best.
+
+A vocabulary is an ordered mapping slot → candidate phrases; the template names the slots
+(`"a {size} {color} {shape}"`). Coordinate ascent: each slot starts with its best phrase when the
+other slots are left out of the caption, then, pass after pass, each slot takes the phrase whose
+whole caption (the other slots at their current choice) is nearest the image embedding (cosine),
+until no slot changes. Each pass encodes Σ|phrases| captions per image, not their product.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}")  # {slot} or {slot|word when left out}
+
+
+@dataclass(frozen=True)
+class Caption:
+    """The chosen phrase of every slot, the caption they fill, and its cosine similarity with the image."""
+
+    text: str
+    choices: dict[str, str]
+    score: float
+
+
+def parse_vocabulary(text: str) -> dict[str, list[str]]:
+    """'slot: phrase, phrase, ...' per line → {slot: [phrases]} (a repeated slot extends its list)."""
+    vocab: dict[str, list[str]] = {}
+    for n, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1):
+        name, sep, rest = line.partition(":")
+        name = name.strip()
+        phrases = [p.strip() for p in rest.split(",") if p.strip()]
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not phrases:
+            raise ValueError(f"vocabulary line {n} is {line.strip()!r}; expected 'slot: phrase, phrase, ...' with "
+                             "a slot name of letters, digits and _ (e.g. 'color: red, green, blue')")
+        vocab.setdefault(name, [])
+        vocab[name] += [p for p in phrases if p not in vocab[name]]
+    return vocab
+
+
+def fill(template: str, choices: dict[str, str]) -> str:
+    """The template with each slot's phrase (a slot without one takes its default word, or is left out),
+    spaces collapsed."""
+    text = SLOT.sub(lambda m: choices.get(m.group(1)) or m.group(2) or "", template)
+    return re.sub(r"\s+", " ", text).strip(" ,")
+
+
+def full_template(template: str, vocab: dict[str, list[str]]) -> str:
+    """The template, with every vocabulary slot it does not name appended at the end (user word lists)."""
+    named = {m.group(1) for m in SLOT.finditer(template)}
+    missing = [s for s in vocab if s not in named]
+    unknown = named - set(vocab)
+    if unknown:
+        raise ValueError(f"the template names {sorted(unknown)} but the vocabulary has no such list; add "
+                         f"'{sorted(unknown)[0]}: ...' to the vocabulary or remove the slot")
+    return " ".join([template, *("{" + s + "}" for s in missing)])
+
+
+def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[str]],
+                passes: int = 4) -> list[Caption]:
+    """Captions for image embeddings (B, D); `encode_text(list[str]) -> (N, D)` is CLIP's text tower."""
+    import torch
+
+    template = full_template(template, vocab)
+    images = torch.nn.functional.normalize(image_embeds.float(), dim=-1)
+    cache: dict[str, torch.Tensor] = {}
+
+    def scores(texts: list[str], row: int) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in cache]
+        if new:
+            emb = torch.nn.functional.normalize(encode_text(new).float(), dim=-1)
+            cache.update(zip(new, emb, strict=True))
+        return torch.stack([cache[t] for t in texts]) @ images[row]
+
+    out = []
+    for row in range(images.shape[0]):
+        choices: dict[str, str] = {}
+        for slot, phrases in vocab.items():  # start: each slot alone
+            s = scores([fill(template, {slot: p}) for p in phrases], row)
+            choices[slot] = phrases[int(s.argmax())]
+        for _ in range(passes):
+            changed = False
+            for slot, phrases in vocab.items():
+                s = scores([fill(template, {**choices, slot: p}) for p in phrases], row)
+                best = phrases[int(s.argmax())]
+                changed |= best != choices[slot]
+                choices[slot] = best
+            if not changed:
+                break
+        text = fill(template, choices)
+        out.append(Caption(text, dict(choices), float(scores([text], row)[0])))
+    return out

@@ -1,0 +1,30 @@
+"""Writing LoRA files: peft adapters → a safetensors file that Load LoRA (and diffusers) reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def save_lora(path: Path, unet: Any, config: dict, extra: dict | None = None, prior: Any = None,
+              prior_config: dict | None = None) -> None:
+    """peft state dicts with the `unet.` (and `prior.`) prefix and each LoraConfig as diffusers'
+    metadata (`lora_adapter_metadata`), written atomically; `extra` goes to `nodegraph_training`."""
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    parts = [("unet", unet, config)] + ([("prior", prior, prior_config)] if prior is not None else [])
+    state, meta_cfg = {}, {}
+    for prefix, model, conf in parts:
+        state.update({f"{prefix}.{k}": v.detach().float().contiguous()
+                      for k, v in get_peft_model_state_dict(model).items()})
+        meta_cfg.update({f"{prefix}.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()})
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(meta_cfg, sort_keys=True, default=str)}
+    if extra:
+        metadata["nodegraph_training"] = json.dumps(extra, sort_keys=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.safetensors")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)

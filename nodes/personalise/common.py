@@ -1,0 +1,42 @@
+"""Tensor glue the personalisation nodes share: images at the decoder's resolution, row selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def decoder_pixels(images: np.ndarray | Any, size: int) -> Any:
+    """Images (B, H, W, 3) (uint8, or float in [0, 1]) → the decoder's training target (B, 3, size, size)
+    in [-1, 1], area-averaged as the training data is."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(images, dtype=np.float32)
+    if np.asarray(images).dtype == np.uint8:
+        arr = arr / 255.0
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x * 2 - 1
+
+
+def clip_pixels(images: np.ndarray) -> Any:
+    """uint8 images (B, H, W, 3) → float (B, 3, H, W) in [0, 1], as CLIP's image encoder takes them."""
+    import torch
+
+    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).permute(0, 3, 1, 2).contiguous()
+
+
+def trainable_copy(enc: Any) -> Any:
+    """A TextEncoding (or tensor) made by another node under `torch.inference_mode()`, cloned so that
+    autograd may save it for the backward pass."""
+    if hasattr(enc, "embeds"):
+        return type(enc)(enc.embeds.clone(), enc.hidden.clone(), enc.mask.clone())
+    return enc.detach().clone()
+
+
+def take(enc: Any, idx: Any) -> Any:
+    """Rows `idx` of a TextEncoding."""
+    return type(enc)(enc.embeds[idx], enc.hidden[idx], enc.mask[idx])

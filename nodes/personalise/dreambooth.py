@@ -1,0 +1,153 @@
+"""DreamBooth for the unCLIP cascade: a LoRA that binds a rare identifier word to a subject from a few
+images, with the paper's prior-preservation loss on class images the model generates itself.
+
+In unCLIP the decoder draws what the CLIP image embedding from the prior says, so the identifier
+has to act on the text side: a LoRA on the prior maps prompts with the identifier to the CLIP
+image embeddings of the subject, and a LoRA on the decoder (including its text cross-attention)
+learns to draw the subject from those embeddings and the identifier token. CLIP itself stays
+frozen (Load LoRA patches no text encoder); the identifier is one of its untrained tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+
+import nodegraph
+from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
+
+from ..unclip.api import CLIP, DECODER, PRIOR
+
+PREFIX = "dreambooth-"  # files in <models>/loras/ that runs write (git-ignored)
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class DreamBooth(Node):
+    """Teach the models a subject from 3–5 images under a rare identifier word (DreamBooth, as a LoRA).
+
+    Trains LoRAs on copies of the prior and the decoder (the loaded models are not changed) with
+    prior preservation on images the model generates for ordinary prompts, writes
+    `<models>/loras/dreambooth-<name>.safetensors` and outputs its name for Load LoRA. Prompts then
+    say "a red sks shape at the top". Takes minutes; progress per step, cancellable between steps.
+    """
+
+    name = "dreambooth"
+    title = "DreamBooth (train LoRA)"
+    search_aliases = ("train lora", "personalise", "personalize", "subject", "fine-tune")
+    category = "personalise"
+
+    class Inputs(nodegraph.Inputs):
+        clip: CLIP = Port(description="The CLIP of the bundle (frozen; encodes prompts and the subject images).")
+        prior: PRIOR = Port(description="The prior to personalise (a copy gets the LoRA).")
+        decoder: DECODER = Port(description="The decoder to personalise (a copy gets the LoRA).")
+        images: IMAGE = Port(description="3–5 images of the subject: one object on a plain background.")
+        identifier: str = Port("sks", description="The rare word that will name the subject in prompts "
+                               "(one word the models never saw).")
+        name: str = Port("subject", description="The LoRA is written to <models>/loras/dreambooth-<name>.safetensors "
+                         "(letters, digits, '-', '_', '.').")
+        steps: int = Port(100, ge=1, le=5000, description="Training steps.")
+        batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: half subject, half class images.")
+        rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
+        lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
+        prior_lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate of the prior LoRA.")
+        class_images: int = Port(32, ge=2, le=1024, description="Images the model generates for ordinary prompts, "
+                                 "for prior preservation.")
+        class_steps: int = Port(10, ge=2, le=100, description="Denoising steps when generating the class images.")
+        preservation: float = Port(1.0, ge=0.0, le=10.0, description="Weight λ of the prior-preservation loss.")
+        augment: bool = Port(True, description="Cut the subject out and place it at other sizes, positions and "
+                             "colours on other backgrounds (Shapes domain), so prompts can move and recolour it. "
+                             "Off: the images as they are.")
+        seed: nodegraph.Seed = Port(0, description="Random seed (data, noise, class prompts).")
+
+    class Outputs(nodegraph.Outputs):
+        lora: str = Port(description="The LoRA's name in <models>/loras/, for Load LoRA.")
+        class_images: IMAGE = Port(description="The class images the model generated, at the decoder's "
+                                   "resolution.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import dataclasses
+
+        import torch
+
+        from ..lora.api import save_lora
+        from ..shapes.api import domain
+        from ..unclip.api import (
+            alphas_cumprod,
+            decoder_loss,
+            generator,
+            prior_loss,
+            sample_decoder,
+            sample_prior,
+        )
+        from . import subject, training
+        from .common import clip_pixels, decoder_pixels, take
+
+        if not _NAME.match(inputs.name):
+            raise NodeExecutionError(f"name {inputs.name!r} is not a file name; use letters, digits, '-', '_' or '.'")
+        ident = inputs.identifier.strip()
+        if not ident or " " in ident:
+            raise NodeExecutionError(f"identifier {inputs.identifier!r} must be one word, e.g. 'sks'")
+        if not ctx.settings.model_dirs:
+            raise NodeExecutionError("no models folder to write the LoRA to; set NODEGRAPH_MODELS_DIR")
+        images = nodegraph.as_image_batch(inputs.images)
+        if len(images) < 1:
+            raise NodeExecutionError("no subject images; connect 3–5 images of the subject")
+        t0, cpu0 = time.time(), time.process_time()
+        clip, pri, dec = inputs.clip.model, inputs.prior.model, inputs.decoder.model
+        rng = np.random.default_rng(inputs.seed)
+        gen = generator(inputs.seed)
+        size = dec.sample_size
+
+        # subject rows and the class images of prior preservation, generated by the model itself
+        pool = max(64, 16 * len(images))
+        subj64, subj_caps = subject.rows(images, ident, pool, rng, augment=inputs.augment)
+        class_caps = [domain.caption(domain.sample_scene(rng, "train"), rng) for _ in range(inputs.class_images)]
+        with torch.no_grad():
+            subj_text = clip.encode_text(subj_caps)
+            subj_emb = clip.encode_image(clip_pixels(subj64))
+            class_text = clip.encode_text(class_caps)
+            uncond = clip.encode_text([""])
+            ctx.check_cancelled()
+            class_emb = sample_prior(pri, class_text, uncond, guidance=4.0, steps=inputs.class_steps, generator=gen)
+            ctx.check_cancelled()
+            class_img = sample_decoder(dec, class_emb, class_text, uncond, guidance=1.5, steps=inputs.class_steps,
+                                       generator=gen)
+        subj_x0 = decoder_pixels(subj64, size)
+        class_x0 = class_img * 2 - 1
+        ctx.check_cancelled()
+
+        unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_TARGETS)
+        prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS)
+        tuned_prior = dataclasses.replace(pri, prior=prior_net)
+        abar = alphas_cumprod(dec)
+        null = dec.text_proj.learned_classifier_free_guidance_embeddings[None]
+        n_subj = inputs.batch // 2
+        lam = inputs.preservation
+
+        def loss(step: int):
+            i_s = torch.from_numpy(rng.choice(len(subj_x0), size=n_subj, replace=len(subj_x0) < n_subj))
+            i_c = torch.from_numpy(rng.choice(len(class_x0), size=inputs.batch - n_subj,
+                                              replace=len(class_x0) < inputs.batch - n_subj))
+            emb = subj_emb[i_s].clone()
+            emb[torch.from_numpy(rng.random(n_subj) < 0.2)] = null  # the identifier alone must carry it too
+            l_dec = decoder_loss(dec, subj_x0[i_s], emb, take(subj_text, i_s), abar, gen, unet=unet)
+            l_dec_class = decoder_loss(dec, class_x0[i_c], class_emb[i_c], take(class_text, i_c), abar, gen, unet=unet)
+            l_pri = prior_loss(tuned_prior, subj_emb[i_s], take(subj_text, i_s), gen)
+            l_pri_class = prior_loss(tuned_prior, class_emb[i_c], take(class_text, i_c), gen)
+            return l_dec + lam * l_dec_class + l_pri + lam * l_pri_class
+
+        groups = [{"params": training.trainable(unet), "lr": inputs.lr},
+                  {"params": training.trainable(prior_net), "lr": inputs.prior_lr}]
+        losses = training.fit(groups, loss, inputs.steps, lambda done, _loss: ctx.progress(done, inputs.steps))
+        path = ctx.settings.model_dirs[0] / "loras" / f"{PREFIX}{inputs.name}.safetensors"
+        seconds = round(time.time() - t0, 1)
+        info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps, "seconds": seconds,
+                "cpu_seconds": round(time.process_time() - cpu0, 1),
+                "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
+        save_lora(path, unet, unet_cfg, info, prior_net, prior_cfg)
+        ctx.log.info("DreamBooth: %d steps in %.0f s, loss %.4f → %.4f; wrote %s", inputs.steps, seconds,
+                     losses[0], losses[-1], path)
+        ctx.show(text=[f"{path.name}: {inputs.steps} steps in {seconds:.0f} s, loss {losses[0]:.3f} → {losses[-1]:.3f}"])
+        return self.Outputs(lora=path.stem, class_images=nodegraph.from_tensor(class_img))

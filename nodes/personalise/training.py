@@ -1,0 +1,66 @@
+"""Fine-tuning inside a node: peft LoRA adapters on private copies of the decoder UNet and the prior,
+an AdamW loop that reports progress and honours cancellation between steps, and merging the result.
+
+The cached models are never touched: every adapter goes on a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+DECODER_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj")  # self- and text cross-attention
+PRIOR_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "encoder_hidden_states_proj", "embedding_proj")
+
+
+def with_lora(module: Any, rank: int, targets: Sequence[str]) -> tuple[Any, dict]:
+    """A frozen deep copy of `module` (a diffusers model) with a trainable peft LoRA of `rank` on the
+    `targets` projections, and the LoraConfig as a dict (for the file's metadata)."""
+    from peft import LoraConfig
+
+    model = copy.deepcopy(module)
+    model.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(targets), init_lora_weights="gaussian")
+    model.add_adapter(config)
+    model.train()
+    return model, config.to_dict()
+
+
+def trainable(*models: Any) -> list[Any]:
+    return [p for m in models for p in m.parameters() if p.requires_grad]
+
+
+def fit(groups: list[dict], loss_fn: Callable[[int], Any], steps: int, on_step: Callable[[int, float], None],
+        warmup: int = 10) -> list[float]:
+    """AdamW over parameter `groups` (torch param-group dicts with their `lr`) for `steps` steps of
+    `loss_fn(step)`, warm-up then cosine decay, gradients clipped at 1. `on_step(done, loss)` runs
+    after every step (progress; it may raise Cancelled, which stops between steps). Returns the losses."""
+    import torch
+
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    losses = []
+    for step in range(steps):
+        loss = loss_fn(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        on_step(step + 1, losses[-1])
+    return losses
+
+
+def merged(model: Any) -> Any:
+    """The LoRA-adapted copy with its adapters merged into the weights, in eval mode, no gradients."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+    return model.requires_grad_(False).eval()

@@ -1,0 +1,103 @@
+"""CLIP Interrogator: vocabulary parsing, the ranking search, the node on the tiny CLIP, the shipped CLIP."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from edit_helpers import run
+
+from nodegraph import NodeExecutionError
+from nodes.interrogate.nodes import Interrogate
+from nodes.interrogate.rank import fill, full_template, interrogate, parse_vocabulary
+from nodes.shapes import domain
+from nodes.shapes.nodes import ShapesVocabulary
+from nodes.unclip.models import tiny
+
+torch.set_num_threads(1)
+
+
+def test_vocabulary_lines_become_ordered_slots_and_repeated_slots_extend():
+    vocab = parse_vocabulary("color: red, blue\nshape: circle\ncolor: green, red\n")
+    assert vocab == {"color": ["red", "blue", "green"], "shape": ["circle"]}
+
+
+@pytest.mark.parametrize("text", ["color red, blue", "my color: red", "color:"])
+def test_a_bad_vocabulary_line_names_the_expected_format(text):
+    with pytest.raises(ValueError, match="expected 'slot: phrase, phrase"):
+        parse_vocabulary(text)
+
+
+def test_slots_left_out_take_their_default_word_or_vanish():
+    template = "a {color} {shape|object} on {bg}"
+    assert fill(template, {"color": "red"}) == "a red object on"
+    assert fill(template, {"shape": "star", "bg": "white"}) == "a star on white"
+
+
+def test_lists_the_template_does_not_name_are_appended_and_unknown_slots_are_refused():
+    assert full_template("a {color}", {"color": ["red"], "mood": ["calm"]}) == "a {color} {mood}"
+    with pytest.raises(ValueError, match="no such list"):
+        full_template("a {color} {shape}", {"color": ["red"]})
+
+
+def bag_of_words(texts: list[str]) -> torch.Tensor:
+    words = sorted({w for phrase in ("red blue green circle square star small large top left right bottom",)
+                    for w in phrase.split()})
+    return torch.tensor([[float(w in t.split()) for w in words] for t in texts]) + 0.01
+
+
+def test_the_search_recovers_the_caption_an_image_embedding_was_made_from():
+    vocab = {"size": ["small", "large"], "color": ["red", "blue", "green"], "shape": ["circle", "square", "star"],
+             "where": ["top left", "bottom right", "top right"]}
+    target = "a large green star bottom right"
+    caps = interrogate(bag_of_words, bag_of_words([target]), "a {size} {color} {shape}", vocab)
+    assert caps[0].text == target
+    assert caps[0].choices == {"size": "large", "color": "green", "shape": "star", "where": "bottom right"}
+
+
+def test_the_node_captions_every_image_and_appends_user_word_lists(tmp_path):
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    out, _ = run(Interrogate, tmp_path, clip=tiny.clip(), images=images, vocabulary="color: red, blue\nshape: "
+                 "circle, star", template="a {color} {shape}", extra="mood: calm, busy", passes=2)
+    lines = out.caption.splitlines()
+    choices = json.loads(out.choices)
+    assert len(lines) == 2 and len(choices) == 2
+    for line, c in zip(lines, choices, strict=True):
+        assert line == f"a {c['color']} {c['shape']} {c['mood']}"
+    assert -1.0 <= out.score <= 1.0
+
+
+def test_an_empty_vocabulary_is_refused(tmp_path):
+    with pytest.raises(NodeExecutionError, match="vocabulary is empty"):
+        run(Interrogate, tmp_path, clip=tiny.clip(), images=np.zeros((1, 32, 32, 3), np.float32), vocabulary="",
+            template="a {color}", extra="", passes=1)
+
+
+def test_the_shapes_vocabulary_names_every_attribute_and_reads_back(tmp_path):
+    out, _ = run(ShapesVocabulary, tmp_path)
+    vocab = parse_vocabulary(out.vocabulary)
+    assert set(vocab) == set(domain.ATTRIBUTES) and len(vocab["position"]) == 9
+    scene = domain.sample_scenes(0, 1)[0]
+    choices = {"color": scene.color, "shape": scene.shape, "size": scene.size, "background": scene.background,
+               "position": domain.POSITION_PHRASES[scene.position][0]}
+    assert domain.attributes_of(choices) == scene.attributes()
+    assert full_template(out.template, vocab) == out.template
+
+
+def test_the_shipped_clip_captions_unseen_combination_renders_right():
+    from conftest import ROOT
+
+    from nodes.unclip.api import load_clip
+
+    clip = load_clip(ROOT / "models" / "shapes-unclip")
+    scenes = domain.sample_scenes(123, 8, "heldout_combos")
+    x = torch.stack([torch.from_numpy(domain.render(s, 64).astype(np.float32) / 255).permute(2, 0, 1)
+                     for s in scenes])
+    with torch.inference_mode():
+        caps = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x), domain.VOCABULARY_TEMPLATE,
+                           domain.vocabulary())
+    right = [all(domain.attributes_of(c.choices)[a] == s.attributes()[a]
+                 for a in ("color", "shape", "position", "background")) for c, s in zip(caps, scenes, strict=True)]
+    assert sum(right) >= 7, [c.text for c in caps]

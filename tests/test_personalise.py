@@ -1,0 +1,157 @@
+"""The personalisation pack on tiny seeded models: DreamBooth writes a LoRA that Load LoRA applies,
+reports progress, honours cancel and is cached by its inputs; the subject rows; Imagic's stages
+optimise, fine-tune a copy (never the cached decoder) and interpolate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import link, node, workflow
+
+import nodegraph
+from nodegraph import CancelToken, Engine, Settings
+from nodes.personalise import subject
+from nodes.shapes.api import analyse, domain
+from nodes.unclip.models import tiny
+
+
+def subject_images(n: int = 3) -> np.ndarray:
+    """n renders of one object (a red square) at different places: float (n, 64, 64, 3)."""
+    rng = np.random.default_rng(0)
+    scenes = [domain.make_scene(rng, "red", bg, "square", "large", pos)
+              for bg, pos in zip(("white", "blue", "black"), ("center", "left", "top"), strict=False)][:n]
+    return np.stack([domain.render(s, 64) for s in scenes]).astype(np.float32) / 255.0
+
+
+@pytest.fixture
+def tiny_engine(tmp_path):
+    models = tmp_path / "models"
+    (models / "loras").mkdir(parents=True)
+    settings = Settings(model_dirs=[models, tiny.cached_root().parent], input_dir=tmp_path / "in",
+                        output_dir=tmp_path / "out", temp_dir=tmp_path / "tmp", entry_point_packs=False)
+    (tmp_path / "in").mkdir()
+    return Engine.from_settings(settings)
+
+
+def dreambooth_workflow(**train) -> dict:
+    params = {"identifier": "sks", "name": "t", "steps": 3, "batch": 4, "rank": 2, "class_images": 2,
+              "class_steps": 2, "seed": 0, **train}
+    return workflow(
+        clip=node("unclip.load_clip", model="tiny-karlo"),
+        prior_m=node("unclip.load_prior", model="tiny-karlo"),
+        dec_m=node("unclip.load_decoder", model="tiny-karlo"),
+        imgs=node("core.load_image", image="subject.png"),
+        train=node("personalise.dreambooth", clip=link("clip", "clip"), prior=link("prior_m", "prior"),
+                   decoder=link("dec_m", "decoder"), images=link("imgs", "image"), **params),
+        lora=node("lora.load_lora", decoder=link("dec_m", "decoder"), prior=link("prior_m", "prior"),
+                  lora=link("train", "lora")),
+        text=node("unclip.text_encode", clip=link("clip", "clip"), text="a red sks shape"),
+        emb=node("unclip.prior", prior=link("lora", "prior"), conditioning=link("text", "conditioning"), steps=2),
+        tuned=node("unclip.decoder", decoder=link("lora", "decoder"), image_embedding=link("emb", "embedding"),
+                   conditioning=link("text", "conditioning"), steps=2, seed=1),
+        base=node("unclip.decoder", decoder=link("dec_m", "decoder"), image_embedding=link("emb", "embedding"),
+                  conditioning=link("text", "conditioning"), steps=2, seed=1),
+    )
+
+
+def put_subject(engine: Engine) -> None:
+    from PIL import Image
+
+    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(engine.settings.input_dir / "subject.png")
+
+
+def test_dreambooth_writes_a_lora_that_load_lora_applies_with_progress_per_step(tiny_engine):
+    put_subject(tiny_engine)
+    events = []
+    run = tiny_engine.run(dreambooth_workflow(), targets=["tuned", "base"], sink=events.append)
+    assert run.ok, run.error
+    path = tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"
+    assert path.is_file()
+    from nodes.lora.api import read_lora
+
+    assert set(read_lora(path).components()) == {"unet", "prior"}
+    steps = [e.step for e in events if isinstance(e, nodegraph.Progress) and e.node == "train"]
+    assert steps == [1, 2, 3]
+    assert np.abs(run.outputs["tuned"]["images"] - run.outputs["base"]["images"]).max() > 1e-4
+
+
+def test_an_unchanged_training_is_cached_and_a_changed_one_reruns(tiny_engine):
+    put_subject(tiny_engine)
+    assert tiny_engine.run(dreambooth_workflow(), targets=["lora"]).ok
+    again = tiny_engine.run(dreambooth_workflow(), targets=["lora"])
+    assert again.executed == []  # nothing trains again (the cache answers before inputs are evaluated)
+    assert tiny_engine.run(dreambooth_workflow(), targets=["train"]).cached == ["train"]
+    changed = tiny_engine.run(dreambooth_workflow(steps=2), targets=["lora"])
+    assert "train" in changed.executed
+
+
+def test_cancel_stops_training_between_steps_and_writes_no_file(tiny_engine):
+    put_subject(tiny_engine)
+    cancel = CancelToken()
+
+    def sink(event):
+        if isinstance(event, nodegraph.Progress) and event.node == "train" and event.step == 2:
+            cancel.cancel("user")
+
+    run = tiny_engine.run(dreambooth_workflow(steps=50), targets=["lora"], sink=sink, cancel=cancel)
+    assert run.status == "cancelled"
+    assert not (tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors").exists()
+
+
+def test_bad_name_or_identifier_fails_with_the_fix(tiny_engine):
+    put_subject(tiny_engine)
+    for bad, word in (({"name": "../x"}, "file name"), ({"identifier": "two words"}, "one word")):
+        run = tiny_engine.run(dreambooth_workflow(**bad), targets=["train"])
+        assert run.status == "failed" and word in run.error.message
+
+
+def test_subject_rows_move_recolour_and_resize_the_object_and_name_the_identifier():
+    rng = np.random.default_rng(1)
+    images, caps = subject.rows(subject_images(), "sks", 24, rng)
+    assert images.shape == (24, 64, 64, 3) and all("sks shape" in c for c in caps)
+    found = [analyse(im) for im in images]
+    assert all(a.found and a.shape == "square" for a in found)
+    assert len({a.color for a in found}) >= 4 and len({a.position for a in found}) >= 4
+    assert {a.size for a in found} == {"small", "large"}
+
+
+def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine):
+    from PIL import Image
+
+    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(tiny_engine.settings.input_dir / "in.png")
+    wf = workflow(
+        clip=node("unclip.load_clip", model="tiny-karlo"),
+        prior_m=node("unclip.load_prior", model="tiny-karlo"),
+        dec_m=node("unclip.load_decoder", model="tiny-karlo"),
+        img=node("core.load_image", image="in.png"),
+        text=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue square"),
+        target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"), steps=2),
+        opt=node("personalise.imagic_embed", decoder=link("dec_m", "decoder"), image=link("img", "image"),
+                 conditioning=link("text", "conditioning"), embedding=link("target", "embedding"), steps=3, batch=2),
+        ft=node("personalise.imagic_finetune", decoder=link("dec_m", "decoder"), image=link("img", "image"),
+                conditioning=link("text", "conditioning"), embedding=link("opt", "embedding"), steps=2, batch=2),
+        mix=node("personalise.imagic_interpolate", optimised=link("opt", "embedding"),
+                 target=link("target", "embedding"), eta=0.25),
+        out=node("unclip.decoder", decoder=link("ft", "decoder"), image_embedding=link("mix", "embedding"),
+                 conditioning=link("text", "conditioning"), steps=2),
+    )
+    base_unet = tiny_engine.run(wf, targets=["dec_m"]).outputs["dec_m"]["decoder"].model.unet
+    before = {k: v.clone() for k, v in base_unet.state_dict().items()}
+    run = tiny_engine.run(wf, targets=["out", "opt", "target", "mix", "ft", "dec_m"])
+    assert run.ok, run.error
+    opt, target, mix = (run.outputs[n]["embedding"] for n in ("opt", "target", "mix"))
+    assert opt.shape == target.shape == (1, target.shape[1]) and not torch.allclose(opt, target)
+    assert torch.allclose(mix, 0.25 * target + 0.75 * opt)
+    assert run.outputs["dec_m"]["decoder"].model.unet is base_unet  # the cached decoder, unchanged
+    assert run.outputs["ft"]["decoder"].model.unet is not base_unet
+    assert all(torch.equal(base_unet.state_dict()[k], v) for k, v in before.items())
+    assert run.outputs["out"]["images"].shape[0] == 1
+
+
+def test_imagic_takes_one_image_and_says_so(tiny_engine):
+    from nodes.personalise.imagic import _one_image
+
+    with pytest.raises(nodegraph.NodeExecutionError, match="one image"):
+        _one_image(subject_images(2), "Imagic")
