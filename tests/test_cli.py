@@ -305,4 +305,6 @@ def test_eval_finds_the_source_checkouts_evaluations_from_any_folder(tmp_path):
     assert "usage: nodegraph eval shapes" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "nope"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 2 and "available: edit, shapes, text2image" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    available = proc.stderr.split("available: ", 1)[1].split(" (", 1)[0].split(", ")
+    assert {"edit", "shapes", "text2image"} <= set(available) and available == sorted(available), proc.stderr
