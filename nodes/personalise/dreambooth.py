@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 import time
 
-import numpy as np
-
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
@@ -69,6 +67,7 @@ class DreamBooth(Node):
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import dataclasses
 
+        import numpy as np
         import torch
 
         from ..lora.api import save_lora
