@@ -6,14 +6,17 @@ small causal transformer learns the codes given the caption's CLIP text encoding
 (teacher forcing, cross-entropy). `p_uncond` of the captions are empty: the unconditional branch of
 classifier-free guidance. It reads the bundle's `clip/` and writes `<bundle>/prior_ar/` (config,
 safetensors, and `training_log.json` with the wall time and the CLIP weights' sha256 it was trained
-on; retrain whenever the CLIP changes).
+on; retrain whenever the CLIP changes). `init` continues a trained AR prior (its codebook and weights,
+so the codes keep their meaning); a checkpoint goes to `<bundle>/prior_ar/step-N/` every `save_every`
+steps, so a cut-short run can still be evaluated and shipped.
 
-    python -m train arprior [--smoke] [--steps N] [--threads T] [--out BUNDLE]
+    python -m train arprior [--smoke] [--steps N] [--threads T] [--out BUNDLE] [--init FOLDER] [--save-every N]
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -57,6 +60,8 @@ class Config:
     seed: int = 1
     threads: int = 1
     log_every: int = 100
+    init: str = ""  # continue from this AR prior (a bundle or its prior_ar/ folder; "" = from scratch)
+    save_every: int = 0  # checkpoint every N steps to prior_ar/step-N/ (0 = only at the end)
 
 
 def smoke() -> Config:
@@ -85,7 +90,7 @@ def cached_image_embeddings(clip, ds, bundle: Path, cfg: Config) -> torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nodes.unclip.models.ar_prior import SUBFOLDER, ARPrior, ARPriorConfig
+    from nodes.unclip.models.ar_prior import SUBFOLDER, ARPrior, ARPriorConfig, load_ar_prior
 
     cfg = parse(Config, argv, smoke)
     setup(cfg.seed, cfg.threads)
@@ -97,17 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
     with torch.no_grad():
         probe = clip.encode_text([""])
-    model = ARPrior(ARPriorConfig(embedding_dim=emb.shape[1], text_width=probe.hidden.shape[-1],
-                                  context_length=probe.hidden.shape[1], components=cfg.components, bins=cfg.bins,
-                                  width=cfg.width, layers=cfg.layers, heads=cfg.heads))
     train_idx = np.arange(cfg.n_val, len(ds))
-    model.codebook.fit(emb[train_idx])
+    if cfg.init:
+        # the architecture and codebook come from the checkpoint: refitting the codebook would change the codes
+        model = load_ar_prior(cfg.init).prior.train()
+        model.check_text(probe)
+        log.info("continuing from %s", cfg.init)
+    else:
+        model = ARPrior(ARPriorConfig(embedding_dim=emb.shape[1], text_width=probe.hidden.shape[-1],
+                                      context_length=probe.hidden.shape[1], components=cfg.components,
+                                      bins=cfg.bins, width=cfg.width, layers=cfg.layers, heads=cfg.heads))
+        model.codebook.fit(emb[train_idx])
     codes = model.codebook.encode(emb)  # (N, K)
     recon = model.codebook.decode(codes)
     cos = torch.nn.functional.cosine_similarity(recon, emb, dim=-1)
     kept = model.codebook.project(emb).var(0).sum() / (emb - emb.mean(0)).var(0).sum()
     log.info("codebook: %d components keep %.4f of the variance; decoded codes vs embeddings: cosine %.4f "
-             "(min %.4f)", cfg.components, kept, cos.mean(), cos.min())
+             "(min %.4f)", model.config.components, kept, cos.mean(), cos.min())
     params = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     log.info("AR prior params: %.2f M", n_params / 1e6)
@@ -139,15 +150,24 @@ def main(argv: list[str] | None = None) -> int:
             val_loss = per_code.mean().item()
             model.train()
             log.info("step %d loss %.4f (ema %.4f) val %.4f (codes 0-3: %s; uniform %.2f)  %.0f s", step, loss.item(),
-                     ema, val_loss, " ".join(f"{v:.2f}" for v in per_code[:4].tolist()), np.log(cfg.bins), timer())
+                     ema, val_loss, " ".join(f"{v:.2f}" for v in per_code[:4].tolist()),
+                     np.log(model.config.bins), timer())
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            model.eval()
+            model.save(out / SUBFOLDER / f"step-{step + 1}")
+            model.train()
+            log.info("checkpoint at step %d", step + 1)
     model.eval()
     folder = out / SUBFOLDER
     model.save(folder)
-    record_time(folder, "arprior", timer(), {
-        "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "n_data": cfg.n_data, "components": cfg.components,
-        "bins": cfg.bins, "params_M": round(n_params / 1e6, 3), "variance_kept": round(float(kept), 4),
-        "codebook_cosine": round(float(cos.mean()), 4), "final_loss_ema": round(ema or 0.0, 4),
-        "val_loss": round(val_loss, 4), "clip_sha256": clip_sha256(out)})
+    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "n_data": cfg.n_data,
+             "components": model.config.components, "bins": model.config.bins, "params_M": round(n_params / 1e6, 3),
+             "variance_kept": round(float(kept), 4), "codebook_cosine": round(float(cos.mean()), 4),
+             "final_loss_ema": round(ema or 0.0, 4), "val_loss": round(val_loss, 4), "clip_sha256": clip_sha256(out)}
+    if cfg.init:
+        prev = Path(cfg.init) / "training_log.json"
+        extra["continued_from"] = json.loads(prev.read_text()).get("arprior") if prev.is_file() else cfg.init
+    record_time(folder, "arprior", timer(), extra)
     log.info("saved %s in %.0f s", folder, timer())
     return 0
 
