@@ -1,10 +1,11 @@
 """The CLIP interrogator on the shipped Shapes CLIP (`python -m eval interrogate`): captions and round trips.
 
     nice -n 5 .venv/bin/python -m eval interrogate [--renders 100] [--generated 24] [--round-trip 16]
-                                                   [--passes 4] [--seed 2000] [--json out.json]
+                                                   [--passes 4] [--reference 64] [--seed 2000] [--json out.json]
 
 Captions come from `nodes/interrogate/rank.py` with the Shapes vocabulary (`domain.vocabulary`),
-the interrogator's library as the CLIP Interrogator node runs it; they are read back into
+the interrogator's library as the CLIP Interrogator node runs it, calibrated against `--reference`
+renders of training-split scenes as `workflows/interrogate.json` does (0: plain cosine); they are read back into
 attributes with `domain.attributes_of` and judged against:
 
 - renders: `--renders` scenes of the held-out splits (unseen attribute combinations and held-out
@@ -45,22 +46,30 @@ def score(found: list[dict], truth: list[dict]) -> dict[str, float]:
 
 
 class Captioner:
-    def __init__(self, model: Path, passes: int):
+    def __init__(self, model: Path, passes: int, references: int = 0):
         import torch
 
         from nodes.unclip.api import load_clip
 
         self.torch, self.clip, self.passes = torch, load_clip(model), passes
+        self.reference = None
+        if references:  # the Shapes Vocabulary node's reference renders, at its default seed
+            scenes = domain.sample_scenes(0, references, "train")
+            self.reference = self.embed(np.stack([domain.render(s, 64) for s in scenes]))
+
+    def embed(self, images: np.ndarray):
+        x = self.torch.from_numpy(images.astype(np.float32) / 255).permute(0, 3, 1, 2)
+        with self.torch.inference_mode():
+            return self.clip.encode_image(x)
 
     def __call__(self, images: np.ndarray) -> list:
         """uint8 (B, H, W, 3) → Captions."""
         from nodes.interrogate.rank import interrogate
 
-        x = self.torch.from_numpy(images.astype(np.float32) / 255).permute(0, 3, 1, 2)
+        emb = self.embed(images)
         with self.torch.inference_mode():
-            emb = self.clip.encode_image(x)
             return interrogate(lambda texts: self.clip.encode_text(texts).embeds, emb, domain.VOCABULARY_TEMPLATE,
-                               domain.vocabulary(), passes=self.passes)
+                               domain.vocabulary(), passes=self.passes, reference=self.reference)
 
 
 def held_out_scenes(n: int, seed: int) -> list[domain.Scene]:
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generated", type=int, default=24)
     p.add_argument("--round-trip", type=int, default=16)
     p.add_argument("--passes", type=int, default=4)
+    p.add_argument("--reference", type=int, default=64, help="reference renders to calibrate against (0: none)")
     p.add_argument("--seed", type=int, default=2000, help="scene seed (2000: validation; tune on another)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    caption = Captioner(Path(args.model), args.passes)
+    caption = Captioner(Path(args.model), args.passes, args.reference)
     report: dict = {"args": vars(args)}
     t0 = time.time()
     scenes = held_out_scenes(args.renders, args.seed)

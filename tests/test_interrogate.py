@@ -57,6 +57,28 @@ def test_the_search_recovers_the_caption_an_image_embedding_was_made_from():
     assert caps[0].choices == {"size": "large", "color": "green", "shape": "star", "where": "bottom right"}
 
 
+def test_calibration_against_reference_images_takes_out_a_bias_every_domain_image_shares():
+    # text towers: "red" and "blue" share a text-only direction; every image of the domain leans towards
+    # "blue" and has an image-only direction (the modality gap), so a red image's plain cosine says blue
+    def encode_text(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[float("red" in t), float("blue" in t), 1.0, 0.0] for t in texts])
+
+    common = torch.tensor([0.0, 0.5, 0.0, 2.0])
+    red_image = (common + torch.tensor([0.3, 0.0, 0.0, 0.0]))[None]
+    reference = torch.stack([common + torch.tensor([0.3, 0.0, 0.0, 0.0]), common + torch.tensor([0.0, 0.3, 0.0, 0.0])])
+    vocab = {"color": ["red", "blue"]}
+    assert interrogate(encode_text, red_image, "a {color}", vocab)[0].choices == {"color": "blue"}
+    calibrated = interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, text_samples=64)[0]
+    assert calibrated.choices == {"color": "red"}
+    assert calibrated.score == pytest.approx(float(torch.nn.functional.cosine_similarity(
+        encode_text(["a red"]), red_image)[0]))  # the reported score stays the plain cosine
+
+
+def test_reference_embeddings_of_another_width_are_refused():
+    with pytest.raises(ValueError, match="reference embeddings must be"):
+        interrogate(bag_of_words, bag_of_words(["red"]), "a {color}", {"color": ["red"]}, reference=torch.ones(2, 3))
+
+
 def test_the_node_captions_every_image_and_appends_user_word_lists(tmp_path):
     images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     out, _ = run(Interrogate, tmp_path, clip=tiny.clip(), images=images, vocabulary="color: red, blue\nshape: "
@@ -67,6 +89,17 @@ def test_the_node_captions_every_image_and_appends_user_word_lists(tmp_path):
     for line, c in zip(lines, choices, strict=True):
         assert line == f"a {c['color']} {c['shape']} {c['mood']}"
     assert -1.0 <= out.score <= 1.0
+
+
+def test_the_node_calibrates_against_reference_images_when_given(tmp_path):
+    rng = np.random.default_rng(0)
+    images, reference = rng.random((2, 32, 32, 3), dtype=np.float32), rng.random((4, 32, 32, 3), dtype=np.float32)
+    kw = dict(clip=tiny.clip(), images=images, vocabulary="color: red, blue, green\nshape: circle, star",
+              template="a {color} {shape}", extra="", passes=2)
+    plain, _ = run(Interrogate, tmp_path, **kw)
+    calibrated, _ = run(Interrogate, tmp_path, reference=reference, **kw)
+    assert len(calibrated.caption.splitlines()) == 2 and -1.0 <= calibrated.score <= 1.0
+    assert len(plain.caption.splitlines()) == 2
 
 
 def test_an_empty_vocabulary_is_refused(tmp_path):
@@ -84,6 +117,8 @@ def test_the_shapes_vocabulary_names_every_attribute_and_reads_back(tmp_path):
                "position": domain.POSITION_PHRASES[scene.position][0]}
     assert domain.attributes_of(choices) == scene.attributes()
     assert full_template(out.template, vocab) == out.template
+    assert out.reference.shape == (64, 64, 64, 3) and out.reference.dtype == np.float32
+    assert 0.0 <= out.reference.min() and out.reference.max() <= 1.0
 
 
 def test_the_shipped_clip_captions_unseen_combination_renders_right():
@@ -96,8 +131,13 @@ def test_the_shipped_clip_captions_unseen_combination_renders_right():
     x = torch.stack([torch.from_numpy(domain.render(s, 64).astype(np.float32) / 255).permute(2, 0, 1)
                      for s in scenes])
     with torch.inference_mode():
-        caps = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x), domain.VOCABULARY_TEMPLATE,
-                           domain.vocabulary())
-    right = [all(domain.attributes_of(c.choices)[a] == s.attributes()[a]
-                 for a in ("color", "shape", "position", "background")) for c, s in zip(caps, scenes, strict=True)]
-    assert sum(right) >= 7, [c.text for c in caps]
+        plain = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x), domain.VOCABULARY_TEMPLATE,
+                            domain.vocabulary())
+        ref = torch.stack([torch.from_numpy(domain.render(s, 64).astype(np.float32) / 255).permute(2, 0, 1)
+                           for s in domain.sample_scenes(0, 64, "train")])
+        calibrated = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x),
+                                 domain.VOCABULARY_TEMPLATE, domain.vocabulary(), reference=clip.encode_image(ref))
+    for caps in (plain, calibrated):
+        right = [all(domain.attributes_of(c.choices)[a] == s.attributes()[a]
+                     for a in ("color", "shape", "position", "background")) for c, s in zip(caps, scenes, strict=True)]
+        assert sum(right) >= 7, [c.text for c in caps]

@@ -16,7 +16,10 @@ class Interrogate(Node):
 
     Any CLIP with an image tower works; the vocabulary says what can be named ('slot: phrase, ...' per
     line). Lists the template does not name are appended to the caption, so extra word lists need no
-    template change. The Shapes pack's Shapes Vocabulary node gives the domain's lists.
+    template change. Given reference images of the domain, both embeddings are centred on their
+    domain means before ranking (calibration: CLIP's modality gap and what all the domain's images
+    share are taken out). The Shapes pack's Shapes Vocabulary node gives the domain's lists and
+    reference renders.
     """
 
     name = "clip_interrogate"
@@ -35,6 +38,8 @@ class Interrogate(Node):
                                      "appended to the caption.")
         passes: int = Port(4, ge=0, le=20, description="Rounds of re-choosing each slot given the others (0: "
                            "every slot chosen on its own).")
+        reference: IMAGE | None = Port(None, description="Images of the domain to calibrate against, (M, H, W, 3) "
+                                       "(e.g. 64 typical images); unconnected: plain cosine ranking.")
 
     class Outputs(nodegraph.Outputs):
         caption: str = Port(description="One caption per image, one per line.")
@@ -58,7 +63,8 @@ class Interrogate(Node):
         clip = inputs.clip.model
         with torch.inference_mode(), library_errors():
             emb = clip.encode_image(nodegraph.to_tensor(inputs.images))
+            ref = None if inputs.reference is None else clip.encode_image(nodegraph.to_tensor(inputs.reference))
             caps = interrogate(lambda texts: clip.encode_text(texts).embeds, emb, inputs.template, vocab,
-                               passes=inputs.passes)
+                               passes=inputs.passes, reference=ref)
         return self.Outputs(caption="\n".join(c.text for c in caps), choices=json.dumps([c.choices for c in caps]),
                             score=sum(c.score for c in caps) / len(caps))

@@ -5,10 +5,18 @@ A vocabulary is an ordered mapping slot → candidate phrases; the template name
 other slots are left out of the caption, then, pass after pass, each slot takes the phrase whose
 whole caption (the other slots at their current choice) is nearest the image embedding (cosine),
 until no slot changes. Each pass encodes Σ|phrases| captions per image, not their product.
+
+Calibration against reference images of the domain (optional): CLIP's image and text embeddings sit in
+two separate cones (the modality gap), and a domain's images share much of their embedding. Given
+reference image embeddings, the images are centred on the references' mean and every caption on the
+mean of captions drawn at random from the vocabulary (each renormalised) before the cosine, so that
+what is ranked is how an image differs from the domain's typical image against how a caption differs
+from the typical caption.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 
@@ -57,21 +65,46 @@ def full_template(template: str, vocab: dict[str, list[str]]) -> str:
     return " ".join([template, *("{" + s + "}" for s in missing)])
 
 
-def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[str]],
-                passes: int = 4) -> list[Caption]:
-    """Captions for image embeddings (B, D); `encode_text(list[str]) -> (N, D)` is CLIP's text tower."""
+def random_captions(template: str, vocab: dict[str, list[str]], n: int, seed: int = 0) -> list[str]:
+    """n captions of the (full) template with every slot filled by a phrase drawn at random."""
+    rng = random.Random(seed)
+    return [fill(template, {slot: rng.choice(phrases) for slot, phrases in vocab.items()}) for _ in range(n)]
+
+
+def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[str]], passes: int = 4,
+                reference=None, text_samples: int = 256) -> list[Caption]:
+    """Captions for image embeddings (B, D); `encode_text(list[str]) -> (N, D)` is CLIP's text tower.
+
+    reference: image embeddings (M, D) of the domain's images to calibrate against (None: plain
+    cosine); `text_samples` random captions give the text side's mean. The captions' `score` is the
+    plain cosine either way.
+    """
     import torch
 
+    normalize = torch.nn.functional.normalize
     template = full_template(template, vocab)
-    images = torch.nn.functional.normalize(image_embeds.float(), dim=-1)
+    images = normalize(image_embeds.float(), dim=-1)
     cache: dict[str, torch.Tensor] = {}
 
-    def scores(texts: list[str], row: int) -> torch.Tensor:
+    def embed(texts: list[str]) -> torch.Tensor:
         new = [t for t in dict.fromkeys(texts) if t not in cache]
         if new:
-            emb = torch.nn.functional.normalize(encode_text(new).float(), dim=-1)
+            emb = normalize(encode_text(new).float(), dim=-1)
             cache.update(zip(new, emb, strict=True))
-        return torch.stack([cache[t] for t in texts]) @ images[row]
+        return torch.stack([cache[t] for t in texts])
+
+    ranked_images, text_mean = images, None
+    if reference is not None:
+        if reference.shape[0] < 1 or reference.shape[-1] != images.shape[-1]:
+            raise ValueError(f"reference embeddings must be (M ≥ 1, {images.shape[-1]}), got {tuple(reference.shape)}")
+        ranked_images = normalize(images - normalize(reference.float(), dim=-1).mean(0), dim=-1)
+        text_mean = normalize(encode_text(random_captions(template, vocab, text_samples)).float(), dim=-1).mean(0)
+
+    def scores(texts: list[str], row: int) -> torch.Tensor:
+        emb = embed(texts)
+        if text_mean is not None:
+            emb = normalize(emb - text_mean, dim=-1)
+        return emb @ ranked_images[row]
 
     out = []
     for row in range(images.shape[0]):
@@ -89,5 +122,5 @@ def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[
             if not changed:
                 break
         text = fill(template, choices)
-        out.append(Caption(text, dict(choices), float(scores([text], row)[0])))
+        out.append(Caption(text, dict(choices), float(embed([text])[0] @ images[row])))
     return out

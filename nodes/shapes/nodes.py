@@ -97,21 +97,30 @@ class AnalyseShapes(Node):
 
 class ShapesVocabulary(Node):
     """The Shapes domain's word lists and caption template, for the CLIP Interrogator: every colour,
-    shape, size, position and background the domain can name."""
+    shape, size, position and background the domain can name; and reference renders of training-split
+    scenes, the domain's typical images the interrogator calibrates against."""
 
     name = "vocabulary"
     title = "Shapes Vocabulary"
     category = "shapes"
 
     class Inputs(nodegraph.Inputs):
-        pass
+        references: int = Port(64, ge=1, le=1024, description="How many reference scenes to render.")
+        resolution: int = Port(64, ge=8, le=1024, description="Reference image side in pixels.")
+        seed: nodegraph.Seed = Port(0, description="Seed drawing the reference scenes.")
 
     class Outputs(nodegraph.Outputs):
         vocabulary: str = Port(description="Word lists, 'slot: phrase, ...' per line.")
         template: str = Port(description="The caption template naming the slots.")
+        reference: IMAGE = Port(description="Renders of random training-split scenes, (M, S, S, 3).",
+                                shape=("references", "resolution", "resolution", 3))
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import numpy as np
+
         from . import domain
 
         lines = [f"{slot}: {', '.join(words)}" for slot, words in domain.vocabulary().items()]
-        return self.Outputs(vocabulary="\n".join(lines), template=domain.VOCABULARY_TEMPLATE)
+        scenes = domain.sample_scenes(inputs.seed, inputs.references, "train")
+        reference = np.stack([domain.render(s, inputs.resolution) for s in scenes]).astype(np.float32) / 255.0
+        return self.Outputs(vocabulary="\n".join(lines), template=domain.VOCABULARY_TEMPLATE, reference=reference)
