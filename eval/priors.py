@@ -7,7 +7,10 @@ For the same prompts, the same decoder and upsampler seeds, the image embedding 
 
 - `diffusion`: the shipped diffusion prior (`prior/`, as `workflows/text2image.json` sets it);
 - `autoregressive`: the AR prior (`prior_ar/`, as `workflows/text2image_ar.json` sets it);
-- `no prior`: the CLIP text embedding itself, the paper's ablation,
+- `no prior`: the CLIP text embedding itself, the paper's first ablation;
+- `caption only`: no image embedding at all — the decoder's learned null embedding (what it was
+  trained with when the image embedding was dropped, 10 % of the time, for classifier-free guidance),
+  so the caption alone conditions it: the paper's second ablation,
 
 then the decoder (with the caption) and the upsampler make the image. One table: per split and
 source, the pixel analyser's accuracy per attribute, all five right, clean scenes, the CLIP score
@@ -35,7 +38,7 @@ from .shapes import DEFAULT_MODEL, Settings, Stack, _to_numpy
 
 log = logging.getLogger("eval.priors")
 SETS = {"tuning": tuning_prompts, "validation": validation_prompts}
-SOURCES = ("diffusion", "autoregressive", "no prior")
+SOURCES = ("diffusion", "autoregressive", "no prior", "caption only")
 SPLIT_NAMES = {"heldout_combos": "unseen combinations", "heldout_pairs": "held-out pairs"}
 COLUMNS = ("color", "shape", "size", "position", "background", "all_named", "clean", "clip_score", "prior_s")
 
@@ -60,6 +63,9 @@ def _embeddings(stack: Stack, ar, source: str, cond, seed: int, ars: ARSettings)
     if source == "autoregressive":
         return sample_ar_prior(ar, cond, stack.empty, guidance=ars.guidance, temperature=ars.temperature,
                                top_k=ars.top_k, generator=gen)
+    if source == "caption only":  # the decoder's null image embedding: only the caption conditions it
+        null = stack.decoder.text_proj.learned_classifier_free_guidance_embeddings  # (1, D)
+        return null.expand(cond.embeds.shape[0], -1)
     return cond.embeds  # the ablation: the text embedding in place of an image embedding
 
 
