@@ -171,6 +171,38 @@ def test_train_stage_writes_a_loadable_prior_and_its_wall_time(tmp_path):
     assert model.prior.config.context_length == 32 and model.embedding_dim == 128
 
 
+def test_continuing_a_trained_prior_keeps_its_codebook_and_writes_checkpoints(tmp_path):
+    from train import arprior
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for bundle in (first, second):
+        bundle.mkdir()
+        (bundle / "clip").symlink_to(SHIPPED / "clip")
+    assert arprior.main(["--smoke", "--out", str(first)]) == 0
+    assert arprior.main(["--smoke", "--out", str(second), "--init", str(first / "prior_ar"), "--steps", "3",
+                         "--save-every", "2", "--data-seed", "1"]) == 0
+    before, after = load_ar_prior(first).prior, load_ar_prior(second).prior
+    assert after.config == before.config
+    for name in ("mean", "basis", "edges", "centres"):  # refitting on other data would move these
+        assert torch.equal(getattr(after.codebook, name), getattr(before.codebook, name))
+    assert not torch.equal(after.head.weight, before.head.weight)  # and it did train
+    load_ar_prior(second / "prior_ar" / "step-2")
+    log = json.loads((second / "prior_ar" / "training_log.json").read_text())["arprior"]
+    assert log["steps"] == 3 and log["continued_from"]["steps"] == 3
+
+
+def test_the_caption_only_ablation_gives_the_decoder_its_null_image_embedding():
+    from types import SimpleNamespace
+
+    from eval.priors import ARSettings, _embeddings
+
+    null = torch.randn(1, 16)
+    stack = SimpleNamespace(decoder=SimpleNamespace(text_proj=SimpleNamespace(
+        learned_classifier_free_guidance_embeddings=null)), s=None, gen=lambda seed: None)
+    emb = _embeddings(stack, None, "caption only", tiny_text(3), 0, ARSettings(1.0, 1.0, 0))
+    assert emb.shape == (3, 16) and torch.equal(emb, null.expand(3, -1))
+
+
 def test_shipped_ar_prior_was_trained_on_the_shipped_clip_and_fits_its_budget():
     from train import arprior
 

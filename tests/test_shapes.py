@@ -193,4 +193,4 @@ def test_training_smoke_runs_every_stage(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nodegraph", "eval", "priors", "--quick", "--model", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| autoregressive |" in proc.stdout and "| no prior |" in proc.stdout
+    assert "| autoregressive |" in proc.stdout and "| no prior |" in proc.stdout and "| caption only |" in proc.stdout
