@@ -45,13 +45,16 @@ def score(found: list[dict], truth: list[dict]) -> dict[str, float]:
     return out
 
 
+CALIBRATED = ("color", "background")  # workflows/interrogate.json's `calibrated` (tuned on seed 3000)
+
+
 class Captioner:
-    def __init__(self, model: Path, passes: int, references: int = 0):
+    def __init__(self, model: Path, passes: int, references: int = 0, calibrated: tuple[str, ...] | None = CALIBRATED):
         import torch
 
         from nodes.unclip.api import load_clip
 
-        self.torch, self.clip, self.passes = torch, load_clip(model), passes
+        self.torch, self.clip, self.passes, self.calibrated = torch, load_clip(model), passes, calibrated
         self.reference = None
         if references:  # the Shapes Vocabulary node's reference renders, at its default seed
             scenes = domain.sample_scenes(0, references, "train")
@@ -69,7 +72,8 @@ class Captioner:
         emb = self.embed(images)
         with self.torch.inference_mode():
             return interrogate(lambda texts: self.clip.encode_text(texts).embeds, emb, domain.VOCABULARY_TEMPLATE,
-                               domain.vocabulary(), passes=self.passes, reference=self.reference)
+                               domain.vocabulary(), passes=self.passes, reference=self.reference,
+                               calibrated=self.calibrated)
 
 
 def held_out_scenes(n: int, seed: int) -> list[domain.Scene]:
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--round-trip", type=int, default=16)
     p.add_argument("--passes", type=int, default=4)
     p.add_argument("--reference", type=int, default=64, help="reference renders to calibrate against (0: none)")
+    p.add_argument("--calibrated", default=",".join(CALIBRATED), help="comma-separated slots ranked with the "
+                   "calibration ('': all)")
     p.add_argument("--seed", type=int, default=2000, help="scene seed (2000: validation; tune on another)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    caption = Captioner(Path(args.model), args.passes, args.reference)
+    caption = Captioner(Path(args.model), args.passes, args.reference,
+                        tuple(w for w in args.calibrated.split(",") if w) or None)
     report: dict = {"args": vars(args)}
     t0 = time.time()
     scenes = held_out_scenes(args.renders, args.seed)

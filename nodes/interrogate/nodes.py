@@ -40,6 +40,8 @@ class Interrogate(Node):
                            "every slot chosen on its own).")
         reference: IMAGE | None = Port(None, description="Images of the domain to calibrate against, (M, H, W, 3) "
                                        "(e.g. 64 typical images); unconnected: plain cosine ranking.")
+        calibrated: str = Port("", description="Comma-separated slots ranked with the calibration (empty: all); "
+                               "the others by plain cosine. Used only with reference images.")
 
     class Outputs(nodegraph.Outputs):
         caption: str = Port(description="One caption per image, one per line.")
@@ -58,6 +60,11 @@ class Interrogate(Node):
                 vocab[slot] = vocab.get(slot, []) + [p for p in phrases if p not in vocab.get(slot, [])]
         except ValueError as exc:
             raise NodeExecutionError(str(exc)) from None
+        calibrated = [w.strip() for w in inputs.calibrated.split(",") if w.strip()] or None
+        unknown = set(calibrated or ()) - set(vocab)
+        if unknown:
+            raise NodeExecutionError(f"calibrated names {sorted(unknown)}, which no word list has; use slots of the "
+                                     f"vocabulary ({', '.join(vocab)}) or leave it empty for all")
         if not vocab:
             raise NodeExecutionError("the vocabulary is empty; give at least one 'slot: phrase, ...' line")
         clip = inputs.clip.model
@@ -65,6 +72,6 @@ class Interrogate(Node):
             emb = clip.encode_image(nodegraph.to_tensor(inputs.images))
             ref = None if inputs.reference is None else clip.encode_image(nodegraph.to_tensor(inputs.reference))
             caps = interrogate(lambda texts: clip.encode_text(texts).embeds, emb, inputs.template, vocab,
-                               passes=inputs.passes, reference=ref)
+                               passes=inputs.passes, reference=ref, calibrated=calibrated)
         return self.Outputs(caption="\n".join(c.text for c in caps), choices=json.dumps([c.choices for c in caps]),
                             score=sum(c.score for c in caps) / len(caps))

@@ -51,7 +51,7 @@ class ARPrior(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
         guidance: float = Port(2.0, ge=0.0, le=20.0, step=0.5, description="Classifier-free guidance on the "
                                "codes' logits (1: off, half the compute).")
-        temperature: float = Port(1.0, ge=0.0, le=2.0, step=0.05, description="Sampling temperature (0: the most "
+        temperature: float = Port(0.7, ge=0.0, le=2.0, step=0.05, description="Sampling temperature (0: the most "
                                   "likely code each time, the same embedding for every seed).")
         top_k: int = Port(0, ge=0, le=4096, description="Draw each code from the k most likely (0: all).")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
