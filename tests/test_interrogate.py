@@ -72,6 +72,12 @@ def test_calibration_against_reference_images_takes_out_a_bias_every_domain_imag
     assert calibrated.choices == {"color": "red"}
     assert calibrated.score == pytest.approx(float(torch.nn.functional.cosine_similarity(
         encode_text(["a red"]), red_image)[0]))  # the reported score stays the plain cosine
+    # only the slots named are calibrated: the colour left to plain cosine says blue again
+    vocab["mood"] = ["calm"]
+    only_mood = interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, calibrated=("mood",))
+    assert only_mood[0].choices["color"] == "blue"
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, calibrated=("shape",))
 
 
 def test_reference_embeddings_of_another_width_are_refused():
@@ -97,9 +103,16 @@ def test_the_node_calibrates_against_reference_images_when_given(tmp_path):
     kw = dict(clip=tiny.clip(), images=images, vocabulary="color: red, blue, green\nshape: circle, star",
               template="a {color} {shape}", extra="", passes=2)
     plain, _ = run(Interrogate, tmp_path, **kw)
-    calibrated, _ = run(Interrogate, tmp_path, reference=reference, **kw)
+    calibrated, _ = run(Interrogate, tmp_path, reference=reference, calibrated="color", **kw)
     assert len(calibrated.caption.splitlines()) == 2 and -1.0 <= calibrated.score <= 1.0
     assert len(plain.caption.splitlines()) == 2
+
+
+def test_calibrating_a_slot_no_list_has_is_refused_with_the_slots_there_are(tmp_path):
+    with pytest.raises(NodeExecutionError, match=r"calibrated names \['colour'\].*\(color, shape\)"):
+        run(Interrogate, tmp_path, clip=tiny.clip(), images=np.zeros((1, 32, 32, 3), np.float32),
+            vocabulary="color: red\nshape: star", template="a {color} {shape}", extra="", passes=1,
+            reference=np.zeros((2, 32, 32, 3), np.float32), calibrated="colour")
 
 
 def test_an_empty_vocabulary_is_refused(tmp_path):
