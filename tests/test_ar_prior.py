@@ -216,7 +216,7 @@ def test_shipped_ar_prior_was_trained_on_the_shipped_clip_and_fits_its_budget():
 def test_shipped_ar_prior_samples_depend_on_their_prompt():
     """Quality, cheaply (no decoder): a sample for a caption is closer (cosine) to its own scene's CLIP image
     embedding than to the other scenes', and its own scene is the nearest far more often than chance (1/12).
-    The shipped AR prior is weak (docs/priors.md): the bars are what it clears, well above chance."""
+    The shipped AR prior measures 0.98 against 0.26, nearest 12 of 12; the bars leave room for a retrain."""
     import numpy as np
 
     from nodes.shapes import domain
@@ -235,5 +235,5 @@ def test_shipped_ar_prior_samples_depend_on_their_prompt():
     sim = torch.nn.functional.normalize(sample, dim=-1) @ torch.nn.functional.normalize(target, dim=-1).T
     own = sim.diagonal().mean()
     others = (sim.sum() - sim.diagonal().sum()) / (12 * 11)
-    assert own > others + 0.05, (own, others)
-    assert (sim.argmax(1) == torch.arange(12)).float().mean() >= 0.25
+    assert own > others + 0.4, (own, others)
+    assert (sim.argmax(1) == torch.arange(12)).float().mean() >= 0.75
