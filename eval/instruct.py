@@ -1,7 +1,7 @@
 """Measurements of the shipped InstructPix2Pix model (`python -m eval instruct`).
 
     nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 3.0]
-                                                 [--image-guidance 1.5] [--steps 20] [--no-upsample]
+                                                 [--image-guidance 2.5] [--steps 20] [--no-upsample]
                                                  [--model models/shapes-ip2p] [--json out.json]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--set", choices=list(SEEDS), default="validation")
     p.add_argument("--n", type=int, default=50, help="edits (kinds in turn)")
     p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--image-guidance", type=float, default=1.5)
+    p.add_argument("--image-guidance", type=float, default=2.5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-ip2p"))

@@ -146,6 +146,39 @@ def test_guidance_runs_the_pipelines_three_way_batch_and_combines_it_like_diffus
     torch.testing.assert_close(got, want.clamp(-1, 1) * 0.5 + 0.5, atol=1e-5, rtol=1e-5)
 
 
+def test_with_clip_the_image_embedding_slot_holds_the_inputs_embedding_and_null_for_the_dropped_image(dec):
+    clip = tiny.clip().model
+    model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, clip)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    cond, uncond = text(["make it blue", "move it up"]), text([""])
+    seen = []
+    hook = model.text_proj.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["image_embeddings"].clone()), with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            sample_instruct(model, images, cond, uncond, guidance=3.0, image_guidance=1.5, steps=2)
+            want = clip.encode_image(images)
+    finally:
+        hook.remove()
+    emb = seen[0]
+    assert emb.shape[0] == 6  # [instruction, empty, empty] × [image, image, zeros]
+    torch.testing.assert_close(emb[:2], want)
+    torch.testing.assert_close(emb[2:4], want)
+    torch.testing.assert_close(emb[4:], model.null_embedding(2))
+
+
+def test_a_model_with_clip_saves_that_and_loads_its_base_bundles_clip(tmp_path, dec):
+    model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, tiny.clip().model)
+    save_instruct(model, tmp_path / "ip2p", base=tiny.cached_root())
+    assert json.loads((tmp_path / "ip2p" / "model_index.json").read_text())["image_embedding"] == "clip"
+    back = load_instruct(tmp_path / "ip2p")
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        torch.testing.assert_close(back.image_embedding(images), model.image_embedding(images))
+    save_instruct(tiny_instruct().model, tmp_path / "plain", base=tiny.cached_root())
+    assert load_instruct(tmp_path / "plain").clip is None
+
+
 @pytest.mark.parametrize(("guidance", "image_guidance"), [(1.0, 1.5), (4.0, 0.5)])
 def test_guidance_is_off_as_in_the_pipeline_and_the_model_runs_once_a_step(guidance, image_guidance):
     model = tiny_instruct().model
@@ -225,6 +258,18 @@ def test_mismatched_instruction_and_image_counts_are_a_clear_error(engine):
     wf["nodes"]["edit"]["inputs"]["images"] = link("three", "images")
     run = engine.run(wf, targets=["edit"])
     assert run.status == "failed" and "2 instructions for 3 images" in run.error.message
+
+
+# --- the evaluation --------------------------------------------------------------------------------
+
+def test_the_evaluation_scores_true_edits_as_changed_and_kept_and_the_unedited_source_as_unchanged():
+    from eval.instruct import edit_set, score
+
+    cases = edit_set("tuning", 20)
+    exact = score(cases, np.stack([domain.render(e.target, 64) for e in cases]))
+    assert exact["all"]["changed"] == 1.0 and exact["all"]["all_kept"] == 1.0, exact
+    unedited = score(cases, np.stack([domain.render(e.source, 64) for e in cases]))
+    assert unedited["all"]["changed"] == 0.0 and unedited["all"]["all_kept"] == 1.0, unedited
 
 
 # --- the shipped model -----------------------------------------------------------------------------

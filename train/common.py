@@ -25,12 +25,21 @@ def setup(seed: int, threads: int) -> None:
     random.seed(seed)
 
 
+def _flag(value: str) -> bool:
+    """A boolean option's value: 1/true/yes/on or 0/false/no/off."""
+    v = value.strip().lower()
+    if v not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return v in ("1", "true", "yes", "on")
+
+
 def parse(cfg_cls, argv: list[str] | None, smoke_preset):
     """A dataclass config from the command line: --smoke picks the smoke preset, --key value overrides."""
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="a few steps on tiny models (CI)")
     for f in dataclasses.fields(cfg_cls):
-        typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}.get(f.type, str)
+        typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str,
+                                                       "bool": _flag}.get(f.type, str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=typ, default=None)
     args = p.parse_args(argv)
     cfg = smoke_preset() if args.smoke else cfg_cls()

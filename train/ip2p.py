@@ -6,12 +6,14 @@ training split), rendered before and after at 64 px and downsampled to the decod
 instructions are encoded once by the bundle's frozen CLIP.
 
 Model: `nodes.instruct.model.from_decoder` — the shipped decoder (text_proj + UNet) with three
-zero-initialised input channels for the input image, as the paper starts from a pretrained model.
+zero-initialised input channels for the input image, as the paper starts from a pretrained model, and
+(`image_embedding`, default on) the input image's CLIP embedding in the decoder's image-embedding slot,
+so that training starts from a model that redraws its input and only has to learn the edit.
 Both train (but for the UNet layers in `FROZEN`, kept at the decoder's weights so the file stays
 small) with the decoder's loss (v-prediction, min-SNR-5) on the edited image, conditioned on
 the input image and the instruction. Conditioning dropout as in diffusers'
 `train_instruct_pix2pix.py`: with u ~ U(0, 1), the instruction is the empty prompt for
-u < 2 p_drop and the input image is zeros for p_drop ≤ u < 3 p_drop (so p_drop of the rows lose
+u < 2 p_drop and the input image is zeros (its embedding the null one) for p_drop ≤ u < 3 p_drop (so p_drop of the rows lose
 the text only, p_drop both, p_drop the image only), which makes both guidance scales work.
 
 Output: `<out>/shapes-ip2p/` (see `nodes/instruct/model.py`; fp16 safetensors) and its
@@ -37,7 +39,7 @@ from nodes.instruct.model import from_decoder, load_instruct, save_instruct, tra
 from nodes.shapes import edits
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
-from train.common import Timer, cosine_lr, parse, setup
+from train.common import Timer, cosine_lr, image_embeddings, parse, setup
 from train.finetune import MODELS, alphas_cumprod, bundle_dir, decoder_loss, load_frozen, render
 
 log = logging.getLogger("train.ip2p")
@@ -58,6 +60,8 @@ class Config:
     n_data: int = 6000
     min_snr: float = 0.0  # 0: plain v-loss (see train.finetune.decoder_loss)
     init: str = ""  # continue from this InstructPix2Pix folder
+    image_embedding: bool = True  # the image-embedding slot holds the input's CLIP embedding (else: null)
+    keep_every: int = 0  # also keep a copy of every keep_every-th step's weights as <out>/<name>-stepN (0: none)
     seed: int = 11
     threads: int = 1
     log_every: int = 25
@@ -82,18 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     clip, dec = load_frozen(bundle)
 
     pairs = edits.sample_edits(cfg.seed, cfg.n_data)
-    _, src32 = render([e.source for e in pairs])
+    src64, src32 = render([e.source for e in pairs])
     _, tgt32 = render([e.target for e in pairs])
     texts = sorted({e.instruction for e in pairs} | {""})
     row = {t: i for i, t in enumerate(texts)}
     enc = encode_all(clip, texts)
     text_idx = torch.tensor([row[e.instruction] for e in pairs])
+    src_emb = image_embeddings(clip, src64) if cfg.image_embedding else None
     src = shapes_data.to_tensor(src32) * 2 - 1
     tgt = shapes_data.to_tensor(tgt32) * 2 - 1
     log.info("data: %d edits, %d distinct instructions, rendered and encoded in %.0f s", len(pairs), len(texts),
              timer())
 
     model = load_instruct(cfg.init) if cfg.init else from_decoder(dec.text_proj, dec.unet, dec.scheduler)
+    model.clip = clip if cfg.image_embedding else None
     init_log = Path(cfg.init) / "training_log.json" if cfg.init else None
     continued = json.loads(init_log.read_text()) if init_log and init_log.is_file() else None
     model.unet.train()
@@ -117,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(step: int) -> None:
         save_instruct(model, path, bundle)
+        if cfg.keep_every and step % cfg.keep_every == 0:
+            save_instruct(model, out / f"{cfg.name}-step{step}", bundle)
         info = {"config": asdict(cfg), "steps_done": step, "wall_seconds": round(timer(), 1),
                 "cpu_seconds": round(time.process_time(), 1), "threads": torch.get_num_threads(),
                 "params_M": round(n_params / 1e6, 3), "bundle": str(bundle), "n_instructions": len(texts)}
@@ -133,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         keep_image = ~((u >= cfg.p_drop) & (u < 3 * cfg.p_drop))
         text = TextEncoding(enc.embeds[rows], enc.hidden[rows], enc.mask[rows])
         cond_img = src[idx] * keep_image[:, None, None, None].float()
-        null = model.text_proj.learned_classifier_free_guidance_embeddings[None].expand(cfg.batch, -1)
+        null = model.null_embedding(cfg.batch)
+        if src_emb is not None:  # a dropped image drops its embedding too
+            null = torch.where(keep_image[:, None], src_emb[idx], null)
 
         def unet(xt, t, cond_img=cond_img, **kw):
             return model.unet(torch.cat([xt, cond_img], dim=1), t, **kw)

@@ -4,11 +4,13 @@ The model is the Shapes decoder (Karlo's `UnCLIPTextProjModel` + `UNet2DConditio
 more input channels: the input image (B, 3, S, S) in [-1, 1], concatenated to the noisy image as
 diffusers' InstructPix2Pix concatenates its image latents. `from_decoder` copies every decoder
 weight and zero-initialises the new `conv_in` channels (so the fresh model is the decoder). The
-instruction is the CLIP text encoding; the image-embedding slot of `text_proj` always holds its
-learned null embedding (the edit is conditioned on pixels, not on a CLIP image embedding).
+instruction is the CLIP text encoding. The image-embedding slot of `text_proj` holds the input image's
+CLIP embedding when the model carries its base bundle's CLIP (`model_index.json` "image_embedding":
+"clip"; the decoder's own variation conditioning, so the fresh model already redraws its input), else
+the learned null embedding; a dropped image (guidance's unconditional row) gets the null embedding.
 
 `sample_instruct` is `StableDiffusionInstructPix2PixPipeline`'s loop in pixel space: a 3-way batch
-[instruction + image, empty prompt + image, empty prompt + zero image] and
+[instruction + image, empty prompt + image, empty prompt + zero image (and null embedding)] and
 ε = ε_uncond + s_text (ε_text − ε_image) + s_image (ε_image − ε_uncond), guidance on when
 s_text > 1 and s_image ≥ 1 (as the pipeline decides).
 
@@ -44,6 +46,7 @@ class InstructModel:
     text_proj: UnCLIPTextProjModel
     unet: UNet2DConditionModel
     scheduler: object
+    clip: object | None = None  # the base bundle's CLIP when the image-embedding slot holds the input's embedding
 
     @property
     def sample_size(self) -> int:
@@ -53,17 +56,31 @@ class InstructModel:
     def out_channels(self) -> int:
         return int(self.unet.config.in_channels) - IMAGE_CHANNELS
 
-    def conditioning(self, text: TextEncoding) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(context (B, 4+L, C), additive time embedding (B, T), context mask (B, 4+L)) for instructions."""
-        null = self.text_proj.learned_classifier_free_guidance_embeddings[None].expand(len(text.embeds), -1)
+    def null_embedding(self, batch: int) -> torch.Tensor:
+        """The learned null image embedding (B, D): the slot's value when the input image is dropped."""
+        return self.text_proj.learned_classifier_free_guidance_embeddings[None].expand(batch, -1)
+
+    def image_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The image-embedding slot (B, D) for input images (B, 3, H, W) in [0, 1]: their CLIP embedding,
+        or the null embedding for a model without CLIP."""
+        if self.clip is None:
+            return self.null_embedding(images.shape[0])
+        return self.clip.encode_image(images.float())
+
+    def conditioning(self, text: TextEncoding, image_embeds: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(context (B, 4+L, C), additive time embedding (B, T), context mask (B, 4+L)) for instructions and
+        image embeddings (B, D) (default: the null embedding)."""
+        null = self.null_embedding(len(text.embeds)) if image_embeds is None else image_embeds
         hidden, additive = self.text_proj(image_embeddings=null, prompt_embeds=text.embeds,
                                           text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
         mask = F.pad(text.mask, (self.text_proj.clip_extra_context_tokens, 0), value=True)
         return hidden, additive, mask
 
-    def predict(self, x: torch.Tensor, image: torch.Tensor, t, text: TextEncoding) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, image: torch.Tensor, t, text: TextEncoding,
+                image_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """The UNet's prediction for noisy images x (B, 3, S, S), input images (B, 3, S, S) in [-1, 1]."""
-        hidden, additive, mask = self.conditioning(text)
+        hidden, additive, mask = self.conditioning(text, image_embeds)
         return self.unet(torch.cat([x, image], dim=1), t, encoder_hidden_states=hidden, class_labels=additive,
                          attention_mask=mask).sample
 
@@ -75,14 +92,17 @@ def expand_conv_in(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {**state, "conv_in.weight": torch.cat([w, zeros], dim=1)}
 
 
-def from_decoder(text_proj: UnCLIPTextProjModel, unet: UNet2DConditionModel, scheduler) -> InstructModel:
-    """A copy of the decoder with `IMAGE_CHANNELS` more, zero-initialised input channels."""
+def from_decoder(text_proj: UnCLIPTextProjModel, unet: UNet2DConditionModel, scheduler,
+                 clip: object | None = None) -> InstructModel:
+    """A copy of the decoder with `IMAGE_CHANNELS` more, zero-initialised input channels; with `clip` (the
+    decoder's CLIP) the image-embedding slot holds the input image's embedding, so the fresh model already
+    draws a variation of its input."""
     cfg = dict(unet.config)
     new = UNet2DConditionModel.from_config({**cfg, "in_channels": cfg["in_channels"] + IMAGE_CHANNELS})
     new.load_state_dict(expand_conv_in(unet.state_dict()))
     tp = UnCLIPTextProjModel.from_config(text_proj.config)
     tp.load_state_dict(text_proj.state_dict())
-    return InstructModel(tp, new, scheduler)
+    return InstructModel(tp, new, scheduler, clip)
 
 
 def trainable(name: str) -> bool:
@@ -113,7 +133,8 @@ def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16
     index = {"_class_name": "StableDiffusionInstructPix2PixPipeline", "_diffusers_version": diffusers.__version__,
              "unet": ["diffusers", "UNet2DConditionModel"], "text_proj": ["unclip", "UnCLIPTextProjModel"],
              "scheduler": ["diffusers", type(model.scheduler).__name__],
-             "base": os.path.relpath(Path(base).resolve(), root.resolve()), "frozen": list(FROZEN)}
+             "base": os.path.relpath(Path(base).resolve(), root.resolve()), "frozen": list(FROZEN),
+             "image_embedding": "clip" if model.clip is not None else "null"}
     (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
@@ -142,7 +163,12 @@ def load_instruct(path: str | Path) -> InstructModel:
                          f"UNet takes the noisy image's channels + {IMAGE_CHANNELS} image channels")
     text_proj = UnCLIPTextProjModel.from_pretrained(root, subfolder="text_proj", torch_dtype=torch.float32,
                                                     low_cpu_mem_usage=False).eval()
-    return InstructModel(text_proj, unet, schedulers.load_scheduler(root / "scheduler"))
+    clip = None
+    if index.get("image_embedding", "null") == "clip":  # the input image's embedding, by the base bundle's CLIP
+        from ..unclip.api import load_clip
+
+        clip = load_clip(base)
+    return InstructModel(text_proj, unet, schedulers.load_scheduler(root / "scheduler"), clip)
 
 
 def sample_instruct(model: InstructModel, images: torch.Tensor, cond: TextEncoding, uncond: TextEncoding,
@@ -154,21 +180,24 @@ def sample_instruct(model: InstructModel, images: torch.Tensor, cond: TextEncodi
     if images.ndim != 4 or images.shape[1] != IMAGE_CHANNELS:
         raise ValueError(f"expected RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
     size, channels = model.sample_size, model.out_channels
+    original = images  # CLIP sees the input at its own resolution
     if images.shape[-2:] != (size, size):
         images = F.interpolate(images.float(), size=(size, size), mode="area")
     batch = images.shape[0]
+    emb = model.image_embedding(original)
     image = images.float() * 2 - 1
     cond, uncond = cond.expand(batch), uncond.expand(batch)
     do_cfg = guidance > 1.0 and image_guidance >= 1.0
     if do_cfg:  # the pipeline's order: [prompt, negative, negative] × [image, image, zeros]
         text = TextEncoding.cat([cond, uncond, uncond])
         image = torch.cat([image, image, torch.zeros_like(image)])
+        emb = torch.cat([emb, emb, model.null_embedding(batch)])
     else:
         text = cond
     sched = schedulers.make_scheduler(model.scheduler, scheduler)
     ts = schedulers.timesteps(sched, steps)
     latents = randn_tensor((batch, channels, size, size), generator=generator) * sched.init_noise_sigma
-    hidden, additive, mask = model.conditioning(text)
+    hidden, additive, mask = model.conditioning(text, emb)
     for i, t in enumerate(ts):
         x = torch.cat([latents] * 3) if do_cfg else latents
         x = sched.scale_model_input(x, t)
