@@ -95,26 +95,60 @@ def with_lora(wf: dict, lora: str) -> dict:
     return wf
 
 
+def variant(fast: dict, full: dict, spec: str) -> dict:
+    """The few-step workflow `fast` changed by `spec`, comma-separated items applied in order:
+    `full:NODE` gives NODE the inputs it has in the full-step twin `full` (links included, so
+    `full:decoder` also drops the LoRA), `NODE.PORT=VALUE` sets one input (VALUE parsed as JSON when it
+    parses), anything else is a LoRA for the Load LoRA node (`none`, a name or a .safetensors path).
+    Items naming a node the workflow lacks (the variation workflow has no prior) are skipped."""
+    wf = copy.deepcopy(fast)
+    for item in (i.strip() for i in spec.split(",") if i.strip()):
+        if item.startswith("full:"):
+            node = item[5:]
+            if node in wf["nodes"] and node not in full["nodes"]:
+                raise SystemExit(f"--variant {spec!r}: the full-step workflow has no node {node!r}")
+            if node in wf["nodes"]:
+                wf["nodes"][node]["inputs"] = copy.deepcopy(full["nodes"][node]["inputs"])
+        elif "=" in item:
+            target, value = item.split("=", 1)
+            node, _, port = target.partition(".")
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+            if node in wf["nodes"]:
+                wf["nodes"][node]["inputs"][port] = parsed
+        else:
+            wf = with_lora(wf, item)
+    return wf
+
+
 def quality(models: Path | None, threads: int, n: int, variations: int, prompt_set: str,
-            variants: dict[str, str], shipped: tuple[str, ...] = tuple(PATHS)) -> dict[str, dict]:
-    """The evaluation's rows of one prompt set for the shipped paths (`shipped`) and each variant."""
+            variants: dict[str, str], shipped: tuple[str, ...] = tuple(PATHS), pairs: int | None = None
+            ) -> dict[str, dict]:
+    """The evaluation's rows of one prompt set for the shipped paths (`shipped`) and each variant.
+
+    One engine runs every path, so a stage whose inputs are the same as in a path before it (the
+    full prior under `full:prior`, the few-step decoder under `full:upsample`) is a cache hit."""
     from eval.text2image import Runner, Sizes, evaluate
 
     workflows = {name: tuple(json.loads((ROOT / "workflows" / f).read_text()) for f in files)
                  for name, files in PATHS.items()}
     paths = {name: workflows[name] for name in shipped}
-    for name, lora in variants.items():
-        paths[name] = tuple(with_lora(wf, lora) for wf in workflows["fast"])
+    for name, spec in variants.items():
+        paths[name] = tuple(variant(fast, full, spec) for fast, full in zip(workflows["fast"], workflows["full"], strict=True))
     out = {}
-    for name, (t2i, var) in paths.items():
-        with tempfile.TemporaryDirectory(prefix="fast-bench-") as tmp:
-            runner = Runner(models, threads, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="fast-bench-") as tmp:
+        runner = Runner(models, threads, Path(tmp))
+        for name, (t2i, var) in paths.items():
             runner.text2image, runner.variation = t2i, var
             t0 = time.time()
-            report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations),
-                              (prompt_set,), count=4)
+            report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations,
+                                            heldout_pairs=pairs), (prompt_set,), count=4)
             out[name] = {**report[prompt_set], "seconds": time.time() - t0}
-            print(f"  quality of {name}: {time.time() - t0:.0f} s", flush=True)
+            print(f"  quality of {name}: {time.time() - t0:.0f} s  " + "; ".join(
+                f"{row} " + " ".join(f"{a} {r[a]:.2f}" for a in attrs if a in r)
+                for row, attrs in QUALITY_ROWS.items() if (r := out[name].get(row))), flush=True)
     return out
 
 
@@ -182,8 +216,12 @@ def main() -> int:
                    help="the evaluation's prompt set (tune on 'tuning', report on 'validation')")
     p.add_argument("--paths", default="full,fast", help="the shipped paths in the quality table, the first "
                    "the reference (full: text2image.json + variation.json; fast: their _fast twins)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=LORA",
-                   help="another few-step path: the fast workflows with this LoRA file (or 'none')")
+    p.add_argument("--pairs", type=int, default=None, help="prompts in the held-out pairs row (default: "
+                   "--quality; 0 skips the row)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=SPEC",
+                   help="another few-step path: the fast workflows changed by SPEC, comma-separated items: "
+                   "a LoRA file (or 'none'), 'full:NODE' (that node as in the full-step workflow), "
+                   "'NODE.PORT=VALUE' (e.g. prior.steps=25)")
     args = p.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
     print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
@@ -203,7 +241,8 @@ def main() -> int:
         shipped = tuple(k for k in args.paths.split(",") if k)
         if not set(shipped) <= set(PATHS):
             raise SystemExit(f"--paths takes a comma-separated subset of {', '.join(PATHS)}; got {args.paths!r}")
-        q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped)
+        q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped,
+                    args.pairs)
         print_quality(q, args.prompt_set, args.quality, args.variations)
     if not args.no_engine:
         engine_figures(args.threads)
