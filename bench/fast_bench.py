@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 PATHS = {"full": ("text2image.json", "variation.json"), "fast": ("text2image_fast.json", "variation_fast.json")}
-STAGES = {"enc": "text encode", "prior": "prior", "decoder": "decoder", "upsample": "upsampler"}
+STAGES = {"enc": "text encode", "prior": "prior", "decoder": "decoder", "upsample": "upsampler",
+          "upsample_256": "256 px stage"}
 PROMPTS = ["a small red circle in the top left corner on a white background",
            "a big blue square at the bottom on a yellow background"]
 QUALITY_ROWS = {"unseen": ("color", "shape", "size", "position", "background", "clean"),
@@ -64,8 +65,10 @@ def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str,
         if event.event == "node_completed":
             durations[event.node] = event.duration
 
+    from eval.text2image import saved_images_source
+
     t0 = time.perf_counter()
-    run = engine.run(wf, targets=["upsample"], sink=sink)
+    run = engine.run(wf, targets=[saved_images_source(wf)[0]], sink=sink)
     durations["total"] = time.perf_counter() - t0
     if not run.ok:
         raise RuntimeError(run.error)
