@@ -2,20 +2,23 @@
 
     .venv/bin/python bench/fast_bench.py --threads 1                                # latency + images/s + engine
     .venv/bin/python bench/fast_bench.py --threads 1 --quality 32 --variations 8    # + quality (validation set)
-    .venv/bin/python bench/fast_bench.py --no-latency --no-engine --quality 16 --variations 4 \\
-        --set tuning --variant plain=none --variant ema=runs/lcm-ema/checkpoints/shapes-lcm-step100.safetensors
+    .venv/bin/python bench/fast_bench.py --no-latency --no-engine --quality 24 --pairs 0 --variations 12 \\
+        --set tuning --variant prior=full:prior --variant up=full:upsample --variant dec=full:decoder
 
 Latency: `workflows/text2image.json` and `workflows/text2image_fast.json` run through
-`nodegraph.Engine` (models loaded once; a new seed and prompt on every repeat so every node after the
-loaders executes), batch 1 (the prior's count = 1) and batch 8 (count = 8); per-node times come from
-the node-completed events, medians over the repeats after one warm-up, the two workflows
-interleaved so that load on the machine hits both alike.
+`nodegraph.Engine` to the images they save, the 256 px stage included (models loaded once; a new
+seed and prompt on every repeat so every node after the loaders executes), batch 1 (the prior's
+count = 1) and batch 8 (count = 8); per-node times come from the node-completed events, medians over
+the repeats after one warm-up, the two workflows interleaved so that load on the machine hits both
+alike.
 
 Quality: `eval.text2image` (the command `nodegraph eval text2image`) on one prompt set (validation by
 default; `--set tuning` to tune) through each workflow pair (text → image and variations), same
-prompts and seeds. `--variant NAME=LORA` adds few-step paths that differ from the shipped fast
-workflows only in the file their Load LoRA node applies (`none`: the plain few-step schedule); the
-differences to the full-step path are printed beside a binomial standard error of one figure.
+prompts and seeds, all through one engine (a stage whose inputs did not change is a cache hit).
+`--variant NAME=SPEC` adds few-step paths: the shipped fast workflows with one stage set back to its
+full-step settings (`full:prior`, `full:decoder`, `full:upsample`), inputs set (`prior.steps=25`), or
+another file for their Load LoRA node (`none`: the plain few-step schedule); the differences to the
+full-step path are printed beside a binomial standard error of one figure.
 
 Engine: `bench/engine_bench.py`'s own measurements (its quick sizes and start-up), each size in a
 fresh process, so the figures are the ones that script prints.
