@@ -36,6 +36,10 @@ def test_fast_workflows_keep_the_prompt_node_and_the_outputs_of_their_full_step_
     assert dec["scheduler"] == "lcm" and dec["steps"] <= 4 and dec["guidance"] == 1.0
     assert wf["nodes"][dec["decoder"]["from"]]["inputs"]["lora"] == "shapes-lcm"
     assert wf["nodes"]["upsample"]["inputs"]["steps"] < twin["nodes"]["upsample"]["inputs"]["steps"]
+    assert wf["nodes"]["upsample_256"]["inputs"]["steps"] < twin["nodes"]["upsample_256"]["inputs"]["steps"]
+    if "prior" in wf["nodes"]:
+        prior, full = wf["nodes"]["prior"]["inputs"], twin["nodes"]["prior"]["inputs"]
+        assert prior["scheduler"] == "dpm++" and prior["steps"] < full["steps"]
 
 
 def test_lcm_is_diffusers_lcm_scheduler_on_the_checkpoints_own_noise_schedule():
