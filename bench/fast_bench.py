@@ -2,20 +2,23 @@
 
     .venv/bin/python bench/fast_bench.py --threads 1                                # latency + images/s + engine
     .venv/bin/python bench/fast_bench.py --threads 1 --quality 32 --variations 8    # + quality (validation set)
-    .venv/bin/python bench/fast_bench.py --no-latency --no-engine --quality 16 --variations 4 \\
-        --set tuning --variant plain=none --variant ema=runs/lcm-ema/checkpoints/shapes-lcm-step100.safetensors
+    .venv/bin/python bench/fast_bench.py --no-latency --no-engine --quality 24 --pairs 0 --variations 12 \\
+        --set tuning --variant prior=full:prior --variant up=full:upsample --variant dec=full:decoder
 
 Latency: `workflows/text2image.json` and `workflows/text2image_fast.json` run through
-`nodegraph.Engine` (models loaded once; a new seed and prompt on every repeat so every node after the
-loaders executes), batch 1 (the prior's count = 1) and batch 8 (count = 8); per-node times come from
-the node-completed events, medians over the repeats after one warm-up, the two workflows
-interleaved so that load on the machine hits both alike.
+`nodegraph.Engine` to the images they save, the 256 px stage included (models loaded once; a new
+seed and prompt on every repeat so every node after the loaders executes), batch 1 (the prior's
+count = 1) and batch 8 (count = 8); per-node times come from the node-completed events, medians over
+the repeats after one warm-up, the two workflows interleaved so that load on the machine hits both
+alike.
 
 Quality: `eval.text2image` (the command `nodegraph eval text2image`) on one prompt set (validation by
 default; `--set tuning` to tune) through each workflow pair (text → image and variations), same
-prompts and seeds. `--variant NAME=LORA` adds few-step paths that differ from the shipped fast
-workflows only in the file their Load LoRA node applies (`none`: the plain few-step schedule); the
-differences to the full-step path are printed beside a binomial standard error of one figure.
+prompts and seeds, all through one engine (a stage whose inputs did not change is a cache hit).
+`--variant NAME=SPEC` adds few-step paths: the shipped fast workflows with one stage set back to its
+full-step settings (`full:prior`, `full:decoder`, `full:upsample`), inputs set (`prior.steps=25`), or
+another file for their Load LoRA node (`none`: the plain few-step schedule); the differences to the
+full-step path are printed beside a binomial standard error of one figure.
 
 Engine: `bench/engine_bench.py`'s own measurements (its quick sizes and start-up), each size in a
 fresh process, so the figures are the ones that script prints.
@@ -41,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 PATHS = {"full": ("text2image.json", "variation.json"), "fast": ("text2image_fast.json", "variation_fast.json")}
-STAGES = {"enc": "text encode", "prior": "prior", "decoder": "decoder", "upsample": "upsampler"}
+STAGES = {"enc": "text encode", "prior": "prior", "decoder": "decoder", "upsample": "upsampler",
+          "upsample_256": "256 px stage"}
 PROMPTS = ["a small red circle in the top left corner on a white background",
            "a big blue square at the bottom on a yellow background"]
 QUALITY_ROWS = {"unseen": ("color", "shape", "size", "position", "background", "clean"),
@@ -64,8 +68,10 @@ def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str,
         if event.event == "node_completed":
             durations[event.node] = event.duration
 
+    from eval.text2image import saved_images_source
+
     t0 = time.perf_counter()
-    run = engine.run(wf, targets=["upsample"], sink=sink)
+    run = engine.run(wf, targets=[saved_images_source(wf)[0]], sink=sink)
     durations["total"] = time.perf_counter() - t0
     if not run.ok:
         raise RuntimeError(run.error)
@@ -95,26 +101,60 @@ def with_lora(wf: dict, lora: str) -> dict:
     return wf
 
 
+def variant(fast: dict, full: dict, spec: str) -> dict:
+    """The few-step workflow `fast` changed by `spec`, comma-separated items applied in order:
+    `full:NODE` gives NODE the inputs it has in the full-step twin `full` (links included, so
+    `full:decoder` also drops the LoRA), `NODE.PORT=VALUE` sets one input (VALUE parsed as JSON when it
+    parses), anything else is a LoRA for the Load LoRA node (`none`, a name or a .safetensors path).
+    Items naming a node the workflow lacks (the variation workflow has no prior) are skipped."""
+    wf = copy.deepcopy(fast)
+    for item in (i.strip() for i in spec.split(",") if i.strip()):
+        if item.startswith("full:"):
+            node = item[5:]
+            if node in wf["nodes"] and node not in full["nodes"]:
+                raise SystemExit(f"--variant {spec!r}: the full-step workflow has no node {node!r}")
+            if node in wf["nodes"]:
+                wf["nodes"][node]["inputs"] = copy.deepcopy(full["nodes"][node]["inputs"])
+        elif "=" in item:
+            target, value = item.split("=", 1)
+            node, _, port = target.partition(".")
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+            if node in wf["nodes"]:
+                wf["nodes"][node]["inputs"][port] = parsed
+        else:
+            wf = with_lora(wf, item)
+    return wf
+
+
 def quality(models: Path | None, threads: int, n: int, variations: int, prompt_set: str,
-            variants: dict[str, str], shipped: tuple[str, ...] = tuple(PATHS)) -> dict[str, dict]:
-    """The evaluation's rows of one prompt set for the shipped paths (`shipped`) and each variant."""
+            variants: dict[str, str], shipped: tuple[str, ...] = tuple(PATHS), pairs: int | None = None
+            ) -> dict[str, dict]:
+    """The evaluation's rows of one prompt set for the shipped paths (`shipped`) and each variant.
+
+    One engine runs every path, so a stage whose inputs are the same as in a path before it (the
+    full prior under `full:prior`, the few-step decoder under `full:upsample`) is a cache hit."""
     from eval.text2image import Runner, Sizes, evaluate
 
     workflows = {name: tuple(json.loads((ROOT / "workflows" / f).read_text()) for f in files)
                  for name, files in PATHS.items()}
     paths = {name: workflows[name] for name in shipped}
-    for name, lora in variants.items():
-        paths[name] = tuple(with_lora(wf, lora) for wf in workflows["fast"])
+    for name, spec in variants.items():
+        paths[name] = tuple(variant(fast, full, spec) for fast, full in zip(workflows["fast"], workflows["full"], strict=True))
     out = {}
-    for name, (t2i, var) in paths.items():
-        with tempfile.TemporaryDirectory(prefix="fast-bench-") as tmp:
-            runner = Runner(models, threads, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="fast-bench-") as tmp:
+        runner = Runner(models, threads, Path(tmp))
+        for name, (t2i, var) in paths.items():
             runner.text2image, runner.variation = t2i, var
             t0 = time.time()
-            report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations),
-                              (prompt_set,), count=4)
+            report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations,
+                                            heldout_pairs=pairs), (prompt_set,), count=4)
             out[name] = {**report[prompt_set], "seconds": time.time() - t0}
-            print(f"  quality of {name}: {time.time() - t0:.0f} s", flush=True)
+            print(f"  quality of {name}: {time.time() - t0:.0f} s  " + "; ".join(
+                f"{row} " + " ".join(f"{a} {r[a]:.2f}" for a in attrs if a in r)
+                for row, attrs in QUALITY_ROWS.items() if (r := out[name].get(row))), flush=True)
     return out
 
 
@@ -182,8 +222,12 @@ def main() -> int:
                    help="the evaluation's prompt set (tune on 'tuning', report on 'validation')")
     p.add_argument("--paths", default="full,fast", help="the shipped paths in the quality table, the first "
                    "the reference (full: text2image.json + variation.json; fast: their _fast twins)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=LORA",
-                   help="another few-step path: the fast workflows with this LoRA file (or 'none')")
+    p.add_argument("--pairs", type=int, default=None, help="prompts in the held-out pairs row (default: "
+                   "--quality; 0 skips the row)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=SPEC",
+                   help="another few-step path: the fast workflows changed by SPEC, comma-separated items: "
+                   "a LoRA file (or 'none'), 'full:NODE' (that node as in the full-step workflow), "
+                   "'NODE.PORT=VALUE' (e.g. prior.steps=25)")
     args = p.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
     print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
@@ -203,7 +247,8 @@ def main() -> int:
         shipped = tuple(k for k in args.paths.split(",") if k)
         if not set(shipped) <= set(PATHS):
             raise SystemExit(f"--paths takes a comma-separated subset of {', '.join(PATHS)}; got {args.paths!r}")
-        q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped)
+        q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped,
+                    args.pairs)
         print_quality(q, args.prompt_set, args.quality, args.variations)
     if not args.no_engine:
         engine_figures(args.threads)

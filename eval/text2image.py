@@ -58,6 +58,7 @@ class Sizes:
     short_pairs: int = 16
     variations: int = 25  # scenes; the workflow makes its decoder batch of variations of each
     batch: int = 8  # prompts per run of the full-caption rows
+    heldout_pairs: int | None = None  # prompts in the held-out pairs row; None: as many as `full`
 
 
 def saved_images_source(wf: dict) -> tuple[str, str]:
@@ -151,7 +152,8 @@ def evaluate(runner: Runner, sizes: Sizes, which: tuple[str, ...], count: int,
         gen = SETS[set_name]
         rows = {
             "unseen": (gen.full_prompts("heldout_combos", sizes.full), 1),
-            "heldout_pairs": (gen.full_prompts("heldout_pairs", sizes.full), 1),
+            "heldout_pairs": (gen.full_prompts("heldout_pairs", sizes.full if sizes.heldout_pairs is None
+                                               else sizes.heldout_pairs), 1),
             "short": (gen.short_prompts(sizes.short), count),
             "short_heldout_pairs": (gen.short_prompts(sizes.short_pairs, heldout_pairs=True), count),
         }

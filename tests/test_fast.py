@@ -36,6 +36,10 @@ def test_fast_workflows_keep_the_prompt_node_and_the_outputs_of_their_full_step_
     assert dec["scheduler"] == "lcm" and dec["steps"] <= 4 and dec["guidance"] == 1.0
     assert wf["nodes"][dec["decoder"]["from"]]["inputs"]["lora"] == "shapes-lcm"
     assert wf["nodes"]["upsample"]["inputs"]["steps"] < twin["nodes"]["upsample"]["inputs"]["steps"]
+    assert wf["nodes"]["upsample_256"]["inputs"]["steps"] < twin["nodes"]["upsample_256"]["inputs"]["steps"]
+    if "prior" in wf["nodes"]:
+        prior, full = wf["nodes"]["prior"]["inputs"], twin["nodes"]["prior"]["inputs"]
+        assert prior["scheduler"] == "dpm++" and prior["steps"] < full["steps"]
 
 
 def test_lcm_is_diffusers_lcm_scheduler_on_the_checkpoints_own_noise_schedule():
@@ -82,3 +86,23 @@ def test_the_lcm_lora_changes_the_decoder_and_strength_zero_gives_the_base_back(
         assert run.ok, run.error
         outs[strength] = np.asarray(run.outputs["decoder"]["images"])
     assert np.abs(outs[1.0] - outs[0.0]).mean() > 1e-3
+
+
+def test_the_prior_node_samples_with_a_deterministic_few_step_scheduler_from_its_config():
+    from nodes.unclip.models import sample_prior
+    from nodes.unclip.sampling import Prior
+
+    assert "scheduler" in Prior.Inputs.model_fields
+    model, cond = tiny.prior().model, tiny.conditioning()
+    sched = sch.make_scheduler(model.scheduler, "dpm++")
+    assert sched.config.prediction_type == model.scheduler.config.prediction_type == "sample"
+
+    def sample(name, seed):
+        with torch.inference_mode():
+            return sample_prior(model, cond.cond, cond.uncond, steps=6, scheduler=name,
+                                generator=torch.Generator().manual_seed(seed))
+
+    a, b = sample("dpm++", 0), sample("dpm++", 0)
+    assert a.shape == sample(None, 0).shape and torch.isfinite(a).all()
+    assert torch.equal(a, b)  # seeded: the same embedding again
+    assert not torch.allclose(a, sample("dpm++", 1))  # another seed, another sample

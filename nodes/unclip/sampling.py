@@ -25,6 +25,9 @@ class Prior(Node):
         conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
         guidance: float = Port(4.0, ge=0.0, le=20.0, step=0.5, description="Classifier-free guidance scale.")
         steps: int = Port(25, ge=2, le=1000, description="Denoising steps.")
+        scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default', the "
+                                    "stochastic unCLIP schedule), or another diffusers scheduler built from its "
+                                    "config ('dpm++', 'ddim': deterministic, for few steps).")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
         count: int = Port(1, ge=1, le=64, description="Image embeddings per prompt.")
 
@@ -40,7 +43,8 @@ class Prior(Node):
         with torch.inference_mode(), library_errors():
             emb = sample_prior(inputs.prior.model, cond.cond, cond.uncond, guidance=inputs.guidance,
                                steps=inputs.steps, generator=generator(inputs.seed),
-                               num_per_prompt=inputs.count, callback=progress(ctx))
+                               num_per_prompt=inputs.count, callback=progress(ctx),
+                               scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
         return self.Outputs(embedding=emb)
 
 
@@ -113,7 +117,8 @@ class Upsample(Node):
     class Inputs(nodegraph.Inputs):
         upsampler: UPSAMPLER = Port(description="A loaded upsampler.")
         images: IMAGE = Port(description="Low-resolution images (the decoder's output).")
-        steps: int = Port(10, ge=2, le=1000, description="Denoising steps.")
+        steps: int = Port(10, ge=1, le=1000, description="Denoising steps (1: the model's direct estimate "
+                          "from noise and the low-resolution image, the cheapest few-step setting).")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config ('ddim': 3 steps keep the "
                                     "shipped upsampler's quality).")
