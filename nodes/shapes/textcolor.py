@@ -271,8 +271,9 @@ class FactorColor(Node):
 
     class Outputs(nodegraph.Outputs):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
-        color: str = Port(description="The palette colour the prompts name, or empty if they name none "
-                                      "(for Recolour Embedding's color).")
+        color: str = Port(description="The palette colour the prompts name, or empty if they name none; for "
+                                      "prompts naming different colours, one per prompt, comma-separated, empty "
+                                      "where a prompt names none (for Recolour Embedding's color).")
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -302,10 +303,6 @@ class FactorColor(Node):
                                      "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
         with library_errors():
             out, named, dropped = factor_encoding(tmap, clip, enc, texts, inputs.method, inputs.strength)
-        if len(set(named)) > 1:  # Recolour takes one colour for the whole batch
-            listed = ", ".join(c or "(none)" for c in named[:8])
-            raise NodeExecutionError(f"conditioning: the prompts name different colours ({listed}); Recolour "
-                                     "Embedding takes one colour, so run one prompt at a time, or prompts of one colour")
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
         if dropped is not None and any(named):
@@ -318,4 +315,6 @@ class FactorColor(Node):
                      f"{tmap.accuracy:.2f} of its fitting captions")
         ctx.show(text=lines)
         new_texts = tuple(d.text for d in dropped) if dropped is not None and any(named) else cond.texts
-        return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=named[0])
+        # one colour for all, or (prompts naming different colours) one per prompt, comma-separated
+        color = named[0] if len(set(named)) == 1 else ",".join(named)
+        return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=color)
