@@ -116,6 +116,8 @@ def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path, store):
     assert mixed.color == "red,blue," and mixed.conditioning.texts == ("a star", "a square", "a star at the top")
     both, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star", "a red disk"]))
     assert both.color == "red"
+    off, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond, method="off")
+    assert off.color == "" and off.conditioning is cond  # nothing read, nothing moved
 
 
 def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_passes_through(tmp_path, store):

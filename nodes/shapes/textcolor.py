@@ -26,7 +26,7 @@ BATCH = 500
 NAMED = 0.33
 DEFAULT_STRENGTH = 2.0  # the trade measured on the shipped models: docs/editing.md
 MAX_WORDS = 3  # words "words" may drop from one prompt
-Method = Literal["words", "linear"]
+Method = Literal["words", "linear", "off"]
 DEFAULT_METHOD: Method = "words"
 
 
@@ -246,7 +246,8 @@ class FactorColor(Node):
     Connect the prior to `conditioning` and Recolour Embedding's `color` to `color`; give the decoder
     the original encoding. Then a colour and a shape that never appeared together in training
     are drawn together. Method "words" re-encodes the prompt without the words that carry its
-    colour; "linear" moves the encoding along the fitted colour direction. The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
+    colour; "linear" moves the encoding along the fitted colour direction; "off" passes it on (for a
+    CLIP that is not the Shapes one). The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
     3 × 3,000 encodings of L × W token states, so gigabytes for a 77 × 768 CLIP).
     """
 
@@ -262,7 +263,9 @@ class FactorColor(Node):
         method: Method = Port(DEFAULT_METHOD, description="words: re-encode the prompt without the words that carry "
                                                           "its colour (found by the fitted read-out, not by a word "
                                                           "list); linear: move the encoding along the fitted colour "
-                                                          "direction (no re-encoding; composes less well).")
+                                                          "direction (no re-encoding; composes less well); off: "
+                                                          "pass the encoding on and name no colour (a CLIP that is "
+                                                          "not the Shapes one, e.g. a real checkpoint's).")
         strength: float = Port(DEFAULT_STRENGTH, ge=0.0, le=5.0, step=0.1, display="slider",
                                description="linear (and words, for a prompt whose colour no 3 words clear): 0 "
                                            "keeps the encoding; k takes the named colour's fitted direction off it "
@@ -286,6 +289,9 @@ class FactorColor(Node):
         enc = getattr(cond, "cond", None)
         if enc is None or not hasattr(enc, "hidden"):
             raise NodeExecutionError("conditioning: expected a CLIP Text Encode output; connect one")
+        if inputs.method == "off":  # nothing fitted, nothing moved: Recolour Embedding then passes on too
+            ctx.show(text=["method off: the encoding is passed on as it is"])
+            return self.Outputs(conditioning=cond, color="")
         clip = inputs.clip.model
         width = getattr(clip, "embed_dim", None)
         if width is not None and width != enc.embeds.shape[1]:
