@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--short", type=int, default=Sizes.short, help="short prompts")
     p.add_argument("--short-pairs", type=int, default=Sizes.short_pairs, help="short held-out-pair prompts")
     p.add_argument("--variations", type=int, default=Sizes.variations, help="variation scenes")
+    p.add_argument("--batch", type=int, default=Sizes.batch,
+                   help="prompts per run of the full-caption rows (1 for a workflow that takes one prompt at a time)")
     p.add_argument("--count", type=int, default=4, help="images per short prompt (the workflow's prior count)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", action="store_true", help="also print the validation rows as the README's table")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    sizes = Sizes(2, 4, 2, 1, 2) if args.quick else Sizes(args.full, args.short, args.short_pairs, args.variations)
+    sizes = Sizes(2, 4, 2, 1, 2) if args.quick else Sizes(args.full, args.short, args.short_pairs, args.variations,
+                                                             args.batch)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="eval-text2image-") as tmp:

@@ -110,10 +110,14 @@ def test_node_outputs_the_factored_conditioning_and_the_colour(tmp_path, store):
     assert plain.color == ""
     assert torch.equal(plain.conditioning.cond.embeds, clip.encode_text(["a star at the top"]).embeds)
     assert "nothing to factor out" in ctx.ui["text"][0]
-    with pytest.raises(NodeExecutionError, match=r"name different colours \(red, blue\).*one prompt at a time"):
-        run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star", "a blue square"]))
+    # prompts of different colours: one colour per prompt, empty where a prompt names none
+    mixed, _ = run(FactorColor, tmp_path, models=store, clip=handle,
+                   conditioning=_conditioning(clip, ["a red star", "a blue square", "a star at the top"]))
+    assert mixed.color == "red,blue," and mixed.conditioning.texts == ("a star", "a square", "a star at the top")
     both, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a red star", "a red disk"]))
     assert both.color == "red"
+    off, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond, method="off")
+    assert off.color == "" and off.conditioning is cond  # nothing read, nothing moved
 
 
 def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_passes_through(tmp_path, store):
@@ -138,6 +142,15 @@ def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_pa
     assert same.embedding is emb and "passed on as they are" in ctx.ui["text"][0]
     with pytest.raises(NodeExecutionError, match="width 7"):  # the checks still run
         run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=torch.zeros(2, 7), color="")
+    # one colour per prompt: each prompt's run of samples gets its own, an empty entry keeps its run
+    emb6 = torch.randn(6, clip.dim)
+    per, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6, color="red,,blue")
+    red, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[:2], color="red")
+    blue, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[4:], color="blue")
+    assert torch.allclose(per.embedding[:2], red.embedding) and torch.allclose(per.embedding[4:], blue.embedding)
+    assert torch.equal(per.embedding[2:4], emb6[2:4])
+    with pytest.raises(NodeExecutionError, match="3 colours .* 4 embeddings"):
+        run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[:4], color="red,,blue")
 
 
 def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prompts(tmp_path, store):

@@ -49,3 +49,17 @@ def test_a_hard_negative_swaps_one_named_colour_or_shape():
         assert len(changed) == 1 and changed[0] in ("color", "shape")
         assert neg["color"] != neg["background"]
     assert swapped(attrs, ("size", "position"), rng) is None
+
+
+def test_a_hard_negative_is_never_a_held_out_pair():
+    rng = np.random.default_rng(4)
+    for color, shape in domain.HELDOUT_PAIRS:
+        # one swap away from the held-out pair: the other attribute differs
+        near = [{"color": color, "background": "white" if color != "white" else "black", "shape": s,
+                 "size": "small", "position": "top"} for s in domain.SHAPES if s != shape]
+        near += [{"color": c, "background": "white" if c != "white" else "black", "shape": shape, "size": "small",
+                  "position": "top"} for c in domain.COLORS if c not in (color, "white", "black")]
+        for attrs in near:
+            for _ in range(30):
+                neg = swapped(attrs, ("color", "shape"), rng)
+                assert (neg["color"], neg["shape"]) not in domain.HELDOUT_PAIRS, neg

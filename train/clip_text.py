@@ -65,13 +65,19 @@ def smoke() -> Config:
 
 
 def swapped(attrs: dict[str, str], named: tuple[str, ...], rng: np.random.Generator) -> dict[str, str] | None:
-    """The attributes with the colour or the shape (one the caption names) replaced, or None."""
+    """The attributes with the colour or the shape (one the caption names) replaced, or None.
+
+    Never a held-out (colour, shape) pair: as a negative it would teach the text tower that such a
+    caption matches no image, and held-out pairs stay out of training in every role.
+    """
     options = [a for a in ("color", "shape") if a in named]
     if not options:
         return None
     attr = options[int(rng.integers(len(options)))]
     values = domain.COLORS if attr == "color" else domain.SHAPES
-    others = [v for v in values if v != attrs[attr] and not (attr == "color" and v == attrs["background"])]
+    others = [v for v in values if v != attrs[attr] and not (attr == "color" and v == attrs["background"])
+              and (attrs["color"] if attr == "shape" else v, v if attr == "shape" else attrs["shape"])
+              not in domain.HELDOUT_PAIRS]
     return {**attrs, attr: others[int(rng.integers(len(others)))]}
 
 

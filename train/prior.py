@@ -64,6 +64,7 @@ class Config:
     init: str = ""  # continue from this bundle's prior/ ("" = from scratch)
     p_new: float = 0.0  # share of captions from the second writer (`train.captions`), the rest `domain.caption`
     remeasure: int = 1  # with `init`: 1 = re-measure clip_mean / clip_std, 0 = keep the init prior's
+    save_every: int = 0  # > 0: also write `<out>/prior_step<N>/` every N steps, to judge a run before its end
 
 
 def smoke() -> Config:
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.info("step %d loss %.4f (ema %.4f)  %.0f s", step, loss.item(), ema, timer())
+        if cfg.save_every and step and step % cfg.save_every == 0:
+            prior.save_pretrained(out / f"prior_step{step}", safe_serialization=True)
     prior.eval()
     prior.save_pretrained(out / "prior", safe_serialization=True)
     scheduler().save_pretrained(out / "prior_scheduler")

@@ -160,7 +160,10 @@ class EmbeddingRecolor(Node):
         embedding: EMBEDDING = Port(description="CLIP image embeddings to recolour, (B, D).")
         color: str = Port("blue", description="Target object colour (unless color_from is connected): a palette name "
                                               "(red, orange, yellow, green, blue, purple, white, black), another CSS "
-                                              "name, or #rrggbb; empty passes the embeddings on unchanged.")
+                                              "name, or #rrggbb; empty passes the embeddings on unchanged. A "
+                                              "comma-separated list gives one colour per prompt (as Factor Out "
+                                              "Colour writes for prompts of different colours): the embeddings "
+                                              "split into that many equal runs, an empty entry keeps its run.")
         strength: float = Port(1.0, ge=0.0, le=2.0, step=0.05, display="slider",
                                description="0 keeps the embeddings, 1 moves their read-out colour to the target.")
         color_from: EMBEDDING = Port(None, description="Optional: take the target colour from these embeddings "
@@ -173,13 +176,13 @@ class EmbeddingRecolor(Node):
         import torch
 
         keep = inputs.color_from is None and not inputs.color.strip()  # e.g. Factor Out Colour read no colour
-        rgb = None
-        if inputs.color_from is None and not keep:
-            rgb = torch.tensor(parse_color(inputs.color), dtype=torch.float32) / 255
         emb = inputs.embedding
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
             raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "
                                      "or CLIP Image Encode")
+        rgb, moved = None, None
+        if inputs.color_from is None and not keep:
+            rgb, moved = _targets(inputs.color, len(emb))
         clip = inputs.clip.model
         width = getattr(clip, "embed_dim", None)
         if width is not None and width != emb.shape[1]:
@@ -203,14 +206,35 @@ class EmbeddingRecolor(Node):
             rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
         before = cmap.read(emb)
         out = cmap.apply(emb, rgb, inputs.strength)
+        if moved is not None:  # rows whose prompt named no colour stay as they are
+            out = torch.where(moved[:, None], out, emb.to(out))
         after = cmap.read(out)
         moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
         more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
         target = (f"targets read from color_from: {', '.join(_hex(c) for c in rgb[:8])}" if ref is not None
-                  else f"target {_hex(rgb)}")
+                  else f"target {_hex(rgb)}" if rgb.ndim == 1
+                  else f"targets, per prompt: {inputs.color}")
         ctx.show(text=[f"read-out colour{more}: {moves}; {target}; the map explains "
                        f"{cmap.explained:.2f} of a repaint's embedding change"])
         return self.Outputs(embedding=out.to(emb.dtype))
+
+
+def _targets(color: str, rows: int):
+    """`color` as target RGB in [0, 1]: (3,) for one colour, or (rows, 3) and a (rows,) mask of the rows
+    to move for a comma-separated list, one colour per equal run of rows (a prompt's `count` samples)."""
+    import torch
+
+    names = [c.strip() for c in color.split(",")]
+    if len(names) == 1:
+        return torch.tensor(parse_color(names[0]), dtype=torch.float32) / 255, None
+    if rows % len(names):
+        raise NodeExecutionError(f"color: {len(names)} colours (one per prompt) but {rows} embeddings, which do not "
+                                 f"split into {len(names)} equal runs; give one colour, or connect the prior of "
+                                 "those prompts")
+    per = rows // len(names)
+    rgb = torch.tensor([parse_color(c) if c else (0, 0, 0) for c in names], dtype=torch.float32) / 255
+    moved = torch.tensor([bool(c) for c in names])
+    return rgb.repeat_interleave(per, 0), moved.repeat_interleave(per)
 
 
 def _hex(rgb) -> str:

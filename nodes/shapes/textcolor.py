@@ -26,7 +26,7 @@ BATCH = 500
 NAMED = 0.33
 DEFAULT_STRENGTH = 2.0  # the trade measured on the shipped models: docs/editing.md
 MAX_WORDS = 3  # words "words" may drop from one prompt
-Method = Literal["words", "linear"]
+Method = Literal["words", "linear", "off"]
 DEFAULT_METHOD: Method = "words"
 
 
@@ -246,7 +246,8 @@ class FactorColor(Node):
     Connect the prior to `conditioning` and Recolour Embedding's `color` to `color`; give the decoder
     the original encoding. Then a colour and a shape that never appeared together in training
     are drawn together. Method "words" re-encodes the prompt without the words that carry its
-    colour; "linear" moves the encoding along the fitted colour direction. The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
+    colour; "linear" moves the encoding along the fitted colour direction; "off" passes it on (for a
+    CLIP that is not the Shapes one). The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
     3 × 3,000 encodings of L × W token states, so gigabytes for a 77 × 768 CLIP).
     """
 
@@ -262,7 +263,9 @@ class FactorColor(Node):
         method: Method = Port(DEFAULT_METHOD, description="words: re-encode the prompt without the words that carry "
                                                           "its colour (found by the fitted read-out, not by a word "
                                                           "list); linear: move the encoding along the fitted colour "
-                                                          "direction (no re-encoding; composes less well).")
+                                                          "direction (no re-encoding; composes less well); off: "
+                                                          "pass the encoding on and name no colour (a CLIP that is "
+                                                          "not the Shapes one, e.g. a real checkpoint's).")
         strength: float = Port(DEFAULT_STRENGTH, ge=0.0, le=5.0, step=0.1, display="slider",
                                description="linear (and words, for a prompt whose colour no 3 words clear): 0 "
                                            "keeps the encoding; k takes the named colour's fitted direction off it "
@@ -271,8 +274,9 @@ class FactorColor(Node):
 
     class Outputs(nodegraph.Outputs):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
-        color: str = Port(description="The palette colour the prompts name, or empty if they name none "
-                                      "(for Recolour Embedding's color).")
+        color: str = Port(description="The palette colour the prompts name, or empty if they name none; for "
+                                      "prompts naming different colours, one per prompt, comma-separated, empty "
+                                      "where a prompt names none (for Recolour Embedding's color).")
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -285,6 +289,9 @@ class FactorColor(Node):
         enc = getattr(cond, "cond", None)
         if enc is None or not hasattr(enc, "hidden"):
             raise NodeExecutionError("conditioning: expected a CLIP Text Encode output; connect one")
+        if inputs.method == "off":  # nothing fitted, nothing moved: Recolour Embedding then passes on too
+            ctx.show(text=["method off: the encoding is passed on as it is"])
+            return self.Outputs(conditioning=cond, color="")
         clip = inputs.clip.model
         width = getattr(clip, "embed_dim", None)
         if width is not None and width != enc.embeds.shape[1]:
@@ -302,10 +309,6 @@ class FactorColor(Node):
                                      "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
         with library_errors():
             out, named, dropped = factor_encoding(tmap, clip, enc, texts, inputs.method, inputs.strength)
-        if len(set(named)) > 1:  # Recolour takes one colour for the whole batch
-            listed = ", ".join(c or "(none)" for c in named[:8])
-            raise NodeExecutionError(f"conditioning: the prompts name different colours ({listed}); Recolour "
-                                     "Embedding takes one colour, so run one prompt at a time, or prompts of one colour")
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
         if dropped is not None and any(named):
@@ -318,4 +321,6 @@ class FactorColor(Node):
                      f"{tmap.accuracy:.2f} of its fitting captions")
         ctx.show(text=lines)
         new_texts = tuple(d.text for d in dropped) if dropped is not None and any(named) else cond.texts
-        return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=named[0])
+        # one colour for all, or (prompts naming different colours) one per prompt, comma-separated
+        color = named[0] if len(set(named)) == 1 else ",".join(named)
+        return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=color)
