@@ -39,6 +39,13 @@ def _one_row(emb, what: str):
     return emb
 
 
+def _same_shape(optimised, target):
+    if optimised.shape != target.shape:
+        raise NodeExecutionError(f"optimised {tuple(optimised.shape)} and target {tuple(target.shape)} differ; both "
+                                 "come from one target text (prior count 1)")
+    return optimised, target
+
+
 class ImagicEmbed(Node):
     """Imagic stage 1: optimise the target's CLIP image embedding until the frozen decoder reconstructs
     the input image from it."""
@@ -156,10 +163,7 @@ class ImagicInterpolate(Node):
         embedding: EMBEDDING = Port(description="The embedding to decode, (1, D).")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        a, b = inputs.optimised, inputs.target
-        if a.shape != b.shape:
-            raise NodeExecutionError(f"optimised {tuple(a.shape)} and target {tuple(b.shape)} differ; both come "
-                                     "from one target text (prior count 1)")
+        a, b = _same_shape(inputs.optimised, inputs.target)
         return self.Outputs(embedding=inputs.eta * b + (1 - inputs.eta) * a)
 
 
@@ -228,11 +232,7 @@ class ImagicEdit(Node):
         from ..unclip.api import generator, sample_decoder
 
         etas = parse_etas(inputs.etas)
-        a = _one_row(inputs.optimised, "Imagic: Edit")
-        b = _one_row(inputs.target, "Imagic: Edit")
-        if a.shape != b.shape:
-            raise NodeExecutionError(f"optimised {tuple(a.shape)} and target {tuple(b.shape)} differ; both come "
-                                     "from one target text (prior count 1)")
+        a, b = _same_shape(_one_row(inputs.optimised, "Imagic: Edit"), _one_row(inputs.target, "Imagic: Edit"))
         cond = inputs.conditioning
         if cond.cond.embeds.shape[0] != 1:
             raise NodeExecutionError("Imagic takes one target text; give one prompt")
