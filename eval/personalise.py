@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
     p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")
+    p.add_argument("--set-node", action="append", default=[], metavar="NODE.PORT=VALUE",
+                   help="Imagic: override a port of workflows/imagic.json (JSON values), e.g. finetune.steps=40")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     import torch
@@ -215,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from ._imagic import eval_imagic
 
-        report = eval_imagic(args.which, args.n, args.steps, args.threads)
+        overrides = {}
+        for item in args.set_node:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        report = eval_imagic(args.which, args.n, args.steps, args.threads, overrides=overrides)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -128,18 +128,25 @@ def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine)
         img=node("core.load_image", image="in.png"),
         text=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue square"),
         target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"), steps=2),
+        enc_in=node("unclip.image_encode", clip=link("clip", "clip"), images=link("img", "image")),
         opt=node("personalise.imagic_embed", decoder=link("dec_m", "decoder"), image=link("img", "image"),
                  conditioning=link("text", "conditioning"), embedding=link("target", "embedding"), steps=3, batch=2),
+        opt_in=node("personalise.imagic_embed", decoder=link("dec_m", "decoder"), image=link("img", "image"),
+                    conditioning=link("text", "conditioning"), embedding=link("target", "embedding"),
+                    init=link("enc_in", "embedding"), steps=1, batch=2, lr=1e-4),
         ft=node("personalise.imagic_finetune", decoder=link("dec_m", "decoder"), image=link("img", "image"),
                 conditioning=link("text", "conditioning"), embedding=link("opt", "embedding"), steps=2, batch=2),
         mix=node("personalise.imagic_interpolate", optimised=link("opt", "embedding"),
                  target=link("target", "embedding"), eta=0.25),
         out=node("unclip.decoder", decoder=link("ft", "decoder"), image_embedding=link("mix", "embedding"),
                  conditioning=link("text", "conditioning"), steps=2),
+        edit=node("personalise.imagic_edit", clip=link("clip", "clip"), decoder=link("ft", "decoder"),
+                  optimised=link("opt", "embedding"), target=link("target", "embedding"),
+                  conditioning=link("text", "conditioning"), etas="0.5, 1", steps=2),
     )
     base_unet = tiny_engine.run(wf, targets=["dec_m"]).outputs["dec_m"]["decoder"].model.unet
     before = {k: v.clone() for k, v in base_unet.state_dict().items()}
-    run = tiny_engine.run(wf, targets=["out", "opt", "target", "mix", "ft", "dec_m"])
+    run = tiny_engine.run(wf, targets=["out", "opt", "target", "mix", "ft", "dec_m", "edit", "opt_in", "enc_in"])
     assert run.ok, run.error
     opt, target, mix = (run.outputs[n]["embedding"] for n in ("opt", "target", "mix"))
     assert opt.shape == target.shape == (1, target.shape[1]) and not torch.allclose(opt, target)
@@ -148,6 +155,27 @@ def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine)
     assert run.outputs["ft"]["decoder"].model.unet is not base_unet
     assert all(torch.equal(base_unet.state_dict()[k], v) for k, v in before.items())
     assert run.outputs["out"]["images"].shape[0] == 1
+    # started from the input's CLIP embedding, a tiny step stays next to it, far from the target
+    opt_in, enc_in = run.outputs["opt_in"]["embedding"], run.outputs["enc_in"]["embedding"]
+    assert torch.cosine_similarity(opt_in, enc_in).item() > 0.99
+    edit = run.outputs["edit"]
+    assert edit["eta"] in (0.5, 1.0) and edit["images"].shape[0] == 1
+    assert edit["sweep"].shape[0] == 3 and len(edit["scores"].split(",")) == 3  # η 0, 0.5, 1
+
+
+def test_imagic_edit_keeps_the_smallest_eta_that_comes_near_the_best_clip_score():
+    from nodes.personalise.imagic import choose_eta, parse_etas
+
+    assert parse_etas("1, 0.3;0.5") == [0.3, 0.5, 1.0]
+    with pytest.raises(nodegraph.NodeExecutionError, match="not a number"):
+        parse_etas("0.3, x")
+    with pytest.raises(nodegraph.NodeExecutionError, match="outside"):
+        parse_etas("0")
+    scores = [40.0, 48.0, 50.0, 49.0]  # η sweep; the reconstruction scored 30
+    assert choose_eta(scores, 30.0, 0.5) == 0  # 40 ≥ 30 + 0.5 · 20
+    assert choose_eta(scores, 30.0, 0.6) == 1  # 40 < 42 ≤ 48
+    assert choose_eta(scores, 30.0, 0.8) == 1
+    assert choose_eta(scores, 30.0, 1.0) == 2
 
 
 def test_imagic_takes_one_image_and_says_so(tiny_engine):

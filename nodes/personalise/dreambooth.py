@@ -3,8 +3,9 @@ images, with the paper's prior-preservation loss on class images the model gener
 
 In unCLIP the decoder draws what the CLIP image embedding from the prior says, so the identifier
 has to act on the text side: a LoRA on the prior maps prompts with the identifier to the CLIP
-image embeddings of the subject, and a LoRA on the decoder (including its text cross-attention)
-learns to draw the subject from those embeddings and the identifier token. CLIP itself stays
+image embeddings of the subject, and a LoRA on the decoder (its attention, text cross-attention,
+resnet convolutions and their embedding projections) learns to draw the subject from those embeddings
+and the identifier token. CLIP itself stays
 frozen (Load LoRA patches no text encoder); the identifier is one of its untrained tokens.
 """
 
@@ -117,7 +118,7 @@ class DreamBooth(Node):
         class_x0 = class_img * 2 - 1
         ctx.check_cancelled()
 
-        unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_TARGETS)
+        unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS)
         prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS)
         tuned_prior = dataclasses.replace(pri, prior=prior_net)
         abar = alphas_cumprod(dec)

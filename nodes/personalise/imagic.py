@@ -6,11 +6,15 @@
 2. `Imagic: Fine-tune Decoder` — a brief LoRA on a copy of the decoder, trained on the input image
    with the optimised embedding (the cached decoder is never changed);
 3. `Imagic: Interpolate` — η · target + (1 − η) · optimised; decode it with the fine-tuned decoder
-   and the target text.
+   and the target text. `Imagic: Edit` does this for a sweep of η from the same noise and keeps, per
+   image, the smallest η whose CLIP score towards the target text is near the sweep's best (the paper
+   picks η per image by eye).
 
 The paper optimises the text embedding of a text-conditioned model; in unCLIP the decoder's main
 condition is the CLIP image embedding the prior makes from the text, so that is the embedding
 optimised and interpolated here (the decoder also attends to the target text's tokens throughout).
+Stage 1 can start from the input's own CLIP image embedding (`init`), which unCLIP has and a text
+model has not: the denoising loss alone moves the target's embedding little and noisily.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import nodegraph
 from nodegraph import IMAGE, ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.api import CONDITIONING, DECODER, EMBEDDING
+from ..unclip.api import CLIP, CONDITIONING, DECODER, EMBEDDING
 
 
 def _one_image(images, what: str):
@@ -35,6 +39,13 @@ def _one_row(emb, what: str):
     return emb
 
 
+def _same_shape(optimised, target):
+    if optimised.shape != target.shape:
+        raise NodeExecutionError(f"optimised {tuple(optimised.shape)} and target {tuple(target.shape)} differ; both "
+                                 "come from one target text (prior count 1)")
+    return optimised, target
+
+
 class ImagicEmbed(Node):
     """Imagic stage 1: optimise the target's CLIP image embedding until the frozen decoder reconstructs
     the input image from it."""
@@ -49,8 +60,12 @@ class ImagicEmbed(Node):
         image: IMAGE = Port(description="The image to edit, (1, H, W, 3).")
         conditioning: CONDITIONING = Port(description="The target text, encoded (the decoder attends to it).")
         embedding: EMBEDDING = Port(description="The target text's CLIP image embedding (the prior's sample, count 1).")
+        init: EMBEDDING | None = Port(None, description="Where the optimisation starts, (1, D): the input image's "
+                                      "CLIP Image Encode makes the decoder reconstruct it from the first step. "
+                                      "Unconnected: the target's embedding, as the paper.")
         steps: int = Port(30, ge=1, le=2000, description="Optimisation steps.")
-        lr: float = Port(0.05, gt=0.0, le=10.0, description="Adam learning rate, relative to the embedding's norm.")
+        lr: float = Port(0.005, gt=0.0, le=10.0, description="Adam learning rate, relative to the embedding's norm "
+                         "(each step moves every coordinate by about lr · |e| / √D).")
         batch: int = Port(4, ge=1, le=64, description="Noise draws of the image per step.")
         seed: nodegraph.Seed = Port(0, description="Random seed (noise draws).")
 
@@ -66,11 +81,15 @@ class ImagicEmbed(Node):
         dec = inputs.decoder.model
         x0 = decoder_pixels(_one_image(inputs.image, "Imagic"), dec.sample_size).expand(inputs.batch, -1, -1, -1)
         target = trainable_copy(_one_row(inputs.embedding, "Imagic")).float()
+        start = target if inputs.init is None else trainable_copy(_one_row(inputs.init, "Imagic's init")).float()
+        if start.shape != target.shape:
+            raise NodeExecutionError(f"init {tuple(start.shape)} and the target embedding {tuple(target.shape)} "
+                                     "differ; encode the input image with the CLIP of the same bundle")
         text = trainable_copy(inputs.conditioning.cond.expand(inputs.batch))
         if text.embeds.shape[0] != inputs.batch:
             raise NodeExecutionError("Imagic takes one target text; give one prompt")
         scale = float(target.norm())
-        emb = torch.nn.Parameter(target.clone())
+        emb = torch.nn.Parameter(start.clone())
         opt = torch.optim.Adam([emb], lr=inputs.lr * scale / target.shape[1] ** 0.5)
         abar, gen = alphas_cumprod(dec), generator(inputs.seed)
         for step in range(inputs.steps):
@@ -117,7 +136,7 @@ class ImagicFinetune(Node):
         x0 = decoder_pixels(_one_image(inputs.image, "Imagic"), dec.sample_size).expand(inputs.batch, -1, -1, -1)
         emb = trainable_copy(_one_row(inputs.embedding, "Imagic")).float().expand(inputs.batch, -1)
         text = trainable_copy(inputs.conditioning.cond.expand(inputs.batch))
-        unet, _ = training.with_lora(dec.unet, inputs.rank, training.DECODER_TARGETS)
+        unet, _ = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS)
         abar, gen = alphas_cumprod(dec), generator(inputs.seed)
         training.fit([{"params": training.trainable(unet), "lr": inputs.lr}],
                      lambda _step: decoder_loss(dec, x0, emb, text, abar, gen, unet=unet), inputs.steps,
@@ -144,8 +163,92 @@ class ImagicInterpolate(Node):
         embedding: EMBEDDING = Port(description="The embedding to decode, (1, D).")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        a, b = inputs.optimised, inputs.target
-        if a.shape != b.shape:
-            raise NodeExecutionError(f"optimised {tuple(a.shape)} and target {tuple(b.shape)} differ; both come "
-                                     "from one target text (prior count 1)")
+        a, b = _same_shape(inputs.optimised, inputs.target)
         return self.Outputs(embedding=inputs.eta * b + (1 - inputs.eta) * a)
+
+
+def parse_etas(text: str) -> list[float]:
+    """"0.3, 0.5, 1" → [0.3, 0.5, 1.0], sorted; an error names the bad item."""
+    out = []
+    for item in text.replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise NodeExecutionError(f"etas: {item.strip()!r} is not a number; give comma-separated values such "
+                                     "as '0.3, 0.5, 0.7, 1'") from None
+        if not 0.0 < value <= 2.0:
+            raise NodeExecutionError(f"etas: {value} is outside (0, 2]; η 0 is the reconstruction itself")
+        out.append(value)
+    if not out:
+        raise NodeExecutionError("etas is empty; give comma-separated values such as '0.3, 0.5, 0.7, 1'")
+    return sorted(set(out))
+
+
+def choose_eta(scores: list[float], reference: float, threshold: float) -> int:
+    """Index of the first (smallest-η) score that reaches `threshold` of the way from the reconstruction's
+    score `reference` to the best score of the sweep."""
+    best = max(scores)
+    bar = reference + threshold * (best - reference)
+    return next(i for i, s in enumerate(scores) if s >= bar)
+
+
+class ImagicEdit(Node):
+    """Imagic stage 3 with η chosen per image: decode η · target + (1 − η) · optimised for a sweep of η
+    from the same noise, score each image's CLIP similarity to the target text, and keep the smallest η
+    that comes `threshold` of the way from the reconstruction's score to the sweep's best."""
+
+    name = "imagic_edit"
+    title = "Imagic: Edit (η by CLIP score)"
+    search_aliases = ("imagic", "edit", "interpolate")
+    category = "personalise"
+
+    class Inputs(nodegraph.Inputs):
+        clip: CLIP = Port(description="The CLIP of the bundle (scores the sweep against the target text).")
+        decoder: DECODER = Port(description="The fine-tuned decoder (Imagic: Fine-tune Decoder).")
+        optimised: EMBEDDING = Port(description="The optimised embedding (stage 1), (1, D).")
+        target: EMBEDDING = Port(description="The target text's CLIP image embedding, (1, D).")
+        conditioning: CONDITIONING = Port(description="The target text, encoded (decoder and score).")
+        etas: str = Port("0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0", description="η values to try, comma-separated "
+                         "(0 < η ≤ 2).")
+        threshold: float = Port(0.7, ge=0.0, le=1.0, step=0.05, description="How far from the reconstruction's "
+                                "CLIP score to the sweep's best the chosen η must come: lower keeps more of the "
+                                "input, higher follows the text more (1: the best-scoring η).")
+        guidance: float = Port(1.5, ge=0.0, le=30.0, step=0.5, description="Decoder classifier-free guidance.")
+        steps: int = Port(25, ge=2, le=1000, description="Decoder denoising steps.")
+        seed: nodegraph.Seed = Port(0, description="Random seed: one noise for the whole sweep.")
+
+    class Outputs(nodegraph.Outputs):
+        images: IMAGE = Port(description="The edit at the chosen η, (1, H, W, 3).")
+        eta: float = Port(description="The chosen η.")
+        sweep: IMAGE = Port(description="The reconstruction (η 0) and every η of the sweep, in order.")
+        scores: str = Port(description="CLIP score (cosine × 100) of each sweep image, η 0 first.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        from ..unclip.api import generator, sample_decoder
+
+        etas = parse_etas(inputs.etas)
+        a, b = _same_shape(_one_row(inputs.optimised, "Imagic: Edit"), _one_row(inputs.target, "Imagic: Edit"))
+        cond = inputs.conditioning
+        if cond.cond.embeds.shape[0] != 1:
+            raise NodeExecutionError("Imagic takes one target text; give one prompt")
+        dec, clip = inputs.decoder.model, inputs.clip.model
+        mix = torch.cat([e * b + (1 - e) * a for e in [0.0, *etas]])  # (1 + E, D)
+        gen = generator(inputs.seed)
+        shape = (1, dec.unet.config.in_channels, dec.sample_size, dec.sample_size)
+        # one noise for every η: the decoder's DDIM is deterministic, so the images differ only by η
+        latents = randn_tensor(shape, generator=gen).expand(len(mix), -1, -1, -1)
+        with torch.inference_mode():
+            images = sample_decoder(dec, mix, cond.cond, cond.uncond, guidance=inputs.guidance, steps=inputs.steps,
+                                    generator=gen, latents=latents,
+                                    callback=lambda i, n, _p: ctx.progress(i, n))
+            scores = torch.cosine_similarity(clip.encode_image(images), cond.cond.embeds.to(images.dtype)) * 100
+        s = scores.tolist()
+        k = choose_eta(s[1:], s[0], inputs.threshold)
+        ctx.show(text=[f"η {etas[k]:g} (CLIP score {s[k + 1]:.1f}; reconstruction {s[0]:.1f}, best {max(s[1:]):.1f})"])
+        return self.Outputs(images=nodegraph.from_tensor(images[k + 1:k + 2]), eta=etas[k],
+                            sweep=nodegraph.from_tensor(images), scores=", ".join(f"{v:.2f}" for v in s))

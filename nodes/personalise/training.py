@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 DECODER_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj")  # self- and text cross-attention
+# The decoder's attention lives only at 16 and 8 px; the 32 px level (outlines) is resnets alone, and the
+# CLIP image embedding reaches every resnet through its time-embedding projection (scale and shift).
+DECODER_RESNET_TARGETS = (*DECODER_TARGETS, "conv1", "conv2", "time_emb_proj")
 PRIOR_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "encoder_hidden_states_proj", "embedding_proj")
 
 
