@@ -409,8 +409,7 @@ class Validator:
             if not targets:
                 self.issues.append(Issue(code="no_outputs", message="no nodes were asked for"))
             return
-        active = {e.type for nid, e in nodes.items() if nid not in self.inactive}
-        if any(s is not None and s.output_node for s in map(self.node_type, active)):
+        if any(spec.cls.output_node for spec in self.specs.values()):  # the nodes that run, of known types
             return
         if any(i.code == "unknown_node_type" for i in self.issues):
             return
