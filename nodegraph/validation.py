@@ -146,6 +146,9 @@ class Validator:
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
     _known: dict[str, NodeSpec] = field(default_factory=dict)  # node -> its type, for the nodes whose type is known
+    # Every link seen so far comes from a node checked before the one it goes into (check_inputs
+    # walks the nodes in the workflow's order): then the workflow's order is topological.
+    _sorted: bool = True
 
     def analysis(self) -> Analysis:
         wf = self.workflow
@@ -219,7 +222,7 @@ class Validator:
         self.literals[nid] = literals = {}
         self.links[nid] = links = {}
         ports = spec.inputs
-        known, edges = self._known, self.edges
+        known, edges, checked = self._known, self.edges, self.literals
         for port, value in inputs.items():
             pspec = ports.get(port)
             if pspec is None:
@@ -246,6 +249,8 @@ class Validator:
                 else:
                     # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
                     edges.append((src_id, nid))
+                    if src_id not in checked or src_id == nid:  # not a source checked before this node
+                        self._sorted = False
                 out = src_spec.outputs.get(output)
                 if out is None:
                     self.unknown_output(nid, port, LinkRef(src_id, output), self.workflow.nodes[src_id].type, src_spec)
@@ -275,6 +280,7 @@ class Validator:
             self.dangling_link(nid, port, LinkRef(src_id, output))
             return None
         self.edges.append((src_id, nid))
+        self._sorted = False  # check_cycles compares positions
         return self._types.get(src.type) or self.node_type(src.type)
 
     def missing_input(self, nid: str, spec: NodeSpec, pspec: PortSpec) -> None:
@@ -371,9 +377,14 @@ class Validator:
         The order is the topological order closest to the workflow's own: of the nodes whose inputs
         are all placed, the one written first comes next (networkx's lexicographical sort keyed by
         position). Workflows are mostly written sources first, and then that order is the
-        workflow's order itself: one pass over the links proves it, and no graph is built.
+        workflow's order itself: the input checks saw every link come from a node checked before
+        the one it goes into (or, when a link involved a node they skip, one pass over the links
+        proves it), and no graph is built.
         """
         nodes = self.workflow.nodes
+        if self._sorted:
+            self.order = list(nodes)
+            return
         position = {nid: i for i, nid in enumerate(nodes)}
         if all(position[a] < position[b] for a, b in self.edges):
             self.order = list(nodes)
