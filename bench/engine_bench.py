@@ -16,6 +16,7 @@ the best is the least disturbed), in CPU time of the process by default:
 - validate: `Engine.validate` (every check, no plan), ms and µs per node
 - plan: validation + planning, uncached (`make_plan`), µs per node
 - first: a first run on a new engine (empty caches, planning included), µs per node
+- first+sink: the same with an event sink (a list), as the CLI and the server run, µs per node
 - exec: the executor alone on a planned workflow, empty cache, µs per node
 - cached: a fully cached re-run (nothing executes; the plan comes from the plan cache), ms
 - re-planned: the same re-run with the plan cache emptied first (validation + planning again), ms
@@ -97,8 +98,8 @@ def measure(shape: str, n: int, repeats: int, clock_name: str, threads: int | No
     settings = Settings(builtin_packs=True, entry_point_packs=False, output_dir=Path("/tmp/ng-bench"),
                         threads=threads)
     out_dir = str(settings.output_dir.resolve())
-    times: dict[str, list[float]] = {k: [] for k in ("validate", "plan", "first", "exec", "cached", "replanned",
-                                                      "widget")}
+    times: dict[str, list[float]] = {k: [] for k in ("validate", "plan", "first", "first_sink", "exec", "cached",
+                                                      "replanned", "widget")}
 
     def timed(name: str, fn, *args, **kwargs):
         t0 = clock()
@@ -116,6 +117,10 @@ def measure(shape: str, n: int, repeats: int, clock_name: str, threads: int | No
         engine = Engine.from_settings(settings)
         result = timed("first", engine.run, wf)
         assert result.ok and len(result.executed) == len(plan.order), result.error
+        events: list = []
+        result = timed("first_sink", Engine.from_settings(settings).run, wf, sink=events.append)
+        assert result.ok and len(events) >= 2 * len(plan.order), len(events)
+        del events
         for _ in range(3):  # more samples of the cheap ones
             result = timed("cached", engine.run, wf)
             assert not result.executed
@@ -133,6 +138,7 @@ def measure(shape: str, n: int, repeats: int, clock_name: str, threads: int | No
         "shape": shape, "n": nodes,
         "validate_ms": best["validate"] * 1e3, "validate_us": best["validate"] / nodes * 1e6,
         "plan_us": best["plan"] / nodes * 1e6, "first_us": best["first"] / nodes * 1e6,
+        "first_sink_us": best["first_sink"] / nodes * 1e6,
         "exec_us": best["exec"] / nodes * 1e6, "cached_ms": best["cached"] * 1e3,
         "replanned_ms": best["replanned"] * 1e3, "widget_ms": best["widget"] * 1e3,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -237,6 +243,7 @@ def main() -> None:
           f"threads {args.threads}" + (f"; before = {base}" if base else ""))
     cols = [("validate ms", "validate_ms", ".1f"), ("µs/node", "validate_us", ".1f"),
             ("plan µs/node", "plan_us", ".1f"), ("first µs/node", "first_us", ".1f"),
+            ("first+sink µs/node", "first_sink_us", ".1f"),
             ("exec µs/node", "exec_us", ".1f"), ("cached ms", "cached_ms", ".2f"),
             ("re-planned ms", "replanned_ms", ".1f"), ("widget ms", "widget_ms", ".1f"), ("RSS MB", "rss_mb", ".0f")]
     width = 17 if base else 10

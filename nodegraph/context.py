@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,19 +22,19 @@ class CancelToken:
     """Cooperative cancellation shared by a run and whoever may cancel it (CLI, server)."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False  # a plain flag (set from any thread): runs check it before every node
         self.reason = ""
 
     def cancel(self, reason: str = "cancelled") -> None:
         self.reason = reason
-        self._event.set()
+        self._set = True
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
+        if self._set:
             raise Cancelled(self.reason or "cancelled")
 
 

@@ -99,6 +99,8 @@ class RunState:
         self.looked_up: set[str] = set()  # nodes the cache missed this run: computed, not looked up again
         self.lazy_asked: dict[str, set[str]] = {}
         self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
+        # Nobody listens: the per-node events are not built (a run's first and last events still are).
+        self.quiet = sink is _ignore
         self._targets = set(plan.targets)
         self._consumers = dict(plan.consumers())
         self._workflow_json: dict[str, Any] | None = None
@@ -127,12 +129,14 @@ class RunState:
     def cached(self, pn: PlanNode, entry: CacheEntry) -> None:
         """``pn``'s outputs came from the cache."""
         self._done(pn, entry.outputs, entry.ui, self.result.cached)
-        self.sink(NodeCached(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, ui=entry.ui))
+        if not self.quiet:
+            self.sink(NodeCached(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, ui=entry.ui))
 
     def completed(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], duration: float) -> None:
         """``pn`` ran and produced ``outputs``."""
         self._done(pn, outputs, ui, self.result.executed)
-        self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
+        if not self.quiet:
+            self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
         self.current = None
 
     def _done(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], kind: list[str]) -> None:
@@ -252,7 +256,8 @@ class LocalExecutor:
             apply_torch_threads(self.settings.threads)
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
-        run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
+        if not run.quiet:
+            run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
         t0 = time.perf_counter()
         outputs = node_outputs(pn, node.run(inputs, ctx))
         self._store(run, pn, outputs, ctx.ui, time.perf_counter() - t0)
@@ -289,7 +294,8 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
     """What ``run`` returned, checked against the node's declared outputs, as a dict."""
     spec = pn.spec
     if isinstance(result, spec.cls.Outputs):
-        return {name: getattr(result, name) for name in spec.outputs}
+        fields = result.__dict__  # the model's field values (read once: a model's attributes are slow)
+        return {name: fields[name] for name in spec.outputs}
     if isinstance(result, dict):
         missing = [n for n in spec.outputs if n not in result]
         extra = [n for n in result if n not in spec.outputs]

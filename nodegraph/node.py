@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .quickcheck import quick_accept
 from .types import PortType, port_type_of
 
 if TYPE_CHECKING:
@@ -87,6 +88,10 @@ def Port(  # noqa: N802 - reads like pydantic's Field
                  **constraints)
 
 
+def _never(_: Any) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class PortSpec:
     """One port as the engine sees it."""
@@ -106,9 +111,19 @@ class PortSpec:
     def link_only(self) -> bool:
         return self.type.link_only
 
+    @functools.cached_property
+    def quick(self) -> Callable[[Any], bool]:
+        """True for values pydantic would accept unchanged, told without calling it
+        (:func:`~nodegraph.quickcheck.quick_accept`); false for the rest, and for every file name
+        (whose file validation checks too)."""
+        widget = self.type.widget
+        if self.type.link_only or (widget is not None and widget.kind == "file"):
+            return _never
+        return quick_accept(self.annotation) or _never
+
     def validate_value(self, value: Any) -> Any:
         """Validate (and coerce) a literal value exactly as pydantic would; raises ValidationError."""
-        if self.type.link_only:
+        if self.type.link_only or self.quick(value):
             return value
         if not self._validate:  # built on first use: keeps registry start-up cheap
             # The core validator's own method: TypeAdapter.validate_python with no options, minus a
@@ -218,6 +233,12 @@ class NodeSpec:
     def description(self) -> str:
         """The class docstring (the editor's tooltip)."""
         return (self.cls.__doc__ or "").strip()
+
+    @functools.cached_property
+    def file_ports(self) -> tuple[str, ...]:
+        """The inputs whose literal is a file name (a ``file`` widget), which validation checks on disk."""
+        return tuple(name for name, p in self.inputs.items()
+                     if p.type.widget is not None and p.type.widget.kind == "file")
 
     @functools.cached_property
     def sized(self) -> bool:

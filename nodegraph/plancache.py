@@ -134,14 +134,16 @@ class PlanCache:
 def _file_literals(plan: Plan) -> list[tuple[str, str, Any, str]]:
     """Every literal file name the workflow gives, with its widget (what validation checks on disk)."""
     found = []
+    nodes = plan.workflow.nodes
     for pn in plan.nodes.values():
-        given = plan.workflow.nodes[pn.id].inputs
-        for port, value in pn.literals.items():
-            if port not in given:
-                continue  # a default: validation does not check it
-            widget = pn.spec.inputs[port].type.widget
-            if widget is not None and widget.kind == "file" and isinstance(value, str):
-                found.append((pn.id, port, widget, value))
+        ports = pn.spec.file_ports
+        if not ports:
+            continue
+        given = nodes[pn.id].inputs
+        for port in ports:
+            value = pn.literals.get(port)
+            if port in given and isinstance(value, str):  # a default is not checked by validation
+                found.append((pn.id, port, pn.spec.inputs[port].type.widget, value))
     return found
 
 

@@ -28,7 +28,7 @@ from .node import Node, NodeSpec, PortSpec
 from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
-from .upgrade import is_current, read_source, resolve_type, upgrade_node
+from .upgrade import read_source, resolve_type, upgrade_node
 from .workflow import LinkRef, NodeEntry, Workflow
 
 if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
@@ -145,6 +145,10 @@ class Validator:
     inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
+    _known: dict[str, NodeSpec] = field(default_factory=dict)  # node -> its type, for the nodes whose type is known
+    # Every link seen so far comes from a node checked before the one it goes into (check_inputs
+    # walks the nodes in the workflow's order): then the workflow's order is topological.
+    _sorted: bool = True
 
     def analysis(self) -> Analysis:
         wf = self.workflow
@@ -166,9 +170,14 @@ class Validator:
         """Every node: its type and version, then (modes applied) each input of the nodes that run."""
         types = self._types
         known: dict[str, NodeSpec] = {}
+        moded = False
         for nid, entry in self.workflow.nodes.items():
+            if entry.mode is not None:
+                moded = True
             spec = types.get(entry.type)
-            if spec is None or not is_current(entry, spec):
+            # is_current, inlined: this loop runs for every node
+            if spec is None or entry.type != spec.type_id or (entry.version is not None
+                                                              and entry.version != spec.version):
                 result = upgrade_node(nid, entry, self.registry)
                 if isinstance(result, Issue):
                     if entry.mode != "mute":  # a muted node is left out: its type need not exist here
@@ -180,19 +189,28 @@ class Validator:
                     self.upgraded[nid] = current
             known[nid] = spec
         nodes = {**self.workflow.nodes, **self.upgraded} if self.upgraded else self.workflow.nodes
-        modes = resolve_modes(nodes, known)
-        self.issues.extend(modes.issues)
-        self.inactive = inactive = modes.inactive
-        rerouted, ports = modes.inputs, modes.ports
+        rerouted: Mapping[str, dict[str, Any]] = _NONE
+        ports: Mapping[str, Mapping[str, str]] = _NONE
+        if moded:  # no node has a mode: nothing to resolve
+            modes = resolve_modes(nodes, known)
+            self.issues.extend(modes.issues)
+            self.inactive = modes.inactive
+            rerouted, ports = modes.inputs, modes.ports
+        inactive = self.inactive
         sized = self.max_node_bytes is not None
+        check_inputs = self.check_inputs
+        self._known = known
+        if not inactive:
+            self.specs = known
         for nid, spec in known.items():
-            if nid in inactive:
-                continue
-            self.specs[nid] = spec
-            inputs = rerouted.get(nid)
+            if inactive:
+                if nid in inactive:
+                    continue
+                self.specs[nid] = spec
+            inputs = rerouted.get(nid) if moded else None
             if inputs is None:
                 inputs = nodes[nid].inputs
-            self.check_inputs(nid, spec, inputs, ports.get(nid, _NONE))
+            check_inputs(nid, spec, inputs, ports.get(nid, _NONE) if moded else _NONE)
             if sized and spec.sized:
                 self.check_size(nid, spec, inputs)
 
@@ -204,35 +222,47 @@ class Validator:
         self.literals[nid] = literals = {}
         self.links[nid] = links = {}
         ports = spec.inputs
-        nodes, types, edges = self.workflow.nodes, self._types, self.edges
+        known, edges, checked = self._known, self.edges, self.literals
         for port, value in inputs.items():
             pspec = ports.get(port)
             if pspec is None:
                 self.unknown_port(nid, spec, port)
                 continue
-            ptype = pspec.type
             # What as_link accepts, without making a LinkRef per link.
-            if (type(value) is dict and len(value) == 2 and type(src_id := value.get("from")) is str
+            if type(value) is not dict:
+                if pspec.quick(value):
+                    literals[port] = value  # what pydantic would accept unchanged, told without calling it
+                elif pspec.type.link_only:
+                    if passed.get(port) == "literal":
+                        literals[port] = value  # a bypassed node's literal, as if it arrived on its link
+                    else:
+                        self.check_literal_on_link_port(nid, pspec, value)
+                else:
+                    self.check_literal(nid, pspec, value)
+            elif (len(value) == 2 and type(src_id := value.get("from")) is str
                     and type(output := value.get("output")) is str):
-                src = nodes.get(src_id)
-                if src is None:
-                    self.dangling_link(nid, port, LinkRef(src_id, output))
-                    continue
-                # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
-                edges.append((src_id, nid))
-                src_spec = types.get(src.type) or self.node_type(src.type)
-                if src_spec is None:
-                    continue  # reported as unknown_node_type on the source node
+                src_spec = known.get(src_id)
+                if src_spec is None:  # a node whose type is unknown (reported on it), or no node at all
+                    src_spec = self._source_type(nid, port, src_id, output)
+                    if src_spec is None:
+                        continue
+                else:
+                    # Every link between existing nodes is an edge, so a cycle is reported whatever else is wrong.
+                    edges.append((src_id, nid))
+                    if src_id not in checked or src_id == nid:  # not a source checked before this node
+                        self._sorted = False
                 out = src_spec.outputs.get(output)
                 if out is None:
-                    self.unknown_output(nid, port, LinkRef(src_id, output), src.type, src_spec)
-                elif out.type.name == ptype.name or compatible(out.type.name, ptype.name):
+                    self.unknown_output(nid, port, LinkRef(src_id, output), self.workflow.nodes[src_id].type, src_spec)
+                    continue
+                ptype, otype = pspec.type.name, out.type.name
+                if otype == ptype or compatible(otype, ptype):
                     links[port] = (src_id, output)
                 else:
                     self.link_mismatch(nid, pspec, LinkRef(src_id, output), out)
-            elif ptype.link_only:
+            elif pspec.type.link_only:
                 if passed.get(port) == "literal":
-                    literals[port] = value  # a bypassed node's literal, as if it arrived on its link
+                    literals[port] = value
                 else:
                     self.check_literal_on_link_port(nid, pspec, value)
             else:
@@ -241,6 +271,17 @@ class Validator:
             for port, pspec in ports.items():
                 if pspec.required and port not in inputs and port not in passed:
                     self.missing_input(nid, spec, pspec)
+
+    def _source_type(self, nid: str, port: str, src_id: str, output: str) -> NodeSpec | None:
+        """The type of a link's source node that is not among the checked nodes (its type is unknown,
+        or its version cannot be upgraded): ``None`` when there is none, or no such node (reported)."""
+        src = self.workflow.nodes.get(src_id)
+        if src is None:
+            self.dangling_link(nid, port, LinkRef(src_id, output))
+            return None
+        self.edges.append((src_id, nid))
+        self._sorted = False  # check_cycles compares positions
+        return self._types.get(src.type) or self.node_type(src.type)
 
     def missing_input(self, nid: str, spec: NodeSpec, pspec: PortSpec) -> None:
         need = (f"connect {_producers(self.registry, pspec.type.name)}" if pspec.link_only
@@ -336,9 +377,14 @@ class Validator:
         The order is the topological order closest to the workflow's own: of the nodes whose inputs
         are all placed, the one written first comes next (networkx's lexicographical sort keyed by
         position). Workflows are mostly written sources first, and then that order is the
-        workflow's order itself: one pass over the links proves it, and no graph is built.
+        workflow's order itself: the input checks saw every link come from a node checked before
+        the one it goes into (or, when a link involved a node they skip, one pass over the links
+        proves it), and no graph is built.
         """
         nodes = self.workflow.nodes
+        if self._sorted:
+            self.order = list(nodes)
+            return
         position = {nid: i for i, nid in enumerate(nodes)}
         if all(position[a] < position[b] for a, b in self.edges):
             self.order = list(nodes)
@@ -374,8 +420,7 @@ class Validator:
             if not targets:
                 self.issues.append(Issue(code="no_outputs", message="no nodes were asked for"))
             return
-        active = {e.type for nid, e in nodes.items() if nid not in self.inactive}
-        if any(s is not None and s.output_node for s in map(self.node_type, active)):
+        if any(spec.cls.output_node for spec in self.specs.values()):  # the nodes that run, of known types
             return
         if any(i.code == "unknown_node_type" for i in self.issues):
             return

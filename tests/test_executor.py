@@ -37,6 +37,15 @@ def test_first_run_executes_every_needed_node_once(engine):
     assert rec.kinds()[0] == "run_started" and rec.kinds()[-1] == "run_finished"
 
 
+def test_a_run_without_a_sink_gives_the_same_result(settings):
+    quiet = Engine.from_settings(settings).run(diamond())
+    heard, rec = run(Engine.from_settings(settings), diamond())
+    assert quiet.ok and heard.ok
+    assert (quiet.executed, quiet.cached, quiet.outputs, quiet.ui) == (heard.executed, heard.cached, heard.outputs,
+                                                                       heard.ui)
+    assert len(rec.nodes("node_started")) == len(rec.nodes("node_completed")) == 6  # with a sink: every event
+
+
 def test_identical_rerun_executes_nothing(engine):
     run(engine, diamond())
     result, rec = run(engine, diamond())

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import nodegraph
 import nodegraph.node
 from nodegraph import FingerprintContext, Node, Port, validate
-from nodegraph.validation import CODES, ValidationResult
+from nodegraph.validation import CODES, ValidationResult, analyse
 
 
 def codes(result: ValidationResult) -> set[str]:
@@ -127,6 +127,20 @@ def test_cycle_names_the_nodes_on_it(registry):
     result = validate(wf, registry)
     assert codes(result) == {"cycle"}
     assert all(n in result.issues[0].message for n in ("x", "y", "z"))
+
+
+def test_a_node_linked_to_itself_is_a_cycle(registry):
+    wf = workflow(c=node("toy.const"), x=node("toy.add", a=link("c"), b=link("x")), s=node("toy.sink", value=link("x")))
+    result = validate(wf, registry)
+    assert [(i.code, i.node) for i in result.issues] == [("cycle", "x")]
+
+
+def test_links_to_nodes_written_later_or_muted_still_order_the_plan(registry):
+    wf = workflow(s=node("toy.sink", value=link("a")), a=node("toy.add", a=link("c"), b=link("m")),
+                  c=node("toy.const"), m={**node("toy.const"), "mode": "mute"})
+    analysis, issues = analyse(wf, registry)
+    assert [i.code for i in issues] == []
+    assert analysis.order.index("c") < analysis.order.index("a") < analysis.order.index("s")
 
 
 def test_a_wrong_type_link_on_a_cycle_reports_both(registry):
