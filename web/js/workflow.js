@@ -301,6 +301,8 @@ export function loadWorkflow(app, data) {
   } else if (graph.nodes.length) {
     app.fitView();
   }
-  app.canvas.setDirty(true, true);
+  // Draw now, not on the next frame: litegraph hit-tests clicks against the nodes its last draw found
+  // visible, and clearing the graph emptied that list, so a click right after a load found no node.
+  app.canvas.draw(true, true);
   return result;
 }
