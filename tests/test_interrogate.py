@@ -11,7 +11,7 @@ from edit_helpers import run
 
 from nodegraph import NodeExecutionError
 from nodes.interrogate.nodes import Interrogate
-from nodes.interrogate.rank import fill, full_template, interrogate, parse_vocabulary
+from nodes.interrogate.rank import cache_logits, fill, full_template, interrogate, parse_vocabulary
 from nodes.shapes import domain
 from nodes.shapes.nodes import ShapesVocabulary
 from nodes.unclip.models import tiny
@@ -80,6 +80,49 @@ def test_calibration_against_reference_images_takes_out_a_bias_every_domain_imag
         interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, calibrated=("shape",))
 
 
+def _colour_domain():
+    """A text tower that leans to "blue", a red image, and labelled references of both colours."""
+    def encode_text(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[float("red" in t), float("blue" in t), 0.0, 0.0, 1.0] for t in texts])
+
+    red, blue = torch.tensor([0.45, 0.55, 1.0, 0.0, 0.0]), torch.tensor([0.1, 0.9, 0.0, 1.0, 0.0])
+    reference = torch.stack([red, blue, red + 0.01, blue + 0.01])
+    labels = [{"color": "red"}, {"color": "blue"}, {"color": "red"}, {"color": "blue"}]
+    return encode_text, red[None], reference, labels
+
+
+def test_labelled_references_correct_a_colour_the_zero_shot_ranking_gets_wrong():
+    encode_text, red_image, reference, labels = _colour_domain()
+    vocab = {"color": ["red", "blue"]}
+    kw = dict(reference=reference, calibrated=(), reference_labels=labels)
+    assert interrogate(encode_text, red_image, "a {color}", vocab, **kw)[0].choices == {"color": "blue"}
+    assert interrogate(encode_text, red_image, "a {color}", vocab, cache_weight=0.0, **kw)[0].choices["color"] == "blue"
+    cached = interrogate(encode_text, red_image, "a {color}", vocab, cache_weight=30.0, **kw)[0]
+    assert cached.choices == {"color": "red"}
+    assert cached.score == pytest.approx(float(torch.nn.functional.cosine_similarity(
+        encode_text(["a red"]), red_image)[0]))  # the reported score stays the plain cosine
+
+
+def test_unlabelled_slots_stay_zero_shot_and_unreferenced_phrases_take_the_slots_mean():
+    encode_text, red_image, reference, labels = _colour_domain()
+    vocab = {"color": ["red", "blue", "green"], "mood": ["calm", "busy"]}
+    logits = cache_logits(torch.nn.functional.normalize(red_image, dim=-1), reference, labels, vocab, 5.0)
+    assert set(logits) == {"color"}
+    assert logits["color"][0, 0] > logits["color"][0, 1]
+    assert logits["color"][0, 2] == pytest.approx(float(logits["color"][0, :2].mean()))
+
+
+def test_reference_labels_that_do_not_fit_the_references_or_the_lists_are_refused():
+    encode_text, red_image, reference, labels = _colour_domain()
+    vocab = {"color": ["red", "blue"]}
+    with pytest.raises(ValueError, match="3 reference labels for 4 reference images"):
+        interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, reference_labels=labels[:3],
+                    cache_weight=1.0)
+    with pytest.raises(ValueError, match="labelled color='pink'"):
+        interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, cache_weight=1.0,
+                    reference_labels=[*labels[:3], {"color": "pink"}])
+
+
 def test_reference_embeddings_of_another_width_are_refused():
     with pytest.raises(ValueError, match="reference embeddings must be"):
         interrogate(bag_of_words, bag_of_words(["red"]), "a {color}", {"color": ["red"]}, reference=torch.ones(2, 3))
@@ -108,6 +151,23 @@ def test_the_node_calibrates_against_reference_images_when_given(tmp_path):
     assert len(plain.caption.splitlines()) == 2
 
 
+def test_the_node_blends_in_labelled_references_and_refuses_bad_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    images, reference = rng.random((2, 32, 32, 3), dtype=np.float32), rng.random((3, 32, 32, 3), dtype=np.float32)
+    labels = [{"color": "red"}, {"color": "blue"}, {"color": "green"}]
+    kw = dict(clip=tiny.clip(), images=images, vocabulary="color: red, blue, green\nshape: circle, star",
+              template="a {color} {shape}", extra="mood: calm", passes=2, calibrated="color")
+    out, _ = run(Interrogate, tmp_path, reference=reference, reference_labels=json.dumps(labels), cache_weight=30.0,
+                 **kw)
+    assert len(json.loads(out.choices)) == 2 and -1.0 <= out.score <= 1.0
+    for bad, match in (("[{", "not JSON"), ('{"color": "red"}', "JSON list"), (json.dumps(labels[:2]),
+                                                                                 "2 reference labels for 3")):
+        with pytest.raises(NodeExecutionError, match=match):
+            run(Interrogate, tmp_path, reference=reference, reference_labels=bad, cache_weight=30.0, **kw)
+    with pytest.raises(NodeExecutionError, match="no reference images"):
+        run(Interrogate, tmp_path, reference_labels=json.dumps(labels), cache_weight=30.0, **kw)
+
+
 def test_calibrating_a_slot_no_list_has_is_refused_with_the_slots_there_are(tmp_path):
     with pytest.raises(NodeExecutionError, match=r"calibrated names \['colour'\].*\(color, shape\)"):
         run(Interrogate, tmp_path, clip=tiny.clip(), images=np.zeros((1, 32, 32, 3), np.float32),
@@ -132,6 +192,9 @@ def test_the_shapes_vocabulary_names_every_attribute_and_reads_back(tmp_path):
     assert full_template(out.template, vocab) == out.template
     assert out.reference.shape == (64, 64, 64, 3) and out.reference.dtype == np.float32
     assert 0.0 <= out.reference.min() and out.reference.max() <= 1.0
+    labels = json.loads(out.labels)
+    assert [domain.attributes_of(c) for c in labels] == [s.attributes() for s in domain.sample_scenes(0, 64, "train")]
+    assert all(c[slot] in vocab[slot] for c in labels for slot in vocab)
 
 
 def test_the_shipped_clip_captions_unseen_combination_renders_right():
@@ -150,7 +213,11 @@ def test_the_shipped_clip_captions_unseen_combination_renders_right():
                            for s in domain.sample_scenes(0, 64, "train")])
         calibrated = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x),
                                  domain.VOCABULARY_TEMPLATE, domain.vocabulary(), reference=clip.encode_image(ref))
-    for caps in (plain, calibrated):
+        cached = interrogate(lambda t: clip.encode_text(t).embeds, clip.encode_image(x), domain.VOCABULARY_TEMPLATE,
+                             domain.vocabulary(), reference=clip.encode_image(ref), calibrated=("color", "background"),
+                             reference_labels=[domain.choices_of(s.attributes())
+                                               for s in domain.sample_scenes(0, 64, "train")], cache_weight=30.0)
+    for caps in (plain, calibrated, cached):
         right = [all(domain.attributes_of(c.choices)[a] == s.attributes()[a]
                      for a in ("color", "shape", "position", "background")) for c, s in zip(caps, scenes, strict=True)]
         assert sum(right) >= 7, [c.text for c in caps]

@@ -43,6 +43,15 @@ class Interrogate(Node):
         calibrated: str = Port("", description="Comma-separated slots ranked with the calibration (empty: all); "
                                "the others by plain cosine. Used only with reference images.")
 
+        reference_labels: str = Port("", description="What each reference image shows: a JSON list with one "
+                                     "{slot: phrase} object per reference image (e.g. the Shapes Vocabulary's "
+                                     "`labels`); empty: none. Used with cache_weight > 0.")
+        cache_weight: float = Port(0.0, ge=0.0, le=1000.0, description="Weight of the labelled references' cache "
+                                   "(Tip-Adapter) beside the zero-shot logits, 100 × cosine; 0: off, plain "
+                                   "interrogation. Slots no reference is labelled for stay zero-shot.")
+        cache_sharpness: float = Port(5.0, ge=0.0, le=100.0, description="How fast a reference's weight falls "
+                                      "with its distance from the image: exp(-sharpness × (1 - cosine)).")
+
     class Outputs(nodegraph.Outputs):
         caption: str = Port(description="One caption per image, one per line.")
         choices: str = Port(description="The chosen phrase per slot, a JSON list (one object per image).")
@@ -67,11 +76,34 @@ class Interrogate(Node):
                                      f"vocabulary ({', '.join(vocab)}) or leave it empty for all")
         if not vocab:
             raise NodeExecutionError("the vocabulary is empty; give at least one 'slot: phrase, ...' line")
+        labels = None
+        if inputs.cache_weight > 0 and inputs.reference_labels.strip():
+            if inputs.reference is None:
+                raise NodeExecutionError("reference_labels are given but no reference images; connect the images "
+                                         "they label to `reference` (e.g. the Shapes Vocabulary's `reference`)")
+            labels = _labels(inputs.reference_labels)
         clip = inputs.clip.model
         with torch.inference_mode(), library_errors():
             emb = clip.encode_image(nodegraph.to_tensor(inputs.images))
             ref = None if inputs.reference is None else clip.encode_image(nodegraph.to_tensor(inputs.reference))
             caps = interrogate(lambda texts: clip.encode_text(texts).embeds, emb, inputs.template, vocab,
-                               passes=inputs.passes, reference=ref, calibrated=calibrated)
+                               passes=inputs.passes, reference=ref, calibrated=calibrated,
+                               reference_labels=labels, cache_weight=inputs.cache_weight,
+                               cache_sharpness=inputs.cache_sharpness)
         return self.Outputs(caption="\n".join(c.text for c in caps), choices=json.dumps([c.choices for c in caps]),
                             score=sum(c.score for c in caps) / len(caps))
+
+
+def _labels(text: str) -> list[dict[str, str]]:
+    """reference_labels JSON → one {slot: phrase} dict per reference image, or a clear error."""
+    try:
+        labels = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NodeExecutionError(f"reference_labels is not JSON ({exc.msg}); give a list of {{slot: phrase}} "
+                                 "objects, one per reference image") from None
+    if not isinstance(labels, list) or not all(
+            isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in d.items())
+            for d in labels):
+        raise NodeExecutionError("reference_labels must be a JSON list of {slot: phrase} objects (strings), one per "
+                                 'reference image, e.g. [{"color": "red", "shape": "circle"}]')
+    return labels

@@ -13,13 +13,21 @@ mean of captions drawn at random from the vocabulary (each renormalised) before 
 what is ranked is how an image differs from the domain's typical image against how a caption differs
 from the typical caption. `calibrated` names the slots ranked so (the others by plain cosine): on
 the Shapes CLIP it corrects colours and costs shapes of soft, generated images.
+
+A cache of labelled reference images (Tip-Adapter, Zhang et al. 2022; training-free): given each
+reference's phrase per slot, a slot's phrase also scores by how close the image is to the
+references labelled with it, exp(-sharpness · (1 - cos)) summed over them and divided by their
+count (so an unevenly drawn cache favours no phrase), weighted by `cache_weight` and added to the
+zero-shot logits (100 · cosine); the cosine is taken in what is left of the embeddings once the
+directions of the other slots' labels are projected out. Slots no reference is labelled for rank zero-shot only; a phrase
+no reference carries (a user's extra word) gets the mean cache score of the slot's other phrases.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}")  # {slot} or {slot|word when left out}
@@ -73,13 +81,72 @@ def random_captions(template: str, vocab: dict[str, list[str]], n: int, seed: in
     return [fill(template, {slot: rng.choice(phrases) for slot, phrases in vocab.items()}) for _ in range(n)]
 
 
+def _onehot(labels: Sequence[dict[str, str]], slot: str, phrases: list[str]):
+    """(M, |phrases|) one-hot of the references' phrase for `slot` (rows of unlabelled references are 0)."""
+    import torch
+
+    onehot = torch.zeros(len(labels), len(phrases))
+    for k, label in enumerate(labels):
+        if slot not in label:
+            continue
+        if label[slot] not in phrases:
+            raise ValueError(f"reference {k} is labelled {slot}={label[slot]!r}, which the {slot} list "
+                             f"({', '.join(phrases)}) does not have; label references with the vocabulary's phrases")
+        onehot[k, phrases.index(label[slot])] = 1
+    return onehot
+
+
+def cache_logits(images, reference, labels: Sequence[dict[str, str]], vocab: dict[str, list[str]],
+                 sharpness: float) -> dict:
+    """Tip-Adapter's cache term per labelled slot: {slot: (B, |phrases|)} for normalised image embeddings
+    (B, D) and reference embeddings (M, D) whose phrases per slot are `labels` (M dicts).
+
+    A whole-scene embedding is near another mostly for what the slot is not about (the background
+    and the position weigh more than the colour of a small object), so each slot's affinities are
+    taken after centring on the references' mean and projecting out the directions along which the
+    references' other labelled slots vary (their per-phrase mean embeddings).
+    """
+    import torch
+
+    normalize = torch.nn.functional.normalize
+    if len(labels) != reference.shape[0]:
+        raise ValueError(f"{len(labels)} reference labels for {reference.shape[0]} reference images; give one "
+                         "{slot: phrase} object per reference image")
+    reference = normalize(reference.float(), dim=-1)
+    mean = reference.mean(0)
+    onehots = {slot: _onehot(labels, slot, phrases) for slot, phrases in vocab.items()}
+    out = {}
+    for slot, onehot in onehots.items():
+        counts = onehot.sum(0)
+        if not counts.any():
+            continue
+        others = [(oh.T @ reference)[oh.sum(0) > 0] / oh.sum(0)[oh.sum(0) > 0, None] - mean
+                  for other, oh in onehots.items() if other != slot and oh.any()]
+        basis = torch.linalg.qr(torch.cat(others).T)[0] if others else reference.new_zeros(reference.shape[1], 0)
+
+        def residual(x, basis=basis):
+            x = x - mean
+            return normalize(x - (x @ basis) @ basis.T, dim=-1)
+
+        affinity = torch.exp(-sharpness * (1 - residual(images) @ residual(reference).T))
+        logits = (affinity @ onehot) / counts.clamp(min=1)
+        seen = counts > 0
+        logits[:, ~seen] = logits[:, seen].mean(1, keepdim=True)
+        out[slot] = logits
+    return out
+
+
 def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[str]], passes: int = 4,
-                reference=None, text_samples: int = 256, calibrated: Collection[str] | None = None) -> list[Caption]:
+                reference=None, text_samples: int = 256, calibrated: Collection[str] | None = None,
+                reference_labels: Sequence[dict[str, str]] | None = None, cache_weight: float = 0.0,
+                cache_sharpness: float = 5.0) -> list[Caption]:
     """Captions for image embeddings (B, D); `encode_text(list[str]) -> (N, D)` is CLIP's text tower.
 
     reference: image embeddings (M, D) of the domain's images to calibrate against (None: plain
     cosine); `text_samples` random captions give the text side's mean; `calibrated`: the slots ranked
-    with it (None: all). The captions' `score` is the plain cosine either way.
+    with it (None: all). `reference_labels` (one {slot: phrase} per reference) with `cache_weight` > 0
+    adds the Tip-Adapter cache term to the labelled slots. The captions' `score` is the plain cosine
+    either way.
     """
     import torch
 
@@ -105,11 +172,19 @@ def interrogate(encode_text, image_embeds, template: str, vocab: dict[str, list[
         ranked_images = normalize(images - normalize(reference.float(), dim=-1).mean(0), dim=-1)
         text_mean = normalize(encode_text(random_captions(template, vocab, text_samples)).float(), dim=-1).mean(0)
 
+    cache = {}
+    if reference is not None and reference_labels is not None and cache_weight > 0:
+        cache = cache_logits(images, reference, reference_labels, vocab, cache_sharpness)
+
     def scores(texts: list[str], row: int, slot: str) -> torch.Tensor:
         emb = embed(texts)
         if text_mean is None or (calibrated is not None and slot not in calibrated):
-            return emb @ images[row]
-        return normalize(emb - text_mean, dim=-1) @ ranked_images[row]
+            zero_shot = emb @ images[row]
+        else:
+            zero_shot = normalize(emb - text_mean, dim=-1) @ ranked_images[row]
+        if slot not in cache:
+            return zero_shot
+        return 100 * zero_shot + cache_weight * cache[slot][row]
 
     out = []
     for row in range(images.shape[0]):

@@ -387,6 +387,11 @@ def vocabulary() -> dict[str, list[str]]:
             "position": [POSITION_PHRASES[p][0] for p in POSITION_NAMES], "background": list(COLORS)}
 
 
+def choices_of(attrs: dict[str, str]) -> dict[str, str]:
+    """The vocabulary's phrase per slot for a scene's attributes (the inverse of `attributes_of`)."""
+    return {**attrs, "position": POSITION_PHRASES[attrs["position"]][0]}
+
+
 def attributes_of(choices: dict[str, str]) -> dict[str, str]:
     """The attributes a vocabulary choice names (the inverse of `vocabulary`; unknown slots are dropped)."""
     by_phrase = {POSITION_PHRASES[p][0]: p for p in POSITION_NAMES}

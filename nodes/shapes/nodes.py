@@ -98,7 +98,8 @@ class AnalyseShapes(Node):
 class ShapesVocabulary(Node):
     """The Shapes domain's word lists and caption template, for the CLIP Interrogator: every colour,
     shape, size, position and background the domain can name; and reference renders of training-split
-    scenes, the domain's typical images the interrogator calibrates against."""
+    scenes, the domain's typical images the interrogator calibrates against, with what each shows
+    (its phrase per slot) for the interrogator's reference cache."""
 
     name = "vocabulary"
     title = "Shapes Vocabulary"
@@ -114,8 +115,11 @@ class ShapesVocabulary(Node):
         template: str = Port(description="The caption template naming the slots.")
         reference: IMAGE = Port(description="Renders of random training-split scenes, (M, S, S, 3).",
                                 shape=("references", "resolution", "resolution", 3))
+        labels: str = Port(description="Each reference's phrase per slot, a JSON list of {slot: phrase}.")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import json
+
         import numpy as np
 
         from . import domain
@@ -123,4 +127,6 @@ class ShapesVocabulary(Node):
         lines = [f"{slot}: {', '.join(words)}" for slot, words in domain.vocabulary().items()]
         scenes = domain.sample_scenes(inputs.seed, inputs.references, "train")
         reference = np.stack([domain.render(s, inputs.resolution) for s in scenes]).astype(np.float32) / 255.0
-        return self.Outputs(vocabulary="\n".join(lines), template=domain.VOCABULARY_TEMPLATE, reference=reference)
+        labels = json.dumps([domain.choices_of(s.attributes()) for s in scenes])
+        return self.Outputs(vocabulary="\n".join(lines), template=domain.VOCABULARY_TEMPLATE, reference=reference,
+                            labels=labels)
