@@ -29,6 +29,7 @@ __all__ = [
     "NodeEntry",
     "NodeMode",
     "Workflow",
+    "WorkflowData",
     "WorkflowFormatError",
     "as_link",
     "dump_workflow",
@@ -167,6 +168,82 @@ def parse_source(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         raise WorkflowFormatError("unsupported_format", "the object has no 'format' key; a nodegraph "
                                   f"workflow starts with {{\"format\": \"{FORMAT}\", \"nodes\": {{...}}}}{hint}")
     return migrate(source)
+
+
+class NodeData:
+    """A node entry as :class:`NodeEntry` reads it, taken from a dict whose structure is known to be
+    one :class:`NodeEntry` accepts unchanged (see :func:`read_structure`); no model is built."""
+
+    __slots__ = ("inputs", "mode", "raw", "type", "version")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.type: str = raw["type"]
+        self.version: int | None = raw.get("version")
+        self.inputs: dict[str, Any] = raw.get("inputs", _EMPTY)
+        self.mode: NodeMode | None = raw.get("mode")
+
+    def model(self) -> NodeEntry:
+        return NodeEntry.model_validate(self.raw)
+
+
+_EMPTY: dict[str, Any] = {}  # shared, never modified: the inputs of a node that gives none
+
+
+class WorkflowData:
+    """A current-format workflow dict whose structure :class:`Workflow` accepts unchanged, read
+    without building the pydantic models (validating a big workflow builds thousands of them and
+    needs none): ``nodes`` gives what validation reads, :meth:`model` the :class:`Workflow`."""
+
+    __slots__ = ("data", "nodes")
+
+    def __init__(self, data: dict[str, Any], nodes: dict[str, NodeData]) -> None:
+        self.data = data
+        self.nodes = nodes
+
+    def model(self) -> Workflow:
+        return Workflow.model_validate(self.data)
+
+
+_MODES = (None, "bypass", "mute")
+
+
+def _str_keys(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str for k in value)
+
+
+def read_structure(data: dict[str, Any]) -> WorkflowData | None:
+    """``data`` (current format) as :class:`WorkflowData` when every value is one :class:`Workflow`
+    takes as it is; ``None`` when pydantic must judge it (a missing or wrong field, or a value it
+    would convert), so its answer and its error messages stay the only ones."""
+    nodes = data.get("nodes", _EMPTY)
+    if type(nodes) is not dict or data.get("format") != FORMAT:
+        return None
+    for key in ("ui", "meta"):
+        if key in data and not _str_keys(data[key]):
+            return None
+    read: dict[str, NodeData] = {}
+    for nid, raw in nodes.items():
+        if type(nid) is not str or type(raw) is not dict:
+            return None
+        t = raw.get("type")
+        if type(t) is not str or not t:
+            return None
+        if len(raw) > 2 or "inputs" not in raw:  # the usual node is {type, inputs}: two dict lookups
+            v = raw.get("version")
+            if (v is not None and type(v) is not int) or raw.get("mode") not in _MODES:
+                return None
+            title = raw.get("title")
+            if (title is not None and type(title) is not str) or ("ui" in raw and not _str_keys(raw["ui"])):
+                return None
+        inputs = raw.get("inputs", _EMPTY)
+        if type(inputs) is not dict:
+            return None
+        for k in inputs:
+            if type(k) is not str:
+                return None
+        read[nid] = NodeData(raw)
+    return WorkflowData(data, read)
 
 
 def load_workflow(source: str | bytes | dict[str, Any]) -> Workflow:
