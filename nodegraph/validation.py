@@ -30,7 +30,7 @@ from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
 from .upgrade import read_nodes, resolve_type, upgrade_node
-from .workflow import LinkRef, NodeEntry, Workflow, WorkflowData
+from .workflow import LinkRef, NodeEntry, Workflow, WorkflowData, as_model
 
 if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
     import networkx as nx
@@ -52,21 +52,17 @@ _NONE: Mapping[str, str] = {}
 class Analysis:
     """What validation learned, reused by planning: specs, validated literals, links, the order."""
 
-    source: Workflow | WorkflowData  # as validation read it
+    source: Workflow | WorkflowData  # the workflow, upgraded; a model only if one was given
     specs: dict[str, NodeSpec]
     literals: dict[str, dict[str, Any]]
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
     edges: list[tuple[str, str]]  # (source, node) per link between existing nodes
     order: list[str]  # every node, in a deterministic topological order (see Validator.check_cycles)
-    upgraded: dict[str, NodeEntry] = field(default_factory=dict)  # node -> its entry, upgraded
 
     @cached_property
     def workflow(self) -> Workflow:
         """The upgraded workflow as a model, built on first use (validation alone never needs it)."""
-        wf = self.source if isinstance(self.source, Workflow) else self.source.model()
-        if self.upgraded:
-            wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
-        return wf
+        return as_model(self.source)
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -161,8 +157,13 @@ class Validator:
     _sorted: bool = True
 
     def analysis(self) -> Analysis:
-        return Analysis(self.workflow, self.specs, self.literals, self.links, self.edges, self.order,
-                        self.upgraded)
+        wf = self.workflow
+        if self.upgraded:
+            if isinstance(wf, Workflow):
+                wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
+            else:
+                wf = WorkflowData(wf.data, {**wf.nodes, **self.upgraded}, self.upgraded)
+        return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
         """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""

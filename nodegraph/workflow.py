@@ -195,14 +195,24 @@ class WorkflowData:
     without building the pydantic models (validating a big workflow builds thousands of them and
     needs none): ``nodes`` gives what validation reads, :meth:`model` the :class:`Workflow`."""
 
-    __slots__ = ("data", "nodes")
+    __slots__ = ("data", "nodes", "upgraded")
 
-    def __init__(self, data: dict[str, Any], nodes: dict[str, NodeData]) -> None:
+    def __init__(self, data: dict[str, Any], nodes: dict[str, NodeData | NodeEntry],
+                 upgraded: dict[str, NodeEntry] | None = None) -> None:
         self.data = data
         self.nodes = nodes
+        self.upgraded = upgraded or {}  # node -> its entry as this install reads it, where that differs
 
     def model(self) -> Workflow:
-        return Workflow.model_validate(self.data)
+        wf = Workflow.model_validate(self.data)
+        if self.upgraded:
+            wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
+        return wf
+
+
+def as_model(workflow: Workflow | WorkflowData) -> Workflow:
+    """The :class:`Workflow` model of either form."""
+    return workflow if isinstance(workflow, Workflow) else workflow.model()
 
 
 _MODES = (None, "bypass", "mute")
