@@ -17,6 +17,7 @@ M = TypeVar("M", bound=BaseModel)
 
 _set = object.__setattr__
 _FIELDS: dict[type, tuple[str, ...] | None] = {}  # model -> its field names, when construction is plain
+_NAMES: dict[type, frozenset[str]] = {}  # model -> its field names, as a set
 
 
 def _plain_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
@@ -30,6 +31,7 @@ def _plain_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
     plain = (not model.__pydantic_post_init__ and not model.__private_attributes__
              and not model.__pydantic_root_model__ and model.model_config.get("extra") != "allow"
              and all(f.alias is None and f.validation_alias is None for f in fields.values()))
+    _NAMES[model] = frozenset(fields)  # first: another thread may read both once _FIELDS has the model
     names = _FIELDS[model] = tuple(fields) if plain else None
     return names
 
@@ -37,12 +39,13 @@ def _plain_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
 def construct(model: type[M], values: dict[str, Any]) -> M:
     """``model.model_construct(**values)`` for trusted ``values`` that pydantic could not validate
     (any Python object); when they give every field of a plain model (see :func:`_plain_fields`),
-    the same instance is built without the per-field loop, its fields in declaration order."""
+    the same instance is built without the per-field loop, its fields in declaration order.
+    ``values`` may become the instance's ``__dict__``: pass a dict nothing else holds."""
     names = _plain_fields(model)
-    if names is None or len(values) != len(names) or not all(n in values for n in names):
+    if names is None or values.keys() != _NAMES[model]:
         return model.model_construct(**values)
     m = model.__new__(model)
-    _set(m, "__dict__", {n: values[n] for n in names})
+    _set(m, "__dict__", values if tuple(values) == names else {n: values[n] for n in names})
     _set(m, "__pydantic_fields_set__", set(names))
     _set(m, "__pydantic_extra__", None)
     _set(m, "__pydantic_private__", None)

@@ -123,10 +123,11 @@ def validate_for(source: Source, registry: Registry, settings: Settings, *,
 
 
 def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """The node's literal inputs with the defaults of the optional inputs that were left out (not linked)."""
-    literals = dict(literals)
+    """The node's literal inputs with the defaults of the optional inputs that were left out (not
+    linked): ``literals`` itself when every input is given, else a new dict."""
     if len(literals) + len(links) == len(spec.inputs):  # every input given (ports are never both)
         return literals
+    literals = dict(literals)
     for port, pspec in spec.inputs.items():
         if port not in literals and not pspec.required and port not in links:
             literals[port] = pspec.default
@@ -462,7 +463,7 @@ class Validator:
                 self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
 
     def _inputs(self, nid: str) -> dict[str, Any]:
-        return with_defaults(self.specs[nid], self.literals[nid], self.links[nid])
+        return dict(with_defaults(self.specs[nid], self.literals[nid], self.links[nid]))  # the node's own copy
 
     def _upstream(self, nid: str, port: str) -> Upstream | None:
         source = self.links.get(nid, {}).get(port)
