@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -38,8 +39,13 @@ _FORMAT = 1
 
 
 def index_path(builtin: bool, entry_points: bool, dirs: Iterable[Path]) -> Path:
-    """Where the index of this set of places is kept."""
-    places = json.dumps([builtin, entry_points, [str(Path(d).resolve()) for d in dirs]])
+    """Where the index of this set of places is kept (per Python environment and checkout, so that
+    several do not overwrite each other's)."""
+    from .plugins import BUILTIN_PACKAGE
+
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE) if builtin else None
+    builtin_at = list(spec.submodule_search_locations or []) if spec else []
+    places = json.dumps([sys.prefix, builtin_at, entry_points, [str(Path(d).resolve()) for d in dirs]])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nodegraph"
     return base / f"packs-{hashlib.sha1(places.encode()).hexdigest()[:16]}.json"
 

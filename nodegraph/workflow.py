@@ -45,7 +45,7 @@ NodeMode = Literal["bypass", "mute"]
 class Link(BaseModel):
     """A link from another node's named output."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
     from_: str = Field(alias="from")
     output: str
 
@@ -70,7 +70,8 @@ def as_link(value: Any) -> LinkRef | None:
 class NodeEntry(BaseModel):
     """One node of a workflow."""
 
-    model_config = ConfigDict(extra="allow")
+    # Built on first use: validating a plain workflow needs no model (see read_structure).
+    model_config = ConfigDict(extra="allow", defer_build=True)
     type: str = Field(min_length=1)
     version: int | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -83,7 +84,7 @@ class NodeEntry(BaseModel):
 class Workflow(BaseModel):
     """A whole workflow (current format)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     format: Literal["nodegraph/1"] = FORMAT
     nodes: dict[str, NodeEntry] = Field(default_factory=dict)
     ui: dict[str, Any] = Field(default_factory=dict)
