@@ -9,35 +9,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_plugins import GOOD
 
 from nodegraph import Registry, Settings, load_packs
 from nodegraph.packindex import IndexedRegistry, index_path
 from nodegraph.plugins import load_settings_packs
 
-PACK = """
-    import pathlib
 
-    import nodegraph
-    from nodegraph import Node, Port
-
-    with open({log!r}, "a") as f:
-        f.write("{name}\\n")
-
-    class Hello(Node):
-        \"\"\"Says hello.\"\"\"
-        name = "{node}"
-
-        class Inputs(nodegraph.Inputs):
-            who: str = Port("world", description="Whom to greet.")
-
-        class Outputs(nodegraph.Outputs):
-            text: str = Port(description="The greeting.")
-
-        def run(self, inputs, ctx):
-            return self.Outputs(text=f"hello {{inputs.who}}")
-
-    PACK = nodegraph.Pack("{name}", nodes=[Hello], aliases={aliases})
-"""
+def _source(log: Path, name: str, node: str, aliases: dict) -> str:
+    """test_plugins' pack, which also logs its import and may name its node otherwise and keep old ids."""
+    body = textwrap.dedent(GOOD).replace("{name}", name).replace('name = "hello"', f'name = "{node}"')
+    body = body.replace("nodes=[Hello])", f"nodes=[Hello], aliases={aliases!r})")
+    return f"with open({str(log)!r}, 'a') as f:\n    f.write({name!r} + '\\n')\n" + body
 
 
 @pytest.fixture
@@ -59,7 +42,7 @@ def _forget_dir_packs() -> None:
 
 def write(folder: Path, log: Path, name: str, node: str = "hello", aliases: dict | None = None) -> Path:
     path = folder / f"{name}.py"
-    path.write_text(textwrap.dedent(PACK.format(log=str(log), name=name, node=node, aliases=aliases or {})))
+    path.write_text(_source(log, name, node, aliases or {}))
     return path
 
 
