@@ -336,7 +336,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     source, err = _read_workflow(args.workflow)
     settings = _settings(args, input_dir=args.input_dir)
-    registry = load_settings_packs(settings)
+    registry = load_settings_packs(settings, indexed=True)  # imports only the packs the workflow uses
     if err:
         result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
     else:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from .cache import CacheEntry, OutputCache
 from .config import Settings
+from .construct import construct
 from .context import CancelToken, NodeContext
 from .errors import Cancelled, NodeExecutionError
 from .events import (
@@ -287,7 +288,8 @@ def node_inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: Ab
                 err = exc.errors()[0]["msg"] if exc.errors() else str(exc)
                 raise _InputError(f"input {port!r} received {value!r} from {src}.{out}: {err}") from None
         kwargs[port] = value
-    return spec.cls.Inputs.model_construct(**kwargs)
+    return construct(spec.cls.Inputs, kwargs)
+
 
 
 def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .heap import gc_paused
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse, with_defaults
-from .workflow import Workflow
+from .workflow import Workflow, WorkflowData, as_model
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -51,12 +51,21 @@ class PlanNode:
 class Plan:
     """What a run executes: the needed nodes, a deterministic order, and the targets."""
 
-    workflow: Workflow
+    source: Workflow | WorkflowData  # the validated workflow (see ``workflow``)
     nodes: dict[str, PlanNode]
     order: list[str]  # topological, deterministic (workflow order breaks ties)
     targets: list[str]
     run_nonce: str = ""
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _model: Workflow | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def workflow(self) -> Workflow:
+        """The workflow (upgraded) as a model, built on first use: a run needs it only when a node
+        reads its workflow (output nodes embed it in the files they write)."""
+        if self._model is None:
+            self._model = as_model(self.source)
+        return self._model
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -140,7 +149,7 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
         spec, links = analysis.specs[nid], analysis.links[nid]
         nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
     _set_keys(nodes.values(), output_dir, nonce, files)
-    return Plan(workflow=analysis.workflow, nodes=nodes, order=order, targets=wanted, run_nonce=nonce)
+    return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce)
 
 
 def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,

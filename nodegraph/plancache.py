@@ -134,7 +134,7 @@ class PlanCache:
 def _file_literals(plan: Plan) -> list[tuple[str, str, Any, str]]:
     """Every literal file name the workflow gives, with its widget (what validation checks on disk)."""
     found = []
-    nodes = plan.workflow.nodes
+    nodes = plan.source.nodes
     for pn in plan.nodes.values():
         ports = pn.spec.file_ports
         if not ports:
@@ -148,7 +148,7 @@ def _file_literals(plan: Plan) -> list[tuple[str, str, Any, str]]:
 
 
 def _files_ok(entry: _Entry, registry: Registry, folders: Mapping[str, Path]) -> bool:
-    validator = Validator(entry.plan.workflow, registry, folders)
+    validator = Validator(entry.plan.source, registry, folders)
     for nid, port, widget, name in entry.files:
         validator.check_file(nid, port, widget, name)
     return not validator.issues

@@ -107,10 +107,24 @@ def _dir_packs(folder: Path) -> list[Path]:
     return found
 
 
-def load_settings_packs(settings: Settings) -> Registry:
-    """A registry of the packs from the places ``settings`` names."""
-    return load_packs(Registry(), builtin=settings.builtin_packs, entry_points=settings.entry_point_packs,
-                      dirs=settings.nodes_dirs)
+def load_settings_packs(settings: Settings, *, indexed: bool = False) -> Registry:
+    """A registry of the packs from the places ``settings`` names.
+
+    ``indexed``: when the cached pack index of these places is current, a registry that imports a
+    pack only when one of its node types is asked for (:mod:`nodegraph.packindex`); otherwise every
+    pack loads and the index is written for the next time.
+    """
+    places = dict(builtin=settings.builtin_packs, entry_points=settings.entry_point_packs,
+                  dirs=list(settings.nodes_dirs))
+    if not indexed:
+        return load_packs(Registry(), **places)
+    from .packindex import indexed_registry, write_index
+
+    registry = indexed_registry(**places)
+    if registry is None:
+        registry = load_packs(Registry(), **places)
+        write_index(registry, **places)
+    return registry
 
 
 def load_packs(

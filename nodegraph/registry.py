@@ -68,8 +68,8 @@ class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, NodeSpec] = {}
         self._aliases: dict[str, str] = {}  # old type id -> current type id
-        self.packs: dict[str, PackInfo] = {}
-        self.failures: list[PackFailure] = []
+        self._packs: dict[str, PackInfo] = {}
+        self._failures: list[PackFailure] = []
         #: Bumped whenever node types or aliases change: what was validated against an older
         #: generation (a cached plan) must be validated again.
         self.generation = 0
@@ -80,8 +80,8 @@ class Registry:
             raise PackError(f"{source}: PACK must be a nodegraph.Pack, got {type(pack).__name__}")
         if not pack.name or not pack.name.replace("_", "a").isalnum() or not pack.name.islower():
             raise PackError(f"{source}: pack name {pack.name!r} must be a lower-case identifier like 'mypack'")
-        if pack.name in self.packs:
-            other = self.packs[pack.name]
+        if pack.name in self._packs:
+            other = self._packs[pack.name]
             raise PackError(f"pack name {pack.name!r} is defined twice: by {other.source} and by {source}; "
                             "rename one of them (pack names namespace node type ids)")
         specs: list[NodeSpec] = []
@@ -96,7 +96,7 @@ class Registry:
                     f"{self._aliases[spec.type_id]!r}; give the node class another `name`")
             if spec.type_id in self._specs or any(s.type_id == spec.type_id for s in specs):
                 first = self._specs.get(spec.type_id)
-                owner = self.packs[first.pack].source if first else source
+                owner = self._packs[first.pack].source if first else source
                 raise DuplicateNodeType(
                     f"node type {spec.type_id!r} is defined twice: by {owner} and by {source}; "
                     "give one of the node classes another `name`")
@@ -108,7 +108,7 @@ class Registry:
         self.generation += 1
         info = PackInfo(pack.name, source, pack.version, pack.description, [s.type_id for s in specs], web_dir,
                         dict(pack.evaluations))
-        self.packs[pack.name] = info
+        self._packs[pack.name] = info
         return info
 
     def _check_aliases(self, pack: Pack, source: str, names: dict[str, str]) -> dict[str, str]:
@@ -124,7 +124,17 @@ class Registry:
         return aliases
 
     def add_failure(self, source: str, message: str, traceback: str = "") -> None:
-        self.failures.append(PackFailure(source, message, traceback))
+        self._failures.append(PackFailure(source, message, traceback))
+
+    @property
+    def packs(self) -> dict[str, PackInfo]:
+        """The packs that loaded, by name."""
+        return self._packs
+
+    @property
+    def failures(self) -> list[PackFailure]:
+        """The packs that did not load."""
+        return self._failures
 
     def get(self, type_id: str) -> NodeSpec | None:
         """The spec of ``type_id``, or of the node it is an old name of; ``None`` if unknown."""

@@ -16,9 +16,17 @@ from pydantic import ValidationError
 from .issues import Issue
 from .node import NodeSpec
 from .registry import Registry
-from .workflow import NodeEntry, Workflow, WorkflowFormatError, parse_source
+from .workflow import (
+    NodeData,
+    NodeEntry,
+    Workflow,
+    WorkflowData,
+    WorkflowFormatError,
+    parse_source,
+    read_structure,
+)
 
-__all__ = ["is_current", "read_source", "resolve_type", "upgrade_node", "upgrade_workflow"]
+__all__ = ["is_current", "read_nodes", "read_source", "resolve_type", "upgrade_node", "upgrade_workflow"]
 
 
 def read_source(source: str | bytes | dict[str, Any] | Workflow) -> tuple[dict[str, Any] | None, Workflow | None,
@@ -39,6 +47,23 @@ def read_source(source: str | bytes | dict[str, Any] | Workflow) -> tuple[dict[s
         return None, None, [_structure_issue(e) for e in exc.errors()[:50]]
 
 
+def read_nodes(source: str | bytes | dict[str, Any] | Workflow) -> tuple[Workflow | WorkflowData | None,
+                                                                       list[Issue]]:
+    """What validation reads: the workflow as :class:`~nodegraph.workflow.WorkflowData` when its
+    structure is plainly right (no pydantic model is built), else as :func:`read_source` gives it."""
+    if isinstance(source, Workflow):
+        return source, []
+    try:
+        data = parse_source(source)
+    except WorkflowFormatError as exc:
+        return None, [Issue(code=exc.code, message=exc.message)]
+    light = read_structure(data)
+    if light is not None:
+        return light, []
+    _, wf, issues = read_source(data)
+    return wf, issues
+
+
 def _structure_issue(err: Any) -> Issue:
     loc = [str(p) for p in err.get("loc", ())]
     node = loc[1] if len(loc) >= 2 and loc[0] == "nodes" else None
@@ -57,12 +82,13 @@ def resolve_type(registry: Registry, type_id: str) -> NodeSpec | None:
     return registry.get(type_id)
 
 
-def is_current(entry: NodeEntry, spec: NodeSpec) -> bool:
+def is_current(entry: NodeEntry | NodeData, spec: NodeSpec) -> bool:
     """Whether ``entry`` is saved as ``spec`` reads it: under today's type id, and no other version."""
     return entry.type == spec.type_id and (entry.version is None or entry.version == spec.version)
 
 
-def upgrade_node(nid: str, entry: NodeEntry, registry: Registry) -> tuple[NodeSpec, NodeEntry] | Issue:
+def upgrade_node(nid: str, entry: NodeEntry | NodeData,
+                 registry: Registry) -> tuple[NodeSpec, NodeEntry | NodeData] | Issue:
     """The node's type and ``entry`` as this install reads it (current type id; inputs migrated when
     saved with an older version), or the issue that prevents it. ``entry`` is returned as it is
     when nothing changes."""
@@ -74,6 +100,8 @@ def upgrade_node(nid: str, entry: NodeEntry, registry: Registry) -> tuple[NodeSp
         return Issue(code="unknown_node_type", node=nid, message=f"{nid}: unknown node type {entry.type!r}; {hint}")
     if is_current(entry, spec):
         return spec, entry
+    if isinstance(entry, NodeData):
+        entry = entry.model()
     update: dict[str, Any] = {}
     if spec.type_id != entry.type:
         update["type"] = spec.type_id

@@ -13,6 +13,7 @@ import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,8 @@ from .node import Node, NodeSpec, PortSpec
 from .paths import list_files, safe_join
 from .registry import Registry
 from .types import WidgetKind, compatible
-from .upgrade import read_source, resolve_type, upgrade_node
-from .workflow import LinkRef, NodeEntry, Workflow
+from .upgrade import read_nodes, resolve_type, upgrade_node
+from .workflow import LinkRef, NodeEntry, Workflow, WorkflowData, as_model
 
 if TYPE_CHECKING:  # imported where the graph is built: `nodegraph nodes` and the server start without it
     import networkx as nx
@@ -51,17 +52,22 @@ _NONE: Mapping[str, str] = {}
 class Analysis:
     """What validation learned, reused by planning: specs, validated literals, links, the order."""
 
-    workflow: Workflow
+    source: Workflow | WorkflowData  # the workflow, upgraded; a model only if one was given
     specs: dict[str, NodeSpec]
     literals: dict[str, dict[str, Any]]
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
     edges: list[tuple[str, str]]  # (source, node) per link between existing nodes
     order: list[str]  # every node, in a deterministic topological order (see Validator.check_cycles)
 
+    @cached_property
+    def workflow(self) -> Workflow:
+        """The upgraded workflow as a model, built on first use (validation alone never needs it)."""
+        return as_model(self.source)
+
     @property
     def graph(self) -> nx.DiGraph:
         """The workflow's nodes and links as a networkx graph (built on each access)."""
-        return _digraph(self.workflow.nodes, self.edges)
+        return _digraph(self.source.nodes, self.edges)
 
 
 def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None = None,
@@ -77,7 +83,7 @@ def analyse(source: Source, registry: Registry, *, targets: Iterable[str] | None
     (:meth:`Node.check`) too.
     """
     with gc_paused():  # many small objects that all stay alive, and no reference cycles
-        _, wf, issues = read_source(source)
+        wf, issues = read_nodes(source)
         if wf is None:
             return None, issues
         validator = Validator(wf, registry, folders or {}, max_node_bytes, files)
@@ -102,8 +108,8 @@ def validate(source: Source, registry: Registry, *, targets: Iterable[str] | Non
              folders: Mapping[str, Path] | None = None, max_node_bytes: int | None = None,
              files: FingerprintContext | None = None) -> ValidationResult:
     """Validate a workflow (JSON text, bytes, dict or :class:`Workflow`)."""
-    _, issues = check(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes,
-                      files=files)
+    _, issues = analyse(source, registry, targets=targets, folders=folders, max_node_bytes=max_node_bytes,
+                        files=files)
     return ValidationResult(valid=not issues, issues=issues)
 
 
@@ -117,10 +123,11 @@ def validate_for(source: Source, registry: Registry, settings: Settings, *,
 
 
 def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """The node's literal inputs with the defaults of the optional inputs that were left out (not linked)."""
-    literals = dict(literals)
+    """The node's literal inputs with the defaults of the optional inputs that were left out (not
+    linked): ``literals`` itself when every input is given, else a new dict."""
     if len(literals) + len(links) == len(spec.inputs):  # every input given (ports are never both)
         return literals
+    literals = dict(literals)
     for port, pspec in spec.inputs.items():
         if port not in literals and not pspec.required and port not in links:
             literals[port] = pspec.default
@@ -131,7 +138,7 @@ def with_defaults(spec: NodeSpec, literals: dict[str, Any], links: dict[str, tup
 class Validator:
     """The checks of one workflow, one method each; they add to ``issues`` and to what planning needs."""
 
-    workflow: Workflow
+    workflow: Workflow | WorkflowData
     registry: Registry
     folders: Mapping[str, Path]
     max_node_bytes: int | None = None
@@ -153,7 +160,10 @@ class Validator:
     def analysis(self) -> Analysis:
         wf = self.workflow
         if self.upgraded:
-            wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
+            if isinstance(wf, Workflow):
+                wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
+            else:
+                wf = WorkflowData(wf.data, {**wf.nodes, **self.upgraded}, self.upgraded)
         return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
@@ -453,7 +463,7 @@ class Validator:
                 self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
 
     def _inputs(self, nid: str) -> dict[str, Any]:
-        return with_defaults(self.specs[nid], self.literals[nid], self.links[nid])
+        return dict(with_defaults(self.specs[nid], self.literals[nid], self.links[nid]))  # the node's own copy
 
     def _upstream(self, nid: str, port: str) -> Upstream | None:
         source = self.links.get(nid, {}).get(port)

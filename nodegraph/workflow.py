@@ -29,6 +29,7 @@ __all__ = [
     "NodeEntry",
     "NodeMode",
     "Workflow",
+    "WorkflowData",
     "WorkflowFormatError",
     "as_link",
     "dump_workflow",
@@ -44,7 +45,7 @@ NodeMode = Literal["bypass", "mute"]
 class Link(BaseModel):
     """A link from another node's named output."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
     from_: str = Field(alias="from")
     output: str
 
@@ -69,7 +70,8 @@ def as_link(value: Any) -> LinkRef | None:
 class NodeEntry(BaseModel):
     """One node of a workflow."""
 
-    model_config = ConfigDict(extra="allow")
+    # Built on first use: validating a plain workflow needs no model (see read_structure).
+    model_config = ConfigDict(extra="allow", defer_build=True)
     type: str = Field(min_length=1)
     version: int | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -82,7 +84,7 @@ class NodeEntry(BaseModel):
 class Workflow(BaseModel):
     """A whole workflow (current format)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     format: Literal["nodegraph/1"] = FORMAT
     nodes: dict[str, NodeEntry] = Field(default_factory=dict)
     ui: dict[str, Any] = Field(default_factory=dict)
@@ -167,6 +169,92 @@ def parse_source(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         raise WorkflowFormatError("unsupported_format", "the object has no 'format' key; a nodegraph "
                                   f"workflow starts with {{\"format\": \"{FORMAT}\", \"nodes\": {{...}}}}{hint}")
     return migrate(source)
+
+
+class NodeData:
+    """A node entry as :class:`NodeEntry` reads it, taken from a dict whose structure is known to be
+    one :class:`NodeEntry` accepts unchanged (see :func:`read_structure`); no model is built."""
+
+    __slots__ = ("inputs", "mode", "raw", "type", "version")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.type: str = raw["type"]
+        self.version: int | None = raw.get("version")
+        self.inputs: dict[str, Any] = raw.get("inputs", _EMPTY)
+        self.mode: NodeMode | None = raw.get("mode")
+
+    def model(self) -> NodeEntry:
+        return NodeEntry.model_validate(self.raw)
+
+
+_EMPTY: dict[str, Any] = {}  # shared, never modified: the inputs of a node that gives none
+
+
+class WorkflowData:
+    """A current-format workflow dict whose structure :class:`Workflow` accepts unchanged, read
+    without building the pydantic models (validating a big workflow builds thousands of them and
+    needs none): ``nodes`` gives what validation reads, :meth:`model` the :class:`Workflow`."""
+
+    __slots__ = ("data", "nodes", "upgraded")
+
+    def __init__(self, data: dict[str, Any], nodes: dict[str, NodeData | NodeEntry],
+                 upgraded: dict[str, NodeEntry] | None = None) -> None:
+        self.data = data
+        self.nodes = nodes
+        self.upgraded = upgraded or {}  # node -> its entry as this install reads it, where that differs
+
+    def model(self) -> Workflow:
+        wf = Workflow.model_validate(self.data)
+        if self.upgraded:
+            wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
+        return wf
+
+
+def as_model(workflow: Workflow | WorkflowData) -> Workflow:
+    """The :class:`Workflow` model of either form."""
+    return workflow if isinstance(workflow, Workflow) else workflow.model()
+
+
+_MODES = (None, "bypass", "mute")
+
+
+def _str_keys(value: Any) -> bool:
+    return type(value) is dict and all(type(k) is str for k in value)
+
+
+def read_structure(data: dict[str, Any]) -> WorkflowData | None:
+    """``data`` (current format) as :class:`WorkflowData` when every value is one :class:`Workflow`
+    takes as it is; ``None`` when pydantic must judge it (a missing or wrong field, or a value it
+    would convert), so its answer and its error messages stay the only ones."""
+    nodes = data.get("nodes", _EMPTY)
+    if type(nodes) is not dict or data.get("format") != FORMAT:
+        return None
+    for key in ("ui", "meta"):
+        if key in data and not _str_keys(data[key]):
+            return None
+    read: dict[str, NodeData] = {}
+    for nid, raw in nodes.items():
+        if type(nid) is not str or type(raw) is not dict:
+            return None
+        t = raw.get("type")
+        if type(t) is not str or not t:
+            return None
+        if len(raw) > 2 or "inputs" not in raw:  # the usual node is {type, inputs}: two dict lookups
+            v = raw.get("version")
+            if (v is not None and type(v) is not int) or raw.get("mode") not in _MODES:
+                return None
+            title = raw.get("title")
+            if (title is not None and type(title) is not str) or ("ui" in raw and not _str_keys(raw["ui"])):
+                return None
+        inputs = raw.get("inputs", _EMPTY)
+        if type(inputs) is not dict:
+            return None
+        for k in inputs:
+            if type(k) is not str:
+                return None
+        read[nid] = NodeData(raw)
+    return WorkflowData(data, read)
 
 
 def load_workflow(source: str | bytes | dict[str, Any]) -> Workflow:

@@ -275,3 +275,20 @@ def test_output_dir_is_part_of_output_node_keys(engine, tmp_path):
 def test_settings_bound_the_cache(tmp_path):
     s = Settings(cache_bytes=12345, builtin_packs=False, entry_point_packs=False, output_dir=tmp_path)
     assert Engine.from_settings(s).cache.max_bytes == 12345
+
+
+def test_inputs_are_built_as_model_construct_builds_them(registry):
+    from nodegraph.construct import construct
+
+    for spec in registry.specs():
+        model = spec.cls.Inputs
+        values = {name: (port.default if not port.required else object()) for name, port in spec.inputs.items()}
+        fast, slow = construct(model, dict(values)), model.model_construct(**values)
+        assert type(fast) is type(slow)
+        assert list(fast.__dict__.items()) == list(slow.__dict__.items()), spec.type_id
+        assert fast.model_fields_set == slow.model_fields_set
+        assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+        assert fast.__pydantic_private__ == slow.__pydantic_private__
+    # values that leave a field out: model_construct's own defaults
+    math = registry.get("core.math").cls.Inputs
+    assert construct(math, {"a": 1.0}).__dict__ == math.model_construct(a=1.0).__dict__

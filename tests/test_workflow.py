@@ -88,3 +88,39 @@ def test_an_upgrade_writes_the_current_id_of_a_type_the_registry_resolves_from_a
     new, issues = upgrade_workflow(old, registry)
     assert issues == [] and new["nodes"]["a"] == {"type": "toy.const", "inputs": {"value": 2}}
     assert [i.code for i in validate(old, registry).issues] == ["no_outputs"]  # resolved there too
+
+
+_ODD_NODES = [
+    {"type": "core.show"},
+    {"type": "core.show", "inputs": {"value": 1}, "version": 1, "mode": "mute", "title": "t", "ui": {"x": 1}},
+    {"type": "core.show", "inputs": {}, "extra": [1, 2]},
+    {"type": ""}, {"type": 5}, {"inputs": {}}, {"type": "core.show", "inputs": []},
+    {"type": "core.show", "version": "2"}, {"type": "core.show", "version": True},
+    {"type": "core.show", "version": 2.0}, {"type": "core.show", "mode": "off"}, {"type": "core.show", "mode": None},
+    {"type": "core.show", "title": 3}, {"type": "core.show", "ui": []}, {"type": "core.show", "inputs": {1: 2}},
+    "core.show", None,
+]
+
+
+@pytest.mark.parametrize("raw", _ODD_NODES, ids=repr)
+def test_the_model_free_read_takes_only_what_the_model_takes_unchanged(raw):
+    from nodegraph.workflow import Workflow, read_structure
+
+    data = {"format": FORMAT, "nodes": {"n": raw}}
+    light = read_structure(data)
+    if light is None:
+        assert raw not in _ODD_NODES[:3]  # plain nodes are read without the model
+        return  # pydantic judges it, as before
+    model = Workflow.model_validate(data).nodes["n"]
+    entry = light.nodes["n"]
+    assert (entry.type, entry.version, entry.inputs, entry.mode) == (model.type, model.version, model.inputs,
+                                                                     model.mode)
+    assert light.model() == Workflow.model_validate(data)
+
+
+def test_structure_errors_are_reported_by_the_model_as_before(registry):
+    result = validate({"format": FORMAT, "nodes": {"a": {"type": "core.show", "version": "x"},
+                                                   "b": {"inputs": {}}}}, registry)
+    assert not result.valid
+    assert {(i.code, i.node) for i in result.issues} == {("invalid_workflow", "a"), ("invalid_workflow", "b")}
+    assert all("each node needs a string 'type'" in i.message for i in result.issues)
