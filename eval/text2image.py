@@ -104,7 +104,9 @@ class Runner:
             return np.concatenate([self.text([p], seed + i, count) for i, p in enumerate(prompts)])
         wf = copy.deepcopy(self.text2image)
         wf["nodes"]["prompt"]["inputs"]["value"] = "\n".join(prompts)
-        wf["nodes"]["prior"]["inputs"]["count"] = count
+        for node in wf["nodes"].values():  # every prior (a workflow may chain two)
+            if "count" in node["inputs"]:
+                node["inputs"]["count"] = count
         _set_seeds(wf, seed)
         return self._run(wf)
 

@@ -262,3 +262,30 @@ def test_a_wider_color_fix_keeps_a_soft_input_out_of_sharp_edges(engine):
     run_default, run_wide = engine.run(text2image(fix_colors=True), targets=["up"]), engine.run(wf, targets=["up"])
     assert run_default.ok and run_wide.ok
     assert np.abs(run_default.outputs["up"]["images"] - run_wide.outputs["up"]["images"]).max() > 1e-4
+
+
+
+def test_the_prior_starts_from_an_init_embedding_and_runs_the_strengths_share_of_steps(engine):
+    # the init is another prior run's samples (as the AR Prior's would be in a workflow)
+    wf = text2image(count=2)
+    wf["nodes"]["first"] = node("unclip.prior", prior=link("prior_model", "prior"),
+                                conditioning=link("enc", "conditioning"), guidance=4.0, steps=3, seed=5, count=2)
+    plain = engine.run(wf, targets=["prior"]).outputs["prior"]["embedding"]
+
+    def refined(strength, first_seed=5):
+        wf["nodes"]["first"]["inputs"]["seed"] = first_seed
+        wf["nodes"]["prior"]["inputs"].update(init=link("first", "embedding"), strength=strength, steps=10)
+        rec = Recorder()
+        run = engine.run(wf, targets=["prior"], sink=rec)
+        assert run.ok, run.error
+        totals = {e.total for e in rec if e.event == "progress" and e.node == "prior"}
+        return run.outputs["prior"]["embedding"], totals
+
+    low, low_steps = refined(0.2)
+    high, high_steps = refined(1.0)
+    other, _ = refined(0.2, first_seed=6)
+    assert (low_steps, high_steps) == ({2}, {10})
+    assert low.shape == plain.shape and not torch.allclose(low, plain) and not torch.allclose(low, other)
+    wf["nodes"]["first"]["inputs"]["count"] = 3  # three inits for two samples: a message, not a crash
+    run = engine.run(wf, targets=["prior"])
+    assert not run.ok and "prompts × count" in str(run.error)

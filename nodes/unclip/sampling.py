@@ -30,6 +30,12 @@ class Prior(Node):
                                     "config ('dpm++', 'ddim': deterministic, for few steps).")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
         count: int = Port(1, ge=1, le=64, description="Image embeddings per prompt.")
+        init: EMBEDDING | None = Port(None, description="Optional image embeddings to start from, 1 or "
+                                      "prompts × count rows (e.g. the AR Prior's samples): noised to `strength` "
+                                      "of the schedule, then refined by this prior.")
+        strength: float = Port(1.0, ge=0.0, le=1.0, step=0.05, description="With `init`: the share of the "
+                               "steps run from the noised init (small: keep the init's choices, refine the "
+                               "details). Without `init`: unused.")
 
     class Outputs(nodegraph.Outputs):
         embedding: EMBEDDING = Port(description="CLIP image embeddings, (prompts × count, D).")
@@ -40,11 +46,16 @@ class Prior(Node):
         from .models import sample_prior
 
         cond = inputs.conditioning
+        n = cond.cond.embeds.shape[0] * inputs.count
+        if inputs.init is not None and inputs.init.shape[0] not in (1, n):
+            raise NodeExecutionError(f"init has {inputs.init.shape[0]} embeddings but the prior makes {n} "
+                                     "(prompts × count); give one or one per sample")
         with torch.inference_mode(), library_errors():
             emb = sample_prior(inputs.prior.model, cond.cond, cond.uncond, guidance=inputs.guidance,
                                steps=inputs.steps, generator=generator(inputs.seed),
                                num_per_prompt=inputs.count, callback=progress(ctx),
-                               scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
+                               scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
+                               init=inputs.init, strength=inputs.strength)
         return self.Outputs(embedding=emb)
 
 

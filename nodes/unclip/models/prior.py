@@ -61,12 +61,18 @@ def _check_context(model: PriorModel, enc: TextEncoding) -> None:
 def sample_prior(model: PriorModel, cond: TextEncoding, uncond: TextEncoding, guidance: float = 4.0,
                  steps: int = 25, generator: torch.Generator | None = None, num_per_prompt: int = 1,
                  callback: Callback | None = None, scheduler: str | None = None,
-                 latents: torch.Tensor | None = None) -> torch.Tensor:
+                 latents: torch.Tensor | None = None, init: torch.Tensor | None = None,
+                 strength: float = 1.0) -> torch.Tensor:
     """Sample CLIP image embeddings, (B × num_per_prompt, D), from text encodings.
 
     cond: the prompts (B rows); uncond: the negative prompt (1 or B rows). Guidance is on when it is
     not 1. The initial noise is `randn_tensor((B·n, D), generator)` and the same generator drives the
     scheduler's step noise. `latents` replaces the initial noise (tests).
+
+    `init` (image embeddings, 1 or B·n rows) starts sampling from those embeddings noised to the
+    level of the last `strength` share of the steps, and runs only those steps (diffusers'
+    img2img convention: strength 1 ignores nothing of the schedule, small strengths keep the init's
+    layout and let the prior only refine it).
     """
     _check_context(model, cond)
     prior = model.prior
@@ -83,7 +89,15 @@ def sample_prior(model: PriorModel, cond: TextEncoding, uncond: TextEncoding, gu
     dtype = prior.dtype
     if latents is None:
         latents = randn_tensor((batch, model.embedding_dim), generator=generator, dtype=dtype)
-    latents = latents.to(dtype) * sched.init_noise_sigma
+    if init is None:
+        latents = latents.to(dtype) * sched.init_noise_sigma
+    else:
+        if init.shape[0] not in (1, batch) or init.shape[-1] != model.embedding_dim:
+            raise ValueError(f"init has shape {tuple(init.shape)}; expected (1 or {batch}, {model.embedding_dim}): "
+                             "one image embedding for all samples or one per sample")
+        ts = ts[len(ts) - max(1, min(len(ts), round(strength * len(ts)))):]
+        x0 = (init.to(dtype) - prior.clip_mean) / prior.clip_std  # the prior's latent space
+        latents = sched.add_noise(x0.expand(batch, -1), latents.to(dtype), ts[:1])
     for i, t in enumerate(ts):
         x = torch.cat([latents] * 2) if do_cfg else latents
         x = sched.scale_model_input(x, t)
