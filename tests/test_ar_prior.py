@@ -149,6 +149,7 @@ def test_the_ar_prior_node_swaps_for_the_diffusion_prior_in_a_workflow(tmp_path)
     # the same link inputs apart from the model, the same outputs
     links = {name: port.type.name for name, port in diffusion.inputs.items() if port.type.link_only}
     assert links.pop("prior") == "unclip.PRIOR"
+    assert links.pop("init") == "unclip.EMBEDDING"  # optional: the diffusion prior may refine the AR prior's samples
     assert {name: autoregressive.inputs[name].type.name for name in links} == links
     assert autoregressive.inputs["prior"].type.name == "unclip.AR_PRIOR"
     assert {n: p.type.name for n, p in autoregressive.outputs.items()} == \
