@@ -17,8 +17,10 @@ default; `--set tuning` to tune) through each workflow pair (text → image and 
 prompts and seeds, all through one engine (a stage whose inputs did not change is a cache hit).
 `--variant NAME=SPEC` adds few-step paths: the shipped fast workflows with one stage set back to its
 full-step settings (`full:prior`, `full:decoder`, `full:upsample`), inputs set (`prior.steps=25`), or
-another file for their Load LoRA node (`none`: the plain few-step schedule); the differences to the
-full-step path are printed beside a binomial standard error of one figure.
+another file for their Load LoRA node (`none`: the plain few-step schedule). Each path's difference to
+the first is paired image by image (the same prompt and seeds through both): its mean and standard
+error, sd(difference) / √n, which is what says whether a gap is within the tolerance (`--quality N`
+sets n; about 150 images per row bring it to ≤ 0.03 when the paths disagree on 1 image in 7).
 
 Engine: `bench/engine_bench.py`'s own measurements (its quick sizes and start-up), each size in a
 fresh process, so the figures are the ones that script prints.
@@ -149,9 +151,11 @@ def quality(models: Path | None, threads: int, n: int, variations: int, prompt_s
         for name, (t2i, var) in paths.items():
             runner.text2image, runner.variation = t2i, var
             t0 = time.time()
+            verdicts: dict[str, list] = {}
             report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations,
-                                            heldout_pairs=pairs), (prompt_set,), count=4)
-            out[name] = {**report[prompt_set], "seconds": time.time() - t0}
+                                            heldout_pairs=pairs), (prompt_set,), count=4, verdicts=verdicts)
+            out[name] = {**report[prompt_set], "seconds": time.time() - t0,
+                         "verdicts": {key.split("/", 1)[1]: v for key, v in verdicts.items()}}
             print(f"  quality of {name}: {time.time() - t0:.0f} s  " + "; ".join(
                 f"{row} " + " ".join(f"{a} {r[a]:.2f}" for a in attrs if a in r)
                 for row, attrs in QUALITY_ROWS.items() if (r := out[name].get(row))), flush=True)
@@ -168,11 +172,28 @@ def print_latency(lat: dict[str, dict[str, float]], count: int) -> None:
     print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}")
 
 
+def paired(base: list, other: list, attr: str) -> tuple[float, float, int]:
+    """Mean and standard error of the per-image difference other − base (1 right, 0 wrong) over the
+    images both judged for `attr`: the same prompts and seeds through both paths, image by image."""
+    def score(v) -> float | None:
+        if attr == "clean":
+            return float(v.clean)
+        return float(v.right(attr)) if attr in v.named else None
+
+    d = [b - a for a, b in ((score(x), score(y)) for x, y in zip(base, other, strict=True))
+         if a is not None and b is not None]
+    if len(d) < 2:
+        return (d[0] if d else 0.0), float("nan"), len(d)
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d)
+
+
 def print_quality(q: dict[str, dict], prompt_set: str, n: int, variations: int) -> None:
     names = list(q)
     print(f"\nquality: eval.text2image {prompt_set} set, {n} prompts a row, {variations} variation scenes "
-          f"(× the workflow's 4 variations); Δ = path − {names[0]}, ± one binomial standard error of a figure")
-    print(f"{'row / attribute':<26}" + "".join(f"{k:>9}" for k in names) + "".join(f"{'Δ ' + k:>11}" for k in names[1:]))
+          f"(× the workflow's 4 variations); Δ = path − {names[0]} and ± its standard error, paired image by "
+          f"image (same prompts and seeds)")
+    print(f"{'row / attribute':<26}" + "".join(f"{k:>9}" for k in names)
+          + "".join(f"{'Δ ' + k:>17}" for k in names[1:]))
     for row, attrs in QUALITY_ROWS.items():
         base = q[names[0]]
         if row not in base:
@@ -181,12 +202,14 @@ def print_quality(q: dict[str, dict], prompt_set: str, n: int, variations: int) 
             if attr not in base[row]:
                 continue
             vals = [q[k][row][attr] for k in names]
-            p, m = vals[0], base[row]["n"]
-            se = math.sqrt(max(p * (1 - p), 1 / m) / m)
-            deltas = "".join(f"{v - p:>+10.2f}{'*' if v - p < -TOLERANCE else ' '}" for v in vals[1:])
-            print(f"{row + ' / ' + attr:<26}" + "".join(f"{v:>9.2f}" for v in vals) + deltas + f"  ±{se:.2f}")
-    print(f"(* more than {TOLERANCE} below {names[0]})  eval wall time: "
-          + ", ".join(f"{k} {q[k]['seconds']:.0f} s" for k in names))
+            deltas = ""
+            for k in names[1:]:
+                d, se, _ = paired(base["verdicts"][row], q[k]["verdicts"][row], attr)
+                deltas += f"{d:>+10.3f}{'*' if d < -TOLERANCE else ' '}±{se:.3f}"
+            print(f"{row + ' / ' + attr:<26}" + "".join(f"{v:>9.2f}" for v in vals) + deltas)
+    print(f"(* more than {TOLERANCE} below {names[0]}; images per row: "
+          + ", ".join(f"{row} {int(q[names[0]][row]['n'])}" for row in QUALITY_ROWS if row in q[names[0]])
+          + ")  eval wall time: " + ", ".join(f"{k} {q[k]['seconds']:.0f} s" for k in names))
 
 
 def engine_figures(threads: int) -> None:
