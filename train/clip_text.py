@@ -36,7 +36,7 @@ from nodes.shapes import domain
 from train import captions
 from train import data as shapes_data
 from train.clip import ATTR_OF_COLUMN, positives
-from train.common import SHIPPED, Timer, cosine_lr, image_embeddings, parse, record_time, setup
+from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start
 
 log = logging.getLogger("train.clip_text")
 
@@ -90,13 +90,10 @@ def _text_params(model) -> list[torch.nn.Parameter]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
     from nodes.unclip.models import load_clip
 
-    out = Path(cfg.out)
+    cfg, out, timer = start(Config, argv, smoke)
     init = Path(cfg.init) if cfg.init else out
-    timer = Timer()
     student = load_clip(init / "clip")
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     student.requires_grad_(False)
