@@ -56,8 +56,10 @@ QUALITY_ROWS = {"unseen": ("color", "shape", "size", "position", "background", "
 TOLERANCE = 0.03  # the few-step path's allowed loss per attribute
 
 
-def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str, float]:
-    """Per-node seconds and the end-to-end total of one run."""
+def timed_run(engine, wf: dict, prompt: str, seed: int, count: int, clock: str = "wall") -> dict[str, float]:
+    """Per-node seconds and the end-to-end total of one run: wall clock, or (`clock="cpu"`) this
+    process's CPU time, which a machine busy with other jobs sways much less (with 1 torch thread it
+    is about the wall time the run takes on an idle core; nodes run in this thread)."""
     wf = copy.deepcopy(wf)
     wf["nodes"]["prompt"]["inputs"]["value"] = prompt
     wf["nodes"]["prior"]["inputs"]["count"] = count
@@ -65,27 +67,33 @@ def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str,
         if "seed" in node["inputs"]:
             node["inputs"]["seed"] = seed
     durations: dict[str, float] = {}
+    started: dict[str, float] = {}
+    now = time.process_time if clock == "cpu" else time.perf_counter
 
     def sink(event):
-        if event.event == "node_completed":
-            durations[event.node] = event.duration
+        if event.event == "node_started":
+            started[event.node] = now()
+        elif event.event == "node_completed":
+            durations[event.node] = event.duration if clock == "wall" else now() - started[event.node]
 
     from eval.text2image import saved_images_source
 
-    t0 = time.perf_counter()
+    t0 = now()
     run = engine.run(wf, targets=[saved_images_source(wf)[0]], sink=sink)
-    durations["total"] = time.perf_counter() - t0
+    durations["total"] = now() - t0
     if not run.ok:
         raise RuntimeError(run.error)
     return durations
 
 
-def latency(engine, workflows: dict[str, dict], count: int, repeats: int) -> dict[str, dict[str, float]]:
+def latency(engine, workflows: dict[str, dict], count: int, repeats: int, clock: str = "wall"
+            ) -> dict[str, dict[str, float]]:
     times: dict[str, list[dict[str, float]]] = {k: [] for k in workflows}
     for r in range(repeats + 1):
         for i, (name, wf) in enumerate(workflows.items()):
             # a prompt of its own per run, so that no stage is a cache hit
-            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i) + "." * (count > 1), 1000 + r, count)
+            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i) + "." * (count > 1), 1000 + r, count,
+                          clock)
             if r:
                 times[name].append(d)
     return {name: {k: statistics.median(d.get(k, 0.0) for d in runs) for k in (*STAGES, "total")}
@@ -169,7 +177,7 @@ def print_latency(lat: dict[str, dict[str, float]], count: int) -> None:
         full, fast = lat["full"][key], lat["fast"][key]
         label = STAGES.get(key, "end to end")
         print(f"{label:<14}{full:>9.3f}{fast:>9.3f}{full / fast if fast else float('nan'):>9.1f}×")
-    print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}")
+    print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}", flush=True)
 
 
 def paired(base: list, other: list, attr: str) -> tuple[float, float, int]:
@@ -237,6 +245,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine with other load: "
                    "2 threads on 2 busy cores wait on each other)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="latency in wall-clock seconds, or "
+                   "in this process's CPU seconds (with --threads 1: steadier on a machine busy with other jobs)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     p.add_argument("--no-engine", action="store_true", help="skip the engine figures")
     p.add_argument("--quality", type=int, default=0, help="prompts per quality row (0: no quality figures)")
@@ -263,9 +273,9 @@ def main() -> int:
             overrides["model_dirs"] = [args.models]
         engine = Engine.from_settings(Settings.from_env(**overrides))
         workflows = {name: json.loads((ROOT / "workflows" / t2i).read_text()) for name, (t2i, _) in PATHS.items()}
-        print(f"latency: medians of {args.repeats} runs after a warm-up")
+        print(f"latency: medians of {args.repeats} runs after a warm-up, {args.clock} clock", flush=True)
         for count in (1, 8):
-            print_latency(latency(engine, workflows, count, args.repeats), count)
+            print_latency(latency(engine, workflows, count, args.repeats, args.clock), count)
     if args.quality:
         shipped = tuple(k for k in args.paths.split(",") if k)
         if not set(shipped) <= set(PATHS):
