@@ -17,8 +17,10 @@ default; `--set tuning` to tune) through each workflow pair (text → image and 
 prompts and seeds, all through one engine (a stage whose inputs did not change is a cache hit).
 `--variant NAME=SPEC` adds few-step paths: the shipped fast workflows with one stage set back to its
 full-step settings (`full:prior`, `full:decoder`, `full:upsample`), inputs set (`prior.steps=25`), or
-another file for their Load LoRA node (`none`: the plain few-step schedule); the differences to the
-full-step path are printed beside a binomial standard error of one figure.
+another file for their Load LoRA node (`none`: the plain few-step schedule). Each path's difference to
+the first is paired image by image (the same prompt and seeds through both): its mean and standard
+error, sd(difference) / √n, which is what says whether a gap is within the tolerance (`--quality N`
+sets n; about 150 images per row bring it to ≤ 0.03 when the paths disagree on 1 image in 7).
 
 Engine: `bench/engine_bench.py`'s own measurements (its quick sizes and start-up), each size in a
 fresh process, so the figures are the ones that script prints.
@@ -54,8 +56,10 @@ QUALITY_ROWS = {"unseen": ("color", "shape", "size", "position", "background", "
 TOLERANCE = 0.03  # the few-step path's allowed loss per attribute
 
 
-def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str, float]:
-    """Per-node seconds and the end-to-end total of one run."""
+def timed_run(engine, wf: dict, prompt: str, seed: int, count: int, clock: str = "wall") -> dict[str, float]:
+    """Per-node seconds and the end-to-end total of one run: wall clock, or (`clock="cpu"`) this
+    process's CPU time, which a machine busy with other jobs sways much less (with 1 torch thread it
+    is about the wall time the run takes on an idle core; nodes run in this thread)."""
     wf = copy.deepcopy(wf)
     wf["nodes"]["prompt"]["inputs"]["value"] = prompt
     wf["nodes"]["prior"]["inputs"]["count"] = count
@@ -63,27 +67,33 @@ def timed_run(engine, wf: dict, prompt: str, seed: int, count: int) -> dict[str,
         if "seed" in node["inputs"]:
             node["inputs"]["seed"] = seed
     durations: dict[str, float] = {}
+    started: dict[str, float] = {}
+    now = time.process_time if clock == "cpu" else time.perf_counter
 
     def sink(event):
-        if event.event == "node_completed":
-            durations[event.node] = event.duration
+        if event.event == "node_started":
+            started[event.node] = now()
+        elif event.event == "node_completed":
+            durations[event.node] = event.duration if clock == "wall" else now() - started[event.node]
 
     from eval.text2image import saved_images_source
 
-    t0 = time.perf_counter()
+    t0 = now()
     run = engine.run(wf, targets=[saved_images_source(wf)[0]], sink=sink)
-    durations["total"] = time.perf_counter() - t0
+    durations["total"] = now() - t0
     if not run.ok:
         raise RuntimeError(run.error)
     return durations
 
 
-def latency(engine, workflows: dict[str, dict], count: int, repeats: int) -> dict[str, dict[str, float]]:
+def latency(engine, workflows: dict[str, dict], count: int, repeats: int, clock: str = "wall"
+            ) -> dict[str, dict[str, float]]:
     times: dict[str, list[dict[str, float]]] = {k: [] for k in workflows}
     for r in range(repeats + 1):
         for i, (name, wf) in enumerate(workflows.items()):
             # a prompt of its own per run, so that no stage is a cache hit
-            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i) + "." * (count > 1), 1000 + r, count)
+            d = timed_run(engine, wf, PROMPTS[r % 2] + " " * (2 * r + i) + "." * (count > 1), 1000 + r, count,
+                          clock)
             if r:
                 times[name].append(d)
     return {name: {k: statistics.median(d.get(k, 0.0) for d in runs) for k in (*STAGES, "total")}
@@ -149,9 +159,11 @@ def quality(models: Path | None, threads: int, n: int, variations: int, prompt_s
         for name, (t2i, var) in paths.items():
             runner.text2image, runner.variation = t2i, var
             t0 = time.time()
+            verdicts: dict[str, list] = {}
             report = evaluate(runner, Sizes(full=n, short=0, short_pairs=0, variations=variations,
-                                            heldout_pairs=pairs), (prompt_set,), count=4)
-            out[name] = {**report[prompt_set], "seconds": time.time() - t0}
+                                            heldout_pairs=pairs), (prompt_set,), count=4, verdicts=verdicts)
+            out[name] = {**report[prompt_set], "seconds": time.time() - t0,
+                         "verdicts": {key.split("/", 1)[1]: v for key, v in verdicts.items()}}
             print(f"  quality of {name}: {time.time() - t0:.0f} s  " + "; ".join(
                 f"{row} " + " ".join(f"{a} {r[a]:.2f}" for a in attrs if a in r)
                 for row, attrs in QUALITY_ROWS.items() if (r := out[name].get(row))), flush=True)
@@ -165,14 +177,31 @@ def print_latency(lat: dict[str, dict[str, float]], count: int) -> None:
         full, fast = lat["full"][key], lat["fast"][key]
         label = STAGES.get(key, "end to end")
         print(f"{label:<14}{full:>9.3f}{fast:>9.3f}{full / fast if fast else float('nan'):>9.1f}×")
-    print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}")
+    print(f"images/s: full {count / lat['full']['total']:.2f}, fast {count / lat['fast']['total']:.2f}", flush=True)
+
+
+def paired(base: list, other: list, attr: str) -> tuple[float, float, int]:
+    """Mean and standard error of the per-image difference other − base (1 right, 0 wrong) over the
+    images both judged for `attr`: the same prompts and seeds through both paths, image by image."""
+    def score(v) -> float | None:
+        if attr == "clean":
+            return float(v.clean)
+        return float(v.right(attr)) if attr in v.named else None
+
+    d = [b - a for a, b in ((score(x), score(y)) for x, y in zip(base, other, strict=True))
+         if a is not None and b is not None]
+    if len(d) < 2:
+        return (d[0] if d else 0.0), float("nan"), len(d)
+    return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d)
 
 
 def print_quality(q: dict[str, dict], prompt_set: str, n: int, variations: int) -> None:
     names = list(q)
     print(f"\nquality: eval.text2image {prompt_set} set, {n} prompts a row, {variations} variation scenes "
-          f"(× the workflow's 4 variations); Δ = path − {names[0]}, ± one binomial standard error of a figure")
-    print(f"{'row / attribute':<26}" + "".join(f"{k:>9}" for k in names) + "".join(f"{'Δ ' + k:>11}" for k in names[1:]))
+          f"(× the workflow's 4 variations); Δ = path − {names[0]} and ± its standard error, paired image by "
+          f"image (same prompts and seeds)")
+    print(f"{'row / attribute':<26}" + "".join(f"{k:>9}" for k in names)
+          + "".join(f"{'Δ ' + k:>17}" for k in names[1:]))
     for row, attrs in QUALITY_ROWS.items():
         base = q[names[0]]
         if row not in base:
@@ -181,12 +210,14 @@ def print_quality(q: dict[str, dict], prompt_set: str, n: int, variations: int) 
             if attr not in base[row]:
                 continue
             vals = [q[k][row][attr] for k in names]
-            p, m = vals[0], base[row]["n"]
-            se = math.sqrt(max(p * (1 - p), 1 / m) / m)
-            deltas = "".join(f"{v - p:>+10.2f}{'*' if v - p < -TOLERANCE else ' '}" for v in vals[1:])
-            print(f"{row + ' / ' + attr:<26}" + "".join(f"{v:>9.2f}" for v in vals) + deltas + f"  ±{se:.2f}")
-    print(f"(* more than {TOLERANCE} below {names[0]})  eval wall time: "
-          + ", ".join(f"{k} {q[k]['seconds']:.0f} s" for k in names))
+            deltas = ""
+            for k in names[1:]:
+                d, se, _ = paired(base["verdicts"][row], q[k]["verdicts"][row], attr)
+                deltas += f"{d:>+10.3f}{'*' if d < -TOLERANCE else ' '}±{se:.3f}"
+            print(f"{row + ' / ' + attr:<26}" + "".join(f"{v:>9.2f}" for v in vals) + deltas)
+    print(f"(* more than {TOLERANCE} below {names[0]}; images per row: "
+          + ", ".join(f"{row} {int(q[names[0]][row]['n'])}" for row in QUALITY_ROWS if row in q[names[0]])
+          + ")  eval wall time: " + ", ".join(f"{k} {q[k]['seconds']:.0f} s" for k in names))
 
 
 def engine_figures(threads: int) -> None:
@@ -214,6 +245,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 on a machine with other load: "
                    "2 threads on 2 busy cores wait on each other)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="latency in wall-clock seconds, or "
+                   "in this process's CPU seconds (with --threads 1: steadier on a machine busy with other jobs)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency figures")
     p.add_argument("--no-engine", action="store_true", help="skip the engine figures")
     p.add_argument("--quality", type=int, default=0, help="prompts per quality row (0: no quality figures)")
@@ -240,9 +273,9 @@ def main() -> int:
             overrides["model_dirs"] = [args.models]
         engine = Engine.from_settings(Settings.from_env(**overrides))
         workflows = {name: json.loads((ROOT / "workflows" / t2i).read_text()) for name, (t2i, _) in PATHS.items()}
-        print(f"latency: medians of {args.repeats} runs after a warm-up")
+        print(f"latency: medians of {args.repeats} runs after a warm-up, {args.clock} clock", flush=True)
         for count in (1, 8):
-            print_latency(latency(engine, workflows, count, args.repeats), count)
+            print_latency(latency(engine, workflows, count, args.repeats, args.clock), count)
     if args.quality:
         shipped = tuple(k for k in args.paths.split(",") if k)
         if not set(shipped) <= set(PATHS):

@@ -139,8 +139,9 @@ def run_prompts(runner: Runner, prompts: list[Prompt], seed: int, count: int, ba
     return summary, verdicts
 
 
-def run_variations(runner: Runner, scenes: list[domain.Scene], seed: int) -> dict:
-    verdicts = []
+def run_variations(runner: Runner, scenes: list[domain.Scene], seed: int,
+                   verdicts: list[judge.Verdict] | None = None) -> dict:
+    verdicts = [] if verdicts is None else verdicts
     for i, s in enumerate(scenes):
         for img in runner.variations(s, seed + i):
             verdicts.append(judge.judge(img, s.attributes()))
@@ -148,7 +149,9 @@ def run_variations(runner: Runner, scenes: list[domain.Scene], seed: int) -> dic
 
 
 def evaluate(runner: Runner, sizes: Sizes, which: tuple[str, ...], count: int,
-             save_dir: Path | None = None) -> dict:
+             save_dir: Path | None = None, verdicts: dict[str, list[judge.Verdict]] | None = None) -> dict:
+    """The rows of each prompt set in `which`; `verdicts`, when given, receives every row's per-image
+    verdicts under "SET/ROW", in a fixed order (paired comparisons of two workflows)."""
     report: dict = {}
     for set_name in which:
         gen = SETS[set_name]
@@ -177,13 +180,19 @@ def evaluate(runner: Runner, sizes: Sizes, which: tuple[str, ...], count: int,
                         f.write(p.text + "\n")
 
             log.info("%s / %s: %d prompts × %d", set_name, row, len(prompts), k)
-            summary, _ = run_prompts(runner, prompts, seed=ROW_SEEDS[row], count=k, batch=sizes.batch,
-                                     save=save)
+            summary, row_verdicts = run_prompts(runner, prompts, seed=ROW_SEEDS[row], count=k, batch=sizes.batch,
+                                                save=save)
+            if verdicts is not None:
+                verdicts[f"{set_name}/{row}"] = row_verdicts
             report[set_name][row] = summary
             log.info("%s / %s: %s", set_name, row, _fmt(summary))
         if sizes.variations:
             log.info("%s / variations: %d scenes", set_name, sizes.variations)
-            report[set_name]["variations"] = run_variations(runner, gen.variation_scenes(sizes.variations), 31)
+            collected: list[judge.Verdict] = []
+            report[set_name]["variations"] = run_variations(runner, gen.variation_scenes(sizes.variations), 31,
+                                                            collected)
+            if verdicts is not None:
+                verdicts[f"{set_name}/variations"] = collected
     return report
 
 

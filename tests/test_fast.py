@@ -37,6 +37,8 @@ def test_fast_workflows_keep_the_prompt_node_and_the_outputs_of_their_full_step_
     assert wf["nodes"][dec["decoder"]["from"]]["inputs"]["lora"] == "shapes-lcm"
     assert wf["nodes"]["upsample"]["inputs"]["steps"] < twin["nodes"]["upsample"]["inputs"]["steps"]
     assert wf["nodes"]["upsample_256"]["inputs"]["steps"] < twin["nodes"]["upsample_256"]["inputs"]["steps"]
+    # both paths run the 256 px stage's UNet on the same tiles, so the speed-up is the sampling's alone
+    assert wf["nodes"]["upsample_256"]["inputs"]["tile"] == twin["nodes"]["upsample_256"]["inputs"]["tile"] > 0
     if "prior" in wf["nodes"]:
         prior, full = wf["nodes"]["prior"]["inputs"], twin["nodes"]["prior"]["inputs"]
         assert prior["scheduler"] == "dpm++" and prior["steps"] < full["steps"]

@@ -10,6 +10,9 @@ from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 from .convert import generator, library_errors, progress
 from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
+# context around each tile (a tile of 32 px makes 48 px crops); more barely changes the output: the
+# crop's own GroupNorm statistics differ from the frame's whatever the halo
+TILE_HALO = 8
 Scheduler = Literal["default", "unclip", "ddim", "ddpm", "dpm++", "euler", "euler_a", "lcm"]
 
 
@@ -147,6 +150,10 @@ class Upsample(Node):
                                      "enlargement where the input is flat: where no channel varies by this much "
                                      "(0..1) within ±2 output px, what the upsampler drew there (sampling noise) is "
                                      "dropped. 0: off.")
+        tile: int = Port(0, ge=0, le=1024, step=8, description="With flat_threshold: run the UNet only on the "
+                         "squares of this many output px that hold a kept pixel, batched, each with 8 px of "
+                         "context (an upsampler without attention, trained on crops, such as the 256 px stage); "
+                         "the whole image when that costs as much. 0: always the whole image.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
@@ -160,6 +167,6 @@ class Upsample(Node):
             out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
                            callback=progress(ctx), fix_colors=inputs.fix_colors, color_sigma=inputs.color_sigma,
-                           flat_threshold=inputs.flat_threshold,
+                           flat_threshold=inputs.flat_threshold, tile=inputs.tile, halo=TILE_HALO,
                            scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
         return self.Outputs(images=nodegraph.from_tensor(out))

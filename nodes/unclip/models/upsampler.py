@@ -20,6 +20,7 @@ from diffusers import UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedulers as sch
+from .tiles import clean_prediction, gaussian_blur, plan_tiles, tiled_forward
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
@@ -79,10 +80,15 @@ def color_fix(images: torch.Tensor, reference: torch.Tensor, sigma: float) -> to
     frequencies below its own Nyquist limit are exact. A Gaussian of `sigma` px splits the bands
     (StableSR's colour fix does the same with wavelets).
     """
-    from torchvision.transforms.functional import gaussian_blur
+    return (images - gaussian_blur(images, sigma) + gaussian_blur(reference, sigma)).clamp(0, 1)
 
-    k = 2 * round(3 * sigma) + 1
-    return (images - gaussian_blur(images, k, sigma) + gaussian_blur(reference, k, sigma)).clamp(0, 1)
+
+def nonflat(reference: torch.Tensor, threshold: float, radius: int = 2) -> torch.Tensor:
+    """(B, 1, S, S) bool: where some channel of `reference` varies by at least `threshold` within
+    ±`radius` px (the pixels `keep_flat` takes from the upsampler, before its soft border)."""
+    k = 2 * radius + 1
+    spread = (F.max_pool2d(reference, k, 1, radius) + F.max_pool2d(-reference, k, 1, radius)).amax(1, keepdim=True)
+    return spread >= threshold
 
 
 def keep_flat(images: torch.Tensor, reference: torch.Tensor, threshold: float, radius: int = 2) -> torch.Tensor:
@@ -94,18 +100,15 @@ def keep_flat(images: torch.Tensor, reference: torch.Tensor, threshold: float, r
     (sampling noise, texture) is dropped. Sharpened edges lie inside the input's soft ones, which the
     gate covers; its border is softened (Gaussian, σ = radius / 2) so that no seam shows.
     """
-    from torchvision.transforms.functional import gaussian_blur
-
-    k = 2 * radius + 1
-    spread = (F.max_pool2d(reference, k, 1, radius) + F.max_pool2d(-reference, k, 1, radius)).amax(1, keepdim=True)
-    gate = gaussian_blur((spread >= threshold).to(images.dtype), k, max(radius / 2, 0.5))
+    gate = gaussian_blur(nonflat(reference, threshold, radius).to(images.dtype), max(radius / 2, 0.5), 2 * radius + 1)
     return reference + gate * (images - reference)
 
 
 def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, generator: torch.Generator | None = None,
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
              latents: torch.Tensor | None = None, fix_colors: bool = False,
-             color_sigma: float | None = None, flat_threshold: float = 0.0) -> torch.Tensor:
+             color_sigma: float | None = None, flat_threshold: float = 0.0, tile: int = 0,
+             halo: int = 16) -> torch.Tensor:
     """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size
     (non-square images: their shorter side to S, see `output_size`).
 
@@ -114,7 +117,9 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
     `color_sigma` is the split in output pixels (None or 0: half the enlargement factor, the input's
     Nyquist limit; a larger one keeps the input's soft edges out of a sharp result). Off, this is
     exactly `UnCLIPPipeline`'s super-resolution stage. `flat_threshold` > 0 keeps the input's
-    enlargement where the input is flat (`keep_flat`).
+    enlargement where the input is flat (`keep_flat`); with it, `tile` > 0 runs the UNet only on the
+    `tile` px squares (plus `halo` px of context) holding a pixel the gate keeps (`tiles.plan_tiles`),
+    and the whole frame when that would cost as much.
     """
     unet = model.first
     dtype = unet.dtype
@@ -130,20 +135,34 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
     if noise_level > 0:
         # drawn after the initial noise, so noise_level=0 keeps the pipeline's random stream
         cond = cond + noise_level * randn_tensor(cond.shape, generator=generator, dtype=dtype)
+    reference = ((cond.clamp(-1, 1) + 1) / 2).to(dtype)
+    tiles = None
+    if tile > 0 and flat_threshold > 0 and unet.config.out_channels == channels:
+        # the gate keeps the upsampler's pixels within `radius` (2) px of a non-flat one
+        active = F.max_pool2d(nonflat(reference, flat_threshold).to(dtype), 5, 1, 2) > 0
+        tiles = plan_tiles(active, tile, halo, 2 ** (len(unet.config.down_block_types) - 1))
     for i, t in enumerate(ts):
         net = model.last if (i == len(ts) - 1 and model.last is not None) else unet
         # only the latents are on the scheduler's scale (identity for the UnCLIPScheduler)
         x = torch.cat([sched.scale_model_input(latents, t), cond], dim=1)
-        pred = net(sample=x, timestep=t).sample
+        fill = clean_prediction(sched, cond, latents, t) if tiles is not None else None
+        if fill is not None:
+            pred = tiled_forward(net, x, t, tiles, fill)
+        else:
+            tiles = None
+            pred = net(sample=x, timestep=t).sample
         out = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator)
         latents = out.prev_sample
         if callback is not None:
             callback(i + 1, len(ts), sch.preview(out, latents))
     result = latents.clamp(-1, 1) * 0.5 + 0.5
+    if tiles is not None:
+        # no tile ran there: the gate drops those pixels anyway, and the colour fix's blur sees the input
+        result = torch.where(tiles.covered, result, reference)
     if fix_colors:
         # by default the Gaussian keeps what the low-resolution image knows: frequencies below its Nyquist limit
         sigma = color_sigma or 0.5 * out_hw[0] / images.shape[-2]
-        result = color_fix(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), sigma)
+        result = color_fix(result, reference, sigma)
     if flat_threshold > 0:
-        result = keep_flat(result, ((cond.clamp(-1, 1) + 1) / 2).to(result.dtype), flat_threshold)
+        result = keep_flat(result, reference, flat_threshold)
     return result
