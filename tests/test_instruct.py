@@ -167,6 +167,25 @@ def test_with_clip_the_image_embedding_slot_holds_the_inputs_embedding_and_null_
     torch.testing.assert_close(emb[4:], model.null_embedding(2))
 
 
+def test_given_image_embeds_replace_the_slot_of_the_rows_that_see_the_image_only(dec):
+    model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, tiny.clip().model)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    given = torch.randn(2, model.null_embedding(1).shape[-1], generator=torch.Generator().manual_seed(4))
+    seen = []
+    hook = model.text_proj.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["image_embeddings"].clone()), with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            sample_instruct(model, images, text(["make it blue"]), text([""]), guidance=3.0, image_guidance=1.5,
+                            steps=2, image_embeds=given)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(seen[0][:4], torch.cat([given, given]))
+    torch.testing.assert_close(seen[0][4:], model.null_embedding(2))
+    with pytest.raises(ValueError, match="image_embeds must be"):
+        sample_instruct(model, images, text(["make it blue"]), text([""]), steps=1, image_embeds=given[:1])
+
+
 def test_a_model_with_clip_saves_that_and_loads_its_base_bundles_clip(tmp_path, dec):
     model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, tiny.clip().model)
     save_instruct(model, tmp_path / "ip2p", base=tiny.cached_root())
