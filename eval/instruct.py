@@ -51,13 +51,21 @@ def slot_embeddings(slot: str, theta: float, model, clip, chunk: list[edits.Edit
 
     `null`: the learned null embedding; `diff`: the input's CLIP embedding moved by θ along the text diff
     (DALL·E 2) from a caption of the source to one of the target that name the changed attribute only
-    (the captions come from the true scenes: a diagnostic, not something the node can do alone)."""
+    (the captions come from the true scenes: a diagnostic, not something the node can do alone);
+    `instr`: moved by θ along the diff from the empty prompt to the instruction (needs nothing else);
+    `weak`: slerped by θ towards the null embedding."""
     if slot == "input":
         return None
     if slot == "null":
         return model.null_embedding(len(chunk)).clone()
-    from nodes.unclip.embeddings import text_diff
+    from nodes.unclip.embeddings import slerp, text_diff
 
+    if slot == "weak":
+        return slerp(model.image_embedding(src), model.null_embedding(len(chunk)), theta)
+
+    if slot == "instr":
+        a, b = clip.encode_text([""]), clip.encode_text([e.instruction for e in chunk])
+        return text_diff(model.image_embedding(src), a.embeds, b.embeds, theta)
     pairs = [slot_texts(e) for e in chunk]
     a, b = clip.encode_text([p[0] for p in pairs]), clip.encode_text([p[1] for p in pairs])
     return text_diff(model.image_embedding(src), a.embeds, b.embeds, theta)
@@ -133,10 +141,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-ip2p"))
     p.add_argument("--bundle", default=str(ROOT / "models" / "shapes-unclip"))
-    p.add_argument("--slot", choices=("input", "null", "diff"), default="input",
+    p.add_argument("--slot", choices=("input", "null", "diff", "instr", "weak"), default="input",
                    help="image-embedding slot: the input's CLIP embedding (the model's own), the null one, or "
-                        "the input's moved along the true captions' text diff (diagnostic)")
-    p.add_argument("--theta", type=float, default=0.3, help="text-diff slerp amount for --slot diff")
+                        "the input's moved along the true captions' text diff (diagnostic), the instruction's, or "
+                        "towards null")
+    p.add_argument("--theta", type=float, default=0.3, help="slerp amount for --slot diff, instr, weak")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     p.add_argument("--save-grid", default="", help="write source/edit pairs to this PNG")
@@ -153,7 +162,7 @@ def main(argv: list[str]) -> int:
     truth = score(cases, np.stack([domain.render(e.target, images.shape[1]) for e in cases]))
     print_table(f"{args.set}, guidance {args.guidance}, image guidance {args.image_guidance}, {args.steps} steps"
                 f"{'' if args.no_upsample else ' + upsampler'}"
-                f"{'' if args.slot == 'input' else f', slot {args.slot}'}{f' θ {args.theta}' if args.slot == 'diff' else ''}",
+                f"{'' if args.slot == 'input' else f', slot {args.slot}'}{f' θ {args.theta}' if args.slot not in ('input', 'null') else ''}",
                 res)
     print(f"analyser on the true edited renders: changed {truth['all']['changed']:.2f}, all kept "
           f"{truth['all']['all_kept']:.2f}")
