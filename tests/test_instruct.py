@@ -279,6 +279,24 @@ def test_mismatched_instruction_and_image_counts_are_a_clear_error(engine):
     assert run.status == "failed" and "2 instructions for 3 images" in run.error.message
 
 
+def test_an_embedding_wired_from_text_diff_steers_the_edit_and_a_wrong_batch_is_a_clear_error(engine):
+    wf = edit_workflow("make it blue")
+    wf["nodes"].update(
+        src=node("unclip.text_encode", clip=link("clip", "clip"), text="a red object"),
+        tgt=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue object"),
+        emb=node("unclip.image_encode", clip=link("clip", "clip"), images=link("scene", "image")),
+        diff=node("unclip.text_diff", image_embedding=link("emb", "embedding"), source=link("src", "conditioning"),
+                  target=link("tgt", "conditioning"), amount=0.5))
+    plain = engine.run(wf, targets=["edit"])
+    wf["nodes"]["edit"]["inputs"]["image_embedding"] = link("diff", "embedding")
+    steered = engine.run(wf, targets=["edit"])
+    assert plain.ok and steered.ok, steered.error
+    assert np.abs(steered.outputs["edit"]["images"] - plain.outputs["edit"]["images"]).max() > 1e-4
+    wf["nodes"]["diff"]["inputs"]["steps"] = 3  # three θ: three embeddings for one image
+    run = engine.run(wf, targets=["edit"])
+    assert run.status == "failed" and "image_embedding has shape" in run.error.message
+
+
 # --- the evaluation --------------------------------------------------------------------------------
 
 def test_the_evaluation_scores_true_edits_as_changed_and_kept_and_the_unedited_source_as_unchanged():
