@@ -27,16 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from train import data as shapes_data
-from train.common import (
-    SHIPPED,
-    Timer,
-    cosine_lr,
-    image_embeddings,
-    load_clip_frozen,
-    parse,
-    record_time,
-    setup,
-)
+from train.common import SHIPPED, cosine_lr, embedded_data, image_embeddings, record_time, start
 
 log = logging.getLogger("train.arprior")
 
@@ -92,14 +83,8 @@ def cached_image_embeddings(clip, ds, bundle: Path, cfg: Config) -> torch.Tensor
 def main(argv: list[str] | None = None) -> int:
     from nodes.unclip.models.ar_prior import SUBFOLDER, ARPrior, ARPriorConfig, load_ar_prior
 
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    timer = Timer()
-    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    clip = load_clip_frozen(out)
-    emb = cached_image_embeddings(clip, ds, out, cfg)  # (N, D)
-    log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    cfg, out, timer = start(Config, argv, smoke)
+    ds, clip, emb = embedded_data(cfg, out, timer, lambda c, d: cached_image_embeddings(c, d, out, cfg))  # (N, D)
     with torch.no_grad():
         probe = clip.encode_text([""])
     train_idx = np.arange(cfg.n_val, len(ds))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from nodes.shapes import domain
 from nodes.unclip.models.clip import SHAPES_CLIP, OpenClipEncoder, register_shapes_config, save_open_clip
 from train import data as shapes_data
-from train.common import SHIPPED, Timer, parse, record_time, setup
+from train.common import SHIPPED, record_time, start
 
 log = logging.getLogger("train.clip")
 ATTR_OF_COLUMN = ("color", "background", "shape", "size", "position")
@@ -104,13 +104,10 @@ def equivariance_loss(e_recol: torch.Tensor, e_orig: torch.Tensor, d_rgb: torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
+    cfg, out, timer = start(Config, argv, smoke)
     import open_clip
 
     register_shapes_config()
-    out = Path(cfg.out)
-    timer = Timer()
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     mcfg = model_config(cfg.model_overrides)
     size = mcfg["vision_cfg"]["image_size"]

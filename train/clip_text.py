@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from nodes.shapes import captions, domain
 from train import data as shapes_data
 from train.clip import ATTR_OF_COLUMN, positives
-from train.common import SHIPPED, Timer, cosine_lr, image_embeddings, parse, record_time, setup
+from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start
 
 log = logging.getLogger("train.clip_text")
 
@@ -89,13 +89,10 @@ def _text_params(model) -> list[torch.nn.Parameter]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
     from nodes.unclip.models import load_clip
 
-    out = Path(cfg.out)
+    cfg, out, timer = start(Config, argv, smoke)
     init = Path(cfg.init) if cfg.init else out
-    timer = Timer()
     student = load_clip(init / "clip")
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     student.requires_grad_(False)

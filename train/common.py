@@ -50,6 +50,14 @@ def parse(cfg_cls, argv: list[str] | None, smoke_preset):
     return cfg
 
 
+def start(cfg_cls, argv: list[str] | None, smoke_preset):
+    """A training script's opening: (config from the command line, its `out` folder, a started clock),
+    with logging, threads and seeds set from the config."""
+    cfg = parse(cfg_cls, argv, smoke_preset)
+    setup(cfg.seed, cfg.threads)
+    return cfg, Path(cfg.out), Timer()
+
+
 def record_time(out: Path, stage: str, seconds: float, extra: dict | None = None) -> None:
     """Append a stage's wall time to `<out>/training_log.json` (kept with the weights as a model card)."""
     path = out / "training_log.json"
@@ -88,6 +96,19 @@ def write_model_index(out: Path) -> None:
         elif sub in classes:
             index[sub] = classes[sub]
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def embedded_data(cfg, out: Path, timer: Timer, embed=None):
+    """The training scenes of `cfg.data_seed` / `cfg.n_data`, the bundle's frozen CLIP, and the
+    scenes' CLIP image embeddings (N, D) (`embed(clip, ds)`, default: encode every 64 px image):
+    what the stages after CLIP train on."""
+    from train.data import load
+
+    ds = load(cfg.data_seed, cfg.n_data)
+    clip = load_clip_frozen(out)
+    emb = embed(clip, ds) if embed else image_embeddings(clip, ds.images64)
+    logging.getLogger("train").info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    return ds, clip, emb
 
 
 def load_clip_frozen(out: Path):

@@ -27,7 +27,6 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,8 +35,8 @@ from nodes.controlnet.model import check_compatible, controlnet_from_unet, load_
 from nodes.shapes import domain
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
-from train.common import Timer, image_embeddings, parse, setup
-from train.finetune import MODELS, alphas_cumprod, bundle_dir, decoder_loss, load_frozen, render
+from train.common import image_embeddings
+from train.finetune import MODELS, alphas_cumprod, decoder_loss, render, start
 
 log = logging.getLogger("train.controlnet")
 
@@ -83,12 +82,7 @@ def silhouettes(scenes: list[domain.Scene], size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    bundle = bundle_dir(out, cfg.bundle)
-    timer = Timer()
-    clip, dec = load_frozen(bundle)
+    cfg, out, timer, bundle, (clip, dec) = start(Config, argv, smoke)
     size = dec.sample_size
     rng = np.random.default_rng(cfg.seed)
 

@@ -44,13 +44,12 @@ from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
 from train.common import (
     SHIPPED,
-    Timer,
     cosine_lr,
+    embedded_data,
     image_embeddings,
-    load_clip_frozen,
     parse,
     record_time,
-    setup,
+    start,
     write_model_index,
 )
 
@@ -146,14 +145,8 @@ def save(out: Path, text_proj, unet) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    timer = Timer()
-    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    clip = load_clip_frozen(out)
-    emb = image_embeddings(clip, ds.images64)  # (N, D)
-    log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    cfg, out, timer = start(Config, argv, smoke)
+    ds, clip, emb = embedded_data(cfg, out, timer)  # emb: (N, D)
     with torch.no_grad():
         empty = clip.encode_text([""])
     text_proj, unet = build(cfg, clip.embed_dim)

@@ -12,6 +12,7 @@ import numpy as np
 from nodes.shapes import domain
 from nodes.unclip.models.decoder import alphas_cumprod, decoder_loss  # noqa: F401 - re-exported for the trainers
 from train.common import ROOT
+from train.common import start as start_run
 
 MODELS = ROOT / "models"
 
@@ -40,6 +41,14 @@ def load_frozen(bundle: Path, prior: bool = False):
     pri = load_prior(bundle)
     pri.prior.requires_grad_(False).eval()
     return clip, dec, pri
+
+
+def start(cfg_cls, argv: list[str] | None, smoke_preset, prior: bool = False):
+    """An add-on trainer's opening: (config, out, clock, base bundle, its frozen models as
+    `load_frozen` returns them); the config has `out` and `bundle` (see `bundle_dir`)."""
+    cfg, out, timer = start_run(cfg_cls, argv, smoke_preset)
+    bundle = bundle_dir(out, cfg.bundle)
+    return cfg, out, timer, bundle, load_frozen(bundle, prior=prior)
 
 
 def render(scenes: list[domain.Scene]) -> tuple[np.ndarray, np.ndarray]:

@@ -39,8 +39,8 @@ from nodes.instruct.model import from_decoder, load_instruct, save_instruct, tra
 from nodes.shapes import edits
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
-from train.common import Timer, cosine_lr, image_embeddings, parse, setup
-from train.finetune import MODELS, alphas_cumprod, bundle_dir, decoder_loss, load_frozen, render
+from train.common import cosine_lr, image_embeddings
+from train.finetune import MODELS, alphas_cumprod, decoder_loss, render, start
 
 log = logging.getLogger("train.ip2p")
 
@@ -78,12 +78,7 @@ def encode_all(clip, texts: list[str], batch: int = 256) -> TextEncoding:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    bundle = bundle_dir(out, cfg.bundle)
-    timer = Timer()
-    clip, dec = load_frozen(bundle)
+    cfg, out, timer, bundle, (clip, dec) = start(Config, argv, smoke)
 
     pairs = edits.sample_edits(cfg.seed, cfg.n_data)
     src64, src32 = render([e.source for e in pairs])

@@ -43,7 +43,6 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,8 +51,8 @@ from nodes.lora.api import save_lora
 from nodes.unclip.models.clip import TextEncoding
 from nodes.unclip.models.decoder import conditioning
 from train import data as shapes_data
-from train.common import Timer, image_embeddings, parse, setup
-from train.finetune import MODELS, alphas_cumprod, bundle_dir, load_frozen
+from train.common import image_embeddings
+from train.finetune import MODELS, alphas_cumprod, start
 
 log = logging.getLogger("train.lcm")
 
@@ -97,12 +96,7 @@ def lcm_scheduler(dec, ddim_steps: int):
 def main(argv: list[str] | None = None) -> int:
     from peft import LoraConfig
 
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    bundle = bundle_dir(out, cfg.bundle)
-    timer = Timer()
-    clip, dec = load_frozen(bundle)
+    cfg, out, timer, bundle, (clip, dec) = start(Config, argv, smoke)
     data = shapes_data.generate(cfg.seed, cfg.n_scenes)
     emb_all = image_embeddings(clip, data.images64)
     x0_all = shapes_data.to_tensor(data.images32) * 2 - 1

@@ -32,7 +32,6 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,8 +41,8 @@ from nodes.shapes import domain
 from nodes.unclip.models import prior_loss as prior_objective
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
-from train.common import Timer, image_embeddings, parse, setup
-from train.finetune import MODELS, alphas_cumprod, bundle_dir, decoder_loss, load_frozen, render
+from train.common import image_embeddings
+from train.finetune import MODELS, alphas_cumprod, decoder_loss, render, start
 
 log = logging.getLogger("train.lora")
 
@@ -121,12 +120,7 @@ def prior_bank(pri, clip, captions: list[str], steps: int, seed: int, batch: int
 def main(argv: list[str] | None = None) -> int:
     from peft import LoraConfig
 
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    bundle = bundle_dir(out, cfg.bundle)
-    timer = Timer()
-    clip, dec, pri = load_frozen(bundle, prior=True)
+    cfg, out, timer, bundle, (clip, dec, pri) = start(Config, argv, smoke, prior=True)
     rgb = tuple(int(v) for v in cfg.rgb.split(","))
     rng = np.random.default_rng(cfg.seed)
 

@@ -29,18 +29,7 @@ import torch.nn.functional as F
 from diffusers import PriorTransformer, UnCLIPScheduler
 
 from nodes.shapes import captions
-from train import data as shapes_data
-from train.common import (
-    SHIPPED,
-    Timer,
-    cosine_lr,
-    image_embeddings,
-    load_clip_frozen,
-    parse,
-    record_time,
-    setup,
-    write_model_index,
-)
+from train.common import SHIPPED, cosine_lr, embedded_data, record_time, start, write_model_index
 
 log = logging.getLogger("train.prior")
 
@@ -79,14 +68,8 @@ def scheduler() -> UnCLIPScheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    timer = Timer()
-    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    clip = load_clip_frozen(out)
-    emb = image_embeddings(clip, ds.images64)  # (N, D)
-    log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    cfg, out, timer = start(Config, argv, smoke)
+    ds, clip, emb = embedded_data(cfg, out, timer)  # emb: (N, D)
     dim, ctx = clip.embed_dim, clip.context_length
     prior = PriorTransformer(num_attention_heads=cfg.heads, attention_head_dim=cfg.head_dim, num_layers=cfg.layers,
                              embedding_dim=dim, num_embeddings=ctx, additional_embeddings=4, dropout=0.0)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from nodes.sam.model import CONFIG_NAME, TINY, WEIGHTS_NAME, build_sam
 from nodes.shapes import domain
-from train.common import ROOT, Timer, parse, record_time, setup
+from train.common import ROOT, record_time, start
 
 log = logging.getLogger("train.sam")
 
@@ -334,11 +334,8 @@ def save(sam, mcfg: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    timer = Timer()
+    cfg, out, timer = start(Config, argv, smoke)
     cpu0 = time.process_time()
-    out = Path(cfg.out)
     rng = np.random.default_rng(cfg.seed)
     pool = make_pool(cfg)
     log.info("pool of %d training scenes at %d px in %.0f s", len(pool[0]), cfg.img_size, timer())

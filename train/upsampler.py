@@ -16,7 +16,6 @@ import copy
 import logging
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from diffusers import UnCLIPScheduler, UNet2DModel
 
 from nodes.unclip.models.upsampler import upscale_condition
 from train import data as shapes_data
-from train.common import SHIPPED, Timer, cosine_lr, parse, record_time, setup, write_model_index
+from train.common import SHIPPED, cosine_lr, record_time, start, write_model_index
 
 log = logging.getLogger("train.upsampler")
 
@@ -81,10 +80,7 @@ def corrupt(lr: torch.Tensor, max_noise: float) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    timer = Timer()
+    cfg, out, timer = start(Config, argv, smoke)
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     unet = build(cfg)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)

@@ -41,7 +41,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from nodes.shapes import domain
 from nodes.unclip.models.upsampler import upscale_condition
-from train.common import ROOT, Timer, cosine_lr, parse, record_time, setup, write_model_index
+from train.common import ROOT, cosine_lr, record_time, start, write_model_index
 
 log = logging.getLogger("train.upsampler256")
 
@@ -221,17 +221,14 @@ def evaluate(folder: Path, cfg: Config, steps: int = 5) -> dict[str, float]:
 # --- training -----------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse(Config, argv, smoke)
-    setup(cfg.seed, cfg.threads)
-    out = Path(cfg.out)
-    timer = Timer()
+    cfg, out, timer = start(Config, argv, smoke)
     unet = build(cfg)
     if cfg.init:
-        start = UNet2DModel.from_pretrained(cfg.init, subfolder="super_res_first", torch_dtype=torch.float32)
+        init_unet = UNet2DModel.from_pretrained(cfg.init, subfolder="super_res_first", torch_dtype=torch.float32)
         shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
-        if shapes(start) != shapes(unet):
+        if shapes(init_unet) != shapes(unet):
             raise SystemExit(f"--init {cfg.init}: its architecture differs from the config's")
-        unet = start
+        unet = init_unet
         log.info("continuing from %s", cfg.init)
     params = list(unet.parameters())
     n_params = sum(p.numel() for p in params)
