@@ -3,6 +3,7 @@
     nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 3.0]
                                                  [--image-guidance 2.5] [--steps 20] [--no-upsample]
                                                  [--model models/shapes-ip2p] [--json out.json]
+                                                 [--slot input|null|diff|instr|weak] [--theta 0.3]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
 source scenes from the held-out attribute combinations (no model rendered them in training),
