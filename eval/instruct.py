@@ -3,6 +3,7 @@
     nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 3.0]
                                                  [--image-guidance 2.5] [--steps 20] [--no-upsample]
                                                  [--model models/shapes-ip2p] [--json out.json]
+                                                 [--slot input|null|diff|instr|weak] [--theta 0.3]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
 source scenes from the held-out attribute combinations (no model rendered them in training),
@@ -40,9 +41,42 @@ def edit_set(name: str, n: int) -> list[edits.Edit]:
                               targets=("train", "heldout_combos"))
 
 
+def slot_texts(e: edits.Edit) -> tuple[str, str]:
+    """Captions of the edit's source and target that name only the changed attribute (same paraphrase)."""
+    return (domain.caption(e.source, np.random.default_rng(0), include=(e.kind,)),
+            domain.caption(e.target, np.random.default_rng(0), include=(e.kind,)))
+
+
+def slot_embeddings(slot: str, theta: float, model, clip, chunk: list[edits.Edit], src):
+    """The image-embedding slot (B, D) for a diagnostic `slot` mode, or None for the model's own (`input`).
+
+    `null`: the learned null embedding; `diff`: the input's CLIP embedding moved by θ along the text diff
+    (DALL·E 2) from a caption of the source to one of the target that name the changed attribute only
+    (the captions come from the true scenes: a diagnostic, not something the node can do alone);
+    `instr`: moved by θ along the diff from the empty prompt to the instruction (needs nothing else);
+    `weak`: slerped by θ towards the null embedding."""
+    if slot == "input":
+        return None
+    if slot == "null":
+        return model.null_embedding(len(chunk)).clone()
+    from nodes.unclip.embeddings import slerp, text_diff
+
+    if slot == "weak":
+        return slerp(model.image_embedding(src), model.null_embedding(len(chunk)), theta)
+
+    if slot == "instr":
+        a, b = clip.encode_text([""]), clip.encode_text([e.instruction for e in chunk])
+        return text_diff(model.image_embedding(src), a.embeds, b.embeds, theta)
+    pairs = [slot_texts(e) for e in chunk]
+    a, b = clip.encode_text([p[0] for p in pairs]), clip.encode_text([p[1] for p in pairs])
+    return text_diff(model.image_embedding(src), a.embeds, b.embeds, theta)
+
+
 def run_edits(cases: list[edits.Edit], model_dir: Path, bundle: Path, guidance: float, image_guidance: float,
-              steps: int, upsample: bool, seed: int = 0, batch: int = 10) -> np.ndarray:
-    """The edited images (N, S, S, 3) uint8 of `cases`, through the workflow's nodes' library calls."""
+              steps: int, upsample: bool, seed: int = 0, batch: int = 10, slot: str = "input",
+              theta: float = 0.3) -> np.ndarray:
+    """The edited images (N, S, S, 3) uint8 of `cases`, through the workflow's nodes' library calls
+    (`slot`, `theta`: see `slot_embeddings`)."""
     import torch
 
     from nodes.instruct.model import load_instruct, sample_instruct
@@ -59,8 +93,9 @@ def run_edits(cases: list[edits.Edit], model_dir: Path, bundle: Path, guidance: 
             src = torch.from_numpy(np.stack([domain.render(e.source, 64) for e in chunk])).permute(0, 3, 1, 2) / 255
             cond = clip.encode_text([e.instruction for e in chunk])
             g = torch.Generator().manual_seed(seed + i)
+            emb = slot_embeddings(slot, theta, model, clip, chunk, src)
             img = sample_instruct(model, src, cond, uncond, guidance=guidance, image_guidance=image_guidance,
-                                  steps=steps, generator=g)
+                                  steps=steps, generator=g, image_embeds=emb)
             if up is not None:  # the workflow's Upsample node: 10 steps, colours from the input
                 img = upsample_images(up, img, steps=10, generator=torch.Generator().manual_seed(seed + i),
                                       fix_colors=True)
@@ -107,6 +142,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-ip2p"))
     p.add_argument("--bundle", default=str(ROOT / "models" / "shapes-unclip"))
+    p.add_argument("--slot", choices=("input", "null", "diff", "instr", "weak"), default="input",
+                   help="image-embedding slot: the input's CLIP embedding (the model's own), the null one, or "
+                        "the input's moved along the true captions' text diff (diagnostic), the instruction's, or "
+                        "towards null")
+    p.add_argument("--theta", type=float, default=0.3, help="slerp amount for --slot diff, instr, weak")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     p.add_argument("--save-grid", default="", help="write source/edit pairs to this PNG")
@@ -117,12 +157,14 @@ def main(argv: list[str]) -> int:
     cases = edit_set(args.set, args.n)
     t0 = time.time()
     images = run_edits(cases, Path(args.model), Path(args.bundle), args.guidance, args.image_guidance, args.steps,
-                       not args.no_upsample)
+                       not args.no_upsample, slot=args.slot, theta=args.theta)
     seconds = time.time() - t0
     res = score(cases, images)
     truth = score(cases, np.stack([domain.render(e.target, images.shape[1]) for e in cases]))
     print_table(f"{args.set}, guidance {args.guidance}, image guidance {args.image_guidance}, {args.steps} steps"
-                f"{'' if args.no_upsample else ' + upsampler'}", res)
+                f"{'' if args.no_upsample else ' + upsampler'}"
+                f"{'' if args.slot == 'input' else f', slot {args.slot}'}{f' θ {args.theta}' if args.slot not in ('input', 'null') else ''}",
+                res)
     print(f"analyser on the true edited renders: changed {truth['all']['changed']:.2f}, all kept "
           f"{truth['all']['all_kept']:.2f}")
     print(f"{seconds:.0f} s for {len(cases)} edits ({seconds / len(cases):.2f} s each, {args.threads} thread(s))")

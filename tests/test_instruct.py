@@ -167,6 +167,25 @@ def test_with_clip_the_image_embedding_slot_holds_the_inputs_embedding_and_null_
     torch.testing.assert_close(emb[4:], model.null_embedding(2))
 
 
+def test_given_image_embeds_replace_the_slot_of_the_rows_that_see_the_image_only(dec):
+    model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, tiny.clip().model)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    given = torch.randn(2, model.null_embedding(1).shape[-1], generator=torch.Generator().manual_seed(4))
+    seen = []
+    hook = model.text_proj.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["image_embeddings"].clone()), with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            sample_instruct(model, images, text(["make it blue"]), text([""]), guidance=3.0, image_guidance=1.5,
+                            steps=2, image_embeds=given)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(seen[0][:4], torch.cat([given, given]))
+    torch.testing.assert_close(seen[0][4:], model.null_embedding(2))
+    with pytest.raises(ValueError, match="image_embeds must be"):
+        sample_instruct(model, images, text(["make it blue"]), text([""]), steps=1, image_embeds=given[:1])
+
+
 def test_a_model_with_clip_saves_that_and_loads_its_base_bundles_clip(tmp_path, dec):
     model = from_decoder(dec.text_proj, dec.unet, dec.scheduler, tiny.clip().model)
     save_instruct(model, tmp_path / "ip2p", base=tiny.cached_root())
@@ -258,6 +277,24 @@ def test_mismatched_instruction_and_image_counts_are_a_clear_error(engine):
     wf["nodes"]["edit"]["inputs"]["images"] = link("three", "images")
     run = engine.run(wf, targets=["edit"])
     assert run.status == "failed" and "2 instructions for 3 images" in run.error.message
+
+
+def test_an_embedding_wired_from_text_diff_steers_the_edit_and_a_wrong_batch_is_a_clear_error(engine):
+    wf = edit_workflow("make it blue")
+    wf["nodes"].update(
+        src=node("unclip.text_encode", clip=link("clip", "clip"), text="a red object"),
+        tgt=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue object"),
+        emb=node("unclip.image_encode", clip=link("clip", "clip"), images=link("scene", "image")),
+        diff=node("unclip.text_diff", image_embedding=link("emb", "embedding"), source=link("src", "conditioning"),
+                  target=link("tgt", "conditioning"), amount=0.5))
+    plain = engine.run(wf, targets=["edit"])
+    wf["nodes"]["edit"]["inputs"]["image_embedding"] = link("diff", "embedding")
+    steered = engine.run(wf, targets=["edit"])
+    assert plain.ok and steered.ok, steered.error
+    assert np.abs(steered.outputs["edit"]["images"] - plain.outputs["edit"]["images"]).max() > 1e-4
+    wf["nodes"]["diff"]["inputs"]["steps"] = 3  # three θ: three embeddings for one image
+    run = engine.run(wf, targets=["edit"])
+    assert run.status == "failed" and "image_embedding has shape" in run.error.message
 
 
 # --- the evaluation --------------------------------------------------------------------------------

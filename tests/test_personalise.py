@@ -13,7 +13,7 @@ from helpers import link, node, workflow
 import nodegraph
 from nodegraph import CancelToken, Engine, Settings
 from nodes.personalise import subject
-from nodes.shapes.api import analyse, domain
+from nodes.shapes.api import analyse, captions, domain
 from nodes.unclip.models import tiny
 
 
@@ -115,6 +115,19 @@ def test_subject_rows_move_recolour_and_resize_the_object_and_name_the_identifie
     assert all(a.found and a.shape == "square" for a in found)
     assert len({a.color for a in found}) >= 4 and len({a.position for a in found}) >= 4
     assert {a.size for a in found} == {"small", "large"}
+
+
+def test_subject_captions_come_from_both_writers_and_name_the_identifier_and_the_attributes():
+    rng = np.random.default_rng(2)
+    attrs = {"color": "blue", "background": "white", "size": "small", "position": "top left"}
+    first = {subject.caption(attrs, "sks", rng, ("color", "background")) for _ in range(40)}
+    both = [subject.caption(attrs, "sks", rng, ("color", "background"), p_second=0.5) for _ in range(200)]
+    assert all("sks shape" in c and "blue" in c and "white" in c for c in first)
+    assert all("sks shape" in c for c in both)
+    others = [c for c in both if c not in first]  # the second writer's frames and orders
+    assert len(others) > 50
+    assert all(any(w in c for w in captions.COLORS["blue"]) for c in others)
+    assert not any(w in c.split() for c in both for w in ("circle", "disc", "thing", "object"))  # no other noun
 
 
 def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine):

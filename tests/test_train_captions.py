@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from eval import _validation_prompts as validation_prompts
-from nodes.shapes import domain
-from train import captions
+from nodes.shapes import captions, domain
 from train.clip_text import swapped
 
 

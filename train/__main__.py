@@ -19,7 +19,7 @@ chain is faster overall. The second super-resolution stage (`python -m train ups
 px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr256` (Karlo's naming
 inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle. `python -m train
 clip_text` continues the bundle's CLIP text tower in place on a second caption writer
-(`train/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
+(`nodes/shapes/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
 """
 
 from __future__ import annotations

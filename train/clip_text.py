@@ -2,7 +2,7 @@
 
 The first CLIP stage saw one caption writer (`domain.caption`); words and word orders outside it
 ("a jumbo disc", "a lilac canvas showing a tiny star") land where the prior and decoder have never
-been. This stage teaches the text tower the second writer's phrasings (`train.captions`) while
+been. This stage teaches the text tower the second writer's phrasings (`nodes.shapes.captions`) while
 keeping every embedding the later stages were trained on:
 
 - *phrasing distillation*: the student's pooled embedding of a second-writer caption matches the
@@ -32,8 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodes.shapes import domain
-from train import captions
+from nodes.shapes import captions, domain
 from train import data as shapes_data
 from train.clip import ATTR_OF_COLUMN, positives
 from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start

@@ -10,7 +10,7 @@ continued); `clip_mean` / `clip_std` are then re-measured on the bundle's curren
 `remeasure` is 0 (the image tower unchanged, as after `clip_text`). Captions name a random subset of
 the attributes (`domain.random_subset`) and are paired with the full scene's image embedding, so a
 short prompt's samples spread over what it leaves open; `p_new` draws that share of them from the
-second caption writer (`train.captions`), the phrasings `clip_text` taught the text tower.
+second caption writer (`nodes.shapes.captions`), the phrasings `clip_text` taught the text tower.
 
     python -m train.prior [--smoke] [--steps N] [--threads T] [--out DIR] [--init BUNDLE]
 """
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import PriorTransformer, UnCLIPScheduler
 
-from train import captions
+from nodes.shapes import captions
 from train.common import SHIPPED, cosine_lr, embedded_data, record_time, start, write_model_index
 
 log = logging.getLogger("train.prior")
@@ -51,7 +51,7 @@ class Config:
     threads: int = 1
     log_every: int = 200
     init: str = ""  # continue from this bundle's prior/ ("" = from scratch)
-    p_new: float = 0.0  # share of captions from the second writer (`train.captions`), the rest `domain.caption`
+    p_new: float = 0.0  # share of captions from the second writer (`nodes.shapes.captions`), the rest `domain.caption`
     remeasure: int = 1  # with `init`: 1 = re-measure clip_mean / clip_std, 0 = keep the init prior's
     save_every: int = 0  # > 0: also write `<out>/prior_step<N>/` every N steps, to judge a run before its end
 

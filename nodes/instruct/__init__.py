@@ -13,7 +13,7 @@ from typing import Any
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, Port
 
-from ..unclip.api import CONDITIONING, Scheduler, generator, library_errors, progress
+from ..unclip.api import CONDITIONING, EMBEDDING, Scheduler, generator, library_errors, progress
 
 DEFAULT = "shapes-ip2p"
 KIND = "instruct.model"
@@ -91,6 +91,11 @@ class InstructEdit(Node):
         scheduler: Scheduler = Port("default", description="Sampler: the model's own ('default', DDIM), or "
                                     "another diffusers scheduler built from its config.")
         seed: nodegraph.Seed = Port(0, description="Random seed.")
+        image_embedding: EMBEDDING | None = Port(None, description="Optional: the model's image-embedding slot, "
+                                                 "(1 or B, D), instead of the input's CLIP embedding; e.g. that "
+                                                 "embedding moved by Text Diff towards the edit ('a red object' → "
+                                                 "'a blue object'), which frees edits the input's own embedding "
+                                                 "holds back (colour, position, background).")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Edited images at the model's resolution, (B, S, S, 3).")
@@ -108,11 +113,19 @@ class InstructEdit(Node):
                 f"{len(cond)} instructions for {images.shape[0]} images; give one instruction, or one per image "
                 "(one per line in CLIP Text Encode), or one image")
         images = images.expand(n, -1, -1, -1)
+        emb = inputs.image_embedding
+        if emb is not None:
+            if emb.ndim != 2 or emb.shape[0] not in (1, n):
+                raise nodegraph.NodeExecutionError(
+                    f"image_embedding has shape {tuple(emb.shape)} for {n} images; give (1, D) or ({n}, D), "
+                    "e.g. CLIP Image Encode of the input (through Text Diff)")
+            emb = emb.expand(n, -1)
         with torch.inference_mode(), library_errors():
             out = sample_instruct(inputs.model.model, images, cond.cond, cond.uncond, guidance=inputs.guidance,
                                   image_guidance=inputs.image_guidance, steps=inputs.steps,
                                   generator=generator(inputs.seed), callback=progress(ctx),
-                                  scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
+                                  scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
+                                  image_embeds=emb)
         return self.Outputs(images=nodegraph.from_tensor(out))
 
 

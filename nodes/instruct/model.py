@@ -174,9 +174,11 @@ def load_instruct(path: str | Path) -> InstructModel:
 def sample_instruct(model: InstructModel, images: torch.Tensor, cond: TextEncoding, uncond: TextEncoding,
                     guidance: float = 7.5, image_guidance: float = 1.5, steps: int = 20,
                     generator: torch.Generator | None = None, scheduler: str | None = None,
-                    callback: Callback | None = None) -> torch.Tensor:
+                    callback: Callback | None = None, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """Edit images (B, 3, H, W) in [0, 1] by the instructions `cond` (1 or B rows); `uncond` is the empty
-    prompt's encoding. Returns (B, 3, S, S) in [0, 1] at the model's size S (inputs are resized to it)."""
+    prompt's encoding. `image_embeds` (B, D), if given, replaces the image-embedding slot of the rows that
+    see the image (default: `model.image_embedding` of the input). Returns (B, 3, S, S) in [0, 1] at the
+    model's size S (inputs are resized to it)."""
     if images.ndim != 4 or images.shape[1] != IMAGE_CHANNELS:
         raise ValueError(f"expected RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
     size, channels = model.sample_size, model.out_channels
@@ -184,7 +186,10 @@ def sample_instruct(model: InstructModel, images: torch.Tensor, cond: TextEncodi
     if images.shape[-2:] != (size, size):
         images = F.interpolate(images.float(), size=(size, size), mode="area")
     batch = images.shape[0]
-    emb = model.image_embedding(original)
+    if image_embeds is not None and tuple(image_embeds.shape) != (batch, model.null_embedding(1).shape[-1]):
+        raise ValueError(f"image_embeds must be (B, D) = ({batch}, {model.null_embedding(1).shape[-1]}), "
+                         f"got {tuple(image_embeds.shape)}")
+    emb = model.image_embedding(original) if image_embeds is None else image_embeds.float()
     image = images.float() * 2 - 1
     cond, uncond = cond.expand(batch), uncond.expand(batch)
     do_cfg = guidance > 1.0 and image_guidance >= 1.0

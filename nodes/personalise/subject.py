@@ -1,8 +1,9 @@
 """A subject's training rows in the Shapes domain: the object is cut out of each subject image with
 the pixel analyser's mask and placed again at another size, position and colour on another
 background, captioned with the identifier word ("a large blue sks shape at the top on a white
-background"). With augmentation off, the images are used as they are, captioned from what the
-analyser measures.
+background") by either of the domain's two caption writers, so that the identifier is learnt in
+many phrasings and word orders, not in one writer's. With augmentation off, the images are used as
+they are, captioned from what the analyser measures.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from nodegraph import NodeExecutionError
 
-from ..shapes.api import analyse, domain
+from ..shapes.api import analyse, captions, domain
 
 SUPERSAMPLE = 4
 
@@ -64,9 +65,14 @@ def place(cut: Cutout, cx: float, cy: float, radius: float, fg: tuple[int, ...],
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def caption(attrs: dict[str, str], identifier: str, rng: np.random.Generator, include: tuple[str, ...]) -> str:
-    """A domain caption naming `include` (never the shape) whose noun is "<identifier> shape"."""
-    text = domain.caption({**attrs, "shape": "circle"}, rng, include=tuple(a for a in include if a != "shape"))
+def caption(attrs: dict[str, str], identifier: str, rng: np.random.Generator, include: tuple[str, ...],
+            p_second: float = 0.0) -> str:
+    """A caption naming `include` (never the shape) whose noun is "<identifier> shape": by the second
+    writer (`captions`) with probability `p_second`, else by `domain.caption`."""
+    named = tuple(a for a in include if a != "shape")
+    if p_second > 0 and rng.random() < p_second:  # p_second 0 draws nothing: seeded prompt sets stay put
+        return captions.caption({**attrs, "shape": "circle"}, rng, include=named, noun=f"{identifier} shape")
+    text = domain.caption({**attrs, "shape": "circle"}, rng, include=named)
     return re.sub(r"\b(shape|object)\b", f"{identifier} shape", text, count=1)
 
 
@@ -78,8 +84,8 @@ def _measured(cut: Cutout) -> dict[str, str]:
 
 
 def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
-         augment: bool = True) -> tuple[np.ndarray, list[str]]:
-    """`n` subject images uint8 (n, 64, 64, 3) and their captions."""
+         augment: bool = True, p_second: float = 0.5) -> tuple[np.ndarray, list[str]]:
+    """`n` subject images uint8 (n, 64, 64, 3) and their captions (`p_second` of them by the second writer)."""
     cuts = cutouts(images)
     out, caps = [], []
     for k in range(n):
@@ -91,5 +97,5 @@ def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
         else:
             attrs = _measured(cut)
             out.append(place(cut, *cut.center, cut.radius, cut.analysis.color_rgb, cut.analysis.background_rgb))
-        caps.append(caption(attrs, identifier, rng, domain.random_subset(rng)))
+        caps.append(caption(attrs, identifier, rng, domain.random_subset(rng), p_second))
     return np.stack(out), caps

@@ -6,15 +6,16 @@ nouns, positions, background phrasings), puts the parts in any order (background
 first, attribute lists), adds request and description framings, and names any subset of the
 attributes — a partial caption ("a tiny disc", "something violet") says only what it names.
 
-It is used for training only (the text tower's phrasing stage and the prior); the evaluation's
-validation generator is a separate file that training never reads.
+It writes training captions only (the text tower's phrasing stage, the prior, DreamBooth's subject
+rows, whose `noun` is the identifier's); the evaluation's validation generator is a separate file
+that training never reads.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nodes.shapes import domain
+from . import domain
 
 SIZES: dict[str, tuple[str, ...]] = {
     "large": ("large", "big", "huge", "giant", "massive", "enormous", "oversized", "jumbo", "hefty",
@@ -82,8 +83,9 @@ def _position(rng: np.random.Generator, position: str) -> str:
     return _pick(rng, frames).format(word)
 
 
-def _noun_phrase(rng: np.random.Generator, attrs: dict[str, str], inc: set[str]) -> str:
-    noun = _pick(rng, SHAPES[attrs["shape"]]) if "shape" in inc else _pick(rng, NO_SHAPE)
+def _noun_phrase(rng: np.random.Generator, attrs: dict[str, str], inc: set[str], noun: str | None = None) -> str:
+    if noun is None:
+        noun = _pick(rng, SHAPES[attrs["shape"]]) if "shape" in inc else _pick(rng, NO_SHAPE)
     size = _pick(rng, SIZES[attrs["size"]]) if "size" in inc else None
     color = _pick(rng, COLORS[attrs["color"]]) if "color" in inc else None
     style = int(rng.integers(5))
@@ -103,10 +105,12 @@ def _noun_phrase(rng: np.random.Generator, attrs: dict[str, str], inc: set[str])
     return f"{_article(head)} {head}"
 
 
-def caption(attrs: dict[str, str], rng: np.random.Generator, include: tuple[str, ...] | None = None) -> str:
-    """A caption naming the attributes in `include` (default: a random subset via `domain.random_subset`)."""
+def caption(attrs: dict[str, str], rng: np.random.Generator, include: tuple[str, ...] | None = None,
+            noun: str | None = None) -> str:
+    """A caption naming the attributes in `include` (default: a random subset via `domain.random_subset`);
+    `noun`, if given, is the object's noun whatever the shape (e.g. "sks shape")."""
     inc = set(domain.random_subset(rng) if include is None else include)
-    np_ = _noun_phrase(rng, attrs, inc)
+    np_ = _noun_phrase(rng, attrs, inc, noun)
     pos = _position(rng, attrs["position"]) if "position" in inc else None
     bg = attrs["background"] if "background" in inc else None
     bg_word = _pick(rng, COLORS[bg]) if bg else None
