@@ -131,8 +131,9 @@ class Upsample(Node):
     class Inputs(nodegraph.Inputs):
         upsampler: UPSAMPLER = Port(description="A loaded upsampler.")
         images: IMAGE = Port(description="Low-resolution images (the decoder's output).")
-        steps: int = Port(10, ge=1, le=1000, description="Denoising steps (1: the model's direct estimate "
-                          "from noise and the low-resolution image, the cheapest few-step setting).")
+        steps: int = Port(10, ge=1, le=1000, description="Denoising steps (few steps want a scheduler whose "
+                          "first step is at the last timestep: 'ddim' spaces them from 0, so 1 step returns "
+                          "the noise).")
         scheduler: Scheduler = Port("default", description="Sampler: the checkpoint's own ('default'), or "
                                     "another diffusers scheduler built from its config ('ddim': 3 steps keep the "
                                     "shipped upsampler's quality).")
