@@ -36,6 +36,10 @@ def test_node_contract(type_id, tmp_path):
                             entry_point_packs=False)
     if type_id.startswith("personalise."):
         inputs, settings = personalise_inputs(type_id, tmp_path)
+    elif type_id in ("unclip.prior", "instruct.edit"):
+        # the optional embedding input, one row (the EMBEDDING example has 16): one per image, or one for all
+        port = "init" if type_id == "unclip.prior" else "image_embedding"
+        inputs = {port: SPECS[type_id].inputs[port].type.link.example()[:1]}
     elif type_id == "compose.multidiffusion":
         # the example mask on the default 96×32 canvas leaves rows outside every window of the tiny 16 px
         # decoder (a clear input error); on a canvas of the decoder's size its window covers everything
