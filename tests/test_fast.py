@@ -115,3 +115,13 @@ def test_the_prior_node_samples_with_a_deterministic_few_step_scheduler_from_its
     assert a.shape == sample(None, 0).shape and torch.isfinite(a).all()
     assert torch.equal(a, b)  # seeded: the same embedding again
     assert not torch.allclose(a, sample("dpm++", 1))  # another seed, another sample
+
+
+def test_one_step_with_the_unclip_scheduler_is_a_clear_error_and_dpm_takes_one_step():
+    from diffusers import UnCLIPScheduler
+
+    base = UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000)
+    with pytest.raises(ValueError, match=r"steps ≥ 2.*'dpm\+\+'"):
+        sch.timesteps(sch.make_scheduler(base), 1)
+    assert len(sch.timesteps(sch.make_scheduler(base), 2)) == 2
+    assert len(sch.timesteps(sch.make_scheduler(base, "dpm++"), 1)) == 1

@@ -92,6 +92,10 @@ def step(sched, model_output: torch.Tensor, t, sample: torch.Tensor, prev_t, gen
 
 
 def timesteps(sched, steps: int) -> torch.Tensor:
+    if steps < 2 and isinstance(sched, diffusers.UnCLIPScheduler):
+        # its spacing divides by steps - 1
+        raise ValueError("the UnCLIP scheduler samples in 2 steps or more; give steps ≥ 2, or for one step a "
+                         "scheduler that starts at the last timestep, e.g. 'dpm++'")
     sched.set_timesteps(steps, device="cpu")
     return sched.timesteps
 
