@@ -136,6 +136,14 @@ class Registry:
         """The packs that did not load."""
         return self._failures
 
+    @failures.setter
+    def failures(self, value: list[PackFailure]) -> None:
+        self._failures = value
+
+    @packs.setter
+    def packs(self, value: dict[str, PackInfo]) -> None:
+        self._packs = value
+
     def get(self, type_id: str) -> NodeSpec | None:
         """The spec of ``type_id``, or of the node it is an old name of; ``None`` if unknown."""
         spec = self._specs.get(type_id)
