@@ -1,6 +1,7 @@
 """The personalisation pack on tiny seeded models: DreamBooth writes a LoRA that Load LoRA applies,
 reports progress, honours cancel and is cached by its inputs; the subject rows; Imagic's stages
-optimise, fine-tune a copy (never the cached decoder) and interpolate.
+optimise, fine-tune a copy (never the cached decoder) and interpolate, towards the prior's sample
+nearest the input.
 """
 
 from __future__ import annotations
@@ -174,6 +175,53 @@ def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine)
     edit = run.outputs["edit"]
     assert edit["eta"] in (0.5, 1.0) and edit["images"].shape[0] == 1
     assert edit["sweep"].shape[0] == 3 and len(edit["scores"].split(",")) == 3  # η 0, 0.5, 1
+
+
+def test_imagic_target_keeps_the_prior_sample_nearest_the_input(tiny_engine):
+    from PIL import Image
+
+    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(tiny_engine.settings.input_dir / "in.png")
+    wf = workflow(
+        clip=node("unclip.load_clip", model="tiny-karlo"),
+        prior_m=node("unclip.load_prior", model="tiny-karlo"),
+        img=node("core.load_image", image="in.png"),
+        text=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue square"),
+        enc_in=node("unclip.image_encode", clip=link("clip", "clip"), images=link("img", "image")),
+        target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
+                    steps=4, count=5, init=link("enc_in", "embedding"), strength=0.5),
+        nearest=node("personalise.imagic_target", candidates=link("target", "embedding"),
+                     reference=link("enc_in", "embedding")),
+    )
+    run = tiny_engine.run(wf, targets=["nearest", "target", "enc_in"])
+    assert run.ok, run.error
+    cands, ref = run.outputs["target"]["embedding"], run.outputs["enc_in"]["embedding"]
+    sims = torch.cosine_similarity(cands, ref)
+    assert cands.shape[0] == 5 and float(sims.max() - sims.min()) > 1e-4  # distinct samples to choose from
+    out = run.outputs["nearest"]
+    assert torch.equal(out["embedding"], cands[int(sims.argmax())][None])
+    assert out["similarity"] == pytest.approx(float(sims.max()), abs=1e-6)
+
+
+def test_imagic_target_says_when_widths_differ():
+    from nodes.personalise.imagic import ImagicTarget
+
+    inputs = ImagicTarget.Inputs(candidates=torch.zeros(3, 8), reference=torch.ones(1, 16))
+    with pytest.raises(nodegraph.NodeExecutionError, match="same CLIP"):
+        ImagicTarget().run(inputs, None)
+
+
+def test_imagic_workflow_targets_the_prior_sample_nearest_the_input():
+    import json
+
+    from conftest import ROOT
+
+    nodes = json.loads((ROOT / "workflows" / "imagic.json").read_text())["nodes"]
+    prior = nodes["target"]["inputs"]
+    assert prior["init"] == {"from": "encode_input", "output": "embedding"} and 0 < prior["strength"] < 1
+    assert prior["count"] > 1
+    assert nodes["nearest"]["inputs"]["candidates"]["from"] == "target"
+    for stage, port in (("optimise", "embedding"), ("edit", "target")):
+        assert nodes[stage]["inputs"][port] == {"from": "nearest", "output": "embedding"}
 
 
 def test_imagic_edit_keeps_the_smallest_eta_that_comes_near_the_best_clip_score():

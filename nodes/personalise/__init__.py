@@ -9,12 +9,12 @@ loop both use; `subject.py` the Shapes-domain subject rows. Torch and peft load 
 import nodegraph
 
 from .dreambooth import DreamBooth
-from .imagic import ImagicEdit, ImagicEmbed, ImagicFinetune, ImagicInterpolate
+from .imagic import ImagicEdit, ImagicEmbed, ImagicFinetune, ImagicInterpolate, ImagicTarget
 
 PACK = nodegraph.Pack(
     name="personalise",
     version="1.0.0",
     description="DreamBooth (subject LoRA from a few images) and Imagic (text-guided edit of one image) "
     "on the unCLIP models.",
-    nodes=[DreamBooth, ImagicEmbed, ImagicFinetune, ImagicInterpolate, ImagicEdit],
+    nodes=[DreamBooth, ImagicTarget, ImagicEmbed, ImagicFinetune, ImagicInterpolate, ImagicEdit],
 )

@@ -46,6 +46,39 @@ def _same_shape(optimised, target):
     return optimised, target
 
 
+class ImagicTarget(Node):
+    """Imagic's target embedding: of the prior's samples for the target text started from the input
+    image's CLIP embedding (Prior with `init`, `strength`, `count`), keep the one nearest to the input, so
+    that the edit moves the named attribute and as little else as it can."""
+
+    name = "imagic_target"
+    title = "Imagic: Nearest Target"
+    search_aliases = ("imagic", "edit", "nearest embedding")
+    category = "personalise"
+
+    class Inputs(nodegraph.Inputs):
+        candidates: EMBEDDING = Port(description="Target embeddings, (K, D): the Prior for the target text with "
+                                     "`init` the input's CLIP Image Encode and `count` K.")
+        reference: EMBEDDING = Port(description="The input image's CLIP embedding, (1, D).")
+
+    class Outputs(nodegraph.Outputs):
+        embedding: EMBEDDING = Port(description="The candidate nearest to the reference (cosine), (1, D).")
+        similarity: float = Port(description="Its cosine similarity to the reference.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        ref = _one_row(inputs.reference, "Imagic: Nearest Target's reference")
+        cands = inputs.candidates
+        if cands.dim() != 2 or cands.shape[1] != ref.shape[1]:
+            raise NodeExecutionError(f"candidates {tuple(cands.shape)} and reference {tuple(ref.shape)} do not match; "
+                                     "give (K, D) embeddings of the same CLIP as the reference")
+        sims = torch.cosine_similarity(cands.float(), ref.float())
+        k = int(sims.argmax())
+        ctx.show(text=[f"candidate {k + 1} of {len(sims)} (cosine {float(sims[k]):.3f} to the input)"])
+        return self.Outputs(embedding=cands[k:k + 1].clone(), similarity=float(sims[k]))
+
+
 class ImagicEmbed(Node):
     """Imagic stage 1: optimise the target's CLIP image embedding until the frozen decoder reconstructs
     the input image from it."""
