@@ -7,6 +7,7 @@ the named attribute changed, position and size kept. One run per image gives the
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 
 from nodes.shapes import analyse, domain
 
+log = logging.getLogger("eval.imagic")
 ROOT = Path(__file__).resolve().parents[1]
 IMAGIC = ROOT / "workflows" / "imagic.json"
 SEEDS = {"tuning": 31, "validation": 2417}
@@ -100,6 +102,9 @@ def eval_imagic(which: str, n: int, steps: int, threads: int,
             k = choose_eta(scores[1:], scores[0], thr)
             by_thr[thr].append(by_eta[etas[k]][-1])
             chosen[thr].append(etas[k])
+        k = etas.index(chosen[default_threshold][-1])
+        log.info("case %d/%d %r → %r: %.0f s, η %g, %s", i + 1, n, case["scene"].attributes(), case["target"],
+                 seconds[-1], etas[k], {key: v for key, v in by_eta[etas[k]][-1].items() if key != "kind"})
     report: dict = {"set": which, "n": n, "seconds_per_image_all_stages": round(float(np.mean(seconds)), 1),
                     "wall_seconds": round(time.time() - t0, 1),
                     "reconstruction_all_attributes": round(float(np.mean([r["reconstructed"] for r in recon])), 3),
