@@ -2,7 +2,7 @@
 
 DreamBooth (`dreambooth.py`: a LoRA that binds an identifier word to a subject, with prior
 preservation) and Imagic (`imagic.py`: optimise an embedding to reconstruct one image, fine-tune
-the decoder on it, interpolate towards a target text). `training.py` holds the LoRA fine-tuning
+the decoder on it, interpolate towards the target text's embedding nearest the image). `training.py` holds the LoRA fine-tuning
 loop both use; `subject.py` the Shapes-domain subject rows. Torch and peft load when a node runs.
 """
 

@@ -1,8 +1,11 @@
 """Imagic for the unCLIP decoder: edit one image towards a target text in three stages.
 
-1. `Imagic: Optimise Embedding` — starting from the target text's CLIP image embedding (the
-   prior's sample), optimise it with the frozen decoder's denoising loss until it reconstructs the
-   input image;
+0. `Imagic: Nearest Target` — the target embedding: of the prior's samples for the target text
+   started from the input's CLIP image embedding (Prior `init`, `strength`, `count`), the one nearest
+   to the input, so that it differs from the input in the named attribute and little else;
+1. `Imagic: Optimise Embedding` — optimise an embedding with the frozen decoder's denoising loss
+   until it reconstructs the input image (from the input's CLIP image embedding when `init` is
+   connected, else from the target's, as the paper);
 2. `Imagic: Fine-tune Decoder` — a brief LoRA on a copy of the decoder, trained on the input image
    with the optimised embedding (the cached decoder is never changed);
 3. `Imagic: Interpolate` — η · target + (1 − η) · optimised; decode it with the fine-tuned decoder
@@ -13,8 +16,9 @@
 The paper optimises the text embedding of a text-conditioned model; in unCLIP the decoder's main
 condition is the CLIP image embedding the prior makes from the text, so that is the embedding
 optimised and interpolated here (the decoder also attends to the target text's tokens throughout).
-Stage 1 can start from the input's own CLIP image embedding (`init`), which unCLIP has and a text
-model has not: the denoising loss alone moves the target's embedding little and noisily.
+unCLIP has an image encoder, which a text model has not: stage 1 starts at the input's embedding
+(the denoising loss alone moves the target's embedding little and noisily), and the target is
+sampled from it (the prior's free sample has its own place and size, which the edit would take).
 """
 
 from __future__ import annotations
@@ -92,7 +96,8 @@ class ImagicEmbed(Node):
         decoder: DECODER = Port(description="The decoder (frozen here).")
         image: IMAGE = Port(description="The image to edit, (1, H, W, 3).")
         conditioning: CONDITIONING = Port(description="The target text, encoded (the decoder attends to it).")
-        embedding: EMBEDDING = Port(description="The target text's CLIP image embedding (the prior's sample, count 1).")
+        embedding: EMBEDDING = Port(description="The target text's CLIP image embedding, (1, D): Imagic: Nearest "
+                                     "Target, or the prior's sample (count 1).")
         init: EMBEDDING | None = Port(None, description="Where the optimisation starts, (1, D): the input image's "
                                       "CLIP Image Encode makes the decoder reconstruct it from the first step. "
                                       "Unconnected: the target's embedding, as the paper.")
