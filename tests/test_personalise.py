@@ -237,6 +237,7 @@ def test_imagic_edit_keeps_the_smallest_eta_that_comes_near_the_best_clip_score(
     assert choose_eta(scores, 30.0, 0.6) == 1  # 40 < 42 ≤ 48
     assert choose_eta(scores, 30.0, 0.8) == 1
     assert choose_eta(scores, 30.0, 1.0) == 2
+    assert choose_eta(scores, 55.0, 0.6) == 2  # no η beats the reconstruction: the best of the sweep
 
 
 def test_imagic_takes_one_image_and_says_so(tiny_engine):

@@ -226,9 +226,9 @@ def parse_etas(text: str) -> list[float]:
 
 def choose_eta(scores: list[float], reference: float, threshold: float) -> int:
     """Index of the first (smallest-η) score that reaches `threshold` of the way from the reconstruction's
-    score `reference` to the best score of the sweep."""
+    score `reference` to the best score of the sweep; the best score's when no η beats the reconstruction."""
     best = max(scores)
-    bar = reference + threshold * (best - reference)
+    bar = min(best, reference + threshold * (best - reference))
     return next(i for i, s in enumerate(scores) if s >= bar)
 
 
