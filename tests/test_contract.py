@@ -59,7 +59,7 @@ def personalise_inputs(type_id: str, tmp_path):
     ports = SPECS[type_id].inputs
     small = {"steps": 2, "batch": 2, "class_images": 2, "class_steps": 2, "image": image, "images": image}
     inputs = {k: v for k, v in small.items() if k in ports}
-    for name in ("embedding", "optimised", "target", "init"):
+    for name in ("embedding", "optimised", "target", "init", "reference"):
         if name in ports:
             import torch
 
