@@ -131,18 +131,27 @@ def test_subject_captions_come_from_both_writers_and_name_the_identifier_and_the
     assert not any(w in c.split() for c in both for w in ("circle", "disc", "thing", "object"))  # no other noun
 
 
-def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine):
+def imagic_inputs(engine: Engine, **target) -> dict:
+    """The nodes every Imagic graph starts with: models, a render in the input folder, the target text,
+    its prior sample (`target` overrides the Prior's ports) and the input's CLIP embedding."""
     from PIL import Image
 
-    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(tiny_engine.settings.input_dir / "in.png")
-    wf = workflow(
+    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(engine.settings.input_dir / "in.png")
+    return dict(
         clip=node("unclip.load_clip", model="tiny-karlo"),
         prior_m=node("unclip.load_prior", model="tiny-karlo"),
         dec_m=node("unclip.load_decoder", model="tiny-karlo"),
         img=node("core.load_image", image="in.png"),
         text=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue square"),
-        target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"), steps=2),
+        target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
+                    **{"steps": 2, **target}),
         enc_in=node("unclip.image_encode", clip=link("clip", "clip"), images=link("img", "image")),
+    )
+
+
+def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine):
+    wf = workflow(
+        **imagic_inputs(tiny_engine),
         opt=node("personalise.imagic_embed", decoder=link("dec_m", "decoder"), image=link("img", "image"),
                  conditioning=link("text", "conditioning"), embedding=link("target", "embedding"), steps=3, batch=2),
         opt_in=node("personalise.imagic_embed", decoder=link("dec_m", "decoder"), image=link("img", "image"),
@@ -178,17 +187,8 @@ def test_imagic_stages_reconstruct_fine_tune_a_copy_and_interpolate(tiny_engine)
 
 
 def test_imagic_target_keeps_the_prior_sample_nearest_the_input(tiny_engine):
-    from PIL import Image
-
-    Image.fromarray((subject_images(1)[0] * 255).astype(np.uint8)).save(tiny_engine.settings.input_dir / "in.png")
     wf = workflow(
-        clip=node("unclip.load_clip", model="tiny-karlo"),
-        prior_m=node("unclip.load_prior", model="tiny-karlo"),
-        img=node("core.load_image", image="in.png"),
-        text=node("unclip.text_encode", clip=link("clip", "clip"), text="a blue square"),
-        enc_in=node("unclip.image_encode", clip=link("clip", "clip"), images=link("img", "image")),
-        target=node("unclip.prior", prior=link("prior_m", "prior"), conditioning=link("text", "conditioning"),
-                    steps=4, count=5, init=link("enc_in", "embedding"), strength=0.5),
+        **imagic_inputs(tiny_engine, steps=4, count=5, init=link("enc_in", "embedding"), strength=0.5),
         nearest=node("personalise.imagic_target", candidates=link("target", "embedding"),
                      reference=link("enc_in", "embedding")),
     )
