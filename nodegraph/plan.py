@@ -24,7 +24,7 @@ from .heap import gc_paused
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse, with_defaults
-from .workflow import Workflow, WorkflowData, as_model
+from .workflow import Workflow, WorkflowData, WorkflowSnapshot, as_model
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -47,24 +47,54 @@ class PlanNode:
         return self.spec.type_id
 
 
-@dataclass
+@dataclass(init=False)
 class Plan:
-    """What a run executes: the needed nodes, a deterministic order, and the targets."""
+    """What a run executes: the needed nodes, a deterministic order, and the targets.
 
-    source: Workflow | WorkflowData  # the validated workflow (see ``workflow``)
+    ``source`` is the validated workflow as validation read it (a :class:`Workflow`, or
+    :class:`WorkflowData` over the dict given); ``snapshot``, when given, is that dict's content
+    as planned, which :attr:`workflow` is built from (the dict's owner may change it later).
+    ``Plan(workflow=model, ...)`` is accepted for ``source``.
+    """
+
+    source: Workflow | WorkflowData
     nodes: dict[str, PlanNode]
     order: list[str]  # topological, deterministic (workflow order breaks ties)
     targets: list[str]
     run_nonce: str = ""
+    snapshot: WorkflowSnapshot | None = field(default=None, repr=False, compare=False)
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _model: Workflow | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __init__(self, source: Workflow | WorkflowData | None = None, nodes: dict[str, PlanNode] | None = None,
+                 order: list[str] | None = None, targets: list[str] | None = None, run_nonce: str = "",
+                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None, *,
+                 workflow: Workflow | None = None) -> None:
+        if workflow is not None:
+            if source is not None and source is not workflow:
+                raise TypeError("Plan takes the validated workflow once: as source= or as workflow=, not both")
+            source = workflow
+        missing = [name for name, value in (("source", source), ("nodes", nodes), ("order", order),
+                                            ("targets", targets)) if value is None]
+        if missing:
+            raise TypeError(f"Plan() is missing {', '.join(missing)}: pass source= (the validated Workflow, or "
+                            "workflow=), nodes= (id -> PlanNode), order= (node ids, topological) and targets=; "
+                            "make_plan(workflow, registry) builds all of them")
+        self.source = source  # type: ignore[assignment]
+        self.nodes = nodes  # type: ignore[assignment]
+        self.order = order  # type: ignore[assignment]
+        self.targets = targets  # type: ignore[assignment]
+        self.run_nonce = run_nonce
+        self.snapshot = snapshot
+        self._consumers = _consumers
+        self._model = source if isinstance(source, Workflow) and snapshot is None else None
 
     @property
     def workflow(self) -> Workflow:
         """The workflow (upgraded) as a model, built on first use: a run needs it only when a node
         reads its workflow (output nodes embed it in the files they write)."""
         if self._model is None:
-            self._model = as_model(self.source)
+            self._model = as_model(self.snapshot if self.snapshot is not None else self.source)
         return self._model
 
     @property
@@ -117,6 +147,7 @@ def make_plan(
     run_nonce: str | None = None,
     settings: Settings | None = None,
     folders: Mapping[str, Path] | None = None,
+    snapshot: bytes | None = None,
 ) -> Plan:
     """Validate and plan; raises :class:`WorkflowInvalid` listing every issue.
 
@@ -124,17 +155,19 @@ def make_plan(
     ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run);
     ``folders`` are the folders literal file names are checked against (see :func:`analyse`); with
     ``settings``, the nodes' own checks run (:meth:`~nodegraph.Node.check`) and volatile nodes get
-    their fingerprints.
+    their fingerprints. ``snapshot`` is the pickle of the workflow dict given (``source``'s content
+    now): :attr:`Plan.workflow` is built from it, not from the dict, which its owner may change.
     """
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
     with gc_paused():
-        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
+        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders, snapshot)
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
-               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
+               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None,
+               snapshot: bytes | None) -> Plan:
     files = FingerprintContext.from_settings(settings) if settings is not None else None
     analysis, issues = analyse(source, registry, targets=wanted, folders=folders, files=files,
                                max_node_bytes=settings.max_node_bytes if settings is not None else None)
@@ -149,7 +182,8 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
         spec, links = analysis.specs[nid], analysis.links[nid]
         nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
     _set_keys(nodes.values(), output_dir, nonce, files)
-    return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce)
+    return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce,
+                snapshot=None if snapshot is None else WorkflowSnapshot(snapshot, analysis.upgraded))
 
 
 def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,

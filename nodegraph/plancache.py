@@ -32,29 +32,44 @@ from .plan import Plan, rekeyed
 from .registry import Registry
 from .validation import Validator
 
-__all__ = ["PlanCache", "source_digest"]
+__all__ = ["PlanCache", "pickled_dict", "source_bytes", "source_digest"]
 
 
-def source_digest(source: Any, targets: list[str] | None, output_dir: str,
-                  folders: Mapping[str, Path]) -> str | None:
-    """The cache key of planning ``source`` with these arguments, or ``None`` when it is not plain data."""
+def source_bytes(source: Any) -> bytes | None:
+    """The workflow as given, as bytes (a dict pickled, after a ``d``): what :func:`source_digest`
+    hashes, and a snapshot of a dict's content that its owner's later changes do not reach (see
+    :attr:`~nodegraph.plan.Plan.snapshot`). ``None`` when it is not plain data."""
     if isinstance(source, bytes | bytearray):
-        body = b"b" + bytes(source)
-    elif isinstance(source, str):
-        body = b"s" + source.encode("utf-8", "surrogatepass")
-    elif type(source) is dict:
+        return b"b" + bytes(source)
+    if isinstance(source, str):
+        return b"s" + source.encode("utf-8", "surrogatepass")
+    if type(source) is dict:
         buffer = io.BytesIO(b"d")
         buffer.seek(1)
         try:
             _PlainData(buffer, 5).dump(source)
         except (TypeError, pickle.PicklingError, RecursionError):  # not plain data
             return None
-        body = buffer.getvalue()
-    else:
-        return None
+        return buffer.getvalue()
+    return None
+
+
+def source_digest(source: Any, targets: list[str] | None, output_dir: str,
+                  folders: Mapping[str, Path], *, body: bytes | None = None) -> str | None:
+    """The cache key of planning ``source`` with these arguments, or ``None`` when it is not plain data
+    (``body``: its :func:`source_bytes`, when already made)."""
+    if body is None:
+        body = source_bytes(source)
+        if body is None:
+            return None
     h = hashlib.sha256(body)
     h.update(pickle.dumps((targets, output_dir, sorted((k, str(Path(v).absolute())) for k, v in folders.items()))))
     return h.hexdigest()
+
+
+def pickled_dict(body: bytes | None) -> bytes | None:
+    """The pickle of a dict in a :func:`source_bytes` answer (``None`` for text, bytes or nothing)."""
+    return body[1:] if body is not None and body[:1] == b"d" else None
 
 
 class _PlainData(pickle.Pickler):
