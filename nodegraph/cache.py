@@ -72,7 +72,7 @@ def estimate_nbytes(obj: Any) -> int:
     return total
 
 
-@dataclass
+@dataclass(slots=True)
 class CacheEntry:
     """A node's outputs plus what it showed in the UI (files written, previews)."""
 
@@ -113,16 +113,18 @@ class OutputCache:
         if nbytes > self.max_bytes:
             return False
         entry = CacheEntry(outputs, ui or {}, nbytes)
+        entries = self._entries
         with self._lock:
-            old = self._entries.pop(key, None)
+            old = entries.pop(key, None)
             if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = entry
+                nbytes -= old.nbytes
+            entries[key] = entry
             self._bytes += nbytes
-            while self._bytes > self.max_bytes and self._entries:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-                self.evictions += 1
+            if self._bytes > self.max_bytes:
+                while self._bytes > self.max_bytes and entries:
+                    _, evicted = entries.popitem(last=False)
+                    self._bytes -= evicted.nbytes
+                    self.evictions += 1
         return True
 
     def clear(self) -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .events import EventSink
     from .modelstore import ModelStore
 
-__all__ = ["CancelToken", "NodeContext"]
+__all__ = ["CancelToken", "NodeContext", "context_factory"]
 
 
 class CancelToken:
@@ -128,3 +128,20 @@ class NodeContext:
         if base is None:
             raise ValueError(f"unknown folder {folder!r}; use 'input', 'output' or 'temp'")
         return safe_join(base, name)
+
+
+def context_factory(*, run_id: str, settings: Settings, models: ModelStore, cancel: CancelToken, sink: EventSink,
+                    output_dir: Path) -> Callable[[str, str, Any], NodeContext]:
+    """``make(node_id, type_id, workflow)``: the :class:`NodeContext` of one node of a run, equal to
+    ``NodeContext(...)`` with these arguments but built without a keyword call per node (the executor
+    makes one for every node it runs): the run's fields are gathered once."""
+    shared = vars(NodeContext(node_id="", type_id="", run_id=run_id, settings=settings, models=models,
+                              cancel=cancel, sink=sink, output_dir=output_dir))
+    new = object.__new__
+
+    def make(node_id: str, type_id: str, workflow: Any = None) -> NodeContext:
+        ctx = new(NodeContext)
+        ctx.__dict__ = {**shared, "node_id": node_id, "type_id": type_id, "_workflow": workflow, "ui": {}}
+        return ctx
+
+    return make
