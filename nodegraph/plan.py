@@ -245,11 +245,12 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
     parts = [spec.type_id, str(spec.version)]
-    for port in sorted(literals):  # runs for every node of every plan: scalars tagged inline
+    tags = _TAGS
+    for port in sorted(literals) if len(literals) > 1 else literals:  # every node of every plan: scalars inline
         value = literals[port]
-        tag = _TAGS.get(type(value))
+        tag = tags.get(type(value))
         parts.append(f"{port}={tag}{value!r}" if tag is not None else f"{port}={_encode(value)}")
-    for port in sorted(links):
+    for port in sorted(links) if len(links) > 1 else links:
         src, out = links[port]
         parts.append(f"{port}<{upstream[src]}.{out}")
     if fingerprint is not None:

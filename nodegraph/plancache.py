@@ -6,8 +6,8 @@ hashed as they are; a dict is pickled, which keeps Python types (``1`` and ``"1"
 order — the order of the nodes breaks ties in the plan's order, so two dicts that differ only in
 order are two workflows here. Only plain data is pickled (dicts, lists, tuples, strings, numbers,
 booleans, ``None``): a source with anything else (a :class:`~nodegraph.Workflow`, objects whose
-pickle may not capture their content) is simply not cached. Equal content may pickle differently
-(shared objects are written once): that costs a miss, never a wrong hit.
+pickle may not capture their content, a dict that contains itself) is simply not cached. Shared
+objects are written out where each occurs (no pickle memo), so equal content pickles alike.
 
 The cache belongs to one registry: when the registry's ``generation`` changes (a pack was added),
 everything is dropped. What planning reads beyond the key is re-read on every hit: literal file
@@ -46,9 +46,13 @@ def source_bytes(source: Any) -> bytes | None:
     if type(source) is dict:
         buffer = io.BytesIO(b"d")
         buffer.seek(1)
+        pickler = _PlainData(buffer, 5)
+        # No memo: shared objects are written out each time, which costs bytes but not time (a
+        # third less than keeping the memo) and makes equal content pickle alike; a cycle raises.
+        pickler.fast = True
         try:
-            _PlainData(buffer, 5).dump(source)
-        except (TypeError, pickle.PicklingError, RecursionError):  # not plain data
+            pickler.dump(source)
+        except (TypeError, ValueError, pickle.PicklingError, RecursionError):  # not plain data, or a cycle
             return None
         return buffer.getvalue()
     return None

@@ -157,3 +157,18 @@ def test_a_plan_is_built_from_a_workflow_model_as_before(engine):
     assert engine.executor.execute(plan).ok
     with pytest.raises(TypeError, match="source= .*nodes="):
         nodegraph.Plan(nodes=planned.nodes, order=planned.order, targets=planned.targets)
+
+
+def test_shared_objects_and_copies_of_them_are_the_same_content(engine):
+    shared = [1, 2]
+    wf = chain(3)
+    wf["meta"] = {"a": shared, "b": shared}
+    engine.plan(wf)
+    hits = engine.plans.hits
+    engine.plan(chain(3) | {"meta": {"a": [1, 2], "b": [1, 2]}})
+    assert engine.plans.hits == hits + 1
+    cyclic = chain(3)
+    cyclic["meta"]["self"] = cyclic["meta"]  # no pickle: planned every time, never a crash
+    kept = len(engine.plans)
+    assert engine.plan(cyclic).order == ["n0", "n1", "n2", "out"]
+    assert len(engine.plans) == kept
