@@ -112,7 +112,7 @@ class OutputCache:
         nbytes = estimate_nbytes(outputs) + 64 * len(outputs)
         if nbytes > self.max_bytes:
             return False
-        entry = CacheEntry(outputs, ui or {}, nbytes)
+        entry = CacheEntry(outputs, ui if ui is not None else {}, nbytes)
         entries = self._entries
         with self._lock:
             old = entries.pop(key, None)

@@ -38,6 +38,21 @@ class CancelToken:
             raise Cancelled(self.reason or "cancelled")
 
 
+class _RunPart:
+    """The part of a :class:`NodeContext` that every node of a run shares."""
+
+    __slots__ = ("cancel", "models", "output_dir", "run_id", "settings", "sink")
+
+    def __init__(self, run_id: str, settings: Settings, models: ModelStore, output_dir: Path, cancel: CancelToken,
+                 sink: EventSink) -> None:
+        self.run_id = run_id
+        self.settings = settings
+        self.models = models
+        self.output_dir = output_dir
+        self.cancel = cancel
+        self.sink = sink
+
+
 class NodeContext:
     """What a running node may use. One per node execution; nodes must not keep it."""
 
@@ -56,14 +71,26 @@ class NodeContext:
     ) -> None:
         self.node_id = node_id
         self.type_id = type_id
-        self.run_id = run_id
-        self.settings = settings
-        self.models = models
-        self.output_dir = output_dir
+        self._run = _RunPart(run_id, settings, models, output_dir, cancel, sink)
         self._workflow = workflow
         self.ui: dict[str, Any] = {}
-        self._cancel = cancel
-        self._sink = sink
+
+    # What every node of a run shares, kept once per run (the executor makes a context per node).
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def settings(self) -> Settings:
+        return self._run.settings
+
+    @property
+    def models(self) -> ModelStore:
+        return self._run.models
+
+    @property
+    def output_dir(self) -> Path:
+        return self._run.output_dir
 
     @property
     def workflow(self) -> dict[str, Any] | None:
@@ -86,16 +113,16 @@ class NodeContext:
         """Report progress (``step`` of ``total``), optionally with a preview IMAGE; may raise Cancelled."""
         from .events import Progress  # here: packs import this module, `nodegraph validate` needs no events
 
-        self._cancel.raise_if_cancelled()
-        self._sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
+        self._run.cancel.raise_if_cancelled()
+        self._run.sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.cancelled
+        return self._run.cancel.cancelled
 
     def check_cancelled(self) -> None:
         """Raise :class:`~nodegraph.Cancelled` if the run was cancelled."""
-        self._cancel.raise_if_cancelled()
+        self._run.cancel.raise_if_cancelled()
 
     # -- UI payload ------------------------------------------------------------------------------
     def show(self, **items: Any) -> None:
@@ -132,16 +159,15 @@ class NodeContext:
 
 def context_factory(*, run_id: str, settings: Settings, models: ModelStore, cancel: CancelToken, sink: EventSink,
                     output_dir: Path) -> Callable[[str, str, Any], NodeContext]:
-    """``make(node_id, type_id, workflow)``: the :class:`NodeContext` of one node of a run, equal to
-    ``NodeContext(...)`` with these arguments but built without a keyword call per node (the executor
-    makes one for every node it runs): the run's fields are gathered once."""
-    shared = vars(NodeContext(node_id="", type_id="", run_id=run_id, settings=settings, models=models,
-                              cancel=cancel, sink=sink, output_dir=output_dir))
+    """``make(node_id, type_id, workflow)``: the :class:`NodeContext` of one node of a run, as
+    ``NodeContext(...)`` with these arguments makes it, but built without a keyword call per node
+    (the executor makes one for every node it runs); the run's shared part is made once."""
+    part = _RunPart(run_id, settings, models, output_dir, cancel, sink)
     new = object.__new__
 
     def make(node_id: str, type_id: str, workflow: Any = None) -> NodeContext:
         ctx = new(NodeContext)
-        ctx.__dict__ = {**shared, "node_id": node_id, "type_id": type_id, "_workflow": workflow, "ui": {}}
+        ctx.__dict__ = {"node_id": node_id, "type_id": type_id, "_run": part, "_workflow": workflow, "ui": {}}
         return ctx
 
     return make
