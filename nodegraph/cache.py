@@ -115,10 +115,11 @@ class OutputCache:
         entry = CacheEntry(outputs, ui if ui is not None else {}, nbytes)
         entries = self._entries
         with self._lock:
-            old = entries.pop(key, None)
-            if old is not None:
+            old = entries.setdefault(key, entry)  # one lookup in the usual case, a new key
+            if old is not entry:  # a key already there: replaced, and now the most recently used
+                entries[key] = entry
+                entries.move_to_end(key)
                 nbytes -= old.nbytes
-            entries[key] = entry
             self._bytes += nbytes
             if self._bytes > self.max_bytes:
                 while self._bytes > self.max_bytes and entries:

@@ -9,11 +9,11 @@ data, so a different executor (a cluster backend) can run the same plan.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from hashlib import sha256 as _sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,14 +204,19 @@ def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
 def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, files: FingerprintContext | None) -> None:
     """Compute each node's key, in topological order (a node's key needs its sources' keys)."""
     keys: dict[str, str] = {}
+    prefixes: dict[str, str] = {}  # type id -> the key's first parts (once per node type)
     for pn in nodes:
         spec = pn.spec
+        cls = spec.cls
+        prefix = prefixes.get(spec.type_id)
+        if prefix is None:
+            prefix = prefixes[spec.type_id] = _prefix(spec)
         fingerprint = None
-        if spec.cls.volatile:
+        if cls.volatile:
             fingerprint = _fingerprint(spec, pn.literals, files)
             fingerprint = nonce if fingerprint is None else fingerprint
-        keys[pn.id] = pn.key = cache_key(spec, pn.literals, pn.links, keys, fingerprint=fingerprint,
-                                         output_dir=output_dir if spec.output_node else None)
+        keys[pn.id] = pn.key = _key(prefix, pn.literals, pn.links, keys, fingerprint,
+                                    output_dir if cls.output_node else None)
 
 
 def needed_in_order(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
@@ -244,7 +249,16 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     """A node's Merkle key: sha256 over its type id, version, canonical literals and, per link, the key
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
-    parts = [spec.type_id, str(spec.version)]
+    return _key(_prefix(spec), literals, links, upstream, fingerprint, output_dir)
+
+
+def _prefix(spec: NodeSpec) -> str:
+    return f"{spec.type_id}\x1f{spec.version}"
+
+
+def _key(prefix: str, literals: Mapping[str, Any], links: Mapping[str, tuple[str, str]], upstream: Mapping[str, str],
+         fingerprint: str | None, output_dir: str | None) -> str:
+    parts = [prefix]
     tags = _TAGS
     for port in sorted(literals) if len(literals) > 1 else literals:  # every node of every plan: scalars inline
         value = literals[port]
@@ -257,4 +271,4 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:
         parts.append(f"!output_dir={output_dir}")
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return _sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

@@ -321,3 +321,17 @@ def test_a_runs_node_contexts_equal_the_ones_the_constructor_makes(engine, tmp_p
     for name in ("node_id", "type_id", "run_id", "settings", "models", "output_dir", "workflow", "ui", "cancelled"):
         assert getattr(made, name) == getattr(direct, name), name
     assert made.ui is not context_factory(**shared)("n2", "core.math").ui
+
+
+def test_putting_a_key_again_replaces_it_counts_it_once_and_makes_it_most_recent():
+    from nodegraph.cache import OutputCache
+
+    cache = OutputCache(max_bytes=10_000)
+    cache.put("a", {"v": "x" * 100})
+    cache.put("b", {"v": "y" * 100})
+    size = cache.nbytes
+    cache.put("a", {"v": "z" * 100})
+    assert cache.nbytes == size and len(cache) == 2 and cache.get("a").outputs == {"v": "z" * 100}
+    cache.max_bytes = size - 1  # the next put evicts the least recently used: "b", not "a"
+    cache.put("a", {"v": "w" * 100})
+    assert "b" not in cache and "a" in cache
