@@ -176,14 +176,15 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
     if wanted is None:
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
-    order = needed_in_order(analysis.links, analysis.order, wanted)
+    order, consumers = _needed(analysis.links, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
         nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
     _set_keys(nodes.values(), output_dir, nonce, files)
     return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce,
-                snapshot=None if snapshot is None else WorkflowSnapshot(snapshot, analysis.upgraded))
+                snapshot=None if snapshot is None else WorkflowSnapshot(snapshot, analysis.upgraded),
+                _consumers=consumers)
 
 
 def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
@@ -223,14 +224,24 @@ def needed_in_order(links: Mapping[str, Mapping[str, tuple[str, str]]], order: l
                     targets: list[str]) -> list[str]:
     """The targets and all their ancestors through ``links`` (node -> port -> (source, output)), in
     ``order`` (a topological order)."""
+    return _needed(links, order, targets)[0]
+
+
+def _needed(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
+            targets: list[str]) -> tuple[list[str], dict[str, int]]:
+    """:func:`needed_in_order`, and how many links of the needed nodes read each node
+    (:meth:`Plan.consumers`), counted on the way."""
     needed = set(targets)  # one reverse traversal
-    frontier = list(targets)
+    frontier = list(needed)  # each node's links are read once: the counts are right
+    consumers: dict[str, int] = {}
+    get = consumers.get
     while frontier:
         for pred, _ in links[frontier.pop()].values():
+            consumers[pred] = get(pred, 0) + 1
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
-    return [n for n in order if n in needed]
+    return [n for n in order if n in needed], consumers
 
 
 def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintContext | None) -> str | None:

@@ -123,7 +123,7 @@ class PlanCache:
         size = len(plan.nodes)
         if size > self.max_nodes:
             return
-        entry = _Entry(plan, _file_literals(plan), any(pn.spec.cls.volatile for pn in plan.nodes.values()))
+        entry = _Entry(plan, *_file_literals(plan))
         with self._lock:
             self._check_generation()
             old = self._plans.pop(digest, None)
@@ -150,20 +150,25 @@ class PlanCache:
             self._generation = self.registry.generation
 
 
-def _file_literals(plan: Plan) -> list[tuple[str, str, Any, str]]:
-    """Every literal file name the workflow gives, with its widget (what validation checks on disk)."""
+def _file_literals(plan: Plan) -> tuple[list[tuple[str, str, Any, str]], bool]:
+    """Every literal file name the workflow gives, with its widget (what validation checks on disk),
+    and whether the plan has a volatile node (one pass over the nodes)."""
     found = []
+    volatile = False
     nodes = plan.source.nodes
     for pn in plan.nodes.values():
-        ports = pn.spec.file_ports
+        spec = pn.spec
+        if spec.cls.volatile:
+            volatile = True
+        ports = spec.file_ports
         if not ports:
             continue
         given = nodes[pn.id].inputs
         for port in ports:
             value = pn.literals.get(port)
             if port in given and isinstance(value, str):  # a default is not checked by validation
-                found.append((pn.id, port, pn.spec.inputs[port].type.widget, value))
-    return found
+                found.append((pn.id, port, spec.inputs[port].type.widget, value))
+    return found, volatile
 
 
 def _files_ok(entry: _Entry, registry: Registry, folders: Mapping[str, Path]) -> bool:

@@ -335,3 +335,13 @@ def test_putting_a_key_again_replaces_it_counts_it_once_and_makes_it_most_recent
     cache.max_bytes = size - 1  # the next put evicts the least recently used: "b", not "a"
     cache.put("a", {"v": "w" * 100})
     assert "b" not in cache and "a" in cache
+
+
+def test_a_plans_consumer_counts_are_the_links_of_its_nodes(engine):
+    from dataclasses import replace
+
+    wf = diamond()
+    wf["nodes"]["unused"] = node("toy.add", a=link("a"), b=link("join"))  # reads two needed nodes, not needed
+    for targets in (None, ["join", "left", "join"]):
+        plan = engine.plan(wf, targets=targets)
+        assert plan.consumers() == replace(plan, _consumers=None).consumers(), targets
