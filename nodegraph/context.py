@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Cancelled
 from .paths import safe_join
@@ -38,19 +38,15 @@ class CancelToken:
             raise Cancelled(self.reason or "cancelled")
 
 
-class _RunPart:
+class _RunPart(NamedTuple):
     """The part of a :class:`NodeContext` that every node of a run shares."""
 
-    __slots__ = ("cancel", "models", "output_dir", "run_id", "settings", "sink")
-
-    def __init__(self, run_id: str, settings: Settings, models: ModelStore, output_dir: Path, cancel: CancelToken,
-                 sink: EventSink) -> None:
-        self.run_id = run_id
-        self.settings = settings
-        self.models = models
-        self.output_dir = output_dir
-        self.cancel = cancel
-        self.sink = sink
+    run_id: str
+    settings: Settings
+    models: ModelStore
+    output_dir: Path
+    cancel: CancelToken
+    sink: EventSink
 
 
 class NodeContext:

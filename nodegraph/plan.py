@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
 
 
-@dataclass
+@dataclass(slots=True)
 class PlanNode:
     """One node of a plan: literals already validated, links resolved, key computed."""
 
