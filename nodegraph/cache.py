@@ -72,7 +72,7 @@ def estimate_nbytes(obj: Any) -> int:
     return total
 
 
-@dataclass
+@dataclass(slots=True)
 class CacheEntry:
     """A node's outputs plus what it showed in the UI (files written, previews)."""
 
@@ -112,17 +112,20 @@ class OutputCache:
         nbytes = estimate_nbytes(outputs) + 64 * len(outputs)
         if nbytes > self.max_bytes:
             return False
-        entry = CacheEntry(outputs, ui or {}, nbytes)
+        entry = CacheEntry(outputs, ui if ui is not None else {}, nbytes)
+        entries = self._entries
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = entry
+            old = entries.setdefault(key, entry)  # one lookup in the usual case, a new key
+            if old is not entry:  # a key already there: replaced, and now the most recently used
+                entries[key] = entry
+                entries.move_to_end(key)
+                nbytes -= old.nbytes
             self._bytes += nbytes
-            while self._bytes > self.max_bytes and self._entries:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-                self.evictions += 1
+            if self._bytes > self.max_bytes:
+                while self._bytes > self.max_bytes and entries:
+                    _, evicted = entries.popitem(last=False)
+                    self._bytes -= evicted.nbytes
+                    self.evictions += 1
         return True
 
     def clear(self) -> None:

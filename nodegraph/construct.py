@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["construct"]
+__all__ = ["construct", "construct_in_order"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +34,20 @@ def _plain_fields(model: type[BaseModel]) -> tuple[str, ...] | None:
     _NAMES[model] = frozenset(fields)  # first: another thread may read both once _FIELDS has the model
     names = _FIELDS[model] = tuple(fields) if plain else None
     return names
+
+
+def construct_in_order(model: type[M], values: dict[str, Any]) -> M:
+    """:func:`construct` for ``values`` whose keys are field names of ``model`` in declaration order
+    (a subset of them, e.g. built by walking the fields): no key comparison when they are all there."""
+    names = _plain_fields(model)
+    if names is None or len(values) != len(names):
+        return model.model_construct(**values)
+    m = model.__new__(model)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(names))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
 
 
 def construct(model: type[M], values: dict[str, Any]) -> M:

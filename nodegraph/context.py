@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import Cancelled
 from .paths import safe_join
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .events import EventSink
     from .modelstore import ModelStore
 
-__all__ = ["CancelToken", "NodeContext"]
+__all__ = ["CancelToken", "NodeContext", "context_factory"]
 
 
 class CancelToken:
@@ -38,6 +38,17 @@ class CancelToken:
             raise Cancelled(self.reason or "cancelled")
 
 
+class _RunPart(NamedTuple):
+    """The part of a :class:`NodeContext` that every node of a run shares."""
+
+    run_id: str
+    settings: Settings
+    models: ModelStore
+    output_dir: Path
+    cancel: CancelToken
+    sink: EventSink
+
+
 class NodeContext:
     """What a running node may use. One per node execution; nodes must not keep it."""
 
@@ -56,14 +67,26 @@ class NodeContext:
     ) -> None:
         self.node_id = node_id
         self.type_id = type_id
-        self.run_id = run_id
-        self.settings = settings
-        self.models = models
-        self.output_dir = output_dir
+        self._run = _RunPart(run_id, settings, models, output_dir, cancel, sink)
         self._workflow = workflow
         self.ui: dict[str, Any] = {}
-        self._cancel = cancel
-        self._sink = sink
+
+    # What every node of a run shares, kept once per run (the executor makes a context per node).
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def settings(self) -> Settings:
+        return self._run.settings
+
+    @property
+    def models(self) -> ModelStore:
+        return self._run.models
+
+    @property
+    def output_dir(self) -> Path:
+        return self._run.output_dir
 
     @property
     def workflow(self) -> dict[str, Any] | None:
@@ -86,16 +109,16 @@ class NodeContext:
         """Report progress (``step`` of ``total``), optionally with a preview IMAGE; may raise Cancelled."""
         from .events import Progress  # here: packs import this module, `nodegraph validate` needs no events
 
-        self._cancel.raise_if_cancelled()
-        self._sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
+        self._run.cancel.raise_if_cancelled()
+        self._run.sink(Progress(run_id=self.run_id, node=self.node_id, step=step, total=total, preview=preview))
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.cancelled
+        return self._run.cancel.cancelled
 
     def check_cancelled(self) -> None:
         """Raise :class:`~nodegraph.Cancelled` if the run was cancelled."""
-        self._cancel.raise_if_cancelled()
+        self._run.cancel.raise_if_cancelled()
 
     # -- UI payload ------------------------------------------------------------------------------
     def show(self, **items: Any) -> None:
@@ -128,3 +151,19 @@ class NodeContext:
         if base is None:
             raise ValueError(f"unknown folder {folder!r}; use 'input', 'output' or 'temp'")
         return safe_join(base, name)
+
+
+def context_factory(*, run_id: str, settings: Settings, models: ModelStore, cancel: CancelToken, sink: EventSink,
+                    output_dir: Path) -> Callable[[str, str, Any], NodeContext]:
+    """``make(node_id, type_id, workflow)``: the :class:`NodeContext` of one node of a run, as
+    ``NodeContext(...)`` with these arguments makes it, but built without a keyword call per node
+    (the executor makes one for every node it runs); the run's shared part is made once."""
+    part = _RunPart(run_id, settings, models, output_dir, cancel, sink)
+    new = object.__new__
+
+    def make(node_id: str, type_id: str, workflow: Any = None) -> NodeContext:
+        ctx = new(NodeContext)
+        ctx.__dict__ = {"node_id": node_id, "type_id": type_id, "_run": part, "_workflow": workflow, "ui": {}}
+        return ctx
+
+    return make

@@ -18,7 +18,7 @@ from .events import EventSink
 from .executor import Executor, LocalExecutor, RunResult
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
-from .plancache import PlanCache, source_digest
+from .plancache import PlanCache, pickled_dict, source_bytes, source_digest
 from .plugins import load_settings_packs
 from .registry import Registry
 from .validation import Issue, ValidationResult, validate_for
@@ -65,14 +65,17 @@ class Engine:
         out = Path(output_dir) if output_dir is not None else Path(self.settings.output_dir)
         wanted = list(targets) if targets is not None else None
         resolved, folders = str(out.resolve()), self.settings.folders(out)
-        digest = source_digest(source, wanted, resolved, folders)
+        body = source_bytes(source)
+        digest = None if body is None else source_digest(source, wanted, resolved, folders, body=body)
         if self.plans.registry is not self.registry:  # plans are valid for the registry they were made with
             self.plans = PlanCache(self.registry)
         plan = None if digest is None else self.plans.get(digest, folders, output_dir=resolved,
                                                            settings=self.settings)
         if plan is None:
+            # The plan keeps the dict's content as planned (its pickle, made for the digest anyway):
+            # the caller may change the dict later, and a kept plan serves equal content.
             plan = make_plan(source, self.registry, targets=wanted, output_dir=resolved, settings=self.settings,
-                             folders=folders)
+                             folders=folders, snapshot=pickled_dict(body))
             if digest is not None:
                 self.plans.put(digest, plan)
         return plan

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ from pydantic import ValidationError
 
 from .cache import CacheEntry, OutputCache
 from .config import Settings
-from .construct import construct
-from .context import CancelToken, NodeContext
+from .construct import construct, construct_in_order
+from .context import CancelToken, NodeContext, context_factory
 from .errors import Cancelled, NodeExecutionError
 from .events import (
     EventSink,
@@ -105,6 +106,7 @@ class RunState:
         self._targets = set(plan.targets)
         self._consumers = dict(plan.consumers())
         self._workflow_json: dict[str, Any] | None = None
+        self.make_context: Callable[[str, str, Any], NodeContext] | None = None  # set by the executor
         self._started = time.perf_counter()
         sink(RunStarted(run_id=run_id, nodes=plan.order, targets=plan.targets))
 
@@ -237,9 +239,11 @@ class LocalExecutor:
         return node
 
     def _context(self, run: RunState, pn: PlanNode) -> NodeContext:
-        return NodeContext(node_id=pn.id, type_id=pn.spec.type_id, run_id=run.run_id, settings=self.settings,
-                           models=self.models, cancel=run.cancel, sink=run.sink, output_dir=run.output_dir,
-                           workflow=run.workflow_json if pn.spec.output_node else None)
+        make = run.make_context
+        if make is None:
+            make = run.make_context = context_factory(run_id=run.run_id, settings=self.settings, models=self.models,
+                                                      cancel=run.cancel, sink=run.sink, output_dir=run.output_dir)
+        return make(pn.id, pn.spec.type_id, run.workflow_json if pn.spec.output_node else None)
 
     def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
         """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""
@@ -273,23 +277,32 @@ class LocalExecutor:
 def node_inputs(pn: PlanNode, values: dict[str, dict[str, Any]], unevaluated: AbstractSet[str] = frozenset()) -> Any:
     """The node's ``Inputs``: its literals and the upstream ``values`` its links name (``None`` for the
     lazy inputs in ``unevaluated``). A linked widget value gets the same checks as a literal one."""
-    kwargs = dict(pn.literals)
     spec = pn.spec
-    for port, (src, out) in pn.links.items():
+    literals, links = pn.literals, pn.links
+    kwargs: dict[str, Any] = {}
+    # Built in the model's field order (its instance dict as pydantic would build it), one pass.
+    for port, check in spec.link_checks.items():
+        link = links.get(port)
+        if link is None:
+            if port in literals:
+                kwargs[port] = literals[port]
+            continue
         if port in unevaluated:
             kwargs[port] = None
             continue
+        src, out = link
         value = values[src][out]
-        pspec = spec.inputs[port]
-        if not pspec.type.link_only:
+        if check is not None:
             try:
-                value = pspec.validate_value(value)
+                value = check(value)
             except ValidationError as exc:
                 err = exc.errors()[0]["msg"] if exc.errors() else str(exc)
                 raise _InputError(f"input {port!r} received {value!r} from {src}.{out}: {err}") from None
         kwargs[port] = value
-    return construct(spec.cls.Inputs, kwargs)
-
+    if len(kwargs) != len(literals) + len(links):  # a literal for no port of the model: as model_construct does
+        kwargs.update((port, value) for port, value in literals.items() if port not in kwargs)
+        return construct(spec.cls.Inputs, kwargs)
+    return construct_in_order(spec.cls.Inputs, kwargs)
 
 
 def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:

@@ -235,6 +235,12 @@ class NodeSpec:
         return (self.cls.__doc__ or "").strip()
 
     @functools.cached_property
+    def link_checks(self) -> dict[str, Callable[[Any], Any] | None]:
+        """Per input, in the ``Inputs`` model's field order: what checks a value arriving on a link
+        (:meth:`PortSpec.validate_value`), or ``None`` for a link-only port (any object passes)."""
+        return {name: None if p.type.link_only else p.validate_value for name, p in self.inputs.items()}
+
+    @functools.cached_property
     def file_ports(self) -> tuple[str, ...]:
         """The inputs whose literal is a file name (a ``file`` widget), which validation checks on disk."""
         return tuple(name for name, p in self.inputs.items()

@@ -9,11 +9,11 @@ data, so a different executor (a cluster backend) can run the same plan.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from hashlib import sha256 as _sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from .heap import gc_paused
 from .node import NodeSpec
 from .registry import Registry
 from .validation import Issue, analyse, with_defaults
-from .workflow import Workflow, WorkflowData, as_model
+from .workflow import Workflow, WorkflowData, WorkflowSnapshot, as_model
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
 
 
-@dataclass
+@dataclass(slots=True)
 class PlanNode:
     """One node of a plan: literals already validated, links resolved, key computed."""
 
@@ -47,24 +47,54 @@ class PlanNode:
         return self.spec.type_id
 
 
-@dataclass
+@dataclass(init=False)
 class Plan:
-    """What a run executes: the needed nodes, a deterministic order, and the targets."""
+    """What a run executes: the needed nodes, a deterministic order, and the targets.
 
-    source: Workflow | WorkflowData  # the validated workflow (see ``workflow``)
+    ``source`` is the validated workflow as validation read it (a :class:`Workflow`, or
+    :class:`WorkflowData` over the dict given); ``snapshot``, when given, is that dict's content
+    as planned, which :attr:`workflow` is built from (the dict's owner may change it later).
+    ``Plan(workflow=model, ...)`` is accepted for ``source``.
+    """
+
+    source: Workflow | WorkflowData
     nodes: dict[str, PlanNode]
     order: list[str]  # topological, deterministic (workflow order breaks ties)
     targets: list[str]
     run_nonce: str = ""
+    snapshot: WorkflowSnapshot | None = field(default=None, repr=False, compare=False)
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _model: Workflow | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __init__(self, source: Workflow | WorkflowData | None = None, nodes: dict[str, PlanNode] | None = None,
+                 order: list[str] | None = None, targets: list[str] | None = None, run_nonce: str = "",
+                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None, *,
+                 workflow: Workflow | None = None) -> None:
+        if workflow is not None:
+            if source is not None and source is not workflow:
+                raise TypeError("Plan takes the validated workflow once: as source= or as workflow=, not both")
+            source = workflow
+        missing = [name for name, value in (("source", source), ("nodes", nodes), ("order", order),
+                                            ("targets", targets)) if value is None]
+        if missing:
+            raise TypeError(f"Plan() is missing {', '.join(missing)}: pass source= (the validated Workflow, or "
+                            "workflow=), nodes= (id -> PlanNode), order= (node ids, topological) and targets=; "
+                            "make_plan(workflow, registry) builds all of them")
+        self.source = source  # type: ignore[assignment]
+        self.nodes = nodes  # type: ignore[assignment]
+        self.order = order  # type: ignore[assignment]
+        self.targets = targets  # type: ignore[assignment]
+        self.run_nonce = run_nonce
+        self.snapshot = snapshot
+        self._consumers = _consumers
+        self._model = source if isinstance(source, Workflow) and snapshot is None else None
 
     @property
     def workflow(self) -> Workflow:
         """The workflow (upgraded) as a model, built on first use: a run needs it only when a node
         reads its workflow (output nodes embed it in the files they write)."""
         if self._model is None:
-            self._model = as_model(self.source)
+            self._model = as_model(self.snapshot if self.snapshot is not None else self.source)
         return self._model
 
     @property
@@ -117,6 +147,7 @@ def make_plan(
     run_nonce: str | None = None,
     settings: Settings | None = None,
     folders: Mapping[str, Path] | None = None,
+    snapshot: bytes | None = None,
 ) -> Plan:
     """Validate and plan; raises :class:`WorkflowInvalid` listing every issue.
 
@@ -124,17 +155,19 @@ def make_plan(
     ``run_nonce`` is part of the keys of volatile nodes without a fingerprint (so they re-run);
     ``folders`` are the folders literal file names are checked against (see :func:`analyse`); with
     ``settings``, the nodes' own checks run (:meth:`~nodegraph.Node.check`) and volatile nodes get
-    their fingerprints.
+    their fingerprints. ``snapshot`` is the pickle of the workflow dict given (``source``'s content
+    now): :attr:`Plan.workflow` is built from it, not from the dict, which its owner may change.
     """
     wanted = list(targets) if targets is not None else None
     # Planning allocates many small objects that all stay alive; the cyclic GC would rescan them
     # again and again (cost growing with the graph). Nothing here makes cycles, so pause it.
     with gc_paused():
-        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders)
+        return _make_plan(source, registry, wanted, output_dir, run_nonce, settings, folders, snapshot)
 
 
 def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output_dir: str,
-               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None) -> Plan:
+               run_nonce: str | None, settings: Settings | None, folders: Mapping[str, Path] | None,
+               snapshot: bytes | None) -> Plan:
     files = FingerprintContext.from_settings(settings) if settings is not None else None
     analysis, issues = analyse(source, registry, targets=wanted, folders=folders, files=files,
                                max_node_bytes=settings.max_node_bytes if settings is not None else None)
@@ -143,13 +176,15 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
     if wanted is None:
         wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
-    order = needed_in_order(analysis.links, analysis.order, wanted)
+    order, consumers = _needed(analysis.links, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
     for nid in order:
         spec, links = analysis.specs[nid], analysis.links[nid]
         nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
     _set_keys(nodes.values(), output_dir, nonce, files)
-    return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce)
+    return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce,
+                snapshot=None if snapshot is None else WorkflowSnapshot(snapshot, analysis.upgraded),
+                _consumers=consumers)
 
 
 def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
@@ -170,28 +205,43 @@ def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
 def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, files: FingerprintContext | None) -> None:
     """Compute each node's key, in topological order (a node's key needs its sources' keys)."""
     keys: dict[str, str] = {}
+    prefixes: dict[str, str] = {}  # type id -> the key's first parts (once per node type)
     for pn in nodes:
         spec = pn.spec
+        cls = spec.cls
+        prefix = prefixes.get(spec.type_id)
+        if prefix is None:
+            prefix = prefixes[spec.type_id] = _prefix(spec)
         fingerprint = None
-        if spec.cls.volatile:
+        if cls.volatile:
             fingerprint = _fingerprint(spec, pn.literals, files)
             fingerprint = nonce if fingerprint is None else fingerprint
-        keys[pn.id] = pn.key = cache_key(spec, pn.literals, pn.links, keys, fingerprint=fingerprint,
-                                         output_dir=output_dir if spec.output_node else None)
+        keys[pn.id] = pn.key = _key(prefix, pn.literals, pn.links, keys, fingerprint,
+                                    output_dir if cls.output_node else None)
 
 
 def needed_in_order(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
                     targets: list[str]) -> list[str]:
     """The targets and all their ancestors through ``links`` (node -> port -> (source, output)), in
     ``order`` (a topological order)."""
+    return _needed(links, order, targets)[0]
+
+
+def _needed(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
+            targets: list[str]) -> tuple[list[str], dict[str, int]]:
+    """:func:`needed_in_order`, and how many links of the needed nodes read each node
+    (:meth:`Plan.consumers`), counted on the way."""
     needed = set(targets)  # one reverse traversal
-    frontier = list(targets)
+    frontier = list(needed)  # each node's links are read once: the counts are right
+    consumers: dict[str, int] = {}
+    get = consumers.get
     while frontier:
         for pred, _ in links[frontier.pop()].values():
+            consumers[pred] = get(pred, 0) + 1
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
-    return [n for n in order if n in needed]
+    return [n for n in order if n in needed], consumers
 
 
 def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintContext | None) -> str | None:
@@ -210,16 +260,26 @@ def cache_key(spec: NodeSpec, literals: Mapping[str, Any], links: Mapping[str, t
     """A node's Merkle key: sha256 over its type id, version, canonical literals and, per link, the key
     of the node it comes from (``upstream``: node id -> key) and the output's name. A volatile node
     adds its ``fingerprint`` (or the run's nonce), an output node the folder it writes to."""
-    parts = [spec.type_id, str(spec.version)]
-    for port in sorted(literals):  # runs for every node of every plan: scalars tagged inline
+    return _key(_prefix(spec), literals, links, upstream, fingerprint, output_dir)
+
+
+def _prefix(spec: NodeSpec) -> str:
+    return f"{spec.type_id}\x1f{spec.version}"
+
+
+def _key(prefix: str, literals: Mapping[str, Any], links: Mapping[str, tuple[str, str]], upstream: Mapping[str, str],
+         fingerprint: str | None, output_dir: str | None) -> str:
+    parts = [prefix]
+    tags = _TAGS
+    for port in sorted(literals) if len(literals) > 1 else literals:  # every node of every plan: scalars inline
         value = literals[port]
-        tag = _TAGS.get(type(value))
+        tag = tags.get(type(value))
         parts.append(f"{port}={tag}{value!r}" if tag is not None else f"{port}={_encode(value)}")
-    for port in sorted(links):
+    for port in sorted(links) if len(links) > 1 else links:
         src, out = links[port]
         parts.append(f"{port}<{upstream[src]}.{out}")
     if fingerprint is not None:
         parts.append(f"!fingerprint={fingerprint}")
     if output_dir is not None:
         parts.append(f"!output_dir={output_dir}")
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return _sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

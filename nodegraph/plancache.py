@@ -6,8 +6,8 @@ hashed as they are; a dict is pickled, which keeps Python types (``1`` and ``"1"
 order — the order of the nodes breaks ties in the plan's order, so two dicts that differ only in
 order are two workflows here. Only plain data is pickled (dicts, lists, tuples, strings, numbers,
 booleans, ``None``): a source with anything else (a :class:`~nodegraph.Workflow`, objects whose
-pickle may not capture their content) is simply not cached. Equal content may pickle differently
-(shared objects are written once): that costs a miss, never a wrong hit.
+pickle may not capture their content, a dict that contains itself) is simply not cached. Shared
+objects are written out where each occurs (no pickle memo), so equal content pickles alike.
 
 The cache belongs to one registry: when the registry's ``generation`` changes (a pack was added),
 everything is dropped. What planning reads beyond the key is re-read on every hit: literal file
@@ -32,29 +32,48 @@ from .plan import Plan, rekeyed
 from .registry import Registry
 from .validation import Validator
 
-__all__ = ["PlanCache", "source_digest"]
+__all__ = ["PlanCache", "pickled_dict", "source_bytes", "source_digest"]
+
+
+def source_bytes(source: Any) -> bytes | None:
+    """The workflow as given, as bytes (a dict pickled, after a ``d``): what :func:`source_digest`
+    hashes, and a snapshot of a dict's content that its owner's later changes do not reach (see
+    :attr:`~nodegraph.plan.Plan.snapshot`). ``None`` when it is not plain data."""
+    if isinstance(source, bytes | bytearray):
+        return b"b" + bytes(source)
+    if isinstance(source, str):
+        return b"s" + source.encode("utf-8", "surrogatepass")
+    if type(source) is dict:
+        buffer = io.BytesIO(b"d")
+        buffer.seek(1)
+        pickler = _PlainData(buffer, 5)
+        # No memo: shared objects are written out each time, which costs bytes but not time (a
+        # third less than keeping the memo) and makes equal content pickle alike; a cycle raises.
+        pickler.fast = True
+        try:
+            pickler.dump(source)
+        except (TypeError, ValueError, pickle.PicklingError, RecursionError):  # not plain data, or a cycle
+            return None
+        return buffer.getvalue()
+    return None
 
 
 def source_digest(source: Any, targets: list[str] | None, output_dir: str,
-                  folders: Mapping[str, Path]) -> str | None:
-    """The cache key of planning ``source`` with these arguments, or ``None`` when it is not plain data."""
-    if isinstance(source, bytes | bytearray):
-        body = b"b" + bytes(source)
-    elif isinstance(source, str):
-        body = b"s" + source.encode("utf-8", "surrogatepass")
-    elif type(source) is dict:
-        buffer = io.BytesIO(b"d")
-        buffer.seek(1)
-        try:
-            _PlainData(buffer, 5).dump(source)
-        except (TypeError, pickle.PicklingError, RecursionError):  # not plain data
+                  folders: Mapping[str, Path], *, body: bytes | None = None) -> str | None:
+    """The cache key of planning ``source`` with these arguments, or ``None`` when it is not plain data
+    (``body``: its :func:`source_bytes`, when already made)."""
+    if body is None:
+        body = source_bytes(source)
+        if body is None:
             return None
-        body = buffer.getvalue()
-    else:
-        return None
     h = hashlib.sha256(body)
     h.update(pickle.dumps((targets, output_dir, sorted((k, str(Path(v).absolute())) for k, v in folders.items()))))
     return h.hexdigest()
+
+
+def pickled_dict(body: bytes | None) -> bytes | None:
+    """The pickle of a dict in a :func:`source_bytes` answer (``None`` for text, bytes or nothing)."""
+    return body[1:] if body is not None and body[:1] == b"d" else None
 
 
 class _PlainData(pickle.Pickler):
@@ -104,7 +123,7 @@ class PlanCache:
         size = len(plan.nodes)
         if size > self.max_nodes:
             return
-        entry = _Entry(plan, _file_literals(plan), any(pn.spec.cls.volatile for pn in plan.nodes.values()))
+        entry = _Entry(plan, *_file_literals(plan))
         with self._lock:
             self._check_generation()
             old = self._plans.pop(digest, None)
@@ -131,20 +150,25 @@ class PlanCache:
             self._generation = self.registry.generation
 
 
-def _file_literals(plan: Plan) -> list[tuple[str, str, Any, str]]:
-    """Every literal file name the workflow gives, with its widget (what validation checks on disk)."""
+def _file_literals(plan: Plan) -> tuple[list[tuple[str, str, Any, str]], bool]:
+    """Every literal file name the workflow gives, with its widget (what validation checks on disk),
+    and whether the plan has a volatile node (one pass over the nodes)."""
     found = []
+    volatile = False
     nodes = plan.source.nodes
     for pn in plan.nodes.values():
-        ports = pn.spec.file_ports
+        spec = pn.spec
+        if spec.cls.volatile:
+            volatile = True
+        ports = spec.file_ports
         if not ports:
             continue
         given = nodes[pn.id].inputs
         for port in ports:
             value = pn.literals.get(port)
             if port in given and isinstance(value, str):  # a default is not checked by validation
-                found.append((pn.id, port, pn.spec.inputs[port].type.widget, value))
-    return found
+                found.append((pn.id, port, spec.inputs[port].type.widget, value))
+    return found, volatile
 
 
 def _files_ok(entry: _Entry, registry: Registry, folders: Mapping[str, Path]) -> bool:

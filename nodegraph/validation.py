@@ -58,6 +58,7 @@ class Analysis:
     links: dict[str, dict[str, tuple[str, str]]]  # node -> port -> (source node, output)
     edges: list[tuple[str, str]]  # (source, node) per link between existing nodes
     order: list[str]  # every node, in a deterministic topological order (see Validator.check_cycles)
+    upgraded: dict[str, NodeEntry] = field(default_factory=dict)  # node -> its entry as this install reads it
 
     @cached_property
     def workflow(self) -> Workflow:
@@ -164,7 +165,7 @@ class Validator:
                 wf = wf.model_copy(update={"nodes": {**wf.nodes, **self.upgraded}})
             else:
                 wf = WorkflowData(wf.data, {**wf.nodes, **self.upgraded}, self.upgraded)
-        return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order)
+        return Analysis(wf, self.specs, self.literals, self.links, self.edges, self.order, self.upgraded)
 
     def node_type(self, type_id: str) -> NodeSpec | None:
         """The node type a saved type id names (:func:`~nodegraph.upgrade.resolve_type`, once per id)."""

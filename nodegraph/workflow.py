@@ -17,6 +17,7 @@ matching inputs through) or ``"mute"`` (it does not run, nor what needs it); see
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -31,6 +32,7 @@ __all__ = [
     "Workflow",
     "WorkflowData",
     "WorkflowFormatError",
+    "WorkflowSnapshot",
     "as_link",
     "dump_workflow",
     "load_workflow",
@@ -211,8 +213,23 @@ class WorkflowData:
         return wf
 
 
-def as_model(workflow: Workflow | WorkflowData) -> Workflow:
-    """The :class:`Workflow` model of either form."""
+class WorkflowSnapshot:
+    """A workflow dict's content at one moment, kept as its pickle (whoever owns the dict may change
+    it later), and the node entries this install reads differently from it (``upgraded``, node ->
+    entry); :meth:`model` gives the :class:`Workflow`, as :class:`WorkflowData` would have."""
+
+    __slots__ = ("pickled", "upgraded")
+
+    def __init__(self, pickled: bytes, upgraded: dict[str, NodeEntry] | None = None) -> None:
+        self.pickled = pickled
+        self.upgraded = upgraded or {}
+
+    def model(self) -> Workflow:
+        return WorkflowData(parse_source(pickle.loads(self.pickled)), {}, self.upgraded).model()
+
+
+def as_model(workflow: Workflow | WorkflowData | WorkflowSnapshot) -> Workflow:
+    """The :class:`Workflow` model of any form."""
     return workflow if isinstance(workflow, Workflow) else workflow.model()
 
 

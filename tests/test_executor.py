@@ -292,3 +292,56 @@ def test_inputs_are_built_as_model_construct_builds_them(registry):
     # values that leave a field out: model_construct's own defaults
     math = registry.get("core.math").cls.Inputs
     assert construct(math, {"a": 1.0}).__dict__ == math.model_construct(a=1.0).__dict__
+
+
+def test_node_inputs_mixing_links_and_literals_are_built_as_model_construct_builds_them(registry):
+    from nodegraph.executor import node_inputs
+    from nodegraph.plan import PlanNode
+
+    for spec in registry.specs():
+        values = {name: (port.default if not port.required else object()) for name, port in spec.inputs.items()}
+        linkable = [n for n, p in spec.inputs.items() if p.type.link_only or not p.required]
+        linked = set(linkable[::2])  # every other one arrives on a link, in whatever order the dicts hold
+        pn = PlanNode("n", spec, {n: v for n, v in reversed(values.items()) if n not in linked},
+                      {n: ("up", n) for n in sorted(linked)})
+        built = node_inputs(pn, {"up": {n: values[n] for n in linked}})
+        expected = spec.cls.Inputs.model_construct(**values)
+        assert list(built.__dict__.items()) == list(expected.__dict__.items()), spec.type_id
+        assert built.model_fields_set == expected.model_fields_set
+
+
+def test_a_runs_node_contexts_equal_the_ones_the_constructor_makes(engine, tmp_path):
+    from nodegraph.context import NodeContext, context_factory
+
+    shared = dict(run_id="r", settings=engine.settings, models=engine.models, cancel=CancelToken(),
+                  sink=print, output_dir=tmp_path)
+    made = context_factory(**shared)("n1", "core.math", {"format": "nodegraph/1"})
+    direct = NodeContext(node_id="n1", type_id="core.math", workflow={"format": "nodegraph/1"}, **shared)
+    assert type(made) is NodeContext and vars(made).keys() == vars(direct).keys()
+    for name in ("node_id", "type_id", "run_id", "settings", "models", "output_dir", "workflow", "ui", "cancelled"):
+        assert getattr(made, name) == getattr(direct, name), name
+    assert made.ui is not context_factory(**shared)("n2", "core.math").ui
+
+
+def test_putting_a_key_again_replaces_it_counts_it_once_and_makes_it_most_recent():
+    from nodegraph.cache import OutputCache
+
+    cache = OutputCache(max_bytes=10_000)
+    cache.put("a", {"v": "x" * 100})
+    cache.put("b", {"v": "y" * 100})
+    size = cache.nbytes
+    cache.put("a", {"v": "z" * 100})
+    assert cache.nbytes == size and len(cache) == 2 and cache.get("a").outputs == {"v": "z" * 100}
+    cache.max_bytes = size - 1  # the next put evicts the least recently used: "b", not "a"
+    cache.put("a", {"v": "w" * 100})
+    assert "b" not in cache and "a" in cache
+
+
+def test_a_plans_consumer_counts_are_the_links_of_its_nodes(engine):
+    from dataclasses import replace
+
+    wf = diamond()
+    wf["nodes"]["unused"] = node("toy.add", a=link("a"), b=link("join"))  # reads two needed nodes, not needed
+    for targets in (None, ["join", "left", "join"]):
+        plan = engine.plan(wf, targets=targets)
+        assert plan.consumers() == replace(plan, _consumers=None).consumers(), targets

@@ -112,15 +112,27 @@ def test_unlabelled_slots_stay_zero_shot_and_unreferenced_phrases_take_the_slots
     assert logits["color"][0, 2] == pytest.approx(float(logits["color"][0, :2].mean()))
 
 
-def test_reference_labels_that_do_not_fit_the_references_or_the_lists_are_refused():
+def test_reference_labels_that_do_not_fit_the_references_are_refused():
     encode_text, red_image, reference, labels = _colour_domain()
     vocab = {"color": ["red", "blue"]}
     with pytest.raises(ValueError, match="3 reference labels for 4 reference images"):
         interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, reference_labels=labels[:3],
                     cache_weight=1.0)
-    with pytest.raises(ValueError, match="labelled color='pink'"):
-        interrogate(encode_text, red_image, "a {color}", vocab, reference=reference, cache_weight=1.0,
-                    reference_labels=[*labels[:3], {"color": "pink"}])
+
+
+def test_references_labelled_with_a_phrase_the_trimmed_list_lacks_count_as_unlabelled_for_that_slot():
+    encode_text, red_image, reference, labels = _colour_domain()
+    labels = [{**label, "mood": "calm"} for label in labels]
+    trimmed = {"color": ["red", "green"], "mood": ["calm", "busy"]}  # "blue" removed from the lists
+    logits = cache_logits(torch.nn.functional.normalize(red_image, dim=-1), reference, labels, trimmed, 5.0)
+    unlabelled = [{"mood": "calm"} if label["color"] == "blue" else label for label in labels]
+    expected = cache_logits(torch.nn.functional.normalize(red_image, dim=-1), reference, unlabelled, trimmed, 5.0)
+    assert set(logits) == {"color", "mood"}
+    for slot in logits:
+        assert torch.allclose(logits[slot], expected[slot])
+    caption = interrogate(encode_text, red_image, "a {color}", trimmed, reference=reference, calibrated=(),
+                          reference_labels=labels, cache_weight=30.0)[0]
+    assert caption.choices["color"] == "red"
 
 
 def test_reference_embeddings_of_another_width_are_refused():

@@ -132,3 +132,43 @@ def test_invalid_workflows_are_not_cached(engine):
         with pytest.raises(WorkflowInvalid):
             engine.plan(wf)
     assert len(engine.plans) == 0
+
+
+def test_a_plan_shows_the_workflow_as_it_was_planned_after_the_caller_changes_the_dict(engine):
+    wf = chain(5)
+    wf["meta"]["note"] = ["kept"]
+    first = engine.plan(wf)
+    wf["nodes"]["n3"]["inputs"]["b"] = 2.0  # the caller edits its dict after planning
+    wf["meta"]["note"].append("edited")
+    assert first.workflow.nodes["n3"].inputs["b"] == 1.0
+    hits = engine.plans.hits
+    again = engine.plan(chain(5) | {"meta": {"note": ["kept"]}})  # the old content: the kept plan
+    assert engine.plans.hits == hits + 1
+    assert again.workflow.nodes["n3"].inputs["b"] == 1.0
+    assert again.workflow.meta == {"note": ["kept"]}
+
+
+
+def test_a_plan_is_built_from_a_workflow_model_as_before(engine):
+    planned = engine.plan(chain(3))
+    model = nodegraph.load_workflow(chain(3))
+    plan = nodegraph.Plan(workflow=model, nodes=planned.nodes, order=planned.order, targets=planned.targets)
+    assert plan.workflow is model and plan.source is model
+    assert engine.executor.execute(plan).ok
+    with pytest.raises(TypeError, match="source= .*nodes="):
+        nodegraph.Plan(nodes=planned.nodes, order=planned.order, targets=planned.targets)
+
+
+def test_shared_objects_and_copies_of_them_are_the_same_content(engine):
+    shared = [1, 2]
+    wf = chain(3)
+    wf["meta"] = {"a": shared, "b": shared}
+    engine.plan(wf)
+    hits = engine.plans.hits
+    engine.plan(chain(3) | {"meta": {"a": [1, 2], "b": [1, 2]}})
+    assert engine.plans.hits == hits + 1
+    cyclic = chain(3)
+    cyclic["meta"]["self"] = cyclic["meta"]  # no pickle: planned every time, never a crash
+    kept = len(engine.plans)
+    assert engine.plan(cyclic).order == ["n0", "n1", "n2", "out"]
+    assert len(engine.plans) == kept

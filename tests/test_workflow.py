@@ -124,3 +124,21 @@ def test_structure_errors_are_reported_by_the_model_as_before(registry):
     assert not result.valid
     assert {(i.code, i.node) for i in result.issues} == {("invalid_workflow", "a"), ("invalid_workflow", "b")}
     assert all("each node needs a string 'type'" in i.message for i in result.issues)
+
+
+def test_every_allowed_pydantic_rebuilds_deferred_models_under_a_lock():
+    """The workflow, Inputs and Outputs models are built on first use (``defer_build``), which the
+    server's threads may reach at once: model_rebuild is thread-safe from pydantic 2.14.0b1 on
+    (pydantic#13438), so the dependency's lower bound is there."""
+    import tomllib
+    from pathlib import Path
+
+    import pydantic
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    spec = next(r for r in map(Requirement, project["project"]["dependencies"]) if r.name == "pydantic").specifier
+    lower = [Version(s.version) for s in spec if s.operator in (">=", ">", "==", "~=")]
+    assert lower and min(lower) >= Version("2.14.0b1"), str(spec)
+    assert spec.contains(pydantic.VERSION, prereleases=True)

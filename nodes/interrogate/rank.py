@@ -20,7 +20,8 @@ references labelled with it, exp(-sharpness · (1 - cos)) summed over them and d
 count (so an unevenly drawn cache favours no phrase), weighted by `cache_weight` and added to the
 zero-shot logits (100 · cosine); the cosine is taken in what is left of the embeddings once the
 directions of the other slots' labels are projected out. Slots no reference is labelled for rank zero-shot only; a phrase
-no reference carries (a user's extra word) gets the mean cache score of the slot's other phrases.
+no reference carries (a user's extra word) gets the mean cache score of the slot's other phrases; a reference labelled
+with a phrase the slot's list lacks (a trimmed vocabulary) counts as unlabelled for that slot.
 """
 
 from __future__ import annotations
@@ -82,17 +83,17 @@ def random_captions(template: str, vocab: dict[str, list[str]], n: int, seed: in
 
 
 def _onehot(labels: Sequence[dict[str, str]], slot: str, phrases: list[str]):
-    """(M, |phrases|) one-hot of the references' phrase for `slot` (rows of unlabelled references are 0)."""
+    """(M, |phrases|) one-hot of the references' phrase for `slot`. Rows of references unlabelled for
+    the slot are 0, and so are those labelled with a phrase the list lacks (a trimmed vocabulary
+    beside a full domain's labels): a vote for no candidate."""
     import torch
 
     onehot = torch.zeros(len(labels), len(phrases))
+    index = {p: i for i, p in enumerate(phrases)}
     for k, label in enumerate(labels):
-        if slot not in label:
-            continue
-        if label[slot] not in phrases:
-            raise ValueError(f"reference {k} is labelled {slot}={label[slot]!r}, which the {slot} list "
-                             f"({', '.join(phrases)}) does not have; label references with the vocabulary's phrases")
-        onehot[k, phrases.index(label[slot])] = 1
+        i = index.get(label.get(slot))
+        if i is not None:
+            onehot[k, i] = 1
     return onehot
 
 
