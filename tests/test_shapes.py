@@ -167,10 +167,13 @@ def test_training_smoke_runs_every_stage(tmp_path):
     assert len(chain) == 1 + len(TUNE_PHASES)
     assert chain[0]["snr_floor"] == 1.0 and chain[-1]["snr_floor"] == 0.0  # the base run, then the phases
     assert chain[0]["fg_weight"] == 4.0 and chain[-1]["fg_weight"] == 0.0  # the last phase weighs object pixels
-    # CLIP (its text tower alone, or with the colour-equivariance term) and the prior (on both caption writers) can
-    # continue a bundle; the record keeps the base run
-    for stage, extra in (("clip_text", []), ("clip", ["--eq-weight", "2", "--p-recolor", "0.5"]),
-                         ("prior", ["--p-new", "0.5", "--remeasure", "0"])):
+    # prior_tune continued the prior stage's weights on both caption writers, and its record keeps the base run
+    prior = json.loads((out / "training_log.json").read_text())["prior"]
+    assert prior["p_new"] == 0.5 and isinstance(prior["continued_from"], dict)
+    assert "continued_from" not in prior["continued_from"] and prior["continued_from"].get("p_new", 0.0) == 0.0
+    # CLIP (its text tower alone, or with the colour-equivariance term) can continue a bundle; the record keeps the
+    # base run
+    for stage, extra in (("clip_text", []), ("clip", ["--eq-weight", "2", "--p-recolor", "0.5"])):
         proc = subprocess.run([sys.executable, "-m", f"train.{stage}", "--smoke", "--out", str(out), "--init", str(out),
                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
