@@ -42,12 +42,7 @@ def construct_in_order(model: type[M], values: dict[str, Any]) -> M:
     names = _plain_fields(model)
     if names is None or len(values) != len(names):
         return model.model_construct(**values)
-    m = model.__new__(model)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", set(names))
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
-    return m
+    return _instance(model, values, names)
 
 
 def construct(model: type[M], values: dict[str, Any]) -> M:
@@ -58,8 +53,13 @@ def construct(model: type[M], values: dict[str, Any]) -> M:
     names = _plain_fields(model)
     if names is None or values.keys() != _NAMES[model]:
         return model.model_construct(**values)
+    return _instance(model, values if tuple(values) == names else {n: values[n] for n in names}, names)
+
+
+def _instance(model: type[M], fields: dict[str, Any], names: tuple[str, ...]) -> M:
+    """The instance ``model_construct`` would build from ``fields`` (every field, in declaration order)."""
     m = model.__new__(model)
-    _set(m, "__dict__", values if tuple(values) == names else {n: values[n] for n in names})
+    _set(m, "__dict__", fields)
     _set(m, "__pydantic_fields_set__", set(names))
     _set(m, "__pydantic_extra__", None)
     _set(m, "__pydantic_private__", None)
