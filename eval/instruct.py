@@ -3,7 +3,8 @@
     nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 3.0]
                                                  [--image-guidance 2.5] [--steps 20] [--no-upsample]
                                                  [--model models/shapes-ip2p] [--json out.json]
-                                                 [--slot input|null|diff|instr|weak] [--theta 0.3]
+                                                 [--slot input|prior|null|diff|instr|weak] [--theta 0.3]
+                                                 [--edit-prior DIR]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
 source scenes from the held-out attribute combinations (no model rendered them in training),
@@ -54,9 +55,16 @@ def slot_embeddings(slot: str, theta: float, model, clip, chunk: list[edits.Edit
     (DALL·E 2) from a caption of the source to one of the target that name the changed attribute only
     (the captions come from the true scenes: a diagnostic, not something the node can do alone);
     `instr`: moved by θ along the diff from the empty prompt to the instruction (needs nothing else);
-    `weak`: slerped by θ towards the null embedding."""
+    `weak`: slerped by θ towards the null embedding; `prior`: slerped by θ towards the edit prior's
+    prediction from the input's embedding and the instruction (what Instruct: Edit Embedding does)."""
     if slot == "input":
         return None
+    if slot == "prior":
+        from nodes.instruct.edit_prior import blend
+
+        src_emb = model.image_embedding(src)
+        edited = model.edit_prior.edit(src_emb, clip.encode_text([e.instruction for e in chunk]))
+        return blend(src_emb, edited, theta)
     if slot == "null":
         return model.null_embedding(len(chunk)).clone()
     from nodes.unclip.embeddings import slerp, text_diff
@@ -74,9 +82,10 @@ def slot_embeddings(slot: str, theta: float, model, clip, chunk: list[edits.Edit
 
 def run_edits(cases: list[edits.Edit], model_dir: Path, bundle: Path, guidance: float, image_guidance: float,
               steps: int, upsample: bool, seed: int = 0, batch: int = 10, slot: str = "input",
-              theta: float = 0.3) -> np.ndarray:
+              theta: float = 0.3, edit_prior: Path | None = None) -> np.ndarray:
     """The edited images (N, S, S, 3) uint8 of `cases`, through the workflow's nodes' library calls
-    (`slot`, `theta`: see `slot_embeddings`)."""
+    (`slot`, `theta`: see `slot_embeddings`; `edit_prior`: the folder holding `edit_prior/` for slot `prior`,
+    default `model_dir`)."""
     import torch
 
     from nodes.instruct.model import load_instruct, sample_instruct
@@ -84,6 +93,10 @@ def run_edits(cases: list[edits.Edit], model_dir: Path, bundle: Path, guidance: 
     from nodes.unclip.api import upsample as upsample_images
 
     model, clip = load_instruct(model_dir), load_clip(bundle)
+    if slot == "prior" and (edit_prior is not None or model.edit_prior is None):
+        from nodes.instruct.edit_prior import load_edit_prior
+
+        model.edit_prior = load_edit_prior(edit_prior or model_dir)
     up = load_upsampler(bundle) if upsample else None
     out = []
     with torch.inference_mode():
@@ -142,11 +155,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-ip2p"))
     p.add_argument("--bundle", default=str(ROOT / "models" / "shapes-unclip"))
-    p.add_argument("--slot", choices=("input", "null", "diff", "instr", "weak"), default="input",
-                   help="image-embedding slot: the input's CLIP embedding (the model's own), the null one, or "
-                        "the input's moved along the true captions' text diff (diagnostic), the instruction's, or "
-                        "towards null")
-    p.add_argument("--theta", type=float, default=0.3, help="slerp amount for --slot diff, instr, weak")
+    p.add_argument("--slot", choices=("input", "prior", "null", "diff", "instr", "weak"), default="input",
+                   help="image-embedding slot: the input's CLIP embedding (the model's own), the input's slerped "
+                        "towards the edit prior's prediction (the workflow's), the null one, or the input's moved "
+                        "along the true captions' text diff (diagnostic), the instruction's, or towards null")
+    p.add_argument("--theta", type=float, default=0.3, help="slerp amount for --slot prior, diff, instr, weak")
+    p.add_argument("--edit-prior", default="", help="folder holding edit_prior/ for --slot prior (default: --model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     p.add_argument("--save-grid", default="", help="write source/edit pairs to this PNG")
@@ -157,7 +171,8 @@ def main(argv: list[str]) -> int:
     cases = edit_set(args.set, args.n)
     t0 = time.time()
     images = run_edits(cases, Path(args.model), Path(args.bundle), args.guidance, args.image_guidance, args.steps,
-                       not args.no_upsample, slot=args.slot, theta=args.theta)
+                       not args.no_upsample, slot=args.slot, theta=args.theta,
+                       edit_prior=Path(args.edit_prior) if args.edit_prior else None)
     seconds = time.time() - t0
     res = score(cases, images)
     truth = score(cases, np.stack([domain.render(e.target, images.shape[1]) for e in cases]))

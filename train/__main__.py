@@ -2,7 +2,7 @@
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
     python -m train unclip              # clip → prior → prior_tune → arprior → decoder → decoder_tune → upsampler (models/shapes-unclip) → upsampler_256
-    python -m train editing             # sam, lora, controlnet, lcm, ip2p (the last four on the shipped decoder)
+    python -m train editing             # sam, lora, controlnet, lcm, ip2p, ip2p_edit (lora … ip2p on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
@@ -11,7 +11,8 @@ Karlo-layout bundle (`--out`, default models/shapes-unclip); stages after CLIP r
 prior, writes `prior_ar/` (outside Karlo's layout) with its own `training_log.json`; rerun it whenever `clip/`
 changes (`python -m train arprior`, about 15 min on one thread). The editing stages write
 next to it: `lora`, `lcm` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
-`<models>/sam-shapes/`, `ip2p` (InstructPix2Pix, made from the decoder) → `<models>/shapes-ip2p/`,
+`<models>/sam-shapes/`, `ip2p` (InstructPix2Pix, made from the decoder) → `<models>/shapes-ip2p/`, `ip2p_edit`
+(its edit prior in CLIP space) → `<models>/shapes-ip2p/edit_prior/`,
 where `<models>` is the bundle's parent folder. Each stage records its wall
 time in a `training_log.json` beside its weights. With other load on the machine, running the
 upsampler (independent of CLIP) in a second 1-thread process alongside the CLIP → prior → decoder
@@ -38,6 +39,7 @@ from train import (
     controlnet,
     decoder,
     ip2p,
+    ip2p_edit,
     lcm,
     lora,
     prior,
@@ -50,7 +52,8 @@ BUNDLE = {"clip": clip.main, "prior": prior.main, "prior_tune": prior.tune, "arp
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
 TRIALS = {"clip_text": clip_text.main}  # continue a bundle in place; not in the shipped recipe (docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
-EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main}
+EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main,
+           "ip2p_edit": ip2p_edit.main}
 STAGES = {**BUNDLE, **TRIALS, **CASCADE, **EDITING}
 GROUPS = {"all": [*BUNDLE, *CASCADE, *EDITING], "unclip": [*BUNDLE, *CASCADE], "editing": list(EDITING)}  # the shipped weights
 
@@ -65,7 +68,7 @@ def _out_args(stage: str, bundle: Path | None) -> list[str]:
         return ["--out", str(bundle.parent / "shapes-unclip-sr256")]
     if stage == "sam":
         return ["--out", str(bundle.parent / "sam-shapes")]
-    # lora, controlnet, lcm, ip2p: write into the models folder, start from the bundle's decoder
+    # lora, controlnet, lcm, ip2p, ip2p_edit: write into the models folder, start from the bundle's decoder
     return ["--out", str(bundle.parent), "--bundle", str(bundle)]
 
 

@@ -4,6 +4,8 @@
 shipped `shapes-ip2p` is trained by `python -m train ip2p`); `Instruct Edit` samples it on input
 images with the instruction's CLIP encoding (CLIP Text Encode of the same bundle's CLIP) and two
 classifier-free guidance scales, text and image, as diffusers' InstructPix2Pix pipeline has them.
+`Instruct: Edit Embedding` moves the input's CLIP image embedding towards the edited scene's with the
+model's edit prior (unCLIP's way: edit in CLIP space), for Instruct Edit's `image_embedding` slot.
 """
 
 from __future__ import annotations
@@ -129,12 +131,63 @@ class InstructEdit(Node):
         return self.Outputs(images=nodegraph.from_tensor(out))
 
 
+class EditEmbedding(Node):
+    """Predict the edited scene's CLIP image embedding from the input's and the instruction (edit prior).
+
+    The model's edit prior (its `edit_prior/` folder) maps (input image embedding, instruction) to the
+    CLIP image embedding of the edited scene; the output is the input slerped towards that prediction
+    by `amount` (0: the input unchanged, 1: the prediction). Connect it to Instruct Edit's
+    `image_embedding`, so that the slot names the new colour, place or background instead of the old.
+    """
+
+    name = "edit_embedding"
+    search_aliases = ("edit prior", "instruct embedding", "ip2p embedding")
+    title = "Instruct: Edit Embedding"
+    category = "instruct"
+
+    class Inputs(nodegraph.Inputs):
+        model: INSTRUCT_MODEL = Port(description="A loaded InstructPix2Pix model with an edit prior (edit_prior/).")
+        image_embedding: EMBEDDING = Port(description="CLIP image embeddings of the input images, (B, D) (CLIP "
+                                          "Image Encode with the model's base bundle's CLIP).")
+        instruction: CONDITIONING = Port(description="The instruction encoded by CLIP Text Encode; one for all "
+                                         "images or one per image.")
+        amount: float = Port(1.0, ge=0.0, le=1.5, step=0.05, description="Slerp from the input embedding (0) "
+                             "towards the predicted edited embedding (1); above 1 extrapolates.")
+
+    class Outputs(nodegraph.Outputs):
+        embedding: EMBEDDING = Port(description="Edited CLIP image embeddings, (B, D), for Instruct Edit's "
+                                    "image_embedding.")
+
+    def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
+        import torch
+
+        from .edit_prior import blend
+
+        prior = inputs.model.model.edit_prior
+        if prior is None:
+            raise nodegraph.NodeExecutionError(
+                f"the InstructPix2Pix model '{inputs.model.name}' has no edit prior (no edit_prior/ folder in it); "
+                "load one that has (the shipped shapes-ip2p does) or train one with `python -m train ip2p_edit`")
+        emb, cond = inputs.image_embedding, inputs.instruction.cond
+        n = max(len(cond), emb.shape[0])
+        if emb.ndim != 2 or emb.shape[-1] != prior.config.embed_dim or len(cond) not in (1, n) \
+                or emb.shape[0] not in (1, n):
+            raise nodegraph.NodeExecutionError(
+                f"image_embedding has shape {tuple(emb.shape)} and there are {len(cond)} instructions; the edit "
+                f"prior takes (B, {prior.config.embed_dim}) embeddings (CLIP Image Encode with the model's base "
+                "bundle's CLIP) and one instruction, or one per embedding")
+        with torch.inference_mode(), library_errors():
+            emb = emb.float().expand(n, -1)
+            edited = prior.edit(emb, cond.expand(n) if len(cond) == 1 else cond)
+            return self.Outputs(embedding=blend(emb, edited, inputs.amount))
+
+
 PACK = nodegraph.Pack(
     name="instruct",
     version="1.0.0",
     description="InstructPix2Pix for the unCLIP decoder: edit an image by an instruction, with text and image "
     "guidance scales.",
-    nodes=[LoadInstruct, InstructEdit],
+    nodes=[LoadInstruct, InstructEdit, EditEmbedding],
 )
 
-__all__ = ["INSTRUCT_MODEL", "PACK", "InstructEdit", "LoadInstruct"]
+__all__ = ["INSTRUCT_MODEL", "PACK", "EditEmbedding", "InstructEdit", "LoadInstruct"]

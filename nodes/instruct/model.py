@@ -15,7 +15,8 @@ the learned null embedding; a dropped image (guidance's unconditional row) gets 
 s_text > 1 and s_image ≥ 1 (as the pipeline decides).
 
 Layout on disk (diffusers style): `model_index.json`, `unet/` and `text_proj/` (config.json +
-diffusion_pytorch_model.safetensors), `scheduler/scheduler_config.json`. Layers listed in
+diffusion_pytorch_model.safetensors), `scheduler/scheduler_config.json`, and optionally `edit_prior/`
+(`nodes/instruct/edit_prior.py`, loaded as `InstructModel.edit_prior`). Layers listed in
 `FROZEN` keep the base decoder's weights: `unet/` then holds only the other tensors, and
 `model_index.json` names the base bundle (`"base"`, relative to the folder) that the rest comes from.
 """
@@ -34,6 +35,7 @@ from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..unclip.api import TextEncoding, schedulers
+from .edit_prior import SUBFOLDER, load_edit_prior
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 IMAGE_CHANNELS = 3
@@ -47,6 +49,7 @@ class InstructModel:
     unet: UNet2DConditionModel
     scheduler: object
     clip: object | None = None  # the base bundle's CLIP when the image-embedding slot holds the input's embedding
+    edit_prior: object | None = None  # an `EditPrior` when the folder has edit_prior/ (Instruct: Edit Embedding)
 
     @property
     def sample_size(self) -> int:
@@ -111,8 +114,9 @@ def trainable(name: str) -> bool:
 
 
 def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16: bool = True) -> None:
-    """Write the diffusers-style folder (safetensors weights, fp16 by default); `base` is the bundle whose
-    decoder holds the frozen layers, stored relative to `path` when it can be."""
+    """Write the diffusers-style folder (safetensors weights, fp16 by default; the edit prior too, when the
+    model has one); `base` is the bundle whose decoder holds the frozen layers, stored relative to `path`
+    when it can be."""
     import copy
     import os
 
@@ -136,6 +140,10 @@ def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16
              "base": os.path.relpath(Path(base).resolve(), root.resolve()), "frozen": list(FROZEN),
              "image_embedding": "clip" if model.clip is not None else "null"}
     (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    if model.edit_prior is not None:
+        from .edit_prior import save_edit_prior
+
+        save_edit_prior(model.edit_prior, root, fp16=fp16)
 
 
 def load_instruct(path: str | Path) -> InstructModel:
@@ -168,7 +176,10 @@ def load_instruct(path: str | Path) -> InstructModel:
         from ..unclip.api import load_clip
 
         clip = load_clip(base)
-    return InstructModel(text_proj, unet, schedulers.load_scheduler(root / "scheduler"), clip)
+    edit_prior = None
+    if (root / SUBFOLDER).is_dir():  # optional: the edit prior for the image-embedding slot
+        edit_prior = load_edit_prior(root)
+    return InstructModel(text_proj, unet, schedulers.load_scheduler(root / "scheduler"), clip, edit_prior)
 
 
 def sample_instruct(model: InstructModel, images: torch.Tensor, cond: TextEncoding, uncond: TextEncoding,

@@ -6,12 +6,14 @@ _CACHED: dict[str, object] = {}
 
 
 def tiny_instruct(seed: int = 0):
-    """A handle on a model made from the tiny decoder, its zero image channels randomised (so the image acts)."""
+    """A handle on a model made from the tiny decoder, its zero image channels randomised (so the image acts),
+    with an untrained edit prior (the identity: it returns its input embedding)."""
     import torch
 
     from nodegraph import ModelHandle
 
     from ..unclip.api import tiny
+    from .edit_prior import EditPrior
     from .model import IMAGE_CHANNELS, from_decoder
 
     key = f"ip2p{seed}"
@@ -23,5 +25,8 @@ def tiny_instruct(seed: int = 0):
             w = model.unet.conv_in.weight
             w[:, -IMAGE_CHANNELS:] = torch.randn(w[:, -IMAGE_CHANNELS:].shape, generator=gen) * 0.1
         model.unet.eval()
+        torch.manual_seed(seed)
+        model.edit_prior = EditPrior(embed_dim=tiny.TEXT_DIM, text_width=tiny.TEXT_DIM, max_tokens=tiny.CONTEXT,
+                                     width=16, layers=1, heads=2).eval()
         _CACHED[key] = model
     return ModelHandle(_CACHED[key], "tiny-ip2p", "instruct.model")

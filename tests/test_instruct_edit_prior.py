@@ -1,0 +1,155 @@
+"""The edit prior of the InstructPix2Pix pack: the model's shape contract, its files, Instruct: Edit
+Embedding through the engine, and the evaluation's `prior` slot mode. Tiny seeded models throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import link, node, workflow
+
+from nodegraph import Engine, Settings
+from nodes.instruct.edit_prior import EditPrior, blend, load_edit_prior, save_edit_prior
+from nodes.instruct.model import load_instruct, save_instruct
+from nodes.instruct.tiny import tiny_instruct
+from nodes.unclip.models import tiny
+
+
+def tiny_prior(trained: bool = False) -> EditPrior:
+    torch.manual_seed(0)
+    prior = EditPrior(embed_dim=tiny.TEXT_DIM, text_width=tiny.TEXT_DIM, max_tokens=tiny.CONTEXT, width=16,
+                      layers=1, heads=2)
+    if trained:  # a non-zero head: the prior then changes its input
+        torch.nn.init.normal_(prior.out[1].weight, std=0.5)
+    return prior.eval()
+
+
+def encode(texts: list[str]):
+    with torch.inference_mode():
+        return tiny.clip().model.encode_text(texts)
+
+
+def test_the_edit_prior_maps_b_embeddings_and_instructions_to_b_embeddings_of_the_same_width():
+    prior, text = tiny_prior(trained=True), encode(["make it blue", "move it up", "grow it"])
+    emb = torch.randn(3, tiny.TEXT_DIM, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = prior.edit(emb, text)
+        one = prior.edit(emb, encode(["make it blue"]))  # one instruction for every row
+    assert out.shape == emb.shape and one.shape == emb.shape
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], one[1])  # the instruction acts per row
+    torch.testing.assert_close(out[0], one[0])
+
+
+def test_an_untrained_edit_prior_returns_its_input_and_amount_zero_the_input_whatever_the_prior():
+    emb = torch.randn(2, tiny.TEXT_DIM, generator=torch.Generator().manual_seed(2))
+    text = encode(["make it blue", "change the background to black"])
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_prior().edit(emb, text), emb)
+        edited = tiny_prior(trained=True).edit(emb, text)
+    assert not torch.allclose(edited, emb)
+    torch.testing.assert_close(blend(emb, edited, 0.0), emb)
+    torch.testing.assert_close(blend(emb, edited, 1.0), edited)
+    half = blend(emb, edited, 0.5)
+    cos = torch.nn.functional.cosine_similarity
+    assert (cos(half, emb) > cos(edited, emb)).all() and (cos(half, edited) > cos(emb, edited)).all()
+
+
+def test_the_edit_prior_saves_in_fp16_loads_in_fp32_and_a_missing_folder_says_how_to_train_one(tmp_path):
+    prior = tiny_prior(trained=True)
+    path = save_edit_prior(prior, tmp_path)
+    assert (path / "config.json").is_file() and (path / "diffusion_pytorch_model.safetensors").is_file()
+    back = load_edit_prior(tmp_path)
+    assert next(back.parameters()).dtype == torch.float32
+    for k, v in prior.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v.half().float(), msg=k)
+    with pytest.raises(FileNotFoundError, match="python -m train ip2p_edit"):
+        load_edit_prior(tmp_path / "nowhere")
+
+
+def test_an_instructpix2pix_folder_carries_its_edit_prior_and_loads_without_one(tmp_path):
+    save_instruct(tiny_instruct().model, tmp_path / "with", base=tiny.cached_root())
+    assert isinstance(load_instruct(tmp_path / "with").edit_prior, EditPrior)
+    model = tiny_instruct().model
+    bare = type(model)(model.text_proj, model.unet, model.scheduler, model.clip, None)
+    save_instruct(bare, tmp_path / "without", base=tiny.cached_root())
+    assert load_instruct(tmp_path / "without").edit_prior is None
+
+
+# --- the node, through the engine ------------------------------------------------------------------
+
+@pytest.fixture
+def engine(tmp_path):
+    models = tmp_path / "models"
+    model = tiny_instruct().model
+    save_instruct(type(model)(model.text_proj, model.unet, model.scheduler, model.clip, tiny_prior(trained=True)),
+                  models / "tiny-ip2p", base=tiny.cached_root())
+    save_instruct(type(model)(model.text_proj, model.unet, model.scheduler, model.clip, None),
+                  models / "bare-ip2p", base=tiny.cached_root())
+    settings = Settings(model_dirs=[models, tiny.cached_root().parent], input_dir=tmp_path / "in",
+                        output_dir=tmp_path / "out", temp_dir=tmp_path / "tmp", entry_point_packs=False)
+    return Engine.from_settings(settings)
+
+
+def prior_workflow(instructions: str, amount: float, model: str = "tiny-ip2p") -> dict:
+    return workflow(
+        clip=node("unclip.load_clip", model="tiny-karlo"),
+        model=node("instruct.load", model=model),
+        scene=node("shapes.scene", color="red", shape="circle", position="top left", resolution=64),
+        enc=node("unclip.text_encode", clip=link("clip", "clip"), text=instructions),
+        emb=node("unclip.image_encode", clip=link("clip", "clip"), images=link("scene", "image")),
+        edited=node("instruct.edit_embedding", model=link("model", "model"), image_embedding=link("emb", "embedding"),
+                    instruction=link("enc", "conditioning"), amount=amount),
+        edit=node("instruct.edit", model=link("model", "model"), images=link("scene", "image"),
+                  instruction=link("enc", "conditioning"), image_embedding=link("edited", "embedding"), steps=2),
+    )
+
+
+def test_edit_embedding_feeds_instruct_edit_and_amount_zero_is_the_input_embedding(engine):
+    run = engine.run(prior_workflow("make it blue\nmove it up", 1.0), targets=["edit", "edited", "emb"])
+    assert run.ok, run.error
+    assert run.outputs["edit"]["images"].shape[0] == 2
+    edited, emb = run.outputs["edited"]["embedding"], run.outputs["emb"]["embedding"]
+    assert edited.shape == (2, tiny.TEXT_DIM) and emb.shape == (1, tiny.TEXT_DIM)
+    assert not torch.allclose(edited[0], edited[1])  # one row per instruction
+    zero = engine.run(prior_workflow("make it blue\nmove it up", 0.0), targets=["edited"])
+    torch.testing.assert_close(zero.outputs["edited"]["embedding"], emb.expand(2, -1))
+
+
+def test_edit_embedding_on_a_model_without_an_edit_prior_is_a_clear_error(engine):
+    run = engine.run(prior_workflow("make it blue", 1.0, model="bare-ip2p"), targets=["edited"])
+    assert run.status == "failed"
+    assert "has no edit prior" in run.error.message and "python -m train ip2p_edit" in run.error.message
+
+
+# --- the evaluation's slot mode --------------------------------------------------------------------
+
+def test_the_evaluations_prior_slot_is_the_input_slerped_towards_the_edit_priors_prediction():
+    from eval.instruct import edit_set, slot_embeddings
+
+    model = tiny_instruct().model
+    model = type(model)(model.text_proj, model.unet, model.scheduler, tiny.clip().model, tiny_prior(trained=True))
+    cases = edit_set("tuning", 3)
+    src = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        slot = slot_embeddings("prior", 0.4, model, tiny.clip().model, cases, src)
+        own = model.image_embedding(src)
+        want = blend(own, model.edit_prior.edit(own, encode([e.instruction for e in cases])), 0.4)
+        none = slot_embeddings("prior", 0.0, model, tiny.clip().model, cases, src)
+    torch.testing.assert_close(slot, want)
+    torch.testing.assert_close(none, own)
+    assert not torch.allclose(slot, own)
+
+
+def test_the_evaluation_runs_with_the_prior_slot_on_tiny_models(tmp_path):
+    from eval.instruct import edit_set, run_edits
+
+    model = tiny_instruct().model
+    save_instruct(type(model)(model.text_proj, model.unet, model.scheduler, tiny.clip().model,
+                              tiny_prior(trained=True)), tmp_path / "ip2p", base=tiny.cached_root())
+    cases = edit_set("tuning", 2)
+    out = {slot: run_edits(cases, tmp_path / "ip2p", tiny.cached_root(), guidance=3.0, image_guidance=1.5,
+                           steps=2, upsample=False, slot=slot, theta=1.0) for slot in ("input", "prior")}
+    assert out["prior"].shape == out["input"].shape and out["prior"].dtype == np.uint8
+    assert np.abs(out["prior"].astype(int) - out["input"]).max() > 0

@@ -1,0 +1,139 @@
+"""The edit prior for InstructPix2Pix: (input's CLIP image embedding, instruction) → edited scene's embedding.
+
+Data: `n_data` instruction edits of training-split scenes (`nodes.shapes.edits`, kinds in turn,
+training phrasings only, edited scenes in the training split — the same pairs `train/ip2p.py`
+draws), rendered before and after at 64 px; inputs are the source render's CLIP image embedding and
+the instruction's CLIP text encoding (pooled + token states), the target is the edited render's CLIP
+image embedding, all by the base bundle's frozen CLIP. A share `p_drop` of rows gets the empty
+instruction and the source embedding as target (an empty instruction edits nothing).
+
+Model: `nodes.instruct.edit_prior.EditPrior` (a 2-layer transformer; output head zero-initialised, so
+training starts from the identity). Loss: mean squared error of the predicted and true embedding,
+both divided by the input embedding's norm, plus (1 − cosine). AdamW, warm-up then cosine decay.
+
+Output: `<out>/<ip2p>/edit_prior/` (config.json + fp16 safetensors) and `edit_prior/training_log.json`
+(wall and CPU time, the final loss and the cosine on `n_check` held-aside pairs).
+
+    python -m train ip2p_edit [--smoke] [--steps N] [--threads T] [--out MODELS_DIR] [--bundle DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nodes.instruct.edit_prior import SUBFOLDER, EditPrior, save_edit_prior
+from nodes.shapes import edits
+from train.common import cosine_lr, image_embeddings
+from train.finetune import MODELS, render, start
+from train.ip2p import encode_all
+
+log = logging.getLogger("train.ip2p_edit")
+
+
+@dataclass
+class Config:
+    out: str = str(MODELS)  # a models folder: writes <out>/<ip2p>/edit_prior/
+    bundle: str = ""  # the base bundle (default: <out>/shapes-unclip)
+    ip2p: str = "shapes-ip2p"  # the InstructPix2Pix folder the edit prior goes into
+    steps: int = 3000
+    time_limit: float = 3000.0
+    batch: int = 128
+    lr: float = 5e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    p_drop: float = 0.05  # rows with the empty instruction (target: the input embedding)
+    n_data: int = 20000
+    n_check: int = 500  # pairs held aside to report the cosine on
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    seed: int = 21
+    threads: int = 1
+    log_every: int = 100
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=3, batch=8, n_data=40, n_check=8, width=32, layers=1,
+                  log_every=1, warmup=1)
+
+
+def edit_data(clip, pairs: list[edits.Edit]) -> dict[str, torch.Tensor]:
+    """Source and target CLIP image embeddings (N, D), and the instructions' text encodings by row."""
+    src64, _ = render([e.source for e in pairs])
+    tgt64, _ = render([e.target for e in pairs])
+    texts = sorted({e.instruction for e in pairs} | {""})
+    row = {t: i for i, t in enumerate(texts)}
+    with torch.no_grad():
+        enc = encode_all(clip, texts)
+        src, tgt = image_embeddings(clip, src64), image_embeddings(clip, tgt64)
+    return {"src": src, "tgt": tgt, "text": torch.tensor([row[e.instruction] for e in pairs]),
+            "embeds": enc.embeds, "hidden": enc.hidden, "mask": enc.mask, "empty": torch.tensor(row[""])}
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    scale = src.norm(dim=-1, keepdim=True)
+    mse = F.mse_loss(pred / scale, target / scale, reduction="none").sum(-1)
+    return (mse + 1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+
+
+def predict(model: EditPrior, data: dict[str, torch.Tensor], idx: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return model(data["src"][idx], data["embeds"][rows], data["hidden"][rows], data["mask"][rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out, timer, bundle, (clip, _dec) = start(Config, argv, smoke)
+    pairs = edits.sample_edits(cfg.seed, cfg.n_data + cfg.n_check)
+    data = edit_data(clip, pairs)
+    log.info("data: %d edits rendered and encoded in %.0f s", len(pairs), timer())
+    n_train = cfg.n_data
+    check = torch.arange(n_train, len(pairs))
+    model = EditPrior(embed_dim=data["src"].shape[1], text_width=data["hidden"].shape[2],
+                      max_tokens=data["hidden"].shape[1], width=cfg.width, layers=cfg.layers, heads=cfg.heads)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = cosine_lr(opt, cfg.warmup, cfg.steps)
+    rng = np.random.default_rng(cfg.seed)
+    run_loss, step = None, 0
+    model.train()
+    while step < cfg.steps and timer() < cfg.time_limit:
+        idx = torch.from_numpy(rng.choice(n_train, size=cfg.batch, replace=False))
+        drop = torch.from_numpy(rng.random(cfg.batch) < cfg.p_drop)
+        rows = torch.where(drop, data["empty"], data["text"][idx])
+        target = torch.where(drop[:, None], data["src"][idx], data["tgt"][idx])
+        loss = loss_fn(predict(model, data, idx, rows), target, data["src"][idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.info("step %d loss %.4f (avg %.4f)  %.0f s", step, loss.item(), run_loss, timer())
+        step += 1
+    model.eval()
+    with torch.no_grad():
+        pred = predict(model, data, check, data["text"][check])
+        cos = F.cosine_similarity(pred, data["tgt"][check], dim=-1).mean().item()
+        cos_in = F.cosine_similarity(data["src"][check], data["tgt"][check], dim=-1).mean().item()
+    log.info("held-aside pairs: cosine to the edited embedding %.3f (the input's own: %.3f)", cos, cos_in)
+    path = save_edit_prior(model, out / cfg.ip2p)
+    info = {"config": asdict(cfg), "steps_done": step, "wall_seconds": round(timer(), 1),
+            "cpu_seconds": round(time.process_time(), 1), "threads": torch.get_num_threads(),
+            "params_M": round(n_params / 1e6, 3), "bundle": str(bundle), "final_loss_avg": run_loss,
+            "check_cosine": round(cos, 4), "check_cosine_input": round(cos_in, 4)}
+    (path / "training_log.json").write_text(json.dumps(info, indent=2) + "\n")
+    size_kb = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1024
+    log.info("saved %s (%.0f KB, %s) after %d steps in %.0f s", path, size_kb, SUBFOLDER, step, timer())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
