@@ -1,9 +1,9 @@
 """Measurements of the shipped InstructPix2Pix model (`python -m eval instruct`).
 
-    nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 3.0]
-                                                 [--image-guidance 2.5] [--steps 20] [--no-upsample]
+    nice -n 10 .venv/bin/python -m eval instruct [--set validation|tuning] [--n 50] [--guidance 2.0]
+                                                 [--image-guidance 1.5] [--steps 20] [--no-upsample]
                                                  [--model models/shapes-ip2p] [--json out.json]
-                                                 [--slot input|prior|null|diff|instr|weak] [--theta 0.3]
+                                                 [--slot prior|input|target|null|diff|instr|weak] [--theta T]
                                                  [--edit-prior DIR]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
@@ -13,7 +13,8 @@ scenes outside the held-out colour–shape pairs. Two disjoint seeded sets: `tun
 one to pick settings on) and `validation` (seed 202, the reported one).
 
 Each source is rendered at 64 px (as Load Image gives it), edited as `workflows/instruct_edit.json`
-does (Instruct Edit at 32 px, then the upsampler to 64 px unless `--no-upsample`) and judged by
+does (Instruct: Edit Embedding → Instruct Edit at 32 px, then the upsampler to 64 px unless
+`--no-upsample`; the defaults are the workflow's settings) and judged by
 the pixel analyser against the edited scene's attributes: *changed* = the asked attribute shows
 the new value; *kept* = an attribute the instruction did not name shows its old value.
 Targets: changed ≥ 0.85; each kept attribute ≥ 0.90.
@@ -56,9 +57,18 @@ def slot_embeddings(slot: str, theta: float, model, clip, chunk: list[edits.Edit
     (the captions come from the true scenes: a diagnostic, not something the node can do alone);
     `instr`: moved by θ along the diff from the empty prompt to the instruction (needs nothing else);
     `weak`: slerped by θ towards the null embedding; `prior`: slerped by θ towards the edit prior's
-    prediction from the input's embedding and the instruction (what Instruct: Edit Embedding does)."""
+    prediction from the input's embedding and the instruction (what Instruct: Edit Embedding does);
+    `target`: slerped by θ towards the true edited scene's CLIP embedding (an oracle: the ceiling of `prior`)."""
     if slot == "input":
         return None
+    if slot == "target":
+        import torch
+
+        from nodes.unclip.embeddings import slerp
+
+        size = src.shape[-1]
+        tgt = torch.from_numpy(np.stack([domain.render(e.target, size) for e in chunk])).permute(0, 3, 1, 2) / 255
+        return slerp(model.image_embedding(src), model.image_embedding(tgt), theta)
     if slot == "prior":
         from nodes.instruct.edit_prior import blend
 
@@ -149,22 +159,26 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval instruct", description=__doc__.split("\n\n")[0])
     p.add_argument("--set", choices=list(SEEDS), default="validation")
     p.add_argument("--n", type=int, default=50, help="edits (kinds in turn)")
-    p.add_argument("--guidance", type=float, default=3.0)
-    p.add_argument("--image-guidance", type=float, default=2.5)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--image-guidance", type=float, default=1.5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--model", default=str(ROOT / "models" / "shapes-ip2p"))
     p.add_argument("--bundle", default=str(ROOT / "models" / "shapes-unclip"))
-    p.add_argument("--slot", choices=("input", "prior", "null", "diff", "instr", "weak"), default="input",
+    p.add_argument("--slot", choices=("input", "prior", "target", "null", "diff", "instr", "weak"), default="prior",
                    help="image-embedding slot: the input's CLIP embedding (the model's own), the input's slerped "
                         "towards the edit prior's prediction (the workflow's), the null one, or the input's moved "
-                        "along the true captions' text diff (diagnostic), the instruction's, or towards null")
-    p.add_argument("--theta", type=float, default=0.3, help="slerp amount for --slot prior, diff, instr, weak")
+                        "along the true captions' text diff (diagnostic), the instruction's, or towards null; `target`: towards the "
+                        "true edited scene's embedding (oracle)")
+    p.add_argument("--theta", type=float, default=None, help="slerp amount for --slot prior, target (default 1.0: "
+                   "the edit prior's amount in the workflow), diff, instr, weak (default 0.3)")
     p.add_argument("--edit-prior", default="", help="folder holding edit_prior/ for --slot prior (default: --model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     p.add_argument("--save-grid", default="", help="write source/edit pairs to this PNG")
     args = p.parse_args(argv)
+    if args.theta is None:
+        args.theta = 1.0 if args.slot in ("prior", "target") else 0.3
     import torch
 
     torch.set_num_threads(args.threads)

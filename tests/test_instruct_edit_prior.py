@@ -153,3 +153,32 @@ def test_the_evaluation_runs_with_the_prior_slot_on_tiny_models(tmp_path):
                            steps=2, upsample=False, slot=slot, theta=1.0) for slot in ("input", "prior")}
     assert out["prior"].shape == out["input"].shape and out["prior"].dtype == np.uint8
     assert np.abs(out["prior"].astype(int) - out["input"]).max() > 0
+
+
+# --- the shipped edit prior ------------------------------------------------------------------------
+
+def test_shipped_edit_prior_moves_held_out_edits_towards_the_edited_scenes_embedding():
+    """CLIP space only (cheap): docs/personalise.md has the figures (cosine 0.97 against the input's 0.83)."""
+    from conftest import ROOT
+
+    from nodes.shapes import domain
+
+    shipped, bundle = ROOT / "models" / "shapes-ip2p", ROOT / "models" / "shapes-unclip"
+    if not (shipped / "edit_prior").is_dir() or not (bundle / "clip").is_dir():
+        pytest.skip("shipped weights absent: run `python -m train ip2p_edit` after the base bundle is trained")
+    from eval.instruct import edit_set
+    from nodes.unclip.api import load_clip
+
+    clip, prior = load_clip(bundle), load_edit_prior(shipped)
+    cases = edit_set("tuning", 20)
+
+    def embed(scenes):
+        images = np.stack([domain.render(s, 64) for s in scenes])
+        return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+
+    cos = torch.nn.functional.cosine_similarity
+    with torch.inference_mode():
+        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
+        pred = prior.edit(src, clip.encode_text([e.instruction for e in cases]))
+    assert float(cos(pred, tgt).mean()) > float(cos(src, tgt).mean()) + 0.08
+    assert float((cos(pred, tgt) > cos(src, tgt)).float().mean()) >= 0.8

@@ -9,6 +9,9 @@ Model: `nodes.instruct.model.from_decoder` — the shipped decoder (text_proj + 
 zero-initialised input channels for the input image, as the paper starts from a pretrained model, and
 (`image_embedding`, default on) the input image's CLIP embedding in the decoder's image-embedding slot,
 so that training starts from a model that redraws its input and only has to learn the edit.
+With `slot="target"` the slot holds the edited scene's CLIP embedding instead (slerped towards the
+input's by up to `slot_mix`, as an edit prior's prediction errs), which `Instruct: Edit Embedding`
+supplies at sampling time; `p_null_slot` of the rows get the null embedding with the pixels kept.
 Both train (but for the UNet layers in `FROZEN`, kept at the decoder's weights so the file stays
 small) with the decoder's loss (v-prediction, min-SNR-5) on the edited image, conditioned on
 the input image and the instruction. Conditioning dropout as in diffusers'
@@ -37,6 +40,7 @@ import torch
 
 from nodes.instruct.model import from_decoder, load_instruct, save_instruct, trainable
 from nodes.shapes import edits
+from nodes.unclip.embeddings import slerp
 from nodes.unclip.models.clip import TextEncoding
 from train import data as shapes_data
 from train.common import cosine_lr, image_embeddings
@@ -61,6 +65,9 @@ class Config:
     min_snr: float = 0.0  # 0: plain v-loss (see train.finetune.decoder_loss)
     init: str = ""  # continue from this InstructPix2Pix folder
     image_embedding: bool = True  # the image-embedding slot holds the input's CLIP embedding (else: null)
+    slot: str = "input"  # what the slot holds in rows that see the image: "input" or "target" (see below)
+    slot_mix: float = 0.25  # slot "target": the edited scene's embedding slerped towards the input's by U(0, slot_mix)
+    p_null_slot: float = 0.0  # rows whose slot is the null embedding while the pixels are kept
     keep_every: int = 0  # also keep a copy of every keep_every-th step's weights as <out>/<name>-stepN (0: none)
     seed: int = 11
     threads: int = 1
@@ -82,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
 
     pairs = edits.sample_edits(cfg.seed, cfg.n_data)
     src64, src32 = render([e.source for e in pairs])
-    _, tgt32 = render([e.target for e in pairs])
+    tgt64, tgt32 = render([e.target for e in pairs])
     texts = sorted({e.instruction for e in pairs} | {""})
     row = {t: i for i, t in enumerate(texts)}
     enc = encode_all(clip, texts)
     text_idx = torch.tensor([row[e.instruction] for e in pairs])
+    if cfg.slot not in ("input", "target"):
+        raise ValueError(f"slot must be 'input' or 'target', got {cfg.slot!r}")
     src_emb = image_embeddings(clip, src64) if cfg.image_embedding else None
+    tgt_emb = image_embeddings(clip, tgt64) if cfg.image_embedding and cfg.slot == "target" else None
     src = shapes_data.to_tensor(src32) * 2 - 1
     tgt = shapes_data.to_tensor(tgt32) * 2 - 1
     log.info("data: %d edits, %d distinct instructions, rendered and encoded in %.0f s", len(pairs), len(texts),
@@ -138,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         cond_img = src[idx] * keep_image[:, None, None, None].float()
         null = model.null_embedding(cfg.batch)
         if src_emb is not None:  # a dropped image drops its embedding too
-            null = torch.where(keep_image[:, None], src_emb[idx], null)
+            slot = src_emb[idx]
+            if tgt_emb is not None:  # the edited scene's embedding, a little towards the input's (prior errors)
+                mix = rng.uniform(0, cfg.slot_mix, cfg.batch)
+                slot = torch.cat([slerp(tgt_emb[i][None], slot[k][None], float(mix[k])) for k, i in enumerate(idx)])
+            keep_slot = keep_image & torch.from_numpy(rng.random(cfg.batch) >= cfg.p_null_slot)
+            null = torch.where(keep_slot[:, None], slot, null)
 
         def unet(xt, t, cond_img=cond_img, **kw):
             return model.unet(torch.cat([xt, cond_img], dim=1), t, **kw)

@@ -5,7 +5,10 @@ training phrasings only, edited scenes in the training split — the same pairs 
 draws), rendered before and after at 64 px; inputs are the source render's CLIP image embedding and
 the instruction's CLIP text encoding (pooled + token states), the target is the edited render's CLIP
 image embedding, all by the base bundle's frozen CLIP. A share `p_drop` of rows gets the empty
-instruction and the source embedding as target (an empty instruction edits nothing).
+instruction and the source embedding as target (an empty instruction edits nothing); a share
+`p_caption` gets, instead of the instruction, a domain caption of the edited scene that names only the
+changed attribute ("a huge object", "shape on a black background"; `domain.caption`, the words CLIP
+was trained on), so that the prior reads the caption vocabulary and not only the instruction templates.
 
 Model: `nodes.instruct.edit_prior.EditPrior` (a 2-layer transformer; output head zero-initialised, so
 training starts from the identity). Loss: mean squared error of the predicted and true embedding,
@@ -30,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodes.instruct.edit_prior import SUBFOLDER, EditPrior, save_edit_prior
-from nodes.shapes import edits
+from nodes.instruct.edit_prior import SUBFOLDER, EditPrior, load_edit_prior, save_edit_prior
+from nodes.shapes import domain, edits
 from train.common import cosine_lr, image_embeddings
 from train.finetune import MODELS, render, start
 from train.ip2p import encode_all
@@ -51,6 +54,8 @@ class Config:
     warmup: int = 100
     weight_decay: float = 0.01
     p_drop: float = 0.05  # rows with the empty instruction (target: the input embedding)
+    p_caption: float = 0.2  # rows with a caption of the edited scene's changed attribute as the instruction
+    init: str = ""  # continue from this InstructPix2Pix folder's edit_prior/
     n_data: int = 20000
     n_check: int = 500  # pairs held aside to report the cosine on
     width: int = 128
@@ -66,16 +71,20 @@ def smoke() -> Config:
                   log_every=1, warmup=1)
 
 
-def edit_data(clip, pairs: list[edits.Edit]) -> dict[str, torch.Tensor]:
-    """Source and target CLIP image embeddings (N, D), and the instructions' text encodings by row."""
+def edit_data(clip, pairs: list[edits.Edit], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Source and target CLIP image embeddings (N, D), the instructions' text encodings by row, and a row per
+    pair for a caption of its edited scene that names the changed attribute only."""
     src64, _ = render([e.source for e in pairs])
     tgt64, _ = render([e.target for e in pairs])
-    texts = sorted({e.instruction for e in pairs} | {""})
+    rng = np.random.default_rng(seed)
+    captions = [domain.caption(e.target, rng, include=(e.kind,)) for e in pairs]
+    texts = sorted({e.instruction for e in pairs} | set(captions) | {""})
     row = {t: i for i, t in enumerate(texts)}
     with torch.no_grad():
         enc = encode_all(clip, texts)
         src, tgt = image_embeddings(clip, src64), image_embeddings(clip, tgt64)
     return {"src": src, "tgt": tgt, "text": torch.tensor([row[e.instruction] for e in pairs]),
+            "caption": torch.tensor([row[c] for c in captions]),
             "embeds": enc.embeds, "hidden": enc.hidden, "mask": enc.mask, "empty": torch.tensor(row[""])}
 
 
@@ -92,12 +101,16 @@ def predict(model: EditPrior, data: dict[str, torch.Tensor], idx: torch.Tensor, 
 def main(argv: list[str] | None = None) -> int:
     cfg, out, timer, bundle, (clip, _dec) = start(Config, argv, smoke)
     pairs = edits.sample_edits(cfg.seed, cfg.n_data + cfg.n_check)
-    data = edit_data(clip, pairs)
+    data = edit_data(clip, pairs, cfg.seed)
     log.info("data: %d edits rendered and encoded in %.0f s", len(pairs), timer())
     n_train = cfg.n_data
     check = torch.arange(n_train, len(pairs))
-    model = EditPrior(embed_dim=data["src"].shape[1], text_width=data["hidden"].shape[2],
-                      max_tokens=data["hidden"].shape[1], width=cfg.width, layers=cfg.layers, heads=cfg.heads)
+    if cfg.init:
+        model = load_edit_prior(cfg.init)
+    else:
+        model = EditPrior(embed_dim=data["src"].shape[1], text_width=data["hidden"].shape[2],
+                          max_tokens=data["hidden"].shape[1], width=cfg.width, layers=cfg.layers, heads=cfg.heads)
+    model.requires_grad_(True)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = cosine_lr(opt, cfg.warmup, cfg.steps)
@@ -107,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     while step < cfg.steps and timer() < cfg.time_limit:
         idx = torch.from_numpy(rng.choice(n_train, size=cfg.batch, replace=False))
         drop = torch.from_numpy(rng.random(cfg.batch) < cfg.p_drop)
-        rows = torch.where(drop, data["empty"], data["text"][idx])
+        caption = torch.from_numpy(rng.random(cfg.batch) < cfg.p_caption)
+        rows = torch.where(drop, data["empty"], torch.where(caption, data["caption"][idx], data["text"][idx]))
         target = torch.where(drop[:, None], data["src"][idx], data["tgt"][idx])
         loss = loss_fn(predict(model, data, idx, rows), target, data["src"][idx])
         opt.zero_grad(set_to_none=True)
@@ -129,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_seconds": round(time.process_time(), 1), "threads": torch.get_num_threads(),
             "params_M": round(n_params / 1e6, 3), "bundle": str(bundle), "final_loss_avg": run_loss,
             "check_cosine": round(cos, 4), "check_cosine_input": round(cos_in, 4)}
+    init_log = Path(cfg.init) / SUBFOLDER / "training_log.json" if cfg.init else None
+    if init_log is not None and init_log.is_file():  # the run this one continued, so the record keeps the whole cost
+        info["continued_from"] = json.loads(init_log.read_text())
     (path / "training_log.json").write_text(json.dumps(info, indent=2) + "\n")
     size_kb = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1024
     log.info("saved %s (%.0f KB, %s) after %d steps in %.0f s", path, size_kb, SUBFOLDER, step, timer())
