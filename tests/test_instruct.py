@@ -311,15 +311,15 @@ def test_the_evaluation_scores_true_edits_as_changed_and_kept_and_the_unedited_s
 
 # --- the shipped model -----------------------------------------------------------------------------
 
-def test_shipped_model_reads_its_input_image_and_the_instruction():
-    """Far from the targets (docs/personalise.md): this checks that both inputs act, against chance."""
-    if not (SHIPPED / "unet").is_dir() or not (BUNDLE / "clip").is_dir():
-        pytest.skip("shipped weights absent: run `python -m train ip2p` after the base bundle is trained")
+def test_shipped_model_with_its_edit_prior_changes_the_asked_attribute_and_keeps_the_background():
+    """Near the targets on tuning (docs/personalise.md); this checks both inputs act, well above chance."""
+    if not (SHIPPED / "edit_prior").is_dir() or not (BUNDLE / "clip").is_dir():
+        pytest.skip("shipped weights absent: run `python -m train ip2p` and `ip2p_edit` after the base bundle")
     from eval.instruct import edit_set, run_edits, score
 
     cases = edit_set("tuning", 10)
-    res = score(cases, run_edits(cases, SHIPPED, BUNDLE, guidance=3.0, image_guidance=1.5, steps=10,
-                                 upsample=False))
+    res = score(cases, run_edits(cases, SHIPPED, BUNDLE, guidance=2.0, image_guidance=1.5, steps=10,
+                                 upsample=False, slot="prior", theta=1.0))
     # a random palette colour is the old background 1 time in 8; an edit ignoring the text changes nothing
-    assert res["all"]["kept"]["background"] >= 0.3, res
-    assert res["all"]["changed"] >= 0.3, res
+    assert res["all"]["kept"]["background"] >= 0.6, res
+    assert res["all"]["changed"] >= 0.5, res
