@@ -5,6 +5,7 @@
                                                  [--model models/shapes-ip2p] [--json out.json]
                                                  [--slot prior|input|target|null|diff|instr|weak] [--theta T]
                                                  [--edit-prior DIR]
+    nice -n 10 .venv/bin/python -m eval instruct --clip-space [--set tuning] [--n 200] [--theta 1.0]
 
 Edits come from `nodes.shapes.edits`, kinds in turn (colour, shape, size, position, background):
 source scenes from the held-out attribute combinations (no model rendered them in training),
@@ -18,6 +19,10 @@ does (Instruct: Edit Embedding → Instruct Edit at 32 px, then the upsampler to
 the pixel analyser against the edited scene's attributes: *changed* = the asked attribute shows
 the new value; *kept* = an attribute the instruction did not name shows its old value.
 Targets: changed ≥ 0.85; each kept attribute ≥ 0.90.
+
+`--clip-space` judges the edit prior alone, without drawing: the cosine of its prediction to the true
+edited render's CLIP embedding, and *changed* / *kept* as a linear probe per attribute reads them
+(logistic regression on the CLIP embeddings of 8,000 renders of other scenes).
 """
 
 from __future__ import annotations
@@ -155,6 +160,62 @@ def print_table(name: str, res: dict) -> None:
     print(f"targets: changed ≥ {TARGETS['changed']}, each kept attribute ≥ {TARGETS['kept']}")
 
 
+def attribute_probes(clip) -> dict:
+    """Per attribute: a linear probe (weights (D, K), bias (K,), labels) on unit CLIP image embeddings of
+    6,000 training-split and 2,000 held-out-combination renders (seeds 5, 6: neither set's scenes)."""
+    import torch
+    import torch.nn.functional as F
+
+    scenes = domain.sample_scenes(5, 6000, "train") + domain.sample_scenes(6, 2000, "heldout_combos")
+    with torch.no_grad():
+        x = clip.encode_image(torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2)
+                              / 255)
+    x = x / x.norm(dim=-1, keepdim=True)
+    probes = {}
+    for a in domain.ATTRIBUTES:
+        labels = sorted({s.attributes()[a] for s in scenes})
+        y = torch.tensor([labels.index(s.attributes()[a]) for s in scenes])
+        w = torch.zeros(x.shape[1], len(labels), requires_grad=True)
+        b = torch.zeros(len(labels), requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=0.05)
+        for _ in range(400):
+            loss = F.cross_entropy(x @ w * 10 + b, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        probes[a] = (w.detach(), b.detach(), labels)
+    return probes
+
+
+def clip_space(cases: list[edits.Edit], model_dir: Path, bundle: Path, theta: float) -> None:
+    """Print the edit prior's CLIP-space figures next to the input's own embedding and the true edited one."""
+    import torch
+
+    from nodes.instruct.edit_prior import blend, load_edit_prior
+    from nodes.unclip.api import load_clip
+
+    clip, prior = load_clip(bundle), load_edit_prior(model_dir)
+    probes = attribute_probes(clip)
+
+    def embed(scenes):
+        return clip.encode_image(torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2)
+                                 / 255)
+
+    with torch.no_grad():
+        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
+        pred = blend(src, prior.edit(src, clip.encode_text([e.instruction for e in cases])), theta)
+    for name, emb in (("input's own", src), ("true edited", tgt), (f"edit prior, amount {theta}", pred)):
+        u = emb / emb.norm(dim=-1, keepdim=True)
+        read = {a: [labels[i] for i in (u @ w * 10 + b).argmax(1)] for a, (w, b, labels) in probes.items()}
+        right = {a: [read[a][i] == e.target.attributes()[a] for i, e in enumerate(cases)] for a in domain.ATTRIBUTES}
+        changed = np.mean([right[e.kind][i] for i, e in enumerate(cases)])
+        kept = [np.mean([right[a][i] for i, e in enumerate(cases) if e.kind != a]) for a in domain.ATTRIBUTES]
+        per = [np.mean([right[k][i] for i, e in enumerate(cases) if e.kind == k]) for k in edits.EDIT_KINDS]
+        cos = torch.nn.functional.cosine_similarity(emb, tgt, dim=-1).mean().item()
+        print(f"{name:<22} cosine {cos:.3f}  changed {changed:.2f}  kept " + " ".join(f"{v:.2f}" for v in kept)
+              + "  changed per kind " + " ".join(f"{v:.2f}" for v in per))
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m eval instruct", description=__doc__.split("\n\n")[0])
     p.add_argument("--set", choices=list(SEEDS), default="validation")
@@ -173,6 +234,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--theta", type=float, default=None, help="slerp amount for --slot prior, target (default 1.0: "
                    "the edit prior's amount in the workflow), diff, instr, weak (default 0.3)")
     p.add_argument("--edit-prior", default="", help="folder holding edit_prior/ for --slot prior (default: --model)")
+    p.add_argument("--clip-space", action="store_true", help="judge the edit prior alone in CLIP space (no drawing)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="")
     p.add_argument("--save-grid", default="", help="write source/edit pairs to this PNG")
@@ -183,6 +245,9 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(args.threads)
     cases = edit_set(args.set, args.n)
+    if args.clip_space:
+        clip_space(cases, Path(args.edit_prior or args.model), Path(args.bundle), args.theta)
+        return 0
     t0 = time.time()
     images = run_edits(cases, Path(args.model), Path(args.bundle), args.guidance, args.image_guidance, args.steps,
                        not args.no_upsample, slot=args.slot, theta=args.theta,
