@@ -3,12 +3,13 @@
 The executor is the only place with side effects. A run's bookkeeping — values so far, who still
 needs them, lazy inputs asked for, the events, the result — is a :class:`RunState`, and building
 a node's inputs and checking its outputs are functions, so another executor (a cluster one) uses
-the same steps. The local one walks the plan depth-first from the targets with an explicit stack
-(no recursion: a 100,000-node chain runs), looks every node up in the cache *before* evaluating
-its inputs (so a cached node's whole upstream is skipped), evaluates lazy inputs only when the
-node asks for them, and emits an event for every step. A failing node stops the run; nothing it
-produced is cached, and everything cached before stays valid. A run cancelled at any moment before
-it ends is ``cancelled``, even when the cancel came while its last node was running.
+the same steps. The local one first looks the needed nodes up in the cache, from the targets back
+(a cached node's whole upstream is skipped), then runs the misses in the plan's order, one loop
+with no per-node scheduling; a plan with lazy inputs is walked depth-first from the targets with an
+explicit stack (no recursion: a 100,000-node chain runs), evaluating a lazy input only when its
+node asks for it. Every step emits an event when someone listens. A failing node stops the run;
+nothing it produced is cached, and everything cached before stays valid. A run cancelled at any
+moment before it ends is ``cancelled``, even when the cancel came while its last node was running.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class RunState:
         self.values: dict[str, dict[str, Any]] = {}
         self.current: PlanNode | None = None
         self.looked_up: set[str] = set()  # nodes the cache missed this run: computed, not looked up again
+        self.repeated: set[str] = set()  # keys of several nodes to run: looked up again before each runs
         self.lazy_asked: dict[str, set[str]] = {}
         self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
         # Nobody listens: the per-node events are not built (a run's first and last events still are).
@@ -200,8 +202,55 @@ class LocalExecutor:
         return run.finish()
 
     def _walk(self, run: RunState) -> None:
-        """Evaluate the targets depth-first: a node is taken from the cache, or its missing inputs are
-        pushed, or (once they are there, and the lazy ones it asks for) it runs."""
+        if run.plan.lazy_links():
+            self._walk_depth_first(run)
+            return
+        cancel, cached = run.cancel, run.cached
+        for pn, entry in self._probe(run):
+            cancel.raise_if_cancelled()
+            if entry is not None:
+                cached(pn, entry)
+                continue
+            run.current = pn
+            if pn.key in run.repeated:  # an identical node ran earlier in this run: take its outputs
+                entry = self.cache.get(pn.key)
+                if entry is not None:
+                    cached(pn, entry)
+                    continue
+            self._run_node(run, pn, _NONE)
+
+    def _probe(self, run: RunState) -> list[tuple[PlanNode, CacheEntry | None]]:
+        """What the run does, in plan order: each needed node with its cache entry, or ``None`` to run it.
+
+        One pass from the targets back: a node is needed when a target or a node that runs reads it
+        (a cached node's upstream is not), and it is looked up in the cache once. Nodes that already
+        have a value (computed elsewhere) are neither looked up nor run. Keys that several nodes to
+        run share go to ``run.repeated``: the first of them runs, the others are looked up again.
+        """
+        plan, values, lookup = run.plan, run.values, self.cache.get
+        nodes = plan.nodes
+        needed = set(plan.targets)
+        steps: list[tuple[PlanNode, CacheEntry | None]] = []
+        keys: set[str] = set()
+        for nid in reversed(plan.order):
+            if nid not in needed or nid in values:
+                continue
+            pn = nodes[nid]
+            entry = lookup(pn.key)
+            steps.append((pn, entry))
+            if entry is None:
+                key = pn.key
+                if key in keys:
+                    run.repeated.add(key)
+                keys.add(key)
+                for src, _ in pn.links.values():
+                    needed.add(src)
+        steps.reverse()
+        return steps
+
+    def _walk_depth_first(self, run: RunState) -> None:
+        """Evaluate the targets depth-first (plans with lazy inputs): a node is taken from the cache, or
+        its missing inputs are pushed, or (once they are there, and the lazy ones it asks for) it runs."""
         stack = list(reversed(run.plan.targets))
         nodes, values, looked_up, cancel = run.plan.nodes, run.values, run.looked_up, run.cancel
         while stack:
@@ -218,12 +267,8 @@ class LocalExecutor:
                     stack.pop()
                     continue
                 looked_up.add(nid)
-            if pn.spec.lazy_ports:
-                lazy, asked = run.lazy_ports(pn)
-                missing = run.waiting_for(pn, lazy, asked)
-            else:  # most nodes (inline: this loop is the executor's overhead per node)
-                lazy, asked = [], _NONE
-                missing = [src for src, _ in pn.links.values() if src not in values]
+            lazy, asked = run.lazy_ports(pn)
+            missing = run.waiting_for(pn, lazy, asked)
             if missing:
                 stack.extend(reversed(dict.fromkeys(missing)))
                 continue

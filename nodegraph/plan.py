@@ -64,12 +64,13 @@ class Plan:
     run_nonce: str = ""
     snapshot: WorkflowSnapshot | None = field(default=None, repr=False, compare=False)
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _lazy: bool | None = field(default=None, repr=False, compare=False)
     _model: Workflow | None = field(default=None, init=False, repr=False, compare=False)
 
     def __init__(self, source: Workflow | WorkflowData | None = None, nodes: dict[str, PlanNode] | None = None,
                  order: list[str] | None = None, targets: list[str] | None = None, run_nonce: str = "",
-                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None, *,
-                 workflow: Workflow | None = None) -> None:
+                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None,
+                 _lazy: bool | None = None, *, workflow: Workflow | None = None) -> None:
         if workflow is not None:
             if source is not None and source is not workflow:
                 raise TypeError("Plan takes the validated workflow once: as source= or as workflow=, not both")
@@ -87,6 +88,7 @@ class Plan:
         self.run_nonce = run_nonce
         self.snapshot = snapshot
         self._consumers = _consumers
+        self._lazy = _lazy
         self._model = source if isinstance(source, Workflow) and snapshot is None else None
 
     @property
@@ -120,6 +122,14 @@ class Plan:
                     counts[src] = counts.get(src, 0) + 1
             self._consumers = counts
         return self._consumers
+
+    def lazy_links(self) -> bool:
+        """Whether a node of the plan has a linked lazy input (its source runs only if the node asks).
+        Computed once per plan and shared by its copies."""
+        if self._lazy is None:
+            self._lazy = any(pn.spec.lazy_ports and not pn.spec.lazy_ports.isdisjoint(pn.links)
+                             for pn in self.nodes.values())
+        return self._lazy
 
 
 _TAGS = {str: "s", int: "i", float: "f", bool: "b", type(None): "N"}  # scalar type -> its tag

@@ -74,6 +74,21 @@ def test_identical_subgraph_in_another_workflow_is_a_hit(engine):
     assert rec.ran == {"other"}
 
 
+def test_identical_nodes_of_one_workflow_run_once(engine):
+    wf = workflow(
+        a1=node("toy.const", value=1.0),
+        a2=node("toy.const", value=1.0),
+        left=node("toy.add", a=link("a1"), b=10.0),
+        right=node("toy.add", a=link("a2"), b=10.0),  # the same key as `left`
+        join=node("toy.add", a=link("left"), b=link("right")),
+        out=node("toy.sink", value=link("join")),
+    )
+    result, rec = run(engine, wf)
+    assert result.ok and result.outputs["out"]["value"] == 22.0
+    assert rec.ran == {"a1", "left", "join", "out"}
+    assert "right" in rec.cached  # its twin ran first in the same run
+
+
 def test_only_ancestors_of_outputs_run(engine):
     wf = diamond()
     wf["nodes"]["unused"] = node("toy.add", a=link("a"), b=1.0)
@@ -88,13 +103,15 @@ def test_running_a_chosen_node(engine):
     assert result.outputs == {"left": {"value": 11.0}}
 
 
-def test_order_is_deterministic(engine, settings):
+def test_nodes_run_in_the_plans_order(engine, settings):
     orders = []
     for _ in range(2):
         eng = Engine.from_settings(settings)
-        _, rec = run(eng, diamond())
+        result, rec = run(eng, diamond())
         orders.append(rec.nodes("node_started"))
-    assert orders[0] == orders[1] == ["a", "left", "b", "right", "join", "out"]
+        assert result.executed == orders[-1] == eng.plan(diamond()).order
+    # docs/workflows.md: of the nodes whose inputs are ready, the one written first comes next
+    assert orders[0] == orders[1] == ["a", "b", "left", "right", "join", "out"]
 
 
 def test_lazy_input_skips_the_unused_branch(engine):
