@@ -39,7 +39,7 @@ from .events import (
     RunFinished,
     RunStarted,
 )
-from .heap import heap_frozen
+from .heap import heap_frozen, refreeze
 from .modelstore import ModelStore
 from .node import Node
 from .plan import Plan, PlanNode
@@ -79,6 +79,7 @@ def _ignore(_: Any) -> None:
 
 
 _NONE: frozenset[str] = frozenset()
+_REFREEZE = 4096  # steps of a run between two refreezes of the heap
 
 
 class _InputError(NodeExecutionError):
@@ -205,19 +206,22 @@ class LocalExecutor:
         if run.plan.lazy_links():
             self._walk_depth_first(run)
             return
-        cancel, cached = run.cancel, run.cached
-        for pn, entry in self._probe(run):
-            cancel.raise_if_cancelled()
-            if entry is not None:
-                cached(pn, entry)
-                continue
-            run.current = pn
-            if pn.key in run.repeated:  # an identical node ran earlier in this run: take its outputs
-                entry = self.cache.get(pn.key)
+        cancel, cached, steps = run.cancel, run.cached, self._probe(run)
+        for start in range(0, len(steps), _REFREEZE):
+            if start:
+                refreeze()  # what the run keeps so far: out of the collector's reach (see heap.py)
+            for pn, entry in steps[start:start + _REFREEZE]:
+                cancel.raise_if_cancelled()
                 if entry is not None:
                     cached(pn, entry)
                     continue
-            self._run_node(run, pn, _NONE)
+                run.current = pn
+                if pn.key in run.repeated:  # an identical node ran earlier in this run: take its outputs
+                    entry = self.cache.get(pn.key)
+                    if entry is not None:
+                        cached(pn, entry)
+                        continue
+                self._run_node(run, pn, _NONE)
 
     def _probe(self, run: RunState) -> list[tuple[PlanNode, CacheEntry | None]]:
         """What the run does, in plan order: each needed node with its cache entry, or ``None`` to run it.

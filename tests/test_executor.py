@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 from helpers import Recorder, chain, link, node, workflow
@@ -278,6 +279,28 @@ def test_100k_node_chain_runs_without_recursion(engine):
     # and a fully cached re-run touches only the output node
     _, rec = run(engine, chain(100_000))
     assert rec.ran == set() and rec.cached == {"out"}
+
+
+def test_a_long_run_leaves_the_heap_unfrozen_and_collects_its_garbage_after(engine):
+    import gc
+
+    from nodegraph.heap import refreeze
+
+    class Cycle:
+        pass
+
+    before = gc.get_freeze_count()
+    refreeze()  # outside a run: freezes nothing
+    assert gc.get_freeze_count() == before
+    garbage = Cycle()
+    garbage.me = garbage
+    probe = weakref.ref(garbage)
+    del garbage  # cyclic garbage, alive until a collection finds it
+    result, rec = run(engine, chain(3 * 4096))  # several refreezes while it runs
+    assert result.ok and len(rec.ran) == 3 * 4096 + 1
+    assert gc.get_freeze_count() == before  # the heap is given back to the collector
+    gc.collect()
+    assert probe() is None
 
 
 def test_output_dir_is_part_of_output_node_keys(engine, tmp_path):
