@@ -79,6 +79,12 @@ def _ignore(_: Any) -> None:
 
 
 _NONE: frozenset[str] = frozenset()
+# The per-node events, built as ``Model.model_validate(dict)`` builds them, without the Python layers
+# of ``Model(**kwargs)`` (two of them for every node run when someone listens).
+_clock = time.perf_counter
+_node_started = NodeStarted.__pydantic_validator__.validate_python
+_node_completed = NodeCompleted.__pydantic_validator__.validate_python
+_node_cached = NodeCached.__pydantic_validator__.validate_python
 _REFREEZE = 4096  # steps of a run between two refreezes of the heap
 
 
@@ -136,13 +142,14 @@ class RunState:
         """``pn``'s outputs came from the cache."""
         self._done(pn, entry.outputs, entry.ui, self.result.cached)
         if not self.quiet:
-            self.sink(NodeCached(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, ui=entry.ui))
+            self.sink(_node_cached({"run_id": self.run_id, "node": pn.id, "type": pn.spec.type_id, "ui": entry.ui}))
 
     def completed(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], duration: float) -> None:
         """``pn`` ran and produced ``outputs``."""
         self._done(pn, outputs, ui, self.result.executed)
         if not self.quiet:
-            self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
+            self.sink(_node_completed({"run_id": self.run_id, "node": pn.id, "type": pn.spec.type_id,
+                                       "duration": duration, "ui": ui}))
         self.current = None
 
     def _done(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], kind: list[str]) -> None:
@@ -234,21 +241,28 @@ class LocalExecutor:
         plan, values, lookup = run.plan, run.values, self.cache.get
         nodes = plan.nodes
         needed = set(plan.targets)
+        pending = len(needed)  # needed nodes not reached yet: none left, the scan stops
         steps: list[tuple[PlanNode, CacheEntry | None]] = []
         keys: set[str] = set()
         for nid in reversed(plan.order):
-            if nid not in needed or nid in values:
+            if nid not in needed:
                 continue
-            pn = nodes[nid]
-            entry = lookup(pn.key)
-            steps.append((pn, entry))
-            if entry is None:
-                key = pn.key
-                if key in keys:
-                    run.repeated.add(key)
-                keys.add(key)
-                for src, _ in pn.links.values():
-                    needed.add(src)
+            pending -= 1
+            if nid not in values:
+                pn = nodes[nid]
+                entry = lookup(pn.key)
+                steps.append((pn, entry))
+                if entry is None:
+                    key = pn.key
+                    if key in keys:
+                        run.repeated.add(key)
+                    keys.add(key)
+                    for src, _ in pn.links.values():
+                        if src not in needed:
+                            needed.add(src)
+                            pending += 1
+            if not pending:
+                break
         steps.reverse()
         return steps
 
@@ -303,18 +317,20 @@ class LocalExecutor:
         return bool(new)
 
     def _run_node(self, run: RunState, pn: PlanNode, unevaluated: AbstractSet[str]) -> None:
-        node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
+        spec = pn.spec
+        node = run.instances.pop(pn.id, None) if run.instances else None  # asked for its lazy inputs
         if node is None:
-            node = pn.spec.cls()
-        if self.settings.threads is not None:
-            apply_torch_threads(self.settings.threads)
+            node = spec.cls()
+        threads = self.settings.threads
+        if threads is not None:
+            apply_torch_threads(threads)
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
         if not run.quiet:
-            run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
-        t0 = time.perf_counter()
+            run.sink(_node_started({"run_id": run.run_id, "node": pn.id, "type": spec.type_id}))
+        t0 = _clock()
         outputs = node_outputs(pn, node.run(inputs, ctx))
-        self._store(run, pn, outputs, ctx.ui, time.perf_counter() - t0)
+        self._store(run, pn, outputs, ctx.ui, _clock() - t0)
 
     def _store(self, run: RunState, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any],
                duration: float) -> None:
@@ -359,6 +375,8 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
     spec = pn.spec
     if isinstance(result, spec.cls.Outputs):
         fields = result.__dict__  # the model's field values (read once: a model's attributes are slow)
+        if fields.keys() == spec.outputs.keys():  # the usual case: exactly the declared outputs
+            return fields.copy()
         return {name: fields[name] for name in spec.outputs}
     if isinstance(result, dict):
         missing = [n for n in spec.outputs if n not in result]
