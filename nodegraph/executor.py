@@ -306,7 +306,8 @@ class LocalExecutor:
         if make is None:
             make = run.make_context = context_factory(run_id=run.run_id, settings=self.settings, models=self.models,
                                                       cancel=run.cancel, sink=run.sink, output_dir=run.output_dir)
-        return make(pn.id, pn.spec.type_id, run.workflow_json if pn.spec.output_node else None)
+        spec = pn.spec
+        return make(pn.id, spec.type_id, run.workflow_json if spec.cls.output_node else None)
 
     def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
         """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""
