@@ -254,6 +254,8 @@ def _needed(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str]
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
+    if len(needed) == len(order):  # every node is needed (the usual workflow): the order as it is
+        return list(order), consumers
     return [n for n in order if n in needed], consumers
 
 
