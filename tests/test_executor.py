@@ -47,6 +47,17 @@ def test_a_run_without_a_sink_gives_the_same_result(settings):
     assert len(rec.nodes("node_started")) == len(rec.nodes("node_completed")) == 6  # with a sink: every event
 
 
+def test_node_events_are_the_models_their_constructors_build(engine):
+    _, first = run(engine, diamond())
+    _, again = run(engine, diamond())
+    events = [e for e in [*first, *again] if e.event in ("node_started", "node_completed", "node_cached")]
+    assert {e.event for e in events} == {"node_started", "node_completed", "node_cached"}
+    for e in events:
+        built = type(e)(**{name: getattr(e, name) for name in e.model_fields_set})
+        assert built.model_fields_set == e.model_fields_set
+        assert built.model_dump(mode="json", exclude={"t"}) == e.model_dump(mode="json", exclude={"t"})
+
+
 def test_identical_rerun_executes_nothing(engine):
     run(engine, diamond())
     result, rec = run(engine, diamond())
