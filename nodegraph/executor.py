@@ -3,12 +3,13 @@
 The executor is the only place with side effects. A run's bookkeeping — values so far, who still
 needs them, lazy inputs asked for, the events, the result — is a :class:`RunState`, and building
 a node's inputs and checking its outputs are functions, so another executor (a cluster one) uses
-the same steps. The local one walks the plan depth-first from the targets with an explicit stack
-(no recursion: a 100,000-node chain runs), looks every node up in the cache *before* evaluating
-its inputs (so a cached node's whole upstream is skipped), evaluates lazy inputs only when the
-node asks for them, and emits an event for every step. A failing node stops the run; nothing it
-produced is cached, and everything cached before stays valid. A run cancelled at any moment before
-it ends is ``cancelled``, even when the cancel came while its last node was running.
+the same steps. The local one first looks the needed nodes up in the cache, from the targets back
+(a cached node's whole upstream is skipped), then runs the misses in the plan's order, one loop
+with no per-node scheduling; a plan with lazy inputs is walked depth-first from the targets with an
+explicit stack (no recursion: a 100,000-node chain runs), evaluating a lazy input only when its
+node asks for it. Every step emits an event when someone listens. A failing node stops the run;
+nothing it produced is cached, and everything cached before stays valid. A run cancelled at any
+moment before it ends is ``cancelled``, even when the cancel came while its last node was running.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .events import (
     RunFinished,
     RunStarted,
 )
-from .heap import heap_frozen
+from .heap import heap_frozen, refreeze
 from .modelstore import ModelStore
 from .node import Node
 from .plan import Plan, PlanNode
@@ -78,6 +79,13 @@ def _ignore(_: Any) -> None:
 
 
 _NONE: frozenset[str] = frozenset()
+# The per-node events, built as ``Model.model_validate(dict)`` builds them, without the Python layers
+# of ``Model(**kwargs)`` (two of them for every node run when someone listens).
+_clock = time.perf_counter
+_node_started = NodeStarted.__pydantic_validator__.validate_python
+_node_completed = NodeCompleted.__pydantic_validator__.validate_python
+_node_cached = NodeCached.__pydantic_validator__.validate_python
+_REFREEZE = 4096  # steps of a run between two refreezes of the heap
 
 
 class _InputError(NodeExecutionError):
@@ -99,6 +107,7 @@ class RunState:
         self.values: dict[str, dict[str, Any]] = {}
         self.current: PlanNode | None = None
         self.looked_up: set[str] = set()  # nodes the cache missed this run: computed, not looked up again
+        self.repeated: set[str] = set()  # keys of several nodes to run: looked up again before each runs
         self.lazy_asked: dict[str, set[str]] = {}
         self.instances: dict[str, Node] = {}  # a node asked for lazy inputs runs on the same instance
         # Nobody listens: the per-node events are not built (a run's first and last events still are).
@@ -133,13 +142,14 @@ class RunState:
         """``pn``'s outputs came from the cache."""
         self._done(pn, entry.outputs, entry.ui, self.result.cached)
         if not self.quiet:
-            self.sink(NodeCached(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, ui=entry.ui))
+            self.sink(_node_cached({"run_id": self.run_id, "node": pn.id, "type": pn.spec.type_id, "ui": entry.ui}))
 
     def completed(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], duration: float) -> None:
         """``pn`` ran and produced ``outputs``."""
         self._done(pn, outputs, ui, self.result.executed)
         if not self.quiet:
-            self.sink(NodeCompleted(run_id=self.run_id, node=pn.id, type=pn.spec.type_id, duration=duration, ui=ui))
+            self.sink(_node_completed({"run_id": self.run_id, "node": pn.id, "type": pn.spec.type_id,
+                                       "duration": duration, "ui": ui}))
         self.current = None
 
     def _done(self, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any], kind: list[str]) -> None:
@@ -200,8 +210,65 @@ class LocalExecutor:
         return run.finish()
 
     def _walk(self, run: RunState) -> None:
-        """Evaluate the targets depth-first: a node is taken from the cache, or its missing inputs are
-        pushed, or (once they are there, and the lazy ones it asks for) it runs."""
+        if run.plan.lazy_links():
+            self._walk_depth_first(run)
+            return
+        cancel, cached, steps = run.cancel, run.cached, self._probe(run)
+        for start in range(0, len(steps), _REFREEZE):
+            if start:
+                refreeze()  # what the run keeps so far: out of the collector's reach (see heap.py)
+            for pn, entry in steps[start:start + _REFREEZE]:
+                cancel.raise_if_cancelled()
+                if entry is not None:
+                    cached(pn, entry)
+                    continue
+                run.current = pn
+                if pn.key in run.repeated:  # an identical node ran earlier in this run: take its outputs
+                    entry = self.cache.get(pn.key)
+                    if entry is not None:
+                        cached(pn, entry)
+                        continue
+                self._run_node(run, pn, _NONE)
+
+    def _probe(self, run: RunState) -> list[tuple[PlanNode, CacheEntry | None]]:
+        """What the run does, in plan order: each needed node with its cache entry, or ``None`` to run it.
+
+        One pass from the targets back: a node is needed when a target or a node that runs reads it
+        (a cached node's upstream is not), and it is looked up in the cache once. Nodes that already
+        have a value (computed elsewhere) are neither looked up nor run. Keys that several nodes to
+        run share go to ``run.repeated``: the first of them runs, the others are looked up again.
+        """
+        plan, values, lookup = run.plan, run.values, self.cache.get
+        nodes = plan.nodes
+        needed = set(plan.targets)
+        pending = len(needed)  # needed nodes not reached yet: none left, the scan stops
+        steps: list[tuple[PlanNode, CacheEntry | None]] = []
+        keys: set[str] = set()
+        for nid in reversed(plan.order):
+            if nid not in needed:
+                continue
+            pending -= 1
+            if nid not in values:
+                pn = nodes[nid]
+                entry = lookup(pn.key)
+                steps.append((pn, entry))
+                if entry is None:
+                    key = pn.key
+                    if key in keys:
+                        run.repeated.add(key)
+                    keys.add(key)
+                    for src, _ in pn.links.values():
+                        if src not in needed:
+                            needed.add(src)
+                            pending += 1
+            if not pending:
+                break
+        steps.reverse()
+        return steps
+
+    def _walk_depth_first(self, run: RunState) -> None:
+        """Evaluate the targets depth-first (plans with lazy inputs): a node is taken from the cache, or
+        its missing inputs are pushed, or (once they are there, and the lazy ones it asks for) it runs."""
         stack = list(reversed(run.plan.targets))
         nodes, values, looked_up, cancel = run.plan.nodes, run.values, run.looked_up, run.cancel
         while stack:
@@ -218,12 +285,8 @@ class LocalExecutor:
                     stack.pop()
                     continue
                 looked_up.add(nid)
-            if pn.spec.lazy_ports:
-                lazy, asked = run.lazy_ports(pn)
-                missing = run.waiting_for(pn, lazy, asked)
-            else:  # most nodes (inline: this loop is the executor's overhead per node)
-                lazy, asked = [], _NONE
-                missing = [src for src, _ in pn.links.values() if src not in values]
+            lazy, asked = run.lazy_ports(pn)
+            missing = run.waiting_for(pn, lazy, asked)
             if missing:
                 stack.extend(reversed(dict.fromkeys(missing)))
                 continue
@@ -243,7 +306,8 @@ class LocalExecutor:
         if make is None:
             make = run.make_context = context_factory(run_id=run.run_id, settings=self.settings, models=self.models,
                                                       cancel=run.cancel, sink=run.sink, output_dir=run.output_dir)
-        return make(pn.id, pn.spec.type_id, run.workflow_json if pn.spec.output_node else None)
+        spec = pn.spec
+        return make(pn.id, spec.type_id, run.workflow_json if spec.cls.output_node else None)
 
     def _asks_for_more(self, run: RunState, pn: PlanNode, lazy: list[str], asked: set[str]) -> bool:
         """Ask the node which lazy inputs it needs given the others; True when it wants new ones."""
@@ -254,18 +318,20 @@ class LocalExecutor:
         return bool(new)
 
     def _run_node(self, run: RunState, pn: PlanNode, unevaluated: AbstractSet[str]) -> None:
-        node = run.instances.pop(pn.id, None)  # the one asked for its lazy inputs, if it was
+        spec = pn.spec
+        node = run.instances.pop(pn.id, None) if run.instances else None  # asked for its lazy inputs
         if node is None:
-            node = pn.spec.cls()
-        if self.settings.threads is not None:
-            apply_torch_threads(self.settings.threads)
+            node = spec.cls()
+        threads = self.settings.threads
+        if threads is not None:
+            apply_torch_threads(threads)
         inputs = node_inputs(pn, run.values, unevaluated)
         ctx = self._context(run, pn)
         if not run.quiet:
-            run.sink(NodeStarted(run_id=run.run_id, node=pn.id, type=pn.spec.type_id))
-        t0 = time.perf_counter()
+            run.sink(_node_started({"run_id": run.run_id, "node": pn.id, "type": spec.type_id}))
+        t0 = _clock()
         outputs = node_outputs(pn, node.run(inputs, ctx))
-        self._store(run, pn, outputs, ctx.ui, time.perf_counter() - t0)
+        self._store(run, pn, outputs, ctx.ui, _clock() - t0)
 
     def _store(self, run: RunState, pn: PlanNode, outputs: dict[str, Any], ui: dict[str, Any],
                duration: float) -> None:
@@ -310,6 +376,8 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
     spec = pn.spec
     if isinstance(result, spec.cls.Outputs):
         fields = result.__dict__  # the model's field values (read once: a model's attributes are slow)
+        if fields.keys() == spec.outputs.keys():  # the usual case: exactly the declared outputs
+            return fields.copy()
         return {name: fields[name] for name in spec.outputs}
     if isinstance(result, dict):
         missing = [n for n in spec.outputs if n not in result]

@@ -238,7 +238,7 @@ class NodeSpec:
     def link_checks(self) -> dict[str, Callable[[Any], Any] | None]:
         """Per input, in the ``Inputs`` model's field order: what checks a value arriving on a link
         (:meth:`PortSpec.validate_value`), or ``None`` for a link-only port (any object passes)."""
-        return {name: None if p.type.link_only else p.validate_value for name, p in self.inputs.items()}
+        return {name: None if p.type.link_only else _link_check(p) for name, p in self.inputs.items()}
 
     @functools.cached_property
     def file_ports(self) -> tuple[str, ...]:
@@ -268,6 +268,17 @@ class NodeSpec:
         from .catalogue import NodeSchema
 
         return NodeSchema.of(self).model_dump(mode="json", exclude_unset=True)
+
+
+def _link_check(port: PortSpec) -> Callable[[Any], Any]:
+    """:meth:`PortSpec.validate_value` of a widget port, with its quick check bound once (it runs for
+    every linked widget value of every node run)."""
+    quick, validate = port.quick, port.validate_value
+
+    def check(value: Any) -> Any:
+        return value if quick(value) else validate(value)
+
+    return check
 
 
 def _dim(dim: Dim, values: dict[str, Any]) -> int:

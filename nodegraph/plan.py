@@ -64,12 +64,13 @@ class Plan:
     run_nonce: str = ""
     snapshot: WorkflowSnapshot | None = field(default=None, repr=False, compare=False)
     _consumers: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _lazy: bool | None = field(default=None, repr=False, compare=False)
     _model: Workflow | None = field(default=None, init=False, repr=False, compare=False)
 
     def __init__(self, source: Workflow | WorkflowData | None = None, nodes: dict[str, PlanNode] | None = None,
                  order: list[str] | None = None, targets: list[str] | None = None, run_nonce: str = "",
-                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None, *,
-                 workflow: Workflow | None = None) -> None:
+                 snapshot: WorkflowSnapshot | None = None, _consumers: dict[str, int] | None = None,
+                 _lazy: bool | None = None, *, workflow: Workflow | None = None) -> None:
         if workflow is not None:
             if source is not None and source is not workflow:
                 raise TypeError("Plan takes the validated workflow once: as source= or as workflow=, not both")
@@ -87,6 +88,7 @@ class Plan:
         self.run_nonce = run_nonce
         self.snapshot = snapshot
         self._consumers = _consumers
+        self._lazy = _lazy
         self._model = source if isinstance(source, Workflow) and snapshot is None else None
 
     @property
@@ -120,6 +122,14 @@ class Plan:
                     counts[src] = counts.get(src, 0) + 1
             self._consumers = counts
         return self._consumers
+
+    def lazy_links(self) -> bool:
+        """Whether a node of the plan has a linked lazy input (its source runs only if the node asks).
+        Computed once per plan and shared by its copies."""
+        if self._lazy is None:
+            self._lazy = any(pn.spec.lazy_ports and not pn.spec.lazy_ports.isdisjoint(pn.links)
+                             for pn in self.nodes.values())
+        return self._lazy
 
 
 _TAGS = {str: "s", int: "i", float: "f", bool: "b", type(None): "N"}  # scalar type -> its tag
@@ -174,13 +184,16 @@ def _make_plan(source: Any, registry: Registry, wanted: list[str] | None, output
     if analysis is None or issues:
         raise WorkflowInvalid(issues or [Issue(code="invalid_workflow", message="not a workflow")])
     nonce = run_nonce if run_nonce is not None else uuid.uuid4().hex
+    specs, all_links, all_literals = analysis.specs, analysis.links, analysis.literals
     if wanted is None:
-        wanted = [nid for nid, spec in analysis.specs.items() if spec.output_node]
-    order, consumers = _needed(analysis.links, analysis.order, wanted)
+        wanted = [nid for nid, spec in specs.items() if spec.cls.output_node]
+    order, consumers = _needed(all_links, analysis.order, wanted)
     nodes: dict[str, PlanNode] = {}
     for nid in order:
-        spec, links = analysis.specs[nid], analysis.links[nid]
-        nodes[nid] = PlanNode(nid, spec, with_defaults(spec, analysis.literals[nid], links), links)
+        spec, links, literals = specs[nid], all_links[nid], all_literals[nid]
+        if len(literals) + len(links) != len(spec.inputs):  # an optional input left out: its default
+            literals = with_defaults(spec, literals, links)
+        nodes[nid] = PlanNode(nid, spec, literals, links)
     _set_keys(nodes.values(), output_dir, nonce, files)
     return Plan(source=analysis.source, nodes=nodes, order=order, targets=wanted, run_nonce=nonce,
                 snapshot=None if snapshot is None else WorkflowSnapshot(snapshot, analysis.upgraded),
@@ -205,19 +218,19 @@ def rekeyed(plan: Plan, *, output_dir: str = "", run_nonce: str | None = None,
 def _set_keys(nodes: Iterable[PlanNode], output_dir: str, nonce: str, files: FingerprintContext | None) -> None:
     """Compute each node's key, in topological order (a node's key needs its sources' keys)."""
     keys: dict[str, str] = {}
-    prefixes: dict[str, str] = {}  # type id -> the key's first parts (once per node type)
+    kinds: dict[str, tuple[str, bool, str | None]] = {}  # type id -> key prefix, volatile, output dir
+    key = _key
     for pn in nodes:
         spec = pn.spec
-        cls = spec.cls
-        prefix = prefixes.get(spec.type_id)
-        if prefix is None:
-            prefix = prefixes[spec.type_id] = _prefix(spec)
+        kind = kinds.get(spec.type_id)
+        if kind is None:  # once per node type
+            kind = kinds[spec.type_id] = (_prefix(spec), spec.cls.volatile, output_dir if spec.cls.output_node else None)
+        prefix, volatile, out = kind
         fingerprint = None
-        if cls.volatile:
+        if volatile:
             fingerprint = _fingerprint(spec, pn.literals, files)
             fingerprint = nonce if fingerprint is None else fingerprint
-        keys[pn.id] = pn.key = _key(prefix, pn.literals, pn.links, keys, fingerprint,
-                                    output_dir if cls.output_node else None)
+        keys[pn.id] = pn.key = key(prefix, pn.literals, pn.links, keys, fingerprint, out)
 
 
 def needed_in_order(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str],
@@ -241,6 +254,8 @@ def _needed(links: Mapping[str, Mapping[str, tuple[str, str]]], order: list[str]
             if pred not in needed:
                 needed.add(pred)
                 frontier.append(pred)
+    if len(needed) == len(order):  # every node is needed (the usual workflow): the order as it is
+        return list(order), consumers
     return [n for n in order if n in needed], consumers
 
 

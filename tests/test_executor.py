@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 from helpers import Recorder, chain, link, node, workflow
@@ -46,6 +47,17 @@ def test_a_run_without_a_sink_gives_the_same_result(settings):
     assert len(rec.nodes("node_started")) == len(rec.nodes("node_completed")) == 6  # with a sink: every event
 
 
+def test_node_events_are_the_models_their_constructors_build(engine):
+    _, first = run(engine, diamond())
+    _, again = run(engine, diamond())
+    events = [e for e in [*first, *again] if e.event in ("node_started", "node_completed", "node_cached")]
+    assert {e.event for e in events} == {"node_started", "node_completed", "node_cached"}
+    for e in events:
+        built = type(e)(**{name: getattr(e, name) for name in e.model_fields_set})
+        assert built.model_fields_set == e.model_fields_set
+        assert built.model_dump(mode="json", exclude={"t"}) == e.model_dump(mode="json", exclude={"t"})
+
+
 def test_identical_rerun_executes_nothing(engine):
     run(engine, diamond())
     result, rec = run(engine, diamond())
@@ -74,6 +86,21 @@ def test_identical_subgraph_in_another_workflow_is_a_hit(engine):
     assert rec.ran == {"other"}
 
 
+def test_identical_nodes_of_one_workflow_run_once(engine):
+    wf = workflow(
+        a1=node("toy.const", value=1.0),
+        a2=node("toy.const", value=1.0),
+        left=node("toy.add", a=link("a1"), b=10.0),
+        right=node("toy.add", a=link("a2"), b=10.0),  # the same key as `left`
+        join=node("toy.add", a=link("left"), b=link("right")),
+        out=node("toy.sink", value=link("join")),
+    )
+    result, rec = run(engine, wf)
+    assert result.ok and result.outputs["out"]["value"] == 22.0
+    assert rec.ran == {"a1", "left", "join", "out"}
+    assert "right" in rec.cached  # its twin ran first in the same run
+
+
 def test_only_ancestors_of_outputs_run(engine):
     wf = diamond()
     wf["nodes"]["unused"] = node("toy.add", a=link("a"), b=1.0)
@@ -88,13 +115,15 @@ def test_running_a_chosen_node(engine):
     assert result.outputs == {"left": {"value": 11.0}}
 
 
-def test_order_is_deterministic(engine, settings):
+def test_nodes_run_in_the_plans_order(engine, settings):
     orders = []
     for _ in range(2):
         eng = Engine.from_settings(settings)
-        _, rec = run(eng, diamond())
+        result, rec = run(eng, diamond())
         orders.append(rec.nodes("node_started"))
-    assert orders[0] == orders[1] == ["a", "left", "b", "right", "join", "out"]
+        assert result.executed == orders[-1] == eng.plan(diamond()).order
+    # docs/workflows.md: of the nodes whose inputs are ready, the one written first comes next
+    assert orders[0] == orders[1] == ["a", "b", "left", "right", "join", "out"]
 
 
 def test_lazy_input_skips_the_unused_branch(engine):
@@ -261,6 +290,28 @@ def test_100k_node_chain_runs_without_recursion(engine):
     # and a fully cached re-run touches only the output node
     _, rec = run(engine, chain(100_000))
     assert rec.ran == set() and rec.cached == {"out"}
+
+
+def test_a_long_run_leaves_the_heap_unfrozen_and_collects_its_garbage_after(engine):
+    import gc
+
+    from nodegraph.heap import refreeze
+
+    class Cycle:
+        pass
+
+    before = gc.get_freeze_count()
+    refreeze()  # outside a run: freezes nothing
+    assert gc.get_freeze_count() == before
+    garbage = Cycle()
+    garbage.me = garbage
+    probe = weakref.ref(garbage)
+    del garbage  # cyclic garbage, alive until a collection finds it
+    result, rec = run(engine, chain(3 * 4096))  # several refreezes while it runs
+    assert result.ok and len(rec.ran) == 3 * 4096 + 1
+    assert gc.get_freeze_count() == before  # the heap is given back to the collector
+    gc.collect()
+    assert probe() is None
 
 
 def test_output_dir_is_part_of_output_node_keys(engine, tmp_path):
