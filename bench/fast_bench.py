@@ -111,10 +111,22 @@ def with_lora(wf: dict, lora: str) -> dict:
     return wf
 
 
+def _take_full_node(wf: dict, full: dict, node: str) -> None:
+    """Give `wf`'s NODE the type, version and inputs it has in `full` (in its place, so seeds follow the
+    same order), with the nodes it links to that `wf` lacks (the full path's 64 px upsampler loader)."""
+    wf["nodes"][node] = {**wf["nodes"][node], **copy.deepcopy(
+        {k: full["nodes"][node][k] for k in ("type", "version", "inputs")})}
+    for value in full["nodes"][node]["inputs"].values():
+        source = value.get("from") if isinstance(value, dict) else None
+        if source is not None and source not in wf["nodes"]:
+            wf["nodes"] = {source: copy.deepcopy(full["nodes"][source]), **wf["nodes"]}
+            _take_full_node(wf, full, source)
+
+
 def variant(fast: dict, full: dict, spec: str) -> dict:
     """The few-step workflow `fast` changed by `spec`, comma-separated items applied in order:
-    `full:NODE` gives NODE the inputs it has in the full-step twin `full` (links included, so
-    `full:decoder` also drops the LoRA), `NODE.PORT=VALUE` sets one input (VALUE parsed as JSON when it
+    `full:NODE` gives NODE the type and inputs it has in the full-step twin `full` (links included, so
+    `full:decoder` also drops the LoRA and `full:upsample` brings the 64 px upsampler and its loader), `NODE.PORT=VALUE` sets one input (VALUE parsed as JSON when it
     parses), anything else is a LoRA for the Load LoRA node (`none`, a name or a .safetensors path).
     Items naming a node the workflow lacks (the variation workflow has no prior) are skipped."""
     wf = copy.deepcopy(fast)
@@ -124,7 +136,7 @@ def variant(fast: dict, full: dict, spec: str) -> dict:
             if node in wf["nodes"] and node not in full["nodes"]:
                 raise SystemExit(f"--variant {spec!r}: the full-step workflow has no node {node!r}")
             if node in wf["nodes"]:
-                wf["nodes"][node]["inputs"] = copy.deepcopy(full["nodes"][node]["inputs"])
+                _take_full_node(wf, full, node)
         elif "=" in item:
             target, value = item.split("=", 1)
             node, _, port = target.partition(".")
@@ -168,6 +180,22 @@ def quality(models: Path | None, threads: int, n: int, variations: int, prompt_s
                 f"{row} " + " ".join(f"{a} {r[a]:.2f}" for a in attrs if a in r)
                 for row, attrs in QUALITY_ROWS.items() if (r := out[name].get(row))), flush=True)
     return out
+
+
+def dump_verdicts(q: dict[str, dict], path: Path) -> None:
+    """Every judged image as one JSON line: path, row, index, what the prompt named, what the analyser
+    read and the measurements behind it (radius against the size split, background RGB, template IoU),
+    so that misses near a threshold can be told from misses far from it."""
+    with path.open("w", encoding="utf-8") as f:
+        for name, report in q.items():
+            for row, verdicts in report["verdicts"].items():
+                for i, v in enumerate(verdicts):
+                    a = v.analysis
+                    f.write(json.dumps({
+                        "path": name, "row": row, "index": i, "named": v.named, "read": a.attributes(),
+                        "radius": a.radius, "center": a.center, "area": a.area, "shape_iou": a.shape_iou,
+                        "color_rgb": a.color_rgb, "background_rgb": a.background_rgb,
+                        "background_distance": v.background_distance, "stray": v.stray, "clean": v.clean}) + "\n")
 
 
 def print_latency(lat: dict[str, dict[str, float]], count: int) -> None:
@@ -259,6 +287,8 @@ def main() -> int:
                    "the reference (full: text2image.json + variation.json; fast: their _fast twins)")
     p.add_argument("--pairs", type=int, default=None, help="prompts in the held-out pairs row (default: "
                    "--quality; 0 skips the row)")
+    p.add_argument("--dump", type=Path, default=None, metavar="FILE.jsonl",
+                   help="write every judged image's verdict and measurements, one JSON line each")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=SPEC",
                    help="another few-step path: the fast workflows changed by SPEC, comma-separated items: "
                    "a LoRA file (or 'none'), 'full:NODE' (that node as in the full-step workflow), "
@@ -285,6 +315,8 @@ def main() -> int:
         q = quality(args.models, args.threads, args.quality, args.variations, args.prompt_set, variants, shipped,
                     args.pairs)
         print_quality(q, args.prompt_set, args.quality, args.variations)
+        if args.dump is not None:
+            dump_verdicts(q, args.dump)
     if not args.no_engine:
         engine_figures(args.threads)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -125,3 +125,27 @@ def test_one_step_with_the_unclip_scheduler_is_a_clear_error_and_dpm_takes_one_s
         sch.timesteps(sch.make_scheduler(base), 1)
     assert len(sch.timesteps(sch.make_scheduler(base), 2)) == 2
     assert len(sch.timesteps(sch.make_scheduler(base, "dpm++"), 1)) == 1
+
+
+@pytest.mark.parametrize("fast", sorted(TWINS))
+@pytest.mark.parametrize("stage", ["prior", "decoder", "upsample", "upsample_256"])
+def test_a_bench_variant_with_one_stage_set_back_to_full_steps_is_a_valid_workflow(fast, stage, engine, settings):
+    import shutil
+
+    from bench.fast_bench import variant
+
+    (settings.input_dir / "examples").mkdir()
+    shutil.copy(ROOT / "input" / "examples" / "green_square.png", settings.input_dir / "examples")
+
+    wf = json.loads((ROOT / "workflows" / fast).read_text())
+    twin = json.loads((ROOT / "workflows" / TWINS[fast]).read_text())
+    out = variant(wf, twin, f"full:{stage}")
+    result = engine.validate(json.dumps(out))
+    assert result.valid, result.issues
+    if stage in wf["nodes"]:
+        assert {k: out["nodes"][stage][k] for k in ("type", "inputs")} == \
+            {k: twin["nodes"][stage][k] for k in ("type", "inputs")}
+    # seeds are set by node order, so the stages after the swapped one keep the full path's seeds
+    seeded = [k for k, v in out["nodes"].items() if "seed" in v["inputs"]]
+    if stage == "upsample":
+        assert seeded == [k for k, v in twin["nodes"].items() if "seed" in v["inputs"]]
