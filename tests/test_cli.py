@@ -308,3 +308,19 @@ def test_eval_finds_the_source_checkouts_evaluations_from_any_folder(tmp_path):
     assert proc.returncode == 2, proc.stderr
     available = proc.stderr.split("available: ", 1)[1].split(" (", 1)[0].split(", ")
     assert {"edit", "shapes", "text2image"} <= set(available) and available == sorted(available), proc.stderr
+
+
+def test_eval_progress_lines_reach_the_terminal(tmp_path):
+    # an evaluation configures logging itself (as under `python -m eval NAME`); the command must not
+    # have configured it first, or its basicConfig does nothing and its progress lines vanish
+    script = ("import logging, sys\n"
+              "from nodegraph import cli\n"
+              "def fake(args):\n"
+              "    logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+              "    logging.getLogger('eval.fake').info('progress 1 of 2')\n"
+              "    return 0\n"
+              "cli.cmd_eval = fake\n"
+              "sys.exit(cli.main(['eval', 'fake']))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "progress 1 of 2" in proc.stderr
