@@ -37,6 +37,7 @@ def main() -> int:
     import torch
     import torch.nn.functional as F
 
+    from eval.probes import fit_linear_probe
     from eval.shapes import Settings, Stack, _to_numpy
     from nodes.shapes import analyse, domain
     from nodes.unclip.models import sample_decoder, sample_prior, upsample
@@ -67,16 +68,8 @@ def main() -> int:
                          for a in attrs)
 
     def probe(x: torch.Tensor, labels: list[int], k: int):
-        y = torch.tensor(labels)
-        w = torch.zeros(x.shape[1], k, requires_grad=True)
-        b = torch.zeros(k, requires_grad=True)
-        opt = torch.optim.Adam([w, b], lr=0.05)
-        for _ in range(300):
-            loss = F.cross_entropy(x @ w * 10 + b, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return lambda z: (F.normalize(z, dim=-1) @ w.detach() * 10 + b.detach()).argmax(1).tolist()
+        w, b = fit_linear_probe(x, labels, k, steps=300)
+        return lambda z: (F.normalize(z, dim=-1) @ w * 10 + b).argmax(1).tolist()
 
     attrs = {"color": domain.COLORS, "shape": domain.SHAPES}
     train = domain.sample_scenes(11, 3000, "train")

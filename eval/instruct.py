@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from eval._judge import judge
+from eval.probes import fit_linear_probe
 from nodes.shapes import domain, edits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +165,6 @@ def attribute_probes(clip) -> dict:
     """Per attribute: a linear probe (weights (D, K), bias (K,), labels) on unit CLIP image embeddings of
     6,000 training-split and 2,000 held-out-combination renders (seeds 5, 6: neither set's scenes)."""
     import torch
-    import torch.nn.functional as F
 
     scenes = domain.sample_scenes(5, 6000, "train") + domain.sample_scenes(6, 2000, "heldout_combos")
     with torch.no_grad():
@@ -174,16 +174,8 @@ def attribute_probes(clip) -> dict:
     probes = {}
     for a in domain.ATTRIBUTES:
         labels = sorted({s.attributes()[a] for s in scenes})
-        y = torch.tensor([labels.index(s.attributes()[a]) for s in scenes])
-        w = torch.zeros(x.shape[1], len(labels), requires_grad=True)
-        b = torch.zeros(len(labels), requires_grad=True)
-        opt = torch.optim.Adam([w, b], lr=0.05)
-        for _ in range(400):
-            loss = F.cross_entropy(x @ w * 10 + b, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        probes[a] = (w.detach(), b.detach(), labels)
+        w, b = fit_linear_probe(x, [labels.index(s.attributes()[a]) for s in scenes], len(labels), steps=400)
+        probes[a] = (w, b, labels)
     return probes
 
 
