@@ -224,6 +224,23 @@ def test_node_checks_its_inputs(tmp_path, store):
 
 
 @pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
+def test_auto_factors_on_a_shapes_clip_and_passes_any_other_clip_on(tmp_path, store):
+    """The default workflows' method: a real checkpoint's CLIP (here a stand-in) is left alone, so the
+    workflow draws what the checkpoint's own pipeline draws; the shipped Shapes CLIP is factored."""
+    from nodes.shapes.textcolor import is_shapes_clip
+    from nodes.unclip.models import load_clip
+
+    clip = BagOfWordsClip()
+    cond = _conditioning(clip, ["there is a big star that is red, in the center"])
+    out, ctx = run(FactorColor, tmp_path, models=store, clip=ModelHandle(clip, "stand-in", "unclip.clip"),
+                   conditioning=cond, method="auto")
+    assert out.color == "" and out.conditioning is cond
+    assert "not a Shapes CLIP" in ctx.ui["text"][0]
+    assert not is_shapes_clip(clip)
+    if (MODEL / "clip").is_dir():
+        assert is_shapes_clip(load_clip(MODEL))
+
+
 def test_shipped_clip_reads_colours_of_held_out_pairs_and_none_where_none_is_named():
     from eval.shapes import prompt_set, prompt_set_without_color
     from nodes.shapes.textcolor import fit_text_color_map as fit

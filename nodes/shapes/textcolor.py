@@ -26,8 +26,22 @@ BATCH = 500
 NAMED = 0.33
 DEFAULT_STRENGTH = 2.0  # the trade measured on the shipped models: docs/editing.md
 MAX_WORDS = 3  # words "words" may drop from one prompt
-Method = Literal["words", "linear", "off"]
+Method = Literal["auto", "words", "linear", "off"]
 DEFAULT_METHOD: Method = "words"
+
+
+def is_shapes_clip(clip) -> bool:
+    """Whether `clip` has the Shapes CLIP's architecture (`nodes/unclip/models/shapes_clip.json`). The
+    maps here are fitted on Shapes captions and renders; on another CLIP (a real checkpoint's) method
+    "auto" leaves the prompt alone, so the workflow draws what the checkpoint's own pipeline draws."""
+    import json
+
+    from ..unclip.models.clip import CONFIG_FILE
+
+    cfg = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    return (getattr(clip, "kind", "") == "open_clip" and getattr(clip, "embed_dim", None) == cfg["embed_dim"]
+            and getattr(clip, "context_length", None) == cfg["text_cfg"]["context_length"]
+            and getattr(clip, "image_size", None) == cfg["vision_cfg"]["image_size"])
 
 
 @dataclass(frozen=True)
@@ -260,7 +274,9 @@ class FactorColor(Node):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
                                       "fitted on).")
         conditioning: CONDITIONING = Port(description="Encoded prompt (CLIP Text Encode).")
-        method: Method = Port(DEFAULT_METHOD, description="words: re-encode the prompt without the words that carry "
+        method: Method = Port(DEFAULT_METHOD, description="auto: words on a Shapes CLIP, off on any other (what the "
+                                                          "default workflows use); "
+                                                          "words: re-encode the prompt without the words that carry "
                                                           "its colour (found by the fitted read-out, not by a word "
                                                           "list); linear: move the encoding along the fitted colour "
                                                           "direction (no re-encoding; composes less well); off: "
@@ -289,7 +305,13 @@ class FactorColor(Node):
         enc = getattr(cond, "cond", None)
         if enc is None or not hasattr(enc, "hidden"):
             raise NodeExecutionError("conditioning: expected a CLIP Text Encode output; connect one")
-        if inputs.method == "off":  # nothing fitted, nothing moved: Recolour Embedding then passes on too
+        method = inputs.method
+        if method == "auto":
+            method = "words" if is_shapes_clip(inputs.clip.model) else "off"
+            if method == "off":
+                ctx.show(text=["method auto: not a Shapes CLIP, so the encoding is passed on as it is"])
+                return self.Outputs(conditioning=cond, color="")
+        if method == "off":  # nothing fitted, nothing moved: Recolour Embedding then passes on too
             ctx.show(text=["method off: the encoding is passed on as it is"])
             return self.Outputs(conditioning=cond, color="")
         clip = inputs.clip.model
@@ -304,11 +326,11 @@ class FactorColor(Node):
             raise NodeExecutionError("conditioning: it was encoded by another CLIP than the one connected; connect "
                                      "the CLIP model of the Text Encode node")
         texts = list(getattr(cond, "texts", ()))
-        if inputs.method == "words" and len(texts) != enc.embeds.shape[0]:
+        if method == "words" and len(texts) != enc.embeds.shape[0]:
             raise NodeExecutionError("conditioning: it does not carry its prompts' text, which method 'words' "
                                      "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
         with library_errors():
-            out, named, dropped = factor_encoding(tmap, clip, enc, texts, inputs.method, inputs.strength)
+            out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength)
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
         if dropped is not None and any(named):
