@@ -36,9 +36,9 @@ def is_shapes_clip(clip) -> bool:
     "auto" leaves the prompt alone, so the workflow draws what the checkpoint's own pipeline draws."""
     import json
 
-    from ..unclip.models.clip import CONFIG_FILE
+    from ..unclip.api import SHAPES_CLIP_CONFIG
 
-    cfg = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
+    cfg = json.loads(SHAPES_CLIP_CONFIG.read_text(encoding="utf-8"))
     return (getattr(clip, "kind", "") == "open_clip" and getattr(clip, "embed_dim", None) == cfg["embed_dim"]
             and getattr(clip, "context_length", None) == cfg["text_cfg"]["context_length"]
             and getattr(clip, "image_size", None) == cfg["vision_cfg"]["image_size"])

@@ -24,6 +24,7 @@ _LIBRARY = ("ARPriorModel", "PriorModel", "TextEncoding", "TransformersClipEncod
             "sample_decoder", "sample_prior", "upsample")
 _LAZY = {"schedulers": ".models.schedulers", "tiny": ".models.tiny",  # tiny: seeded test models
          "decoder_conditioning": ".models.decoder:conditioning",  # text_proj outputs for a custom loop
+         "SHAPES_CLIP_CONFIG": ".models.clip:CONFIG_FILE",  # the shipped Shapes CLIP's open_clip config (JSON path)
          **{name: f".models:{name}" for name in _LIBRARY}}
 __getattr__ = nodegraph.lazy_exports(__name__, _LAZY)
 
