@@ -61,8 +61,8 @@ class Config:
     p_drop: float = 0.05  # rows with the empty instruction (target: the input embedding)
     p_caption: float = 0.2  # rows with a caption of the edited scene's changed attribute as the instruction
     probe_weight: float = 0.0  # weight of the attribute-probe loss (frozen linear probes on the prediction)
-    caption_mix: float = 0.0  # share of the caption rows written by the second, wider caption writer
-    size_rate: float = 1.0  # size edits are drawn this many times as often as an edit of another kind
+    caption_mix: float = 0.5  # share of the caption rows written by the second, wider caption writer
+    size_rate: float = 3.0  # size edits are drawn this many times as often as an edit of another kind
     init: str = ""  # continue from this InstructPix2Pix folder's edit_prior/
     n_data: int = 20000
     n_check: int = 500  # pairs held aside to report the cosine on
