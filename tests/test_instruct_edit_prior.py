@@ -182,3 +182,87 @@ def test_shipped_edit_prior_moves_held_out_edits_towards_the_edited_scenes_embed
         pred = prior.edit(src, clip.encode_text([e.instruction for e in cases]))
     assert float(cos(pred, tgt).mean()) > float(cos(src, tgt).mean()) + 0.08
     assert float((cos(pred, tgt) > cos(src, tgt)).float().mean()) >= 0.8
+
+
+# --- the trainer's attribute probes and size-edit draws --------------------------------------------
+
+def test_the_probe_loss_is_low_for_the_edited_scenes_attributes_and_high_when_the_size_is_wrong():
+    from nodes.shapes import domain
+    from train.ip2p_edit import attribute_labels, fit_probes, probe_loss
+
+    scenes = domain.sample_scenes(0, 300, "train")
+    labels, sizes = attribute_labels(scenes)
+    assert sizes == [len(domain.COLORS), len(domain.SHAPES), 2, 9, len(domain.COLORS)]
+    g = torch.Generator().manual_seed(4)  # embeddings (N, 32): a random direction per attribute value, plus noise
+    emb = sum(torch.randn(k, 32, generator=g)[labels[:, a]] for a, k in enumerate(sizes))
+    emb = emb + 0.1 * torch.randn(emb.shape, generator=g)
+    probes = fit_probes(emb, labels, sizes, steps=100)
+    flipped = labels.clone()
+    flipped[:, 2] = 1 - flipped[:, 2]  # small ↔ large
+    right, wrong = probe_loss(emb, probes, labels), probe_loss(emb, probes, flipped)
+    assert right < 0.1 and wrong > right + 1.0
+    pred = emb.clone().requires_grad_(True)
+    probe_loss(pred, probes, flipped).backward()  # the gradient moves a prediction towards the target's size
+    assert float(probe_loss(emb - 0.5 * pred.grad / pred.grad.norm(dim=-1, keepdim=True) * emb.norm(dim=-1,
+                 keepdim=True), probes, flipped)) < float(wrong)
+
+
+def test_size_rate_draws_size_edits_that_many_times_as_often_and_rate_one_draws_uniformly():
+    from nodes.shapes import edits
+    from train.ip2p_edit import draw_weights
+
+    pairs = edits.sample_edits(0, 50)  # kinds in turn: 10 of each
+    assert draw_weights(pairs, 1.0) is None
+    p = draw_weights(pairs, 3.0)
+    size = np.array([e.kind == "size" for e in pairs])
+    assert p.sum() == pytest.approx(1.0) and p[size].sum() == pytest.approx(3 / 7)
+    assert np.allclose(p[size], 3 * p[~size][0])
+
+
+def test_the_trainer_with_probe_loss_size_rate_and_both_caption_writers_writes_a_loadable_prior(tmp_path):
+    import json
+
+    from conftest import ROOT
+
+    bundle = ROOT / "models" / "shapes-unclip"
+    if not (bundle / "clip").is_dir() or not (bundle / "decoder").is_dir():
+        pytest.skip("base bundle absent: train it with `python -m train unclip`")
+    from train import ip2p_edit
+
+    assert ip2p_edit.main(["--smoke", "--out", str(tmp_path), "--bundle", str(bundle), "--probe-weight", "1",
+                           "--size-rate", "3", "--caption-mix", "0.5"]) == 0
+    prior = load_edit_prior(tmp_path / "shapes-ip2p")
+    assert prior.config.width == 32
+    log = json.loads((tmp_path / "shapes-ip2p" / "edit_prior" / "training_log.json").read_text())
+    assert log["steps_done"] == 3 and log["config"]["probe_weight"] == 1.0 and log["config"]["caption_mix"] == 0.5
+
+
+def test_shipped_edit_prior_carries_size_edits_that_name_a_size_word_of_the_captions():
+    """Size is the smallest change in CLIP space: a size edit's prediction must lie nearer the edited scene
+    than the input (they differ in size alone). Held-out size phrasings with a caption size word ("tiny",
+    "little", "huge") or "size" all do (the previous edit prior: 9 of 15); words CLIP never learnt cannot."""
+    from conftest import ROOT
+
+    from nodes.shapes import domain
+
+    shipped, bundle = ROOT / "models" / "shapes-ip2p", ROOT / "models" / "shapes-unclip"
+    if not (shipped / "edit_prior").is_dir() or not (bundle / "clip").is_dir():
+        pytest.skip("shipped weights absent: run `python -m train ip2p_edit` after the base bundle is trained")
+    from eval.instruct import edit_set
+    from nodes.unclip.api import load_clip
+
+    words = {w for ws in domain.SIZE_WORDS.values() for w in ws} | {"size"}
+    cases = [e for e in edit_set("tuning", 100) if e.kind == "size" and words & set(e.instruction.split())]
+    assert len(cases) >= 12
+    clip, prior = load_clip(bundle), load_edit_prior(shipped)
+
+    def embed(scenes):
+        images = np.stack([domain.render(s, 64) for s in scenes])
+        return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+
+    cos = torch.nn.functional.cosine_similarity
+    with torch.inference_mode():
+        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
+        pred = prior.edit(src, clip.encode_text([e.instruction for e in cases]))
+    nearer = cos(pred, tgt) > cos(pred, src)
+    assert nearer.all(), [e.instruction for e, ok in zip(cases, nearer, strict=True) if not ok]

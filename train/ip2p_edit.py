@@ -7,12 +7,16 @@ the instruction's CLIP text encoding (pooled + token states), the target is the 
 image embedding, all by the base bundle's frozen CLIP. A share `p_drop` of rows gets the empty
 instruction and the source embedding as target (an empty instruction edits nothing); a share
 `p_caption` gets, instead of the instruction, a domain caption of the edited scene that names only the
-changed attribute ("a huge object", "shape on a black background"; `domain.caption`, the words CLIP
-was trained on), so that the prior reads the caption vocabulary and not only the instruction templates.
+changed attribute ("a huge object", "shape on a black background"; `domain.caption`, or with
+probability `caption_mix` the wider second writer `nodes.shapes.captions`: the words CLIP was trained
+on), so that the prior reads the caption vocabulary and not only the instruction templates. Size edits
+are drawn `size_rate` times as often as each other kind (their change is the smallest in CLIP space).
 
 Model: `nodes.instruct.edit_prior.EditPrior` (a 2-layer transformer; output head zero-initialised, so
 training starts from the identity). Loss: mean squared error of the predicted and true embedding,
-both divided by the input embedding's norm, plus (1 − cosine). AdamW, warm-up then cosine decay.
+both divided by the input embedding's norm, plus (1 − cosine), plus `probe_weight` × the
+cross-entropy of frozen linear attribute probes (fitted on the training renders' embeddings) read on
+the prediction, against the edited scene's five attributes. AdamW, warm-up then cosine decay.
 
 Output: `<out>/<ip2p>/edit_prior/` (config.json + fp16 safetensors) and `edit_prior/training_log.json`
 (wall and CPU time, the final loss and the cosine on `n_check` held-aside pairs).
@@ -34,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.instruct.edit_prior import SUBFOLDER, EditPrior, load_edit_prior, save_edit_prior
+from nodes.shapes import captions as shape_captions
 from nodes.shapes import domain, edits
 from train.common import cosine_lr, image_embeddings
 from train.finetune import MODELS, render, start
@@ -55,6 +60,9 @@ class Config:
     weight_decay: float = 0.01
     p_drop: float = 0.05  # rows with the empty instruction (target: the input embedding)
     p_caption: float = 0.2  # rows with a caption of the edited scene's changed attribute as the instruction
+    probe_weight: float = 0.0  # weight of the attribute-probe loss (frozen linear probes on the prediction)
+    caption_mix: float = 0.5  # share of the caption rows written by the second, wider caption writer
+    size_rate: float = 3.0  # size edits are drawn this many times as often as an edit of another kind
     init: str = ""  # continue from this InstructPix2Pix folder's edit_prior/
     n_data: int = 20000
     n_check: int = 500  # pairs held aside to report the cosine on
@@ -71,13 +79,18 @@ def smoke() -> Config:
                   log_every=1, warmup=1)
 
 
-def edit_data(clip, pairs: list[edits.Edit], seed: int = 0) -> dict[str, torch.Tensor]:
+def edit_data(clip, pairs: list[edits.Edit], seed: int = 0, caption_mix: float = 0.0) -> dict[str, torch.Tensor]:
     """Source and target CLIP image embeddings (N, D), the instructions' text encodings by row, and a row per
-    pair for a caption of its edited scene that names the changed attribute only."""
+    pair for a caption of its edited scene that names the changed attribute only (by `nodes.shapes.captions`,
+    the wider writer, with probability `caption_mix`, else by `domain.caption`)."""
     src64, _ = render([e.source for e in pairs])
     tgt64, _ = render([e.target for e in pairs])
     rng = np.random.default_rng(seed)
-    captions = [domain.caption(e.target, rng, include=(e.kind,)) for e in pairs]
+    if caption_mix > 0:
+        captions = [shape_captions.mixed_caption(e.target.attributes(), rng, caption_mix, include=(e.kind,))
+                    for e in pairs]
+    else:  # the first writer alone (the shipped runs' data, drawn as they drew it)
+        captions = [domain.caption(e.target, rng, include=(e.kind,)) for e in pairs]
     texts = sorted({e.instruction for e in pairs} | set(captions) | {""})
     row = {t: i for i, t in enumerate(texts)}
     with torch.no_grad():
@@ -86,6 +99,49 @@ def edit_data(clip, pairs: list[edits.Edit], seed: int = 0) -> dict[str, torch.T
     return {"src": src, "tgt": tgt, "text": torch.tensor([row[e.instruction] for e in pairs]),
             "caption": torch.tensor([row[c] for c in captions]),
             "embeds": enc.embeds, "hidden": enc.hidden, "mask": enc.mask, "empty": torch.tensor(row[""])}
+
+
+def fit_probes(emb: torch.Tensor, labels: torch.Tensor, sizes: list[int], steps: int = 400) -> list:
+    """Per attribute a linear probe (weights (D, K), bias (K,)) on unit CLIP image embeddings (N, D) with
+    labels (N, A) — logistic regression, as `eval/instruct.py`'s probes (logits = 10 · x @ w + b)."""
+    x = emb / emb.norm(dim=-1, keepdim=True)
+    probes = []
+    for a, k in enumerate(sizes):
+        w = torch.zeros(x.shape[1], k, requires_grad=True)
+        b = torch.zeros(k, requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=0.05)
+        for _ in range(steps):
+            loss = F.cross_entropy(x @ w * 10 + b, labels[:, a])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        probes.append((w.detach(), b.detach()))
+    return probes
+
+
+def attribute_labels(scenes: list[domain.Scene]) -> tuple[torch.Tensor, list[int]]:
+    """Each scene's attribute values as indices (N, A) into the domain's values, and the number of values."""
+    values = {"color": domain.COLORS, "shape": domain.SHAPES, "size": domain.SIZES,
+              "position": domain.POSITION_NAMES, "background": domain.COLORS}
+    idx = [[values[a].index(s.attributes()[a]) for a in domain.ATTRIBUTES] for s in scenes]
+    return torch.tensor(idx), [len(values[a]) for a in domain.ATTRIBUTES]
+
+
+def probe_loss(pred: torch.Tensor, probes: list, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over attributes of the probes' cross-entropy on the predicted embeddings (B, D) against the
+    target scenes' attributes (B, A): every attribute of the edited scene, the changed one and the kept ones,
+    counts as much as the others however small its share of the embedding's distance."""
+    x = pred / pred.norm(dim=-1, keepdim=True)
+    return torch.stack([F.cross_entropy(x @ w * 10 + b, labels[:, a]) for a, (w, b) in enumerate(probes)]).mean()
+
+
+def draw_weights(pairs: list[edits.Edit], size_rate: float) -> np.ndarray | None:
+    """Each pair's probability of being drawn (N,): size edits `size_rate` times as likely as the others;
+    None (uniform draws, as the shipped runs drew them) at rate 1."""
+    if size_rate == 1.0:
+        return None
+    w = np.array([size_rate if e.kind == "size" else 1.0 for e in pairs])
+    return w / w.sum()
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -101,7 +157,7 @@ def predict(model: EditPrior, data: dict[str, torch.Tensor], idx: torch.Tensor, 
 def main(argv: list[str] | None = None) -> int:
     cfg, out, timer, bundle, (clip, _dec) = start(Config, argv, smoke)
     pairs = edits.sample_edits(cfg.seed, cfg.n_data + cfg.n_check)
-    data = edit_data(clip, pairs, cfg.seed)
+    data = edit_data(clip, pairs, cfg.seed, cfg.caption_mix)
     log.info("data: %d edits rendered and encoded in %.0f s", len(pairs), timer())
     n_train = cfg.n_data
     check = torch.arange(n_train, len(pairs))
@@ -115,15 +171,27 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = cosine_lr(opt, cfg.warmup, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
+    probes = None
+    if cfg.probe_weight > 0:  # fitted on the training pairs' own renders (sources and edited scenes)
+        src_lab, sizes = attribute_labels([e.source for e in pairs[:n_train]])
+        tgt_lab, _ = attribute_labels([e.target for e in pairs[:n_train]])
+        probes = fit_probes(torch.cat([data["src"][:n_train], data["tgt"][:n_train]]), torch.cat([src_lab, tgt_lab]),
+                            sizes)
+        log.info("attribute probes fitted in %.0f s", timer())
+    weights = draw_weights(pairs[:n_train], cfg.size_rate)
     run_loss, step = None, 0
     model.train()
     while step < cfg.steps and timer() < cfg.time_limit:
-        idx = torch.from_numpy(rng.choice(n_train, size=cfg.batch, replace=False))
+        idx = torch.from_numpy(rng.choice(n_train, size=cfg.batch, replace=False, p=weights))
         drop = torch.from_numpy(rng.random(cfg.batch) < cfg.p_drop)
         caption = torch.from_numpy(rng.random(cfg.batch) < cfg.p_caption)
         rows = torch.where(drop, data["empty"], torch.where(caption, data["caption"][idx], data["text"][idx]))
         target = torch.where(drop[:, None], data["src"][idx], data["tgt"][idx])
-        loss = loss_fn(predict(model, data, idx, rows), target, data["src"][idx])
+        pred = predict(model, data, idx, rows)
+        loss = loss_fn(pred, target, data["src"][idx])
+        if probes is not None:
+            labels = torch.where(drop[:, None], src_lab[idx], tgt_lab[idx])
+            loss = loss + cfg.probe_weight * probe_loss(pred, probes, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
