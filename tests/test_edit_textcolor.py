@@ -147,7 +147,9 @@ def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_pa
     per, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6, color="red,,blue")
     red, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[:2], color="red")
     blue, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[4:], color="blue")
-    assert torch.allclose(per.embedding[:2], red.embedding) and torch.allclose(per.embedding[4:], blue.embedding)
+    # (batched and single runs differ in float32 rounding, more so when an earlier test set other thread counts)
+    assert torch.allclose(per.embedding[:2], red.embedding, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(per.embedding[4:], blue.embedding, rtol=1e-4, atol=1e-3)
     assert torch.equal(per.embedding[2:4], emb6[2:4])
     with pytest.raises(NodeExecutionError, match="3 colours .* 4 embeddings"):
         run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb6[:4], color="red,,blue")
