@@ -30,6 +30,14 @@ def encode(texts: list[str]):
         return tiny.clip().model.encode_text(texts)
 
 
+def _render_embeddings(clip, scenes):
+    """CLIP image embeddings of 64 px renders of `scenes`."""
+    from nodes.shapes import domain
+
+    images = np.stack([domain.render(s, 64) for s in scenes])
+    return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+
+
 def test_the_edit_prior_maps_b_embeddings_and_instructions_to_b_embeddings_of_the_same_width():
     prior, text = tiny_prior(trained=True), encode(["make it blue", "move it up", "grow it"])
     emb = torch.randn(3, tiny.TEXT_DIM, generator=torch.Generator().manual_seed(1))
@@ -161,8 +169,6 @@ def test_shipped_edit_prior_moves_held_out_edits_towards_the_edited_scenes_embed
     """CLIP space only (cheap): docs/personalise.md has the figures (cosine 0.97 against the input's 0.83)."""
     from conftest import ROOT
 
-    from nodes.shapes import domain
-
     shipped, bundle = ROOT / "models" / "shapes-ip2p", ROOT / "models" / "shapes-unclip"
     if not (shipped / "edit_prior").is_dir() or not (bundle / "clip").is_dir():
         pytest.skip("shipped weights absent: run `python -m train ip2p_edit` after the base bundle is trained")
@@ -173,8 +179,7 @@ def test_shipped_edit_prior_moves_held_out_edits_towards_the_edited_scenes_embed
     cases = edit_set("tuning", 20)
 
     def embed(scenes):
-        images = np.stack([domain.render(s, 64) for s in scenes])
-        return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        return _render_embeddings(clip, scenes)
 
     cos = torch.nn.functional.cosine_similarity
     with torch.inference_mode():
@@ -257,8 +262,7 @@ def test_shipped_edit_prior_carries_size_edits_that_name_a_size_word_of_the_capt
     clip, prior = load_clip(bundle), load_edit_prior(shipped)
 
     def embed(scenes):
-        images = np.stack([domain.render(s, 64) for s in scenes])
-        return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        return _render_embeddings(clip, scenes)
 
     cos = torch.nn.functional.cosine_similarity
     with torch.inference_mode():
