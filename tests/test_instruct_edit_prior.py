@@ -30,12 +30,17 @@ def encode(texts: list[str]):
         return tiny.clip().model.encode_text(texts)
 
 
-def _render_embeddings(clip, scenes):
-    """CLIP image embeddings of 64 px renders of `scenes`."""
+def _edit_embeddings(clip, prior, cases):
+    """(source, edited, predicted) CLIP image embeddings of edits: renders at 64 px, the prior's edit."""
     from nodes.shapes import domain
 
-    images = np.stack([domain.render(s, 64) for s in scenes])
-    return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    def embed(scenes):
+        images = np.stack([domain.render(s, 64) for s in scenes])
+        return clip.encode_image(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+
+    with torch.inference_mode():
+        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
+        return src, tgt, prior.edit(src, clip.encode_text([e.instruction for e in cases]))
 
 
 def test_the_edit_prior_maps_b_embeddings_and_instructions_to_b_embeddings_of_the_same_width():
@@ -178,13 +183,8 @@ def test_shipped_edit_prior_moves_held_out_edits_towards_the_edited_scenes_embed
     clip, prior = load_clip(bundle), load_edit_prior(shipped)
     cases = edit_set("tuning", 20)
 
-    def embed(scenes):
-        return _render_embeddings(clip, scenes)
-
     cos = torch.nn.functional.cosine_similarity
-    with torch.inference_mode():
-        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
-        pred = prior.edit(src, clip.encode_text([e.instruction for e in cases]))
+    src, tgt, pred = _edit_embeddings(clip, prior, cases)
     assert float(cos(pred, tgt).mean()) > float(cos(src, tgt).mean()) + 0.08
     assert float((cos(pred, tgt) > cos(src, tgt)).float().mean()) >= 0.8
 
@@ -261,12 +261,7 @@ def test_shipped_edit_prior_carries_size_edits_that_name_a_size_word_of_the_capt
     assert len(cases) >= 12
     clip, prior = load_clip(bundle), load_edit_prior(shipped)
 
-    def embed(scenes):
-        return _render_embeddings(clip, scenes)
-
     cos = torch.nn.functional.cosine_similarity
-    with torch.inference_mode():
-        src, tgt = embed([e.source for e in cases]), embed([e.target for e in cases])
-        pred = prior.edit(src, clip.encode_text([e.instruction for e in cases]))
+    src, tgt, pred = _edit_embeddings(clip, prior, cases)
     nearer = cos(pred, tgt) > cos(pred, src)
     assert nearer.all(), [e.instruction for e, ok in zip(cases, nearer, strict=True) if not ok]
