@@ -225,7 +225,6 @@ def test_node_checks_its_inputs(tmp_path, store):
         run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(longer, ["a red star"]))
 
 
-@pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_auto_factors_on_a_shapes_clip_and_passes_any_other_clip_on(tmp_path, store):
     """The default workflows' method: a real checkpoint's CLIP (here a stand-in) is left alone, so the
     workflow draws what the checkpoint's own pipeline draws; the shipped Shapes CLIP is factored."""
@@ -240,9 +239,16 @@ def test_auto_factors_on_a_shapes_clip_and_passes_any_other_clip_on(tmp_path, st
     assert "not a Shapes CLIP" in ctx.ui["text"][0]
     assert not is_shapes_clip(clip)
     if (MODEL / "clip").is_dir():
-        assert is_shapes_clip(load_clip(MODEL))
+        shapes = load_clip(MODEL)
+        assert is_shapes_clip(shapes)
+        with torch.no_grad():
+            cond = _conditioning(shapes, ["a big red star in the center"])
+        out, ctx = run(FactorColor, tmp_path, models=store, clip=ModelHandle(shapes, "shapes", "unclip.clip"),
+                       conditioning=cond, method="auto")
+        assert out.color == "red" and "red" not in out.conditioning.texts[0]  # auto → words
 
 
+@pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
 def test_shipped_clip_reads_colours_of_held_out_pairs_and_none_where_none_is_named():
     from eval.shapes import prompt_set, prompt_set_without_color
     from nodes.shapes.textcolor import fit_text_color_map as fit

@@ -87,7 +87,7 @@ def test_the_vocabulary_stage_changes_only_new_words(tmp_path):
     assert clip_vocab.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05"]) == 0
     before, after = load_clip(SHIPPED / "clip"), load_clip(out / "clip")
     rng = np.random.default_rng(3)
-    texts = clip_vocab.training_texts(rng, 64, 0.3) + [""]
+    texts = clip_vocab.training_texts(rng, 64, 0.3) + ["", "i want a red star", "a star like a circle, low"]
     with torch.no_grad():
         a, b = before.encode_text(texts), after.encode_text(texts)
     assert torch.equal(a.embeds, b.embeds) and torch.equal(a.hidden, b.hidden)  # bit for bit

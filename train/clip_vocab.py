@@ -7,11 +7,13 @@ once): a caption or training instruction with words replaced by their WordNet sy
 (`train/lexicon.py`) must encode — pooled embedding, and token states when the token count is the same —
 as the frozen tower encodes the original text.
 
-Only embedding rows of tokens that no training text of the shipped models contains are trained
-(the first writer, the training instructions, reserved words such as the pink LoRA's "pink"), and
-never a piece that is an English word of its own ("i" in "part|i-color"); the
-transformer, the projection and every other row are untouched, so each embedding the prior, decoder,
-LoRAs, IP2P and the rest were trained on is bit for bit what it was. A new token starts from the
+Only embedding rows of tokens that neither the first writer nor the training instructions nor the
+reserved words (the pink LoRA's "pink") contain are trained, and never a word-final piece that is an
+English word of its own ("i" in "part|i-color"); the transformer, the projection and every other row
+are untouched, so every first-writer caption and training instruction (what CLIP, the decoder, the
+LoRAs, IP2P and the AR prior were trained on) encodes bit for bit as before. Texts with other words
+change: that includes the second caption writer's captions, half of the diffusion prior's
+continuation (`prior_tune`), and the other words of multi-word synonyms ("by", "light", "hand"). A new token starts from the
 mean embedding of the word it stands for.
 
     python -m train clip_vocab [--smoke] [--steps N] [--threads T] [--out DIR]

@@ -8,8 +8,7 @@ image embedding, all by the base bundle's frozen CLIP. A share `p_drop` of rows 
 instruction and the source embedding as target (an empty instruction edits nothing); a share
 `p_caption` gets, instead of the instruction, a domain caption of the edited scene that names only the
 changed attribute ("a huge object", "shape on a black background"; `domain.caption`, or with
-probability `caption_mix` the wider second writer `nodes.shapes.captions`: the words CLIP was trained
-on), so that the prior reads the caption vocabulary and not only the instruction templates. Size edits
+probability `caption_mix` the wider second writer `nodes.shapes.captions`), so that the prior reads the caption vocabulary and not only the instruction templates. Size edits
 are drawn `size_rate` times as often as each other kind (their change is the smallest in CLIP space).
 
 Model: `nodes.instruct.edit_prior.EditPrior` (a 2-layer transformer; output head zero-initialised, so
@@ -89,7 +88,7 @@ def edit_data(clip, pairs: list[edits.Edit], seed: int = 0, caption_mix: float =
     if caption_mix > 0:
         captions = [shape_captions.mixed_caption(e.target.attributes(), rng, caption_mix, include=(e.kind,))
                     for e in pairs]
-    else:  # the first writer alone (the shipped runs' data, drawn as they drew it)
+    else:  # the first writer alone (the earlier edit prior's data, drawn as it drew it)
         captions = [domain.caption(e.target, rng, include=(e.kind,)) for e in pairs]
     texts = sorted({e.instruction for e in pairs} | set(captions) | {""})
     row = {t: i for i, t in enumerate(texts)}
@@ -137,7 +136,7 @@ def probe_loss(pred: torch.Tensor, probes: list, labels: torch.Tensor) -> torch.
 
 def draw_weights(pairs: list[edits.Edit], size_rate: float) -> np.ndarray | None:
     """Each pair's probability of being drawn (N,): size edits `size_rate` times as likely as the others;
-    None (uniform draws, as the shipped runs drew them) at rate 1."""
+    None (uniform draws, as the earlier edit prior drew them) at rate 1."""
     if size_rate == 1.0:
         return None
     w = np.array([size_rate if e.kind == "size" else 1.0 for e in pairs])
