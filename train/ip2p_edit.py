@@ -103,19 +103,10 @@ def edit_data(clip, pairs: list[edits.Edit], seed: int = 0, caption_mix: float =
 def fit_probes(emb: torch.Tensor, labels: torch.Tensor, sizes: list[int], steps: int = 400) -> list:
     """Per attribute a linear probe (weights (D, K), bias (K,)) on unit CLIP image embeddings (N, D) with
     labels (N, A) — logistic regression, as `eval/instruct.py`'s probes (logits = 10 · x @ w + b)."""
+    from eval.probes import fit_linear_probe
+
     x = emb / emb.norm(dim=-1, keepdim=True)
-    probes = []
-    for a, k in enumerate(sizes):
-        w = torch.zeros(x.shape[1], k, requires_grad=True)
-        b = torch.zeros(k, requires_grad=True)
-        opt = torch.optim.Adam([w, b], lr=0.05)
-        for _ in range(steps):
-            loss = F.cross_entropy(x @ w * 10 + b, labels[:, a])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        probes.append((w.detach(), b.detach()))
-    return probes
+    return [fit_linear_probe(x, labels[:, a], k, steps=steps) for a, k in enumerate(sizes)]
 
 
 def attribute_labels(scenes: list[domain.Scene]) -> tuple[torch.Tensor, list[int]]:
