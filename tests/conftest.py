@@ -15,6 +15,20 @@ import nodegraph  # noqa: E402
 from nodegraph import Engine, Settings  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fit_cache(tmp_path_factory):
+    """Fitted Shapes colour maps go to a folder of this test session, not the user's cache."""
+    import os
+
+    old = os.environ.get("NODEGRAPH_FIT_CACHE")
+    os.environ["NODEGRAPH_FIT_CACHE"] = str(tmp_path_factory.mktemp("fits"))
+    yield
+    if old is None:
+        os.environ.pop("NODEGRAPH_FIT_CACHE", None)
+    else:
+        os.environ["NODEGRAPH_FIT_CACHE"] = old
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     (tmp_path / "input").mkdir()

@@ -12,7 +12,14 @@ from edit_helpers import run
 
 from nodegraph import ModelHandle, ModelStore, NodeExecutionError
 from nodes.shapes import domain
-from nodes.shapes.textcolor import FIT_SEED, NAMED, FactorColor, fit_captions, fit_text_color_map
+from nodes.shapes.textcolor import (
+    FIT_SEED,
+    NAMED,
+    FactorColor,
+    TextColorMap,
+    fit_captions,
+    fit_text_color_map,
+)
 from nodes.unclip.encode import Conditioning
 from nodes.unclip.models.clip import TextEncoding
 
@@ -165,7 +172,7 @@ def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prom
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
     # a smaller fit, kept in the store where the node looks for its map
     tmap = fitted(Ctx(tmp_path, models=store), handle, "text_color",
-                  lambda clip, progress: fit_text_color_map(clip, n=1500))
+                  lambda clip, progress: fit_text_color_map(clip, n=1500), TextColorMap)
     texts = ["a small green square on a white background", "a star on a red background", "a blue blue blue blue disk"]
     green, background, repeated = drop_color_words(tmap, clip, texts)
     assert (green.text, green.color, green.words, green.cleared) == ("a small square on a white background", "green",
@@ -223,6 +230,39 @@ def test_node_checks_its_inputs(tmp_path, store):
     longer = BagOfWordsClip(length=30)  # same width, another context: caught after the fit
     with pytest.raises(NodeExecutionError, match="encoded by another CLIP"):
         run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(longer, ["a red star"]))
+
+
+def test_a_fitted_map_is_kept_on_disk_under_the_weights_hash(tmp_path, monkeypatch):
+    """A second process (here: a second model store) with the same weights reads the map instead of
+    fitting it; other weights fit their own; a torn file is fitted again."""
+    from nodes.shapes.recolor import fit_cache_dir
+
+    monkeypatch.setenv("NODEGRAPH_FIT_CACHE", str(tmp_path / "fits"))
+
+    class ModuleClip(torch.nn.Module, BagOfWordsClip):
+        def __init__(self, scale: float = 1.0):
+            torch.nn.Module.__init__(self)
+            BagOfWordsClip.__init__(self)
+            self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    clip = ModuleClip()
+    cond = _conditioning(clip, ["a red star"])
+    first, ctx1 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(clip, "a", "unclip.clip"),
+                      conditioning=cond)
+    files = sorted(fit_cache_dir().glob("text_color-*.safetensors"))
+    assert ctx1.steps and len(files) == 1
+    again, ctx2 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(ModuleClip(), "b", "unclip.clip"),
+                      conditioning=cond)
+    assert not ctx2.steps  # read from disk, not fitted
+    assert again.color == first.color == "red"
+    assert torch.equal(again.conditioning.cond.embeds, first.conditioning.cond.embeds)
+    _, ctx3 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(ModuleClip(2.0), "c", "unclip.clip"),
+                  conditioning=cond)
+    assert ctx3.steps and len(list(fit_cache_dir().glob("text_color-*.safetensors"))) == 2  # other weights
+    files[0].write_bytes(b"torn")
+    _, ctx4 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(ModuleClip(), "d", "unclip.clip"),
+                  conditioning=cond)
+    assert ctx4.steps and files[0].stat().st_size > 4  # fitted again and rewritten
 
 
 def test_auto_factors_on_a_shapes_clip_and_passes_any_other_clip_on(tmp_path, store):

@@ -7,8 +7,10 @@ prompt without its colour, then recolour (docs/shapes.md).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nodegraph
@@ -115,14 +117,96 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     return ColorMap(direction=direction, readout=readout, step=step, explained=explained)
 
 
-def fitted(ctx: NodeContext, clip: ModelHandle, kind: str, fit: Callable[..., Any]) -> Any:
-    """``fit(clip.model, progress=...)`` once per loaded CLIP model, kept in the model store beside it.
+FIT_VERSION = 1  # bump when a fit's code or constants change: maps kept on disk are then fitted again
+
+
+def fit_cache_dir() -> Path:
+    """Where fitted maps are kept between processes: `$NODEGRAPH_FIT_CACHE`, else
+    `$XDG_CACHE_HOME/nodegraph/fits` (default `~/.cache/nodegraph/fits`)."""
+    if os.environ.get("NODEGRAPH_FIT_CACHE"):
+        return Path(os.environ["NODEGRAPH_FIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nodegraph" / "fits"
+
+
+def _weights_digest(model) -> str | None:
+    """sha256 over a torch module's parameters and buffers (names, shapes, bytes); None for anything else."""
+    import hashlib
+
+    import torch
+
+    module = getattr(model, "model", model)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _save_map(value: Any, path: Path) -> None:
+    """A fitted map (a dataclass of tensors and plain values) as safetensors: tensors as tensors, the
+    rest as JSON in the metadata; written to a temporary name, then moved into place."""
+    import dataclasses
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    tensors, plain = {}, {}
+    for f in dataclasses.fields(value):
+        v = getattr(value, f.name)
+        if isinstance(v, torch.Tensor):
+            tensors[f.name] = v.detach().cpu().contiguous()
+        else:
+            plain[f.name] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"fields": json.dumps(plain)})
+    tmp.replace(path)
+
+
+def _load_map(cls: type, path: Path) -> Any:
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        plain = json.loads(f.metadata()["fields"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    plain = {k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()}
+    return cls(**tensors, **plain)
+
+
+def fitted(ctx: NodeContext, clip: ModelHandle, kind: str, fit: Callable[..., Any], cls: type) -> Any:
+    """``fit(clip.model, progress=...)`` once per loaded CLIP model, kept in the model store beside it,
+    and on disk (`fit_cache_dir()`) under the hash of the model's weights, so the next process that
+    loads the same weights reads the map instead of fitting it again (a fit takes seconds).
 
     The key names the model object (and its name, so a reloaded model that happens to get the same
     id is the same files); another model or kind is fitted apart, also while one is being fitted.
+    A disk entry that cannot be read is fitted again and rewritten.
     """
     key = f"shapes.{kind}:{clip.kind}:{clip.name}:{id(clip.model)}"
-    return ctx.models.load(key, lambda: fit(clip.model, progress=lambda done, total: ctx.progress(done, total)))
+
+    def load():
+        digest = _weights_digest(clip.model)
+        path = fit_cache_dir() / f"{kind}-v{FIT_VERSION}-{digest}.safetensors" if digest else None
+        if path is not None and path.is_file():
+            try:
+                return _load_map(cls, path)
+            except Exception:  # a torn or foreign file: fit again below
+                pass
+        value = fit(clip.model, progress=lambda done, total: ctx.progress(done, total))
+        if path is not None:
+            try:
+                _save_map(value, path)
+            except OSError:  # a read-only or full disk: the map still serves this process
+                pass
+        return value
+
+    return ctx.models.load(key, load)
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -198,7 +282,7 @@ class EmbeddingRecolor(Node):
             raise NodeExecutionError(f"color_from: expected embeddings of shape (1, {emb.shape[1]}) or "
                                      f"({len(emb)}, {emb.shape[1]}), one row for all or one per embedding; got {got}")
         with library_errors():
-            cmap = fitted(ctx, inputs.clip, "image_color", fit_color_map)
+            cmap = fitted(ctx, inputs.clip, "image_color", fit_color_map, ColorMap)
         if cmap.direction.shape[1] != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")

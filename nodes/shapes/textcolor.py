@@ -320,7 +320,7 @@ class FactorColor(Node):
             raise NodeExecutionError(f"conditioning: width {enc.embeds.shape[1]}, but this CLIP's text embeddings have "
                                      f"width {width}; connect the CLIP model of the Text Encode node")
         with library_errors():
-            tmap = fitted(ctx, inputs.clip, "text_color", fit_text_color_map)
+            tmap = fitted(ctx, inputs.clip, "text_color", fit_text_color_map, TextColorMap)
         if (tmap.readout.shape[0] != enc.embeds.shape[1] + 1
                 or tmap.direction.shape[1] != enc.embeds.shape[1] + enc.hidden.shape[1] * enc.hidden.shape[2]):
             raise NodeExecutionError("conditioning: it was encoded by another CLIP than the one connected; connect "
