@@ -44,6 +44,41 @@ class LinearColorClip(torch.nn.Module):
         return fg @ self.color + obj.flatten(1).float() @ self.layout
 
 
+def test_a_fit_gives_the_same_bits_with_one_thread_and_with_two():
+    """A Ray worker (1 thread) and a local run (2 threads) fit the same map, so they make the same images;
+    the map is row-major, as one read from disk is (a product with a column-major copy rounds otherwise)."""
+    class Once(LinearColorClip):
+        """Encodes each batch once: its own float32 sums follow the thread count (the shipped CLIP's do not)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = {}
+
+        def encode_image(self, images):
+            key = images.numpy().tobytes()
+            if key not in self.seen:
+                self.seen[key] = super().encode_image(images)
+            return self.seen[key]
+
+    clip, threads = Once(), torch.get_num_threads()
+    maps = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            maps.append(fit_color_map(clip, n=120))
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("direction", "readout", "step"):
+        assert getattr(maps[0], name).is_contiguous(), name
+    assert torch.equal(maps[0].direction, maps[1].direction) and torch.equal(maps[0].step, maps[1].step)
+    # the read-out's intercept is ~1e-9 here (the stand-in has none), below float64's noise at the scale of
+    # the other entries: it may differ in its last bits, but no read-out or move does
+    emb = torch.randn(6, clip.embed_dim, generator=torch.Generator().manual_seed(1))
+    blue = torch.tensor(domain.PALETTE["blue"]) / 255
+    assert torch.equal(maps[0].read(emb), maps[1].read(emb))
+    assert torch.equal(maps[0].apply(emb, blue), maps[1].apply(emb, blue))
+
+
 def _render(*scenes) -> torch.Tensor:
     return torch.from_numpy(np.stack([domain.render(s, 64) for s in scenes])).permute(0, 3, 1, 2).float() / 255
 

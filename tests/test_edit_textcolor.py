@@ -58,6 +58,15 @@ class BagOfWordsClip:
         return TextEncoding(embeds, hidden, mask)
 
 
+class ModuleClip(torch.nn.Module, BagOfWordsClip):
+    """The stand-in as a torch module: weights to hash, so its fitted maps are kept on disk."""
+
+    def __init__(self, scale: float = 1.0):
+        torch.nn.Module.__init__(self)
+        BagOfWordsClip.__init__(self)
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+
 def test_fitting_captions_differ_only_in_the_colour_word_and_never_name_a_held_out_pair():
     own, other, plain, c_own, c_other = fit_captions(200)
     scenes = domain.sample_scenes(FIT_SEED, 200, "train")  # what fit_captions captions
@@ -238,13 +247,6 @@ def test_a_fitted_map_is_kept_on_disk_under_the_weights_hash(tmp_path, monkeypat
     from nodes.shapes.recolor import fit_cache_dir
 
     monkeypatch.setenv("NODEGRAPH_FIT_CACHE", str(tmp_path / "fits"))
-
-    class ModuleClip(torch.nn.Module, BagOfWordsClip):
-        def __init__(self, scale: float = 1.0):
-            torch.nn.Module.__init__(self)
-            BagOfWordsClip.__init__(self)
-            self.scale = torch.nn.Parameter(torch.tensor(scale))
-
     clip = ModuleClip()
     cond = _conditioning(clip, ["a red star"])
     first, ctx1 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(clip, "a", "unclip.clip"),
@@ -263,6 +265,47 @@ def test_a_fitted_map_is_kept_on_disk_under_the_weights_hash(tmp_path, monkeypat
     _, ctx4 = run(FactorColor, tmp_path, models=ModelStore([]), clip=ModelHandle(ModuleClip(), "d", "unclip.clip"),
                   conditioning=cond)
     assert ctx4.steps and files[0].stat().st_size > 4  # fitted again and rewritten
+
+
+def test_a_map_read_from_disk_factors_bit_for_bit_as_the_fitted_one(tmp_path, monkeypatch):
+    """A process that fitted the map and one that read it (a local run and a Ray worker) make the same
+    images: the map read back has the fitted one's bits and layout, so every product rounds alike."""
+    from edit_helpers import Ctx
+
+    from nodes.shapes.recolor import fit_cache_dir, fitted
+
+    monkeypatch.setenv("NODEGRAPH_FIT_CACHE", str(tmp_path / "fits"))
+    clip = ModuleClip()
+
+    def load():  # a new model store each time, as in another process
+        return fitted(Ctx(tmp_path, models=ModelStore([])), ModelHandle(clip, "a", "unclip.clip"), "text_color",
+                      lambda clip, progress: fit_text_color_map(clip, n=400), TextColorMap)
+
+    fresh = load()
+    assert len(list(fit_cache_dir().glob("text_color-*.safetensors"))) == 1
+    read = load()
+    for name in ("direction", "readout"):
+        a, b = getattr(fresh, name), getattr(read, name)
+        assert torch.equal(a, b) and a.stride() == b.stride(), name
+    enc = clip.encode_text(["a big red star in the center", "a small blue square on a white background", "a disk"])
+    assert torch.equal(fresh.read(enc), read.read(enc))
+    moved, again = fresh.neutralise(enc), read.neutralise(enc)
+    assert torch.equal(moved.embeds, again.embeds) and torch.equal(moved.hidden, again.hidden)
+
+
+def test_a_fit_gives_the_same_bits_with_one_thread_and_with_two():
+    """A Ray worker (1 thread) and a local run (2 threads) fit the same map, so they make the same images."""
+    threads = torch.get_num_threads()
+    maps = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            maps.append(fit_text_color_map(BagOfWordsClip(), n=400))
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("direction", "readout"):
+        assert torch.equal(getattr(maps[0], name), getattr(maps[1], name)), name
+    assert (maps[0].explained, maps[0].accuracy) == (maps[1].explained, maps[1].accuracy)
 
 
 def test_auto_factors_on_a_shapes_clip_and_passes_any_other_clip_on(tmp_path, store):

@@ -105,19 +105,46 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     e0, e1 = torch.cat(encoded[:len(jobs) // 2]), torch.cat(encoded[len(jobs) // 2:])
     rgb0 = torch.tensor([s.fg_rgb for s in scenes], dtype=torch.float32).to(e0) / 255
     rgb1 = torch.tensor([s.fg_rgb for s in repainted], dtype=torch.float32).to(e0) / 255
-    d_rgb, d_emb = rgb1 - rgb0, e1 - e0
-    direction = torch.linalg.lstsq(d_rgb, d_emb).solution
+    # the solves in float64 (see least_squares), rounded to float32 at the end
+    d_rgb, d_emb = (rgb1 - rgb0).cpu().double(), (e1 - e0).cpu().double()
+    direction = least_squares(d_rgb, d_emb)
     explained = 1 - float(((d_emb - d_rgb @ direction) ** 2).sum() / (d_emb ** 2).sum().clamp_min(1e-12))
-    both = torch.cat([e0, e1])
-    readout = torch.linalg.lstsq(torch.cat([both, torch.ones(len(both), 1).to(both)], 1),
-                                 torch.cat([rgb0, rgb1])).solution
+    both = torch.cat([e0, e1]).cpu().double()
+    readout = least_squares(torch.cat([both, torch.ones(len(both), 1).to(both)], 1),
+                            torch.cat([rgb0, rgb1]).cpu().double())
     # direction · readout (3 × 3) is close to, but not, the identity: solve for the step that moves the
     # read-out by exactly Δrgb, still within the direction's span
     step = torch.linalg.solve(direction @ readout[:-1], direction)
-    return ColorMap(direction=direction, readout=readout, step=step, explained=explained)
+    return ColorMap(direction=as_map(direction, e0), readout=as_map(readout, e0), step=as_map(step, e0),
+                    explained=explained)
 
 
-FIT_VERSION = 1  # bump when a fit's code or constants change: maps kept on disk are then fitted again
+def least_squares(a, b, driver: str | None = None):
+    """``lstsq(a, b).solution`` in float64 on the CPU, for a fit that gives the same bits in every process.
+
+    LAPACK's float32 solves sum in an order that follows torch's thread count: on the shipped CLIP a
+    fit with 1 thread and one with 2 differ in the last bits, and so do the images made with them (a
+    Ray worker's against a local run's). Solved in float64, the differences stay far below float32's
+    precision at the scale of the map's entries and ``as_map`` rounds them away: the shipped CLIP's
+    maps have the same bits with 1 and 2 threads. An entry near 0 (a stand-in's intercept of 1e-9)
+    can still differ in its last bits, too little to change a product with it (tests/test_edit_*color.py).
+    """
+    import torch
+
+    return torch.linalg.lstsq(a.cpu().double(), b.cpu().double(), driver=driver).solution
+
+
+def as_map(t, like):
+    """A fitted float64 tensor as the float32, row-major tensor a map keeps, on ``like``'s device.
+
+    Row-major, as a map read from disk is: LAPACK returns column-major solutions, and a matrix product
+    with one rounds differently from the same values laid out row-major.
+    """
+    return t.float().contiguous().to(like.device)
+
+
+FIT_VERSION = 2  # bump when a fit's code or constants change: maps kept on disk are then fitted again
+# 2: least squares in float64, so the thread count does not change the map's bits
 
 
 def fit_cache_dir() -> Path:
@@ -145,6 +172,12 @@ def _weights_digest(model) -> str | None:
     return h.hexdigest()
 
 
+def _weights_device(model) -> str:
+    """The device of a torch module's first parameter ("cpu" if it has none)."""
+    first = next(getattr(model, "model", model).parameters(), None)
+    return "cpu" if first is None else str(first.device)
+
+
 def _save_map(value: Any, path: Path) -> None:
     """A fitted map (a dataclass of tensors and plain values) as safetensors: tensors as tensors, the
     rest as JSON in the metadata; written to a temporary name, then moved into place."""
@@ -167,12 +200,12 @@ def _save_map(value: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def _load_map(cls: type, path: Path) -> Any:
+def _load_map(cls: type, path: Path, device: str = "cpu") -> Any:
     import json
 
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
         plain = json.loads(f.metadata()["fields"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     plain = {k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()}
@@ -194,8 +227,8 @@ def fitted(ctx: NodeContext, clip: ModelHandle, kind: str, fit: Callable[..., An
         digest = _weights_digest(clip.model)
         path = fit_cache_dir() / f"{kind}-v{FIT_VERSION}-{digest}.safetensors" if digest else None
         if path is not None and path.is_file():
-            try:
-                return _load_map(cls, path)
+            try:  # onto the weights' device, where a fit puts its map
+                return _load_map(cls, path, _weights_device(clip.model))
             except Exception:  # a torn or foreign file: fit again below
                 pass
         value = fit(clip.model, progress=lambda done, total: ctx.progress(done, total))

@@ -16,7 +16,7 @@ import nodegraph
 from nodegraph import Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, CONDITIONING, library_errors
-from .recolor import fitted
+from .recolor import as_map, fitted, least_squares
 
 FIT_SEED = 77
 FIT_SCENES = 3000
@@ -239,19 +239,21 @@ def fit_text_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress
     pooled = torch.cat([e.embeds.float() for g in groups for e in g])
     eye = torch.eye(len(domain.COLORS))
     o_own, o_other = eye[c_own], eye[c_other]
-    d_x, d_o = x_other - x_own, o_other - o_own
+    # the solves in float64 on the CPU (see least_squares), rounded to float32 maps
+    d_x, d_o = (x_other - x_own).cpu().double(), (o_other - o_own).double()
     # rank C − 1 (every Δonehot sums to 0): an SVD-based driver gives the minimum-norm solution
-    direction = torch.linalg.lstsq(d_o, d_x, driver="gelsd").solution
+    direction = least_squares(d_o, d_x, driver="gelsd")
     explained = 1 - float(((d_x - d_o @ direction) ** 2).sum() / (d_x ** 2).sum().clamp_min(1e-12))
-    targets = torch.cat([o_own, o_other, torch.zeros(n, len(domain.COLORS))])
-    design = torch.cat([pooled, torch.ones(len(pooled), 1)], 1)
-    readout = torch.linalg.lstsq(design, targets).solution
-    scores = design @ readout
+    del d_x
+    targets = torch.cat([o_own, o_other, torch.zeros(n, len(domain.COLORS))]).double()
+    design = torch.cat([pooled.cpu().double(), torch.ones(len(pooled), 1, dtype=torch.float64)], 1)
+    readout = as_map(least_squares(design, targets), pooled)
+    scores = design @ readout.cpu().double()  # the read-out as kept
     truth = [domain.COLORS[i] for i in c_own + c_other] + [""] * n
     got = [domain.COLORS[int(i)] if float(v) > NAMED else "" for v, i in zip(*scores.max(1), strict=True)]
     accuracy = float(np.mean([a == b for a, b in zip(got, truth, strict=True)]))
-    return TextColorMap(colors=tuple(domain.COLORS), direction=direction, readout=readout, explained=explained,
-                        accuracy=accuracy)
+    return TextColorMap(colors=tuple(domain.COLORS), direction=as_map(direction, pooled), readout=readout,
+                        explained=explained, accuracy=accuracy)
 
 
 class FactorColor(Node):
