@@ -262,7 +262,7 @@ class EmbeddingRecolor(Node):
     """Recolour CLIP image embeddings: move them along a linear colour map to a target colour.
 
     The map is fitted for the connected CLIP model on repainted Shapes renders (once per loaded model,
-    a few seconds for the shipped CLIP, with progress). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
+    a few seconds for the shipped CLIP, with progress; then read from disk by later processes). Use it on a prior sample for a prompt without its colour to draw colour–shape pairs
     the prior never saw together, or on an image embedding for variations in another colour. With `color_from` connected, the target is
     the colour those embeddings read as (one row for all, or one per embedding): an image's shape in
     another image's colour.

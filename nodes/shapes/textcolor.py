@@ -263,8 +263,9 @@ class FactorColor(Node):
     the original encoding. Then a colour and a shape that never appeared together in training
     are drawn together. Method "words" re-encodes the prompt without the words that carry its
     colour; "linear" moves the encoding along the fitted colour direction; "off" passes it on (for a
-    CLIP that is not the Shapes one). The fit runs once per loaded CLIP (about 9 s for the shipped one; it holds
-    3 × 3,000 encodings of L × W token states, so gigabytes for a 77 × 768 CLIP).
+    CLIP that is not the Shapes one). The fit runs once per loaded CLIP and is then read from disk by later
+    processes (about 9 s for the shipped one; it holds 3 × 3,000 encodings of L × W token states, so
+    gigabytes for a 77 × 768 CLIP).
     """
 
     name = "factor_color"
