@@ -218,8 +218,8 @@ def test_shipped_clip_no_longer_factors_a_background_named_first_as_the_objects_
     of the shipped CLIP takes the background's colour for the object's in most of them (the text tower
     itself does: bench/factor_readout.py), and "words" used to factor that colour out and hand it to
     Recolour. Now most are passed on, and few name the background's colour. Object-first captions of
-    the first writer keep their colour. (Measured here: 40 captions, named the background's colour 31
-    before this and 5 now; object first 40 of 40 right.)"""
+    the first writer keep their colour. (Measured here: of 40 captions, 29 named the background's colour
+    before the pass-on and 2 after; object first 39 of 40 right, before and after.)"""
     from nodes.shapes import captions
     from nodes.shapes.textcolor import drop_color_words
     from nodes.unclip.models import load_clip
