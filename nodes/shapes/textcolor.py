@@ -102,9 +102,10 @@ class Dropped:
     """One prompt with its colour words dropped."""
 
     text: str  # what is left, for the prior (the prompt itself where no words cleared the colour)
-    color: str  # the palette colour the read-out saw ("" where it saw none)
+    color: str  # the palette colour the read-out saw ("" where it saw none, or saw two)
     words: tuple[str, ...]  # the words dropped, in order (none where they did not clear the colour)
-    cleared: bool  # the read-out sees no colour in `text`
+    cleared: bool  # the read-out sees no colour in `text` (or the prompt is passed on: it names two)
+    read: tuple[str, ...] = ()  # the colours the read-out saw, in the order their words were dropped
 
 
 def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int = MAX_WORDS,
@@ -113,8 +114,12 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     (`encoded`: the texts' encoding, when the caller has it).
 
     Method "words": encode the text once without each word, drop the word whose absence lowers the
-    named colour's score most, and repeat until the read-out sees no colour (at most `max_words`);
-    where that many words do not clear it, nothing is dropped (the node moves that row linearly).
+    score of the colour the read-out sees the most, and repeat until the read-out sees no colour (at
+    most `max_words`); where that many words do not clear it, nothing is dropped (the node moves
+    that row linearly). Where the read-out sees another colour once a colour's words are gone, the
+    prompt names two colours as the object's (the background's, to the read-out: the shipped text
+    tower does not tell an object's colour from a background's named before it, docs/shapes.md),
+    so which one is the object's is unknown: that prompt is passed on as it is and names no colour.
     """
     import torch
 
@@ -122,19 +127,24 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     with torch.no_grad():
         named = tmap.named(clip.encode_text(list(texts)) if encoded is None else encoded)
         for text, color in zip(texts, named, strict=True):
-            words, dropped, cleared = text.split(), [], not color
+            words, dropped, read, cleared = text.split(), [], [color], not color
             while color and not cleared and len(dropped) < max_words and words:
                 candidates = [words[:i] + words[i + 1:] for i in range(len(words))]
                 enc = clip.encode_text([" ".join(c) for c in candidates])
                 scores = tmap.read(enc)
-                best = int(scores[:, tmap.colors.index(color)].argmin())
+                best = int(scores[:, tmap.colors.index(read[-1])].argmin())
                 dropped.append(words[best])
                 words = candidates[best]
-                cleared = float(scores[best].max()) <= NAMED
-            if not color or not cleared:  # no colour, or spread over more words: keep the prompt as it is
-                out.append(Dropped(text, color, (), cleared))
+                top = scores[best].max(0)
+                cleared = float(top.values) <= NAMED
+                if not cleared and tmap.colors[int(top.indices)] != read[-1]:
+                    read.append(tmap.colors[int(top.indices)])
+            if len(read) > 1:  # two colours read as the object's: which one is, the read-out cannot say
+                out.append(Dropped(text, "", (), True, tuple(read)))
+            elif not color or not cleared:  # no colour, or spread over more words: keep the prompt as it is
+                out.append(Dropped(text, color, (), cleared, tuple(read) if color else ()))
             else:
-                out.append(Dropped(" ".join(words), color, tuple(dropped), cleared))
+                out.append(Dropped(" ".join(words), color, tuple(dropped), cleared, (color,)))
     return out
 
 
@@ -336,10 +346,12 @@ class FactorColor(Node):
             out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength)
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
-        if dropped is not None and any(named):
+        if dropped is not None and (any(named) or any(len(d.read) > 1 for d in dropped)):
             for d in dropped[:8]:
                 gone = ", ".join(repr(w) for w in d.words) or "nothing"
-                lines.append(f"for the prior: {d.text!r} (dropped {gone})" if d.cleared or not d.color else
+                lines.append(f"passed on as it is: {d.text!r} names two colours ({', '.join(d.read)}) and the "
+                             "read-out cannot tell which is the object's" if len(d.read) > 1 else
+                             f"for the prior: {d.text!r} (dropped {gone})" if d.cleared or not d.color else
                              f"for the prior: {d.text!r}, moved linearly at strength {inputs.strength:g} (no "
                              f"{MAX_WORDS} words clear its {d.color})")
         lines.append(f"the map explains {tmap.explained:.2f} of a colour swap and reads colours right in "
