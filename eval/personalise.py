@@ -4,8 +4,9 @@
     .venv/bin/python -m eval personalise imagic [--set validation|tuning] [--n 12]
 
 DreamBooth: trains the LoRA by running `workflows/dreambooth.json` up to its training node with the
-engine (unless `--lora` names an existing file), then samples text → prior → decoder with the LoRA
-merged (Load LoRA's code) and without it, same seeds:
+engine (unless `--lora` names an existing file), then draws as that workflow does (text → Factor Out
+Colour → prior → Recolour Embedding → decoder, the default text→image path) with the LoRA merged (Load
+LoRA's code) and without it, same seeds:
 
 - `subject`: prompts with the identifier naming a colour other than the example's red, a size, a
   position and a background; the image shows the subject when the heart template fits better than
@@ -105,19 +106,45 @@ class Stack:
         out.prior = dataclasses.replace(self.prior, prior=parts["prior"])
         return out
 
-    def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8) -> list[np.ndarray]:
-        """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows')."""
+    def maps(self):
+        """The text and image colour maps of Factor Out Colour and Recolour Embedding for this CLIP (fitted once)."""
+        if not hasattr(self, "_maps"):
+            from nodes.shapes.recolor import fit_color_map
+            from nodes.shapes.textcolor import fit_text_color_map
+
+            self._maps = fit_text_color_map(self.clip), fit_color_map(self.clip)
+        return self._maps
+
+    def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8,
+                 factored: bool = False) -> list[np.ndarray]:
+        """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows').
+
+        `factored`: as the default text→image workflow draws, through Factor Out Colour (method words)
+        and Recolour Embedding: the prior sees the prompt without its colour words, and its sample is
+        moved to the named colour."""
         import torch
 
+        from nodes.shapes.recolor import parse_color
+        from nodes.shapes.textcolor import factor_encoding
         from nodes.unclip.api import sample_decoder, sample_prior
 
         out = []
         with torch.inference_mode():
             empty = self.clip.encode_text([""])
             for i in range(0, len(prompts), batch):
-                text = self.clip.encode_text(prompts[i:i + batch])
+                texts = prompts[i:i + batch]
+                text = self.clip.encode_text(texts)
                 gen = torch.Generator().manual_seed(seed + i)
-                emb = sample_prior(self.prior, text, empty, guidance=4.0, steps=steps, generator=gen)
+                if factored:
+                    tmap, cmap = self.maps()
+                    for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words")
+                    emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen)
+                    for r, c in enumerate(named):
+                        if c:
+                            rgb = torch.tensor(parse_color(c), dtype=torch.float32) / 255
+                            emb[r] = cmap.apply(emb[r:r + 1], rgb)[0].to(emb)
+                else:
+                    emb = sample_prior(self.prior, text, empty, guidance=4.0, steps=steps, generator=gen)
                 img = sample_decoder(self.decoder, emb, text, empty, guidance=1.5, steps=steps, generator=gen)
                 out.extend((img.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
         return out
@@ -143,14 +170,16 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     return result.outputs[node], time.time() - t0
 
 
-def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int, threads: int,
+def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int | None, threads: int,
                     save: Path | None = None) -> dict:
     report: dict = {"set": which}
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
     else:
-        outputs, seconds = run_workflow(DREAMBOOTH, {"train.name": f"heart-eval-{which}",
-                                                     "train.steps": train_steps}, "train", threads)
+        overrides = {"train.name": f"heart-eval-{which}"}
+        if train_steps:  # else the workflow's own
+            overrides["train.steps"] = train_steps
+        outputs, seconds = run_workflow(DREAMBOOTH, overrides, "train", threads)
         path = ROOT / "models" / "loras" / f"{outputs['lora']}.safetensors"
         report["train_seconds_wall"] = round(seconds, 1)
     from safetensors import safe_open
@@ -163,7 +192,7 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int,
 
     pairs = identifier_prompts(which, n)
     t0 = time.time()
-    images = tuned.generate([p for p, _ in pairs], seed, steps)
+    images = tuned.generate([p for p, _ in pairs], seed, steps, factored=True)
     report["seconds_per_image"] = round((time.time() - t0) / len(pairs), 2)
     if save:
         from PIL import Image
@@ -183,7 +212,7 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int,
     texts = [p.text for p in prompts]
     rows = {}
     for label, stack in (("base", base), ("lora", tuned)):
-        ims = stack.generate(texts, seed + 1, steps)
+        ims = stack.generate(texts, seed + 1, steps, factored=True)
         v = [judge.judge(im, p.named) for im, p in zip(ims, prompts, strict=True)]
         s = judge.summarise(v)
         rows[label] = {a: round(s[a], 3) for a in domain.ATTRIBUTES} | {"mean": round(
@@ -200,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=16, help="prompts (DreamBooth) or scenes (Imagic)")
     p.add_argument("--steps", type=int, default=10, help="prior and decoder sampling steps")
     p.add_argument("--lora", default="", help="DreamBooth: judge this LoRA instead of training one")
-    p.add_argument("--train-steps", type=int, default=100, help="DreamBooth training steps")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="DreamBooth training steps (default: the workflow's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
     p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")

@@ -245,3 +245,50 @@ def test_imagic_takes_one_image_and_says_so(tiny_engine):
 
     with pytest.raises(nodegraph.NodeExecutionError, match="one image"):
         _one_image(subject_images(2), "Imagic")
+
+
+def test_object_mask_marks_the_subject_and_its_rim_not_the_background():
+    from nodes.personalise.common import object_mask
+
+    images, _ = subject.rows(subject_images(), "sks", 6, np.random.default_rng(2))
+    masks = object_mask(images, 32)
+    assert masks.shape == (6, 32, 32)
+    for image, m in zip(images, masks, strict=True):
+        true = torch.from_numpy(analyse(image).mask.astype(np.float32))[None, None]
+        true32 = torch.nn.functional.avg_pool2d(true, 2)[0, 0] > 0.5  # the object at the decoder's size
+        assert bool(m[true32].all())  # every object pixel is weighed
+        assert 0 < float(m.mean()) < 0.5  # and most of the background is not
+
+
+def test_decoder_loss_floors_the_noisiest_steps_and_weighs_pixels():
+    from nodes.unclip.api import alphas_cumprod, decoder_loss, generator, load_clip, load_decoder
+
+    dec = load_decoder(tiny.cached_root())
+    x0 = torch.rand(8, 3, dec.sample_size, dec.sample_size) * 2 - 1
+    emb = torch.randn(8, dec.text_proj.learned_classifier_free_guidance_embeddings.shape[0])
+    text = load_clip(tiny.cached_root()).encode_text(["a red circle"] * 8)
+    abar = alphas_cumprod(dec)
+    with torch.no_grad():
+        plain = decoder_loss(dec, x0, emb, text, abar, generator(3))
+        floored = decoder_loss(dec, x0, emb, text, abar, generator(3), snr_floor=1.0)
+        uniform = decoder_loss(dec, x0, emb, text, abar, generator(3), pixel_weight=torch.full((8, dec.sample_size, dec.sample_size), 3.0))
+    assert float(floored) > float(plain)  # the same draws, the noisy ones weigh more
+    assert torch.allclose(uniform, plain, rtol=1e-5)  # weights are normalised per image
+
+
+def test_lora_initialisation_follows_the_seed_not_the_global_generator():
+    from nodes.personalise import training
+    from nodes.unclip.api import load_decoder
+
+    unet = load_decoder(tiny.cached_root()).unet
+    torch.manual_seed(1)
+    a, _ = training.with_lora(unet, 2, training.DECODER_TARGETS, seed=5)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)
+    b, _ = training.with_lora(unet, 2, training.DECODER_TARGETS, seed=5)
+    c, _ = training.with_lora(unet, 2, training.DECODER_TARGETS, seed=6)
+    weights = [torch.cat([p.detach().flatten() for p in training.trainable(m)]) for m in (a, b, c)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    torch.manual_seed(1)
+    training.with_lora(unet, 2, training.DECODER_TARGETS, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is left as it was

@@ -40,3 +40,14 @@ def trainable_copy(enc: Any) -> Any:
 def take(enc: Any, idx: Any) -> Any:
     """Rows `idx` of a TextEncoding."""
     return type(enc)(enc.embeds[idx], enc.hidden[idx], enc.mask[idx])
+
+
+def object_mask(images: np.ndarray, size: int) -> Any:
+    """(B, size, size) float: where uint8 images (B, H, W, 3) of one object on a plain background
+    differ visibly from their background (the corner pixel's colour) at the decoder's resolution,
+    grown by one pixel (the object's rim), as the shipped decoder's `--fg-weight` training weighs them."""
+    import torch.nn.functional as F
+
+    x = (decoder_pixels(images, size) + 1) * 127.5  # (B, 3, size, size) in [0, 255]
+    diff = (x - x[:, :, :1, :1]).abs().amax(dim=1, keepdim=True)
+    return F.max_pool2d((diff > 24).float(), 3, stride=1, padding=1)[:, 0]

@@ -18,15 +18,25 @@ DECODER_RESNET_TARGETS = (*DECODER_TARGETS, "conv1", "conv2", "time_emb_proj")
 PRIOR_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "encoder_hidden_states_proj", "embedding_proj")
 
 
-def with_lora(module: Any, rank: int, targets: Sequence[str]) -> tuple[Any, dict]:
+def with_lora(module: Any, rank: int, targets: Sequence[str], seed: int | None = None) -> tuple[Any, dict]:
     """A frozen deep copy of `module` (a diffusers model) with a trainable peft LoRA of `rank` on the
-    `targets` projections, and the LoraConfig as a dict (for the file's metadata)."""
+    `targets` projections, and the LoraConfig as a dict (for the file's metadata).
+
+    peft draws the adapters' initial weights from torch's global generator; with `seed` they are drawn
+    from that seed instead (the global state is left as it was), so a training depends on its inputs
+    only, not on what ran before it in the process."""
+    import torch
     from peft import LoraConfig
 
     model = copy.deepcopy(module)
     model.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(targets), init_lora_weights="gaussian")
-    model.add_adapter(config)
+    if seed is None:
+        model.add_adapter(config)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed % 2**63)
+            model.add_adapter(config)
     model.train()
     return model, config.to_dict()
 

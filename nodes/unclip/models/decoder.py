@@ -126,11 +126,14 @@ def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEn
 
 
 def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncoding, abar: torch.Tensor,
-                 gen: torch.Generator, min_snr: float = 5.0, unet=None, unet_kwargs=None) -> torch.Tensor:
+                 gen: torch.Generator, min_snr: float = 5.0, unet=None, unet_kwargs=None, snr_floor: float = 0.0,
+                 pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """The decoder's training loss on clean images x0 (B, 3, 32, 32) in [-1, 1].
 
     `unet` replaces the decoder's UNet (e.g. a controlled one); `unet_kwargs(xt, t, hidden, additive,
-    mask) -> dict` adds keyword arguments to the UNet call.
+    mask) -> dict` adds keyword arguments to the UNet call. `snr_floor` floors the loss weight in x0
+    terms (as `decoder_tune` trained: the noisiest steps, where the outline is decided, count too);
+    `pixel_weight` (B, 32, 32) weighs each image's pixels (normalised to mean 1 per image).
     """
     hidden, additive = dec.text_proj(image_embeddings=img_emb, prompt_embeds=text.embeds,
                                      text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
@@ -147,8 +150,11 @@ def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, tex
     snr = (a / (1 - a)).view(-1)
     # min-SNR-γ for v-prediction; 0: the plain v-loss, every noise level alike (min-SNR all but ignores the
     # noisiest steps, where an image-conditioned model learns to follow its input image)
-    weight = snr.clamp(max=min_snr) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)
-    return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
+    weight = snr.clamp(max=min_snr).clamp(min=snr_floor) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)
+    if pixel_weight is None:
+        return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
+    err = (pred[:, :3] - v).pow(2).mean(dim=1) * pixel_weight / pixel_weight.mean(dim=(1, 2), keepdim=True)
+    return (weight * err.mean(dim=(1, 2))).mean()
 
 
 def alphas_cumprod(model: DecoderModel) -> torch.Tensor:
