@@ -49,6 +49,9 @@ class DreamBooth(Node):
         name: str = Port("subject", description="The LoRA is written to <models>/loras/dreambooth-<name>.safetensors "
                          "(letters, digits, '-', '_', '.').")
         steps: int = Port(400, ge=1, le=5000, description="Training steps.")
+        prior_steps: int = Port(100, ge=1, le=5000, description="The first steps also train the prior's LoRA; "
+                                "the identifier's meaning is learnt in about 100, longer only drifts the prior "
+                                "for prompts without it, while the decoder still learns the outline.")
         batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: half subject, half class images.")
         rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
         lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
@@ -155,17 +158,21 @@ class DreamBooth(Node):
             l_dec_class = decoder_loss(dec, class_x0[i_c], class_emb[i_c], take(class_text, i_c), abar, gen, unet=unet,
                                        snr_floor=inputs.snr_floor,
                                        pixel_weight=class_w[i_c] if inputs.object_weight else None)
+            total = l_dec + lam * l_dec_class
+            if step >= inputs.prior_steps:  # the prior's LoRA is done: its grads stay None, AdamW skips it
+                return total
             l_pri = prior_loss(tuned_prior, subj_emb[i_s], take(subj_text, i_s), gen)
             i_p = torch.from_numpy(rng.choice(n_prior, size=len(i_c), replace=n_prior < len(i_c)))
             l_pri_class = prior_loss(tuned_prior, prior_emb[i_p], take(prior_text, i_p), gen)
-            return l_dec + lam * l_dec_class + l_pri + lam * l_pri_class
+            return total + l_pri + lam * l_pri_class
 
         groups = [{"params": training.trainable(unet), "lr": inputs.lr},
                   {"params": training.trainable(prior_net), "lr": inputs.prior_lr}]
         losses = training.fit(groups, loss, inputs.steps, lambda done, _loss: ctx.progress(done, inputs.steps))
         path = ctx.settings.model_dirs[0] / "loras" / f"{PREFIX}{inputs.name}.safetensors"
         seconds = round(time.time() - t0, 1)
-        info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps, "seconds": seconds,
+        info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps,
+                "prior_steps": min(inputs.prior_steps, inputs.steps), "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
         save_lora(path, unet, unet_cfg, info, prior_net, prior_cfg)
