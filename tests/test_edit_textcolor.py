@@ -215,7 +215,7 @@ def test_a_prompt_whose_read_out_sees_two_colours_is_passed_on(tmp_path, store):
     clip = BagOfWordsClip()
     handle = ModelHandle(clip, "stand-in", "unclip.clip")
     tmap = fitted(Ctx(tmp_path, models=store), handle, "text_color",
-                  lambda clip, progress: fit_text_color_map(clip, n=1500))
+                  lambda clip, progress: fit_text_color_map(clip, n=1500), TextColorMap)
     texts = ["a red disk and a blue star", "a red disk on a blue background"]
     two, one = drop_color_words(tmap, clip, texts)
     assert (two.text, two.color, two.words, two.cleared) == (texts[0], "", (), True)
