@@ -157,7 +157,7 @@ class ImagicFinetune(Node):
         rank: int = Port(4, ge=1, le=64, description="LoRA rank.")
         lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate.")
         batch: int = Port(4, ge=1, le=64, description="Noise draws of the image per step.")
-        seed: nodegraph.Seed = Port(0, description="Random seed (noise draws).")
+        seed: nodegraph.Seed = Port(0, description="Random seed (noise draws, the LoRA's initial weights).")
 
     class Outputs(nodegraph.Outputs):
         decoder: DECODER = Port(description="The fine-tuned copy of the decoder (LoRA merged).")
@@ -174,7 +174,7 @@ class ImagicFinetune(Node):
         x0 = decoder_pixels(_one_image(inputs.image, "Imagic"), dec.sample_size).expand(inputs.batch, -1, -1, -1)
         emb = trainable_copy(_one_row(inputs.embedding, "Imagic")).float().expand(inputs.batch, -1)
         text = trainable_copy(inputs.conditioning.cond.expand(inputs.batch))
-        unet, _ = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS)
+        unet, _ = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS, seed=inputs.seed)
         abar, gen = alphas_cumprod(dec), generator(inputs.seed)
         training.fit([{"params": training.trainable(unet), "lr": inputs.lr}],
                      lambda _step: decoder_loss(dec, x0, emb, text, abar, gen, unet=unet), inputs.steps,
