@@ -96,12 +96,13 @@ class Stack:
     def with_lora(self, path: Path) -> Stack:
         import dataclasses
 
-        from nodes.lora.api import patch, read_lora
+        from nodes.lora.api import patch, patch_clip, read_lora
 
         lora = read_lora(path)
         parts = patch({"unet": self.decoder.unet, "text_proj": self.decoder.text_proj, "prior": self.prior.prior},
                       lora, 1.0)
         out = copy.copy(self)
+        out.clip = patch_clip(self.clip, lora)  # the identifier's learnt row, when the LoRA bundles it
         out.decoder = dataclasses.replace(self.decoder, unet=parts["unet"], text_proj=parts["text_proj"])
         out.prior = dataclasses.replace(self.prior, prior=parts["prior"])
         return out
@@ -171,12 +172,12 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
 
 
 def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int | None, threads: int,
-                    save: Path | None = None) -> dict:
+                    save: Path | None = None, overrides: dict | None = None) -> dict:
     report: dict = {"set": which}
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
     else:
-        overrides = {"train.name": f"heart-eval-{which}"}
+        overrides = {"train.name": f"heart-eval-{which}", **(overrides or {})}
         if train_steps:  # else the workflow's own
             overrides["train.steps"] = train_steps
         outputs, seconds = run_workflow(DREAMBOOTH, overrides, "train", threads)
@@ -235,25 +236,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the report here too")
     p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")
     p.add_argument("--set-node", action="append", default=[], metavar="NODE.PORT=VALUE",
-                   help="Imagic: override a port of workflows/imagic.json (JSON values), e.g. finetune.steps=40")
+                   help="override a port of the method's workflow (JSON values), e.g. finetune.steps=40 "
+                   "(imagic.json) or train.token_lr=0.01 (dreambooth.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     import torch
 
     torch.set_num_threads(args.threads)
+    overrides = {}
+    for item in args.set_node:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
     if args.method == "dreambooth":
         report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
-                                 args.save_images)
+                                 args.save_images, overrides)
     else:
         from ._imagic import eval_imagic
 
-        overrides = {}
-        for item in args.set_node:
-            key, _, value = item.partition("=")
-            try:
-                overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[key] = value
         report = eval_imagic(args.which, args.n, args.steps, args.threads, overrides=overrides)
     text = json.dumps(report, indent=2)
     print(text)

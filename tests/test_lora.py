@@ -380,6 +380,67 @@ def test_missing_or_bad_lora_fails_the_node_with_the_fix(lora_engine, tmp_path):
     assert not run.ok
 
 
+def write_bundle(path: Path, unet_sd: dict, embeddings: dict[str, torch.Tensor]) -> Path:
+    """A LoRA with word embeddings bundled as AUTOMATIC1111 / kohya write them."""
+    from safetensors.torch import save_file
+
+    state = {f"unet.{k}": v.contiguous() for k, v in unet_sd.items()}
+    state.update({f"bundle_emb.{w}.string_to_param.*": v.contiguous() for w, v in embeddings.items()})
+    save_file(state, str(path))
+    return path
+
+
+def test_bundled_embeddings_patch_a_copy_of_the_connected_clip_and_only_their_word(lora_engine, unet_lora):
+    from nodes.unclip.api import load_clip
+
+    clip = load_clip(tiny.cached_root())
+    (i,) = clip.token_ids("x")  # one token of the tiny tokenizer
+    width = clip.input_embeddings().weight.shape[1]
+    vec = torch.full((1, width), 0.5)
+    loras = lora_engine.settings.model_dirs[0] / "loras"
+    write_bundle(loras / "emb.safetensors", unet_lora[1], {"x": vec})
+    read = read_lora(loras / "emb.safetensors")
+    assert set(read.components()) == {"unet"} and torch.equal(read.embeddings["x"], vec)
+
+    def encoded(source: str, text: str, name: str) -> dict:
+        return {name: node("unclip.text_encode", clip=link(source, "clip"), text=text)}
+
+    wf = pipeline(l=node("lora.load_lora", decoder=link("dec_m", "decoder"), clip=link("clip", "clip"), lora="emb"),
+                  nolink=node("lora.load_lora", decoder=link("dec_m", "decoder"), lora="emb"),
+                  **encoded("l", "a red x shape", "tx"), **encoded("clip", "a red x shape", "bx"),
+                  **encoded("l", "a red circle", "tc"), **encoded("clip", "a red circle", "bc"))
+    run = lora_engine.run(wf, targets=["l", "nolink", "tx", "bx", "tc", "bc"])
+    assert run.ok, run.error
+    patched = run.outputs["l"]["clip"]
+    assert patched.kind == "unclip.clip" and "emb" in patched.name
+    assert torch.equal(patched.model.input_embeddings().weight[i], vec[0])
+    key = next(k for k in lora_engine.models.loaded() if k.startswith("unclip.clip:"))
+    base = lora_engine.models.load(key, lambda: pytest.fail("evicted"))
+    assert not torch.equal(base.input_embeddings().weight[i], vec[0])  # the loaded CLIP is unchanged
+    emb = {n: run.outputs[n]["conditioning"].cond.embeds for n in ("tx", "bx", "tc", "bc")}
+    assert torch.equal(emb["tc"], emb["bc"]) and not torch.allclose(emb["tx"], emb["bx"])
+    assert run.outputs["nolink"]["clip"] is None
+    assert any("not applied" in t and "connect the CLIP" in t for t in run.ui["nolink"]["text"])
+
+
+def test_bundled_embeddings_that_do_not_fit_the_clip_fail_with_the_reason(lora_engine, unet_lora):
+    from nodes.lora.lora import patch_clip
+    from nodes.unclip.api import load_clip
+
+    clip = load_clip(tiny.cached_root())
+    width = clip.input_embeddings().weight.shape[1]
+    loras = lora_engine.settings.model_dirs[0] / "loras"
+    for word, vec, reason in (("x", torch.zeros(1, width + 1), "another CLIP"),
+                              ("sks", torch.zeros(1, width), "another tokenizer")):  # "sks": 3 tiny tokens
+        lora = read_lora(write_bundle(loras / "bad-emb.safetensors", unet_lora[1], {word: vec}))
+        with pytest.raises(LoraError, match=reason):
+            patch_clip(clip, lora)
+        wf = pipeline(l=node("lora.load_lora", decoder=link("dec_m", "decoder"), clip=link("clip", "clip"),
+                             lora="bad-emb"))
+        run = lora_engine.run(wf, targets=["l"])
+        assert run.status == "failed" and reason in run.error.message
+
+
 # --- the shipped LoRA ------------------------------------------------------------------------------
 
 SHIPPED_LORA = ROOT / "models" / "loras" / "shapes-pink.safetensors"

@@ -36,8 +36,11 @@ def tiny_engine(tmp_path):
     return Engine.from_settings(settings)
 
 
+IDENT = "x"  # a word the tiny tokenizer keeps as one token ("sks" is three of its tokens)
+
+
 def dreambooth_workflow(**train) -> dict:
-    params = {"identifier": "sks", "name": "t", "steps": 3, "batch": 4, "rank": 2, "class_images": 2,
+    params = {"identifier": IDENT, "name": "t", "steps": 3, "batch": 4, "rank": 2, "class_images": 2,
               "class_steps": 2, "seed": 0, **train}
     return workflow(
         clip=node("unclip.load_clip", model="tiny-karlo"),
@@ -47,8 +50,8 @@ def dreambooth_workflow(**train) -> dict:
         train=node("personalise.dreambooth", clip=link("clip", "clip"), prior=link("prior_m", "prior"),
                    decoder=link("dec_m", "decoder"), images=link("imgs", "image"), **params),
         lora=node("lora.load_lora", decoder=link("dec_m", "decoder"), prior=link("prior_m", "prior"),
-                  lora=link("train", "lora")),
-        text=node("unclip.text_encode", clip=link("clip", "clip"), text="a red sks shape"),
+                  clip=link("clip", "clip"), lora=link("train", "lora")),
+        text=node("unclip.text_encode", clip=link("lora", "clip"), text=f"a red {params['identifier']} shape"),
         emb=node("unclip.prior", prior=link("lora", "prior"), conditioning=link("text", "conditioning"), steps=2),
         tuned=node("unclip.decoder", decoder=link("lora", "decoder"), image_embedding=link("emb", "embedding"),
                    conditioning=link("text", "conditioning"), steps=2, seed=1),
@@ -72,10 +75,49 @@ def test_dreambooth_writes_a_lora_that_load_lora_applies_with_progress_per_step(
     assert path.is_file()
     from nodes.lora.api import read_lora
 
-    assert set(read_lora(path).components()) == {"unet", "prior"}
+    lora = read_lora(path)
+    assert set(lora.components()) == {"unet"}  # the prior is left as it is (prior_steps 0)
+    assert set(lora.embeddings) == {IDENT} and lora.embeddings[IDENT].shape[0] == 1
     steps = [e.step for e in events if isinstance(e, nodegraph.Progress) and e.node == "train"]
     assert steps == [1, 2, 3]
     assert np.abs(run.outputs["tuned"]["images"] - run.outputs["base"]["images"]).max() > 1e-4
+
+
+def test_dreambooth_learns_the_identifiers_row_and_leaves_other_words_and_the_prior_alone(tiny_engine):
+    from nodes.lora.api import patch_clip, read_lora
+    from nodes.unclip.api import load_clip
+
+    put_subject(tiny_engine)
+    assert tiny_engine.run(dreambooth_workflow(), targets=["train"]).ok
+    for kind in ("unclip.clip:", "unclip.prior:"):  # trained through, never into: no gradients on them
+        key = next(k for k in tiny_engine.models.loaded() if k.startswith(kind))
+        model = tiny_engine.models.load(key, lambda: pytest.fail("evicted"))
+        module = model if isinstance(model, torch.nn.Module) else model.prior
+        assert all(p.grad is None for p in module.parameters())
+    lora = read_lora(tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors")
+    base = load_clip(tiny.cached_root())
+    before = base.input_embeddings().weight.detach().clone()
+    tuned = patch_clip(base, lora)
+    assert torch.equal(base.input_embeddings().weight, before)  # the loaded CLIP is not changed
+    (i,) = base.token_ids(IDENT)
+    assert not torch.equal(tuned.input_embeddings().weight[i], before[i])  # the row was learnt
+    with torch.no_grad():
+        plain = ["a red square on the left", ""]
+        assert torch.equal(tuned.encode_text(plain).embeds, base.encode_text(plain).embeds)
+        named = [f"a red {IDENT} shape"]
+        assert not torch.allclose(tuned.encode_text(named).embeds, base.encode_text(named).embeds)
+
+
+def test_dreambooth_trains_a_prior_lora_only_when_asked_and_can_leave_clip_alone(tiny_engine):
+    from nodes.lora.api import read_lora
+
+    put_subject(tiny_engine)
+    path = tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"
+    assert tiny_engine.run(dreambooth_workflow(prior_steps=2), targets=["train"]).ok
+    assert set(read_lora(path).components()) == {"unet", "prior"}
+    assert tiny_engine.run(dreambooth_workflow(token_lr=0.0, identifier="sks"), targets=["tuned"]).ok
+    lora = read_lora(path)
+    assert set(lora.components()) == {"unet"} and not lora.embeddings
 
 
 def test_an_unchanged_training_is_cached_and_a_changed_one_reruns(tiny_engine):
@@ -103,7 +145,8 @@ def test_cancel_stops_training_between_steps_and_writes_no_file(tiny_engine):
 
 def test_bad_name_or_identifier_fails_with_the_fix(tiny_engine):
     put_subject(tiny_engine)
-    for bad, word in (({"name": "../x"}, "file name"), ({"identifier": "two words"}, "one word")):
+    for bad, word in (({"name": "../x"}, "file name"), ({"identifier": "two words"}, "one word"),
+                      ({"identifier": "sks"}, "token_lr 0")):  # three tokens here: no row to learn
         run = tiny_engine.run(dreambooth_workflow(**bad), targets=["train"])
         assert run.status == "failed" and word in run.error.message
 
@@ -292,3 +335,15 @@ def test_lora_initialisation_follows_the_seed_not_the_global_generator():
     torch.manual_seed(1)
     training.with_lora(unet, 2, training.DECODER_TARGETS, seed=5)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is left as it was
+
+
+def test_object_share_gives_small_and_large_objects_the_same_share_of_the_loss():
+    from nodes.personalise.common import share_weights
+
+    mask = torch.zeros(2, 32, 32)
+    mask[0, 10:14, 10:14] = 1  # 16 pixels
+    mask[1, 4:24, 4:24] = 1  # 400 pixels
+    w = share_weights(mask, 0.55)
+    share = (w * mask).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
+    assert torch.allclose(share, torch.tensor([0.55, 0.55]), atol=1e-4)
+    assert torch.equal(share_weights(mask, 0.1)[1], torch.ones(32, 32))  # never below the background's weight

@@ -15,7 +15,7 @@ from pathlib import Path
 import nodegraph
 from nodegraph import ModelHandle, Node, NodeContext, NodeExecutionError, Port
 
-from ..unclip.api import DECODER, PRIOR
+from ..unclip.api import CLIP, DECODER, PRIOR
 
 KIND = "loras"  # model folder: <models>/loras/<name>.safetensors (or a peft / diffusers folder)
 NONE = "none"  # no LoRA: the models pass through (a slot switched off)
@@ -51,7 +51,8 @@ def _base_unet(unet):
 class LoadLora(Node):
     """Apply a LoRA to the decoder (and the prior, when the file has prior weights), with a strength.
 
-    Reads peft / diffusers LoRA files and kohya-style ones. The outputs are patched copies: the
+    Reads peft / diffusers LoRA files and kohya-style ones; word embeddings bundled in the file
+    (`bundle_emb.*`, as DreamBooth writes its identifier) go into a copy of the connected CLIP. The outputs are patched copies: the
     loaded models are not changed, so chain several of these nodes to stack LoRAs.
     """
 
@@ -73,6 +74,8 @@ class LoadLora(Node):
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
         prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")
+        clip: CLIP = Port(None, description="Optional: the CLIP whose token table gets the LoRA's bundled word "
+                          "embeddings (a DreamBooth identifier learnt with the LoRA); connect it for such LoRAs.")
         lora: nodegraph.ModelName(MODELS) = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
                          "extension may be left out; shipped: 'shapes-pink'), or a local path (command line "
                          "only): peft / diffusers or kohya-style safetensors. 'none' passes the models through.")
@@ -85,14 +88,17 @@ class LoadLora(Node):
         decoder: DECODER = Port(description="The patched decoder (the input one when nothing applies).")
         prior: PRIOR = Port(description="The patched prior (the input one when the LoRA has no prior weights; "
                             "empty when no prior was given).")
+        clip: CLIP = Port(description="The CLIP with the LoRA's word embeddings (the input one when it bundles "
+                          "none; empty when no CLIP was given).")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
-        from .lora import LoraError, assign, patch, read_lora, subset
+        from .lora import LoraError, assign, patch, patch_clip, read_lora, subset
 
         decoder: ModelHandle = inputs.decoder
         prior: ModelHandle | None = inputs.prior
+        clip: ModelHandle | None = inputs.clip
         if inputs.lora.strip().lower() in (NONE, ""):
-            return self.Outputs(decoder=decoder, prior=prior)
+            return self.Outputs(decoder=decoder, prior=prior, clip=clip)
         path = resolve_lora(ctx.models.resolve, inputs.lora)
         sig = nodegraph.file_signature(path)
         try:
@@ -109,13 +115,18 @@ class LoadLora(Node):
             notes.append(f"{lora.name}: {len(lora.ignored)} text-encoder weights ignored (no CLIP is patched here)")
         if "prior" in lora.components() and prior is None:
             notes.append(f"{lora.name}: prior weights not applied (connect a prior to apply them)")
+        if lora.embeddings and clip is None:
+            notes.append(f"{lora.name}: the embedding of {', '.join(map(repr, lora.embeddings))} not applied "
+                         "(connect the CLIP to apply it, and encode prompts with the CLIP output)")
         for note in notes:
             ctx.log.warning(note)
         if notes:
             ctx.show(text=notes)
         source = f"{path.resolve()}:{sig}"
-        new_dec, new_prior = decoder, prior
+        new_dec, new_prior, new_clip = decoder, prior, clip
         try:
+            if lora.embeddings and clip is not None:  # the word rows apply whole: a token is the word or not
+                new_clip = _handle(ctx, clip, lora.name, source, 1.0, lambda: patch_clip(clip.model, lora))
             dec_lora = subset(lora, ("unet", "text_proj"))
             if dec_lora.components():
                 def build():
@@ -138,7 +149,7 @@ class LoadLora(Node):
                 new_prior = _handle(ctx, prior, lora.name, source, inputs.prior_strength, build_prior)
         except LoraError as exc:
             raise NodeExecutionError(str(exc)) from None
-        return self.Outputs(decoder=new_dec, prior=new_prior)
+        return self.Outputs(decoder=new_dec, prior=new_prior, clip=new_clip)
 
 
 def _handle(ctx: NodeContext, base: ModelHandle, lora_name: str, source: str, strength: float, build) -> ModelHandle:

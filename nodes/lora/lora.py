@@ -19,6 +19,7 @@ COMPONENTS = ("unet", "prior", "text_proj")
 # key prefix → component
 _PEFT_PREFIXES = {"unet.": "unet", "decoder.": "unet", "prior.": "prior", "text_proj.": "text_proj"}
 _KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_prior_": "prior", "lora_text_proj_": "text_proj"}
+BUNDLE_PREFIX = "bundle_emb."  # bundled textual-inversion embeddings (a word's token rows)
 _UNSUPPORTED_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_", "text_encoder.", "text_encoder_2.", "te.")
 _DOWN = (".lora_A.weight", ".lora.down.weight", ".lora_down.weight")
 _UP = (".lora_B.weight", ".lora.up.weight", ".lora_up.weight")
@@ -50,6 +51,8 @@ class LoraWeights:
     deltas: dict[str, dict[str, LoraDelta]] = field(default_factory=dict)  # component → module → delta
     layout: str = "peft"  # "peft" or "kohya"
     ignored: list[str] = field(default_factory=list)
+    # bundled textual-inversion embeddings: word → (vectors, width), one vector per token of the word
+    embeddings: dict[str, Any] = field(default_factory=dict)
 
     def components(self) -> list[str]:
         return [c for c in COMPONENTS if self.deltas.get(c)]
@@ -146,6 +149,9 @@ def read_lora(path: str | Path, name: str | None = None) -> LoraWeights:
     meta = {} if kohya else _metadata(file)
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for key, tensor in state.items():
+        if key.startswith(BUNDLE_PREFIX):
+            _read_bundled(lora, key, tensor, file.name)
+            continue
         if key.startswith(_UNSUPPORTED_PREFIXES):
             lora.ignored.append(key)
             continue
@@ -176,9 +182,29 @@ def read_lora(path: str | Path, name: str | None = None) -> LoraWeights:
         else:
             scale = _peft_scale(_component_config(meta, component), module, rank)
         lora.deltas.setdefault(component, {})[module] = LoraDelta(down, up, scale)
-    if not lora.deltas and not lora.ignored:
+    if not lora.deltas and not lora.ignored and not lora.embeddings:
         raise LoraError(f"{file.name} holds no LoRA weights")
     return lora
+
+
+def _read_bundled(lora: LoraWeights, key: str, tensor: Any, file: str) -> None:
+    """A bundled embedding, as AUTOMATIC1111 and kohya write them into a LoRA file:
+    `bundle_emb.<word>.string_to_param.*` (one text encoder) or `bundle_emb.<word>.clip_l` / `.clip_g`
+    (SDXL's two; only `clip_l` has a counterpart here)."""
+    word, _, part = key[len(BUNDLE_PREFIX):].partition(".")
+    if not word or not part:
+        raise LoraError(f"{file}: key {key!r} is not a bundled embedding (expected "
+                        f"{BUNDLE_PREFIX}<word>.string_to_param.*)")
+    if part not in ("string_to_param.*", "clip_l"):
+        lora.ignored.append(key)
+        return
+    vectors = tensor.float()
+    if vectors.dim() == 1:
+        vectors = vectors[None]
+    if vectors.dim() != 2:
+        raise LoraError(f"{file}: bundled embedding {word!r} has shape {tuple(tensor.shape)}; expected "
+                        "(tokens, width)")
+    lora.embeddings[word] = vectors
 
 
 def _split_component(stem: str, kohya: bool) -> tuple[str, str]:
@@ -292,7 +318,8 @@ def assign(lora: LoraWeights, models: dict[str, Any]) -> LoraWeights:
     `models`: component name → nn.Module or None. Paths are looked up in the UNet, then the prior,
     then text_proj; a path found in none of the given models is an error naming it.
     """
-    out = LoraWeights(lora.name, {c: dict(d) for c, d in lora.deltas.items() if c}, lora.layout, lora.ignored)
+    out = LoraWeights(lora.name, {c: dict(d) for c, d in lora.deltas.items() if c}, lora.layout, lora.ignored,
+                      lora.embeddings)
     present = {c: m for c, m in models.items() if m is not None}
     for module, delta in lora.deltas.get("", {}).items():
         found = _find("", module, present, lora.layout == "kohya")
@@ -334,4 +361,31 @@ def patch(models: dict[str, Any], lora: LoraWeights, strength: float) -> dict[st
 def subset(lora: LoraWeights, components: tuple[str, ...]) -> LoraWeights:
     """The part of a LoRA for some components."""
     return LoraWeights(lora.name, {c: d for c, d in lora.deltas.items() if c in components}, lora.layout,
-                       lora.ignored)
+                       lora.ignored, lora.embeddings)
+
+
+def token_rows(clip: Any, lora: LoraWeights) -> dict[int, Any]:
+    """token id → vector for the LoRA's bundled embeddings on this CLIP encoder (`with_token_rows`)."""
+    rows: dict[int, Any] = {}
+    width = int(clip.input_embeddings().weight.shape[1])
+    for word, vectors in lora.embeddings.items():
+        ids = clip.token_ids(word)
+        if vectors.shape[1] != width:
+            raise LoraError(f"LoRA {lora.name!r}: the embedding of {word!r} is {vectors.shape[1]} wide but this CLIP's "
+                            f"token embeddings are {width}; the LoRA was made for another CLIP")
+        if len(ids) != vectors.shape[0]:
+            raise LoraError(f"LoRA {lora.name!r}: the embedding of {word!r} has {vectors.shape[0]} vector(s) but this "
+                            f"CLIP's tokenizer splits {word!r} into {len(ids)} token(s); the LoRA was made for another "
+                            "tokenizer")
+        rows.update(zip(ids, vectors, strict=True))
+    return rows
+
+
+def patch_clip(clip: Any, lora: LoraWeights) -> Any:
+    """A copy of a CLIP encoder with the LoRA's bundled embeddings in its token table (`clip` itself
+    when the LoRA bundles none); the input encoder is not changed."""
+    if not lora.embeddings:
+        return clip
+    from ..unclip.api import with_token_rows
+
+    return with_token_rows(clip, token_rows(clip, lora))

@@ -8,9 +8,12 @@ from typing import Any
 
 
 def save_lora(path: Path, unet: Any, config: dict, extra: dict | None = None, prior: Any = None,
-              prior_config: dict | None = None) -> None:
+              prior_config: dict | None = None, embeddings: dict[str, Any] | None = None) -> None:
     """peft state dicts with the `unet.` (and `prior.`) prefix and each LoraConfig as diffusers'
-    metadata (`lora_adapter_metadata`), written atomically; `extra` goes to `nodegraph_training`."""
+    metadata (`lora_adapter_metadata`), written atomically; `extra` goes to `nodegraph_training`.
+
+    `embeddings`: word → (tokens, width) token rows learnt for the text encoder, bundled as
+    AUTOMATIC1111 and kohya do (`bundle_emb.<word>.string_to_param.*`)."""
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -20,6 +23,8 @@ def save_lora(path: Path, unet: Any, config: dict, extra: dict | None = None, pr
         state.update({f"{prefix}.{k}": v.detach().float().contiguous()
                       for k, v in get_peft_model_state_dict(model).items()})
         meta_cfg.update({f"{prefix}.{k}": (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()})
+    for word, vectors in (embeddings or {}).items():
+        state[f"bundle_emb.{word}.string_to_param.*"] = vectors.detach().float().reshape(-1, vectors.shape[-1]).contiguous()
     metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(meta_cfg, sort_keys=True, default=str)}
     if extra:
         metadata["nodegraph_training"] = json.dumps(extra, sort_keys=True)

@@ -51,3 +51,11 @@ def object_mask(images: np.ndarray, size: int) -> Any:
     x = (decoder_pixels(images, size) + 1) * 127.5  # (B, 3, size, size) in [0, 255]
     diff = (x - x[:, :, :1, :1]).abs().amax(dim=1, keepdim=True)
     return F.max_pool2d((diff > 24).float(), 3, stride=1, padding=1)[:, 0]
+
+
+def share_weights(mask: Any, share: float) -> Any:
+    """Pixel weights (B, S, S) under which the masked pixels (mask (B, S, S) in {0, 1}) carry `share` of
+    each image's loss, whatever the object's size (never less than the other pixels' weight)."""
+    area = mask.mean(dim=(1, 2), keepdim=True).clamp(min=1e-4, max=1 - 1e-4)
+    w = (share * (1 - area) / (area * (1 - share))).clamp(min=1.0)
+    return 1 + (w - 1) * mask

@@ -2,11 +2,14 @@
 images, with the paper's prior-preservation loss on class images the model generates itself.
 
 In unCLIP the decoder draws what the CLIP image embedding from the prior says, so the identifier
-has to act on the text side: a LoRA on the prior maps prompts with the identifier to the CLIP
-image embeddings of the subject, and a LoRA on the decoder (its attention, text cross-attention,
+has to act on the text side. Its own row in CLIP's token table is learnt (pivotal tuning: textual
+inversion together with the LoRA) so that the frozen prior maps prompts with the identifier towards
+the subject's CLIP image embeddings, and a LoRA on the decoder (its attention, text cross-attention,
 resnet convolutions and their embedding projections) learns to draw the subject from those embeddings
-and the identifier token. CLIP itself stays
-frozen (Load LoRA patches no text encoder); the identifier is one of its untrained tokens.
+and the identifier's token. A prompt without the identifier meets the same CLIP and prior as before;
+only the decoder's LoRA can move it. Optionally the prior gets a LoRA too (`prior_steps`).
+The row is bundled in the LoRA file (`bundle_emb.<identifier>.*`); Load LoRA puts it into a copy of
+the CLIP.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 class DreamBooth(Node):
     """Teach the models a subject from 3–5 images under a rare identifier word (DreamBooth, as a LoRA).
 
-    Trains LoRAs on copies of the prior and the decoder (the loaded models are not changed) with
-    prior preservation on images the model generates for ordinary prompts, writes
-    `<models>/loras/dreambooth-<name>.safetensors` and outputs its name for Load LoRA. Prompts then
-    say "a red sks shape at the top". Takes minutes; progress per step, cancellable between steps.
+    Learns the identifier's row in CLIP's token table and a LoRA on a copy of the decoder (the loaded
+    models are not changed), with prior preservation on images the model generates for ordinary
+    prompts; writes `<models>/loras/dreambooth-<name>.safetensors` (the row bundled in it) and outputs
+    its name for Load LoRA, whose `clip` output then encodes "a red sks shape at the top". Takes
+    minutes; progress per step, cancellable between steps.
     """
 
     name = "dreambooth"
@@ -49,21 +53,27 @@ class DreamBooth(Node):
         name: str = Port("subject", description="The LoRA is written to <models>/loras/dreambooth-<name>.safetensors "
                          "(letters, digits, '-', '_', '.').")
         steps: int = Port(400, ge=1, le=5000, description="Training steps.")
-        prior_steps: int = Port(100, ge=1, le=5000, description="The first steps also train the prior's LoRA; "
-                                "the identifier's meaning is learnt in about 100, longer only drifts the prior "
-                                "for prompts without it, while the decoder still learns the outline.")
+        prior_steps: int = Port(0, ge=0, le=5000, description="The first steps also train a LoRA on the prior "
+                                "(0: the prior stays as it is, and prompts without the identifier meet it "
+                                "unchanged; the identifier's row carries the subject to it).")
+        token_lr: float = Port(5e-3, ge=0.0, le=1.0, description="Learning rate of the identifier's own row "
+                               "in CLIP's token table (pivotal tuning); 0 keeps CLIP as it is and leaves the "
+                               "identifier to the LoRAs.")
         batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: half subject, half class images.")
         rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
         lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
         prior_lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate of the prior LoRA.")
         class_images: int = Port(64, ge=2, le=1024, description="Images the model generates for ordinary prompts, "
-                                 "for prior preservation (the prior's own preservation rows are 8× as many "
-                                 "captions, sampled without decoding).")
+                                 "for prior preservation (with prior_steps, the prior's own preservation rows "
+                                 "are 8× as many captions, sampled without decoding).")
         class_steps: int = Port(10, ge=2, le=100, description="Denoising steps when generating the class images.")
         preservation: float = Port(1.0, ge=0.0, le=10.0, description="Weight λ of the prior-preservation loss.")
-        object_weight: float = Port(4.0, ge=0.0, le=20.0, description="Extra loss weight of the subject's pixels "
-                                    "(and a 1-pixel rim) in the decoder loss: 4 makes them weigh 5×, so the "
-                                    "outline, a few percent of the image, is what the LoRA learns.")
+        object_weight: float = Port(4.0, ge=0.0, le=20.0, description="With object_share 0: extra loss weight of "
+                                    "the subject's pixels (and a 1-pixel rim) in the decoder loss; 4 makes them "
+                                    "weigh 5×, so the outline, a few percent of the image, is what the LoRA learns.")
+        object_share: float = Port(0.55, ge=0.0, lt=1.0, description="When above 0, replaces object_weight: the "
+                                   "subject's pixels and rim carry this share of each image's decoder loss, "
+                                   "so a small subject weighs as much as a large one.")
         snr_floor: float = Port(1.0, ge=0.0, le=5.0, description="Floor of the decoder loss weight at high noise, "
                                 "in x₀ terms (min-SNR-5 alone all but ignores the noisiest steps, where the "
                                 "outline is decided; 1 counts them as the shipped decoder's tuning did).")
@@ -94,13 +104,20 @@ class DreamBooth(Node):
             sample_prior,
         )
         from . import subject, training
-        from .common import clip_pixels, decoder_pixels, object_mask, take
+        from .common import clip_pixels, decoder_pixels, object_mask, share_weights, take
 
         if not _NAME.match(inputs.name):
             raise NodeExecutionError(f"name {inputs.name!r} is not a file name; use letters, digits, '-', '_' or '.'")
         ident = inputs.identifier.strip()
         if not ident or " " in ident:
             raise NodeExecutionError(f"identifier {inputs.identifier!r} must be one word, e.g. 'sks'")
+        token_ids: list[int] = []
+        if inputs.token_lr > 0:
+            token_ids = inputs.clip.model.token_ids(ident)
+            if len(token_ids) != 1:
+                raise NodeExecutionError(f"identifier {ident!r} is {len(token_ids)} tokens for this CLIP's tokenizer; "
+                                         "its row can be learnt only for a word the tokenizer keeps whole, e.g. "
+                                         "'sks' or 'ohwx' (or set token_lr 0)")
         if not ctx.settings.model_dirs:
             raise NodeExecutionError("no models folder to write the LoRA to; set NODEGRAPH_MODELS_DIR")
         images = nodegraph.as_image_batch(inputs.images)
@@ -117,7 +134,7 @@ class DreamBooth(Node):
         subj64, subj_caps = subject.rows(images, ident, pool, rng, augment=inputs.augment)
         # the prior's class rows are cheap (no decoding): PRIOR_CLASS times as many captions keep the prior's
         # whole caption space in place; the decoder's class images are the first `class_images` of them
-        n_prior = PRIOR_CLASS * inputs.class_images
+        n_prior = (PRIOR_CLASS if inputs.prior_steps > 0 else 1) * inputs.class_images
         class_caps = [captions.mixed_caption(domain.sample_scene(rng, "train").attributes(), rng, 0.5)
                       for _ in range(n_prior)]  # both writers, as the subject rows
         with torch.no_grad():
@@ -133,14 +150,29 @@ class DreamBooth(Node):
                                        generator=gen)
         subj_x0 = decoder_pixels(subj64, size)
         # the same weighting on the class rows: preservation holds where the subject's loss pulls hardest
-        subj_w = 1 + inputs.object_weight * object_mask(subj64, size)
-        class_w = 1 + inputs.object_weight * object_mask(class_img.permute(0, 2, 3, 1).numpy(), size)
+        subj_m = object_mask(subj64, size)
+        class_m = object_mask(class_img.permute(0, 2, 3, 1).numpy(), size)
+        if inputs.object_share > 0:
+            subj_w, class_w = share_weights(subj_m, inputs.object_share), share_weights(class_m, inputs.object_share)
+        else:
+            subj_w, class_w = 1 + inputs.object_weight * subj_m, 1 + inputs.object_weight * class_m
         class_x0 = class_img * 2 - 1
+        weighted = inputs.object_weight > 0 or inputs.object_share > 0
         ctx.check_cancelled()
 
         unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS, seed=inputs.seed)
-        prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS, seed=inputs.seed + 1)
-        tuned_prior = dataclasses.replace(pri, prior=prior_net)
+        prior_net, prior_cfg = None, None
+        if inputs.prior_steps > 0:
+            prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS,
+                                                      seed=inputs.seed + 1)
+        elif token_ids:  # the row learns through the prior, whose own weights stay as they are
+            prior_net = training.frozen(pri.prior)
+        tuned_prior = dataclasses.replace(pri, prior=prior_net) if prior_net is not None else pri
+        row, text_tower = None, None
+        if token_ids:  # the identifier's row, learnt through a frozen copy of the text tower
+            text_tower = training.frozen(clip)
+            row = torch.nn.Parameter(clip.input_embeddings().weight[token_ids].detach().clone())
+            training.substitute_rows(text_tower.input_embeddings(), token_ids, row)
         abar = alphas_cumprod(dec)
         null = dec.text_proj.learned_classifier_free_guidance_embeddings[None]
         n_subj = inputs.batch // 2
@@ -152,30 +184,40 @@ class DreamBooth(Node):
                                               replace=len(class_x0) < inputs.batch - n_subj))
             emb = subj_emb[i_s].clone()
             emb[torch.from_numpy(rng.random(n_subj) < P_NULL)] = null
-            l_dec = decoder_loss(dec, subj_x0[i_s], emb, take(subj_text, i_s), abar, gen, unet=unet,
+            text = text_tower.encode_text([subj_caps[j] for j in i_s.tolist()]) if row is not None \
+                else take(subj_text, i_s)
+            l_dec = decoder_loss(dec, subj_x0[i_s], emb, text, abar, gen, unet=unet,
                                  snr_floor=inputs.snr_floor,
-                                 pixel_weight=subj_w[i_s] if inputs.object_weight else None)
+                                 pixel_weight=subj_w[i_s] if weighted else None)
             l_dec_class = decoder_loss(dec, class_x0[i_c], class_emb[i_c], take(class_text, i_c), abar, gen, unet=unet,
                                        snr_floor=inputs.snr_floor,
-                                       pixel_weight=class_w[i_c] if inputs.object_weight else None)
+                                       pixel_weight=class_w[i_c] if weighted else None)
             total = l_dec + lam * l_dec_class
-            if step >= inputs.prior_steps:  # the prior's LoRA is done: its grads stay None, AdamW skips it
-                return total
-            l_pri = prior_loss(tuned_prior, subj_emb[i_s], take(subj_text, i_s), gen)
-            i_p = torch.from_numpy(rng.choice(n_prior, size=len(i_c), replace=n_prior < len(i_c)))
-            l_pri_class = prior_loss(tuned_prior, prior_emb[i_p], take(prior_text, i_p), gen)
-            return total + l_pri + lam * l_pri_class
+            if step < inputs.prior_steps:  # after them the prior's LoRA is done: its grads stay None
+                l_pri = prior_loss(tuned_prior, subj_emb[i_s], text, gen)
+                i_p = torch.from_numpy(rng.choice(n_prior, size=len(i_c), replace=n_prior < len(i_c)))
+                l_pri_class = prior_loss(tuned_prior, prior_emb[i_p], take(prior_text, i_p), gen)
+                total = total + l_pri + lam * l_pri_class
+            elif row is not None and inputs.prior_steps == 0:
+                # the frozen prior's loss on the subject rows: only the identifier's row learns from it
+                total = total + prior_loss(tuned_prior, subj_emb[i_s], text, gen)
+            return total
 
-        groups = [{"params": training.trainable(unet), "lr": inputs.lr},
-                  {"params": training.trainable(prior_net), "lr": inputs.prior_lr}]
+        groups = [{"params": training.trainable(unet), "lr": inputs.lr}]
+        if inputs.prior_steps > 0:
+            groups.append({"params": training.trainable(prior_net), "lr": inputs.prior_lr})
+        if row is not None:
+            groups.append({"params": [row], "lr": inputs.token_lr})
         losses = training.fit(groups, loss, inputs.steps, lambda done, _loss: ctx.progress(done, inputs.steps))
         path = ctx.settings.model_dirs[0] / "loras" / f"{PREFIX}{inputs.name}.safetensors"
         seconds = round(time.time() - t0, 1)
         info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps,
-                "prior_steps": min(inputs.prior_steps, inputs.steps), "seconds": seconds,
+                "prior_steps": min(inputs.prior_steps, inputs.steps), "token_lr": inputs.token_lr,
+                "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
-        save_lora(path, unet, unet_cfg, info, prior_net, prior_cfg)
+        save_lora(path, unet, unet_cfg, info, prior_net if inputs.prior_steps > 0 else None, prior_cfg,
+                  embeddings={ident: row.detach()} if row is not None else None)
         ctx.log.info("DreamBooth: %d steps in %.0f s, loss %.4f → %.4f; wrote %s", inputs.steps, seconds,
                      losses[0], losses[-1], path)
         ctx.show(text=[f"{path.name}: {inputs.steps} steps in {seconds:.0f} s, loss {losses[0]:.3f} → {losses[-1]:.3f}"])

@@ -41,6 +41,29 @@ def with_lora(module: Any, rank: int, targets: Sequence[str], seed: int | None =
     return model, config.to_dict()
 
 
+def frozen(module: Any) -> Any:
+    """A deep copy of `module` with no trainable weights, for losses that train something else through it
+    (the cached model's parameters never collect gradients)."""
+    model = copy.deepcopy(module)
+    model.requires_grad_(False)
+    return model
+
+
+def substitute_rows(embedding: Any, ids: Sequence[int], rows: Any) -> Any:
+    """Make an embedding module output `rows[k]` wherever its input is token `ids[k]` (a forward hook),
+    so a training learns those rows (textual inversion) through an otherwise frozen text encoder.
+    Returns the hook's handle."""
+    import torch
+
+    def hook(_module, args, output):
+        tokens = args[0]
+        for k, i in enumerate(ids):
+            output = torch.where((tokens == i)[..., None], rows[k].to(output), output)
+        return output
+
+    return embedding.register_forward_hook(hook)
+
+
 def trainable(*models: Any) -> list[Any]:
     return [p for m in models for p in m.parameters() if p.requires_grad]
 

@@ -21,7 +21,7 @@ from .types import AR_PRIOR, CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSA
 # the model library (torch, diffusers), imported on first use
 _LIBRARY = ("ARPriorModel", "PriorModel", "TextEncoding", "TransformersClipEncoder", "alphas_cumprod", "decoder_loss",
             "load_ar_prior", "load_clip", "load_decoder", "load_prior", "load_upsampler", "prior_loss", "sample_ar_prior",
-            "sample_decoder", "sample_prior", "upsample")
+            "sample_decoder", "sample_prior", "upsample", "with_token_rows")
 _LAZY = {"schedulers": ".models.schedulers", "tiny": ".models.tiny",  # tiny: seeded test models
          "decoder_conditioning": ".models.decoder:conditioning",  # text_proj outputs for a custom loop
          "SHAPES_CLIP_CONFIG": ".models.clip:CONFIG_FILE",  # the shipped Shapes CLIP's open_clip config (JSON path)

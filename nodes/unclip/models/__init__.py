@@ -11,7 +11,7 @@ No dependency on the engine. Everything is plain torch / diffusers / open_clip /
 """
 
 from .ar_prior import ARPriorModel, load_ar_prior, sample_ar_prior
-from .clip import OpenClipEncoder, TextEncoding, TransformersClipEncoder, load_clip
+from .clip import OpenClipEncoder, TextEncoding, TransformersClipEncoder, load_clip, with_token_rows
 from .decoder import DecoderModel, alphas_cumprod, decoder_loss, load_decoder, sample_decoder
 from .prior import PriorModel, load_prior, prior_loss, sample_prior
 from .schedulers import SCHEDULERS
@@ -21,5 +21,5 @@ __all__ = [
     "SCHEDULERS", "ARPriorModel", "DecoderModel", "OpenClipEncoder", "PriorModel", "TextEncoding",
     "TransformersClipEncoder", "UpsamplerModel", "alphas_cumprod", "decoder_loss", "load_ar_prior", "load_clip",
     "load_decoder", "load_prior", "load_upsampler", "prior_loss", "sample_ar_prior", "sample_decoder", "sample_prior",
-    "upsample",
+    "upsample", "with_token_rows",
 ]

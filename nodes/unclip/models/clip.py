@@ -109,6 +109,11 @@ class OpenClipEncoder(torch.nn.Module):
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(list(texts))
 
+    def token_ids(self, word: str) -> list[int]:
+        """The token ids of one word (no start / end tokens)."""
+        tokens = [t for t in self.tokenize([word])[0].tolist() if t != 0]
+        return tokens[1:-1]  # between the start and end-of-text tokens
+
     def encode_tokens(self, tokens: torch.Tensor) -> TextEncoding:
         """tokens (B, L) int64 → TextEncoding; differentiable (used by training)."""
         from open_clip.transformer import text_global_pool
@@ -125,6 +130,17 @@ class OpenClipEncoder(torch.nn.Module):
     def encode_text(self, texts: list[str]) -> TextEncoding:
         dev = self.mean.device
         return self.encode_tokens(self.tokenize(texts).to(dev))
+
+    def input_embeddings(self) -> torch.nn.Embedding:
+        return self.model.token_embedding
+
+    def with_input_embeddings(self, embedding: torch.nn.Embedding) -> OpenClipEncoder:
+        """A copy sharing every weight but the token embedding table, which is `embedding`."""
+        model = _shallow_module_copy(self.model)
+        model.token_embedding = embedding
+        out = _shallow_module_copy(self)
+        out.model = model
+        return out
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → normalised (B, 3, S, S) at the tower's input size."""
@@ -167,6 +183,25 @@ class TransformersClipEncoder(torch.nn.Module):
         out = self.text_encoder(tok.input_ids.to(dev))
         return TextEncoding(out.text_embeds, out.last_hidden_state, tok.attention_mask.bool().to(dev))
 
+    def token_ids(self, word: str) -> list[int]:
+        """The token ids of one word (no start / end tokens)."""
+        return list(self.tokenizer(word, add_special_tokens=False).input_ids)
+
+    def input_embeddings(self) -> torch.nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def with_input_embeddings(self, embedding: torch.nn.Embedding) -> TransformersClipEncoder:
+        """A copy sharing every weight but the token embedding table, which is `embedding`."""
+        emb_parent = _shallow_module_copy(self.text_encoder.text_model.embeddings)
+        emb_parent.token_embedding = embedding
+        text_model = _shallow_module_copy(self.text_encoder.text_model)
+        text_model.embeddings = emb_parent
+        text_encoder = _shallow_module_copy(self.text_encoder)
+        text_encoder.text_model = text_model
+        out = _shallow_module_copy(self)
+        out.text_encoder = text_encoder
+        return out
+
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         if self.image_encoder is None:
             raise ValueError("this CLIP is text-only (a Karlo text-to-image checkpoint has no image encoder); "
@@ -174,6 +209,28 @@ class TransformersClipEncoder(torch.nn.Module):
                              "feature_extractor/, or the shipped shapes-unclip CLIP")
         images = _square_resize(images.float().to(self.mean.device), self.image_size)
         return self.image_encoder((images - self.mean) / self.std).image_embeds
+
+
+def _shallow_module_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a module object whose submodule table is its own (weights stay shared), so
+    replacing a submodule in the copy leaves the original as it was."""
+    import copy
+
+    out = copy.copy(module)
+    out._modules = dict(module._modules)
+    return out
+
+
+def with_token_rows(clip, rows: dict[int, torch.Tensor]):
+    """A copy of a CLIP encoder whose token embedding rows `rows` (token id → vector) are replaced;
+    every other weight is shared with `clip`, which is not changed."""
+    import copy
+
+    table = copy.deepcopy(clip.input_embeddings())
+    with torch.no_grad():
+        for i, vec in rows.items():
+            table.weight[i] = vec.to(table.weight)
+    return clip.with_input_embeddings(table)
 
 
 def is_open_clip_dir(path: Path) -> bool:
