@@ -114,10 +114,13 @@ class DreamBooth(Node):
         token_ids: list[int] = []
         if inputs.token_lr > 0:
             token_ids = inputs.clip.model.token_ids(ident)
-            if len(token_ids) != 1:
-                raise NodeExecutionError(f"identifier {ident!r} is {len(token_ids)} tokens for this CLIP's tokenizer; "
-                                         "its row can be learnt only for a word the tokenizer keeps whole, e.g. "
-                                         "'sks' or 'ohwx' (or set token_lr 0)")
+            if len(token_ids) != 1:  # its rows are shared with other words: learning them would move those
+                note = (f"identifier {ident!r} is {len(token_ids)} tokens for this CLIP's tokenizer, so its row is "
+                        "not learnt and the LoRA alone carries it; choose a word the tokenizer keeps whole (e.g. "
+                        "'sks' for the shipped CLIP) to learn it too")
+                ctx.log.warning(note)
+                ctx.show(text=[note])
+                token_ids = []
         if not ctx.settings.model_dirs:
             raise NodeExecutionError("no models folder to write the LoRA to; set NODEGRAPH_MODELS_DIR")
         images = nodegraph.as_image_batch(inputs.images)
