@@ -158,7 +158,12 @@ def quality(models: Path | None, threads: int, n: int, variations: int, prompt_s
 
     One engine runs every path, so a stage whose inputs are the same as in a path before it (the
     full prior under `full:prior`, the few-step decoder under `full:upsample`) is a cache hit."""
-    from eval.text2image import Runner, Sizes, evaluate
+    from eval.text2image import SETS, Runner, Sizes, evaluate
+
+    if prompt_set.startswith("probe"):
+        import fast_probe
+
+        SETS["probe"], SETS["probe-passed"] = fast_probe, fast_probe.PassedOn
 
     workflows = {name: tuple(json.loads((ROOT / "workflows" / f).read_text()) for f in files)
                  for name, files in PATHS.items()}
@@ -281,8 +286,11 @@ def main() -> int:
     p.add_argument("--no-engine", action="store_true", help="skip the engine figures")
     p.add_argument("--quality", type=int, default=0, help="prompts per quality row (0: no quality figures)")
     p.add_argument("--variations", type=int, default=0, help="variation scenes for the quality figures")
-    p.add_argument("--set", dest="prompt_set", default="validation", choices=("validation", "tuning"),
-                   help="the evaluation's prompt set (tune on 'tuning', report on 'validation')")
+    p.add_argument("--set", dest="prompt_set", default="validation", choices=("validation", "tuning", "probe", "probe-passed"),
+                   help="the evaluation's prompt set (tune on 'tuning' or 'probe', report on 'validation'); "
+                   "'probe': bench/fast_probe.py's training-writer captions of held-out combinations, half of "
+                   "them background first (unseen row only); 'probe-passed': the same writers' captions that Factor "
+                   "Out Colour passes on unfactored (it reads two colours)")
     p.add_argument("--paths", default="full,fast", help="the shipped paths in the quality table, the first "
                    "the reference (full: text2image.json + variation.json; fast: their _fast twins)")
     p.add_argument("--pairs", type=int, default=None, help="prompts in the held-out pairs row (default: "
