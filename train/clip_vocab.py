@@ -115,9 +115,11 @@ def agreement(clip, subs: dict[str, list[str]], cfg: Config, weight: torch.Tenso
     return torch.nn.functional.cosine_similarity(a, b, dim=-1).mean().item()
 
 
-def carry_ar_prior(out: Path, old_sha: str) -> None:
+def carry_ar_prior(out: Path, old_sha: str,
+                   by: str = "clip_vocab (new token rows only; trained encodings unchanged)") -> None:
     """The AR prior records the sha256 of the CLIP it was trained on. This stage leaves every encoding of
-    its training texts bit for bit as it was, so a record of the tower before it carries over."""
+    its training texts bit for bit as it was, so a record of the tower before it carries over (`by`
+    says which stage carried it, and why)."""
     path = out / "prior_ar" / "training_log.json"
     if not path.is_file():
         return
@@ -126,7 +128,8 @@ def carry_ar_prior(out: Path, old_sha: str) -> None:
     if entry.get("clip_sha256") != old_sha:
         return
     entry["clip_sha256"] = arprior.clip_sha256(out)
-    entry["clip_sha256_carried_by"] = "clip_vocab (new token rows only; trained encodings unchanged)"
+    earlier = entry.get("clip_sha256_carried_by")
+    entry["clip_sha256_carried_by"] = f"{earlier}; then {by}" if earlier else by
     path.write_text(json.dumps(logs, indent=2) + "\n")
 
 

@@ -105,16 +105,20 @@ def _noun_phrase(rng: np.random.Generator, attrs: dict[str, str], inc: set[str],
     return f"{_article(head)} {head}"
 
 
+ORDERS = ("background first", "position first", "list", "object first")
+
+
 def caption(attrs: dict[str, str], rng: np.random.Generator, include: tuple[str, ...] | None = None,
-            noun: str | None = None) -> str:
+            noun: str | None = None, order: str | None = None) -> str:
     """A caption naming the attributes in `include` (default: a random subset via `domain.random_subset`);
-    `noun`, if given, is the object's noun whatever the shape (e.g. "sks shape")."""
+    `noun`, if given, is the object's noun whatever the shape (e.g. "sks shape"); `order`, if given, one
+    of ORDERS instead of a random one (it applies where the caption names what it puts first)."""
     inc = set(domain.random_subset(rng) if include is None else include)
     np_ = _noun_phrase(rng, attrs, inc, noun)
     pos = _position(rng, attrs["position"]) if "position" in inc else None
     bg = attrs["background"] if "background" in inc else None
     bg_word = _pick(rng, COLORS[bg]) if bg else None
-    order = int(rng.integers(4))
+    order = int(rng.integers(4)) if order is None else ORDERS.index(order)
     if bg_word and order == 0:  # background first: "a plain white canvas showing a tiny orange disk"
         text = f"{_pick(rng, BACKGROUND_FIRST).format(bg_word)} {np_}" + (f" {pos}" if pos else "")
     elif pos and order == 1:  # position first: "in the upper-left area, a big box on a lilac ground"
