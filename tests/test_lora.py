@@ -401,6 +401,8 @@ def test_bundled_embeddings_patch_a_copy_of_the_connected_clip_and_only_their_wo
     write_bundle(loras / "emb.safetensors", unet_lora[1], {"x": vec})
     read = read_lora(loras / "emb.safetensors")
     assert set(read.components()) == {"unet"} and torch.equal(read.embeddings["x"], vec)
+    dotted = read_lora(write_bundle(loras / "dotted.safetensors", unet_lora[1], {"my.word": vec}))
+    assert set(dotted.embeddings) == {"my.word"}  # the word is what precedes the known ending
 
     def encoded(source: str, text: str, name: str) -> dict:
         return {name: node("unclip.text_encode", clip=link(source, "clip"), text=text)}

@@ -75,7 +75,8 @@ class LoadLora(Node):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
         prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")
         clip: CLIP = Port(None, description="Optional: the CLIP whose token table gets the LoRA's bundled word "
-                          "embeddings (a DreamBooth identifier learnt with the LoRA); connect it for such LoRAs.")
+                          "embeddings (a DreamBooth identifier learnt with the LoRA); connect it for such LoRAs. "
+                          "The words apply whole, whatever the strengths.")
         lora: nodegraph.ModelName(MODELS) = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
                          "extension may be left out; shipped: 'shapes-pink'), or a local path (command line "
                          "only): peft / diffusers or kohya-style safetensors. 'none' passes the models through.")
@@ -112,7 +113,8 @@ class LoadLora(Node):
             raise NodeExecutionError(str(exc)) from None
         notes = []
         if lora.ignored:
-            notes.append(f"{lora.name}: {len(lora.ignored)} text-encoder weights ignored (no CLIP is patched here)")
+            notes.append(f"{lora.name}: {len(lora.ignored)} text-encoder weights ignored (text-encoder LoRA layers "
+                         "and SDXL clip_g embeddings are not applied here)")
         if "prior" in lora.components() and prior is None:
             notes.append(f"{lora.name}: prior weights not applied (connect a prior to apply them)")
         if lora.embeddings and clip is None:

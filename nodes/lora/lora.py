@@ -191,11 +191,13 @@ def _read_bundled(lora: LoraWeights, key: str, tensor: Any, file: str) -> None:
     """A bundled embedding, as AUTOMATIC1111 and kohya write them into a LoRA file:
     `bundle_emb.<word>.string_to_param.*` (one text encoder) or `bundle_emb.<word>.clip_l` / `.clip_g`
     (SDXL's two; only `clip_l` has a counterpart here)."""
-    word, _, part = key[len(BUNDLE_PREFIX):].partition(".")
-    if not word or not part:
+    rest = key[len(BUNDLE_PREFIX):]
+    part = next((p for p in ("string_to_param.*", "clip_l", "clip_g") if rest.endswith("." + p)), None)
+    word = rest[: -len(part) - 1] if part else ""
+    if not word:
         raise LoraError(f"{file}: key {key!r} is not a bundled embedding (expected "
-                        f"{BUNDLE_PREFIX}<word>.string_to_param.*)")
-    if part not in ("string_to_param.*", "clip_l"):
+                        f"{BUNDLE_PREFIX}<word>.string_to_param.* or {BUNDLE_PREFIX}<word>.clip_l)")
+    if part == "clip_g":  # SDXL's second text encoder: no counterpart here
         lora.ignored.append(key)
         return
     vectors = tensor.float()

@@ -176,12 +176,17 @@ class DreamBooth(Node):
             text_tower = training.frozen(clip)
             row = torch.nn.Parameter(clip.input_embeddings().weight[token_ids].detach().clone())
             training.substitute_rows(text_tower.input_embeddings(), token_ids, row)
+        # the decoder's text projection is trained through, never into: a frozen copy, so the loaded one
+        # collects no gradients (the LoRA'd UNet replaces the decoder's own in the loss)
+        dec = dataclasses.replace(dec, text_proj=training.frozen(dec.text_proj))
         abar = alphas_cumprod(dec)
         null = dec.text_proj.learned_classifier_free_guidance_embeddings[None]
         n_subj = inputs.batch // 2
         lam = inputs.preservation
 
         def loss(step: int):
+            if row is not None and step == inputs.prior_steps > 0:
+                row.requires_grad_(False)  # the row stays what the prior's LoRA was trained with
             i_s = torch.from_numpy(rng.choice(len(subj_x0), size=n_subj, replace=len(subj_x0) < n_subj))
             i_c = torch.from_numpy(rng.choice(len(class_x0), size=inputs.batch - n_subj,
                                               replace=len(class_x0) < inputs.batch - n_subj))

@@ -212,12 +212,16 @@ class TransformersClipEncoder(torch.nn.Module):
 
 
 def _shallow_module_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """A copy of a module object whose submodule table is its own (weights stay shared), so
-    replacing a submodule in the copy leaves the original as it was."""
+    """A copy of a module object with tables of its own (submodules, parameters, buffers, hooks), so
+    replacing or registering something on the copy leaves the original as it was. The tensors are the
+    original's: never move or convert such a copy in place (`.to()`, `.double()`), which would change
+    the original's weights too."""
     import copy
 
     out = copy.copy(module)
-    out._modules = dict(module._modules)
+    for name, value in vars(module).items():  # the tables: dicts and sets in the instance's __dict__
+        if isinstance(value, dict | set):
+            out.__dict__[name] = copy.copy(value)
     return out
 
 
