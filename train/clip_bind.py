@@ -27,7 +27,6 @@ held-out (colour, shape) pair in any role, and never the evaluation's caption ge
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import sys
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from nodes.shapes import captions, domain
 from train import arprior
 from train import data as shapes_data
-from train.clip_text import _text_params
+from train.clip_text import text_student
 from train.clip_vocab import carry_ar_prior, training_texts
 from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start
 from train.prior import scheduler as prior_scheduler
@@ -133,17 +132,11 @@ def drift(student, teacher, texts: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     from diffusers import PriorTransformer
 
-    from nodes.unclip.models import load_clip
     from nodes.unclip.models.clip import save_open_clip
 
     cfg, out, timer = start(Config, argv, smoke)
     init = Path(cfg.init) if cfg.init else out
-    student = load_clip(init / "clip")
-    teacher = copy.deepcopy(student).eval().requires_grad_(False)
-    student.requires_grad_(False)
-    params = _text_params(student.model)
-    for p in params:
-        p.requires_grad_(True)
+    student, teacher, params = text_student(init / "clip")
     prior = None
     if (init / "prior").is_dir() and cfg.prior_weight > 0:
         prior = PriorTransformer.from_pretrained(init / "prior").eval().requires_grad_(False)

@@ -88,17 +88,24 @@ def _text_params(model) -> list[torch.nn.Parameter]:
     return params
 
 
-def main(argv: list[str] | None = None) -> int:
+def text_student(clip_dir: Path):
+    """(student, frozen teacher, the student's trainable text-tower parameters) from a CLIP folder: the
+    teacher is a copy of the loaded model; in the student only the text tower trains."""
     from nodes.unclip.models import load_clip
 
-    cfg, out, timer = start(Config, argv, smoke)
-    init = Path(cfg.init) if cfg.init else out
-    student = load_clip(init / "clip")
+    student = load_clip(clip_dir)
     teacher = copy.deepcopy(student).eval().requires_grad_(False)
     student.requires_grad_(False)
     params = _text_params(student.model)
     for p in params:
         p.requires_grad_(True)
+    return student, teacher, params
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out, timer = start(Config, argv, smoke)
+    init = Path(cfg.init) if cfg.init else out
+    student, teacher, params = text_student(init / "clip")
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     img = torch.nn.functional.normalize(image_embeddings(teacher, ds.images64), dim=-1)  # (N, D), fixed
     log.info("image embeddings %s in %.0f s", tuple(img.shape), timer())
