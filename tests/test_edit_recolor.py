@@ -201,3 +201,77 @@ def test_recoloured_variations_take_the_new_colour_and_keep_the_shape(tmp_path, 
              for im in (images.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)]
     assert [f["color"] for f in found] == [new for *_, new in cases], found
     assert [f["shape"] for f in found] == [s for _, _, s, _ in cases], found
+
+
+class TwoColourClip(LinearColorClip):
+    """The linear stand-in with a background part too: the background's colour along its own directions."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__(dim)
+        self.back = torch.randn(3, dim, generator=torch.Generator().manual_seed(2))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return super().encode_image(images) + images[:, :, 0, 0] @ self.back
+
+
+def test_the_background_fit_repaints_only_backgrounds_and_stays_in_the_training_split():
+    palette = {c: np.array(rgb) for c, rgb in domain.PALETTE.items()}
+    scenes, repainted = fit_scenes(200, part="background")
+    for s, r in zip(scenes, repainted, strict=True):
+        nearest = min(palette, key=lambda c: ((palette[c] - np.array(r.bg_rgb)) ** 2).sum())
+        assert nearest not in (s.color, s.background) and r.fg_rgb == s.fg_rgb
+        assert domain.split_of(s.color, nearest, r.shape, r.size, r.position) == "train", (nearest, r)
+    # the object fit's pairs are the ones it always had (maps kept on disk stay valid)
+    old, new = fit_scenes(50), fit_scenes(50, part="object")
+    assert old == new and all(a.bg_rgb == b.bg_rgb for a, b in zip(*old, strict=True))
+
+
+def test_an_object_recoloured_to_its_backgrounds_colour_takes_the_background_elsewhere(tmp_path, store):
+    """A prior sample for "a purple triangle" without its colour may have a purple background: recoloured
+    to purple, the object would vanish into it. The background goes to the colour the object had instead
+    (the two swap); a sample on another background is recoloured as before, and keep_apart off leaves
+    every background alone."""
+    from nodes.shapes.recolor import fit_background_map
+
+    clip = TwoColourClip()
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    rng = np.random.default_rng(8)
+    scenes = [domain.make_scene(rng, "green", "purple", "triangle", "large", "center"),
+              domain.make_scene(rng, "green", "white", "triangle", "large", "center")]
+    emb = clip.encode_image(_render(*scenes))
+    out, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="purple")
+    cmap, bmap = fit_color_map(clip), fit_background_map(clip)  # the node's fits
+    purple, green, white = (torch.tensor(domain.PALETTE[c]).float() / 255 for c in ("purple", "green", "white"))
+    assert (cmap.read(out.embedding) - purple).abs().max() < 6 / 255  # both objects are purple now
+    assert (bmap.read(out.embedding)[0] - green).abs().max() < 8 / 255  # the first background took the green
+    assert (bmap.read(out.embedding)[1] - white).abs().max() < 8 / 255  # the second stays white
+    assert "row 0: green" in ctx.ui["text"][1] and "row 1" not in ctx.ui["text"][1]
+    off, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="purple",
+                   keep_apart=False)
+    assert (bmap.read(off.embedding)[0] - torch.tensor(scenes[0].bg_rgb) / 255).abs().max() < 8 / 255
+    assert len(ctx.ui["text"]) == 1
+
+
+def test_two_candidate_colours_take_the_one_the_background_is_not(tmp_path, store):
+    """Factor Out Colour writes "a/b" for a prompt naming two colours it cannot tell apart: per sample, the
+    target is the candidate the sample's background does not read as, whichever was written first."""
+    clip = TwoColourClip()
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    rng = np.random.default_rng(9)
+    scenes = [domain.make_scene(rng, "orange", "purple", "square", "small", "left"),
+              domain.make_scene(rng, "purple", "orange", "square", "small", "left")]
+    emb = clip.encode_image(_render(*scenes))
+    cmap = fit_color_map(clip)
+    orange, purple = (torch.tensor(domain.PALETTE[c]).float() / 255 for c in ("orange", "purple"))
+    for color in ("purple/orange", "orange/purple"):
+        out, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color=color)
+        got = cmap.read(out.embedding)
+        assert (got[0] - orange).abs().max() < 6 / 255 and (got[1] - purple).abs().max() < 6 / 255, (color, got)
+        assert f"targets, per prompt: {color} (chosen" in ctx.ui["text"][0]
+    # one entry per prompt, each of its runs decided row by row; an empty entry keeps its run
+    per, _ = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=torch.cat([emb, emb]),
+                 color="purple/orange,")
+    assert (cmap.read(per.embedding[:2]) - torch.stack([orange, purple])).abs().max() < 6 / 255
+    assert torch.equal(per.embedding[2:], emb)
+    with pytest.raises(NodeExecutionError, match="unknown colour 'bleu'"):
+        run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="red/bleu")

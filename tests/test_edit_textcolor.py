@@ -151,9 +151,10 @@ def test_recolour_and_factor_keep_separate_maps_of_one_model_and_empty_colour_pa
     assert store.loads == 1  # the text map, kept in the model store
     emb = torch.randn(2, clip.dim)
     run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="red")
-    assert store.loads == 2 and len(store.loaded()) == 2  # the image map, beside the text map
+    # the image maps (object and background colour), beside the text map
+    assert store.loads == 3 and len(store.loaded()) == 3
     _, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, ["a blue star"]))
-    assert store.loads == 2 and not ctx.steps  # cached: not fitted again
+    assert store.loads == 3 and not ctx.steps  # cached: not fitted again
     same, ctx = run(EmbeddingRecolor, tmp_path, models=store, clip=handle, embedding=emb, color="")
     assert same.embedding is emb and "passed on as they are" in ctx.ui["text"][0]
     with pytest.raises(NodeExecutionError, match="width 7"):  # the checks still run
@@ -223,7 +224,8 @@ def test_a_prompt_whose_read_out_sees_two_colours_is_passed_on(tmp_path, store):
     assert (one.text, one.color, one.read) == ("a disk on a blue background", "red", ("red",))
     cond = _conditioning(clip, texts)
     out, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond)
-    assert out.color == ",red" and out.conditioning.texts == (texts[0], one.text)
+    # both colours go to Recolour Embedding, which takes the one the prior's sample has not on its background
+    assert out.color == f"{'/'.join(two.read)},red" and out.conditioning.texts == (texts[0], one.text)
     assert torch.equal(out.conditioning.cond.embeds[0], cond.cond.embeds[0])  # passed on as it is
     assert f"passed on as it is: {texts[0]!r} names two colours" in ctx.ui["text"][1]
 

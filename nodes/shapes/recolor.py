@@ -49,23 +49,27 @@ class ColorMap:
         return emb + strength * (rgb.to(emb) - self.read(emb)) @ self.step
 
 
-def _repaint_colors(rng: np.random.Generator, scenes) -> list[tuple[int, int, int]]:
-    """For each scene another palette colour (jittered): never its background, never a held-out
-    (colour, shape) pair, and never a held-out attribute combination (the repaint stays in the
-    training split)."""
+def _repaint_colors(rng: np.random.Generator, scenes, part: str = "object") -> list[tuple[int, int, int]]:
+    """For each scene another palette colour (jittered) for `part` ("object" or "background"): never the
+    scene's object or background colour, and never a held-out (colour, shape) pair or a held-out
+    attribute combination (the repaint stays in the training split)."""
     from . import domain  # renders with PIL: imported on use, not when the pack loads
 
     out = []
     for s in scenes:
         options = [c for c in domain.COLORS if c not in (s.color, s.background)
-                   and domain.split_of(c, s.background, s.shape, s.size, s.position) == "train"]
-        out.append(domain.make_scene(rng, options[rng.integers(len(options))], s.background, s.shape, s.size,
-                                     s.position).fg_rgb)
+                   and (domain.split_of(c, s.background, s.shape, s.size, s.position) if part == "object"
+                        else domain.split_of(s.color, c, s.shape, s.size, s.position)) == "train"]
+        new = options[rng.integers(len(options))]
+        scene = (domain.make_scene(rng, new, s.background, s.shape, s.size, s.position) if part == "object"
+                 else domain.make_scene(rng, s.color, new, s.shape, s.size, s.position))
+        out.append(scene.fg_rgb if part == "object" else scene.bg_rgb)
     return out
 
 
-def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
-    """The fitting pairs: (training-split scenes, the same scenes repainted in another colour)."""
+def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED, part: str = "object"):
+    """The fitting pairs: (training-split scenes, the same scenes with `part`, "object" or "background",
+    repainted in another colour)."""
     import dataclasses
 
     import numpy as np
@@ -73,13 +77,16 @@ def fit_scenes(n: int = FIT_SCENES, seed: int = FIT_SEED):
     from . import domain
 
     scenes = domain.sample_scenes(seed, n, "train")
-    rng = np.random.default_rng([seed, 1])  # its own stream, independent of the scene sampling
-    return scenes, [dataclasses.replace(s, fg_rgb=rgb) for s, rgb in zip(scenes, _repaint_colors(rng, scenes),
-                                                                          strict=True)]
+    rng = np.random.default_rng([seed, 1] if part == "object" else [seed, 2])  # its own stream
+    field = "fg_rgb" if part == "object" else "bg_rgb"
+    return scenes, [dataclasses.replace(s, **{field: rgb}) for s, rgb in zip(scenes, _repaint_colors(rng, scenes, part),
+                                                                             strict=True)]
 
 
-def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> ColorMap:
-    """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D)).
+def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None, part: str = "object") -> ColorMap:
+    """Fit the colour map of `clip` (anything with encode_image((B, 3, H, W) in [0, 1]) → (B, D)) for the
+    object's colour (`part` "object") or the background's ("background": the same fit on the same
+    scenes with their background repainted instead; `fit_background_map`).
 
     The fitting scenes are rendered in their own colour and repainted in another palette colour; a
     least-squares fit over both encodings gives Δembedding ≈ Δrgb · A (one 3 × D map shared by all
@@ -93,7 +100,8 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
 
     from . import domain
 
-    scenes, repainted = fit_scenes(n, seed)
+    scenes, repainted = fit_scenes(n, seed, part)
+    field = "fg_rgb" if part == "object" else "bg_rgb"
     jobs = [scenes[i:i + BATCH] for i in range(0, n, BATCH)] + [repainted[i:i + BATCH] for i in range(0, n, BATCH)]
     encoded = []
     for k, batch in enumerate(jobs):
@@ -103,8 +111,8 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
         if progress is not None:
             progress(k + 1, len(jobs))
     e0, e1 = torch.cat(encoded[:len(jobs) // 2]), torch.cat(encoded[len(jobs) // 2:])
-    rgb0 = torch.tensor([s.fg_rgb for s in scenes], dtype=torch.float32).to(e0) / 255
-    rgb1 = torch.tensor([s.fg_rgb for s in repainted], dtype=torch.float32).to(e0) / 255
+    rgb0 = torch.tensor([getattr(s, field) for s in scenes], dtype=torch.float32).to(e0) / 255
+    rgb1 = torch.tensor([getattr(s, field) for s in repainted], dtype=torch.float32).to(e0) / 255
     # the solves in float64 (see least_squares), rounded to float32 at the end
     d_rgb, d_emb = (rgb1 - rgb0).cpu().double(), (e1 - e0).cpu().double()
     direction = least_squares(d_rgb, d_emb)
@@ -117,6 +125,12 @@ def fit_color_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None
     step = torch.linalg.solve(direction @ readout[:-1], direction)
     return ColorMap(direction=as_map(direction, e0), readout=as_map(readout, e0), step=as_map(step, e0),
                     explained=explained)
+
+
+def fit_background_map(clip, n: int = FIT_SCENES, seed: int = FIT_SEED, progress=None) -> ColorMap:
+    """The colour map of `clip`'s image embeddings for the background's colour (`fit_color_map`, part
+    "background"): Recolour Embedding reads with it whether a sample's background is the target colour."""
+    return fit_color_map(clip, n, seed, progress, part="background")
 
 
 def least_squares(a, b, driver: str | None = None):
@@ -280,11 +294,19 @@ class EmbeddingRecolor(Node):
                                               "name, or #rrggbb; empty passes the embeddings on unchanged. A "
                                               "comma-separated list gives one colour per prompt (as Factor Out "
                                               "Colour writes for prompts of different colours): the embeddings "
-                                              "split into that many equal runs, an empty entry keeps its run.")
+                                              "split into that many equal runs, an empty entry keeps its run. "
+                                              "\"purple/orange\" (a prompt naming both, as Factor Out Colour "
+                                              "writes when it cannot tell which is the object's): per "
+                                              "embedding, the first that its background does not read as.")
         strength: float = Port(1.0, ge=0.0, le=2.0, step=0.05, display="slider",
                                description="0 keeps the embeddings, 1 moves their read-out colour to the target.")
         color_from: EMBEDDING = Port(None, description="Optional: take the target colour from these embeddings "
                                                        "(1 or B rows, e.g. another image's) instead of `color`.")
+        keep_apart: bool = Port(True, description="Where an embedding's background reads as the target colour (a "
+                                                  "prior sample for a prompt without its colour may pick it), "
+                                                  "also move the background to the colour the object had, so the "
+                                                  "object does not vanish into it. Off: the background is never "
+                                                  "moved.")
 
     class Outputs(nodegraph.Outputs):
         embedding: EMBEDDING = Port(description="Recoloured embeddings, (B, D).")
@@ -297,9 +319,9 @@ class EmbeddingRecolor(Node):
         if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] == 0:
             raise NodeExecutionError("embedding: expected CLIP image embeddings of shape (B, D); connect a prior "
                                      "or CLIP Image Encode")
-        rgb, moved = None, None
+        choices, moved = None, None
         if inputs.color_from is None and not keep:
-            rgb, moved = _targets(inputs.color, len(emb))
+            choices, moved = _targets(inputs.color, len(emb))
         clip = inputs.clip.model
         width = getattr(clip, "embed_dim", None)
         if width is not None and width != emb.shape[1]:
@@ -319,39 +341,116 @@ class EmbeddingRecolor(Node):
         if cmap.direction.shape[1] != emb.shape[1]:
             raise NodeExecutionError(f"embedding: width {emb.shape[1]}, but this CLIP's image embeddings have width "
                                      f"{cmap.direction.shape[1]}; connect the CLIP model the embeddings come from")
+        either = choices is not None and any(len(c) > 1 for c in choices)
+        bmap = None
+        if either or (inputs.keep_apart and inputs.strength > 0):
+            with library_errors():
+                bmap = fitted(ctx, inputs.clip, "image_background", fit_background_map, ColorMap)
         if ref is not None:  # the colour another embedding reads as, row by row
             rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
+        else:  # where a prompt names two colours, the one the sample's background is not
+            rgb = choose(choices, nearest_palette(bmap.read(emb)) if either else None).to(emb.device)
         before = cmap.read(emb)
         out = cmap.apply(emb, rgb, inputs.strength)
         if moved is not None:  # rows whose prompt named no colour stay as they are
             out = torch.where(moved[:, None], out, emb.to(out))
+        swapped: list[str] = []
+        if inputs.keep_apart and inputs.strength > 0:
+            out, swapped = keep_apart(bmap, emb, out, before, rgb,
+                                      torch.ones(len(emb), dtype=torch.bool) if moved is None else moved)
         after = cmap.read(out)
         moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
         more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
+        one = ref is None and "," not in inputs.color and not either
         target = (f"targets read from color_from: {', '.join(_hex(c) for c in rgb[:8])}" if ref is not None
-                  else f"target {_hex(rgb)}" if rgb.ndim == 1
-                  else f"targets, per prompt: {inputs.color}")
-        ctx.show(text=[f"read-out colour{more}: {moves}; {target}; the map explains "
-                       f"{cmap.explained:.2f} of a repaint's embedding change"])
+                  else f"target {_hex(rgb[0])}" if one
+                  else f"targets, per prompt: {inputs.color}"
+                  + (f" (chosen{more}: {', '.join(_hex(c) for c in rgb[:8])})" if either else ""))
+        lines = [f"read-out colour{more}: {moves}; {target}; the map explains "
+                 f"{cmap.explained:.2f} of a repaint's embedding change"]
+        if any(swapped):
+            lines.append("background read as the target colour, moved to the object's own: "
+                         + ", ".join(f"row {i}: {b}" for i, b in enumerate(swapped) if b))
+        ctx.show(text=lines)
         return self.Outputs(embedding=out.to(emb.dtype))
 
 
+def nearest_palette(rgb) -> list[str]:
+    """The Shapes palette colour nearest each RGB row ((B, 3) in [0, 1])."""
+    import torch
+
+    from . import domain
+
+    palette = torch.tensor([domain.PALETTE[c] for c in domain.COLORS], dtype=torch.float32) / 255
+    return [domain.COLORS[int(i)] for i in torch.cdist(rgb.float().cpu(), palette).argmin(1)]
+
+
+def keep_apart(bmap: ColorMap, emb, out, before, rgb, moved):
+    """(`out` with the background of each moved row that reads as its target colour moved away, the new
+    background's palette name per row or "").
+
+    The domain never draws an object on a background of its own colour, and the decoder given such an
+    embedding draws no object at all. So where the background of the sample `emb` reads (`bmap`) as the
+    palette colour nearest the target `rgb` (B, 3), the background goes to the colour the object had
+    before the recolour (`before`, read by the object map; the next nearest palette colour if that is
+    the target's too): the two colours swap, a scene the sample already pairs. Rows of `moved` only.
+    """
+    import torch
+
+    from . import domain
+
+    palette = torch.tensor([domain.PALETTE[c] for c in domain.COLORS], dtype=torch.float32) / 255
+    background, target = nearest_palette(bmap.read(emb)), nearest_palette(rgb)
+    order = torch.cdist(before.float().cpu(), palette).argsort(1)
+    new: list[str] = []
+    for i in range(len(emb)):
+        if not bool(moved[i]) or background[i] != target[i]:
+            new.append("")
+            continue
+        new.append(next(domain.COLORS[int(k)] for k in order[i] if domain.COLORS[int(k)] != target[i]))
+    if not any(new):
+        return out, new
+    to = torch.stack([palette[domain.COLORS.index(c)] if c else torch.zeros(3) for c in new]).to(out)
+    mask = torch.tensor([bool(c) for c in new], device=out.device)
+    return torch.where(mask[:, None], bmap.apply(out, to), out), new
+
+
 def _targets(color: str, rows: int):
-    """`color` as target RGB in [0, 1]: (3,) for one colour, or (rows, 3) and a (rows,) mask of the rows
-    to move for a comma-separated list, one colour per equal run of rows (a prompt's `count` samples)."""
+    """`color` as candidate RGBs in [0, 1] per row (one for a plain colour; "a/b" gives both, see `choose`)
+    and a (rows,) mask of the rows to move (None: all). A comma-separated list gives one entry per equal
+    run of rows (a prompt's `count` samples); an empty entry keeps its run."""
     import torch
 
     names = [c.strip() for c in color.split(",")]
-    if len(names) == 1:
-        return torch.tensor(parse_color(names[0]), dtype=torch.float32) / 255, None
     if rows % len(names):
         raise NodeExecutionError(f"color: {len(names)} colours (one per prompt) but {rows} embeddings, which do not "
                                  f"split into {len(names)} equal runs; give one colour, or connect the prior of "
                                  "those prompts")
     per = rows // len(names)
-    rgb = torch.tensor([parse_color(c) if c else (0, 0, 0) for c in names], dtype=torch.float32) / 255
-    moved = torch.tensor([bool(c) for c in names])
-    return rgb.repeat_interleave(per, 0), moved.repeat_interleave(per)
+    parsed = [tuple(parse_color(c) for c in name.split("/")) if name else ((0, 0, 0),) for name in names]
+    choices = [tuple(torch.tensor(c, dtype=torch.float32) / 255 for c in p) for p in parsed for _ in range(per)]
+    if len(names) == 1:
+        return choices, None
+    return choices, torch.tensor([bool(c) for c in names]).repeat_interleave(per)
+
+
+def choose(choices, backgrounds: list[str] | None):
+    """(B, 3): each row's target, the first of its candidates whose palette colour is not the one its
+    background reads as (`backgrounds`; the first candidate where none is, or without them).
+
+    Factor Out Colour gives two candidates ("purple/orange") for a prompt that names two colours when its
+    read-out cannot tell which is the object's: the prior, given the whole prompt, places the background
+    (it reads the word order), so the object's colour is the other one."""
+    import torch
+
+    out = []
+    for i, cands in enumerate(choices):
+        pick = cands[0]
+        if backgrounds is not None and len(cands) > 1:
+            names = nearest_palette(torch.stack(cands))
+            pick = next((c for c, n in zip(cands, names, strict=True) if n != backgrounds[i]), cands[0])
+        out.append(pick)
+    return torch.stack(out)
 
 
 def _hex(rgb) -> str:

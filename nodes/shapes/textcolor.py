@@ -305,7 +305,9 @@ class FactorColor(Node):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
         color: str = Port(description="The palette colour the prompts name, or empty if they name none; for "
                                       "prompts naming different colours, one per prompt, comma-separated, empty "
-                                      "where a prompt names none (for Recolour Embedding's color).")
+                                      "where a prompt names none; \"purple/orange\" for a prompt (passed on as "
+                                      "it is) that names two colours the read-out cannot tell apart, the first "
+                                      "read first (for Recolour Embedding's color).")
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -350,7 +352,9 @@ class FactorColor(Node):
             for d in dropped[:8]:
                 gone = ", ".join(repr(w) for w in d.words) or "nothing"
                 lines.append(f"passed on as it is: {d.text!r} names two colours ({', '.join(d.read)}) and the "
-                             "read-out cannot tell which is the object's" if len(d.read) > 1 else
+                             "read-out cannot tell which is the object's: both go to Recolour Embedding, which "
+                             "takes the one the prior's sample does not put on its background"
+                             if len(d.read) > 1 else
                              f"for the prior: {d.text!r} (dropped {gone})" if d.cleared or not d.color else
                              f"for the prior: {d.text!r}, moved linearly at strength {inputs.strength:g} (no "
                              f"{MAX_WORDS} words clear its {d.color})")
@@ -358,6 +362,9 @@ class FactorColor(Node):
                      f"{tmap.accuracy:.2f} of its fitting captions")
         ctx.show(text=lines)
         new_texts = tuple(d.text for d in dropped) if dropped is not None and any(named) else cond.texts
+        # a prompt passed on with two colours: both, for Recolour Embedding to tell apart on the prior's sample
+        named = [c or ("/".join(d.read) if d is not None and len(d.read) > 1 else "")
+                 for c, d in zip(named, dropped or [None] * len(named), strict=True)]
         # one colour for all, or (prompts naming different colours) one per prompt, comma-separated
         color = named[0] if len(set(named)) == 1 else ",".join(named)
         return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=color)
