@@ -143,6 +143,9 @@ class Stack:
             else:
                 emb = cond.embeds  # the paper's ablation: the text embedding in place of the image embedding
             if recolor is not None:
+                # a prompt read with two colours ("orange/purple") goes to the prior whole and keeps its
+                # sample here: the workflow's Recolour Embedding gives the two their roles from the sample
+                recolor = ["" if "/" in c else c for c in recolor]
                 rgb = self.torch.tensor([parse_color(c) if c else (0, 0, 0) for c in recolor],
                                         dtype=self.torch.float32) / 255
                 keep = self.torch.tensor([not c for c in recolor])[:, None]

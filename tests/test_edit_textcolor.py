@@ -207,7 +207,7 @@ def test_dropping_words_stops_when_the_colour_is_gone_and_keeps_colour_free_prom
 def test_a_prompt_whose_read_out_sees_two_colours_is_passed_on(tmp_path, store):
     """Once one colour's words are gone the read-out sees another: the prompt names two colours as the
     object's (for the shipped CLIP, a background named before the object), so which one is the object's
-    is unknown, and the prompt goes to the prior as it is, naming no colour."""
+    is unknown, and the prompt goes to the prior as it is, naming both colours for Recolour Embedding."""
     from edit_helpers import Ctx
 
     from nodes.shapes.recolor import fitted
@@ -219,8 +219,8 @@ def test_a_prompt_whose_read_out_sees_two_colours_is_passed_on(tmp_path, store):
                   lambda clip, progress: fit_text_color_map(clip, n=1500), TextColorMap)
     texts = ["a red disk and a blue star", "a red disk on a blue background"]
     two, one = drop_color_words(tmap, clip, texts)
-    assert (two.text, two.color, two.words, two.cleared) == (texts[0], "", (), True)
-    assert set(two.read) == {"red", "blue"}, two.read
+    assert (two.text, two.words, two.cleared) == (texts[0], (), True)
+    assert set(two.read) == {"red", "blue"} and two.color == "/".join(two.read), two.read
     assert (one.text, one.color, one.read) == ("a disk on a blue background", "red", ("red",))
     cond = _conditioning(clip, texts)
     out, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=cond)

@@ -171,13 +171,14 @@ def fit_cache_dir() -> Path:
 
 
 def _weights_digest(model) -> str | None:
-    """sha256 over a torch module's parameters and buffers (names, shapes, bytes); None for anything else."""
+    """sha256 over a torch module's parameters and buffers (names, shapes, bytes); None for anything else,
+    and for a module with none (nothing tells two of them apart: their maps are not kept on disk)."""
     import hashlib
 
     import torch
 
     module = getattr(model, "model", model)
-    if not isinstance(module, torch.nn.Module):
+    if not isinstance(module, torch.nn.Module) or not module.state_dict():
         return None
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
@@ -348,16 +349,28 @@ class EmbeddingRecolor(Node):
                 bmap = fitted(ctx, inputs.clip, "image_background", fit_background_map, ColorMap)
         if ref is not None:  # the colour another embedding reads as, row by row
             rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
-        else:  # where a prompt names two colours, the one the sample's background is not
-            rgb = choose(choices, nearest_palette(bmap.read(emb)) if either else None).to(emb.device)
         before = cmap.read(emb)
-        out = cmap.apply(emb, rgb, inputs.strength)
-        if moved is not None:  # rows whose prompt named no colour stay as they are
-            out = torch.where(moved[:, None], out, emb.to(out))
+        rows = torch.ones(len(emb), dtype=torch.bool) if moved is None else moved
+        back = torch.zeros(len(emb), 3)
+        paired = torch.zeros(len(emb), dtype=torch.bool)
+        backgrounds = nearest_palette(bmap.read(emb)) if bmap is not None else None
+        if ref is None:  # where a prompt names two colours, the sample's own colours give them their roles
+            rgb, back, paired = choose(choices, backgrounds if either else None,
+                                       nearest_palette(before) if either else None)
+            rgb = rgb.to(emb.device)
         swapped: list[str] = []
         if inputs.keep_apart and inputs.strength > 0:
-            out, swapped = keep_apart(bmap, emb, out, before, rgb,
-                                      torch.ones(len(emb), dtype=torch.bool) if moved is None else moved)
+            swapped = keep_apart(backgrounds, before, rgb, rows & ~paired)
+            for i, c in enumerate(swapped):
+                if c:
+                    back[i] = torch.tensor(parse_color(c), dtype=torch.float32) / 255
+        to_move = paired | torch.tensor([bool(c) for c in swapped] or [False] * len(emb))
+        out = emb.to(cmap.readout)
+        if bool(to_move.any()):  # the background first: the object's move then lands exactly on its target
+            out = torch.where(to_move[:, None].to(out.device), bmap.apply(out, back.to(out), inputs.strength), out)
+        out = cmap.apply(out, rgb, inputs.strength)
+        if moved is not None:  # rows whose prompt named no colour stay as they are
+            out = torch.where(moved[:, None], out, emb.to(out))
         after = cmap.read(out)
         moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
         more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
@@ -385,34 +398,25 @@ def nearest_palette(rgb) -> list[str]:
     return [domain.COLORS[int(i)] for i in torch.cdist(rgb.float().cpu(), palette).argmin(1)]
 
 
-def keep_apart(bmap: ColorMap, emb, out, before, rgb, moved):
-    """(`out` with the background of each moved row that reads as its target colour moved away, the new
-    background's palette name per row or "").
+def keep_apart(backgrounds: list[str], before, rgb, moved) -> list[str]:
+    """The palette colour each row's background should move to, or "" to leave it.
 
     The domain never draws an object on a background of its own colour, and the decoder given such an
-    embedding draws no object at all. So where the background of the sample `emb` reads (`bmap`) as the
-    palette colour nearest the target `rgb` (B, 3), the background goes to the colour the object had
-    before the recolour (`before`, read by the object map; the next nearest palette colour if that is
-    the target's too): the two colours swap, a scene the sample already pairs. Rows of `moved` only.
+    embedding draws no object at all. So where a sample's background reads (`backgrounds`) as the palette
+    colour nearest its target `rgb` (B, 3), the background goes to the colour the object had before the
+    recolour (`before`, read by the object map; the next nearest palette colour if that is the target's
+    too): the two colours swap, a pair the sample already shows. Rows of `moved` only.
     """
     import torch
 
     from . import domain
 
     palette = torch.tensor([domain.PALETTE[c] for c in domain.COLORS], dtype=torch.float32) / 255
-    background, target = nearest_palette(bmap.read(emb)), nearest_palette(rgb)
+    target = nearest_palette(rgb)
     order = torch.cdist(before.float().cpu(), palette).argsort(1)
-    new: list[str] = []
-    for i in range(len(emb)):
-        if not bool(moved[i]) or background[i] != target[i]:
-            new.append("")
-            continue
-        new.append(next(domain.COLORS[int(k)] for k in order[i] if domain.COLORS[int(k)] != target[i]))
-    if not any(new):
-        return out, new
-    to = torch.stack([palette[domain.COLORS.index(c)] if c else torch.zeros(3) for c in new]).to(out)
-    mask = torch.tensor([bool(c) for c in new], device=out.device)
-    return torch.where(mask[:, None], bmap.apply(out, to), out), new
+    return ["" if not bool(moved[i]) or backgrounds[i] != target[i]
+            else next(domain.COLORS[int(k)] for k in order[i] if domain.COLORS[int(k)] != target[i])
+            for i in range(len(backgrounds))]
 
 
 def _targets(color: str, rows: int):
@@ -434,23 +438,30 @@ def _targets(color: str, rows: int):
     return choices, torch.tensor([bool(c) for c in names]).repeat_interleave(per)
 
 
-def choose(choices, backgrounds: list[str] | None):
-    """(B, 3): each row's target, the first of its candidates whose palette colour is not the one its
-    background reads as (`backgrounds`; the first candidate where none is, or without them).
+def choose(choices, backgrounds: list[str] | None, objects: list[str] | None):
+    """((B, 3) object targets, (B, 3) background targets, (B,) mask of the rows whose background is set).
 
-    Factor Out Colour gives two candidates ("purple/orange") for a prompt that names two colours when its
-    read-out cannot tell which is the object's: the prior, given the whole prompt, places the background
-    (it reads the word order), so the object's colour is the other one."""
+    A row with one candidate takes it for its object. A row with two ("purple/orange": Factor Out Colour
+    writes them for a prompt naming two colours when its read-out cannot tell which is the object's)
+    paints one on the object and the other on the background, in the roles the sample gives them
+    (`backgrounds`, `objects`: the palette colours its background and object read as): where its
+    background reads as the first or its object as the second, the second is the object's; else the
+    first, the read-out's guess."""
     import torch
 
-    out = []
+    obj, back, mask = [], [], []
     for i, cands in enumerate(choices):
-        pick = cands[0]
-        if backgrounds is not None and len(cands) > 1:
-            names = nearest_palette(torch.stack(cands))
-            pick = next((c for c, n in zip(cands, names, strict=True) if n != backgrounds[i]), cands[0])
-        out.append(pick)
-    return torch.stack(out)
+        if len(cands) < 2 or backgrounds is None:
+            obj.append(cands[0])
+            back.append(torch.zeros(3))
+            mask.append(False)
+            continue
+        a, b = nearest_palette(torch.stack(cands[:2]))
+        swap = backgrounds[i] == a or (objects is not None and objects[i] == b)
+        obj.append(cands[1] if swap else cands[0])
+        back.append(cands[0] if swap else cands[1])
+        mask.append(True)
+    return torch.stack(obj), torch.stack(back), torch.tensor(mask)
 
 
 def _hex(rgb) -> str:

@@ -102,7 +102,7 @@ class Dropped:
     """One prompt with its colour words dropped."""
 
     text: str  # what is left, for the prior (the prompt itself where no words cleared the colour)
-    color: str  # the palette colour the read-out saw ("" where it saw none, or saw two)
+    color: str  # the palette colour the read-out saw ("" where it saw none; "a/b" where it saw two)
     words: tuple[str, ...]  # the words dropped, in order (none where they did not clear the colour)
     cleared: bool  # the read-out sees no colour in `text` (or the prompt is passed on: it names two)
     read: tuple[str, ...] = ()  # the colours the read-out saw, in the order their words were dropped
@@ -117,9 +117,10 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     score of the colour the read-out sees the most, and repeat until the read-out sees no colour (at
     most `max_words`); where that many words do not clear it, nothing is dropped (the node moves
     that row linearly). Where the read-out sees another colour once a colour's words are gone, the
-    prompt names two colours as the object's (the background's, to the read-out: the shipped text
-    tower does not tell an object's colour from a background's named before it, docs/shapes.md),
-    so which one is the object's is unknown: that prompt is passed on as it is and names no colour.
+    prompt names two colours as the object's (a background named before the object reads as the
+    object's to the read-out, docs/shapes.md), so which one is the object's is unknown: that prompt is
+    passed on as it is, for the prior to place both colours, and its colour is both, first read first
+    ("orange/purple"), for Recolour Embedding to give them the roles the prior's sample gives them.
     """
     import torch
 
@@ -139,8 +140,9 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
                 cleared = float(top.values) <= NAMED
                 if not cleared and tmap.colors[int(top.indices)] != read[-1]:
                     read.append(tmap.colors[int(top.indices)])
+                    break
             if len(read) > 1:  # two colours read as the object's: which one is, the read-out cannot say
-                out.append(Dropped(text, "", (), True, tuple(read)))
+                out.append(Dropped(text, "/".join(read), (), True, tuple(read)))
             elif not color or not cleared:  # no colour, or spread over more words: keep the prompt as it is
                 out.append(Dropped(text, color, (), cleared, tuple(read) if color else ()))
             else:
@@ -177,7 +179,7 @@ def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Met
         kept = clip.encode_text([d.text for d in dropped])
     dev = enc.embeds.device
     # rows that name no colour keep their encoding; rows no MAX_WORDS words clear get the linear move
-    original = torch.tensor([not d.color for d in dropped], device=dev)
+    original = torch.tensor([not d.words and d.cleared for d in dropped], device=dev)
     stuck = torch.tensor([bool(d.color) and not d.cleared for d in dropped], device=dev)
     moved = tmap.neutralise(enc, strength) if bool(stuck.any()) else enc
     embeds = torch.where(original[:, None], enc.embeds, torch.where(stuck[:, None], moved.embeds, kept.embeds))
@@ -353,8 +355,7 @@ class FactorColor(Node):
                 gone = ", ".join(repr(w) for w in d.words) or "nothing"
                 lines.append(f"passed on as it is: {d.text!r} names two colours ({', '.join(d.read)}) and the "
                              "read-out cannot tell which is the object's: both go to Recolour Embedding, which "
-                             "takes the one the prior's sample does not put on its background"
-                             if len(d.read) > 1 else
+                             "gives them the roles the prior's sample gives them" if len(d.read) > 1 else
                              f"for the prior: {d.text!r} (dropped {gone})" if d.cleared or not d.color else
                              f"for the prior: {d.text!r}, moved linearly at strength {inputs.strength:g} (no "
                              f"{MAX_WORDS} words clear its {d.color})")
@@ -362,9 +363,6 @@ class FactorColor(Node):
                      f"{tmap.accuracy:.2f} of its fitting captions")
         ctx.show(text=lines)
         new_texts = tuple(d.text for d in dropped) if dropped is not None and any(named) else cond.texts
-        # a prompt passed on with two colours: both, for Recolour Embedding to tell apart on the prior's sample
-        named = [c or ("/".join(d.read) if d is not None and len(d.read) > 1 else "")
-                 for c, d in zip(named, dropped or [None] * len(named), strict=True)]
         # one colour for all, or (prompts naming different colours) one per prompt, comma-separated
         color = named[0] if len(set(named)) == 1 else ",".join(named)
         return self.Outputs(conditioning=replace(cond, cond=out, texts=new_texts), color=color)
