@@ -58,7 +58,7 @@ class DreamBooth(Node):
                                "(one word the models never saw).")
         name: str = Port("subject", description="The LoRA is written to <models>/loras/dreambooth-<name>.safetensors "
                          "(letters, digits, '-', '_', '.').")
-        steps: int = Port(400, ge=1, le=5000, description="Training steps.")
+        steps: int = Port(600, ge=1, le=5000, description="Training steps.")
         prior_steps: int = Port(0, ge=0, le=5000, description="The first steps also train a LoRA on the prior "
                                 "(0: the prior stays as it is, and prompts without the identifier meet it "
                                 "unchanged; the identifier's row carries the subject to it).")
@@ -67,7 +67,7 @@ class DreamBooth(Node):
                                "identifier to the LoRAs.")
         batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: subject rows and class "
                           "images (see subject_share).")
-        subject_share: float = Port(0.5, gt=0.0, lt=1.0, description="Share of each step's rows that are subject "
+        subject_share: float = Port(0.625, gt=0.0, lt=1.0, description="Share of each step's rows that are subject "
                                     "rows; the rest are class images (at least one of each).")
         rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
         lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
@@ -89,7 +89,7 @@ class DreamBooth(Node):
         augment: bool = Port(True, description="Cut the subject out and place it at other sizes, positions and "
                              "colours on other backgrounds (Shapes domain), so prompts can move and recolour it. "
                              "Off: the images as they are.")
-        small_share: float = Port(0.5, ge=0.0, le=1.0, description="With augment: the share of subject rows "
+        small_share: float = Port(0.6, ge=0.0, le=1.0, description="With augment: the share of subject rows "
                                   "placed at the domain's small size.")
         seed: nodegraph.Seed = Port(0, description="Random seed (data, noise, class prompts).")
 
