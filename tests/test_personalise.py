@@ -163,6 +163,22 @@ def test_subject_rows_move_recolour_and_resize_the_object_and_name_the_identifie
     assert {a.size for a in found} == {"small", "large"}
 
 
+def test_small_share_sets_the_share_of_subject_rows_drawn_small():
+    for share, sizes in ((1.0, {"small"}), (0.0, {"large"})):
+        images, _ = subject.rows(subject_images(), "sks", 12, np.random.default_rng(3), small_share=share)
+        assert {analyse(im).size for im in images} == sizes
+    images, _ = subject.rows(subject_images(), "sks", 200, np.random.default_rng(4), small_share=0.75)
+    assert 0.65 < np.mean([analyse(im).size == "small" for im in images]) < 0.85
+
+
+def test_subject_share_splits_each_step_and_keeps_one_row_of_each_kind():
+    from nodes.personalise.dreambooth import subject_rows_per_step
+
+    assert subject_rows_per_step(8, 0.5) == 4 and subject_rows_per_step(8, 0.625) == 5
+    assert subject_rows_per_step(7, 0.5) == 3  # as the old half split, batch // 2
+    assert subject_rows_per_step(2, 0.01) == 1 and subject_rows_per_step(4, 0.99) == 3
+
+
 def test_subject_captions_come_from_both_writers_and_name_the_identifier_and_the_attributes():
     rng = np.random.default_rng(2)
     attrs = {"color": "blue", "background": "white", "size": "small", "position": "top left"}

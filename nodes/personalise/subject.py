@@ -84,14 +84,20 @@ def _measured(cut: Cutout) -> dict[str, str]:
 
 
 def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
-         augment: bool = True, p_second: float = 0.5) -> tuple[np.ndarray, list[str]]:
-    """`n` subject images uint8 (n, 64, 64, 3) and their captions (`p_second` of them by the second writer)."""
+         augment: bool = True, p_second: float = 0.5, small_share: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """`n` subject images uint8 (n, 64, 64, 3) and their captions (`p_second` of them by the second writer).
+
+    `small_share`: the share of augmented rows drawn at the domain's small size (None: the domain's
+    own, half)."""
     cuts = cutouts(images)
     out, caps = [], []
     for k in range(n):
         cut = cuts[k % len(cuts)]
         if augment:
             s = domain.sample_scene(rng, "any")
+            if small_share is not None:
+                size = "small" if rng.random() < small_share else "large"
+                s = domain.make_scene(rng, s.color, s.background, s.shape, size, s.position)
             attrs = s.attributes()
             out.append(place(cut, s.cx, s.cy, s.r, s.fg_rgb, s.bg_rgb))
         else:
