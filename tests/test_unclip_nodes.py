@@ -100,10 +100,11 @@ def test_node_graph_equals_unclip_pipeline(engine, models_dir):
 
 
 def test_the_documented_karlo_command_gives_the_checkpoints_image(engine, models_dir):
-    # docs/unclip.md: text2image.json with the four loaders on the folder and the colour fix off
+    # docs/unclip.md: text2image.json with the four loaders on the folder, the checkpoint's own decoder
+    # sampler (the workflow's is DDPM, chosen for the Shapes decoder) and the colour fix off
     root = str(models_dir / "tiny-karlo")
     documented = {"load_clip.model": root, "load_prior.model": root, "load_decoder.model": root,
-                  "load_upsampler.model": root, "upsample.fix_colors": False}
+                  "load_upsampler.model": root, "decoder.scheduler": "default", "upsample.fix_colors": False}
     data, issues = apply_overrides((ROOT / "workflows" / "text2image.json").read_text(),
                                    {**documented, "prior.count": 1})  # one image: the pipeline's batch
     assert not issues

@@ -8,6 +8,12 @@ Epsilon prediction under the cosine schedule with Karlo's super-res scheduler (U
 fixed_small_log). Only `super_res_first/` is shipped: the loader uses it for every step.
 
     python -m train.upsampler [--smoke] [--steps N] [--threads T] [--out DIR]
+    python -m train upsampler_tune      # continue the bundle's upsampler on softer conditioning
+
+`upsampler_tune` continues `super_res_first/` in place with a Gaussian blur of the conditioning
+(σ up to `max_blur` 32 px pixels, in `p_blur` of the samples): the decoder's 32 px images are
+softer than the 3-tap blur of the base run, and an upsampler that has only seen that mild blur
+keeps their rounded corners (docs/unclip.md, "Short prompts' outlines").
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from diffusers import UnCLIPScheduler, UNet2DModel
 
 from nodes.unclip.models.upsampler import upscale_condition
 from train import data as shapes_data
-from train.common import SHIPPED, cosine_lr, record_time, start, write_model_index
+from train.common import SHIPPED, cosine_lr, parse, record_time, start, write_model_index
 
 log = logging.getLogger("train.upsampler")
 
@@ -39,6 +45,9 @@ class Config:
     warmup: int = 100
     channels: str = "32,64,96"
     max_aug_noise: float = 0.1
+    p_blur: float = 0.3  # share of conditioning images blurred
+    max_blur: float = 0.0  # > 0: Gaussian blur, σ uniform in [0.3, max_blur] 32 px pixels; 0: the 3-tap half blur
+    init: str = ""  # a bundle whose super_res_first/ to continue
     ema: float = 0.995
     n_data: int = 60_000
     data_seed: int = 0
@@ -67,14 +76,23 @@ def build(cfg: Config, size: int = 64) -> UNet2DModel:
                        resnet_time_scale_shift="scale_shift", norm_num_groups=16 if ch[0] % 16 == 0 else 8)
 
 
-def corrupt(lr: torch.Tensor, max_noise: float) -> torch.Tensor:
-    """Conditioning augmentation of low-res images (B, 3, h, w) in [-1, 1]."""
+def corrupt(lr: torch.Tensor, max_noise: float, p_blur: float = 0.3, max_blur: float = 0.0) -> torch.Tensor:
+    """Conditioning augmentation of low-res images (B, 3, h, w) in [-1, 1]: a blur in `p_blur` of them (the
+    3-tap half blur, or with `max_blur` > 0 a Gaussian of σ in [0.3, max_blur] px), then Gaussian noise."""
     b = lr.shape[0]
-    blur = torch.rand(b, 1, 1, 1) < 0.3
-    k = torch.tensor([0.25, 0.5, 0.25])
-    kernel = (k[:, None] * k[None, :]).expand(3, 1, 3, 3)
-    blurred = F.conv2d(F.pad(lr, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-    lr = torch.where(blur, 0.5 * (lr + blurred), lr)
+    blur = torch.rand(b, 1, 1, 1) < p_blur
+    if max_blur > 0:
+        from torchvision.transforms.functional import gaussian_blur
+
+        sigmas = 0.3 + torch.rand(b) * (max_blur - 0.3)
+        k = 2 * int(np.ceil(3 * max_blur)) + 1
+        blurred = torch.stack([gaussian_blur(x, k, float(s)) for x, s in zip(lr, sigmas, strict=True)])
+        lr = torch.where(blur, blurred, lr)
+    else:
+        k = torch.tensor([0.25, 0.5, 0.25])
+        kernel = (k[:, None] * k[None, :]).expand(3, 1, 3, 3)
+        blurred = F.conv2d(F.pad(lr, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+        lr = torch.where(blur, 0.5 * (lr + blurred), lr)
     sigma = torch.rand(b, 1, 1, 1) * max_noise * (torch.rand(b, 1, 1, 1) < 0.5)
     return lr + sigma * torch.randn_like(lr)
 
@@ -82,7 +100,11 @@ def corrupt(lr: torch.Tensor, max_noise: float) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     cfg, out, timer = start(Config, argv, smoke)
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    unet = build(cfg)
+    if cfg.init:
+        unet = UNet2DModel.from_pretrained(f"{cfg.init}/super_res_first").float()
+        log.info("continuing from %s", cfg.init)
+    else:
+        unet = build(cfg)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = list(unet.parameters())
     log.info("upsampler params: %.2f M", sum(p.numel() for p in params) / 1e6)
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
         hr = shapes_data.to_tensor(ds.images64[idx]) * 2 - 1  # (B, 3, 64, 64)
-        lr = corrupt(shapes_data.to_tensor(ds.images32[idx]) * 2 - 1, cfg.max_aug_noise)
+        lr = corrupt(shapes_data.to_tensor(ds.images32[idx]) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
         up = upscale_condition(lr, 64)
         y, x = (int(v) for v in rng.integers(0, 64 - cfg.crop + 1, size=2))
         hr, up = hr[..., y:y + cfg.crop, x:x + cfg.crop], up[..., y:y + cfg.crop, x:x + cfg.crop]
@@ -126,10 +148,24 @@ def main(argv: list[str] | None = None) -> int:
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save()
     save()
-    record_time(out, "upsampler", timer(), {"steps": cfg.steps, "batch": cfg.batch, "crop": cfg.crop,
-                                             "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+    record_time(out, "upsampler_tune" if cfg.init else "upsampler", timer(),
+                {"steps": cfg.steps, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "p_blur": cfg.p_blur,
+                 "max_blur": cfg.max_blur, "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
     log.info("saved %s in %.0f s", out / "super_res_first", timer())
     return 0
+
+
+# the continuation: softer conditioning, a lower learning rate, from the bundle's own upsampler
+TUNE_BLUR = ["--lr", "1e-4", "--warmup", "20", "--p-blur", "0.7", "--max-blur", "1.0"]
+TUNE = ["--steps", "600", "--n-data", "20000", *TUNE_BLUR]
+
+
+def tune(argv: list[str] | None = None) -> int:
+    """Continue the upsampler of the bundle given by --out (default models/shapes-unclip) with TUNE."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse(Config, argv, smoke)
+    preset = TUNE_BLUR if "--smoke" in argv else TUNE  # the smoke preset keeps its own steps and data
+    return main([*preset, *argv, "--init", cfg.out, "--out", cfg.out])
 
 
 if __name__ == "__main__":
