@@ -267,8 +267,9 @@ def test_shipped_clip_no_longer_factors_a_background_named_first_as_the_objects_
 def test_version_1_workflows_keep_the_linear_move():
     saved = {"clip": {"from": "c", "output": "clip"}, "conditioning": {"from": "e", "output": "conditioning"},
              "strength": 3.0}
-    assert FactorColor.version == 2
+    assert FactorColor.version == 3
     assert FactorColor.migrate(1, saved) == {**saved, "method": "linear"}
+    assert FactorColor.migrate(2, {**saved, "method": "words"}) == {**saved, "method": "words"}
     assert FactorColor.migrate(1, {**saved, "method": "words"})["method"] == "words"  # set with the run: kept
     assert FactorColor.migrate(0, saved) is None
 
@@ -284,7 +285,22 @@ def test_a_saved_version_1_workflow_loads_with_the_linear_move(registry):
     del factor["inputs"]["method"]
     upgraded, issues = check(wf, registry)
     assert not issues, issues
-    assert upgraded.nodes["factor"].version == 2 and upgraded.nodes["factor"].inputs["method"] == "linear"
+    assert upgraded.nodes["factor"].version == 3 and upgraded.nodes["factor"].inputs["method"] == "linear"
+
+
+def test_a_saved_version_1_recolour_keeps_its_background(registry):
+    import json
+
+    from nodegraph.validation import check
+
+    wf = json.loads((ROOT / "workflows" / "text2image.json").read_text())
+    wf["nodes"]["recolor"]["version"] = 1
+    wf["nodes"]["recolor"]["inputs"].pop("keep_apart", None)
+    upgraded, issues = check(wf, registry)
+    assert not issues, issues
+    assert upgraded.nodes["recolor"].version == 2 and upgraded.nodes["recolor"].inputs["keep_apart"] is False
+    current, issues = check(json.loads((ROOT / "workflows" / "text2image.json").read_text()), registry)
+    assert not issues and current.nodes["recolor"].inputs.get("keep_apart", True) is True  # shipped: on
 
 
 def test_node_checks_its_inputs(tmp_path, store):

@@ -286,6 +286,7 @@ class EmbeddingRecolor(Node):
     name = "embedding_recolor"
     title = "Recolour Embedding"
     category = "shapes"
+    version = 2  # 2: `keep_apart` (default on) and "a/b" colours; version 1 never moved the background
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model the embeddings come from (its image encoder fits the map).")
@@ -311,6 +312,12 @@ class EmbeddingRecolor(Node):
 
     class Outputs(nodegraph.Outputs):
         embedding: EMBEDDING = Port(description="Recoloured embeddings, (B, D).")
+
+    @classmethod
+    def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        if from_version == 1:  # saved before `keep_apart` existed: keep what it did
+            return {"keep_apart": False, **inputs}
+        return None
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch

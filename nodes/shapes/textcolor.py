@@ -283,7 +283,7 @@ class FactorColor(Node):
     name = "factor_color"
     title = "Factor Out Colour"
     category = "shapes"
-    version = 2  # 2: `method`, default "words"; version 1 was the linear move only
+    version = 3  # 3: `color` may be "a/b" (two colours); 2: `method`, default "words"; 1: the linear move only
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
@@ -315,6 +315,8 @@ class FactorColor(Node):
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
         if from_version == 1:  # saved before `method` existed: keep what it did
             return {"method": "linear", **inputs}  # a method given with the run (--set) still wins
+        if from_version == 2:  # the inputs are the same; `color` may now name two colours ("a/b")
+            return dict(inputs)
         return None
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
