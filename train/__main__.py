@@ -51,12 +51,13 @@ from train import (
     sam,
     upsampler,
     upsampler256,
+    upsampler_decoded,
 )
 
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "arprior": arprior.main,
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
-TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune}
+TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune, "upsampler_decoded": upsampler_decoded.main}
 # (continue a bundle in place; not in the shipped recipe: docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main,
