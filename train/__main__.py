@@ -22,7 +22,8 @@ px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr25
 inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle. `python -m train
 clip_text` continues the bundle's CLIP text tower in place on a second caption writer
 (`nodes/shapes/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
-`python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning; it is in no
+`python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning, and `python -m
+train upsampler_decoded` on the bundle decoder's own 32 px images of training scenes; they are in no
 group either (docs/unclip.md, "Short prompts' outlines").
 """
 

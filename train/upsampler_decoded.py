@@ -146,16 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     key = hashlib.sha256(repr([asdict(cfg)[k] for k in gen_keys]).encode()).hexdigest()[:12]
     cache = Path(cfg.cache or tempfile.mkdtemp(prefix="nodegraph-upsampler-decoded-"))
     path = cache / f"decoded-{key}.npz"
-    if path.exists():
-        decoded = np.load(path)["decoded"]
-        log.info("decoded pairs from %s", path)
+    if path.exists():  # the wall time recorded stays the generation's, not the cache read's
+        z = np.load(path)
+        decoded, gen_seconds = z["decoded"], float(z["seconds"])
+        log.info("decoded pairs from %s (generated in %.0f s)", path, gen_seconds)
     else:
         decoded = generate_pairs(cfg, bundle, ds, timer)
+        gen_seconds = timer()
         cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, decoded=decoded)
+        np.savez(path, decoded=decoded, seconds=gen_seconds)
     keep = aligned(decoded, ds.images32[:len(decoded)], cfg.min_iou)
     log.info("%d of %d decoded scenes still show their render's scene", keep.sum(), len(keep))
-    gen_seconds = timer()
     rows = np.flatnonzero(keep)
     return upsampler.main([
         "--init", str(bundle), "--out", str(bundle), "--steps", str(cfg.train_steps), "--batch", str(cfg.batch),
