@@ -1,4 +1,4 @@
-"""The 32 → 64 px upsampler's conditioning augmentation and its continuation (`upsampler_tune`)."""
+"""The 32 → 64 px upsampler's conditioning augmentation and its continuations (`upsampler_tune`, `upsampler_decoded`)."""
 
 from __future__ import annotations
 
