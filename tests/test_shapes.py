@@ -184,6 +184,12 @@ def test_training_smoke_runs_every_stage(tmp_path):
         assert isinstance(record["continued_from"], dict) and "continued_from" not in record["continued_from"]
     record = json.loads((out / "training_log.json").read_text())
     assert record["clip"]["eq_weight"] == 2.0 and record["prior"]["p_new"] == 0.5
+    # the upsampler continues on the smoke decoder's own 32 px images of training scenes
+    proc = subprocess.run([sys.executable, "-m", "train", "upsampler_decoded", "--smoke", "--out", str(out), "--cache",
+                           str(tmp_path / "pairs")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "training_log.json").read_text())["upsampler_decoded"]
+    assert record["n_decoded"] == 8 and record["kept"] == 8 and list((tmp_path / "pairs").glob("decoded-*.npz"))
     # the editing models land next to the bundle
     assert (tmp_path / "sam-shapes").is_dir() and (tmp_path / "controlnet-shapes").is_dir()
     assert list((tmp_path / "loras").glob("*.safetensors"))

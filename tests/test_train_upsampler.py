@@ -1,4 +1,4 @@
-"""The 32 → 64 px upsampler's conditioning augmentation and its continuation (`upsampler_tune`)."""
+"""The 32 → 64 px upsampler's conditioning augmentation and its continuations (`upsampler_tune`, `upsampler_decoded`)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,19 @@ def test_the_continuation_blurs_most_conditioning_and_keeps_the_base_run_lower_l
     args = dict(zip(TUNE[::2], TUNE[1::2], strict=True))
     assert float(args["--p-blur"]) > 0.3 and float(args["--max-blur"]) > 0
     assert float(args["--lr"]) < 5e-4
+
+
+def test_decoded_pairs_are_kept_only_while_they_show_their_renders_scene():
+    import numpy as np
+
+    from nodes.shapes import domain
+    from train.data import downsample
+    from train.upsampler_decoded import aligned
+
+    scenes = domain.sample_scenes(7, 6, split="train")
+    renders = downsample(np.stack([domain.render(s, 64) for s in scenes]))
+    assert aligned(renders, renders, 0.6).all()
+    shuffled = renders[[1, 2, 3, 4, 5, 0]]  # another scene's image
+    differs = [(a.background, a.position) != (b.background, b.position)
+               for a, b in zip(scenes, [scenes[i] for i in (1, 2, 3, 4, 5, 0)], strict=True)]
+    assert not aligned(shuffled, renders, 0.6)[differs].any()

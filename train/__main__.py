@@ -22,7 +22,8 @@ px) writes its own model folder next to the bundle, `<models>/shapes-unclip-sr25
 inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bundle. `python -m train
 clip_text` continues the bundle's CLIP text tower in place on a second caption writer
 (`nodes/shapes/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
-`python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning; it is in no
+`python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning, and `python -m
+train upsampler_decoded` on the bundle decoder's own 32 px images of training scenes; they are in no
 group either (docs/unclip.md, "Short prompts' outlines").
 """
 
@@ -51,12 +52,13 @@ from train import (
     sam,
     upsampler,
     upsampler256,
+    upsampler_decoded,
 )
 
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "arprior": arprior.main,
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
-TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune}
+TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune, "upsampler_decoded": upsampler_decoded.main}
 # (continue a bundle in place; not in the shipped recipe: docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main,

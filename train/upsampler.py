@@ -97,7 +97,11 @@ def corrupt(lr: torch.Tensor, max_noise: float, p_blur: float = 0.3, max_blur: f
     return lr + sigma * torch.randn_like(lr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, decoded: tuple[np.ndarray, np.ndarray] | None = None, p_decoded: float = 0.0,
+         stage: str = "", extra_seconds: float = 0.0, extra_record: dict | None = None) -> int:
+    """Train (or with --init continue) the upsampler. `decoded` = (rows (M,), images (M, 32, 32, 3) uint8):
+    other 32 px conditioning for those rows of the data (the decoder's own images of those scenes,
+    `upsampler_decoded`), used for `p_decoded` of each batch; `stage` names the training_log record."""
     cfg, out, timer = start(Config, argv, smoke)
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     if cfg.init:
@@ -122,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     run_loss = None
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
+        low = ds.images32[idx]
+        n_dec = min(int(rng.binomial(cfg.batch, p_decoded)), len(decoded[0])) if decoded is not None else 0
+        if n_dec:  # the first n_dec of the batch: decoder-style conditioning of their scenes
+            pick = rng.choice(len(decoded[0]), size=n_dec, replace=False)
+            idx[:n_dec] = decoded[0][pick]
+            low = ds.images32[idx]
+            low[:n_dec] = decoded[1][pick]
         hr = shapes_data.to_tensor(ds.images64[idx]) * 2 - 1  # (B, 3, 64, 64)
-        lr = corrupt(shapes_data.to_tensor(ds.images32[idx]) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
+        lr = corrupt(shapes_data.to_tensor(low) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
         up = upscale_condition(lr, 64)
         y, x = (int(v) for v in rng.integers(0, 64 - cfg.crop + 1, size=2))
         hr, up = hr[..., y:y + cfg.crop, x:x + cfg.crop], up[..., y:y + cfg.crop, x:x + cfg.crop]
@@ -148,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save()
     save()
-    record_time(out, "upsampler_tune" if cfg.init else "upsampler", timer(),
+    record_time(out, stage or ("upsampler_tune" if cfg.init else "upsampler"), timer() + extra_seconds,
                 {"steps": cfg.steps, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "p_blur": cfg.p_blur,
-                 "max_blur": cfg.max_blur, "params_M": round(sum(p.numel() for p in params) / 1e6, 2)})
+                 "max_blur": cfg.max_blur, "params_M": round(sum(p.numel() for p in params) / 1e6, 2),
+                 **(extra_record or {})})
     log.info("saved %s in %.0f s", out / "super_res_first", timer())
     return 0
 
