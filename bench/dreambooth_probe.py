@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         emb = sample_prior(st.prior, for_prior, empty, guidance=4.0, steps=STEPS,
                            generator=torch.Generator().manual_seed(7000))
         for r, c in enumerate(named):
-            if c:
+            if c and "/" not in c:  # a prompt read with two colours keeps its sample,
+                # as in eval/shapes.py (Recolour Embedding's 'a/b' roles need the background map)
                 emb[r] = cmap.apply(emb[r:r + 1], torch.tensor(parse_color(c), dtype=torch.float32) / 255)[0].to(emb)
         cos = torch.nn.functional.cosine_similarity
         report["prior_nearer"] = rates((cos(emb, h_emb) > cos(emb, c_emb)).numpy(), small)

@@ -141,7 +141,8 @@ class Stack:
                     for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words")
                     emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen)
                     for r, c in enumerate(named):
-                        if c:
+                        if c and "/" not in c:  # a prompt read with two colours keeps its sample,
+                            # as in eval/shapes.py (Recolour Embedding's 'a/b' roles need the background map)
                             rgb = torch.tensor(parse_color(c), dtype=torch.float32) / 255
                             emb[r] = cmap.apply(emb[r:r + 1], rgb)[0].to(emb)
                 else:

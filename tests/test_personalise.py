@@ -123,6 +123,41 @@ def test_dreambooth_trains_a_prior_lora_only_when_asked_and_can_leave_clip_alone
     assert any("not learnt" in t for t in run.ui["train"]["text"])  # says why, and what to choose instead
 
 
+def test_conv_rank_gives_the_full_resolution_convolutions_their_own_rank(tiny_engine):
+    from nodes.lora.api import read_lora
+    from nodes.personalise.training import full_resolution_convs
+    from nodes.unclip.api import load_decoder
+
+    put_subject(tiny_engine)
+    assert tiny_engine.run(dreambooth_workflow(conv_rank=4, mid_share=0.5), targets=["train"]).ok
+    deltas = read_lora(tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors").deltas["unet"]
+    full = full_resolution_convs(load_decoder(tiny.cached_root()).unet)
+    assert {"conv_in", "conv_out", "down_blocks.0.resnets.0.conv1"} <= set(full)
+    assert all(deltas[m].rank == 4 for m in full)
+    others = [d for m, d in deltas.items() if m not in full]
+    assert others and all(d.rank == 2 for d in others)
+    assert all(d.scale == 1.0 for d in deltas.values())  # alpha = rank for both ranks
+
+
+def test_decoder_loss_per_row_averages_to_the_loss_and_takes_given_timesteps():
+    from nodes.unclip.api import alphas_cumprod, load_clip, load_decoder
+    from nodes.unclip.models.decoder import decoder_loss
+
+    dec, clip = load_decoder(tiny.cached_root()), load_clip(tiny.cached_root())
+    size = dec.sample_size
+    x0 = torch.rand(3, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        text = clip.encode_text(["a red square", "a blue star", ""])
+        emb = torch.randn(3, dec.embedding_dim)
+        abar = alphas_cumprod(dec)
+        t = torch.tensor([400, 600, 800])
+        whole = decoder_loss(dec, x0, emb, text, abar, torch.Generator().manual_seed(0), timesteps=t)
+        rows = decoder_loss(dec, x0, emb, text, abar, torch.Generator().manual_seed(0), timesteps=t, reduce=False)
+        other = decoder_loss(dec, x0, emb, text, abar, torch.Generator().manual_seed(0), timesteps=t.flip(0))
+    assert rows.shape == (3,) and torch.allclose(rows.mean(), whole)
+    assert not torch.allclose(whole, other)
+
+
 def test_an_unchanged_training_is_cached_and_a_changed_one_reruns(tiny_engine):
     put_subject(tiny_engine)
     assert tiny_engine.run(dreambooth_workflow(), targets=["lora"]).ok

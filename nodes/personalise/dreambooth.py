@@ -24,6 +24,7 @@ from ..unclip.api import CLIP, DECODER, PRIOR
 
 PREFIX = "dreambooth-"  # files in <models>/loras/ that runs write (git-ignored)
 PRIOR_CLASS = 8  # prior-preservation captions per class image (see run)
+MID_BAND = (350, 850)  # decoder timesteps where a small subject's outline is decided (bench/dreambooth_probe.py)
 P_NULL = 0.2  # subject rows whose image embedding is the null one: the identifier alone must carry the subject
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -70,6 +71,9 @@ class DreamBooth(Node):
         subject_share: float = Port(0.625, gt=0.0, lt=1.0, description="Share of each step's rows that are subject "
                                     "rows; the rest are class images (at least one of each).")
         rank: int = Port(8, ge=1, le=64, description="LoRA rank (decoder and prior).")
+        conv_rank: int = Port(0, ge=0, le=64, description="Rank of the decoder LoRA on the convolutions at its full "
+                              "resolution (conv_in, conv_out and the 32 px resnets' convolutions), where outlines "
+                              "are drawn; 0: conv_in and conv_out get none and the 32 px resnets take `rank`.")
         lr: float = Port(2e-3, gt=0.0, le=1.0, description="Learning rate of the decoder LoRA.")
         prior_lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate of the prior LoRA.")
         class_images: int = Port(64, ge=2, le=1024, description="Images the model generates for ordinary prompts, "
@@ -83,6 +87,9 @@ class DreamBooth(Node):
         object_share: float = Port(0.55, ge=0.0, lt=1.0, description="When above 0, replaces object_weight: the "
                                    "subject's pixels and rim carry this share of each image's decoder loss, "
                                    "so a small subject weighs as much as a large one.")
+        mid_share: float = Port(0.0, ge=0.0, le=1.0, description="Share of the decoder rows whose noise level is "
+                                "drawn from the middle band (timesteps 350–850 of 1000), where a small subject's "
+                                "outline is decided; the rest are drawn uniformly (0: all uniform).")
         snr_floor: float = Port(1.0, ge=0.0, le=5.0, description="Floor of the decoder loss weight at high noise, "
                                 "in x₀ terms (min-SNR-5 alone all but ignores the noisiest steps, where the "
                                 "outline is decided; 1 counts them as the shipped decoder's tuning did).")
@@ -107,6 +114,7 @@ class DreamBooth(Node):
         from ..lora.api import save_lora
         from ..shapes.api import captions, domain
         from ..unclip.api import (
+            TextEncoding,
             alphas_cumprod,
             decoder_loss,
             generator,
@@ -175,7 +183,9 @@ class DreamBooth(Node):
         weighted = inputs.object_weight > 0 or inputs.object_share > 0
         ctx.check_cancelled()
 
-        unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS, seed=inputs.seed)
+        ranks = {m: inputs.conv_rank for m in training.full_resolution_convs(dec.unet)} if inputs.conv_rank else None
+        unet, unet_cfg = training.with_lora(dec.unet, inputs.rank, training.DECODER_RESNET_TARGETS, seed=inputs.seed,
+                                            ranks=ranks)
         prior_net, prior_cfg = None, None
         if inputs.prior_steps > 0:
             prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS,
@@ -206,13 +216,15 @@ class DreamBooth(Node):
             emb[torch.from_numpy(rng.random(n_subj) < P_NULL)] = null
             text = text_tower.encode_text([subj_caps[j] for j in i_s.tolist()]) if row is not None \
                 else take(subj_text, i_s)
-            l_dec = decoder_loss(dec, subj_x0[i_s], emb, text, abar, gen, unet=unet,
-                                 snr_floor=inputs.snr_floor,
-                                 pixel_weight=subj_w[i_s] if weighted else None)
-            l_dec_class = decoder_loss(dec, class_x0[i_c], class_emb[i_c], take(class_text, i_c), abar, gen, unet=unet,
-                                       snr_floor=inputs.snr_floor,
-                                       pixel_weight=class_w[i_c] if weighted else None)
-            total = l_dec + lam * l_dec_class
+            # subject and class rows in one UNet call (one call's overhead, not two); the losses are their means
+            t = torch.randint(0, len(abar), (inputs.batch,), generator=gen)
+            mid = torch.rand(inputs.batch, generator=gen) < inputs.mid_share
+            t[mid] = torch.randint(MID_BAND[0], MID_BAND[1], (int(mid.sum()),), generator=gen)
+            per_row = decoder_loss(dec, torch.cat([subj_x0[i_s], class_x0[i_c]]), torch.cat([emb, class_emb[i_c]]),
+                                   TextEncoding.cat([text, take(class_text, i_c)]), abar, gen, unet=unet,
+                                   snr_floor=inputs.snr_floor, timesteps=t, reduce=False,
+                                   pixel_weight=torch.cat([subj_w[i_s], class_w[i_c]]) if weighted else None)
+            total = per_row[:n_subj].mean() + lam * per_row[n_subj:].mean()
             if step < inputs.prior_steps:  # after them the prior's LoRA is done: its grads stay None
                 l_pri = prior_loss(tuned_prior, subj_emb[i_s], text, gen)
                 i_p = torch.from_numpy(rng.choice(n_prior, size=len(i_c), replace=n_prior < len(i_c)))
@@ -233,6 +245,7 @@ class DreamBooth(Node):
         seconds = round(time.time() - t0, 1)
         info = {"method": "dreambooth", "identifier": ident, "steps": inputs.steps,
                 "prior_steps": min(inputs.prior_steps, inputs.steps), "token_lr": inputs.token_lr,
+                "conv_rank": inputs.conv_rank, "mid_share": inputs.mid_share,
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}

@@ -18,9 +18,21 @@ DECODER_RESNET_TARGETS = (*DECODER_TARGETS, "conv1", "conv2", "time_emb_proj")
 PRIOR_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "encoder_hidden_states_proj", "embedding_proj")
 
 
-def with_lora(module: Any, rank: int, targets: Sequence[str], seed: int | None = None) -> tuple[Any, dict]:
+def full_resolution_convs(unet: Any) -> list[str]:
+    """The 3×3 convolutions of a diffusers UNet2DConditionModel that run at its full resolution, where
+    outlines are drawn: conv_in, conv_out, the first down block's resnets, the last up block's resnets
+    and the upsampler (a resnet that upsamples before its conv1) feeding the last up block."""
+    last = len(unet.up_blocks) - 1
+    heads = ("down_blocks.0.resnets.", f"up_blocks.{last}.resnets.", f"up_blocks.{last - 1}.upsamplers.")
+    return [name for name, _ in unet.named_modules()
+            if name in ("conv_in", "conv_out") or (name.startswith(heads) and name.endswith((".conv1", ".conv2")))]
+
+
+def with_lora(module: Any, rank: int, targets: Sequence[str], seed: int | None = None,
+              ranks: dict[str, int] | None = None) -> tuple[Any, dict]:
     """A frozen deep copy of `module` (a diffusers model) with a trainable peft LoRA of `rank` on the
-    `targets` projections, and the LoraConfig as a dict (for the file's metadata).
+    `targets` projections, and the LoraConfig as a dict (for the file's metadata). `ranks`: full module
+    names → their own rank (added to the targets; alpha = rank, so every delta has scale 1).
 
     peft draws the adapters' initial weights from torch's global generator; with `seed` they are drawn
     from that seed instead (the global state is left as it was), so a training depends on its inputs
@@ -30,7 +42,10 @@ def with_lora(module: Any, rank: int, targets: Sequence[str], seed: int | None =
 
     model = copy.deepcopy(module)
     model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=list(targets), init_lora_weights="gaussian")
+    ranks = dict(ranks or {})
+    config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=sorted({*targets, *ranks}) if ranks
+                        else list(targets), init_lora_weights="gaussian",
+                        rank_pattern=ranks, alpha_pattern={k: float(v) for k, v in ranks.items()})
     if seed is None:
         model.add_adapter(config)
     else:

@@ -127,19 +127,22 @@ def sample_decoder(model: DecoderModel, image_embeds: torch.Tensor, cond: TextEn
 
 def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, text: TextEncoding, abar: torch.Tensor,
                  gen: torch.Generator, min_snr: float = 5.0, unet=None, unet_kwargs=None, snr_floor: float = 0.0,
-                 pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+                 pixel_weight: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
+                 reduce: bool = True) -> torch.Tensor:
     """The decoder's training loss on clean images x0 (B, 3, 32, 32) in [-1, 1].
 
     `unet` replaces the decoder's UNet (e.g. a controlled one); `unet_kwargs(xt, t, hidden, additive,
     mask) -> dict` adds keyword arguments to the UNet call. `snr_floor` floors the loss weight in x0
     terms (as `decoder_tune` trained: the noisiest steps, where the outline is decided, count too);
     `pixel_weight` (B, 32, 32) weighs each image's pixels (normalised to mean 1 per image).
+    `timesteps` (B,) replaces the uniform draw of each row's noise level; `reduce` False returns the
+    per-row losses (B,) instead of their mean.
     """
     hidden, additive = dec.text_proj(image_embeddings=img_emb, prompt_embeds=text.embeds,
                                      text_encoder_hidden_states=text.hidden, do_classifier_free_guidance=False)
     mask = F.pad(text.mask, (dec.text_proj.clip_extra_context_tokens, 0), value=True)
     b = x0.shape[0]
-    t = torch.randint(0, len(abar), (b,), generator=gen)
+    t = torch.randint(0, len(abar), (b,), generator=gen) if timesteps is None else timesteps
     a = abar[t].view(-1, 1, 1, 1)
     noise = torch.randn(x0.shape, generator=gen)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -152,9 +155,11 @@ def decoder_loss(dec: DecoderModel, x0: torch.Tensor, img_emb: torch.Tensor, tex
     # noisiest steps, where an image-conditioned model learns to follow its input image)
     weight = snr.clamp(max=min_snr).clamp(min=snr_floor) / (snr + 1) if min_snr > 0 else torch.ones_like(snr)
     if pixel_weight is None:
-        return (weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))).mean()
-    err = (pred[:, :3] - v).pow(2).mean(dim=1) * pixel_weight / pixel_weight.mean(dim=(1, 2), keepdim=True)
-    return (weight * err.mean(dim=(1, 2))).mean()
+        rows = weight * (pred[:, :3] - v).pow(2).mean(dim=(1, 2, 3))
+    else:
+        err = (pred[:, :3] - v).pow(2).mean(dim=1) * pixel_weight / pixel_weight.mean(dim=(1, 2), keepdim=True)
+        rows = weight * err.mean(dim=(1, 2))
+    return rows.mean() if reduce else rows
 
 
 def alphas_cumprod(model: DecoderModel) -> torch.Tensor:
