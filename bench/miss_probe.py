@@ -157,7 +157,8 @@ def main() -> int:
     t0 = time.time()
     probes = fit_probes(load_clip(models / "shapes-unclip"))
     print(f"probes fitted: {time.time() - t0:.0f} s", flush=True)
-    overrides = {"threads": args.threads, "output_dir": Path(tempfile.mkdtemp(prefix="miss-probe-"))}
+    tmp = tempfile.TemporaryDirectory(prefix="miss-probe-")  # nothing is saved there: no save node runs
+    overrides = {"threads": args.threads, "output_dir": Path(tmp.name)}
     if args.models is not None:
         overrides["model_dirs"] = [args.models]
     engine = Engine.from_settings(Settings.from_env(**overrides))
@@ -226,6 +227,7 @@ def main() -> int:
                       f"prior {r['prior'][attr]}, recolour {r['recolour'][attr]}; 32/64/256 px "
                       f"{r['32 px'][attr]}/{r['64 px'][attr]}/{r['256 px'][attr]}"
                       + (f"; oracle {r['oracle 32 px'][attr]}/{r['oracle 256 px'][attr]}" if "oracle 32 px" in r else ""))
+    tmp.cleanup()
     if args.dump is not None:
         with args.dump.open("w", encoding="utf-8") as f:
             for r in records:
