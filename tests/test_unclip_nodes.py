@@ -177,6 +177,28 @@ def test_batch_count_and_shared_noise(engine):
     assert np.abs(differ[0] - differ[1]).max() > 1e-3
 
 
+def test_prior_candidates_keep_the_sample_nearest_the_text(engine):
+    """`candidates` k draws prompts × count × k samples (the same noise stream as count × k) and keeps,
+    of each run of k, the one with the highest cosine to its prompt's text embedding."""
+    from nodes.unclip.sampling import rank_candidates
+
+    wf = text2image(prompt="a red circle\na blue square", count=6)
+    pool = engine.run(wf, targets=["prior", "enc"])
+    assert pool.ok, pool.error
+    samples, text = pool.outputs["prior"]["embedding"], pool.outputs["enc"]["conditioning"].cond.embeds
+    wf["nodes"]["prior"]["inputs"].update(count=2, candidates=3)
+    run = engine.run(wf, targets=["prior"])
+    assert run.ok, run.error
+    picked = run.outputs["prior"]["embedding"]
+    assert picked.shape == (4, samples.shape[1])
+    cos = torch.nn.functional.cosine_similarity
+    for row in range(4):  # prompt row // 2, candidates 3·row … 3·row + 2 of the pool
+        group = samples[3 * row:3 * row + 3]
+        scores = cos(group, text[row // 2].expand_as(group))
+        torch.testing.assert_close(picked[row], group[scores.argmax()])
+    torch.testing.assert_close(rank_candidates(samples, text, 1), samples)
+
+
 def test_image_encode_and_clip_score(engine):
     wf = workflow(
         clip=node("unclip.load_clip", model="tiny-karlo"),

@@ -121,6 +121,8 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     object's to the read-out, docs/shapes.md), so which one is the object's is unknown: that prompt is
     passed on as it is, for the prior to place both colours, and its colour is both, first read first
     ("orange/purple"), for Recolour Embedding to give them the roles the prior's sample gives them.
+    A prompt whose dropped words cleared its colour is given the colour those words read as on their
+    own (the prompt's read-out where they read as none).
     """
     import torch
 
@@ -147,6 +149,15 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
                 out.append(Dropped(text, color, (), cleared, tuple(read) if color else ()))
             else:
                 out.append(Dropped(" ".join(words), color, tuple(dropped), cleared, (color,)))
+        # The colour is the dropped words' own. Read in the whole prompt it can be bent by the rest: a
+        # colour with a shape never seen together ("the purple square ...") can read as another colour
+        # though "purple" is exactly the word whose absence clears it.
+        alone = [i for i, d in enumerate(out) if d.words]
+        if alone:
+            own = tmap.named(clip.encode_text([" ".join(out[i].words) for i in alone]))
+            for i, color in zip(alone, own, strict=True):
+                if color:
+                    out[i] = replace(out[i], color=color, read=(color,))
     return out
 
 

@@ -39,6 +39,9 @@ class Prior(Node):
         strength: float = Port(1.0, ge=0.0, le=1.0, step=0.05, description="With `init`: the share of the "
                                "steps run from the noised init (small: keep the init's choices, refine the "
                                "details). Without `init`: unused.")
+        candidates: int = Port(1, ge=1, le=16, description="Samples drawn per output embedding; the one "
+                               "nearest the prompt's text embedding (cosine) is kept, as DALL·E 2 ranks its "
+                               "prior's samples. 1: no ranking (the cost grows with the candidates).")
 
     class Outputs(nodegraph.Outputs):
         embedding: EMBEDDING = Port(description="CLIP image embeddings, (prompts × count, D).")
@@ -53,13 +56,32 @@ class Prior(Node):
         if inputs.init is not None and inputs.init.shape[0] not in (1, n):
             raise NodeExecutionError(f"init has {inputs.init.shape[0]} embeddings but the prior makes {n} "
                                      "(prompts × count); give one or one per sample")
+        k = inputs.candidates
+        init = inputs.init
+        if init is not None and k > 1 and init.shape[0] == n:
+            init = init.repeat_interleave(k, dim=0)  # every candidate of a sample starts from its init
         with torch.inference_mode(), library_errors():
             emb = sample_prior(inputs.prior.model, cond.cond, cond.uncond, guidance=inputs.guidance,
                                steps=inputs.steps, generator=generator(inputs.seed),
-                               num_per_prompt=inputs.count, callback=progress(ctx),
+                               num_per_prompt=inputs.count * k, callback=progress(ctx),
                                scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
-                               init=inputs.init, strength=inputs.strength)
+                               init=init, strength=inputs.strength)
+            if k > 1:
+                emb = rank_candidates(emb, cond.cond.embeds, k)
         return self.Outputs(embedding=emb)
+
+
+def rank_candidates(emb, text, k: int):
+    """Of each run of `k` consecutive samples (`emb`, (prompts × count × k, D), prompt-major), the one
+    with the highest cosine to its prompt's text embedding (`text`, (prompts, D)): (prompts × count, D)."""
+    import torch.nn.functional as F
+
+    prompts = text.shape[0]
+    cand = emb.reshape(prompts, -1, k, emb.shape[-1])  # (prompts, count, k, D)
+    score = (F.normalize(cand.float(), dim=-1) * F.normalize(text.float(), dim=-1)[:, None, None]).sum(-1)
+    best = score.argmax(-1)  # (prompts, count)
+    picked = cand.gather(2, best[..., None, None].expand(-1, -1, 1, cand.shape[-1]))
+    return picked.reshape(-1, emb.shape[-1])
 
 
 class Decoder(Node):
