@@ -294,7 +294,7 @@ class FactorColor(Node):
     name = "factor_color"
     title = "Factor Out Colour"
     category = "shapes"
-    version = 3  # 3: `color` may be "a/b" (two colours); 2: `method`, default "words"; 1: the linear move only
+    version = 3  # 3: `color` may be "a/b", and is the dropped words' own colour; 2: `method`; 1: linear only
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
