@@ -23,8 +23,9 @@ inside, the layout `unclip.load_upsampler` loads); it needs nothing from the bun
 clip_text` continues the bundle's CLIP text tower in place on a second caption writer
 (`nodes/shapes/captions.py`); it is in no group: its result is not shipped (docs/unclip.md says what it measured).
 `python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning, and `python -m
-train upsampler_decoded` on the bundle decoder's own 32 px images of training scenes; they are in no
-group either (docs/unclip.md, "Short prompts' outlines").
+train upsampler_decoded` on the bundle decoder's own 32 px images of training scenes, and `python -m train
+decoder_sharp` continues the bundle's decoder with more of its loss on the object's outline (run it on a copy of
+the bundle); they are in no group either (docs/unclip.md, "Short prompts' outlines").
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ from train import (
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "arprior": arprior.main,
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
-TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune, "upsampler_decoded": upsampler_decoded.main}
+TRIALS = {"clip_text": clip_text.main, "upsampler_tune": upsampler.tune, "upsampler_decoded": upsampler_decoded.main,
+          "decoder_sharp": decoder.sharp}
 # (continue a bundle in place; not in the shipped recipe: docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main,
