@@ -286,7 +286,7 @@ def main() -> int:
     p.add_argument("--no-engine", action="store_true", help="skip the engine figures")
     p.add_argument("--quality", type=int, default=0, help="prompts per quality row (0: no quality figures)")
     p.add_argument("--variations", type=int, default=0, help="variation scenes for the quality figures")
-    p.add_argument("--set", dest="prompt_set", default="validation", choices=("validation", "tuning", "probe", "probe-passed"),
+    p.add_argument("--set", dest="prompt_set", default="validation", choices=("validation", "tuning", "tuning_hard", "probe", "probe-passed"),
                    help="the evaluation's prompt set (tune on 'tuning' or 'probe', report on 'validation'); "
                    "'probe': bench/fast_probe.py's training-writer captions of held-out combinations, half of "
                    "them background first (unseen row only); 'probe-passed': the same writers' captions that Factor "

@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python bench/miss_probe.py --threads 1 [--n 96] [--rows unseen,heldout_pairs]
         [--set prior.count=... | --workflow FILE] [--dump FILE.jsonl]
 
-The tuning set only (`eval/_tuning_prompts.py`, or with `--prompts probe` `bench/fast_probe.py`'s
+The tuning sets only (`eval/_tuning_prompts.py`, with `--prompts tuning_hard` the hard tuning set
+`eval/_tuning_hard_prompts.py`, or with `--prompts probe` `bench/fast_probe.py`'s
 training-writer captions; the validation set is for reporting). Every image is
 the shipped workflow's, run through the engine with the evaluation's prompts, batches and seeds
 (`eval text2image --sets tuning` at count 1 judges the same 256 px images). For each prompt the probe
@@ -122,9 +123,10 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n", type=int, default=96, help="prompts per row")
     p.add_argument("--rows", default="unseen,heldout_pairs")
-    p.add_argument("--prompts", default="tuning", choices=("tuning", "probe"),
-                   help="the tuning set, or bench/fast_probe.py's training-writer captions (half background "
-                   "first) of scenes of the row's split; never the validation set")
+    p.add_argument("--prompts", default="tuning", choices=("tuning", "tuning_hard", "probe"),
+                   help="the tuning set, the hard tuning set (eval/_tuning_hard_prompts.py), or bench/fast_probe.py's "
+                   "training-writer captions (half background first) of scenes of the row's split; never the "
+                   "validation set")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--no-oracle", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PORT=VALUE")
@@ -134,7 +136,7 @@ def main() -> int:
     import torch
 
     from eval import _judge as judge
-    from eval import _tuning_prompts
+    from eval import _tuning_hard_prompts, _tuning_prompts
     from eval.text2image import ROW_SEEDS, _set_seeds
     from nodegraph import Engine, Settings
     from nodes.unclip.api import load_clip
@@ -144,7 +146,7 @@ def main() -> int:
         sys.path.insert(0, str(ROOT / "bench"))
         import fast_probe as prompt_set
     else:
-        prompt_set = _tuning_prompts
+        prompt_set = _tuning_hard_prompts if args.prompts == "tuning_hard" else _tuning_prompts
     base = json.loads(args.workflow.read_text())
     for item in args.overrides:
         target, value = item.split("=", 1)

@@ -82,3 +82,75 @@ def test_the_readme_table_quotes_the_validation_rows_against_their_targets():
 def test_a_target_the_run_did_not_measure_is_left_out_of_the_misses():
     row = {"n": 4.0, "all_named": 1.0, "clean": 1.0}  # one image a prompt: no distinct backgrounds
     assert text2image.table({"validation": {"short": row}}).endswith("validation targets met (of those measured)")
+
+
+# --- the hard tuning set (eval/_tuning_hard_prompts.py) -------------------------------------------
+
+def _words_of(text: str) -> str:
+    import re
+
+    return " " + " ".join(re.findall(r"[a-z-]+", text.lower())) + " "
+
+
+def _hard_phrases() -> list[str]:
+    """The hard tuning writer's own phrases: its templates' fixed runs of three or more words, and its
+    position phrases."""
+    import re
+
+    from eval import _tuning_hard_prompts as hard
+
+    templates = hard.FULL + tuple(t for kind in hard.SHORT.values() for t in kind)
+    runs = [_words_of(f).strip() for t in templates for f in re.split(r"\{[a-z]+\}", t)]
+    positions = [_words_of(p).strip() for ps in hard.POSITION_WORDS.values() for p in ps]
+    return sorted({r for r in runs if len(r.split()) >= 3} | set(positions))
+
+
+def _hard_synonyms() -> set[str]:
+    from eval import _tuning_hard_prompts as hard
+
+    return {w for table in (hard.COLOR_WORDS, hard.SIZE_WORDS, hard.SHAPE_WORDS) for ws in table.values() for w in ws}
+
+
+def test_the_hard_tuning_set_is_deterministic_and_plugs_into_the_evaluation():
+    from eval import _tuning_hard_prompts as hard
+
+    assert text2image.SETS["tuning_hard"] is hard
+    a, b = hard.full_prompts("heldout_pairs", 40), hard.full_prompts("heldout_pairs", 40)
+    assert [p.text for p in a] == [p.text for p in b]
+    assert [p.text for p in hard.full_prompts("heldout_pairs", 40, seed=hard.SEED + 100)] != [p.text for p in a]
+    for p in a:
+        assert (p.named["color"], p.named["shape"]) in domain.HELDOUT_PAIRS and p.named == p.scene
+    for p in hard.full_prompts("heldout_combos", 40):
+        assert domain.split_of(**{k: p.scene[k] for k in ("color", "background", "shape", "size", "position")}) \
+            == "heldout_combos"
+    short = hard.short_prompts(16)
+    assert {tuple(p.named) for p in short} == set(hard.SHORT)
+    assert all(set(p.named) == {"color", "shape"} for p in hard.short_prompts(4, heldout_pairs=True))
+    assert len(hard.variation_scenes(3)) == 3
+    # its seeds are neither the tuning set's nor the validation set's
+    assert hard.SEED not in (tuning_prompts.SEED, validation_prompts.SEED)
+
+
+def test_the_hard_tuning_writer_shares_no_phrase_or_synonym_with_the_validation_and_training_writers():
+    """Checked on generated text (the validation generator is only run, not read): no fixed phrase of
+    three or more words of the hard writer's templates, none of its position phrases and none of its
+    synonyms occurs in the validation prompts or in either training writer's captions."""
+    from nodes.shapes import captions
+
+    texts = [p.text for split in ("heldout_combos", "heldout_pairs") for p in validation_prompts.full_prompts(split, 300)]
+    texts += [p.text for p in validation_prompts.short_prompts(300)]
+    texts += [p.text for p in validation_prompts.short_prompts(40, heldout_pairs=True)]
+    rng = np.random.default_rng(0)
+    for s in domain.sample_scenes(3, 1500, "any"):
+        texts += [domain.caption(s, rng), captions.caption(s.attributes(), rng)]
+    corpus = [_words_of(t) for t in texts]
+    shared = [p for p in _hard_phrases() + sorted(_hard_synonyms()) if any(f" {p} " in t for t in corpus)]
+    assert not shared, f"phrases of the hard tuning writer found in other writers' text: {shared}"
+
+
+def test_the_hard_tuning_writers_synonyms_are_words_the_text_tower_was_taught():
+    """Every synonym is in the lexicon `clip_vocab` trained the token rows of (train/lexicon.json)."""
+    from train import lexicon
+
+    taught = {w for words in lexicon.load().values() for syns in words.values() for w in syns}
+    assert _hard_synonyms() <= taught, sorted(_hard_synonyms() - taught)
