@@ -26,6 +26,12 @@ BATCH = 500
 NAMED = 0.33
 DEFAULT_STRENGTH = 2.0  # the trade measured on the shipped models: docs/editing.md
 MAX_WORDS = 3  # words "words" may drop from one prompt
+# a word read on its own (punctuation stripped) names a colour above this (shipped CLIP, tuning sets: colour words
+# and their lexicon synonyms at least 0.56, every other word at most 0.45: single words lean towards yellow)
+WORD_NAMED = 0.5
+# first-writer captions that say which colour is the object's and which the background's (`domain.caption`
+# with the colour and the background named and no shape): the roles test compares a prompt against them
+ROLE_TEMPLATES = ("a {a} shape on a {b} background", "a {a} object on a {b} background")
 Method = Literal["auto", "words", "linear", "off"]
 DEFAULT_METHOD: Method = "words"
 
@@ -108,8 +114,76 @@ class Dropped:
     read: tuple[str, ...] = ()  # the colours the read-out saw, in the order their words were dropped
 
 
+def _bare(word: str) -> str:
+    """The word without its punctuation ("mauve;" → "mauve"), itself where nothing is left."""
+    import re
+
+    return re.sub(r"[^\w\s-]", "", word) or word
+
+
+def word_colors(tmap: TextColorMap, clip, texts: list[str]) -> list[list[str]]:
+    """For each text, per whitespace word, the palette colour the word names read on its own (above
+    WORD_NAMED), or "" (one text encoding per distinct word)."""
+    import torch
+
+    split = [t.split() for t in texts]
+    vocab = sorted({_bare(w) for ws in split for w in ws})
+    if not vocab:
+        return [[] for _ in texts]
+    with torch.no_grad():
+        scores = torch.cat([tmap.read(clip.encode_text(vocab[i:i + BATCH])) for i in range(0, len(vocab), BATCH)])
+    best = scores.max(1)
+    reads = {w: tmap.colors[int(i)] if float(v) > WORD_NAMED else "" for w, v, i in
+             zip(vocab, best.values, best.indices, strict=True)}
+    return [[reads[_bare(w)] for w in ws] for ws in split]
+
+
+def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b: str) -> str:
+    """Which of two colours a prompt names as the object's (the other is the background's): `a` or `b`.
+
+    The prompt is compared with first-writer captions of the two roles, "a {a} shape on a {b}
+    background" against "a {b} shape on a {a} background", and so is the prompt with the two colours'
+    words exchanged (each replaced by the other's palette name): the exchange gives the prompt the
+    other roles and keeps everything else, so what the rest of the prompt pulls towards (a colour the
+    tower knows with the prompt's shape, a held-out pair's known partner) cancels out, and the
+    difference says which roles the words' order gives (the text tower learned word order from
+    `clip_bind`'s hard negatives, which are exactly these exchanges).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    swapped = " ".join(b if c == a else a if c == b else w for w, c in zip(words, colors, strict=True))
+    refs = [t.format(a=a, b=b) for t in ROLE_TEMPLATES] + [t.format(a=b, b=a) for t in ROLE_TEMPLATES]
+    with torch.no_grad():
+        e = F.normalize(clip.encode_text(refs + [text, swapped]).embeds.float(), dim=-1)
+    k = len(ROLE_TEMPLATES)
+    sim = e[:2 * k] @ e[2 * k:].T  # (refs, [prompt, swapped])
+    lean = sim[:k].mean(0) - sim[k:].mean(0)  # towards "a is the object's"
+    return a if float(lean[0] - lean[1]) >= 0 else b
+
+
+def drop_by_roles(tmap: TextColorMap, clip, texts: list[str]) -> list[Dropped | None]:
+    """Prompts whose words name exactly two palette colours, each read on its own: the object's colour
+    (`object_color`) and its words taken out, the background's words kept for the prior; None for
+    every other prompt. A dropped word leaves its punctuation ("is carmine; purplish backdrop" →
+    "is ; purplish backdrop"), so the clauses stay apart."""
+    out: list[Dropped | None] = []
+    for text, colors in zip(texts, word_colors(tmap, clip, texts), strict=True):
+        named = list(dict.fromkeys(c for c in colors if c))
+        if len(named) != 2:
+            out.append(None)
+            continue
+        words = text.split()
+        obj = object_color(clip, text, words, colors, *named)
+        kept = [w if c != obj else "".join(ch for ch in w if not (ch.isalnum() or ch == "-"))
+                for w, c in zip(words, colors, strict=True)]
+        gone = tuple(w for w, c in zip(words, colors, strict=True) if c == obj)
+        out.append(Dropped(" ".join(w for w in kept if w), obj, gone, True, (obj,)))
+    return out
+
+
 def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int = MAX_WORDS,
-                     encoded=None) -> list[Dropped]:
+                     encoded=None, roles: bool = True) -> list[Dropped]:
     """Drop from each text the words whose absence takes away the colour the read-out sees
     (`encoded`: the texts' encoding, when the caller has it).
 
@@ -123,13 +197,21 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     ("orange/purple"), for Recolour Embedding to give them the roles the prior's sample gives them.
     A prompt whose dropped words cleared its colour is given the colour those words read as on their
     own (the prompt's read-out where they read as none).
+
+    With `roles`, a prompt whose words, each read on its own, name two colours is first given to
+    `drop_by_roles`, which tells the object's colour from the background's and drops the object's
+    words only; the steps above take every other prompt.
     """
     import torch
 
+    by_roles = drop_by_roles(tmap, clip, list(texts)) if roles else [None] * len(texts)
     out = []
     with torch.no_grad():
         named = tmap.named(clip.encode_text(list(texts)) if encoded is None else encoded)
-        for text, color in zip(texts, named, strict=True):
+        for text, color, known in zip(texts, named, by_roles, strict=True):
+            if known is not None:
+                out.append(known)
+                continue
             words, dropped, read, cleared = text.split(), [], [color], not color
             while color and not cleared and len(dropped) < max_words and words:
                 candidates = [words[:i] + words[i + 1:] for i in range(len(words))]
@@ -162,7 +244,7 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
 
 
 def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Method = DEFAULT_METHOD,
-                    strength: float = DEFAULT_STRENGTH):
+                    strength: float = DEFAULT_STRENGTH, roles: bool = True):
     """(the encoding for the prior, each row's colour or "", the Dropped of each row or None for "linear").
 
     "words" moves the rows whose colour no MAX_WORDS words clear with the linear move instead."""
@@ -182,7 +264,7 @@ def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Met
         raise ValueError("the encoding does not match its prompts' text (it was edited after CLIP Text Encode); "
                          "method 'words' re-encodes the text, so connect CLIP Text Encode directly, or use "
                          "method 'linear'")
-    dropped = drop_color_words(tmap, clip, texts, encoded=fresh)
+    dropped = drop_color_words(tmap, clip, texts, encoded=fresh, roles=roles)
     named = [d.color for d in dropped]
     if not any(named):
         return enc, named, dropped
@@ -294,7 +376,7 @@ class FactorColor(Node):
     name = "factor_color"
     title = "Factor Out Colour"
     category = "shapes"
-    version = 3  # 3: `color` may be "a/b", and is the dropped words' own colour; 2: `method`; 1: linear only
+    version = 4  # 4: `roles`; 3: `color` may be "a/b", and is the dropped words' own colour; 2: `method`; 1: linear only
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
@@ -313,6 +395,10 @@ class FactorColor(Node):
                                            "keeps the encoding; k takes the named colour's fitted direction off it "
                                            "k times (2 measured best on the shipped models; more draws held-out "
                                            "pairs better and known pairs worse).")
+        roles: bool = Port(True, description="words: where a prompt's words name two colours (each read on its own), "
+                                             "tell the object's from the background's with the text tower and drop "
+                                             "only the object's words (off: such a prompt is passed on whole, with "
+                                             "both colours, as version 3 did).")
 
     class Outputs(nodegraph.Outputs):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
@@ -324,10 +410,11 @@ class FactorColor(Node):
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        if from_version == 1:  # saved before `method` existed: keep what it did
-            return {"method": "linear", **inputs}  # a method given with the run (--set) still wins
-        if from_version == 2:  # the inputs are the same; `color` may now name two colours ("a/b")
-            return dict(inputs)
+        # saved before `roles` existed: keep what it did (inputs given with the run, --set, still win)
+        if from_version == 1:  # and before `method`
+            return {"method": "linear", "roles": False, **inputs}
+        if from_version in (2, 3):  # 3: `color` may name two colours ("a/b"), as it still may
+            return {"roles": False, **inputs}
         return None
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
@@ -360,7 +447,7 @@ class FactorColor(Node):
             raise NodeExecutionError("conditioning: it does not carry its prompts' text, which method 'words' "
                                      "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
         with library_errors():
-            out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength)
+            out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength, inputs.roles)
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
         if dropped is not None and (any(named) or any(len(d.read) > 1 for d in dropped)):
