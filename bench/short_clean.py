@@ -9,7 +9,10 @@ runs through one engine, so stages a variant leaves unchanged are cache hits. A 
 `NAME=NODE.PORT=VALUE[,NODE.PORT=VALUE...]` (a value that is JSON is parsed: numbers, true, a link
 `{"from": "prior", "output": "embedding"}`, or a whole node for a key without a port; separate items
 with `;` when a value holds commas); `bicubic` swaps the 64 px upsampler for a bicubic resize; `plain` is the paper's path (`factor.method=off`,
-the decoder on the prior's embedding). Tuning set only: the validation generator is never read here.
+the decoder on the prior's embedding); `oracle` gives the decoder, in place of Recolour's output, the CLIP
+image embeddings of true 64 px renders of training-split scenes that match what each prompt named (the
+open attributes drawn at random, one scene per image), as `bench/miss_probe.py`'s oracle rows do;
+`oracle32` also gives the 64 px upsampler those scenes' true 32 px renders in place of the decoder's images. Tuning set only: the validation generator is never read here.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         if key == "plain":
             sets.update(PLAIN)
             continue
+        if key in ("oracle", "oracle32"):
+            sets["oracle"] = key
+            continue
         if key == "bicubic":
             sets["upsample"] = BICUBIC
             continue
@@ -58,6 +64,45 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return name, sets
 
 
+def oracle_nodes(wf: dict, named: dict[str, str], count: int, seed: int, feed32: bool = False) -> None:
+    """Point `wf`'s decoder at CLIP Image Encode of `count` renders of training scenes matching `named`
+    (and with `feed32` the 64 px upsampler at the same scenes' true 32 px renders)."""
+    from nodes.shapes import domain
+
+    rng = np.random.default_rng(seed)
+    link = None
+    for k in range(count):
+        while True:
+            scene = domain.sample_scene(rng, "train")
+            if all(getattr(scene, a) == v for a, v in named.items()):
+                break
+        name = f"oracle_scene_{k}"
+        wf["nodes"][name] = {"type": "shapes.scene", "version": 1, "inputs": {
+            **scene.attributes(), "resolution": 64, "seed": seed + k}}
+        if link is None:
+            link = (name, "image")
+        else:
+            wf["nodes"][f"oracle_batch_{k}"] = {"type": "core.image_batch", "version": 1, "inputs": {
+                "a": {"from": link[0], "output": link[1]}, "b": {"from": name, "output": "image"}}}
+            link = (f"oracle_batch_{k}", "images")
+    wf["nodes"]["oracle_encode"] = {"type": "unclip.image_encode", "version": 1, "inputs": {
+        "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": link[0], "output": link[1]}}}
+    wf["nodes"]["decoder"]["inputs"]["image_embedding"] = {"from": "oracle_encode", "output": "embedding"}
+    if feed32:
+        link32 = None
+        for k in range(count):
+            name = f"oracle_scene32_{k}"
+            wf["nodes"][name] = {**wf["nodes"][f"oracle_scene_{k}"]}
+            wf["nodes"][name]["inputs"] = {**wf["nodes"][name]["inputs"], "resolution": 32}
+            if link32 is None:
+                link32 = (name, "image")
+            else:
+                wf["nodes"][f"oracle_batch32_{k}"] = {"type": "core.image_batch", "version": 1, "inputs": {
+                    "a": {"from": link32[0], "output": link32[1]}, "b": {"from": name, "output": "image"}}}
+                link32 = (f"oracle_batch32_{k}", "images")
+        wf["nodes"]["upsample"]["inputs"]["images"] = {"from": link32[0], "output": link32[1]}
+
+
 def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint(np.asarray(images) * 255), 0, 255).astype(np.uint8)
 
@@ -65,6 +110,7 @@ def to_uint8(images) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--short", type=int, default=12, help="tuning short prompts (4 images each)")
+    p.add_argument("--start", type=int, default=0, help="skip the first prompts (their seeds unchanged)")
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--models", type=Path, default=None, help="a models folder in place of models/")
@@ -90,11 +136,16 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             verdicts: dict[str, list] = {s: [] for s, _ in stages}
             for i, prompt in enumerate(prompts):
+                if i < args.start:
+                    continue
                 wf = copy.deepcopy(base)
                 wf["nodes"]["prompt"]["inputs"]["value"] = prompt.text
                 wf["nodes"]["prior"]["inputs"]["count"] = args.count
                 _set_seeds(wf, ROW_SEEDS["short"] + 1009 * i)
                 for key, value in sets.items():
+                    if key == "oracle":
+                        oracle_nodes(wf, prompt.named, args.count, 7000 + 1009 * i, value == "oracle32")
+                        continue
                     node, _, port = key.rpartition(".")
                     if not node:  # a whole node: {"type": ..., "version": ..., "inputs": ...}
                         wf["nodes"][key] = value

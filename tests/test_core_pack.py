@@ -52,6 +52,20 @@ def test_resize_crop_blend_grid(engine):
     assert np.allclose(grid[0, 0, 0], 1.0)  # white padding
 
 
+def test_image_sharpen_is_an_unsharp_mask(engine, settings):
+    flat = {"red": node("core.solid_color", width=8, height=8, color="#804020"),
+            "s": node("core.image_sharpen", images=link("red", "images"), sigma=1.0, amount=2.0)}
+    assert np.allclose(outputs(engine, flat, "s")["images"], outputs(engine, flat, "red")["images"], atol=1e-6)
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:, 4:] = 128
+    Image.fromarray(img).save(settings.input_dir / "edge.png")
+    nodes = {"l": node("core.load_image", image="edge.png"),
+             "s": node("core.image_sharpen", images=link("l", "image"), sigma=1.0, amount=1.0)}
+    out = outputs(engine, nodes, "s")["images"][0, 0, :, 0]
+    assert out[3] == 0.0 and out[4] > 128 / 255 + 0.05  # the bright side of the edge overshoots
+    assert np.isclose(out[0], 0.0) and np.isclose(out[7], 128 / 255, atol=1e-3)  # far from it: unchanged
+
+
 def test_blend_of_different_sizes_names_the_fix(engine):
     nodes = {"a": node("core.solid_color", width=8, height=8), "b": node("core.solid_color", width=4, height=4),
              "m": node("core.image_blend", a=link("a", "images"), b=link("b", "images"))}

@@ -199,6 +199,34 @@ def test_prior_candidates_keep_the_sample_nearest_the_text(engine):
     torch.testing.assert_close(rank_candidates(samples, text, 1), samples)
 
 
+def test_decoder_candidates_keep_the_image_nearest_its_embedding(engine):
+    """`candidates` k decodes each embedding k times in one batch (the same noise stream as `batch` k)
+    and keeps the image whose CLIP image embedding has the highest cosine to the embedding it came from."""
+    wf = text2image(prompt="a red circle", count=2, batch=3)
+    wf["nodes"]["pool_enc"] = node("unclip.image_encode", clip=link("clip", "clip"), images=link("decoder", "images"))
+    pool = engine.run(wf, targets=["decoder", "pool_enc", "prior"])
+    assert pool.ok, pool.error
+    images, embs = pool.outputs["decoder"]["images"], pool.outputs["pool_enc"]["embedding"]
+    target = pool.outputs["prior"]["embedding"]
+    assert images.shape[0] == 6
+    wf["nodes"]["decoder"]["inputs"].update(batch=1, candidates=3, clip=link("clip", "clip"))
+    run = engine.run(wf, targets=["decoder"])
+    assert run.ok, run.error
+    picked = run.outputs["decoder"]["images"]
+    assert picked.shape == (2, *images.shape[1:])
+    cos = torch.nn.functional.cosine_similarity
+    for row in range(2):
+        scores = cos(embs[3 * row:3 * row + 3].float(), target[row].float().expand(3, -1))
+        np.testing.assert_allclose(picked[row], images[3 * row + int(scores.argmax())], atol=1e-6)
+    two = text2image(prompt="a red circle\na blue square", candidates=2, clip=link("clip", "clip"))
+    run = engine.run(two, targets=["decoder"])  # one prompt per embedding: each candidate keeps its prompt
+    assert run.ok, run.error
+    assert run.outputs["decoder"]["images"].shape[0] == 2
+    wf["nodes"]["decoder"]["inputs"].pop("clip")
+    run = engine.run(wf, targets=["decoder"])
+    assert run.status == "failed" and "needs a CLIP model" in run.error.message
+
+
 def test_image_encode_and_clip_score(engine):
     wf = workflow(
         clip=node("unclip.load_clip", model="tiny-karlo"),

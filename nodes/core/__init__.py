@@ -15,6 +15,7 @@ from .image_ops import (
     ImageGrid,
     ImageResize,
     ImageSelect,
+    ImageSharpen,
     SolidColor,
 )
 from .logic import Compare, ShowValue, Switch
@@ -30,6 +31,6 @@ PACK = nodegraph.Pack(
         Math, Compare, Switch, ShowValue,
         Concat, FormatText, Replace,
         LoadImage, SaveImage, PreviewImage,
-        ImageResize, ImageCrop, ImageBlend, ImageGrid, ImageBatch, ImageSelect, SolidColor,
+        ImageResize, ImageSharpen, ImageCrop, ImageBlend, ImageGrid, ImageBatch, ImageSelect, SolidColor,
     ],
 )

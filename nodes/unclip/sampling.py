@@ -8,7 +8,7 @@ import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
 from .convert import generator, library_errors, progress
-from .types import CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
+from .types import CLIP, CONDITIONING, DECODER, EMBEDDING, PRIOR, UPSAMPLER
 
 # context around each tile (a tile of 32 px makes 48 px crops); more barely changes the output: the
 # crop's own GroupNorm statistics differ from the frame's whatever the halo
@@ -109,6 +109,12 @@ class Decoder(Node):
         shared_noise: bool = Port(False, description="Start every image from the same noise, so that "
                                   "images differ only by their embedding (interpolations, text diffs, PCA); with a deterministic "
                                   "sampler (DDIM, the shipped default) nothing else differs.")
+        candidates: int = Port(1, ge=1, le=16, description="Images decoded per output image, in one batch; "
+                               "the one whose CLIP image embedding is nearest (cosine) the embedding it was "
+                               "decoded from is kept, as DALL·E ranks its samples with CLIP. Needs `clip`. "
+                               "1: no ranking (the decoder's cost grows with the candidates).")
+        clip: CLIP | None = Port(None, description="The CLIP model (with an image encoder) that ranks the "
+                                 "candidates; unused with 1 candidate.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Images at the decoder's resolution, (B × batch, H, W, 3).",
@@ -127,6 +133,16 @@ class Decoder(Node):
         if n_text not in (1, emb.shape[0]):
             raise NodeExecutionError(f"{emb.shape[0]} image embeddings but {n_text} prompts; give one prompt "
                                      "or one per embedding")
+        k = inputs.candidates
+        if k > 1 and inputs.clip is None:
+            raise NodeExecutionError("candidates > 1 needs a CLIP model (connect `clip`) to rank them")
+        text = cond.cond
+        target = emb
+        if k > 1:
+            emb = emb.repeat_interleave(k, dim=0)
+            if n_text > 1:
+                text = type(text)(text.embeds.repeat_interleave(k, dim=0), text.hidden.repeat_interleave(k, dim=0),
+                                  text.mask.repeat_interleave(k, dim=0))
         model = inputs.decoder.model
         gen = generator(inputs.seed)
         latents = None
@@ -136,11 +152,25 @@ class Decoder(Node):
             shape = (1, model.unet.config.in_channels, model.sample_size, model.sample_size)
             latents = randn_tensor(shape, generator=gen).expand(emb.shape[0], -1, -1, -1)
         with torch.inference_mode(), library_errors():
-            images = sample_decoder(model, emb, cond.cond, cond.uncond, guidance=inputs.guidance,
+            images = sample_decoder(model, emb, text, cond.uncond, guidance=inputs.guidance,
                                     steps=inputs.steps, generator=gen,
                                     scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                                     callback=progress(ctx), latents=latents)
+            if k > 1:
+                images = rank_images(images, inputs.clip.model.encode_image(images), target, k)
         return self.Outputs(images=nodegraph.from_tensor(images))
+
+
+def rank_images(images, image_emb, target, k: int):
+    """Of each run of `k` consecutive images ((B × k, 3, H, W), with their CLIP image embeddings
+    `image_emb`), the one whose embedding has the highest cosine to its row of `target` (B, D)."""
+    import torch
+    import torch.nn.functional as F
+
+    cand = F.normalize(image_emb.float(), dim=-1).reshape(target.shape[0], k, -1)
+    score = (cand * F.normalize(target.float(), dim=-1)[:, None]).sum(-1)  # (B, k)
+    best = score.argmax(-1) + k * torch.arange(target.shape[0], device=images.device)
+    return images[best]
 
 
 class Upsample(Node):
