@@ -149,8 +149,9 @@ class Decoder(Node):
         if inputs.shared_noise:
             from diffusers.utils.torch_utils import randn_tensor
 
-            shape = (1, model.unet.config.in_channels, model.sample_size, model.sample_size)
-            latents = randn_tensor(shape, generator=gen).expand(emb.shape[0], -1, -1, -1)
+            # one noise per candidate slot, the same for every embedding (with one candidate: one noise)
+            shape = (k, model.unet.config.in_channels, model.sample_size, model.sample_size)
+            latents = randn_tensor(shape, generator=gen).repeat(emb.shape[0] // k, 1, 1, 1)
         with torch.inference_mode(), library_errors():
             images = sample_decoder(model, emb, text, cond.uncond, guidance=inputs.guidance,
                                     steps=inputs.steps, generator=gen,
