@@ -6,6 +6,8 @@ nearest the input.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,35 @@ def test_dreambooth_trains_a_prior_lora_only_when_asked_and_can_leave_clip_alone
         lora = read_lora(path)
         assert set(lora.components()) == {"unet"} and not lora.embeddings
     assert any("not learnt" in t for t in run.ui["train"]["text"])  # says why, and what to choose instead
+
+
+def test_prior_phase_trains_the_row_and_a_prior_lora_through_the_prior_first(tiny_engine):
+    from nodes.lora.api import read_lora
+    from nodes.unclip.api import load_prior
+
+    put_subject(tiny_engine)
+    path = tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"
+    events = []
+    run = tiny_engine.run(dreambooth_workflow(prior_phase=2, prior_rank=2, subject_pool=8), targets=["tuned"],
+                          sink=events.append)
+    assert run.ok, run.error
+    lora = read_lora(path)
+    assert set(lora.components()) == {"unet", "prior"} and set(lora.embeddings) == {IDENT}
+    assert all(d.rank == 2 for d in lora.deltas["prior"].values())
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        info = json.loads(f.metadata()["nodegraph_training"])
+    assert info["prior_phase"] == 2 and info["prior_rank"] == 2 and info["subject_pool"] == 8
+    progress = [e for e in events if isinstance(e, nodegraph.Progress) and e.node == "train"]
+    assert [e.step for e in progress] == [1, 2, 3, 4, 5] and {e.total for e in progress} == {5}  # phase, decoder
+    key = next(k for k in tiny_engine.models.loaded() if k.startswith("unclip.prior:"))
+    loaded = tiny_engine.models.load(key, lambda: pytest.fail("evicted")).prior
+    fresh = load_prior(tiny.cached_root()).prior
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert tiny_engine.run(dreambooth_workflow(prior_phase=2, prior_rank=0), targets=["train"]).ok
+    lora = read_lora(path)  # the row alone learns in the phase: the prior stays as it is
+    assert set(lora.components()) == {"unet"} and set(lora.embeddings) == {IDENT}
 
 
 def test_conv_rank_gives_the_full_resolution_convolutions_their_own_rank(tiny_engine):
