@@ -125,6 +125,47 @@ def test_dreambooth_trains_a_prior_lora_only_when_asked_and_can_leave_clip_alone
     assert any("not learnt" in t for t in run.ui["train"]["text"])  # says why, and what to choose instead
 
 
+def test_after_prior_steps_the_decoder_learns_with_the_identifiers_learnt_row(tiny_engine, monkeypatch):
+    """With prior_steps the row is fixed once the prior's LoRA is done; the decoder's later steps must
+    see the prompt as the saved LoRA encodes it (the learnt row), not as CLIP encoded it before training."""
+    import nodes.unclip.api as unclip_api
+    from nodes.lora.api import patch_clip, read_lora
+    from nodes.unclip.api import load_clip
+
+    put_subject(tiny_engine)
+    caps, texts = [], []
+    rows, loss = subject.rows, unclip_api.decoder_loss
+
+    def spy_rows(*args, **kwargs):
+        out = rows(*args, **kwargs)
+        caps.extend(out[1])
+        return out
+
+    def spy_loss(dec, x0, emb, text, *args, **kwargs):
+        texts.append(text.embeds.detach().clone())
+        return loss(dec, x0, emb, text, *args, **kwargs)
+
+    monkeypatch.setattr(subject, "rows", spy_rows)
+    monkeypatch.setattr(unclip_api, "decoder_loss", spy_loss)
+    run = tiny_engine.run(dreambooth_workflow(prior_steps=1, steps=3, token_lr=0.5), targets=["train"])
+    assert run.ok, run.error
+    base = load_clip(tiny.cached_root())
+    tuned = patch_clip(base, read_lora(tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"))
+    with torch.no_grad():
+        before, after = base.encode_text(caps).embeds, tuned.encode_text(caps).embeds
+    last = texts[-1]  # subject rows first, then class rows
+    assert (torch.cdist(last, after).min(1).values < 1e-4).sum() >= 1
+    assert (torch.cdist(last, before).min(1).values < 1e-4).sum() == 0
+
+
+def test_dreambooth_names_contradictory_phase_settings(tiny_engine):
+    put_subject(tiny_engine)
+    for params, words in (({"prior_phase": 2, "prior_steps": 2}, "prior_steps or prior_phase"),
+                          ({"prior_phase": 2, "prior_rank": 0, "token_lr": 0.0}, "nothing to train")):
+        run = tiny_engine.run(dreambooth_workflow(**params), targets=["train"])
+        assert run.status == "failed" and words in run.error.message, run.error
+
+
 def test_prior_phase_trains_the_row_and_a_prior_lora_through_the_prior_first(tiny_engine):
     from nodes.lora.api import read_lora
     from nodes.unclip.api import load_prior

@@ -118,7 +118,8 @@ class DreamBooth(Node):
         prior_lr: float = Port(1e-3, gt=0.0, le=1.0, description="Learning rate of the prior LoRA.")
         class_images: int = Port(64, ge=2, le=1024, description="Images the model generates for ordinary prompts, "
                                  "for prior preservation (with prior_steps, the prior's own preservation rows "
-                                 "are 8× as many captions, sampled without decoding).")
+                                 "are 8× as many captions, sampled without decoding; with prior_phase and "
+                                 "prior_rank, 16×, half of them without their colour word).")
         class_steps: int = Port(10, ge=2, le=100, description="Denoising steps when generating the class images.")
         preservation: float = Port(1.0, ge=0.0, le=10.0, description="Weight λ of the prior-preservation loss.")
         object_weight: float = Port(4.0, ge=0.0, le=20.0, description="With object_share 0: extra loss weight of "
@@ -185,6 +186,16 @@ class DreamBooth(Node):
         images = nodegraph.as_image_batch(inputs.images)
         if len(images) < 1:
             raise NodeExecutionError("no subject images; connect 3–5 images of the subject")
+        if 0 < inputs.subject_pool < len(images):
+            raise NodeExecutionError(f"subject_pool {inputs.subject_pool} is fewer rows than the {len(images)} "
+                                     "subject images, so some would never be seen; raise it, or 0 for the default")
+        if inputs.prior_phase > 0 and inputs.prior_rank > 0 and inputs.prior_steps > 0:
+            raise NodeExecutionError("prior_steps and prior_phase (with prior_rank above 0) both train a LoRA on "
+                                     "the prior; set prior_steps or prior_phase to 0")
+        if inputs.prior_phase > 0 and inputs.prior_rank == 0 and not token_ids:
+            raise NodeExecutionError("prior_phase has nothing to train: the identifier's row is not learnt "
+                                     "(token_lr 0, or an identifier of several tokens) and prior_rank is 0; "
+                                     "raise prior_rank, or set prior_phase to 0")
         t0, cpu0 = time.time(), time.process_time()
         clip, pri, dec = inputs.clip.model, inputs.prior.model, inputs.decoder.model
         rng = np.random.default_rng(inputs.seed)
@@ -290,8 +301,9 @@ class DreamBooth(Node):
                                               replace=len(class_x0) < inputs.batch - n_subj))
             emb = subj_emb[i_s].clone()
             emb[torch.from_numpy(rng.random(n_subj) < P_NULL)] = null
-            text = text_tower.encode_text([subj_caps[j] for j in i_s.tolist()]) \
-                if row is not None and row.requires_grad else take(subj_text, i_s)
+            # with the row (learning or, after prior_steps, fixed): the text as the saved LoRA will encode it
+            text = text_tower.encode_text([subj_caps[j] for j in i_s.tolist()]) if row is not None \
+                else take(subj_text, i_s)
             # subject and class rows in one UNet call (one call's overhead, not two); the losses are their means
             t = torch.randint(0, len(abar), (inputs.batch,), generator=gen)
             mid = torch.rand(inputs.batch, generator=gen) < inputs.mid_share
