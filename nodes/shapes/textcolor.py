@@ -138,6 +138,16 @@ def word_colors(tmap: TextColorMap, clip, texts: list[str]) -> list[list[str]]:
     return [[reads[_bare(w)] for w in ws] for ws in split]
 
 
+def phrase_colors(words: list[str], colors: list[str]) -> list[str]:
+    """Adjacent colour-reading words with no punctuation between them are one colour phrase, named by its
+    last word: "dark green" is green (a shade word alone reads as black), "light blue" blue."""
+    colors = list(colors)
+    for i in range(len(words) - 1, 0, -1):
+        if colors[i] and colors[i - 1] and _bare(words[i - 1]) == words[i - 1]:
+            colors[i - 1] = colors[i]
+    return colors
+
+
 def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b: str) -> str:
     """Which of two colours a prompt names as the object's (the other is the background's): `a` or `b`.
 
@@ -163,18 +173,23 @@ def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b
 
 
 def drop_by_roles(tmap: TextColorMap, clip, texts: list[str]) -> list[Dropped | None]:
-    """Prompts whose words name exactly two palette colours, each read on its own: the object's colour
-    (`object_color`) and its words taken out, the background's words kept for the prior; None for
-    every other prompt. A dropped word leaves its punctuation ("is carmine; purplish backdrop" →
+    """Prompts whose words name exactly two palette colours, each read on its own (adjacent colour words
+    are one phrase, `phrase_colors`): the object's colour (`object_color`) and its words taken out, the
+    background's words kept for the prior; a prompt with one colour phrase of several words ("dark
+    green") has that phrase taken out; None for every other prompt. A dropped word leaves its punctuation ("is carmine; purplish backdrop" →
     "is ; purplish backdrop"), so the clauses stay apart."""
     out: list[Dropped | None] = []
-    for text, colors in zip(texts, word_colors(tmap, clip, texts), strict=True):
+    for text, raw in zip(texts, word_colors(tmap, clip, texts), strict=True):
+        words = text.split()
+        colors = phrase_colors(words, raw)
         named = list(dict.fromkeys(c for c in colors if c))
-        if len(named) != 2:
+        if len(named) == 1 and colors != raw:  # one colour phrase with a shade word ("a dark green square")
+            obj = named[0]
+        elif len(named) == 2:
+            obj = object_color(clip, text, words, colors, *named)
+        else:
             out.append(None)
             continue
-        words = text.split()
-        obj = object_color(clip, text, words, colors, *named)
         kept = [w if c != obj else "".join(ch for ch in w if not (ch.isalnum() or ch == "-"))
                 for w, c in zip(words, colors, strict=True)]
         gone = tuple(w for w, c in zip(words, colors, strict=True) if c == obj)

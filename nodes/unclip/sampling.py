@@ -108,7 +108,8 @@ class Decoder(Node):
         batch: int = Port(1, ge=1, le=64, description="Images per embedding.")
         shared_noise: bool = Port(False, description="Start every image from the same noise, so that "
                                   "images differ only by their embedding (interpolations, text diffs, PCA); with a deterministic "
-                                  "sampler (DDIM, the shipped default) nothing else differs.")
+                                  "sampler (DDIM, the shipped default) nothing else differs. With candidates, each candidate slot has its "
+                                  "own noise, and the kept image of two embeddings may come from different slots.")
         candidates: int = Port(1, ge=1, le=16, description="Images decoded per output image, in one batch; "
                                "the one whose CLIP image embedding is nearest (cosine) the embedding it was "
                                "decoded from is kept, as DALL·E ranks its samples with CLIP. Needs `clip`. "
@@ -141,8 +142,7 @@ class Decoder(Node):
         if k > 1:
             emb = emb.repeat_interleave(k, dim=0)
             if n_text > 1:
-                text = type(text)(text.embeds.repeat_interleave(k, dim=0), text.hidden.repeat_interleave(k, dim=0),
-                                  text.mask.repeat_interleave(k, dim=0))
+                text = text.repeat_interleave(k)
         model = inputs.decoder.model
         gen = generator(inputs.seed)
         latents = None
@@ -158,7 +158,11 @@ class Decoder(Node):
                                     scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                                     callback=progress(ctx), latents=latents)
             if k > 1:
-                images = rank_images(images, inputs.clip.model.encode_image(images), target, k)
+                image_emb = inputs.clip.model.encode_image(images)
+                if image_emb.shape[-1] != target.shape[-1]:
+                    raise NodeExecutionError(f"clip: its image embeddings have {image_emb.shape[-1]} dimensions, the "
+                                             f"decoder's {target.shape[-1]}; connect the CLIP of the decoder's bundle")
+                images = rank_images(images, image_emb, target, k)
         return self.Outputs(images=nodegraph.from_tensor(images))
 
 
