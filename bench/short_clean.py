@@ -72,10 +72,12 @@ def oracle_nodes(wf: dict, named: dict[str, str], count: int, seed: int, feed32:
     rng = np.random.default_rng(seed)
     link = None
     for k in range(count):
-        while True:
+        for _ in range(100_000):
             scene = domain.sample_scene(rng, "train")
             if all(getattr(scene, a) == v for a, v in named.items()):
                 break
+        else:  # e.g. a held-out (colour, shape) pair: no training scene has it
+            raise SystemExit(f"no training scene has {named}; the oracle needs attributes the training split draws")
         name = f"oracle_scene_{k}"
         wf["nodes"][name] = {"type": "shapes.scene", "version": 1, "inputs": {
             **scene.attributes(), "resolution": 64, "seed": seed + k}}

@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-images", type=Path, default=None)
     p.add_argument("--readme", action="store_true", help="also print the validation rows as the README's table")
     args = p.parse_args(argv)
+    unknown = [s for s in args.sets.split(",") if s not in SETS]
+    if unknown:
+        p.error(f"--sets: unknown set {', '.join(map(repr, unknown))}; choose from {', '.join(SETS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sizes = Sizes(2, 4, 2, 1, 2) if args.quick else Sizes(args.full, args.short, args.short_pairs, args.variations,
                                                              args.batch)
