@@ -64,13 +64,23 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return name, sets
 
 
+def batch_chain(wf: dict, names: list[str], prefix: str) -> tuple[str, str]:
+    """Join the `image` outputs of the nodes `names` into one batch with a chain of Image Batch nodes
+    (`{prefix}_1` …); the (node, output) that holds the batch."""
+    link = (names[0], "image")
+    for k, name in enumerate(names[1:], 1):
+        wf["nodes"][f"{prefix}_{k}"] = {"type": "core.image_batch", "version": 1, "inputs": {
+            "a": {"from": link[0], "output": link[1]}, "b": {"from": name, "output": "image"}}}
+        link = (f"{prefix}_{k}", "images")
+    return link
+
+
 def oracle_nodes(wf: dict, named: dict[str, str], count: int, seed: int, feed32: bool = False) -> None:
     """Point `wf`'s decoder at CLIP Image Encode of `count` renders of training scenes matching `named`
     (and with `feed32` the 64 px upsampler at the same scenes' true 32 px renders)."""
     from nodes.shapes import domain
 
     rng = np.random.default_rng(seed)
-    link = None
     for k in range(count):
         for _ in range(100_000):
             scene = domain.sample_scene(rng, "train")
@@ -78,30 +88,17 @@ def oracle_nodes(wf: dict, named: dict[str, str], count: int, seed: int, feed32:
                 break
         else:  # e.g. a held-out (colour, shape) pair: no training scene has it
             raise SystemExit(f"no training scene has {named}; the oracle needs attributes the training split draws")
-        name = f"oracle_scene_{k}"
-        wf["nodes"][name] = {"type": "shapes.scene", "version": 1, "inputs": {
+        wf["nodes"][f"oracle_scene_{k}"] = {"type": "shapes.scene", "version": 1, "inputs": {
             **scene.attributes(), "resolution": 64, "seed": seed + k}}
-        if link is None:
-            link = (name, "image")
-        else:
-            wf["nodes"][f"oracle_batch_{k}"] = {"type": "core.image_batch", "version": 1, "inputs": {
-                "a": {"from": link[0], "output": link[1]}, "b": {"from": name, "output": "image"}}}
-            link = (f"oracle_batch_{k}", "images")
+    link = batch_chain(wf, [f"oracle_scene_{k}" for k in range(count)], "oracle_batch")
     wf["nodes"]["oracle_encode"] = {"type": "unclip.image_encode", "version": 1, "inputs": {
         "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": link[0], "output": link[1]}}}
     wf["nodes"]["decoder"]["inputs"]["image_embedding"] = {"from": "oracle_encode", "output": "embedding"}
     if feed32:
-        link32 = None
         for k in range(count):
-            name = f"oracle_scene32_{k}"
-            wf["nodes"][name] = {**wf["nodes"][f"oracle_scene_{k}"]}
-            wf["nodes"][name]["inputs"] = {**wf["nodes"][name]["inputs"], "resolution": 32}
-            if link32 is None:
-                link32 = (name, "image")
-            else:
-                wf["nodes"][f"oracle_batch32_{k}"] = {"type": "core.image_batch", "version": 1, "inputs": {
-                    "a": {"from": link32[0], "output": link32[1]}, "b": {"from": name, "output": "image"}}}
-                link32 = (f"oracle_batch32_{k}", "images")
+            scene64 = wf["nodes"][f"oracle_scene_{k}"]
+            wf["nodes"][f"oracle_scene32_{k}"] = {**scene64, "inputs": {**scene64["inputs"], "resolution": 32}}
+        link32 = batch_chain(wf, [f"oracle_scene32_{k}" for k in range(count)], "oracle_batch32")
         wf["nodes"]["upsample"]["inputs"]["images"] = {"from": link32[0], "output": link32[1]}
 
 
