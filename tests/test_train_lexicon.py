@@ -4,6 +4,7 @@ tower new words leaves every encoding the shipped models were trained on bit for
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,74 @@ def test_word_pieces_that_are_words_of_their_own_stay_frozen():
     for word in ("i", "like", "low"):
         (piece,) = clip.tokenize([word])[0][1:2].tolist()
         assert piece in frozen, word
+
+
+def test_multi_word_synonyms_train_only_the_words_that_carry_their_meaning():
+    from train import clip_vocab_tune
+
+    lex = {"adjective": {"left": ["left-hand", "leftmost"], "green": ["light-green", "jade"]},
+           "noun": {"green": ["jade green", "sea green"]},
+           "verb": {"move": ["go across", "go by"]}}
+    fixed = clip_vocab_tune.fixed_words(lex)
+    assert {"hand", "light", "across", "by"} <= fixed  # beside the word meant, or a verb's particle
+    assert "jade" not in fixed  # a one-word synonym of its own
+    assert "sea" in fixed and "go" not in fixed  # a verb phrase's head word still learns the verb
+
+
+def test_a_hard_negative_swaps_the_replaced_word_for_another_value_of_its_attribute():
+    from train import clip_vocab_tune
+
+    subs = {"star": ["pentacle"], "big": ["colossal"]}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        new, neg = clip_vocab_tune.rephrase_with_negative("a big yellow star on the left", None, subs, rng, 1.0, 0.0)
+        assert new == "a colossal yellow pentacle on the left"
+        assert neg in {"a small yellow star on the left", "a big yellow square on the left",
+                       "a big yellow triangle on the left"}  # not "yellow circle", a held-out pair
+    for _ in range(20):  # "red star" is a held-out pair: never a negative
+        _, neg = clip_vocab_tune.rephrase_with_negative("a red circle", None, {"circle": ["circlet"]}, rng, 1.0, 0.0)
+        assert neg in {"a red square", "a red triangle"}
+
+
+def test_an_axis_phrase_names_the_column_and_the_row_of_the_position():
+    from nodes.shapes import domain
+    from train import clip_vocab_tune
+
+    rng = np.random.default_rng(0)
+    cols, rows = clip_vocab_tune.COLUMN_WORDS, clip_vocab_tune.ROW_WORDS
+    for position, (col, row) in domain.POSITIONS.items():
+        for _ in range(10):
+            words = set(re.findall(r"left-hand|right-hand|[a-z]+", clip_vocab_tune.axis_phrase(position, rng)))
+            assert words & set(cols[col]) and words & set(rows[row]), (position, words)
+            assert not words & (set().union(*cols.values(), *rows.values()) - set(cols[col]) - set(rows[row]))
+    attrs = {"color": "red", "background": "white", "shape": "circle", "size": "large", "position": "right"}
+    new, neg = clip_vocab_tune.rephrase_with_negative("a big red circle on the right side", attrs, {}, rng, 0.0, 1.0)
+    assert new.startswith("a big red circle ") and "right side" not in new
+    assert neg in {"a big red circle " + domain.POSITION_PHRASES[p][0] for p in ("top right", "bottom right",
+                                                                                   "left", "center")}
+
+
+@pytest.mark.skipif(not (SHIPPED / "prior").is_dir(), reason="shipped weights absent")
+def test_the_vocabulary_continuation_changes_only_its_rows(tmp_path):
+    from nodes.unclip.models import load_clip
+    from train import clip_vocab, clip_vocab_tune
+
+    out = tmp_path / "bundle"
+    assert clip_vocab_tune.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05"]) == 0
+    before, after = load_clip(SHIPPED / "clip"), load_clip(out / "clip")
+    texts = clip_vocab.training_texts(np.random.default_rng(3), 64, 0.3) + ["", "i want a red star",
+                                                                             "a star by the left-hand edge"]
+    with torch.no_grad():
+        a, b = before.encode_text(texts), after.encode_text(texts)
+    assert torch.equal(a.embeds, b.embeds) and torch.equal(a.hidden, b.hidden)  # bit for bit
+    changed = set((before.model.token_embedding.weight != after.model.token_embedding.weight).any(1)
+                  .nonzero().flatten().tolist())
+    trainable = clip_vocab_tune.trainable_tokens(before, lexicon.load())
+    assert changed and changed <= trainable
+    for word in ("by", "hand", "across"):  # fixed words of multi-word synonyms
+        (piece,) = before.tokenize([word])[0][1:2].tolist()
+        assert piece not in trainable, word
+    assert all(torch.equal(p, q) for (n, p), (_, q) in zip(before.model.named_parameters(),
+                                                             after.model.named_parameters(), strict=True)
+               if n != "token_embedding.weight")
+    assert json.loads((out / "training_log.json").read_text())["clip_vocab_tune"]["steps"] == 3
