@@ -1,5 +1,5 @@
-"""Stage 1e: the vocabulary stage again, after `clip_bind`: new-token rows only, with hard negatives and the
-token states read through the prior.
+"""A trial (not in the shipped recipe): the vocabulary stage again, after `clip_bind`, new-token rows only, with
+hard negatives and the token states read through the prior.
 
 `clip_vocab` pulls a rephrased text's encoding to its original's: the pooled embedding always, the token
 states only when the two have the same number of tokens. Most synonyms do not ("circ|let" for
@@ -24,7 +24,8 @@ word or a protected piece uses) with:
 
 The transformer, the projection and every other row are the input tower's, bit for bit, so every
 first-writer caption and training instruction encodes as before: the prior, decoder, LoRAs, ControlNet
-and AR prior need no retraining.
+and AR prior need no retraining. Measured on the tuning sets it drew no better than the shipped tower,
+so it is a trial, not a shipped stage (docs/unclip.md, "The vocabulary rows again").
 
     python -m train clip_vocab_tune [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR]
 """
