@@ -2,6 +2,11 @@
 
     PYTHONPATH=. .venv/bin/python bench/miss_probe.py --threads 1 [--n 96] [--rows unseen,heldout_pairs]
         [--set prior.count=... | --workflow FILE] [--dump FILE.jsonl]
+    PYTHONPATH=. .venv/bin/python bench/miss_probe.py --threads 1 --no-oracle --rows short_pairs --n 32
+
+Rows: `unseen` and `heldout_pairs` (full captions, one image a prompt) and `short_pairs`, the short
+held-out-pair prompts ("a red star": the evaluation's `short_heldout_pairs` row, 4 images a prompt,
+one prompt a run, its seeds), judged on colour and shape only and without the oracle.
 
 The tuning sets only (`eval/_tuning_prompts.py`, with `--prompts tuning_hard` the hard tuning set
 `eval/_tuning_hard_prompts.py`, or with `--prompts probe` `bench/fast_probe.py`'s
@@ -122,12 +127,13 @@ def main() -> int:
     p.add_argument("--workflow", type=Path, default=ROOT / "workflows" / "text2image.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n", type=int, default=96, help="prompts per row")
-    p.add_argument("--rows", default="unseen,heldout_pairs")
+    p.add_argument("--rows", default="unseen,heldout_pairs", help="unseen, heldout_pairs, short_pairs")
     p.add_argument("--prompts", default="tuning", choices=("tuning", "tuning_hard", "probe"),
                    help="the tuning set, the hard tuning set (eval/_tuning_hard_prompts.py), or bench/fast_probe.py's "
                    "training-writer captions (half background first) of scenes of the row's split; never the "
                    "validation set")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--count", type=int, default=4, help="images per short prompt (the short_pairs row)")
     p.add_argument("--no-oracle", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PORT=VALUE")
     p.add_argument("--dump", type=Path, default=None, metavar="FILE.jsonl", help="one JSON line per prompt")
@@ -167,14 +173,20 @@ def main() -> int:
     records: list[dict] = []
     split = {"unseen": "heldout_combos", "heldout_pairs": "heldout_pairs"}
     for row in args.rows.split(","):
-        prompts = prompt_set.full_prompts(split[row], args.n)
+        short = row == "short_pairs"
+        if short and not args.no_oracle:
+            p.error("--rows short_pairs: run it with --no-oracle (a short prompt leaves the scene open)")
+        # as eval.text2image.run_prompts does: short prompts one a run, `count` images each
+        prompts = prompt_set.short_prompts(args.n, heldout_pairs=True) if short else \
+            prompt_set.full_prompts(split[row], args.n)
+        count, step = (args.count, 1) if short else (1, args.batch)
         t0 = time.time()
-        for i in range(0, len(prompts), args.batch):
-            chunk = prompts[i:i + args.batch]
+        for i in range(0, len(prompts), step):
+            chunk = prompts[i:i + step]
             wf = copy.deepcopy(base)
             wf["nodes"]["prompt"]["inputs"]["value"] = "\n".join(q.text for q in chunk)
-            wf["nodes"]["prior"]["inputs"]["count"] = 1
-            _set_seeds(wf, ROW_SEEDS[row] + 1009 * i)  # as eval.text2image.run_prompts does
+            wf["nodes"]["prior"]["inputs"]["count"] = count
+            _set_seeds(wf, ROW_SEEDS["short_heldout_pairs" if short else row] + 1009 * i)
             run = engine.run(wf, targets=[*STAGES, "prior", "recolor", "factor"])
             if not run.ok:
                 raise RuntimeError(run.error)
@@ -182,16 +194,20 @@ def main() -> int:
             prior_read = read_probes(probes, run.outputs["prior"]["embedding"])
             recolour_read = read_probes(probes, run.outputs["recolor"]["embedding"])
             colors = run.outputs["factor"]["color"].split(",") if run.outputs["factor"]["color"] else []
+            if len(colors) == 1:
+                colors = colors * len(chunk)
+            for_prior = list(getattr(run.outputs["factor"]["conditioning"], "texts", ()) or [""] * len(chunk))
             oracle = None
             if not args.no_oracle:
                 orun = engine.run(oracle_workflow(wf, [q.scene for q in chunk], 7000 + i), targets=list(STAGES))
                 if not orun.ok:
                     raise RuntimeError(orun.error)
                 oracle = {s: images_of(orun, s) for s in STAGES}
-            for k, q in enumerate(chunk):
-                rec = {"row": row, "index": i + k, "text": q.text, "named": q.named,
-                       "readout": colors[k] if k < len(colors) else "",
-                       "prior": prior_read[k], "recolour": recolour_read[k]}
+            for k in range(len(chunk) * count):
+                q = chunk[k // count]
+                rec = {"row": row, "index": i + k // count, "text": q.text, "named": q.named,
+                       "readout": colors[k // count] if k // count < len(colors) else "",
+                       "for_prior": for_prior[k // count], "prior": prior_read[k], "recolour": recolour_read[k]}
                 for s in STAGES:
                     v = judge.judge(ims[s][k], q.named)
                     rec[SIZES[s]] = v.analysis.attributes()
@@ -204,12 +220,12 @@ def main() -> int:
 
     for row in args.rows.split(","):
         recs = [r for r in records if r["row"] == row]
-        print(f"\n{row} ({len(recs)} prompts), share right per stage:")
+        print(f"\n{row} ({len(recs)} images), share right per stage:")
         cols = ["readout", "prior", "recolour", "32 px", "64 px", "256 px"]
         if not args.no_oracle:
             cols += ["oracle 32 px", "oracle 64 px", "oracle 256 px"]
         print(f"{'attribute':<12}" + "".join(f"{c:>15}" for c in cols))
-        for attr in ATTRS:
+        for attr in (a for a in ATTRS if a in recs[0]["named"]):
             cells = []
             for c in cols:
                 if c == "readout":
@@ -220,12 +236,15 @@ def main() -> int:
                     vals = [r[c][attr] == r["named"][attr] for r in recs]
                 cells.append(f"{np.mean(vals):>15.2f}" if vals else f"{'–':>15}")
             print(f"{attr:<12}" + "".join(cells))
+        both = np.mean([all(r["256 px"][a] == r["named"][a] for a in r["named"]) for r in recs])
+        print(f"all named right at 256 px: {both:.2f}; clean: {np.mean([r['clean'] for r in recs]):.2f}")
         for attr in ("color", "shape"):
             misses = [r for r in recs if r["256 px"][attr] != r["named"][attr]]
             print(f"{attr} misses at 256 px: {len(misses)}; by stage: "
                   + ", ".join(f"{k} {v}" for k, v in Counter(blame(r, attr) for r in misses).most_common()))
             for r in misses:
-                print(f"   [{blame(r, attr)}] {r['text']!r}: named {r['named'][attr]}; read-out {r['readout'] or '–'}; "
+                print(f"   [{blame(r, attr)}] {r['text']!r} (prior: {r['for_prior']!r}): named {r['named'][attr]}; "
+                      f"read-out {r['readout'] or '–'}; "
                       f"prior {r['prior'][attr]}, recolour {r['recolour'][attr]}; 32/64/256 px "
                       f"{r['32 px'][attr]}/{r['64 px'][attr]}/{r['256 px'][attr]}"
                       + (f"; oracle {r['oracle 32 px'][attr]}/{r['oracle 256 px'][attr]}" if "oracle 32 px" in r else ""))

@@ -50,12 +50,16 @@ class BagOfWordsClip:
         for i, text in enumerate(texts):
             words = text.replace(",", " ").split()[:self.length]
             for t, w in enumerate(words):
-                # a colour in the background phrase is another "word" than the object's colour
-                bg = (t + 1 < len(words) and words[t + 1] in ("background", "backdrop")) or (t and words[t - 1] == "on")
-                embeds[i] += self._vec(("bg:" if bg else "") + w, self.dim)
+                embeds[i] += self._vec(self._key(words, t), self.dim)
                 hidden[i, t] = self._vec("tok:" + w, self.width)
             mask[i, :len(words)] = True
         return TextEncoding(embeds, hidden, mask)
+
+    def _key(self, words: list[str], t: int) -> str:
+        """What word `t` adds to the pooled embedding: a colour in the background phrase is another
+        "word" than the object's colour."""
+        bg = (t + 1 < len(words) and words[t + 1] in ("background", "backdrop")) or (t and words[t - 1] == "on")
+        return ("bg:" if bg else "") + words[t]
 
 
 class ModuleClip(torch.nn.Module, BagOfWordsClip):
@@ -268,8 +272,8 @@ def test_shipped_clip_no_longer_factors_a_background_named_first_as_the_objects_
 def test_version_1_workflows_keep_the_linear_move():
     saved = {"clip": {"from": "c", "output": "clip"}, "conditioning": {"from": "e", "output": "conditioning"},
              "strength": 3.0}
-    assert FactorColor.version == 4
-    assert FactorColor.migrate(1, saved) == {**saved, "method": "linear", "roles": False}
+    assert FactorColor.version == 5
+    assert FactorColor.migrate(1, saved) == {**saved, "method": "linear", "roles": False, "words_alone": False}
     assert FactorColor.migrate(1, {**saved, "method": "words"})["method"] == "words"  # set with the run: kept
     assert FactorColor.migrate(0, saved) is None
 
@@ -278,8 +282,16 @@ def test_version_2_and_3_workflows_keep_passing_two_colour_prompts_on():
     saved = {"clip": {"from": "c", "output": "clip"}, "conditioning": {"from": "e", "output": "conditioning"},
              "method": "words", "strength": 2.0}
     for version in (2, 3):
-        assert FactorColor.migrate(version, saved) == {**saved, "roles": False}
+        assert FactorColor.migrate(version, saved) == {**saved, "roles": False, "words_alone": False}
         assert FactorColor.migrate(version, {**saved, "roles": True})["roles"] is True  # set with the run: kept
+
+
+def test_version_4_workflows_keep_passing_a_prompt_whose_whole_read_out_sees_no_colour_on():
+    saved = {"clip": {"from": "c", "output": "clip"}, "conditioning": {"from": "e", "output": "conditioning"},
+             "method": "auto", "strength": 2.0, "roles": True}
+    assert FactorColor.migrate(4, saved) == {**saved, "words_alone": False}
+    assert FactorColor.migrate(4, {**saved, "words_alone": True})["words_alone"] is True  # set with the run: kept
+    assert FactorColor.migrate(5, saved) is None
 
 
 def test_a_saved_version_1_workflow_loads_with_the_linear_move(registry):
@@ -290,11 +302,11 @@ def test_a_saved_version_1_workflow_loads_with_the_linear_move(registry):
     wf = json.loads((ROOT / "workflows" / "text2image_factored.json").read_text())
     factor = wf["nodes"]["factor"]
     factor["version"] = 1
-    del factor["inputs"]["method"], factor["inputs"]["roles"]
+    del factor["inputs"]["method"], factor["inputs"]["roles"], factor["inputs"]["words_alone"]
     upgraded, issues = check(wf, registry)
     assert not issues, issues
-    assert upgraded.nodes["factor"].version == 4 and upgraded.nodes["factor"].inputs["method"] == "linear"
-    assert upgraded.nodes["factor"].inputs["roles"] is False
+    assert upgraded.nodes["factor"].version == 5 and upgraded.nodes["factor"].inputs["method"] == "linear"
+    assert upgraded.nodes["factor"].inputs["roles"] is False and upgraded.nodes["factor"].inputs["words_alone"] is False
 
 
 def test_a_saved_version_1_recolour_keeps_its_background(registry):
@@ -543,3 +555,93 @@ def test_shipped_clip_tells_the_objects_colour_from_the_backgrounds_in_the_tunin
                 got = drop_color_words(tmap, clip, [p.text for p in prompts])
             right = sum(d.color == p.named["color"] for d, p in zip(got, prompts, strict=True))
             assert right >= least and not any("/" in d.color for d in got), (gen.__name__, split, right)
+
+
+def test_a_colour_phrase_is_exchanged_for_one_palette_word_keeping_its_punctuation():
+    from nodes.shapes.textcolor import exchange
+
+    words = "quadrate, royal purple; dark green backdrop".split()
+    colors = ["", "", "purple", "green", "green", ""]
+    assert exchange(words, colors, "purple", "red") == "quadrate, royal red; dark green backdrop"
+    assert exchange(words, colors, "green", "blue") == "quadrate, royal purple; blue backdrop"
+
+
+class BentClip(BagOfWordsClip):
+    """The stand-in, with the binding failure of a pair it never saw: in a prompt that names a star, an
+    object's "red" adds to the pooled embedding what a background's "red" does, so the whole prompt's
+    read-out sees no colour, though "red" alone, or another colour with the star, reads as the object's.
+    (No fitting caption names a red star: it is a held-out pair.)"""
+
+    def _key(self, words: list[str], t: int) -> str:
+        key = super()._key(words, t)
+        return "bg:red" if key == "red" and "star" in words else key
+
+
+def test_a_colour_the_whole_prompt_does_not_read_is_taken_from_the_word_that_names_it(tmp_path, store):
+    """With `words_alone` (version 5): where a held-out pair bends the whole prompt's read-out to no
+    colour ("star, red"), the word read alone names it and the read-out follows it when it is exchanged
+    for another colour, so it is the object's: dropped and named. A colour named for the background
+    alone ("a star on a red background") is not followed, and stays."""
+    from edit_helpers import Ctx
+
+    from nodes.shapes.recolor import fitted
+    from nodes.shapes.textcolor import TRACKED, drop_color_words, phrase_colors, tracking, word_colors
+
+    clip = BentClip()
+    handle = ModelHandle(clip, "stand-in", "unclip.clip")
+    tmap = fitted(Ctx(tmp_path, models=store), handle, "text_color",
+                  lambda clip, progress: fit_text_color_map(clip, n=1500), TextColorMap)
+    texts = ["star, red", "a star on a red background", "a red disk", "a star at the top"]
+    assert tmap.named(clip.encode_text(texts)) == ["", "", "red", ""]  # the bent reading: none for the red star
+    words = texts[1].split()
+    colors = phrase_colors(words, word_colors(tmap, clip, [texts[1]])[0])
+    assert tracking(tmap, clip, words, colors, "red") <= TRACKED < tracking(tmap, clip, ["star,", "red"],
+                                                                             ["", "red"], "red")
+    before = drop_color_words(tmap, clip, texts, words_alone=False)  # as version 4 did
+    assert [(d.text, d.color) for d in before] == [(texts[0], ""), (texts[1], ""), ("a disk", "red"), (texts[3], "")]
+    got = drop_color_words(tmap, clip, texts)
+    assert [(d.text, d.color, d.words) for d in got] == [
+        ("star,", "red", ("red",)), (texts[1], "", ()), ("a disk", "red", ("red",)), (texts[3], "", ())]
+    out, ctx = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, texts[:2]))
+    assert out.color == "red," and out.conditioning.texts == ("star,", texts[1])
+    assert "for the prior: 'star,' (dropped 'red')" in ctx.ui["text"][1]
+    old, _ = run(FactorColor, tmp_path, models=store, clip=handle, conditioning=_conditioning(clip, texts[:2]),
+                 words_alone=False)
+    assert old.color == "" and old.conditioning.texts == tuple(texts[:2])
+
+
+@pytest.mark.skipif(not (MODEL / "clip").is_dir(), reason="shipped weights absent (run `python -m train all`)")
+def test_shipped_clip_names_the_colour_of_short_held_out_pair_prompts_its_whole_read_out_misses():
+    """Short prompts of held-out pairs in the hard tuning set's phrasings ("pentangle, red", "a circle of
+    a yellow hue"): the whole prompt's read-out sees no colour in 18 of 32, so before `words_alone` the
+    prior got the held-out pair and nothing was recoloured (colour 0.38 on the evaluation's row). Now the
+    colour handed on is the named one in all 32; a colour named for the background alone stays unread,
+    and the tuning sets' other rows hand on the colours they did."""
+    from eval import _tuning_hard_prompts as hard
+    from eval import _tuning_prompts as tuning
+    from nodes.shapes.textcolor import drop_color_words
+    from nodes.unclip.models import load_clip
+
+    clip = load_clip(MODEL)
+    tmap = fit_text_color_map(clip)  # the node's fit
+    prompts = hard.short_prompts(32, heldout_pairs=True)
+    with torch.no_grad():
+        before = drop_color_words(tmap, clip, [p.text for p in prompts], words_alone=False)
+        got = drop_color_words(tmap, clip, [p.text for p in prompts])
+    assert sum(d.color == p.named["color"] for d, p in zip(before, prompts, strict=True)) <= 16
+    assert [d.color for d in got] == [p.named["color"] for p in prompts], [(p.text, d.color) for d, p in
+                                                                          zip(got, prompts, strict=True)]
+    assert all(d.words and d.color not in d.text.replace(",", " ").split() for d in got)  # the prior: no colour
+    background = ["a star on black", "a triangle, yellow backdrop", "something on blue",
+                  "a square over a purple backdrop", "star, black background"]
+    with torch.no_grad():
+        assert [(d.text, d.color) for d in drop_color_words(tmap, clip, background)] == [(t, "") for t in background]
+    for gen in (tuning, hard):
+        for prompts in (gen.short_prompts(48), gen.full_prompts("heldout_pairs", 48)):
+            texts = [p.text for p in prompts]
+            with torch.no_grad():
+                old = drop_color_words(tmap, clip, texts, words_alone=False)
+                new = drop_color_words(tmap, clip, texts)
+            right = [sum(d.color == p.named.get("color", "") for d, p in zip(x, prompts, strict=True))
+                     for x in (old, new)]
+            assert right[1] >= right[0], (gen.__name__, right)

@@ -32,6 +32,11 @@ WORD_NAMED = 0.5
 # first-writer captions that say which colour is the object's and which the background's (`domain.caption`
 # with the colour and the background named and no shape): the roles test compares a prompt against them
 ROLE_TEMPLATES = ("a {a} shape on a {b} background", "a {a} object on a {b} background")
+# a colour phrase that the whole prompt's read-out does not see is the object's when the read-out follows it:
+# with the phrase exchanged for each other palette colour, the read-out's score of that colour averages above
+# this (shipped CLIP, short prompts of both tuning sets: object colours at least 0.16, a background's colour
+# named alone, "a star on black", at most -0.01: the read-out was fitted to score 0 for a background)
+TRACKED = 0.08
 Method = Literal["auto", "words", "linear", "off"]
 DEFAULT_METHOD: Method = "words"
 
@@ -148,6 +153,38 @@ def phrase_colors(words: list[str], colors: list[str]) -> list[str]:
     return colors
 
 
+def exchange(words: list[str], colors: list[str], color: str, new: str) -> str:
+    """The text with each phrase of `color` (adjacent words of that colour, `phrase_colors`) said as the
+    palette word `new`, the phrase's punctuation kept: ("circlet, royal purple", purple → red) "circlet, royal red"."""
+    out: list[str] = []
+    for i, (w, c) in enumerate(zip(words, colors, strict=True)):
+        if c != color:
+            out.append(w)
+        elif i + 1 < len(words) and colors[i + 1] == color and _bare(w) == w:
+            continue  # the phrase goes on: its last word says it
+        else:
+            out.append(new + "".join(ch for ch in w if not (ch.isalnum() or ch == "-")))
+    return " ".join(out)
+
+
+def tracking(tmap: TextColorMap, clip, words: list[str], colors: list[str], color: str) -> float:
+    """How far the whole prompt's read-out follows the phrase of `color`: its score of each other palette
+    colour, with the phrase exchanged for that colour, averaged.
+
+    Where a colour and a shape were never seen together ("pentangle, red", "a circle of a yellow hue"),
+    the read-out of the prompt itself can see no colour, though each word alone reads as one: the
+    pooled embedding of a pair the tower never saw is bent. Exchanged for the colours it was seen with,
+    the phrase reads as the object's colour again. A phrase naming the background's colour ("a star on
+    black") does not: the read-out was fitted to score 0 for a background, whatever its colour.
+    """
+    import torch
+
+    others = [c for c in tmap.colors if c != color]
+    with torch.no_grad():
+        scores = tmap.read(clip.encode_text([exchange(words, colors, color, c) for c in others]))
+    return float(torch.stack([scores[k, tmap.colors.index(c)] for k, c in enumerate(others)]).mean())
+
+
 def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b: str) -> str:
     """Which of two colours a prompt names as the object's (the other is the background's): `a` or `b`.
 
@@ -172,14 +209,24 @@ def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b
     return a if float(lean[0] - lean[1]) >= 0 else b
 
 
-def drop_by_roles(tmap: TextColorMap, clip, texts: list[str]) -> list[Dropped | None]:
+def _without(words: list[str], colors: list[str], color: str) -> Dropped:
+    """The prompt with the words of `color` dropped (their punctuation stays: "is carmine; purplish backdrop"
+    → "is ; purplish backdrop", so the clauses stay apart), named `color`."""
+    kept = [w if c != color else "".join(ch for ch in w if not (ch.isalnum() or ch == "-"))
+            for w, c in zip(words, colors, strict=True)]
+    gone = tuple(w for w, c in zip(words, colors, strict=True) if c == color)
+    return Dropped(" ".join(w for w in kept if w), color, gone, True, (color,))
+
+
+def drop_by_roles(tmap: TextColorMap, clip, texts: list[str], reads: list[list[str]] | None = None
+                  ) -> list[Dropped | None]:
     """Prompts whose words name exactly two palette colours, each read on its own (adjacent colour words
     are one phrase, `phrase_colors`): the object's colour (`object_color`) and its words taken out, the
     background's words kept for the prior; a prompt with one colour phrase of several words ("dark
-    green") has that phrase taken out; None for every other prompt. A dropped word leaves its punctuation ("is carmine; purplish backdrop" →
-    "is ; purplish backdrop"), so the clauses stay apart."""
+    green") has that phrase taken out; None for every other prompt. `reads`: `word_colors` of the
+    texts, when the caller has them."""
     out: list[Dropped | None] = []
-    for text, raw in zip(texts, word_colors(tmap, clip, texts), strict=True):
+    for text, raw in zip(texts, word_colors(tmap, clip, texts) if reads is None else reads, strict=True):
         words = text.split()
         colors = phrase_colors(words, raw)
         named = list(dict.fromkeys(c for c in colors if c))
@@ -190,15 +237,25 @@ def drop_by_roles(tmap: TextColorMap, clip, texts: list[str]) -> list[Dropped | 
         else:
             out.append(None)
             continue
-        kept = [w if c != obj else "".join(ch for ch in w if not (ch.isalnum() or ch == "-"))
-                for w, c in zip(words, colors, strict=True)]
-        gone = tuple(w for w, c in zip(words, colors, strict=True) if c == obj)
-        out.append(Dropped(" ".join(w for w in kept if w), obj, gone, True, (obj,)))
+        out.append(_without(words, colors, obj))
     return out
 
 
+def drop_unread(tmap: TextColorMap, clip, text: str, raw: list[str]) -> Dropped | None:
+    """A prompt whose whole read-out sees no colour: where its words (`raw`: `word_colors`), each read on
+    its own, name one colour phrase and the read-out follows that phrase (`tracking` above TRACKED), the
+    phrase is the object's colour: its words are dropped and the colour named. None otherwise (no colour
+    word, several, or a background's colour: "a star on black")."""
+    words = text.split()
+    colors = phrase_colors(words, raw)
+    named = list(dict.fromkeys(c for c in colors if c))
+    if len(named) != 1 or tracking(tmap, clip, words, colors, named[0]) <= TRACKED:
+        return None
+    return _without(words, colors, named[0])
+
+
 def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int = MAX_WORDS,
-                     encoded=None, roles: bool = True) -> list[Dropped]:
+                     encoded=None, roles: bool = True, words_alone: bool = True) -> list[Dropped]:
     """Drop from each text the words whose absence takes away the colour the read-out sees
     (`encoded`: the texts' encoding, when the caller has it).
 
@@ -216,14 +273,21 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
     With `roles`, a prompt whose words, each read on its own, name two colours is first given to
     `drop_by_roles`, which tells the object's colour from the background's and drops the object's
     words only; the steps above take every other prompt.
+
+    With `words_alone`, a prompt whose whole read-out sees no colour though one of its words, read on its
+    own, names one is given to `drop_unread` ("pentangle, red": a held-out pair can bend the whole
+    prompt's reading to none), which drops that word where it is the object's colour.
     """
     import torch
 
-    by_roles = drop_by_roles(tmap, clip, list(texts)) if roles else [None] * len(texts)
+    reads = word_colors(tmap, clip, list(texts)) if roles or words_alone else [[] for _ in texts]
+    by_roles = drop_by_roles(tmap, clip, list(texts), reads) if roles else [None] * len(texts)
     out = []
     with torch.no_grad():
         named = tmap.named(clip.encode_text(list(texts)) if encoded is None else encoded)
-        for text, color, known in zip(texts, named, by_roles, strict=True):
+        for text, color, known, raw in zip(texts, named, by_roles, reads, strict=True):
+            if known is None and not color and words_alone:
+                known = drop_unread(tmap, clip, text, raw)
             if known is not None:
                 out.append(known)
                 continue
@@ -259,7 +323,7 @@ def drop_color_words(tmap: TextColorMap, clip, texts: list[str], max_words: int 
 
 
 def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Method = DEFAULT_METHOD,
-                    strength: float = DEFAULT_STRENGTH, roles: bool = True):
+                    strength: float = DEFAULT_STRENGTH, roles: bool = True, words_alone: bool = True):
     """(the encoding for the prior, each row's colour or "", the Dropped of each row or None for "linear").
 
     "words" moves the rows whose colour no MAX_WORDS words clear with the linear move instead."""
@@ -279,7 +343,7 @@ def factor_encoding(tmap: TextColorMap, clip, enc, texts: list[str], method: Met
         raise ValueError("the encoding does not match its prompts' text (it was edited after CLIP Text Encode); "
                          "method 'words' re-encodes the text, so connect CLIP Text Encode directly, or use "
                          "method 'linear'")
-    dropped = drop_color_words(tmap, clip, texts, encoded=fresh, roles=roles)
+    dropped = drop_color_words(tmap, clip, texts, encoded=fresh, roles=roles, words_alone=words_alone)
     named = [d.color for d in dropped]
     if not any(named):
         return enc, named, dropped
@@ -391,7 +455,7 @@ class FactorColor(Node):
     name = "factor_color"
     title = "Factor Out Colour"
     category = "shapes"
-    version = 4  # 4: `roles`; 3: `color` may be "a/b", and is the dropped words' own colour; 2: `method`; 1: linear only
+    version = 5  # 5: `words_alone`; 4: `roles`; 3: `color` may be "a/b", and is the dropped words' own colour; 2: `method`; 1: linear only
 
     class Inputs(nodegraph.Inputs):
         clip: CLIP = Port(description="The CLIP model that encoded the prompt (its text tower is what the map is "
@@ -414,6 +478,12 @@ class FactorColor(Node):
                                              "tell the object's from the background's with the text tower and drop "
                                              "only the object's words (off: such a prompt is passed on whole, with "
                                              "both colours, as version 3 did).")
+        words_alone: bool = Port(True, description="words: where the whole prompt reads no colour (a colour "
+                                                   "with a shape never seen together can bend its reading: "
+                                                   "\"pentangle, red\"), read its words each on its own and "
+                                                   "drop the one colour they name if it is the object's (a "
+                                                   "background's colour stays). Off: such a prompt is passed "
+                                                   "on whole, naming no colour, as version 4 did.")
 
     class Outputs(nodegraph.Outputs):
         conditioning: CONDITIONING = Port(description="The encoding with its colour factored out (for the prior).")
@@ -425,11 +495,13 @@ class FactorColor(Node):
 
     @classmethod
     def migrate(cls, from_version: int, inputs: dict[str, Any]) -> dict[str, Any] | None:
-        # saved before `roles` existed: keep what it did (inputs given with the run, --set, still win)
+        # saved before `roles` / `words_alone` existed: keep what it did (inputs given with the run, --set, still win)
         if from_version == 1:  # and before `method`
-            return {"method": "linear", "roles": False, **inputs}
+            return {"method": "linear", "roles": False, "words_alone": False, **inputs}
         if from_version in (2, 3):  # 3: `color` may name two colours ("a/b"), as it still may
-            return {"roles": False, **inputs}
+            return {"roles": False, "words_alone": False, **inputs}
+        if from_version == 4:
+            return {"words_alone": False, **inputs}
         return None
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
@@ -462,7 +534,8 @@ class FactorColor(Node):
             raise NodeExecutionError("conditioning: it does not carry its prompts' text, which method 'words' "
                                      "re-encodes; connect CLIP Text Encode directly, or use method 'linear'")
         with library_errors():
-            out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength, inputs.roles)
+            out, named, dropped = factor_encoding(tmap, clip, enc, texts, method, inputs.strength, inputs.roles,
+                                                    inputs.words_alone)
         lines = [f"colour named: {', '.join(c or '(none)' for c in named[:8])}"
                  f"{'' if any(named) else '; nothing to factor out, the encoding is passed on as it is'}"]
         if dropped is not None and (any(named) or any(len(d.read) > 1 for d in dropped)):
