@@ -472,3 +472,38 @@ def test_object_share_gives_small_and_large_objects_the_same_share_of_the_loss()
     share = (w * mask).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
     assert torch.allclose(share, torch.tensor([0.55, 0.55]), atol=1e-4)
     assert torch.equal(share_weights(mask, 0.1)[1], torch.ones(32, 32))  # never below the background's weight
+
+
+def _fixed_runs(templates) -> list[str]:
+    """The fixed runs of three or more words between a template's {slots}."""
+    import re
+
+    runs = [" ".join(re.findall(r"[a-z-]+", f.lower())) for t in templates for f in re.split(r"\{[a-z]+\}", t)]
+    return sorted({r for r in runs if len(r.split()) >= 3})
+
+
+def test_tuning_hard_identifier_prompts_are_deterministic_and_share_no_phrase_with_training_captions():
+    import re
+
+    from eval import _tuning_hard_prompts as hard
+    from eval import personalise
+
+    a, b = personalise.identifier_prompts("tuning_hard", 48), personalise.identifier_prompts("tuning_hard", 48)
+    assert a == b
+    assert personalise.SEEDS["tuning_hard"] not in (personalise.SEEDS["tuning"], personalise.SEEDS["validation"])
+    tuning = personalise.identifier_prompts("tuning", 48)
+    assert not {t for t, _ in a} & {t for t, _ in tuning}
+    assert all(re.search(r"\bsks\b", t) for t, _ in a) and all(at["color"] != "red" for _, at in a)
+    assert any("sks shape" in t for t, _ in a) and any(re.search(r"\bsks\b(?! shape)", t) for t, _ in a)
+    assert not any(w in t.split() for t, _ in a for w in ("circle", "square", "triangle", "star"))
+    # its templates' fixed phrases and position phrases occur in no training caption (both writers,
+    # the identifier's captions as DreamBooth writes them)
+    rng = np.random.default_rng(0)
+    corpus = []
+    for s in domain.sample_scenes(3, 1500, "any"):
+        c = subject.caption(s.attributes(), "sks", rng, domain.random_subset(rng), p_second=0.5)
+        corpus += [c, domain.caption(s, rng), captions.caption(s.attributes(), rng)]
+    corpus = [" " + " ".join(re.findall(r"[a-z-]+", t.lower())) + " " for t in corpus]
+    phrases = _fixed_runs(hard.FULL) + [p for ps in hard.POSITION_WORDS.values() for p in ps]
+    shared = [p for p in phrases if any(f" {' '.join(re.findall(r'[a-z-]+', p))} " in t for t in corpus)]
+    assert not shared, shared
