@@ -554,3 +554,21 @@ def test_tuning_hard_identifier_prompts_are_deterministic_and_share_no_phrase_wi
     phrases = _fixed_runs(hard.FULL) + [p for ps in hard.POSITION_WORDS.values() for p in ps]
     shared = [p for p in phrases if any(f" {' '.join(re.findall(r'[a-z-]+', p))} " in t for t in corpus)]
     assert not shared, shared
+
+
+@pytest.mark.parametrize("share", [0.0, 0.99])
+def test_null_share_sets_the_subject_rows_trained_on_the_null_image_embedding(tiny_engine, monkeypatch, share):
+    import nodes.unclip.api as unclip_api
+
+    put_subject(tiny_engine)
+    seen, loss = [], unclip_api.decoder_loss
+
+    def spy_loss(dec, x0, emb, text, *args, **kwargs):
+        seen.append((emb[:5].detach().clone(), dec.text_proj.learned_classifier_free_guidance_embeddings.detach()))
+        return loss(dec, x0, emb, text, *args, **kwargs)
+
+    monkeypatch.setattr(unclip_api, "decoder_loss", spy_loss)
+    run = tiny_engine.run(dreambooth_workflow(null_share=share, steps=3, batch=8), targets=["train"])
+    assert run.ok, run.error
+    nulls = [bool(torch.equal(row, null)) for emb, null in seen for row in emb]  # 5 subject rows a step
+    assert len(nulls) == 15 and all(nulls) == (share > 0.5) and any(nulls) == (share > 0.5)

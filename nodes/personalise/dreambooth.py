@@ -28,7 +28,6 @@ PRIOR_CLASS = 8  # prior-preservation captions per class image (see run)
 PHASE_CLASS = 8  # the same in the prior phase (as PRIOR_CLASS), with as many again without their colour word
 MID_BAND = (350, 850)  # decoder timesteps where a small subject's outline is decided (bench/dreambooth_probe.py)
 PHASE_BATCH = 16  # subject rows (and preservation captions) per step of the prior phase
-P_NULL = 0.2  # subject rows whose image embedding is the null one: the identifier alone must carry the subject
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -143,6 +142,9 @@ class DreamBooth(Node):
                                                             "noun dropped, another article, the parts in "
                                                             "another order), so the identifier is learnt in "
                                                             "more phrasings than the writers'.")
+        null_share: float = Port(0.2, ge=0.0, lt=1.0, description="Share of subject rows whose image embedding "
+                                 "is the null one, so that the identifier's token alone, through the decoder's "
+                                 "text conditioning, must carry the subject.")
         augment: bool = Port(True, description="Cut the subject out and place it at other sizes, positions and "
                              "colours on other backgrounds (Shapes domain), so prompts can move and recolour it. "
                              "Off: the images as they are.")
@@ -319,7 +321,7 @@ class DreamBooth(Node):
             i_c = torch.from_numpy(rng.choice(len(class_x0), size=inputs.batch - n_subj,
                                               replace=len(class_x0) < inputs.batch - n_subj))
             emb = subj_emb[i_s].clone()
-            emb[torch.from_numpy(rng.random(n_subj) < P_NULL)] = null
+            emb[torch.from_numpy(rng.random(n_subj) < inputs.null_share)] = null
             # with the row (learning or, after prior_steps, fixed): the text as the saved LoRA will encode it
             if row is not None:
                 text = text_tower.encode_text(captions_of(i_s.tolist()))
@@ -361,7 +363,7 @@ class DreamBooth(Node):
                 "prior_steps": min(prior_steps, inputs.steps), "token_lr": inputs.token_lr,
                 "conv_rank": inputs.conv_rank, "mid_share": inputs.mid_share,
                 "prior_phase": inputs.prior_phase, "prior_rank": inputs.prior_rank if phase_lora else 0,
-                "subject_pool": pool, "captions": inputs.captions,
+                "subject_pool": pool, "captions": inputs.captions, "null_share": inputs.null_share,
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "cpu_seconds_class": round(cpu_class, 1), "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
