@@ -1,8 +1,9 @@
 """Where a DreamBooth LoRA loses the heart: the prior's side or the decoder's, small or large subjects.
 
-    .venv/bin/python bench/dreambooth_probe.py dreambooth-heart-eval-tuning [--n 48] [--forced]
+    .venv/bin/python bench/dreambooth_probe.py dreambooth-heart-eval-tuning [--n 48] [--forced] [--set tuning_hard]
 
-On the tuning identifier prompts (`eval.personalise.identifier_prompts("tuning", n)`), heart rates split
+On the tuning identifier prompts (`eval.personalise.identifier_prompts("tuning", n)`, or the hard
+writer's phrasings with `--set tuning_hard`; never the validation set), heart rates split
 by the named size, judged at the decoder's 32 px as the eval judges:
 
 - `full`: prompt → Factor Out Colour → prior → Recolour Embedding → LoRA decoder (the eval's path);
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/dreambooth_probe.py")
     p.add_argument("lora", help="a LoRA in models/loras/ (name without .safetensors), or 'base'")
     p.add_argument("--n", type=int, default=48, help="tuning identifier prompts")
+    p.add_argument("--set", dest="which", choices=("tuning", "tuning_hard"), default="tuning",
+                   help="identifier prompt set (tuning sets only)")
     p.add_argument("--forced", action="store_true", help="also the forced-steps probe (oracle embedding)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     base = personalise.Stack()
     st = base if args.lora == "base" else base.with_lora(personalise.ROOT / "models" / "loras" /
                                                          f"{args.lora}.safetensors")
-    pairs = personalise.identifier_prompts("tuning", args.n)
+    pairs = personalise.identifier_prompts(args.which, args.n)
     texts = [t for t, _ in pairs]
     small = np.array([a["size"] == "small" for _, a in pairs])
     rng = np.random.default_rng(99)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         hearts.append(subject.render_heart(a["color"], a["background"], a["size"], a["position"], rng))
     hearts_t, circles_t = clip_pixels(np.stack(hearts)), clip_pixels(np.stack(circles))
     x0 = decoder_pixels(np.stack(hearts), st.decoder.sample_size)  # (B, 3, 32, 32) in [-1, 1]
-    report: dict = {"lora": args.lora, "n": args.n, "n_small": int(small.sum())}
+    report: dict = {"lora": args.lora, "set": args.which, "n": args.n, "n_small": int(small.sum())}
 
     def judged(img: torch.Tensor) -> np.ndarray:
         arr = (img.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)

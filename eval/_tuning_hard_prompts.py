@@ -101,8 +101,9 @@ def _word(rng: np.random.Generator, attr: str, value: str) -> str:
     return _pick(rng, table[value]) if rng.random() < P_SYNONYM[attr] else value
 
 
-def _words(rng: np.random.Generator, attrs: dict[str, str]) -> dict[str, str]:
-    words = {"c": _word(rng, "color", attrs["color"]), "s": _word(rng, "shape", attrs["shape"]),
+def _words(rng: np.random.Generator, attrs: dict[str, str], noun: str | None = None) -> dict[str, str]:
+    color = _word(rng, "color", attrs["color"])  # drawn first: the set's seeded prompts stay as they were
+    words = {"c": color, "s": _word(rng, "shape", attrs["shape"]) if noun is None else noun,
              "z": _word(rng, "size", attrs["size"]), "p": _pick(rng, POSITION_WORDS[attrs["position"]]),
              "bg": _word(rng, "color", attrs["background"])}
     bits = [words["s"], words["c"], words["z"], words["p"], f"{words['bg']} backdrop"]
@@ -120,8 +121,10 @@ def _article(text: str) -> str:
     return " ".join(out)
 
 
-def full_text(rng: np.random.Generator, attrs: dict[str, str]) -> str:
-    return _article(_pick(rng, FULL).format(**_words(rng, attrs)))
+def full_text(rng: np.random.Generator, attrs: dict[str, str], noun: str | None = None) -> str:
+    """A caption naming all five attributes; `noun` replaces the shape's word (a DreamBooth identifier's
+    noun phrase, `eval.personalise`'s tuning_hard set)."""
+    return _article(_pick(rng, FULL).format(**_words(rng, attrs, noun)))
 
 
 def full_prompts(split: str, n: int, seed: int = SEED) -> list[Prompt]:

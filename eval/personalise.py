@@ -1,6 +1,6 @@
 """DreamBooth and Imagic on the shipped models, judged by the pixel analyser.
 
-    .venv/bin/python -m eval personalise dreambooth [--set validation|tuning] [--n 16] [--lora NAME]
+    .venv/bin/python -m eval personalise dreambooth [--set validation|tuning|tuning_hard] [--n 16] [--lora NAME]
     .venv/bin/python -m eval personalise imagic [--set validation|tuning] [--n 12]
 
 DreamBooth: trains the LoRA by running `workflows/dreambooth.json` up to its training node with the
@@ -19,6 +19,9 @@ engine) with a target text naming another colour or another shape; the edited at
 and position and size kept.
 
 The tuning set is the training caption generator with seed 7 and the README's tuning prompts; the
+`tuning_hard` set is the hard tuning writer (`eval/_tuning_hard_prompts.py`: its templates and
+synonyms, the identifier's noun phrase where the shape's word goes) on a seed of its own, with that
+writer's unseen-combination prompts for drift, for phrasings the training captions never use; the
 validation set is other templates and seeds, never tuned on.
 """
 
@@ -37,6 +40,7 @@ from nodes.shapes import domain
 
 from . import _judge as judge
 from . import _subject as subject
+from . import _tuning_hard_prompts as hard_prompts
 from . import _tuning_prompts as tuning_prompts
 from . import _validation_prompts as validation_prompts
 
@@ -45,8 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DREAMBOOTH = ROOT / "workflows" / "dreambooth.json"
 IMAGIC = ROOT / "workflows" / "imagic.json"
 BUNDLE = ROOT / "models" / "shapes-unclip"
-SEEDS = {"tuning": 7, "validation": 2411}
+SEEDS = {"tuning": 7, "tuning_hard": hard_prompts.SEED + 200, "validation": 2411}
 IDENTIFIER = "sks"
+# tuning_hard: the identifier as the paper's "[V] [class noun]", or alone as a user may write it
+HARD_NOUNS = ("{i} shape", "{i} shape", "{i}")
 EXAMPLE_COLOR = "red"
 TARGETS = {"subject": 0.80, "drift": 0.03, "imagic_changed": 0.70, "imagic_kept": 0.85}
 # validation phrasings of identifier prompts (training captions come from the domain's generator)
@@ -72,6 +78,9 @@ def identifier_prompts(which: str, n: int) -> list[tuple[str, dict[str, str]]]:
         attrs = {k: v for k, v in s.attributes().items() if k != "shape"}
         if which == "tuning":
             text = caption(s.attributes(), IDENTIFIER, rng, domain.ATTRIBUTES)
+        elif which == "tuning_hard":
+            noun = HARD_NOUNS[int(rng.integers(len(HARD_NOUNS)))].format(i=IDENTIFIER)
+            text = hard_prompts.full_text(rng, s.attributes(), noun=noun)
         else:
             z = _SIZE[s.size][int(rng.integers(len(_SIZE[s.size])))]
             t = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
@@ -209,7 +218,7 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int 
     report["subject_examples"] = [{"prompt": p, "heart": v.heart, "iou": round(v.heart_iou, 2)}
                                   for (p, _), v in list(zip(pairs, verdicts, strict=True))[:4]]
 
-    module = tuning_prompts if which == "tuning" else validation_prompts
+    module = {"tuning": tuning_prompts, "tuning_hard": hard_prompts}.get(which, validation_prompts)
     prompts = module.full_prompts("heldout_combos", n)
     texts = [p.text for p in prompts]
     rows = {}

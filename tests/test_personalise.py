@@ -472,3 +472,103 @@ def test_object_share_gives_small_and_large_objects_the_same_share_of_the_loss()
     share = (w * mask).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
     assert torch.allclose(share, torch.tensor([0.55, 0.55]), atol=1e-4)
     assert torch.equal(share_weights(mask, 0.1)[1], torch.ones(32, 32))  # never below the background's weight
+
+
+def test_rephrase_keeps_the_identifier_and_every_word_and_varies_noun_article_and_order():
+    rng = np.random.default_rng(5)
+    text = "a picture of a blue sks shape, small, at the top, on a white background"
+    out = [subject.rephrase(text, "sks", rng) for _ in range(300)]
+    words = {"blue", "small", "top", "white", "background", "picture", "sks"}
+    assert all(words <= set(o.replace(",", " ").replace(";", " ").split()) for o in out)
+    assert any("sks shape" not in o for o in out) and any("sks shape" in o for o in out)
+    assert any(not o.startswith("a picture") for o in out if o.split(", ")[0].endswith("sks shape"))
+    assert any(o.startswith("on a white") for o in out) and any("; " in o for o in out)
+    assert len(set(out)) > 30
+    again = np.random.default_rng(5)
+    assert out[:20] == [subject.rephrase(text, "sks", again) for _ in range(20)]
+
+
+@pytest.mark.parametrize("mode", ["pool", "fresh", "varied"])
+def test_captions_port_writes_subject_captions_afresh_each_step_only_when_asked(tiny_engine, monkeypatch, mode):
+    put_subject(tiny_engine)
+    pool, written, rephrased = [], [], []
+    rows, caption, rephrase = subject.rows, subject.caption, subject.rephrase
+
+    def spy_rows(*args, **kwargs):
+        out = rows(*args, **kwargs)
+        pool.extend(out[1])
+        return out
+
+    def spy_caption(*args, **kwargs):
+        written.append(caption(*args, **kwargs))
+        return written[-1]
+
+    def spy_rephrase(*args, **kwargs):
+        rephrased.append(rephrase(*args, **kwargs))
+        return rephrased[-1]
+
+    monkeypatch.setattr(subject, "rows", spy_rows)
+    monkeypatch.setattr(subject, "caption", spy_caption)
+    monkeypatch.setattr(subject, "rephrase", spy_rephrase)
+    steps, batch = 4, 4  # 2 subject rows a step at subject_share 0.625
+    run = tiny_engine.run(dreambooth_workflow(captions=mode, steps=steps, batch=batch), targets=["train"])
+    assert run.ok, run.error
+    fresh = written[len(pool):]  # rows() writes the pool's captions first
+    if mode == "pool":
+        assert fresh == [] and rephrased == []
+    else:
+        assert len(fresh) == steps * 2 and all(f"{IDENT} shape" in c for c in fresh)
+        assert len(rephrased) == (0 if mode == "fresh" else steps * 2)
+
+
+def _fixed_runs(templates) -> list[str]:
+    """The fixed runs of three or more words between a template's {slots}."""
+    import re
+
+    runs = [" ".join(re.findall(r"[a-z-]+", f.lower())) for t in templates for f in re.split(r"\{[a-z]+\}", t)]
+    return sorted({r for r in runs if len(r.split()) >= 3})
+
+
+def test_tuning_hard_identifier_prompts_are_deterministic_and_share_no_phrase_with_training_captions():
+    import re
+
+    from eval import _tuning_hard_prompts as hard
+    from eval import personalise
+
+    a, b = personalise.identifier_prompts("tuning_hard", 48), personalise.identifier_prompts("tuning_hard", 48)
+    assert a == b
+    assert personalise.SEEDS["tuning_hard"] not in (personalise.SEEDS["tuning"], personalise.SEEDS["validation"])
+    tuning = personalise.identifier_prompts("tuning", 48)
+    assert not {t for t, _ in a} & {t for t, _ in tuning}
+    assert all(re.search(r"\bsks\b", t) for t, _ in a) and all(at["color"] != "red" for _, at in a)
+    assert any("sks shape" in t for t, _ in a) and any(re.search(r"\bsks\b(?! shape)", t) for t, _ in a)
+    assert not any(w in t.split() for t, _ in a for w in ("circle", "square", "triangle", "star"))
+    # its templates' fixed phrases and position phrases occur in no training caption (both writers,
+    # the identifier's captions as DreamBooth writes them, and their rephrasings)
+    rng = np.random.default_rng(0)
+    corpus = []
+    for s in domain.sample_scenes(3, 1500, "any"):
+        c = subject.caption(s.attributes(), "sks", rng, domain.random_subset(rng), p_second=0.5)
+        corpus += [c, subject.rephrase(c, "sks", rng), domain.caption(s, rng), captions.caption(s.attributes(), rng)]
+    corpus = [" " + " ".join(re.findall(r"[a-z-]+", t.lower())) + " " for t in corpus]
+    phrases = _fixed_runs(hard.FULL) + [p for ps in hard.POSITION_WORDS.values() for p in ps]
+    shared = [p for p in phrases if any(f" {' '.join(re.findall(r'[a-z-]+', p))} " in t for t in corpus)]
+    assert not shared, shared
+
+
+@pytest.mark.parametrize("share", [0.0, 0.99])
+def test_null_share_sets_the_subject_rows_trained_on_the_null_image_embedding(tiny_engine, monkeypatch, share):
+    import nodes.unclip.api as unclip_api
+
+    put_subject(tiny_engine)
+    seen, loss = [], unclip_api.decoder_loss
+
+    def spy_loss(dec, x0, emb, text, *args, **kwargs):
+        seen.append((emb[:5].detach().clone(), dec.text_proj.learned_classifier_free_guidance_embeddings.detach()))
+        return loss(dec, x0, emb, text, *args, **kwargs)
+
+    monkeypatch.setattr(unclip_api, "decoder_loss", spy_loss)
+    run = tiny_engine.run(dreambooth_workflow(null_share=share, steps=3, batch=8), targets=["train"])
+    assert run.ok, run.error
+    nulls = [bool(torch.equal(row, null)) for emb, null in seen for row in emb]  # 5 subject rows a step
+    assert len(nulls) == 15 and all(nulls) == (share > 0.5) and any(nulls) == (share > 0.5)

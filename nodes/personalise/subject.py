@@ -76,6 +76,25 @@ def caption(attrs: dict[str, str], identifier: str, rng: np.random.Generator, in
     return re.sub(r"\b(shape|object)\b", f"{identifier} shape", text, count=1)
 
 
+def rephrase(text: str, identifier: str, rng: np.random.Generator) -> str:
+    """A writer's caption rewritten in ways neither writer has, so that the identifier's row is learnt
+    in more contexts than theirs: the class noun dropped ("a blue sks at the top"), the first article
+    swapped or dropped, and the caption's comma-separated parts put in another order or joined with
+    semicolons. Generic: it knows no template, only the caption's words and commas."""
+    if rng.random() < 0.35:
+        text = re.sub(rf"\b{re.escape(identifier)} shape\b", identifier, text, count=1)
+    if rng.random() < 0.35:
+        text = re.sub(r"\b(a|an)\s", _pick(rng, ("the ", "one ", "")), text, count=1)
+    parts = text.split(", ")
+    if len(parts) > 1 and rng.random() < 0.5:
+        parts = [parts[i] for i in rng.permutation(len(parts))]
+    return _pick(rng, (", ", ", ", "; ")).join(parts)
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
 def _measured(cut: Cutout) -> dict[str, str]:
     a = cut.analysis
     size = "large" if cut.radius >= math.sqrt(domain.SIZE_RANGES["small"][1] * domain.SIZE_RANGES["large"][0]) \
@@ -84,11 +103,12 @@ def _measured(cut: Cutout) -> dict[str, str]:
 
 
 def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
-         augment: bool = True, p_second: float = 0.5, small_share: float | None = None) -> tuple[np.ndarray, list[str]]:
+         augment: bool = True, p_second: float = 0.5, small_share: float | None = None,
+         scenes: list[dict[str, str]] | None = None) -> tuple[np.ndarray, list[str]]:
     """`n` subject images uint8 (n, 64, 64, 3) and their captions (`p_second` of them by the second writer).
 
     `small_share`: the share of augmented rows drawn at the domain's small size (None: the domain's
-    own, half)."""
+    own, half). `scenes`: if a list, each row's attributes are appended to it (to caption them again)."""
     cuts = cutouts(images)
     out, caps = [], []
     for k in range(n):
@@ -104,4 +124,6 @@ def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
             attrs = _measured(cut)
             out.append(place(cut, *cut.center, cut.radius, cut.analysis.color_rgb, cut.analysis.background_rgb))
         caps.append(caption(attrs, identifier, rng, domain.random_subset(rng), p_second))
+        if scenes is not None:
+            scenes.append(attrs)
     return np.stack(out), caps
