@@ -645,3 +645,17 @@ def test_shipped_clip_names_the_colour_of_short_held_out_pair_prompts_its_whole_
             right = [sum(d.color == p.named.get("color", "") for d, p in zip(x, prompts, strict=True))
                      for x in (old, new)]
             assert right[1] >= right[0], (gen.__name__, right)
+
+
+def test_a_colour_word_joined_to_others_by_punctuation_is_neither_dropped_nor_exchanged_with_them():
+    """Review fix: words are split at whitespace, so "pentangle,red" is one word that reads red; dropping it
+    took the shape along (the prior got ","). Such a phrase is left to the other steps; a colour word's own
+    punctuation stays where it stands when it is exchanged or dropped."""
+    from nodes.shapes.textcolor import _joined, _say, _without, drop_unread, exchange
+
+    assert drop_unread(None, None, "pentangle,red", ["red"]) is None  # no read-out needed: never tracked
+    assert drop_unread(None, None, "big star/red", ["", "red"]) is None
+    assert _joined(["a", "star,red"], ["", "red"], "red") and not _joined(["star,", "red"], ["", "red"], "red")
+    assert _say("(mauve);", "red") == "(red);" and _say("mauve,", "") == ","
+    assert exchange(["star", "(red)"], ["", "red"], "red", "blue") == "star (blue)"
+    assert _without(["star", "(red)"], ["", "red"], "red").text == "star ()"

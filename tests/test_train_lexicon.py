@@ -186,3 +186,15 @@ def test_the_vocabulary_continuation_changes_only_its_rows(tmp_path):
                                                              after.model.named_parameters(), strict=True)
                if n != "token_embedding.weight")
     assert json.loads((out / "training_log.json").read_text())["clip_vocab_tune"]["steps"] == 3
+
+
+def test_the_vocabulary_trial_refuses_to_rewrite_the_shipped_tower():
+    """Review fix: with no --out the trial wrote into models/shapes-unclip/clip in place."""
+    from train import clip_vocab_tune
+    from train.common import SHIPPED
+
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "clip").iterdir()) if SHIPPED.is_dir() else []
+    assert clip_vocab_tune.main(["--steps", "1"]) == 2
+    assert clip_vocab_tune.main(["--steps", "1", "--out", str(SHIPPED)]) == 2
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "clip").iterdir()) if SHIPPED.is_dir() else []
+    assert after == before

@@ -25,7 +25,9 @@ clip_text` continues the bundle's CLIP text tower in place on a second caption w
 `python -m train upsampler_tune` continues the bundle's 64 px upsampler on softer conditioning, and `python -m
 train upsampler_decoded` on the bundle decoder's own 32 px images of training scenes, and `python -m train
 decoder_sharp` continues the bundle's decoder with more of its loss on the object's outline (run it on a copy of
-the bundle); they are in no group either (docs/unclip.md, "Short prompts' outlines").
+the bundle); they are in no group either (docs/unclip.md, "Short prompts' outlines"). `python -m train
+clip_vocab_tune --out DIR` trains the vocabulary rows again after `clip_bind` (a trial, in no group; it refuses
+to write into the shipped bundle).
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ word or a protected piece uses) with:
   "light" of "light-green") are no longer trained.
 
 The transformer, the projection and every other row are the input tower's, bit for bit, so every
-first-writer caption and training instruction encodes as before: the prior, decoder, LoRAs, ControlNet
-and AR prior need no retraining. Measured on the tuning sets it drew no better than the shipped tower,
+first-writer caption and training instruction encodes as before (42 of the rows also occur in the second
+writer's captions, which `prior_tune` and `clip_bind` read, so those encodings do move). Measured on the tuning sets it drew no better than the shipped tower,
 so it is a trial, not a shipped stage (docs/unclip.md, "The vocabulary rows again").
 
-    python -m train clip_vocab_tune [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR]
+    python -m train clip_vocab_tune --out DIR [--init models/shapes-unclip] [--smoke] [--steps N] [--threads T]
+
+(it refuses to write into models/shapes-unclip itself: give it a copy of the bundle, or a new folder with --init.)
 """
 
 from __future__ import annotations
@@ -218,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     from train.prior import scheduler as prior_scheduler
 
     cfg, out, timer = start(Config, argv, smoke)
+    if out.resolve() == SHIPPED.resolve():
+        log.error("clip_vocab_tune is a trial and would rewrite the shipped text tower in place: pass "
+                  "--out DIR (a copy of the bundle, or a new folder with --init %s)", SHIPPED)
+        return 2
     init = Path(cfg.init) if cfg.init else out
     student = load_clip(init / "clip")
     student.requires_grad_(False)

@@ -126,6 +126,22 @@ def _bare(word: str) -> str:
     return re.sub(r"[^\w\s-]", "", word) or word
 
 
+def _say(word: str, new: str) -> str:
+    """The word said as `new`, its punctuation kept where it stands: ("(mauve);", "red") → "(red);",
+    ("mauve,", "") → ","."""
+    import re
+
+    return re.sub(r"[\w-]+", new, word, count=1)
+
+
+def _joined(words: list[str], colors: list[str], color: str) -> bool:
+    """Whether a word of `color`'s phrase holds other words too, joined by punctuation ("pentangle,red",
+    "star/red"): dropping or exchanging it would take them with it."""
+    import re
+
+    return any(c == color and len(re.findall(r"[\w-]+", w)) > 1 for w, c in zip(words, colors, strict=True))
+
+
 def word_colors(tmap: TextColorMap, clip, texts: list[str]) -> list[list[str]]:
     """For each text, per whitespace word, the palette colour the word names read on its own (above
     WORD_NAMED), or "" (one text encoding per distinct word)."""
@@ -163,7 +179,7 @@ def exchange(words: list[str], colors: list[str], color: str, new: str) -> str:
         elif i + 1 < len(words) and colors[i + 1] == color and _bare(w) == w:
             continue  # the phrase goes on: its last word says it
         else:
-            out.append(new + "".join(ch for ch in w if not (ch.isalnum() or ch == "-")))
+            out.append(_say(w, new))
     return " ".join(out)
 
 
@@ -212,8 +228,7 @@ def object_color(clip, text: str, words: list[str], colors: list[str], a: str, b
 def _without(words: list[str], colors: list[str], color: str) -> Dropped:
     """The prompt with the words of `color` dropped (their punctuation stays: "is carmine; purplish backdrop"
     → "is ; purplish backdrop", so the clauses stay apart), named `color`."""
-    kept = [w if c != color else "".join(ch for ch in w if not (ch.isalnum() or ch == "-"))
-            for w, c in zip(words, colors, strict=True)]
+    kept = [w if c != color else _say(w, "") for w, c in zip(words, colors, strict=True)]
     gone = tuple(w for w, c in zip(words, colors, strict=True) if c == color)
     return Dropped(" ".join(w for w in kept if w), color, gone, True, (color,))
 
@@ -237,7 +252,8 @@ def drop_by_roles(tmap: TextColorMap, clip, texts: list[str], reads: list[list[s
         else:
             out.append(None)
             continue
-        out.append(_without(words, colors, obj))
+        # a colour word joined to others by punctuation ("pentangle,red"): not dropped here (it would take them along)
+        out.append(None if _joined(words, colors, obj) else _without(words, colors, obj))
     return out
 
 
@@ -245,11 +261,12 @@ def drop_unread(tmap: TextColorMap, clip, text: str, raw: list[str]) -> Dropped 
     """A prompt whose whole read-out sees no colour: where its words (`raw`: `word_colors`), each read on
     its own, name one colour phrase and the read-out follows that phrase (`tracking` above TRACKED), the
     phrase is the object's colour: its words are dropped and the colour named. None otherwise (no colour
-    word, several, or a background's colour: "a star on black")."""
+    word, several, a background's colour: "a star on black", or a colour word joined to others by
+    punctuation: "pentangle,red")."""
     words = text.split()
     colors = phrase_colors(words, raw)
     named = list(dict.fromkeys(c for c in colors if c))
-    if len(named) != 1 or tracking(tmap, clip, words, colors, named[0]) <= TRACKED:
+    if len(named) != 1 or _joined(words, colors, named[0]) or tracking(tmap, clip, words, colors, named[0]) <= TRACKED:
         return None
     return _without(words, colors, named[0])
 
