@@ -133,6 +133,24 @@ def carry_ar_prior(out: Path, old_sha: str,
     path.write_text(json.dumps(logs, indent=2) + "\n")
 
 
+def row_optimizer(weight: torch.Tensor, trainable: set[int], lr: float, warmup: int, steps: int):
+    """(the mask of the rows to train, Adam on the embedding table, its cosine schedule): the table learns,
+    and the caller multiplies its gradient by the mask, so only `trainable` rows move."""
+    mask = torch.zeros(weight.shape[0], 1)
+    mask[sorted(trainable)] = 1.0
+    weight.requires_grad_(True)
+    opt = torch.optim.Adam([weight], lr=lr)
+    return mask, opt, cosine_lr(opt, warmup, steps)
+
+
+def encoding_scales(clip, p_instruction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean squared norms of the pooled embedding and of a token state over 256 training texts (seed 1):
+    the distillation losses' units."""
+    with torch.no_grad():
+        ref = clip.encode_text(training_texts(np.random.default_rng(1), 256, p_instruction))
+        return ref.embeds.pow(2).sum(-1).mean(), ref.hidden[ref.mask].pow(2).sum(-1).mean()
+
+
 def _row_means(clip, subs: dict[str, list[str]], trainable: set[int]) -> dict[int, torch.Tensor]:
     """A start for each trainable token: the mean embedding of the word it first stands in for."""
     emb = clip.model.token_embedding.weight
@@ -171,16 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for i, row in _row_means(student, subs, trainable).items():
             weight[i] = row
-    mask = torch.zeros(weight.shape[0], 1)
-    mask[sorted(trainable)] = 1.0
-    weight.requires_grad_(True)
-    opt = torch.optim.Adam([weight], lr=cfg.lr)
-    lr = cosine_lr(opt, cfg.warmup, cfg.steps)
+    mask, opt, lr = row_optimizer(weight, trainable, cfg.lr, cfg.warmup, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
-    with torch.no_grad():
-        ref = student.encode_text(training_texts(np.random.default_rng(1), 256, cfg.p_instruction))
-        emb_scale = ref.embeds.pow(2).sum(-1).mean()
-        hid_scale = ref.hidden[ref.mask].pow(2).sum(-1).mean()
+    emb_scale, hid_scale = encoding_scales(student, cfg.p_instruction)
     before = agreement(student, subs, cfg, teacher_weight)
     for step in range(cfg.steps):
         pairs = rephrased_pairs(rng, cfg.batch, subs, cfg)

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from nodes.shapes import domain
 from train import arprior, clip_vocab, lexicon
 from train import data as shapes_data
-from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start
+from train.common import SHIPPED, image_embeddings, record_time, start
 
 log = logging.getLogger("train.clip_vocab_tune")
 
@@ -238,17 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         latent = (image_embeddings(student, ds.images64) - prior.clip_mean) / prior.clip_std  # (N, D)
     abar = prior_scheduler().alphas_cumprod  # (T,)
     weight = student.model.token_embedding.weight
-    mask = torch.zeros(weight.shape[0], 1)
-    mask[sorted(trainable)] = 1.0
-    weight.requires_grad_(True)
-    opt = torch.optim.Adam([weight], lr=cfg.lr)
-    lr = cosine_lr(opt, cfg.warmup, cfg.steps)
+    mask, opt, lr = clip_vocab.row_optimizer(weight, trainable, cfg.lr, cfg.warmup, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
     vocab_cfg = clip_vocab.Config(p_sub=cfg.p_sub, seed=11)
-    with torch.no_grad():
-        ref = student.encode_text(clip_vocab.training_texts(np.random.default_rng(1), 256, 0.3))
-        emb_scale = ref.embeds.pow(2).sum(-1).mean()
-        hid_scale = ref.hidden[ref.mask].pow(2).sum(-1).mean()
+    emb_scale, hid_scale = clip_vocab.encoding_scales(student, 0.3)
     before = clip_vocab.agreement(student, subs, vocab_cfg)
     for step in range(cfg.steps):
         rows = batch_rows(rng, ds, cfg.batch, subs, cfg)
