@@ -138,6 +138,11 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PORT=VALUE")
     p.add_argument("--dump", type=Path, default=None, metavar="FILE.jsonl", help="one JSON line per prompt")
     args = p.parse_args()
+    if args.n < 1:
+        p.error(f"--n {args.n}: give at least 1 prompt per row")
+    unknown = set(args.rows.split(",")) - {"unseen", "heldout_pairs", "short_pairs"}
+    if unknown:
+        p.error(f"--rows: unknown row(s) {', '.join(sorted(unknown))}; choose from unseen, heldout_pairs, short_pairs")
 
     import torch
 
