@@ -4,7 +4,7 @@ The first writer says a row with "top", "upper", "up top", "bottom", "lower", "d
 lexicon's position synonyms add "uppermost", "lowermost", "topmost". Nobody who trained the tower wrote
 "high" or "low", the most common English words for a place on the vertical axis, so "high up on the
 left" reached the prior through a row no stage ever trained and was drawn on the left edge's middle
-(docs/unclip.md, "The place words"). This stage trains only the embedding rows of a small table of such
+(docs/unclip.md, "Vertical place words"). This stage trains only the embedding rows of a small table of such
 words (`ROW_WORDS`, written from general English usage: high, higher, highest, above; low, lower down,
 lowest, below), as `clip_vocab` does for the lexicon:
 
