@@ -49,7 +49,8 @@ from train.common import SHIPPED, image_embeddings, record_time, start
 log = logging.getLogger("train.clip_place")
 
 # A row of the 3×3 grid said with vertical words (row 0 is the top). Written from general English
-# usage, not read from any evaluation prompt; "lower down", "up above" mix in trained words.
+# usage (the hard tuning set's "high up on the left" is among them; no validation prompt was read);
+# "lower down", "up above" mix in trained words.
 ROW_WORDS: dict[int, tuple[str, ...]] = {
     0: ("high up", "up high", "high", "higher up", "high above", "up above", "highest"),
     2: ("low down", "down low", "low", "lower down", "down below", "below", "lowest"),
