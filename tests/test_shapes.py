@@ -174,6 +174,9 @@ def test_training_smoke_runs_every_stage(tmp_path):
     # clip_bind continued the text tower through the prior, and recorded how far its training texts moved
     bind = json.loads((out / "training_log.json").read_text())["clip_bind"]
     assert 0.9 < bind["trained_texts_drift"]["pooled_cosine"] <= 1.0
+    # then clip_place taught the vertical place words' rows ("high", "low", …), after clip_bind
+    place = json.loads((out / "training_log.json").read_text())["clip_place"]
+    assert place["rows"] >= len(place["words"]) and place["steps"] == 3
     # CLIP (its text tower alone, or with the colour-equivariance term) can continue a bundle; the record keeps the
     # base run
     for stage, extra in (("clip_text", []), ("clip", ["--eq-weight", "2", "--p-recolor", "0.5"])):

@@ -1,0 +1,313 @@
+"""Stage 1e: teach the text tower the vertical words no training text uses ("high up on the left", "low down").
+
+The first writer says a row with "top", "upper", "up top", "bottom", "lower", "down at the bottom"; the
+lexicon's position synonyms add "uppermost", "lowermost", "topmost". Nobody who trained the tower wrote
+"high" or "low", the most common English words for a place on the vertical axis, so "high up on the
+left" reached the prior through a row no stage ever trained and was drawn on the left edge's middle
+(docs/unclip.md, "Vertical place words"). This stage trains only the embedding rows of a small table of such
+words (`ROW_WORDS`, written from general English usage: high, higher, highest, above; low, lower down,
+lowest, below), as `clip_vocab` does for the lexicon:
+
+- a first-writer caption of a training scene in the top or bottom row has its position phrase said
+  with the new words ("high up on the left", "on the right, down low", "low down, centered"), the rest
+  of it optionally rephrased with the lexicon's synonyms; it must encode as the original: the pooled
+  embedding, the token states when the token count matches, and the frozen prior's x₀ prediction from
+  it at the same noisy image embedding of the scene (as `clip_bind` and `clip_vocab_tune` do);
+- **hard negatives** (InfoNCE at `tau`): the rephrased caption nearer its original than the original
+  said at each of the eight other positions (the miss it fixes: "high up on the left" read as "on the left");
+- **"low" is shared**: its row is also the last piece of "bil|low", one of the lexicon's synonyms of
+  "move", which `clip_vocab` taught with "low" left frozen (a protected piece). Training instructions
+  that say "billow" keep the input tower's encoding of themselves (pooled and token states, weight
+  `anchor_weight`); the row of its first piece "bil" (no other lexicon word uses it) is trained with
+  them, so the one other word that uses the row reads as it did as nearly as a shared row allows.
+
+Every other row, the transformer and the projection are the input tower's bit for bit, so every prompt
+without these words encodes exactly as before (`tests/test_train_place.py`) and no later stage needs
+re-measuring for it. It continues the tower after `clip_bind` (it reads the bundle's prior).
+
+    python -m train clip_place [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nodes.shapes import domain
+from train import arprior, clip_vocab, clip_vocab_tune, lexicon
+from train import data as shapes_data
+from train.common import SHIPPED, image_embeddings, record_time, start
+
+log = logging.getLogger("train.clip_place")
+
+# A row of the 3×3 grid said with vertical words (row 0 is the top). Written from general English
+# usage (the hard tuning set's "high up on the left" is among them; no validation prompt was read);
+# "lower down", "up above" mix in trained words.
+ROW_WORDS: dict[int, tuple[str, ...]] = {
+    0: ("high up", "up high", "high", "higher up", "high above", "up above", "highest"),
+    2: ("low down", "down low", "low", "lower down", "down below", "below", "lowest"),
+}
+# the words that name the row: their rows are the ones trained ("up", "down", "lower" are
+# training-text or other words whose rows stay as they are)
+NEW_WORDS: tuple[str, ...] = ("high", "higher", "highest", "above", "low", "lowest", "below")
+# new words whose row another word's last piece shares: {word: the words that share it}
+SHARED: dict[str, tuple[str, ...]] = {"low": ("billow",)}
+# a column: left, middle, right
+COLUMN_WORDS: dict[int, tuple[str, ...]] = {
+    0: ("on the left", "to the left", "at the left", "on the left side", "on the left-hand side", "left"),
+    1: ("in the middle", "in the center", "centered", "in the centre", "halfway across", ""),
+    2: ("on the right", "to the right", "at the right", "on the right side", "on the right-hand side", "right"),
+}
+TEMPLATES = ("{row} {col}", "{row}, {col}", "{col}, {row}", "{col} and {row}", "{row} and {col}")
+CORNER_TEMPLATES = ("{row} in the {side} corner", "in the {side} corner, {row}")
+
+
+@dataclass
+class Config:
+    out: str = str(SHIPPED)
+    init: str = ""  # the bundle whose clip/ (the teacher) and prior/ are read ("" = out)
+    steps: int = 200
+    batch: int = 32
+    lr: float = 3e-3
+    warmup: int = 20
+    p_sub: float = 0.4  # chance that another word of the caption with synonyms is replaced
+    hidden_weight: float = 1.0
+    prior_weight: float = 1.0
+    hard_weight: float = 0.3
+    anchor_weight: float = 1.0
+    n_anchor: int = 8  # "billow" instructions a step
+    tau: float = 0.05
+    n_data: int = 3000  # training scenes whose image embeddings give the prior its noisy inputs
+    data_seed: int = 0
+    seed: int = 23
+    threads: int = 1
+    log_every: int = 25
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=3, batch=8, n_data=64, n_anchor=2, log_every=1, warmup=1)
+
+
+def place_phrase(position: str, rng: np.random.Generator) -> str:
+    """`position` (a top or bottom row cell) said with a vertical word of `ROW_WORDS` and a column phrase."""
+    col, row = domain.POSITIONS[position]
+    pick = lambda opts: opts[int(rng.integers(len(opts)))]  # noqa: E731
+    vertical = pick(ROW_WORDS[row])
+    if col != 1 and rng.random() < 0.2:
+        return pick(CORNER_TEMPLATES).format(row=vertical, side="left" if col == 0 else "right")
+    column = pick(COLUMN_WORDS[col])
+    if not column:
+        return vertical
+    return pick(TEMPLATES).format(row=vertical, col=column)
+
+
+def trainable_tokens(clip) -> set[int]:
+    """The rows of `NEW_WORDS`' pieces. Every one must be a row no training text, lexicon synonym, reserved
+    word or protected piece uses, but for a piece `SHARED` names (checked, so that a change of the
+    training texts or of the lexicon cannot make this stage move a trained row unnoticed); with a shared
+    piece, the other pieces of the words sharing it ("bil" of "bil|low"), which only those words use, so
+    that the anchor can keep their encoding."""
+    frozen = clip_vocab.frozen_tokens(clip)
+    syns = sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v})
+    lex_ids = set(clip.tokenize(syns).unique().tolist())
+    ids: set[int] = set()
+    for word in NEW_WORDS:
+        tok = clip.tokenize([word])[0]
+        pieces = tok[tok != 0][1:-1].tolist()
+        taken = [i for i in pieces if i in frozen or i in lex_ids]
+        if taken and word not in SHARED:
+            raise ValueError(f"{word!r} uses a row that trained texts or the lexicon already use: {taken}")
+        ids.update(pieces)
+        for other in SHARED.get(word, ()):  # the sharing word's other pieces may move to keep its meaning
+            tok = clip.tokenize([other])[0]
+            rest = [i for i in tok[tok != 0][1:-1].tolist() if i not in ids]
+            if any(i in frozen for i in rest):
+                raise ValueError(f"{other!r} (sharing {word!r}'s row) has a piece that training texts use")
+            ids.update(rest)
+    return ids
+
+
+def _start_rows(clip, trainable: set[int]) -> dict[int, torch.Tensor]:
+    """A start for each new row: the embedding of the first-writer word of its row ("top" or "bottom")."""
+    emb = clip.model.token_embedding.weight
+    out = {}
+    for row, anchor in ((0, "top"), (2, "bottom")):
+        (a,) = clip.tokenize([anchor])[0][1:2].tolist()
+        for phrase in ROW_WORDS[row]:
+            for w in phrase.split():
+                tok = clip.tokenize([w])[0]
+                for i in tok[tok != 0][1:-1].tolist():
+                    if i in trainable and i not in out:
+                        out[i] = emb[a].detach().clone()
+    return out
+
+
+def place_row(attrs: dict[str, str], rng: np.random.Generator, subs: dict[str, list[str]],
+              p_sub: float) -> tuple[str, list[str]] | None:
+    """(a first-writer caption of `attrs` with its position said by `place_phrase` and its other words
+    maybe rephrased, the original caption said at each of the other eight positions first-writer style,
+    the original itself first) or None when the scene is in the middle row."""
+    if domain.POSITIONS[attrs["position"]][1] == 1:
+        return None
+    include = tuple(a for a in domain.ATTRIBUTES if a == "position" or rng.random() < 0.7)
+    orig = domain.caption(attrs, rng, include=include)
+    span = clip_vocab_tune._position_span(orig, attrs["position"])
+    if span is None:
+        return None
+    new = (lexicon.rephrase(orig[:span[0]], subs, rng, p_sub) + place_phrase(attrs["position"], rng)
+           + lexicon.rephrase(orig[span[1]:], subs, rng, p_sub))
+    others = [orig[:span[0]] + domain.POSITION_PHRASES[p][0] + orig[span[1]:] for p in domain.POSITION_NAMES
+              if p != attrs["position"]]
+    return new, [orig, *others]
+
+
+def anchor_texts(rng: np.random.Generator, n: int) -> list[str]:
+    """Training instructions that move the object, said with "billow" (the lexicon word sharing "low")."""
+    out: list[str] = []
+    while len(out) < n:
+        (text,) = clip_vocab.training_texts(rng, 1, 1.0)
+        m = re.search(r"\b(move|shift|push)\b", text)
+        if m:
+            out.append(text[:m.start()] + "billow" + text[m.end():])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from diffusers import PriorTransformer
+
+    from nodes.unclip.models import load_clip
+    from nodes.unclip.models.clip import save_open_clip
+    from train.prior import scheduler as prior_scheduler
+
+    cfg, out, timer = start(Config, argv, smoke)
+    init = Path(cfg.init) if cfg.init else out
+    student = load_clip(init / "clip")
+    student.requires_grad_(False)
+    teacher_weight = student.model.token_embedding.weight.detach().clone()
+    subs = lexicon.substitutions(lexicon.load())
+    trainable = trainable_tokens(student)
+    log.info("%d rows to train: %s (and the other pieces of %s)", len(trainable), ", ".join(NEW_WORDS),
+             ", ".join(w for ws in SHARED.values() for w in ws))
+    prior = PriorTransformer.from_pretrained(init / "prior").eval().requires_grad_(False)
+    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
+    with torch.no_grad():
+        latent = (image_embeddings(student, ds.images64) - prior.clip_mean) / prior.clip_std  # (N, D)
+    abar = prior_scheduler().alphas_cumprod
+    rng = np.random.default_rng(cfg.seed)
+    anchors_eval = anchor_texts(np.random.default_rng(10_000 + cfg.seed), 64)
+    with torch.no_grad():
+        anchor_before = student.encode_text(anchors_eval).embeds
+    checks_before = place_checks(student, cfg.seed)
+    weight = student.model.token_embedding.weight
+    with torch.no_grad():
+        for i, row in _start_rows(student, trainable).items():
+            weight[i] = row
+    mask, opt, lr = clip_vocab.row_optimizer(weight, trainable, cfg.lr, cfg.warmup, cfg.steps)
+    emb_scale, hid_scale = clip_vocab.encoding_scales(student, 0.3)
+    n_pos = len(domain.POSITION_NAMES)
+    for step in range(cfg.steps):
+        rows: list[tuple[str, list[str], int]] = []
+        while len(rows) < cfg.batch:
+            i = int(rng.integers(len(ds)))
+            got = place_row(ds.attrs(i), rng, subs, cfg.p_sub)
+            if got is not None:
+                rows.append((got[0], got[1], i))
+        b = len(rows)
+        anchors = anchor_texts(rng, cfg.n_anchor)
+        tok_new = student.tokenize([r[0] for r in rows])
+        tok_orig = student.tokenize([t for r in rows for t in r[1]])  # (b * 9, L): original, then 8 others
+        with torch.no_grad():
+            t = student.encode_tokens(tok_orig)
+            weight_now = weight.detach().clone()
+            weight.data.copy_(teacher_weight)  # the input tower's encoding of the anchors
+            t_anchor = student.encode_text(anchors)
+            weight.data.copy_(weight_now)
+        s = student.encode_tokens(tok_new)
+        own = torch.arange(b) * n_pos
+        t_emb, t_hid, t_mask = t.embeds[own], t.hidden[own], t.mask[own]
+        pooled = (s.embeds - t_emb).pow(2).sum(-1).mean() / emb_scale
+        same = (tok_new != 0).sum(1) == (tok_orig[own] != 0).sum(1)
+        hidden = torch.zeros(())
+        if same.any():
+            hidden = (s.hidden[same] - t_hid[same])[t_mask[same]].pow(2).sum(-1).mean() / hid_scale
+        sn = F.normalize(s.embeds, dim=-1)
+        logits = torch.einsum("bd,bkd->bk", sn, F.normalize(t.embeds, dim=-1).view(b, n_pos, -1)) / cfg.tau
+        hard = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+        x0 = latent[torch.tensor([r[2] for r in rows])]
+        ts = torch.randint(0, len(abar), (b,))
+        a = abar[ts][:, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
+        with torch.no_grad():
+            target = prior(xt, timestep=ts, proj_embedding=t_emb, encoder_hidden_states=t_hid,
+                           attention_mask=t_mask).predicted_image_embedding
+        pred = prior(xt, timestep=ts, proj_embedding=s.embeds, encoder_hidden_states=s.hidden,
+                     attention_mask=s.mask).predicted_image_embedding
+        through = F.mse_loss(pred, target)
+        sa = student.encode_text(anchors)
+        anchor = ((sa.embeds - t_anchor.embeds).pow(2).sum(-1).mean() / emb_scale
+                  + (sa.hidden - t_anchor.hidden)[t_anchor.mask].pow(2).sum(-1).mean() / hid_scale)
+        loss = (pooled + cfg.hidden_weight * hidden + cfg.prior_weight * through + cfg.hard_weight * hard
+                + cfg.anchor_weight * anchor)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        weight.grad.mul_(mask)
+        opt.step()
+        lr.step()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            acc = (logits.argmax(1) == 0).float().mean().item()
+            log.info("step %d loss %.4f (pooled %.4f token states %.4f prior %.4f hard %.3f [own position "
+                     "nearest %.2f] billow %.4f)  %.0f s", step, loss.item(), pooled.item(), hidden.item(),
+                     through.item(), hard.item(), acc, anchor.item(), timer())
+    with torch.no_grad():  # every row outside the trained set is the input tower's, exactly
+        keep = mask[:, 0] == 0
+        weight[keep] = teacher_weight[keep]
+    weight.requires_grad_(False)
+    checks = place_checks(student, cfg.seed)
+    with torch.no_grad():
+        checks["billow_cosine_to_before"] = round(F.cosine_similarity(
+            student.encode_text(anchors_eval).embeds, anchor_before, dim=-1).mean().item(), 4)
+    checks.update({f"{k}_before": v for k, v in checks_before.items()})
+    log.info("fresh captions: %s", checks)
+    old_sha = arprior.clip_sha256(init)
+    ocfg = json.loads((init / "clip" / "open_clip_config.json").read_text())
+    save_open_clip(student.model, out / "clip", ocfg["preprocess_cfg"], ocfg["model_cfg"])
+    clip_vocab.carry_ar_prior(out, old_sha, "clip_place (new token rows only; trained encodings unchanged)")
+    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "p_sub": cfg.p_sub,
+             "prior_weight": cfg.prior_weight, "hard_weight": cfg.hard_weight, "anchor_weight": cfg.anchor_weight,
+             "tau": cfg.tau, "words": list(NEW_WORDS), "rows": len(trainable), **checks,
+             "clip_sha256_before": old_sha}
+    record_time(out, "clip_place", timer(), extra)
+    log.info("saved %s in %.0f s", out / "clip", timer())
+    return 0
+
+
+@torch.no_grad()
+def place_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
+    """On captions of a seed training never draws: the share whose place-word caption is nearest its own
+    position's first-writer caption among the nine, and the mean cosine to it."""
+    rng = np.random.default_rng(20_000 + seed)
+    subs = lexicon.substitutions(lexicon.load())
+    right, cos, k = 0, 0.0, 0
+    while k < n:
+        got = place_row(domain.sample_scene(rng, "train").attributes(), rng, subs, 0.0)
+        if got is None:
+            continue
+        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
+        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
+        sims = (e @ c.T)[0]
+        right += int(sims.argmax().item() == 0)
+        cos += sims[0].item()
+        k += 1
+    return {"place_nearest_own": round(right / n, 4), "place_cosine": round(cos / n, 4)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
