@@ -105,13 +105,14 @@ class Stack:
     def with_lora(self, path: Path) -> Stack:
         import dataclasses
 
-        from nodes.lora.api import patch, patch_clip, read_lora
+        from nodes.lora.api import patch, patch_clip, read_lora, subset
 
         lora = read_lora(path)
         parts = patch({"unet": self.decoder.unet, "text_proj": self.decoder.text_proj, "prior": self.prior.prior},
-                      lora, 1.0)
+                      subset(lora, ("unet", "text_proj", "prior")), 1.0)
         out = copy.copy(self)
-        out.clip = patch_clip(self.clip, lora)  # the identifier's learnt row, when the LoRA bundles it
+        # the identifier's learnt row and the text tower's LoRA, when the file has them
+        out.clip = patch_clip(self.clip, lora)
         out.decoder = dataclasses.replace(self.decoder, unet=parts["unet"], text_proj=parts["text_proj"])
         out.prior = dataclasses.replace(self.prior, prior=parts["prior"])
         return out

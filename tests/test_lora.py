@@ -468,3 +468,66 @@ def test_nodegraph_load_state_dict_is_what_reads_lora_files(monkeypatch, unet_lo
     monkeypatch.setattr(nodegraph, "load_state_dict", lambda p, **kw: calls.append(p) or real(p, **kw))
     read_lora(unet_lora[2])
     assert calls == [unet_lora[2]]
+
+
+# --- text-encoder LoRAs ----------------------------------------------------------------------------
+
+TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+def test_text_encoder_lora_patches_a_copy_of_the_connected_clip(lora_engine, unet_lora, tmp_path):
+    """diffusers' `text_encoder.*` keys (and kohya's `lora_te_*`) merge into a copy of the CLIP's text
+    tower at clip_strength: its encodings are the peft-adapted tower's; the loaded CLIP is unchanged."""
+    from safetensors.torch import save_file
+
+    from nodes.lora.lora import patch_clip
+    from nodes.unclip.api import load_clip
+
+    clip = load_clip(tiny.cached_root())
+    adapted, sd = peft_state(clip.text_tower(), TE_TARGETS, seed=5)
+    loras = lora_engine.settings.model_dirs[0] / "loras"
+    write_lora(loras / "te.safetensors", {"unet": unet_lora[1], "text_encoder": sd})
+    lora = read_lora(loras / "te.safetensors")
+    assert set(lora.components()) == {"unet", "text_encoder"} and not lora.ignored
+    texts = ["a red circle", "a big blue square at the top"]
+    with torch.no_grad():
+        want = adapted(clip.tokenizer(texts, padding="max_length", max_length=clip.tokenizer.model_max_length,
+                                      truncation=True, return_tensors="pt").input_ids).text_embeds
+        torch.testing.assert_close(patch_clip(clip, lora).encode_text(texts).embeds, want, atol=1e-5, rtol=1e-4)
+        kohya = kohya_from_peft(sd, "lora_te_", alpha=3.0)
+        assert any(k.startswith("lora_te_text_model_encoder_layers_0_self_attn_q_proj.") for k in kohya)
+        save_file(kohya, str(tmp_path / "kohya-te.safetensors"))
+        torch.testing.assert_close(patch_clip(clip, read_lora(tmp_path / "kohya-te.safetensors")).encode_text(texts).embeds,
+                                   want, atol=1e-5, rtol=1e-4)
+
+    def enc(source: str, name: str) -> dict:
+        return {name: node("unclip.text_encode", clip=link(source, "clip"), text="a red circle")}
+
+    wf = pipeline(l=lora_node(1.0, name="te", clip=link("clip", "clip")),
+                  half=lora_node(1.0, name="te", clip=link("clip", "clip"), clip_strength=0.5),
+                  off=lora_node(1.0, name="te", clip=link("clip", "clip"), clip_strength=0.0),
+                  nolink=lora_node(1.0, name="te"),
+                  **enc("l", "tl"), **enc("half", "th"), **enc("clip", "tb"))
+    run = lora_engine.run(wf, targets=["l", "half", "off", "nolink", "tl", "th", "tb"])
+    assert run.ok, run.error
+    emb = {n: run.outputs[n]["conditioning"].cond.embeds for n in ("tl", "th", "tb")}
+    torch.testing.assert_close(emb["tl"], want[:1], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(emb["th"], emb["tl"]) and not torch.allclose(emb["th"], emb["tb"])
+    key = next(k for k in lora_engine.models.loaded() if k.startswith("unclip.clip:"))
+    base = lora_engine.models.load(key, lambda: pytest.fail("evicted"))
+    assert run.outputs["off"]["clip"].model is base  # clip_strength 0: the CLIP as it was
+    assert all(torch.equal(v, clip.text_tower().state_dict()[k]) for k, v in base.text_tower().state_dict().items())
+    assert any("text-encoder weights not applied" in t for t in run.ui["nolink"]["text"])
+
+
+def test_sdxl_text_encoder_keys_are_ignored_with_a_note(lora_engine, unet_lora):
+    from safetensors.torch import save_file
+
+    loras = lora_engine.settings.model_dirs[0] / "loras"
+    state = {f"unet.{k}": v.contiguous() for k, v in unet_lora[1].items()}
+    state["text_encoder_2.text_model.encoder.layers.0.mlp.fc1.lora_A.weight"] = torch.zeros(2, 8)
+    save_file(state, str(loras / "sdxl.safetensors"))
+    assert read_lora(loras / "sdxl.safetensors").ignored
+    run = lora_engine.run(pipeline(l=lora_node(1.0, name="sdxl"), d=decode("l")), targets=["d"])
+    assert run.ok, run.error
+    assert any("ignored" in t for t in run.ui["l"]["text"])

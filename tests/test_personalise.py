@@ -572,3 +572,102 @@ def test_null_share_sets_the_subject_rows_trained_on_the_null_image_embedding(ti
     assert run.ok, run.error
     nulls = [bool(torch.equal(row, null)) for emb, null in seen for row in emb]  # 5 subject rows a step
     assert len(nulls) == 15 and all(nulls) == (share > 0.5) and any(nulls) == (share > 0.5)
+
+
+def test_text_rank_trains_a_text_tower_lora_that_load_lora_applies_to_the_clip(tiny_engine):
+    """text_rank: a LoRA on the text tower, saved as diffusers' text-encoder keys; Load LoRA merges it into
+    a copy of the connected CLIP (the loaded one unchanged), and prompts with the identifier encode
+    differently while ordinary ones stay near the frozen tower's encodings."""
+    from nodes.lora.api import patch_clip, read_lora
+    from nodes.unclip.api import load_clip
+
+    put_subject(tiny_engine)
+    path = tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"
+    run = tiny_engine.run(dreambooth_workflow(text_rank=2, text_lr=1e-2, steps=4), targets=["tuned", "base"])
+    assert run.ok, run.error
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("text_encoder.text_model.encoder.layers.0.") and k.endswith(".lora_A.weight")
+               for k in keys)
+    lora = read_lora(path)
+    assert set(lora.components()) == {"unet", "text_encoder"} and set(lora.embeddings) == {IDENT}
+    base = load_clip(tiny.cached_root())
+    before = {k: v.clone() for k, v in base.text_tower().state_dict().items()}
+    tuned = patch_clip(base, lora)
+    assert all(torch.equal(v, before[k]) for k, v in base.text_tower().state_dict().items())  # a copy is patched
+    changed = [k for k, v in tuned.text_tower().state_dict().items() if not torch.equal(v, before[k])]
+    assert any(".self_attn." in k for k in changed) and any(".mlp." in k for k in changed)
+    with torch.no_grad():
+        plain = ["a red square on the left", "there is a small blue circle at the top"]
+        e_base, e_tuned = base.encode_text(plain).embeds, tuned.encode_text(plain).embeds
+        assert not torch.equal(e_base, e_tuned)  # the tower did change …
+        cos = torch.nn.functional.cosine_similarity(e_base, e_tuned)
+        assert cos.min() > 0.99  # … but ordinary prompts encode nearly as before
+        named = [f"a red {IDENT} shape"]
+        rows_only = patch_clip(base, without_text_encoder(lora))
+        assert not torch.allclose(tuned.encode_text(named).embeds, rows_only.encode_text(named).embeds)
+        # clip_strength 0: the row alone
+        assert torch.equal(patch_clip(base, lora, 0.0).encode_text(named).embeds, rows_only.encode_text(named).embeds)
+
+
+def without_text_encoder(lora):
+    """The LoRA without its text-encoder weights (the bundled rows kept)."""
+    from nodes.lora.lora import subset
+
+    return subset(lora, ("unet", "prior", "text_proj"))
+
+
+def test_text_rank_zero_trains_as_before(tiny_engine):
+    """text_rank 0 (the default) writes no text-encoder weights and draws the very same LoRA as a
+    workflow that does not name the port."""
+    from safetensors.torch import load_file
+
+    put_subject(tiny_engine)
+    path = tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"
+    assert tiny_engine.run(dreambooth_workflow(), targets=["train"]).ok
+    old = load_file(str(path))
+    assert not any(k.startswith("text_encoder.") for k in old)
+    assert tiny_engine.run(dreambooth_workflow(text_rank=0, text_preservation=3.0), targets=["train"]).ok
+    new = load_file(str(path))
+    assert old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+
+
+def test_text_rank_without_the_row_saves_the_tower_lora_alone(tiny_engine):
+    from nodes.lora.api import read_lora
+
+    put_subject(tiny_engine)
+    run = tiny_engine.run(dreambooth_workflow(text_rank=2, token_lr=0.0), targets=["tuned"])
+    assert run.ok, run.error
+    lora = read_lora(tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors")
+    assert set(lora.components()) == {"unet", "text_encoder"} and not lora.embeddings
+
+
+def test_text_keep_captions_name_no_identifier_and_vary_their_phrasing():
+    from nodes.personalise.dreambooth import text_keep_captions
+
+    caps = text_keep_captions(200, IDENT, np.random.default_rng(0))
+    assert len(set(caps)) > 190 and not any(f" {IDENT} " in f" {c} " for c in caps)
+    assert any(";" in c for c in caps)  # rephrased
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_alone_share_names_the_identifier_without_its_class_noun(tiny_engine, monkeypatch, share):
+    from nodes.personalise import dreambooth
+    from nodes.unclip.models import clip as clip_module
+
+    seen: list[str] = []
+    real = clip_module.TransformersClipEncoder.encode_text
+
+    def spy(self, texts):
+        seen.extend(texts)
+        return real(self, texts)
+
+    monkeypatch.setattr(clip_module.TransformersClipEncoder, "encode_text", spy)
+    put_subject(tiny_engine)
+    assert tiny_engine.run(dreambooth_workflow(alone_share=share, subject_pool=64), targets=["train"]).ok
+    subj = [t for t in seen if IDENT in t.split()]
+    alone = [t for t in subj if f"{IDENT} shape" not in t]
+    assert subj and dreambooth.DreamBooth.Inputs.model_fields["alone_share"].default == 0.0
+    assert (len(alone) == 0) if share == 0 else (0.3 < len(alone) / len(subj) < 0.7)

@@ -1,8 +1,9 @@
-"""The LoRA pack: apply LoRA files to the unCLIP decoder (and prior), stackable, with a strength.
+"""The LoRA pack: apply LoRA files to the unCLIP decoder (and prior, and CLIP), stackable, with a strength.
 
 `Load LoRA` reads peft/diffusers and kohya-style files (see `lora.py`), merges the low-rank deltas
-into a copy of the decoder UNet (and of the prior when the file has prior keys) and outputs new
-handles; the cached base models are never modified. Chain several nodes to stack LoRAs.
+into a copy of the decoder UNet (of the prior when the file has prior keys, of the CLIP's text tower
+when it has text-encoder keys) and outputs new handles; the cached base models are never modified.
+Chain several nodes to stack LoRAs.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _base_unet(unet):
 class LoadLora(Node):
     """Apply a LoRA to the decoder (and the prior, when the file has prior weights), with a strength.
 
-    Reads peft / diffusers LoRA files and kohya-style ones; word embeddings bundled in the file
-    (`bundle_emb.*`, as DreamBooth writes its identifier) go into a copy of the connected CLIP. The outputs are patched copies: the
+    Reads peft / diffusers LoRA files and kohya-style ones; text-encoder weights (`text_encoder.*`,
+    `lora_te_*`) and word embeddings bundled in the file (`bundle_emb.*`, as DreamBooth writes its
+    identifier) go into a copy of the connected CLIP. The outputs are patched copies: the
     loaded models are not changed, so chain several of these nodes to stack LoRAs.
     """
 
@@ -74,9 +76,9 @@ class LoadLora(Node):
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
         prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")
-        clip: CLIP = Port(None, description="Optional: the CLIP whose token table gets the LoRA's bundled word "
-                          "embeddings (a DreamBooth identifier learnt with the LoRA); connect it for such LoRAs. "
-                          "The words apply whole, whatever the strengths.")
+        clip: CLIP = Port(None, description="Optional: the CLIP that gets the LoRA's text-encoder weights (at "
+                          "clip_strength) and its bundled word embeddings (a DreamBooth identifier learnt with "
+                          "the LoRA; the words apply whole, whatever the strengths); connect it for such LoRAs.")
         lora: nodegraph.ModelName(MODELS) = Port(NONE, description="LoRA file name in the models' loras/ folder (the .safetensors "
                          "extension may be left out; shipped: 'shapes-pink'), or a local path (command line "
                          "only): peft / diffusers or kohya-style safetensors. 'none' passes the models through.")
@@ -84,13 +86,15 @@ class LoadLora(Node):
                                "the decoder; 0 leaves it unchanged, negative values invert it.")
         prior_strength: float = Port(1.0, ge=-10.0, le=10.0, step=0.05, description="How strongly the LoRA "
                                      "applies to the prior (when the file has prior weights).")
+        clip_strength: float = Port(1.0, ge=-10.0, le=10.0, step=0.05, description="How strongly the LoRA "
+                                    "applies to the CLIP's text tower (when the file has text-encoder weights).")
 
     class Outputs(nodegraph.Outputs):
         decoder: DECODER = Port(description="The patched decoder (the input one when nothing applies).")
         prior: PRIOR = Port(description="The patched prior (the input one when the LoRA has no prior weights; "
                             "empty when no prior was given).")
-        clip: CLIP = Port(description="The CLIP with the LoRA's word embeddings (the input one when it bundles "
-                          "none; empty when no CLIP was given).")
+        clip: CLIP = Port(description="The CLIP with the LoRA's text-encoder weights and word embeddings (the "
+                          "input one when it has neither; empty when no CLIP was given).")
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         from .lora import LoraError, assign, patch, patch_clip, read_lora, subset
@@ -113,13 +117,16 @@ class LoadLora(Node):
             raise NodeExecutionError(str(exc)) from None
         notes = []
         if lora.ignored:
-            notes.append(f"{lora.name}: {len(lora.ignored)} text-encoder weights ignored (text-encoder LoRA layers "
-                         "and SDXL clip_g embeddings are not applied here)")
+            notes.append(f"{lora.name}: {len(lora.ignored)} weights ignored (SDXL's text encoders' LoRA layers "
+                         "and clip_g embeddings have no counterpart here)")
         if "prior" in lora.components() and prior is None:
             notes.append(f"{lora.name}: prior weights not applied (connect a prior to apply them)")
         if lora.embeddings and clip is None:
             notes.append(f"{lora.name}: the embedding of {', '.join(map(repr, lora.embeddings))} not applied "
                          "(connect the CLIP to apply it, and encode prompts with the CLIP output)")
+        if "text_encoder" in lora.components() and clip is None:
+            notes.append(f"{lora.name}: text-encoder weights not applied (connect the CLIP to apply them, and "
+                         "encode prompts with the CLIP output)")
         for note in notes:
             ctx.log.warning(note)
         if notes:
@@ -127,8 +134,11 @@ class LoadLora(Node):
         source = f"{path.resolve()}:{sig}"
         new_dec, new_prior, new_clip = decoder, prior, clip
         try:
-            if lora.embeddings and clip is not None:  # the word rows apply whole: a token is the word or not
-                new_clip = _handle(ctx, clip, lora.name, source, 1.0, lambda: patch_clip(clip.model, lora))
+            te = "text_encoder" in lora.components()
+            if (lora.embeddings or te) and clip is not None:  # the word rows apply whole: a token is the word or not
+                clip_strength = inputs.clip_strength if te else 1.0
+                new_clip = _handle(ctx, clip, lora.name, source, clip_strength,
+                                   lambda: patch_clip(clip.model, lora, clip_strength), keep_base=not lora.embeddings)
             dec_lora = subset(lora, ("unet", "text_proj"))
             if dec_lora.components():
                 def build():
@@ -154,9 +164,11 @@ class LoadLora(Node):
         return self.Outputs(decoder=new_dec, prior=new_prior, clip=new_clip)
 
 
-def _handle(ctx: NodeContext, base: ModelHandle, lora_name: str, source: str, strength: float, build) -> ModelHandle:
-    """A handle on the patched copy, kept in the model store under its own key (base + file + strength)."""
-    if strength == 0:
+def _handle(ctx: NodeContext, base: ModelHandle, lora_name: str, source: str, strength: float, build,
+            keep_base: bool = True) -> ModelHandle:
+    """A handle on the patched copy, kept in the model store under its own key (base + file + strength).
+    `keep_base`: strength 0 gives the base model itself (False: something applies whatever the strength)."""
+    if strength == 0 and keep_base:
         model = base.model  # exactly the base model: nothing to merge
     else:
         key = f"lora:{base.kind}:{id(base.model)}:{base.name}|{source}|{strength!r}"

@@ -1,4 +1,4 @@
-"""LoRA files → low-rank weight deltas, merged into a copy of the decoder / prior.
+"""LoRA files → low-rank weight deltas, merged into a copy of the decoder / prior / CLIP text tower.
 
 Reads peft / diffusers and kohya (sd-scripts) layouts from safetensors or weights-only state dicts
 (the key patterns and scales: docs/lora.md). The input model is never touched: a patched component
@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-COMPONENTS = ("unet", "prior", "text_proj")
-# key prefix → component
-_PEFT_PREFIXES = {"unet.": "unet", "decoder.": "unet", "prior.": "prior", "text_proj.": "text_proj"}
-_KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_prior_": "prior", "lora_text_proj_": "text_proj"}
+COMPONENTS = ("unet", "prior", "text_proj", "text_encoder")
+# key prefix → component; "text_encoder" is the CLIP's text tower (module paths as `text_tower()` names them)
+_PEFT_PREFIXES = {"unet.": "unet", "decoder.": "unet", "prior.": "prior", "text_proj.": "text_proj",
+                  "text_encoder.": "text_encoder"}
+_KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_prior_": "prior", "lora_text_proj_": "text_proj",
+                   "lora_te_": "text_encoder"}
 BUNDLE_PREFIX = "bundle_emb."  # bundled textual-inversion embeddings (a word's token rows)
-_UNSUPPORTED_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_", "text_encoder.", "text_encoder_2.", "te.")
+# SDXL's two text encoders and other layouts: no counterpart here
+_UNSUPPORTED_PREFIXES = ("lora_te1_", "lora_te2_", "text_encoder_2.", "te.")
 _DOWN = (".lora_A.weight", ".lora.down.weight", ".lora_down.weight")
 _UP = (".lora_B.weight", ".lora.up.weight", ".lora_up.weight")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -272,16 +275,17 @@ def _resolve_modules(lora: LoraWeights, models: dict[str, Any]) -> dict[str, dic
                 raise LoraError(f"LoRA {lora.name!r} patches {module!r}, which the {where} has not; the LoRA was "
                                 "made for a different model (train it on this bundle's models)")
             real_comp, path, mod = target
-            weight = mod.weight
-            if isinstance(mod, torch.nn.Linear):
+            weight = _weight(mod)
+            if isinstance(mod, torch.nn.Linear | torch.nn.MultiheadAttention) and weight is not None:
                 ok = delta.down.dim() == 2 and delta.down.shape[1] == weight.shape[1] and \
                     delta.up.reshape(delta.up.shape[0], -1).shape[0] == weight.shape[0]
             elif isinstance(mod, torch.nn.Conv2d):
                 ok = delta.down.dim() == 4 and tuple(delta.down.shape[1:]) == tuple(weight.shape[1:]) and \
                     delta.up.shape[0] == weight.shape[0]
             else:
-                raise LoraError(f"LoRA {lora.name!r} patches {path!r}, a {type(mod).__name__}; only Linear and "
-                                "Conv2d layers take LoRA weights here")
+                raise LoraError(f"LoRA {lora.name!r} patches {path!r}, a {type(mod).__name__}; only Linear, "
+                                "Conv2d and MultiheadAttention (its fused q/k/v projection) layers take LoRA "
+                                "weights here")
             if not ok:
                 raise LoraError(f"LoRA {lora.name!r}: {path!r} has weight {tuple(weight.shape)} but the LoRA "
                                 f"down/up are {tuple(delta.down.shape)} / {tuple(delta.up.shape)}; the LoRA was "
@@ -291,7 +295,8 @@ def _resolve_modules(lora: LoraWeights, models: dict[str, Any]) -> dict[str, dic
 
 
 def _find(comp: str, module: str, models: dict[str, Any], kohya: bool):
-    comps = [comp] if comp else [c for c in COMPONENTS if c in models]
+    # unprefixed (peft) paths are looked up in the decoder's and prior's models, never the text tower
+    comps = [comp] if comp else [c for c in COMPONENTS if c in models and c != "text_encoder"]
     for c in comps:
         model = models.get(c)
         if model is None:
@@ -304,6 +309,17 @@ def _find(comp: str, module: str, models: dict[str, Any], kohya: bool):
         if path is not None:
             return c, path, named[path]
     return None
+
+
+def _weight(mod: Any) -> Any:
+    """The weight a LoRA on `mod` updates: a Linear's or Conv2d's `weight`; for a torch MultiheadAttention
+    (open_clip's text tower) its fused q/k/v projection `in_proj_weight`, as peft's LoRA on that layer
+    (its `out_proj` is a Linear of its own); None for a MultiheadAttention with separate q/k/v weights."""
+    import torch
+
+    if isinstance(mod, torch.nn.MultiheadAttention):
+        return mod.in_proj_weight if mod._qkv_same_embed_dim else None
+    return getattr(mod, "weight", None)
 
 
 def delta_weight(delta: LoraDelta, shape) -> Any:
@@ -354,7 +370,7 @@ def patch(models: dict[str, Any], lora: LoraWeights, strength: float) -> dict[st
         named = dict(model.named_modules())
         with torch.no_grad():
             for path, delta in deltas.items():
-                weight = named[path].weight
+                weight = _weight(named[path])
                 weight.add_((strength * delta_weight(delta, weight.shape)).to(weight.dtype))
         out[comp] = model.eval()
     return out
@@ -383,11 +399,17 @@ def token_rows(clip: Any, lora: LoraWeights) -> dict[int, Any]:
     return rows
 
 
-def patch_clip(clip: Any, lora: LoraWeights) -> Any:
-    """A copy of a CLIP encoder with the LoRA's bundled embeddings in its token table (`clip` itself
-    when the LoRA bundles none); the input encoder is not changed."""
+def patch_clip(clip: Any, lora: LoraWeights, strength: float = 1.0) -> Any:
+    """A copy of a CLIP encoder with the LoRA's text-tower weights merged at `strength` (a copy of the
+    tower; `text_encoder.*` / `lora_te_*` keys) and its bundled embeddings in its token table (whole,
+    whatever the strength: a token is the word or not); `clip` itself when the LoRA has neither. The
+    input encoder is not changed."""
+    out = clip
+    if lora.deltas.get("text_encoder") and strength != 0:
+        tower = patch({"text_encoder": clip.text_tower()}, subset(lora, ("text_encoder",)), strength)
+        out = clip.with_text_tower(tower["text_encoder"])
     if not lora.embeddings:
-        return clip
+        return out
     from ..unclip.api import with_token_rows
 
-    return with_token_rows(clip, token_rows(clip, lora))
+    return with_token_rows(out, token_rows(out, lora))

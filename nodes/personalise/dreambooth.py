@@ -7,9 +7,10 @@ inversion together with the LoRA) so that the frozen prior maps prompts with the
 the subject's CLIP image embeddings, and a LoRA on the decoder (its attention, text cross-attention,
 resnet convolutions and their embedding projections) learns to draw the subject from those embeddings
 and the identifier's token. A prompt without the identifier meets the same CLIP and prior as before;
-only the decoder's LoRA can move it. Optionally the prior gets a LoRA too (`prior_steps`).
-The row is bundled in the LoRA file (`bundle_emb.<identifier>.*`); Load LoRA puts it into a copy of
-the CLIP.
+only the decoder's LoRA can move it. Optionally the prior gets a LoRA too (`prior_steps`), and the
+text tower one (`text_rank`, as DreamBooth's text-encoder training; held to the frozen tower's
+encodings of ordinary captions). The row is bundled in the LoRA file (`bundle_emb.<identifier>.*`),
+the tower's LoRA as diffusers' `text_encoder.*` keys; Load LoRA puts both into a copy of the CLIP.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ PRIOR_CLASS = 8  # prior-preservation captions per class image (see run)
 PHASE_CLASS = 8  # the same in the prior phase (as PRIOR_CLASS), with as many again without their colour word
 MID_BAND = (350, 850)  # decoder timesteps where a small subject's outline is decided (bench/dreambooth_probe.py)
 PHASE_BATCH = 16  # subject rows (and preservation captions) per step of the prior phase
+TEXT_KEEP = 512  # with text_rank: ordinary captions whose encodings the text tower's LoRA keeps
+TEXT_KEEP_BATCH = 16  # … and how many of them each step
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -51,6 +54,37 @@ def prior_distill(net, frozen, scheduler, image_embeds, text, generator):
     with torch.no_grad():
         target = frozen(xt, **kw).predicted_image_embedding
     return torch.nn.functional.mse_loss(net(xt, **kw).predicted_image_embedding, target)
+
+
+def text_keep_captions(n: int, identifier: str, rng) -> list[str]:
+    """`n` ordinary captions without the identifier whose encodings the text tower's LoRA must keep:
+    random scenes and attribute subsets by both writers, a quarter of them without their colour word
+    (as Factor Out Colour hands prompts to the prior) and half rephrased (another article, the parts
+    in another order), so that drift is held in many phrasings, not one writer's."""
+    from ..shapes.api import captions, domain
+    from . import subject
+
+    out = []
+    for k in range(n):
+        include = domain.random_subset(rng)
+        if k % 4 == 3:
+            include = _without_color(include)
+        text = captions.mixed_caption(domain.sample_scene(rng, "train").attributes(), rng, 0.5, include=include)
+        out.append(subject.rephrase(text, identifier, rng) if k % 2 else text)
+    return out
+
+
+def text_keep_loss(tower, frozen_enc, texts: list[str]):
+    """How far the LoRA'd tower's encodings of `texts` are from the frozen tower's `frozen_enc`: the
+    pooled embedding's and the real tokens' states' squared error, each relative to the frozen one's
+    mean square (so 0.01 is a 10 % RMS change)."""
+    import torch
+
+    enc = tower.encode_text(texts)
+    mask = frozen_enc.mask[..., None].to(enc.hidden)
+    pooled = torch.mean((enc.embeds - frozen_enc.embeds) ** 2) / torch.mean(frozen_enc.embeds ** 2)
+    hidden = torch.sum((enc.hidden - frozen_enc.hidden) ** 2 * mask) / torch.sum(frozen_enc.hidden ** 2 * mask)
+    return pooled + hidden
 
 
 def subject_rows_per_step(batch: int, share: float) -> int:
@@ -106,6 +140,18 @@ class DreamBooth(Node):
         token_lr: float = Port(5e-3, ge=0.0, le=1.0, description="Learning rate of the identifier's own row "
                                "in CLIP's token table (pivotal tuning); 0 keeps CLIP as it is and leaves the "
                                "identifier to the LoRAs.")
+        text_rank: int = Port(0, ge=0, le=64, description="Rank of a LoRA on CLIP's text tower (every block's "
+                              "attention and MLP), learnt with the row through the frozen prior and the "
+                              "decoder, as DreamBooth's text-encoder training, so the identifier is read in "
+                              "context; held to the frozen tower's encodings of ordinary captions "
+                              "(text_preservation). Saved in the LoRA file; Load LoRA applies it to the CLIP. "
+                              "0: the tower stays as it is.")
+        text_lr: float = Port(5e-4, gt=0.0, le=1.0, description="With text_rank: learning rate of the text "
+                              "tower's LoRA.")
+        text_preservation: float = Port(10.0, ge=0.0, le=1000.0, description="With text_rank: weight of the "
+                                        "loss keeping the tower's pooled embedding and token states on ordinary "
+                                        "captions without the identifier (both writers, many phrasings) as "
+                                        "the frozen tower's.")
         batch: int = Port(8, ge=2, le=256, description="Decoder and prior rows per step: subject rows and class "
                           "images (see subject_share).")
         subject_share: float = Port(0.625, gt=0.0, lt=1.0, description="Share of each step's rows that are subject "
@@ -142,6 +188,9 @@ class DreamBooth(Node):
                                                             "noun dropped, another article, the parts in "
                                                             "another order), so the identifier is learnt in "
                                                             "more phrasings than the writers'.")
+        alone_share: float = Port(0.0, ge=0.0, le=1.0, description="Share of subject captions that name the "
+                                  "identifier alone, without the class noun (\"a red sks at the top\"), as users "
+                                  "may write it; 0: always \"sks shape\".")
         null_share: float = Port(0.2, ge=0.0, lt=1.0, description="Share of subject rows whose image embedding "
                                  "is the null one, so that the identifier's token alone, through the decoder's "
                                  "text conditioning, must carry the subject.")
@@ -220,11 +269,20 @@ class DreamBooth(Node):
                                            small_share=inputs.small_share, scenes=scenes)
         # fresh captions come from a stream of their own: images, indices and noise stay as with "pool"
         cap_rng = np.random.default_rng([inputs.seed, 17])
+        alone_rng = np.random.default_rng([inputs.seed, 31])  # the same for alone_share
+
+        def alone(texts: list[str]) -> list[str]:
+            if inputs.alone_share == 0:
+                return texts
+            return [subject.without_class_noun(t, ident) if alone_rng.random() < inputs.alone_share else t
+                    for t in texts]
+
+        subj_caps = alone(subj_caps)
 
         def captions_of(idx: list[int]) -> list[str]:
             if inputs.captions == "pool":
                 return [subj_caps[j] for j in idx]
-            out = [subject.caption(scenes[j], ident, cap_rng, domain.random_subset(cap_rng), 0.5) for j in idx]
+            out = alone([subject.caption(scenes[j], ident, cap_rng, domain.random_subset(cap_rng), 0.5) for j in idx])
             return [subject.rephrase(t, ident, cap_rng) for t in out] if inputs.captions == "varied" else out
 
         # the prior's class rows are cheap (no decoding): PRIOR_CLASS times as many captions keep the prior's
@@ -273,12 +331,19 @@ class DreamBooth(Node):
         elif prior_steps > 0:
             prior_net, prior_cfg = training.with_lora(pri.prior, inputs.rank, training.PRIOR_TARGETS,
                                                       seed=inputs.seed + 1)
-        elif token_ids:  # the row learns through the prior, whose own weights stay as they are
+        elif token_ids or inputs.text_rank > 0:  # the row learns through the prior, whose own weights stay as they are
             prior_net = training.frozen(pri.prior)
         tuned_prior = dataclasses.replace(pri, prior=prior_net) if prior_net is not None else pri
-        row, text_tower = None, None
-        if token_ids:  # the identifier's row, learnt through a frozen copy of the text tower
+        row, text_tower, text_lora = None, None, None
+        if inputs.text_rank > 0:  # a LoRA on a copy of the text tower, learnt with the row
+            text_tower, text_lora = training.with_text_lora(clip, inputs.text_rank, seed=inputs.seed + 2)
+            keep_rng = np.random.default_rng([inputs.seed, 29])  # a stream of its own: the others stay put
+            keep_caps = text_keep_captions(TEXT_KEEP, ident, keep_rng)
+            with torch.no_grad():
+                keep_enc = clip.encode_text(keep_caps)
+        elif token_ids:
             text_tower = training.frozen(clip)
+        if token_ids:  # the identifier's row, learnt through a frozen copy of the text tower
             row = torch.nn.Parameter(clip.input_embeddings().weight[token_ids].detach().clone())
             training.substitute_rows(text_tower.input_embeddings(), token_ids, row)
         # the decoder's text projection is trained through, never into: a frozen copy, so the loaded one
@@ -323,7 +388,7 @@ class DreamBooth(Node):
             emb = subj_emb[i_s].clone()
             emb[torch.from_numpy(rng.random(n_subj) < inputs.null_share)] = null
             # with the row (learning or, after prior_steps, fixed): the text as the saved LoRA will encode it
-            if row is not None:
+            if text_tower is not None:
                 text = text_tower.encode_text(captions_of(i_s.tolist()))
             elif inputs.captions != "pool":
                 with torch.no_grad():
@@ -344,9 +409,14 @@ class DreamBooth(Node):
                 i_p = torch.from_numpy(rng.choice(n_prior, size=len(i_c), replace=n_prior < len(i_c)))
                 l_pri_class = prior_loss(tuned_prior, prior_emb[i_p], take(prior_text, i_p), gen)
                 total = total + l_pri + lam * l_pri_class
-            elif row is not None and row.requires_grad and prior_steps == 0:
-                # the frozen prior's loss on the subject rows: only the identifier's row learns from it
+            elif (row is not None and row.requires_grad or text_lora) and prior_steps == 0:
+                # the frozen prior's loss on the subject rows: only the identifier's row (and the text
+                # tower's LoRA) learn from it
                 total = total + prior_loss(tuned_prior, subj_emb[i_s], text, gen)
+            if text_lora:  # ordinary captions keep their encodings
+                i_k = keep_rng.choice(TEXT_KEEP, size=TEXT_KEEP_BATCH, replace=False)
+                total = total + inputs.text_preservation * text_keep_loss(
+                    text_tower, take(keep_enc, torch.from_numpy(i_k)), [keep_caps[k] for k in i_k])
             return total
 
         groups = [{"params": training.trainable(unet), "lr": inputs.lr}]
@@ -354,6 +424,8 @@ class DreamBooth(Node):
             groups.append({"params": training.trainable(prior_net), "lr": inputs.prior_lr})
         if row is not None and row.requires_grad:
             groups.append({"params": [row], "lr": inputs.token_lr})
+        if text_lora:
+            groups.append({"params": [p for a in text_lora.values() for p in a.parameters()], "lr": inputs.text_lr})
         cpu_phase = time.process_time() - cpu0
         done0, total_steps = inputs.prior_phase, inputs.prior_phase + inputs.steps
         losses = training.fit(groups, loss, inputs.steps, lambda done, _loss: ctx.progress(done0 + done, total_steps))
@@ -364,12 +436,13 @@ class DreamBooth(Node):
                 "conv_rank": inputs.conv_rank, "mid_share": inputs.mid_share,
                 "prior_phase": inputs.prior_phase, "prior_rank": inputs.prior_rank if phase_lora else 0,
                 "subject_pool": pool, "captions": inputs.captions, "null_share": inputs.null_share,
+                "text_rank": inputs.text_rank, "alone_share": inputs.alone_share,
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "cpu_seconds_class": round(cpu_class, 1), "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
         save_lora(path, unet, unet_cfg, info, prior_net if prior_steps > 0 or phase_lora else None, prior_cfg,
-                  embeddings={ident: row.detach()} if row is not None else None)
+                  embeddings={ident: row.detach()} if row is not None else None, text_encoder=text_lora)
         ctx.log.info("DreamBooth: %d steps in %.0f s, loss %.4f → %.4f; wrote %s", inputs.steps, seconds,
                      losses[0], losses[-1], path)
         ctx.show(text=[f"{path.name}: {inputs.steps} steps in {seconds:.0f} s, loss {losses[0]:.3f} → {losses[-1]:.3f}"])

@@ -76,13 +76,18 @@ def caption(attrs: dict[str, str], identifier: str, rng: np.random.Generator, in
     return re.sub(r"\b(shape|object)\b", f"{identifier} shape", text, count=1)
 
 
+def without_class_noun(text: str, identifier: str) -> str:
+    """The caption with the identifier alone where it was "<identifier> shape" ("a red sks at the top")."""
+    return re.sub(rf"\b{re.escape(identifier)} shape\b", identifier, text, count=1)
+
+
 def rephrase(text: str, identifier: str, rng: np.random.Generator) -> str:
     """A writer's caption rewritten in ways neither writer has, so that the identifier's row is learnt
     in more contexts than theirs: the class noun dropped ("a blue sks at the top"), the first article
     swapped or dropped, and the caption's comma-separated parts put in another order or joined with
     semicolons. Generic: it knows no template, only the caption's words and commas."""
     if rng.random() < 0.35:
-        text = re.sub(rf"\b{re.escape(identifier)} shape\b", identifier, text, count=1)
+        text = without_class_noun(text, identifier)
     if rng.random() < 0.35:
         text = re.sub(r"\b(a|an)\s", _pick(rng, ("the ", "one ", "")), text, count=1)
     parts = text.split(", ")

@@ -79,6 +79,61 @@ def substitute_rows(embedding: Any, ids: Sequence[int], rows: Any) -> Any:
     return embedding.register_forward_hook(hook)
 
 
+# the text tower's blocks: open_clip (`transformer.resblocks.N.…`) and transformers (`text_model.encoder.layers.N.…`)
+_TEXT_BLOCKS = ("transformer.resblocks.", "text_model.encoder.layers.")
+
+
+def _low_rank(out_features: int, in_features: int, rank: int) -> Any:
+    """A parametrization W → W + up @ down (up starts at zero, so the weight starts as it was; down
+    as peft's "gaussian" lora_A)."""
+    import torch
+
+    class LowRank(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down = torch.nn.Parameter(torch.randn(rank, in_features) / rank)
+            self.up = torch.nn.Parameter(torch.zeros(out_features, rank))
+
+        def forward(self, weight):
+            return weight + (self.up @ self.down).to(weight)
+
+    return LowRank()
+
+
+def with_text_lora(clip: Any, rank: int, seed: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """A frozen deep copy of a CLIP encoder whose text tower has a trainable LoRA of `rank` on every block's
+    attention (a torch MultiheadAttention's fused q/k/v `in_proj_weight`, or separate q/k/v projections)
+    and output projection and its MLP's two Linear layers, and those modules: path in `clip.text_tower()`
+    → its parametrization (`down`, `up`; scale 1, alpha = rank), as `save_lora(text_encoder=…)` takes them.
+
+    The updates are weight parametrizations, not module wrappers, so they act wherever the weight is
+    read (MultiheadAttention reads `in_proj_weight` and `out_proj.weight` directly, past any wrapper's
+    forward). Initialised from `seed` (the global generator is left as it was)."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    model = frozen(clip)
+    tower = model.text_tower()
+    adapters: dict[str, Any] = {}
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed % 2**63)
+        for name, mod in list(tower.named_modules()):
+            if not name.startswith(_TEXT_BLOCKS):
+                continue
+            if isinstance(mod, torch.nn.MultiheadAttention) and mod._qkv_same_embed_dim:
+                param = "in_proj_weight"
+            elif isinstance(mod, torch.nn.Linear):
+                param = "weight"
+            else:
+                continue
+            out_f, in_f = getattr(mod, param).shape
+            adapter = _low_rank(out_f, in_f, rank)
+            parametrize.register_parametrization(mod, param, adapter)
+            adapters[name] = adapter
+    return model, adapters
+
+
 def trainable(*models: Any) -> list[Any]:
     return [p for m in models for p in m.parameters() if p.requires_grad]
 

@@ -142,6 +142,17 @@ class OpenClipEncoder(torch.nn.Module):
         out.model = model
         return out
 
+    def text_tower(self) -> torch.nn.Module:
+        """The module whose paths name the text tower's layers in a LoRA file (`text_encoder.<path>`):
+        the open_clip model (`transformer.resblocks.0.attn`, `….mlp.c_fc`, …)."""
+        return self.model
+
+    def with_text_tower(self, tower: torch.nn.Module) -> OpenClipEncoder:
+        """A copy whose `text_tower()` is `tower` (e.g. a LoRA-patched copy of it)."""
+        out = _shallow_module_copy(self)
+        out.model = tower
+        return out
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] → normalised (B, 3, S, S) at the tower's input size."""
         images = _square_resize(images.float().to(self.mean.device), self.image_size)
@@ -200,6 +211,17 @@ class TransformersClipEncoder(torch.nn.Module):
         text_encoder.text_model = text_model
         out = _shallow_module_copy(self)
         out.text_encoder = text_encoder
+        return out
+
+    def text_tower(self) -> torch.nn.Module:
+        """The module whose paths name the text tower's layers in a LoRA file, as diffusers and kohya
+        name them (`text_encoder.text_model.encoder.layers.0.self_attn.q_proj`, `lora_te_text_model_…`)."""
+        return self.text_encoder
+
+    def with_text_tower(self, tower: torch.nn.Module) -> TransformersClipEncoder:
+        """A copy whose `text_tower()` is `tower` (e.g. a LoRA-patched copy of it)."""
+        out = _shallow_module_copy(self)
+        out.text_encoder = tower
         return out
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
