@@ -210,6 +210,7 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
         cond = cond + noise_level * randn_tensor(cond.shape, generator=generator, dtype=dtype)
     reference = ((cond.clamp(-1, 1) + 1) / 2).to(dtype)
     labels = model.class_labels(image_embeds, batch)
+    extra = {} if labels is None else {"class_labels": labels}  # an image-only UNet is called as before
     tiles = None
     if tile > 0 and flat_threshold > 0 and unet.config.out_channels == channels:
         # the gate keeps the upsampler's pixels within `radius` (2) px of a non-flat one
@@ -224,7 +225,7 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
             pred = tiled_forward(net, x, t, tiles, fill, class_labels=labels)
         else:
             tiles = None
-            pred = net(sample=x, timestep=t, class_labels=labels).sample
+            pred = net(sample=x, timestep=t, **extra).sample
         out = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator)
         latents = out.prev_sample
         if callback is not None:
