@@ -94,6 +94,8 @@ def oracle_nodes(wf: dict, named: dict[str, str], count: int, seed: int, feed32:
     wf["nodes"]["oracle_encode"] = {"type": "unclip.image_encode", "version": 1, "inputs": {
         "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": link[0], "output": link[1]}}}
     wf["nodes"]["decoder"]["inputs"]["image_embedding"] = {"from": "oracle_encode", "output": "embedding"}
+    if "image_embedding" in wf["nodes"]["upsample"]["inputs"]:  # an upsampler that sees the decoder's embedding
+        wf["nodes"]["upsample"]["inputs"]["image_embedding"] = {"from": "oracle_encode", "output": "embedding"}
     if feed32:
         for k in range(count):
             scene64 = wf["nodes"][f"oracle_scene_{k}"]

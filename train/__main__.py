@@ -27,7 +27,9 @@ train upsampler_decoded` on the bundle decoder's own 32 px images of training sc
 decoder_sharp` continues the bundle's decoder with more of its loss on the object's outline (run it on a copy of
 the bundle); they are in no group either (docs/unclip.md, "Short prompts' outlines"). `python -m train
 clip_vocab_tune --out DIR` trains the vocabulary rows again after `clip_bind` (a trial, in no group; it refuses
-to write into the shipped bundle).
+to write into the shipped bundle). `python -m train upsampler_embed --out DIR` continues the bundle's 64 px
+upsampler as one that also sees the CLIP image embedding (a trial, in no group; `super_res_first/`,
+`super_res_embed/` and `super_res_scheduler/` into DIR; it refuses the shipped bundle without `--ship true`).
 """
 
 from __future__ import annotations
@@ -58,13 +60,14 @@ from train import (
     upsampler,
     upsampler256,
     upsampler_decoded,
+    upsampler_embed,
 )
 
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "clip_place": clip_place.main, "arprior": arprior.main,
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
 TRIALS = {"clip_text": clip_text.main, "clip_vocab_tune": clip_vocab_tune.main, "upsampler_tune": upsampler.tune,
-          "upsampler_decoded": upsampler_decoded.main,
+          "upsampler_decoded": upsampler_decoded.main, "upsampler_embed": upsampler_embed.main,
           "decoder_sharp": decoder.sharp}
 # (continue a bundle in place; not in the shipped recipe: docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle

@@ -86,6 +86,7 @@ def write_model_index(out: Path) -> None:
         "decoder": ["diffusers", "UNet2DConditionModel"],
         "super_res_first": ["diffusers", "UNet2DModel"],
         "super_res_last": ["diffusers", "UNet2DModel"],
+        "super_res_embed": ["nodes.unclip.models.upsampler", "UpsamplerEmbedding"],
         "clip": ["open_clip", "ShapesCLIP"],
     }
     index: dict = {"_class_name": "UnCLIPPipeline", "_diffusers_version": diffusers.__version__}

@@ -212,6 +212,11 @@ class Upsample(Node):
                          "squares of this many output px that hold a kept pixel, batched, each with 8 px of "
                          "context (an upsampler without attention, trained on crops, such as the 256 px stage); "
                          "the whole image when that costs as much. 0: always the whole image.")
+        image_embedding: EMBEDDING | None = Port(None, description="Optional CLIP image embeddings the images "
+                                                 "were decoded from (the decoder's `image_embedding`; 1, one per "
+                                                 "image, or one per embedding with the decoder's `batch`), for an "
+                                                 "upsampler that sees them (its folder has super_res_embed/); "
+                                                 "others ignore them.")
 
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
@@ -226,5 +231,6 @@ class Upsample(Node):
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
                            callback=progress(ctx), fix_colors=inputs.fix_colors, color_sigma=inputs.color_sigma,
                            flat_threshold=inputs.flat_threshold, tile=inputs.tile, halo=TILE_HALO,
-                           scheduler=None if inputs.scheduler == "default" else inputs.scheduler)
+                           scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
+                           image_embeds=inputs.image_embedding)
         return self.Outputs(images=nodegraph.from_tensor(out))

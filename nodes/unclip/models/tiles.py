@@ -60,14 +60,17 @@ def plan_tiles(active: torch.Tensor, tile: int, halo: int, multiple: int = 1) ->
 
 
 def tiled_forward(net, sample: torch.Tensor, timestep, tiles: Tiles, fill: torch.Tensor,
-                  chunk: int = 64) -> torch.Tensor:
+                  chunk: int = 64, class_labels: torch.Tensor | None = None) -> torch.Tensor:
     """`net(sample, timestep).sample` on the tiles' crops, batched `chunk` at a time, pasted into
-    `fill` ((B, C_out, H, W), the prediction wherever no tile runs)."""
+    `fill` ((B, C_out, H, W), the prediction wherever no tile runs); `class_labels` (B, T), if any,
+    go with each crop's frame."""
     if not tiles.crops:  # a flat frame: the input's enlargement is the whole answer
         return fill
     s = tiles.size
     crops = torch.stack([sample[b, :, y:y + s, x:x + s] for b, y, x in tiles.crops])
-    preds = torch.cat([net(sample=crops[i:i + chunk], timestep=timestep).sample
+    labels = None if class_labels is None else class_labels[[b for b, _, _ in tiles.crops]]
+    preds = torch.cat([net(sample=crops[i:i + chunk], timestep=timestep,
+                           **({} if labels is None else {"class_labels": labels[i:i + chunk]})).sample
                        for i in range(0, crops.shape[0], chunk)])
     out = fill.clone()
     for pred, (b, y, x), (y0, y1, x0, x1) in zip(preds, tiles.crops, tiles.tiles, strict=True):

@@ -6,6 +6,13 @@ step, `super_res_last` runs the final step (when the checkpoint has one; our shi
 only `super_res_first`, used for every step). `noise_level` > 0 adds Gaussian noise of that
 standard deviation (in [-1, 1] units) to the upsampled image first — the paper's conditioning
 augmentation, which our upsampler was trained with; Karlo's pipeline uses none (0).
+
+An upsampler may also see the CLIP image embedding the decoder was conditioned on, as Imagen's and
+Kandinsky's super-resolution stages see their conditioning (the paper's see only the image): its
+`super_res_first/` is then a `UNet2DModel` with `class_embed_type="identity"` and `super_res_embed/`
+holds `UpsamplerEmbedding`, which maps the embedding (B, D) to the addition to the UNet's timestep
+embedding (B, T), as Karlo's `text_proj/` does for the decoder. A folder without `super_res_embed/`
+(Karlo's, or ours before it) loads and runs as before, and ignores an embedding.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel
+from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import schedulers as sch
@@ -25,11 +34,66 @@ from .tiles import clean_prediction, gaussian_blur, plan_tiles, tiled_forward
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
 
+class UpsamplerEmbedding(ModelMixin, ConfigMixin):
+    """CLIP image embedding (B, D) → addition to the upsampler UNet's timestep embedding (B, T).
+
+    The embedding is L2-normalised and scaled by √D (the prior's samples and CLIP's image embeddings
+    differ in norm, not in what they say), then diffusers' `TimestepEmbedding` (linear, SiLU, linear),
+    the MLP of `UNet2DConditionModel`'s `class_embed_type="projection"`. Built by `with_embedding`,
+    its last layer is zero, so the upsampler starts exactly as the one it was made from.
+    """
+
+    @register_to_config
+    def __init__(self, embedding_dim: int = 512, time_embed_dim: int = 128):
+        super().__init__()
+        self.proj = TimestepEmbedding(embedding_dim, time_embed_dim)
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(embeds.to(self.dtype), dim=-1) * self.config.embedding_dim ** 0.5
+        return self.proj(x)
+
+
+def time_embed_dim(unet: UNet2DModel) -> int:
+    return int(unet.config.time_embedding_dim or 4 * unet.config.block_out_channels[0])
+
+
+def with_embedding(unet: UNet2DModel, embedding_dim: int) -> tuple[UNet2DModel, UpsamplerEmbedding]:
+    """A copy of a plain upsampler UNet that takes `class_labels` (B, T) (`class_embed_type="identity"`,
+    no new weights) and a zero-initialised `UpsamplerEmbedding`: together exactly `unet` at first."""
+    if unet.config.class_embed_type is not None or unet.config.num_class_embeds is not None:
+        raise ValueError(f"the upsampler already has a class embedding ({unet.config.class_embed_type!r})")
+    new = UNet2DModel.from_config({**unet.config, "class_embed_type": "identity"})
+    new.load_state_dict(unet.state_dict())
+    embed = UpsamplerEmbedding(embedding_dim, time_embed_dim(unet))
+    torch.nn.init.zeros_(embed.proj.linear_2.weight)
+    torch.nn.init.zeros_(embed.proj.linear_2.bias)
+    return new, embed
+
+
 @dataclass
 class UpsamplerModel:
     first: UNet2DModel
     last: UNet2DModel | None  # None: `first` runs every step
     scheduler: object
+    embed: UpsamplerEmbedding | None = None  # None: the upsampler sees only the image
+
+    def class_labels(self, image_embeds: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """(batch, T) for the UNet's `class_labels`, or None for an upsampler without an embedding path.
+        `image_embeds` (1, batch or batch / k rows, each repeated for its k images; None: zeros, the
+        embedding dropped, as in training) is ignored by an upsampler without one."""
+        if self.embed is None:
+            return None
+        dtype = self.first.dtype
+        if image_embeds is None:
+            return torch.zeros(batch, time_embed_dim(self.first), dtype=dtype)
+        rows, dim = image_embeds.shape[0], image_embeds.shape[-1]
+        if image_embeds.ndim != 2 or dim != self.embed.config.embedding_dim:
+            raise ValueError(f"image_embedding: expected (B, {self.embed.config.embedding_dim}) CLIP image "
+                             f"embeddings (the upsampler's bundle's CLIP), got {tuple(image_embeds.shape)}")
+        if rows == 0 or batch % rows:
+            raise ValueError(f"image_embedding: {rows} rows for {batch} images; give 1, one per image, or one "
+                             "per decoded embedding (each repeated for its images)")
+        return self.embed(image_embeds.to(dtype).repeat_interleave(batch // rows, dim=0))
 
     @property
     def sample_size(self) -> int:
@@ -47,7 +111,14 @@ def load_upsampler(path: str | Path) -> UpsamplerModel:
     last = None
     if (root / "super_res_last").is_dir():
         last = UNet2DModel.from_pretrained(root, subfolder="super_res_last", torch_dtype=torch.float32, low_cpu_mem_usage=False).eval()
-    return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"))
+    embed = None
+    if (root / "super_res_embed").is_dir():
+        embed = UpsamplerEmbedding.from_pretrained(root, subfolder="super_res_embed", torch_dtype=torch.float32,
+                                                   low_cpu_mem_usage=False).eval()
+    if (embed is not None) != (first.config.class_embed_type == "identity"):
+        raise ValueError(f"{root}: super_res_embed/ and super_res_first/'s class_embed_type 'identity' go "
+                         "together (an upsampler that sees the image embedding); found one without the other")
+    return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"), embed)
 
 
 def upscale_condition(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -108,7 +179,7 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
              noise_level: float = 0.0, callback: Callback | None = None, scheduler: str | None = None,
              latents: torch.Tensor | None = None, fix_colors: bool = False,
              color_sigma: float | None = None, flat_threshold: float = 0.0, tile: int = 0,
-             halo: int = 16) -> torch.Tensor:
+             halo: int = 16, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """Upsample images (B, 3, h, w) in [0, 1] to (B, 3, S, S) in [0, 1], S = the model's sample_size
     (non-square images: their shorter side to S, see `output_size`).
 
@@ -119,7 +190,9 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
     exactly `UnCLIPPipeline`'s super-resolution stage. `flat_threshold` > 0 keeps the input's
     enlargement where the input is flat (`keep_flat`); with it, `tile` > 0 runs the UNet only on the
     `tile` px squares (plus `halo` px of context) holding a pixel the gate keeps (`tiles.plan_tiles`),
-    and the whole frame when that would cost as much.
+    and the whole frame when that would cost as much. `image_embeds` (rows, D): the CLIP image
+    embeddings the images were decoded from, for an upsampler with an embedding path
+    (`UpsamplerModel.class_labels`); others ignore them.
     """
     unet = model.first
     dtype = unet.dtype
@@ -136,6 +209,8 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
         # drawn after the initial noise, so noise_level=0 keeps the pipeline's random stream
         cond = cond + noise_level * randn_tensor(cond.shape, generator=generator, dtype=dtype)
     reference = ((cond.clamp(-1, 1) + 1) / 2).to(dtype)
+    labels = model.class_labels(image_embeds, batch)
+    extra = {} if labels is None else {"class_labels": labels}  # an image-only UNet is called as before
     tiles = None
     if tile > 0 and flat_threshold > 0 and unet.config.out_channels == channels:
         # the gate keeps the upsampler's pixels within `radius` (2) px of a non-flat one
@@ -147,10 +222,10 @@ def upsample(model: UpsamplerModel, images: torch.Tensor, steps: int = 7, genera
         x = torch.cat([sched.scale_model_input(latents, t), cond], dim=1)
         fill = clean_prediction(sched, cond, latents, t) if tiles is not None else None
         if fill is not None:
-            pred = tiled_forward(net, x, t, tiles, fill)
+            pred = tiled_forward(net, x, t, tiles, fill, class_labels=labels)
         else:
             tiles = None
-            pred = net(sample=x, timestep=t).sample
+            pred = net(sample=x, timestep=t, **extra).sample
         out = sch.step(sched, pred, t, latents, sch.prev_timestep(ts, i), generator)
         latents = out.prev_sample
         if callback is not None:

@@ -1,0 +1,176 @@
+"""The 64 px upsampler that also sees the CLIP image embedding (`super_res_embed/`), and its trial stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nodes.unclip.models import load_upsampler, upsample  # noqa: E402
+from nodes.unclip.models.tiles import plan_tiles, tiled_forward  # noqa: E402
+from nodes.unclip.models.upsampler import UpsamplerModel, with_embedding  # noqa: E402
+from train.common import SHIPPED  # noqa: E402
+
+DIM = 128  # the shipped CLIP's embedding width
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_upsampler(SHIPPED)
+
+
+def images(seed: int = 0, n: int = 2) -> torch.Tensor:
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def embeds(seed: int = 0, n: int = 2) -> torch.Tensor:
+    return torch.randn(n, DIM, generator=torch.Generator().manual_seed(seed))
+
+
+def run(model, imgs, emb=None, seed=0, **kw):
+    with torch.inference_mode():
+        return upsample(model, imgs, steps=2, generator=torch.Generator().manual_seed(seed), fix_colors=True,
+                        image_embeds=emb, **kw)
+
+
+def embedded(shipped, nonzero: bool) -> UpsamplerModel:
+    unet, embed = with_embedding(shipped.first, DIM)
+    if nonzero:  # as after training: the path's last layer is no longer zero
+        torch.manual_seed(0)
+        torch.nn.init.normal_(embed.proj.linear_2.weight, std=0.5)
+    return UpsamplerModel(unet.eval(), None, shipped.scheduler, embed.eval())
+
+
+def save(model: UpsamplerModel, root) -> None:
+    model.first.save_pretrained(root / "super_res_first")
+    model.embed.save_pretrained(root / "super_res_embed")
+    shutil.copytree(SHIPPED / "super_res_scheduler", root / "super_res_scheduler")
+
+
+def test_step_zero_is_exactly_the_shipped_upsampler_whatever_the_embedding(shipped):
+    model = embedded(shipped, nonzero=False)
+    base = run(shipped, images())
+    assert torch.equal(run(model, images(), embeds(1)), base)
+    assert torch.equal(run(model, images(), embeds(2)), base)
+    assert torch.equal(run(model, images(), None), base)
+
+
+def test_a_trained_embedding_path_changes_the_drawing_and_none_turns_it_off(shipped):
+    model = embedded(shipped, nonzero=True)
+    a, b = run(model, images(), embeds(1)), run(model, images(), embeds(2))
+    assert (a - b).abs().mean() > 1e-3
+    # no embedding: zero class labels, the UNet as it was (here the shipped one's weights)
+    assert torch.equal(run(model, images(), None), run(shipped, images()))
+    # one row serves every image; k rows serve k images each, in order
+    one = run(model, images(n=2), embeds(1, n=1))
+    assert torch.equal(one, run(model, images(n=2), embeds(1, n=1).expand(2, DIM)))
+    with pytest.raises(ValueError, match="3 rows for 2 images"):
+        run(model, images(n=2), embeds(1, n=3))
+    with pytest.raises(ValueError, match=r"\(B, 128\)"):
+        run(model, images(n=2), torch.randn(2, 64))
+
+
+def test_an_upsampler_without_the_path_ignores_an_embedding(shipped):
+    assert shipped.embed is None and shipped.first.config.class_embed_type is None
+    assert torch.equal(run(shipped, images(), embeds(1)), run(shipped, images()))
+
+
+def test_a_saved_embedding_upsampler_loads_as_a_diffusers_folder_and_refuses_half_of_one(shipped, tmp_path):
+    model = embedded(shipped, nonzero=True)
+    save(model, tmp_path / "up")
+    loaded = load_upsampler(tmp_path / "up")
+    assert loaded.embed is not None and loaded.first.config.class_embed_type == "identity"
+    assert torch.equal(run(loaded, images(), embeds(1)), run(model, images(), embeds(1)))
+    config = json.loads((tmp_path / "up" / "super_res_embed" / "config.json").read_text())
+    assert config["_class_name"] == "UpsamplerEmbedding" and config["embedding_dim"] == DIM
+    shutil.rmtree(tmp_path / "up" / "super_res_embed")
+    with pytest.raises(ValueError, match="go together"):
+        load_upsampler(tmp_path / "up")
+
+
+class LabelNet(torch.nn.Module):
+    """A UNet stand-in without spatial context whose output depends on each frame's class labels."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.config = unet.config
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(6, 3, 1)
+
+    def forward(self, sample, timestep, class_labels=None):
+        return type("Out", (), {"sample": torch.tanh(self.conv(sample)) + class_labels[:, :3, None, None]})()
+
+
+def test_tiles_give_each_crop_its_own_frames_labels(shipped):
+    net = LabelNet(shipped.first)
+    x = torch.rand(2, 6, 128, 128, generator=torch.Generator().manual_seed(0))
+    labels = torch.randn(2, 128, generator=torch.Generator().manual_seed(1))
+    active = torch.zeros(2, 1, 128, 128, dtype=torch.bool)
+    active[:, :, 20:30, 10:20] = True
+    tiles = plan_tiles(active, 16, 8, 4)
+    assert tiles is not None and {b for b, _, _ in tiles.crops} == {0, 1}
+    dense = net(x, 0, labels).sample
+    sparse = tiled_forward(net, x, 0, tiles, torch.zeros_like(dense), class_labels=labels)
+    assert torch.allclose(sparse[tiles.covered.expand_as(dense)], dense[tiles.covered.expand_as(dense)], atol=1e-6)
+
+
+def test_the_node_passes_the_embedding_to_an_upsampler_that_sees_it(shipped, tmp_path):
+    from nodegraph import Engine, Settings
+
+    save(embedded(shipped, nonzero=True), tmp_path / "models" / "shapes-unclip-emb")
+    engine = Engine.from_settings(Settings.from_env(threads=1, output_dir=tmp_path / "out",
+                                                    model_dirs=[tmp_path / "models", SHIPPED.parent]))
+
+    def workflow(upsampler: str, with_embedding: bool, colour: str = "red") -> dict:
+        up = {"upsampler": {"from": "load_up", "output": "upsampler"}, "images": {"from": "low", "output": "image"},
+              "steps": 2, "seed": 0}
+        if with_embedding:
+            up["image_embedding"] = {"from": "enc", "output": "embedding"}
+        scene = {"shape": "star", "color": colour, "size": "small", "position": "center", "background": "white"}
+        return {"format": "nodegraph/1", "nodes": {
+            "load_clip": {"type": "unclip.load_clip", "version": 1, "inputs": {"model": "shapes-unclip"}},
+            "load_up": {"type": "unclip.load_upsampler", "version": 1, "inputs": {"model": upsampler}},
+            "low": {"type": "shapes.scene", "version": 1, "inputs": {**scene, "resolution": 32}},
+            "high": {"type": "shapes.scene", "version": 1, "inputs": {**scene, "color": colour, "resolution": 64}},
+            "enc": {"type": "unclip.image_encode", "version": 1, "inputs": {
+                "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": "high", "output": "image"}}},
+            "up": {"type": "unclip.upsample", "version": 1, "inputs": up}}}
+
+    def out(*args):
+        run = engine.run(workflow(*args), targets=["up"])
+        assert run.ok, run.error
+        return torch.as_tensor(run.outputs["up"]["images"])
+
+    assert not torch.equal(out("shapes-unclip-emb", True), out("shapes-unclip-emb", False))
+    # the shipped (Karlo-layout, image-only) upsampler runs as before with the port connected
+    assert torch.equal(out("shapes-unclip", True), out("shapes-unclip", False))
+
+
+def test_the_trial_refuses_the_shipped_bundle_and_a_missing_out():
+    from train.upsampler_embed import main
+
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "super_res_first").iterdir())
+    assert main(["--smoke", "--out", str(SHIPPED)]) == 2
+    assert main(["--smoke"]) == 2
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "super_res_first").iterdir()) == before
+    assert not (SHIPPED / "super_res_embed").exists()
+
+
+def test_smoke_trial_writes_a_loadable_upsampler_that_sees_the_embedding(tmp_path):
+    from train.__main__ import main
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["upsampler_embed", "--smoke", "--out", str(tmp_path / "up")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    model = load_upsampler(tmp_path / "up")
+    assert model.embed is not None and model.embed.config.embedding_dim == DIM
+    assert model.embed.proj.linear_2.weight.abs().sum() > 0  # the path has started to learn
+    record = json.loads((tmp_path / "up" / "training_log.json").read_text())["upsampler_embed"]
+    assert record["steps"] == 2 and record["init"] == "models/shapes-unclip" and record["wall_seconds"] > 0
+    index = json.loads((tmp_path / "up" / "model_index.json").read_text())
+    assert index["super_res_first"] == ["diffusers", "UNet2DModel"] and "super_res_embed" in index
