@@ -142,7 +142,10 @@ def main() -> int:
         p.error(f"--n {args.n}: give at least 1 prompt per row")
     unknown = set(args.rows.split(",")) - {"unseen", "heldout_pairs", "short_pairs"}
     if unknown:
-        p.error(f"--rows: unknown row(s) {', '.join(sorted(unknown))}; choose from unseen, heldout_pairs, short_pairs")
+        p.error(f"--rows: unknown row(s) {', '.join(sorted(unknown)) or '(empty)'}; choose from unseen, "
+                "heldout_pairs, short_pairs")
+    if "short_pairs" in args.rows.split(",") and not args.no_oracle:
+        p.error("--rows short_pairs: run it with --no-oracle (a short prompt leaves the scene open)")
 
     import torch
 
@@ -179,8 +182,6 @@ def main() -> int:
     split = {"unseen": "heldout_combos", "heldout_pairs": "heldout_pairs"}
     for row in args.rows.split(","):
         short = row == "short_pairs"
-        if short and not args.no_oracle:
-            p.error("--rows short_pairs: run it with --no-oracle (a short prompt leaves the scene open)")
         # as eval.text2image.run_prompts does: short prompts one a run, `count` images each
         prompts = prompt_set.short_prompts(args.n, heldout_pairs=True) if short else \
             prompt_set.full_prompts(split[row], args.n)
