@@ -123,12 +123,13 @@ def axis_table(clip) -> tuple[float, list[tuple[str, str, str]]]:
 def token_kinds(clip, words: list[str]) -> dict[str, list[tuple[str, str]]]:
     """For each word, its BPE pieces and what fixes each: a training text ("trained text"), the lexicon's
     protected pieces ("protected"), the vocabulary stages ("vocab row", "vocab row, fixed since
-    clip_vocab_tune" for the other words of multi-word synonyms), only `clip_bind`'s second-writer captions
-    ("second writer"), or nothing ("never trained")."""
+    clip_vocab_tune" for the other words of multi-word synonyms), `clip_place`'s vertical words ("clip_place
+    row", whatever fixed the piece before), only `clip_bind`'s second-writer captions ("second writer"), or
+    nothing ("never trained")."""
     from open_clip.tokenizer import SimpleTokenizer
 
     from nodes.shapes import captions, domain
-    from train import clip_vocab, clip_vocab_tune, lexicon
+    from train import clip_place, clip_vocab, clip_vocab_tune, lexicon
 
     lex = lexicon.load()
     texts = clip_vocab.training_texts(np.random.default_rng(0), 2000, 0.3) + [""]
@@ -137,6 +138,7 @@ def token_kinds(clip, words: list[str]) -> dict[str, list[tuple[str, str]]]:
     syns = sorted({s for v in lexicon.substitutions(lex).values() for s in v})
     lex_ids = set(clip.tokenize(syns).unique().tolist())
     tune = clip_vocab_tune.trainable_tokens(clip, lex)
+    place = clip_place.trainable_tokens(clip)
     rng = np.random.default_rng(0)
     second = set(clip.tokenize([captions.caption(domain.sample_scene(rng, "train").attributes(), rng,
                                                  domain.random_subset(rng)) for _ in range(3000)]).unique().tolist())
@@ -145,7 +147,8 @@ def token_kinds(clip, words: list[str]) -> dict[str, list[tuple[str, str]]]:
     for w in words:
         kinds = []
         for i in tok.encode(w):
-            kind = ("trained text" if i in trained else "protected" if i in protected else
+            kind = ("clip_place row" if i in place else "trained text" if i in trained else
+                    "protected" if i in protected else
                     "vocab row" if i in tune else "vocab row, fixed since clip_vocab_tune" if i in lex_ids
                     else "second writer" if i in second else "never trained")
             kinds.append((tok.decoder[i], kind))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nodes.shapes import domain
-from train import clip_place
+from train import arprior, clip_place
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "shapes-unclip"
@@ -89,7 +89,10 @@ def test_prompts_without_the_new_words_encode_bit_for_bit_as_before(tmp_path):
     from train import clip_vocab
 
     out = tmp_path / "bundle"
-    assert clip_place.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05"]) == 0
+    with pytest.raises(SystemExit, match="clip_place's own output"):  # the shipped tower went through it
+        clip_place.main(["--smoke", "--init", str(SHIPPED), "--out", str(out)])
+    assert not (out / "clip").exists()
+    assert clip_place.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05", "--again", "true"]) == 0
     before, after = load_clip(SHIPPED / "clip"), load_clip(out / "clip")
     rng = np.random.default_rng(3)
     new_word = re.compile(r"\b(high|higher|highest|above|low|lowest|below|billow)\b")
@@ -114,3 +117,5 @@ def test_prompts_without_the_new_words_encode_bit_for_bit_as_before(tmp_path):
     entry = json.loads((out / "training_log.json").read_text())["clip_place"]
     assert entry["steps"] == 3 and entry["rows"] == len(clip_place.trainable_tokens(before))
     assert 0 <= entry["place_nearest_own"] <= 1 and "billow_cosine_to_before" in entry
+    assert entry["row_ids"] == sorted(clip_place.trainable_tokens(before)) and entry["seed"] == 23
+    assert entry["clip_sha256"] == arprior.clip_sha256(out) != entry["clip_sha256_before"]

@@ -22,14 +22,16 @@ lowest, below), as `clip_vocab` does for the lexicon:
   them, so the one other word that uses the row reads as it did as nearly as a shared row allows.
 
 Every other row, the transformer and the projection are the input tower's bit for bit, so every prompt
-without these words encodes exactly as before (`tests/test_train_place.py`) and no later stage needs
-re-measuring for it. It continues the tower after `clip_bind` (it reads the bundle's prior).
+without these words, or a word built from their pieces ("billow", "bellow", "fallow", "bilinear"), encodes
+exactly as before (`tests/test_train_place.py`) and no later stage needs re-measuring for it. It continues
+the tower after `clip_bind` (it reads the bundle's prior) and refuses a tower it wrote itself.
 
-    python -m train clip_place [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR]
+    python -m train clip_place [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR] [--again true]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -90,6 +92,7 @@ class Config:
     seed: int = 23
     threads: int = 1
     log_every: int = 25
+    again: bool = False  # run on a tower this stage wrote (refused otherwise: `refuse_own_output`)
 
 
 def smoke() -> Config:
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, out, timer = start(Config, argv, smoke)
     init = Path(cfg.init) if cfg.init else out
+    if not cfg.again:
+        refuse_own_output(init)
     student = load_clip(init / "clip")
     student.requires_grad_(False)
     teacher_weight = student.model.token_embedding.weight.detach().clone()
@@ -280,13 +285,24 @@ def main(argv: list[str] | None = None) -> int:
     ocfg = json.loads((init / "clip" / "open_clip_config.json").read_text())
     save_open_clip(student.model, out / "clip", ocfg["preprocess_cfg"], ocfg["model_cfg"])
     clip_vocab.carry_ar_prior(out, old_sha, "clip_place (new token rows only; trained encodings unchanged)")
-    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "p_sub": cfg.p_sub,
-             "prior_weight": cfg.prior_weight, "hard_weight": cfg.hard_weight, "anchor_weight": cfg.anchor_weight,
-             "tau": cfg.tau, "words": list(NEW_WORDS), "rows": len(trainable), **checks,
-             "clip_sha256_before": old_sha}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "init", "threads", "log_every", "again")}
+    extra = {**settings, "words": list(NEW_WORDS), "rows": len(trainable), "row_ids": sorted(trainable), **checks,
+             "clip_sha256_before": old_sha, "clip_sha256": arprior.clip_sha256(out)}
     record_time(out, "clip_place", timer(), extra)
     log.info("saved %s in %.0f s", out / "clip", timer())
     return 0
+
+
+def refuse_own_output(bundle: Path) -> None:
+    """Refuse a tower this stage wrote (its training log's `clip_place` entry names its hash): run again on
+    it, the stage would start from its own trained rows and anchor "billow" to its own drifted reading,
+    and its log would measure "before" on the trained tower."""
+    path = bundle / "training_log.json"
+    entry = json.loads(path.read_text()).get("clip_place", {}) if path.exists() else {}
+    if entry.get("clip_sha256") and entry["clip_sha256"] == arprior.clip_sha256(bundle):
+        raise SystemExit(f"{bundle / 'clip'} is clip_place's own output; run the stage on clip_bind's tower "
+                         "(--init <bundle after clip_bind> --out DIR), retrain the chain with `python -m train unclip`, "
+                         "or give --again true to continue this tower's rows anyway")
 
 
 @torch.no_grad()
