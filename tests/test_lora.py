@@ -512,6 +512,9 @@ def test_text_encoder_lora_patches_a_copy_of_the_connected_clip(lora_engine, une
     assert run.ok, run.error
     emb = {n: run.outputs[n]["conditioning"].cond.embeds for n in ("tl", "th", "tb")}
     torch.testing.assert_close(emb["tl"], want[:1], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        half = patch_clip(clip, lora, 0.5).encode_text(["a red circle"]).embeds
+    torch.testing.assert_close(emb["th"], half, atol=1e-5, rtol=1e-4)  # the deltas at half their scale
     assert not torch.allclose(emb["th"], emb["tl"]) and not torch.allclose(emb["th"], emb["tb"])
     key = next(k for k in lora_engine.models.loaded() if k.startswith("unclip.clip:"))
     base = lora_engine.models.load(key, lambda: pytest.fail("evicted"))
@@ -531,3 +534,58 @@ def test_sdxl_text_encoder_keys_are_ignored_with_a_note(lora_engine, unet_lora):
     run = lora_engine.run(pipeline(l=lora_node(1.0, name="sdxl"), d=decode("l")), targets=["d"])
     assert run.ok, run.error
     assert any("ignored" in t for t in run.ui["l"]["text"])
+
+
+def test_text_encoder_lora_on_the_shipped_open_clip_round_trips(tmp_path):
+    """The shipped CLIP is open_clip: a LoRA on its MultiheadAttention's fused q/k/v `in_proj_weight`, its
+    out_proj and its MLP (as DreamBooth's `text_rank` trains it) written as `text_encoder.*` keys, read back
+    and merged into a copy gives the adapted tower's encodings; the loaded CLIP stays as it was."""
+    from nodes.lora.lora import patch_clip
+    from nodes.personalise.training import with_text_lora
+    from nodes.unclip.api import load_clip
+
+    if not (BUNDLE / "clip").is_dir():
+        pytest.skip("the shipped CLIP is not in this checkout")
+    clip = load_clip(BUNDLE)
+    before = {k: v.clone() for k, v in clip.text_tower().state_dict().items()}
+    adapted, adapters = with_text_lora(clip, 2, seed=0)
+    assert any(k.endswith(".attn") for k in adapters) and any(k.endswith("mlp.c_fc") for k in adapters)
+    with torch.no_grad():
+        for a in adapters.values():
+            a.up.normal_(std=0.05)
+    texts = ["a red circle", "a big blue square at the top on a black background"]
+    path = tmp_path / "te.safetensors"
+    from safetensors.torch import save_file
+
+    state = {}
+    for module, a in adapters.items():
+        state[f"text_encoder.{module}.lora_A.weight"] = a.down.detach().contiguous()
+        state[f"text_encoder.{module}.lora_B.weight"] = a.up.detach().contiguous()
+    save_file(state, str(path), metadata={"format": "pt", "lora_adapter_metadata": json.dumps(
+        {"text_encoder.r": 2, "text_encoder.lora_alpha": 2.0})})
+    lora = read_lora(path)
+    assert set(lora.components()) == {"text_encoder"} and not lora.ignored
+    with torch.no_grad():
+        want = adapted.encode_text(texts)
+        got = patch_clip(clip, lora).encode_text(texts)
+        plain = clip.encode_text(texts)
+    torch.testing.assert_close(got.embeds, want.embeds, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got.hidden, want.hidden, atol=1e-5, rtol=1e-4)
+    assert (got.embeds - plain.embeds).abs().max() > 1e-3  # the LoRA does act
+    assert all(torch.equal(v, before[k]) for k, v in clip.text_tower().state_dict().items())
+
+
+def test_peft_multihead_attention_keys_and_old_text_layouts(tmp_path):
+    """peft wraps a MultiheadAttention and keeps its out_proj under `base_layer`
+    (`attn.base_layer.out_proj.lora_A.weight`): read as `attn.out_proj`. diffusers' older text-encoder
+    layouts have no counterpart here: ignored with a note, not an error."""
+    from safetensors.torch import save_file
+
+    state = {"text_encoder.transformer.resblocks.0.attn.base_layer.out_proj.lora_A.weight": torch.zeros(2, 8),
+             "text_encoder.transformer.resblocks.0.attn.base_layer.out_proj.lora_B.weight": torch.zeros(8, 2),
+             "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight":
+                 torch.zeros(2, 8)}
+    save_file(state, str(tmp_path / "peft-mha.safetensors"))
+    lora = read_lora(tmp_path / "peft-mha.safetensors")
+    assert set(lora.deltas["text_encoder"]) == {"transformer.resblocks.0.attn.out_proj"}
+    assert lora.ignored == ["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight"]

@@ -161,7 +161,9 @@ def test_after_prior_steps_the_decoder_learns_with_the_identifiers_learnt_row(ti
 def test_dreambooth_names_contradictory_phase_settings(tiny_engine):
     put_subject(tiny_engine)
     for params, words in (({"prior_phase": 2, "prior_steps": 2}, "prior_steps or prior_phase"),
-                          ({"prior_phase": 2, "prior_rank": 0, "token_lr": 0.0}, "nothing to train")):
+                          ({"prior_phase": 2, "prior_rank": 0, "token_lr": 0.0}, "nothing to train"),
+                          ({"text_rank": 2, "prior_steps": 2}, "set text_rank to 0"),
+                          ({"text_rank": 2, "prior_phase": 2}, "set text_rank to 0")):
         run = tiny_engine.run(dreambooth_workflow(**params), targets=["train"])
         assert run.status == "failed" and words in run.error.message, run.error
 

@@ -117,8 +117,9 @@ class LoadLora(Node):
             raise NodeExecutionError(str(exc)) from None
         notes = []
         if lora.ignored:
-            notes.append(f"{lora.name}: {len(lora.ignored)} weights ignored (SDXL's text encoders' LoRA layers "
-                         "and clip_g embeddings have no counterpart here)")
+            notes.append(f"{lora.name}: {len(lora.ignored)} weights ignored (SDXL's two text encoders' layers "
+                         "(lora_te1_/lora_te2_/text_encoder_2./te.), clip_g embeddings, and diffusers' older "
+                         "text-encoder layouts have no counterpart here)")
         if "prior" in lora.components() and prior is None:
             notes.append(f"{lora.name}: prior weights not applied (connect a prior to apply them)")
         if lora.embeddings and clip is None:

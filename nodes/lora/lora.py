@@ -160,6 +160,10 @@ def read_lora(path: str | Path, name: str | None = None) -> LoraWeights:
             continue
         part = "down" if key.endswith(_DOWN) else "up" if key.endswith(_UP) else "alpha" if key.endswith(".alpha") \
             else None
+        if part is None and key.startswith("text_encoder."):
+            # diffusers' older text-encoder layouts (…lora_linear_layer.down.weight, …to_q_lora.down.weight)
+            lora.ignored.append(key)
+            continue
         if part is None:
             raise LoraError(f"{file.name}: key {key!r} is neither a LoRA down/up weight nor an alpha; expected "
                             "peft (…lora_A.weight / …lora_B.weight) or kohya (…lora_down.weight / …lora_up.weight "
@@ -219,6 +223,7 @@ def _split_component(stem: str, kohya: bool) -> tuple[str, str]:
             return comp, stem[len(prefix):]
     if stem.startswith("base_model.model."):
         stem = stem[len("base_model.model."):]
+    stem = stem.replace(".base_layer.", ".")  # peft's wrapper around a MultiheadAttention: `attn.base_layer.out_proj`
     for prefix, comp in _PEFT_PREFIXES.items():
         if stem.startswith(prefix):
             return comp, stem[len(prefix):]

@@ -252,6 +252,10 @@ class DreamBooth(Node):
         if inputs.prior_phase > 0 and inputs.prior_rank > 0 and inputs.prior_steps > 0:
             raise NodeExecutionError("prior_steps and prior_phase (with prior_rank above 0) both train a LoRA on "
                                      "the prior; set prior_steps or prior_phase to 0")
+        if inputs.text_rank > 0 and (inputs.prior_steps > 0 or inputs.prior_phase > 0):
+            raise NodeExecutionError("text_rank trains the text tower through the whole run, so it would move the "
+                                     "encodings that prior_steps / prior_phase fitted the prior (and the fixed row) "
+                                     "to; set text_rank to 0, or prior_steps and prior_phase to 0")
         if inputs.prior_phase > 0 and inputs.prior_rank == 0 and not token_ids:
             raise NodeExecutionError("prior_phase has nothing to train: the identifier's row is not learnt "
                                      "(token_lr 0, or an identifier of several tokens) and prior_rank is 0; "
@@ -437,6 +441,8 @@ class DreamBooth(Node):
                 "prior_phase": inputs.prior_phase, "prior_rank": inputs.prior_rank if phase_lora else 0,
                 "subject_pool": pool, "captions": inputs.captions, "null_share": inputs.null_share,
                 "text_rank": inputs.text_rank, "alone_share": inputs.alone_share,
+                **({"text_lr": inputs.text_lr, "text_preservation": inputs.text_preservation}
+                   if inputs.text_rank > 0 else {}),
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
                 "cpu_seconds_class": round(cpu_class, 1), "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
