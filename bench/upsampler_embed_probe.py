@@ -1,7 +1,7 @@
 """Does an upsampler with an embedding path (`super_res_embed/`) use the embedding? Its denoising loss on
 held-out training-generator scenes with each scene's own CLIP image embedding, another scene's, and none.
 
-    .venv/bin/python bench/upsampler_embed_probe.py models/shapes-unclip-emb --n 256
+    .venv/bin/python bench/upsampler_embed_probe.py models/shapes-unclip-upemb --n 256
 
 Scenes of data seed `--seed` (not the training split's 0), their 64 px renders' CLIP image embeddings (the
 bundle's CLIP), 32 px conditioning as rendered and blurred (Gaussian σ 1 px, as soft as the decoder's),

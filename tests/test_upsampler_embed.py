@@ -67,6 +67,11 @@ def test_a_trained_embedding_path_changes_the_drawing_and_none_turns_it_off(ship
     # one row serves every image; k rows serve k images each, in order
     one = run(model, images(n=2), embeds(1, n=1))
     assert torch.equal(one, run(model, images(n=2), embeds(1, n=1).expand(2, DIM)))
+    two = run(model, images(n=4), embeds(1, n=2))  # 2 rows for 4 images: each row for its 2, in order
+    assert torch.equal(two, run(model, images(n=4), embeds(1, n=2).repeat_interleave(2, dim=0)))
+    assert not torch.equal(two, run(model, images(n=4), embeds(1, n=2).repeat(2, 1)))
+    # a zero row is the embedding dropped, as training drops it: the same as none
+    assert torch.equal(run(model, images(), torch.zeros(2, DIM)), run(model, images(), None))
     with pytest.raises(ValueError, match="3 rows for 2 images"):
         run(model, images(n=2), embeds(1, n=3))
     with pytest.raises(ValueError, match=r"\(B, 128\)"):
@@ -86,6 +91,10 @@ def test_a_saved_embedding_upsampler_loads_as_a_diffusers_folder_and_refuses_hal
     assert torch.equal(run(loaded, images(), embeds(1)), run(model, images(), embeds(1)))
     config = json.loads((tmp_path / "up" / "super_res_embed" / "config.json").read_text())
     assert config["_class_name"] == "UpsamplerEmbedding" and config["embedding_dim"] == DIM
+    shutil.copytree(SHIPPED / "super_res_first", tmp_path / "up" / "super_res_last")  # Karlo's last-step net
+    with pytest.raises(ValueError, match="super_res_last/ .* does not take"):
+        load_upsampler(tmp_path / "up")
+    shutil.rmtree(tmp_path / "up" / "super_res_last")
     shutil.rmtree(tmp_path / "up" / "super_res_embed")
     with pytest.raises(ValueError, match="go together"):
         load_upsampler(tmp_path / "up")
@@ -150,11 +159,14 @@ def test_the_node_passes_the_embedding_to_an_upsampler_that_sees_it(shipped, tmp
 
 
 def test_the_trial_refuses_the_shipped_bundle_and_a_missing_out():
-    from train.upsampler_embed import main
+    from train.upsampler_embed import _tracked, main
 
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "super_res_first").iterdir())
     assert main(["--smoke", "--out", str(SHIPPED)]) == 2
     assert main(["--smoke"]) == 2
+    sr256 = SHIPPED.parent / "shapes-unclip-sr256"  # another shipped upsampler, which git tracks
+    if _tracked(sr256 / "super_res_first"):  # (outside a git checkout the guard cannot tell: not run)
+        assert main(["--smoke", "--out", str(sr256)]) == 2 and not (sr256 / "super_res_embed").exists()
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (SHIPPED / "super_res_first").iterdir()) == before
     assert not (SHIPPED / "super_res_embed").exists()
 

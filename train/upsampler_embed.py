@@ -2,8 +2,8 @@
 
 The decoder's 32 px images of small stars and sharp corners are soft, and the 64 px upsampler, which sees
 only the image (as the paper's), draws a blob's outline from them; given true 32 px renders it draws the
-shape (docs/unclip.md, "Short prompts: where the unclean scenes come from"). Imagen's and Kandinsky's
-super-resolution stages also see their conditioning; here the upsampler sees the CLIP image embedding the
+shape (docs/unclip.md, "Short prompts: where the unclean scenes come from"). Imagen's and DeepFloyd IF's
+super-resolution stages also see their text conditioning; here the upsampler sees the CLIP image embedding the
 decoder was conditioned on, which says "star" where the 32 px image is ambiguous.
 
 The bundle's `super_res_first/` becomes a `UNet2DModel` with `class_embed_type="identity"` plus
@@ -102,6 +102,20 @@ def labels_for(embed: UpsamplerEmbedding, e: torch.Tensor, time_dim: int) -> tor
     return torch.where(dropped, torch.zeros(1, time_dim, dtype=out.dtype), out)
 
 
+def _tracked(path: Path) -> bool:
+    """Whether git tracks files under `path` (a shipped model folder); False outside a git checkout."""
+    import subprocess
+
+    if not path.is_dir():
+        return False
+    try:
+        got = subprocess.run(["git", "ls-files", "--", str(path.resolve())], cwd=path.resolve(),
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return got.returncode == 0 and bool(got.stdout.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg, _, timer = start(Config, argv, smoke)
     if not cfg.out:
@@ -111,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() == SHIPPED.resolve() and not cfg.ship:
         log.error("upsampler_embed is a trial and would rewrite the shipped upsampler: pass --out DIR, or "
                   "--ship true to train it into %s", SHIPPED)
+        return 2
+    if out.resolve() != SHIPPED.resolve() and _tracked(out / "super_res_first"):
+        log.error("%s holds a shipped upsampler (git tracks it); train into a new folder or a copy", out)
+        return 2
+    if (out / "super_res_last").is_dir():
+        log.error("%s has super_res_last/, which would not take the embedding: remove it, or use another --out", out)
         return 2
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
     clip = load_clip_frozen(init)

@@ -8,7 +8,7 @@ standard deviation (in [-1, 1] units) to the upsampled image first — the paper
 augmentation, which our upsampler was trained with; Karlo's pipeline uses none (0).
 
 An upsampler may also see the CLIP image embedding the decoder was conditioned on, as Imagen's and
-Kandinsky's super-resolution stages see their conditioning (the paper's see only the image): its
+DeepFloyd IF's super-resolution stages see their text conditioning (the paper's see only the image): its
 `super_res_first/` is then a `UNet2DModel` with `class_embed_type="identity"` and `super_res_embed/`
 holds `UpsamplerEmbedding`, which maps the embedding (B, D) to the addition to the UNet's timestep
 embedding (B, T), as Karlo's `text_proj/` does for the decoder. A folder without `super_res_embed/`
@@ -93,7 +93,9 @@ class UpsamplerModel:
         if rows == 0 or batch % rows:
             raise ValueError(f"image_embedding: {rows} rows for {batch} images; give 1, one per image, or one "
                              "per decoded embedding (each repeated for its images)")
-        return self.embed(image_embeds.to(dtype).repeat_interleave(batch // rows, dim=0))
+        embeds = image_embeds.to(dtype).repeat_interleave(batch // rows, dim=0)
+        dropped = (embeds == 0).all(-1, keepdim=True)  # a zero row is the embedding dropped, as in training
+        return torch.where(dropped, torch.zeros((), dtype=dtype), self.embed(embeds))
 
     @property
     def sample_size(self) -> int:
@@ -118,6 +120,10 @@ def load_upsampler(path: str | Path) -> UpsamplerModel:
     if (embed is not None) != (first.config.class_embed_type == "identity"):
         raise ValueError(f"{root}: super_res_embed/ and super_res_first/'s class_embed_type 'identity' go "
                          "together (an upsampler that sees the image embedding); found one without the other")
+    if last is not None and last.config.class_embed_type != first.config.class_embed_type:
+        raise ValueError(f"{root}: super_res_last/ (class_embed_type {last.config.class_embed_type!r}) does not take "
+                         f"the image embedding super_res_first/ ({first.config.class_embed_type!r}) takes; train "
+                         "both with it, or remove super_res_last/ (super_res_first/ then runs every step)")
     return UpsamplerModel(first, last, sch.load_scheduler(root / "super_res_scheduler"), embed)
 
 
