@@ -41,7 +41,7 @@ from nodes.shapes import captions, domain
 from train import arprior
 from train import data as shapes_data
 from train.clip_text import text_student
-from train.clip_vocab import carry_ar_prior, training_texts
+from train.clip_vocab import carry_ar_prior, through_prior, training_texts
 from train.common import SHIPPED, cosine_lr, image_embeddings, record_time, start
 from train.prior import scheduler as prior_scheduler
 
@@ -196,16 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             hard = F.cross_entropy(cand[has] / cfg.tau, torch.zeros(int(has.sum()), dtype=torch.long))
         through = torch.zeros(())
         if prior is not None:
-            x0 = latent[torch.from_numpy(idx)]
-            t = torch.randint(0, len(abar), (b,))
-            a = abar[t][:, None]
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-            with torch.no_grad():
-                target = prior(xt, timestep=t, proj_embedding=t_canon, encoder_hidden_states=t_all.hidden[:b],
-                               attention_mask=t_all.mask[:b]).predicted_image_embedding
-            pred = prior(xt, timestep=t, proj_embedding=s_new, encoder_hidden_states=s_all.hidden[:b],
-                         attention_mask=s_all.mask[:b]).predicted_image_embedding
-            through = F.mse_loss(pred, target)
+            through = through_prior(prior, abar, latent[torch.from_numpy(idx)],
+                                    (t_canon, t_all.hidden[:b], t_all.mask[:b]), (s_new, s_all.hidden[:b], s_all.mask[:b]))
         loss = (cfg.distill_weight * distill + cfg.prior_weight * through + cfg.hard_weight * hard
                 + cfg.anchor_weight * anchor)
         opt.zero_grad(set_to_none=True)

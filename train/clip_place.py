@@ -247,15 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         logits = torch.einsum("bd,bkd->bk", sn, F.normalize(t.embeds, dim=-1).view(b, n_pos, -1)) / cfg.tau
         hard = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
         x0 = latent[torch.tensor([r[2] for r in rows])]
-        ts = torch.randint(0, len(abar), (b,))
-        a = abar[ts][:, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-        with torch.no_grad():
-            target = prior(xt, timestep=ts, proj_embedding=t_emb, encoder_hidden_states=t_hid,
-                           attention_mask=t_mask).predicted_image_embedding
-        pred = prior(xt, timestep=ts, proj_embedding=s.embeds, encoder_hidden_states=s.hidden,
-                     attention_mask=s.mask).predicted_image_embedding
-        through = F.mse_loss(pred, target)
+        through = clip_vocab.through_prior(prior, abar, x0, (t_emb, t_hid, t_mask), (s.embeds, s.hidden, s.mask))
         sa = student.encode_text(anchors)
         anchor = ((sa.embeds - t_anchor.embeds).pow(2).sum(-1).mean() / emb_scale
                   + (sa.hidden - t_anchor.hidden)[t_anchor.mask].pow(2).sum(-1).mean() / hid_scale)

@@ -133,6 +133,21 @@ def carry_ar_prior(out: Path, old_sha: str,
     path.write_text(json.dumps(logs, indent=2) + "\n")
 
 
+def through_prior(prior, abar, x0, teacher, student):
+    """The frozen prior's x₀ prediction from the student's encoding against the teacher's, as MSE: both at
+    the same noisy image embeddings (`x0`, normalised latents, noised at timesteps drawn uniformly from
+    `abar`'s schedule). `teacher`, `student`: (pooled embeddings, token states, mask)."""
+    ts = torch.randint(0, len(abar), (len(x0),))
+    a = abar[ts][:, None]
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
+    with torch.no_grad():
+        target = prior(xt, timestep=ts, proj_embedding=teacher[0], encoder_hidden_states=teacher[1],
+                       attention_mask=teacher[2]).predicted_image_embedding
+    pred = prior(xt, timestep=ts, proj_embedding=student[0], encoder_hidden_states=student[1],
+                 attention_mask=student[2]).predicted_image_embedding
+    return torch.nn.functional.mse_loss(pred, target)
+
+
 def row_optimizer(weight: torch.Tensor, trainable: set[int], lr: float, warmup: int, steps: int):
     """(the mask of the rows to train, Adam on the embedding table, its cosine schedule): the table learns,
     and the caller multiplies its gradient by the mask, so only `trainable` rows move."""

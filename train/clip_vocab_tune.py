@@ -269,15 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         cap = [k for k, r in enumerate(rows) if r[3] >= 0]
         if cap and cfg.prior_weight > 0:
             x0 = latent[torch.tensor([rows[k][3] for k in cap])]
-            ts = torch.randint(0, len(abar), (len(cap),))
-            a = abar[ts][:, None]
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-            with torch.no_grad():
-                target = prior(xt, timestep=ts, proj_embedding=t_emb[cap], encoder_hidden_states=t.hidden[cap],
-                               attention_mask=t.mask[cap]).predicted_image_embedding
-            pred = prior(xt, timestep=ts, proj_embedding=s.embeds[cap], encoder_hidden_states=s.hidden[cap],
-                         attention_mask=s.mask[cap]).predicted_image_embedding
-            through = F.mse_loss(pred, target)
+            through = clip_vocab.through_prior(prior, abar, x0, (t_emb[cap], t.hidden[cap], t.mask[cap]),
+                                               (s.embeds[cap], s.hidden[cap], s.mask[cap]))
         loss = pooled + cfg.hidden_weight * hidden + cfg.prior_weight * through + cfg.hard_weight * hard
         opt.zero_grad(set_to_none=True)
         loss.backward()
