@@ -320,6 +320,21 @@ def test_workers_whose_packs_differ_from_the_heads_are_refused_with_the_reason(c
         connect(missing, cluster)
 
 
+def test_closing_the_pool_removes_each_workers_scratch_folder(cluster):
+    import ray
+
+    options = ClusterOptions(workers=1, worker_cpus=0.5, worker_settings=worker_settings())
+    executor = connect(options, cluster)
+    try:
+        wait_idle(executor)
+        (worker,) = executor.pool.workers
+        scratch = Path(ray.get(worker.actor.status.options(concurrency_group="control").remote())["scratch"])
+        assert scratch.is_dir() and scratch.name.startswith(f"nodegraph-{worker.name}-")
+    finally:
+        executor.close()
+    assert not scratch.exists()
+
+
 def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(_save_wf("#ff0000")))

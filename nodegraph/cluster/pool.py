@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 AFFINITY_MEMORY = 64  # model identities remembered per worker
 RECENT_MEMORY = 512  # identities of the nodes a worker ran or had cached lately (its output cache)
+CLOSE_TIMEOUT = 5.0  # seconds the workers get to remove their scratch folders before they are killed
 
 
 @dataclass(eq=False)
@@ -147,12 +148,7 @@ class WorkerPool:
         ray = self._ray
         if ray is None:
             return
-        for w in workers:
-            if w.state not in ("lost", "refused"):
-                try:
-                    ray.kill(w.actor)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+        _stop(ray, [w.actor for w in workers if w.state not in ("lost", "refused")])
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         if self._started and ray.is_initialized():
@@ -214,7 +210,7 @@ class WorkerPool:
                                 "; ".join(hello.failures))
             self._cond.notify_all()
         if problems:
-            self._ray.kill(worker.actor)
+            _stop(self._ray, [worker.actor])
 
     # -- handing out ---------------------------------------------------------------------------------
     def acquire(self, wanted: Iterable[str], cancel: CancelToken, *, first: bool = False) -> Worker | None:
@@ -332,3 +328,23 @@ def _resources(total: dict[str, float]) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def _stop(ray: Any, actors: list[Any]) -> None:
+    """Kill ``actors``, each first asked to remove its scratch folder (``ray.kill`` runs no exit handler)."""
+    closing = []
+    for actor in actors:
+        try:
+            closing.append(actor.close.options(concurrency_group=CONTROL).remote())
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    if closing:
+        try:
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - a worker already gone
+            pass
+    for actor in actors:
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001 - already gone
+            pass

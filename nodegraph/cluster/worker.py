@@ -9,12 +9,15 @@ at once. Nodes write into a scratch folder; after each
 node its files go home (:class:`~nodegraph.cluster.wire.FilesOut`) and the worker waits for the
 names they got on the head, which is what the node's ``ui``, the event and the cache then hold.
 
-The actor runs one plan at a time (Ray's default concurrency group); ``cancel``, ``landed`` and
-``status`` run in the ``control`` group so they reach a running plan.
+The actor runs one plan at a time (Ray's default concurrency group); ``cancel``, ``landed``,
+``status`` and ``close`` run in the ``control`` group so they reach a running plan. The scratch
+folder goes with the worker: the pool calls ``close`` before it kills the actor, and an actor that
+exits on its own removes it at exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -192,6 +195,7 @@ class NodegraphWorker:
     def __init__(self, name: str, overrides: dict[str, Any]) -> None:
         self.name = name
         self.scratch = Path(tempfile.mkdtemp(prefix=f"nodegraph-{name}-"))
+        atexit.register(self._remove_scratch)  # a graceful exit (``ray.kill`` runs no handler: see ``close``)
         values = {**overrides, "output_dir": self.scratch / "output", "temp_dir": self.scratch / "temp",
                   "input_dir": self.scratch / "input"}
         self.gpus = _gpu_ids()
@@ -220,7 +224,16 @@ class NodegraphWorker:
 
     def status(self) -> dict[str, Any]:
         return {"runs": list(self.channels), "models_loaded": self.engine.models.loaded(),
-                "cache": self.engine.cache.stats()}
+                "cache": self.engine.cache.stats(), "scratch": str(self.scratch)}
+
+    def close(self) -> None:
+        """Stop the runs and remove the scratch folder (the pool calls it before ``ray.kill``)."""
+        for channel in list(self.channels.values()):
+            channel.stop("the worker is closing")
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def cancel(self, run_id: str) -> bool:
         channel = self.channels.get(run_id)
