@@ -178,6 +178,23 @@ def test_patch_copies_and_never_mutates_the_base(tiny_unet, unet_lora):
     assert patch({"unet": tiny_unet}, read_lora(unet_lora[2]), 0.0)["unet"] is tiny_unet
 
 
+def test_a_patched_copy_takes_new_memory_for_the_patched_weights_only(tiny_unet, unet_lora):
+    """The copy's unpatched parameters sit on the base's storage; converting the copy (as a device move
+    would) rebinds its own parameters and leaves the base's dtype and values as they were."""
+    lora = read_lora(unet_lora[2])
+    merged = patch({"unet": tiny_unet}, lora, 1.0)["unet"]
+    base, copy = dict(tiny_unet.named_parameters()), dict(merged.named_parameters())
+    patched = {f"{path}.weight" for path in assign(lora, {"unet": tiny_unet}).deltas["unet"]}
+    assert patched and patched <= set(copy)
+    for name, p in copy.items():
+        assert p is not base[name]
+        assert (p.data_ptr() == base[name].data_ptr()) == (name not in patched), name
+    before = {k: v.clone() for k, v in tiny_unet.state_dict().items()}
+    merged.double()
+    assert all(p.dtype == torch.float32 for p in tiny_unet.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in tiny_unet.state_dict().items())
+
+
 def test_strength_scales_the_delta_linearly(tiny_unet, unet_lora):
     lora = read_lora(unet_lora[2])
     w0 = dict(tiny_unet.named_parameters())["down_blocks.1.attentions.0.to_q.weight"]
@@ -225,10 +242,10 @@ def test_pickle_files_load_weights_only(tiny_unet, unet_lora, tmp_path):
         read_lora(tmp_path / "evil.pt")
 
 
-def test_prior_keys_apply_to_the_prior_only():
+def test_prior_keys_apply_to_the_prior_only(tmp_path):
     prior = tiny.prior().model.prior
     adapted, sd = peft_state(prior, ["to_q", "to_v"], seed=2)
-    lora = assign(read_lora_from({"prior": sd}), {"unet": tiny.decoder().model.unet, "prior": prior})
+    lora = assign(read_lora(write_lora(tmp_path / "prior.safetensors", {"prior": sd})), {"unet": tiny.decoder().model.unet, "prior": prior})
     assert lora.components() == ["prior"]
     out = patch({"prior": prior}, lora, 1.0)["prior"]
     g = torch.Generator().manual_seed(0)
@@ -240,15 +257,6 @@ def test_prior_keys_apply_to_the_prior_only():
     with torch.no_grad():
         torch.testing.assert_close(out(**args).predicted_image_embedding,
                                    adapted(**args).predicted_image_embedding, atol=2e-4, rtol=1e-3)
-
-
-def read_lora_from(parts: dict, tmp=[]) -> object:  # noqa: B006 - a per-process temp dir
-    import tempfile
-
-    if not tmp:
-        tmp.append(Path(tempfile.mkdtemp(prefix="lora-test-")))
-    path = write_lora(tmp[0] / f"{'-'.join(parts)}-{len(list(tmp[0].iterdir()))}.safetensors", parts)
-    return read_lora(path)
 
 
 # --- the node, through the engine -----------------------------------------------------------------
@@ -573,6 +581,9 @@ def test_text_encoder_lora_on_the_shipped_open_clip_round_trips(tmp_path):
     torch.testing.assert_close(got.hidden, want.hidden, atol=1e-5, rtol=1e-4)
     assert (got.embeds - plain.embeds).abs().max() > 1e-3  # the LoRA does act
     assert all(torch.equal(v, before[k]) for k, v in clip.text_tower().state_dict().items())
+    # the image tower is not copied: a text LoRA on the shipped CLIP adds only the text weights it patches
+    copy = patch_clip(clip, lora).text_tower()
+    assert copy.visual.conv1.weight.data_ptr() == clip.text_tower().visual.conv1.weight.data_ptr()
 
 
 def test_peft_multihead_attention_keys_and_old_text_layouts(tmp_path):

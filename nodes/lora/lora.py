@@ -2,8 +2,11 @@
 
 Reads peft / diffusers and kohya (sd-scripts) layouts from safetensors or weights-only state dicts
 (the key patterns and scales: docs/lora.md). The input model is never touched: a patched component
-is a deep copy with `W + strength · scale · up @ down` merged in (Linear and Conv2d), so sampling
-costs nothing extra; components without keys are shared, and strength 0 returns the base model.
+is a copy with `W + strength · scale · up @ down` merged in (Linear and Conv2d), so sampling costs
+nothing extra. Only the patched weights are new memory: the copy's other parameters are parameters
+of its own on the input's storage (`share_copy`), so a LoRA on a few layers of a large UNet, or on the
+text tower of a CLIP that also holds an image tower, does not double the model. Components without
+keys are shared, and strength 0 returns the base model.
 """
 
 from __future__ import annotations
@@ -371,7 +374,8 @@ def patch(models: dict[str, Any], lora: LoraWeights, strength: float) -> dict[st
     if strength == 0:
         return out
     for comp, deltas in resolved.items():
-        model = copy.deepcopy(models[comp])
+        base = dict(models[comp].named_modules())
+        model = share_copy(models[comp], {id(_weight(base[path])) for path in deltas})
         named = dict(model.named_modules())
         with torch.no_grad():
             for path, delta in deltas.items():
@@ -379,6 +383,18 @@ def patch(models: dict[str, Any], lora: LoraWeights, strength: float) -> dict[st
                 weight.add_((strength * delta_weight(delta, weight.shape)).to(weight.dtype))
         out[comp] = model.eval()
     return out
+
+
+def share_copy(model: Any, fresh: set[int]) -> Any:
+    """A copy of `model` whose parameters with ids in `fresh` are real copies and whose other parameters
+    are new `Parameter` objects on the same storage as `model`'s (buffers are copied). Moving or converting
+    the copy (`.to()`, `.half()`) rebinds its own parameters and leaves `model` as it was; writing into a
+    shared parameter in place would change both, so only the `fresh` ones may be patched."""
+    import torch
+
+    memo: dict[int, Any] = {id(p): torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+                            for p in model.parameters() if id(p) not in fresh}
+    return copy.deepcopy(model, memo)
 
 
 def subset(lora: LoraWeights, components: tuple[str, ...]) -> LoraWeights:
