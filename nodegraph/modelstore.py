@@ -99,10 +99,18 @@ _MAX_VISIT = 100_000
 def model_nbytes(obj: Any) -> int:
     """Bytes of the tensors a loaded model holds: ``__nodegraph_nbytes__`` if it has one, else the
     parameters and buffers of every torch module found in its attributes (each tensor once)."""
+    return sum(model_tensors(obj).values())
+
+
+def model_tensors(obj: Any) -> dict[int, int]:
+    """The tensors a loaded model holds, by data pointer → bytes (what :func:`model_nbytes` sums). Two
+    models that share weights (a LoRA-patched copy and its base) share keys. A model with
+    ``__nodegraph_nbytes__`` is one entry of its own."""
     hook = getattr(type(obj), "__nodegraph_nbytes__", None)
     if hook is not None and not isinstance(obj, ModelHandle):
-        return int(hook(obj))
-    total, seen_obj, seen_data = 0, set(), set()
+        return {-id(obj): int(hook(obj))}
+    tensors: dict[int, int] = {}
+    seen_obj: set[int] = set()
     stack, visited = [obj], 0
     while stack and visited < _MAX_VISIT:
         x = stack.pop()
@@ -112,23 +120,21 @@ def model_nbytes(obj: Any) -> int:
         visited += 1
         if callable(getattr(x, "parameters", None)) and callable(getattr(x, "buffers", None)):
             for t in (*x.parameters(), *x.buffers()):  # a torch.nn.Module, without importing torch
-                ptr = t.data_ptr()
-                if ptr not in seen_data:
-                    seen_data.add(ptr)
-                    total += t.element_size() * t.nelement()
+                tensors.setdefault(t.data_ptr(), t.element_size() * t.nelement())
         elif isinstance(x, dict):
             stack.extend(x.values())
         elif isinstance(x, list | tuple | set | frozenset):
             stack.extend(x)
         elif hasattr(x, "__dict__"):
             stack.extend(vars(x).values())
-    return total
+    return tensors
 
 
 class ModelStore:
     """Thread-safe; each key is loaded at most once at a time; least recently used models are unloaded
     beyond ``max_items`` models or ``max_bytes`` bytes of weights (``None``: no byte bound). The model
-    just loaded always stays, even alone above the byte bound."""
+    just loaded always stays, even alone above the byte bound. Weights several models share (a LoRA-patched
+    copy and its base) count once."""
 
     def __init__(self, dirs: Iterable[Path], *, max_items: int = 8, max_bytes: int | None = None,
                  allow_paths: bool = True, threads: int | None = None) -> None:
@@ -138,7 +144,7 @@ class ModelStore:
         self.allow_paths = allow_paths
         self.threads = threads  # torch intra-op threads, set once a loader has imported torch
         self._models: OrderedDict[str, Any] = OrderedDict()
-        self._sizes: dict[str, int] = {}
+        self._sizes: dict[str, dict[int, int]] = {}  # key → its tensors (model_tensors), with max_bytes
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self.loads = 0
@@ -172,7 +178,7 @@ class ModelStore:
             model = loader()
             apply_torch_threads(self.threads)  # the node goes on to compute with the model
             self.loads += 1
-            size = model_nbytes(model) if self.max_bytes is not None else 0
+            size = model_tensors(model) if self.max_bytes is not None else {}
             with self._lock:
                 self._models[key] = model
                 self._sizes[key] = size
@@ -195,7 +201,7 @@ class ModelStore:
                 return self._models[key]
             if alive is not None:
                 self._models[key] = alive
-                self._sizes[key] = model_nbytes(alive) if self.max_bytes is not None else 0
+                self._sizes[key] = model_tensors(alive) if self.max_bytes is not None else {}
                 self._evict()
                 return alive
         return self.load(key, loader)
@@ -203,15 +209,22 @@ class ModelStore:
     def _evict(self) -> None:
         # called with the lock held; the newest model (last) is never evicted
         while len(self._models) > 1 and (len(self._models) > self.max_items or (
-                self.max_bytes is not None and sum(self._sizes.values()) > self.max_bytes)):
+                self.max_bytes is not None and self._nbytes() > self.max_bytes)):
             evicted, _ = self._models.popitem(last=False)
-            freed = self._sizes.pop(evicted, 0)
-            log.info("unloading model %s (%.1f MB)", evicted, freed / 1e6)
+            before = self._nbytes()
+            self._sizes.pop(evicted, None)
+            log.info("unloading model %s (%.1f MB)", evicted, (before - self._nbytes()) / 1e6)
+
+    def _nbytes(self) -> int:
+        held: dict[int, int] = {}
+        for tensors in self._sizes.values():
+            held.update(tensors)
+        return sum(held.values())
 
     def nbytes(self) -> int:
-        """Bytes of the loaded models' weights (counted only when ``max_bytes`` is set)."""
+        """Bytes of the loaded models' weights, shared ones once (counted only when ``max_bytes`` is set)."""
         with self._lock:
-            return sum(self._sizes.values())
+            return self._nbytes()
 
     def loaded(self) -> list[str]:
         with self._lock:

@@ -195,6 +195,26 @@ def test_a_patched_copy_takes_new_memory_for_the_patched_weights_only(tiny_unet,
     assert all(torch.equal(v, before[k]) for k, v in tiny_unet.state_dict().items())
 
 
+def test_the_model_store_counts_weights_a_patched_copy_shares_with_its_base_once(tiny_unet, unet_lora):
+    from nodegraph.modelstore import ModelStore, model_nbytes
+
+    size = model_nbytes(tiny_unet)
+    merged = patch({"unet": tiny_unet}, read_lora(unet_lora[2]), 1.0)["unet"]
+    patched = sum(p.element_size() * p.nelement() for p in merged.parameters()
+                  if p.data_ptr() not in {q.data_ptr() for q in tiny_unet.parameters()})
+    buffers = sum(b.element_size() * b.nelement() for b in merged.buffers())
+    assert 0 < patched + buffers < size / 5
+    store = ModelStore([], max_bytes=int(size * 2.2))
+    store.load("base", lambda: tiny_unet)
+    store.load("base+lora", lambda: merged)
+    store.load("other", lambda: copy.deepcopy(tiny_unet))  # weights of its own
+    # all three fit: the copy adds only what it patched (counted whole, they would be 3 × size)
+    assert store.loaded() == ["base", "base+lora", "other"]
+    assert store.nbytes() == 2 * size + patched + buffers
+    store.load("fourth", lambda: copy.deepcopy(tiny_unet))  # the base goes, then the copy holds its whole size
+    assert store.loaded() == ["other", "fourth"] and store.nbytes() == 2 * size
+
+
 def test_strength_scales_the_delta_linearly(tiny_unet, unet_lora):
     lora = read_lora(unet_lora[2])
     w0 = dict(tiny_unet.named_parameters())["down_blocks.1.attentions.0.to_q.weight"]
