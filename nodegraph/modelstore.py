@@ -103,9 +103,10 @@ def model_nbytes(obj: Any) -> int:
 
 
 def model_tensors(obj: Any) -> dict[int, int]:
-    """The tensors a loaded model holds, by data pointer → bytes (what :func:`model_nbytes` sums). Two
-    models that share weights (a LoRA-patched copy and its base) share keys. A model with
-    ``__nodegraph_nbytes__`` is one entry of its own."""
+    """The memory a loaded model's tensors hold, by storage pointer → bytes (what :func:`model_nbytes`
+    sums). Two models that share weights (a LoRA-patched copy and its base) share keys. A model with
+    ``__nodegraph_nbytes__`` is one entry of its own. Taken at load: a model converted in place later
+    (which no node does) would be counted as it was."""
     hook = getattr(type(obj), "__nodegraph_nbytes__", None)
     if hook is not None and not isinstance(obj, ModelHandle):
         return {-id(obj): int(hook(obj))}
@@ -120,7 +121,8 @@ def model_tensors(obj: Any) -> dict[int, int]:
         visited += 1
         if callable(getattr(x, "parameters", None)) and callable(getattr(x, "buffers", None)):
             for t in (*x.parameters(), *x.buffers()):  # a torch.nn.Module, without importing torch
-                tensors.setdefault(t.data_ptr(), t.element_size() * t.nelement())
+                storage = t.untyped_storage()  # views of one storage count it once, whole
+                tensors[storage.data_ptr()] = max(tensors.get(storage.data_ptr(), 0), storage.nbytes())
         elif isinstance(x, dict):
             stack.extend(x.values())
         elif isinstance(x, list | tuple | set | frozenset):
@@ -210,15 +212,20 @@ class ModelStore:
         # called with the lock held; the newest model (last) is never evicted
         while len(self._models) > 1 and (len(self._models) > self.max_items or (
                 self.max_bytes is not None and self._nbytes() > self.max_bytes)):
-            evicted, _ = self._models.popitem(last=False)
             before = self._nbytes()
+            evicted = next(iter(self._models))
+            if len(self._models) <= self.max_items:  # over the byte bound: the oldest model that frees memory
+                # (a base whose weights a LoRA copy also holds frees nothing, and would only load again)
+                evicted = next((k for k in list(self._models)[:-1] if self._nbytes(without=k) < before), evicted)
+            self._models.pop(evicted)
             self._sizes.pop(evicted, None)
             log.info("unloading model %s (%.1f MB)", evicted, (before - self._nbytes()) / 1e6)
 
-    def _nbytes(self) -> int:
+    def _nbytes(self, without: str | None = None) -> int:
         held: dict[int, int] = {}
-        for tensors in self._sizes.values():
-            held.update(tensors)
+        for key, tensors in self._sizes.items():
+            if key != without:
+                held.update(tensors)
         return sum(held.values())
 
     def nbytes(self) -> int:

@@ -335,6 +335,42 @@ def test_closing_the_pool_removes_each_workers_scratch_folder(cluster):
     assert not scratch.exists()
 
 
+def test_a_closing_worker_waits_for_its_run_and_new_workers_remove_dead_ones_scratch(tmp_path, monkeypatch):
+    """In-process (no Ray): ``close`` waits for a run still writing before it removes the folder, and a new
+    worker removes the scratch folders of this host's dead workers, not live or foreign ones."""
+    import socket
+    import subprocess
+    import tempfile
+    import threading
+
+    from nodegraph.cluster import worker as w
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owners = {"dead": f"{socket.gethostname()} {gone.pid}", "live": f"{socket.gethostname()} {os.getpid()}",
+              "foreign": f"another-host {gone.pid}"}
+    for kind, owner in owners.items():
+        (tmp_path / f"nodegraph-w9-{kind}").mkdir()
+        (tmp_path / f"nodegraph-w9-{kind}" / w.OWNER).write_text(owner)
+    (tmp_path / "nodegraph-w9-unowned").mkdir()
+    worker = w.NodegraphWorker("w1", {"entry_point_packs": False, "nodes_dirs": [], "model_dirs": []})
+    left = sorted(p.name for p in tmp_path.glob("nodegraph-w9-*"))
+    assert left == ["nodegraph-w9-foreign", "nodegraph-w9-live", "nodegraph-w9-unowned"]
+    assert worker.scratch.parent == tmp_path and (worker.scratch / w.OWNER).is_file()
+
+    def run():  # a node that finishes its step after the stop
+        time.sleep(0.5)
+        (worker.scratch / "output").mkdir(parents=True, exist_ok=True)
+        (worker.scratch / "output" / "late.png").write_bytes(b"x")
+
+    thread = threading.Thread(target=run)
+    worker._threads["run"] = thread
+    thread.start()
+    worker.close()
+    assert not thread.is_alive() and not worker.scratch.exists()
+
+
 def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(_save_wf("#ff0000")))

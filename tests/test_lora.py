@@ -215,6 +215,20 @@ def test_the_model_store_counts_weights_a_patched_copy_shares_with_its_base_once
     assert store.loaded() == ["other", "fourth"] and store.nbytes() == 2 * size
 
 
+def test_over_the_byte_bound_the_store_unloads_the_oldest_model_that_frees_memory(tiny_unet):
+    from nodegraph.modelstore import ModelStore, model_nbytes
+    from nodes.lora.lora import share_copy
+
+    size = model_nbytes(tiny_unet)
+    store = ModelStore([], max_bytes=int(size * 2.2))
+    store.load("base", lambda: tiny_unet)
+    store.load("alias", lambda: share_copy(tiny_unet, set()))  # every weight the base's
+    store.load("other", lambda: copy.deepcopy(tiny_unet))
+    store.load("new", lambda: copy.deepcopy(tiny_unet))
+    # unloading "base" or "alias" would free nothing (the other holds the same weights): "other" goes
+    assert store.loaded() == ["base", "alias", "new"] and store.nbytes() == 2 * size
+
+
 def test_strength_scales_the_delta_linearly(tiny_unet, unet_lora):
     lora = read_lora(unet_lora[2])
     w0 = dict(tiny_unet.named_parameters())["down_blocks.1.attentions.0.to_q.weight"]

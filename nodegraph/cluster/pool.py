@@ -148,7 +148,9 @@ class WorkerPool:
         ray = self._ray
         if ray is None:
             return
-        _stop(ray, [w.actor for w in workers if w.state not in ("lost", "refused")])
+        live = [w for w in workers if w.state not in ("lost", "refused")]
+        # a worker still starting has no scratch folder to remove yet (and may never be scheduled)
+        _stop(ray, [w.actor for w in live if w.hello is not None], [w.actor for w in live if w.hello is None])
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         if self._started and ray.is_initialized():
@@ -209,8 +211,8 @@ class WorkerPool:
                     log.warning("worker %s: packs that failed to load there: %s", worker.name,
                                 "; ".join(hello.failures))
             self._cond.notify_all()
-        if problems:
-            _stop(self._ray, [worker.actor])
+        if problems:  # off the watcher thread: the other workers' hellos go on
+            threading.Thread(target=_stop, args=(self._ray, [worker.actor]), daemon=True).start()
 
     # -- handing out ---------------------------------------------------------------------------------
     def acquire(self, wanted: Iterable[str], cancel: CancelToken, *, first: bool = False) -> Worker | None:
@@ -330,8 +332,9 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def _stop(ray: Any, actors: list[Any]) -> None:
-    """Kill ``actors``, each first asked to remove its scratch folder (``ray.kill`` runs no exit handler)."""
+def _stop(ray: Any, actors: list[Any], starting: list[Any] = ()) -> None:
+    """Kill ``actors``, each first asked to remove its scratch folder (``ray.kill`` runs no exit handler),
+    and ``starting`` (actors that never said hello) at once."""
     closing = []
     for actor in actors:
         try:
@@ -343,7 +346,7 @@ def _stop(ray: Any, actors: list[Any]) -> None:
             ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
         except Exception:  # noqa: BLE001 - a worker already gone
             pass
-    for actor in actors:
+    for actor in [*actors, *starting]:
         try:
             ray.kill(actor)
         except Exception:  # noqa: BLE001 - already gone

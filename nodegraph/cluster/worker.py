@@ -11,8 +11,10 @@ names they got on the head, which is what the node's ``ui``, the event and the c
 
 The actor runs one plan at a time (Ray's default concurrency group); ``cancel``, ``landed``,
 ``status`` and ``close`` run in the ``control`` group so they reach a running plan. The scratch
-folder goes with the worker: the pool calls ``close`` before it kills the actor, and an actor that
-exits on its own removes it at exit.
+folder goes with the worker: the pool calls ``close`` (which stops the running plan and waits for it)
+before it kills the actor, and an actor that exits on its own removes it at exit. A worker that dies
+otherwise (its node lost, the head killed, the OS) cannot; each new worker removes the scratch
+folders of this host's workers whose process is gone (``OWNER`` names it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ __all__ = ["CONTROL", "NodegraphWorker", "WorkerExecutor"]
 log = logging.getLogger(__name__)
 
 CONTROL = "control"  # the actor's concurrency group for calls that must reach a running plan
+CLOSE_JOIN = 4.0  # seconds `close` waits for a stopped plan's thread (the pool kills the actor after 5)
+SCRATCH_PREFIX = "nodegraph-w"  # scratch folders: <temp dir>/nodegraph-<worker name>-<random>
+OWNER = ".owner"  # in a scratch folder: "<host> <pid>" of the worker process that made it
 LANDING_TIMEOUT = 600.0  # seconds to wait for the head to write a node's files
 BATCH_LINGER = 0.02  # seconds an event may wait for others to share its trip to the head
 
@@ -194,8 +199,12 @@ class NodegraphWorker:
 
     def __init__(self, name: str, overrides: dict[str, Any]) -> None:
         self.name = name
+        _remove_orphans(Path(tempfile.gettempdir()))
         self.scratch = Path(tempfile.mkdtemp(prefix=f"nodegraph-{name}-"))
+        (self.scratch / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
         atexit.register(self._remove_scratch)  # a graceful exit (``ray.kill`` runs no handler: see ``close``)
+        self._closing = False
+        self._threads: dict[str, threading.Thread] = {}
         values = {**overrides, "output_dir": self.scratch / "output", "temp_dir": self.scratch / "temp",
                   "input_dir": self.scratch / "input"}
         self.gpus = _gpu_ids()
@@ -227,9 +236,14 @@ class NodegraphWorker:
                 "cache": self.engine.cache.stats(), "scratch": str(self.scratch)}
 
     def close(self) -> None:
-        """Stop the runs and remove the scratch folder (the pool calls it before ``ray.kill``)."""
+        """Stop the runs, wait for them (up to ``CLOSE_JOIN`` s: a node ends its step first) and remove the
+        scratch folder; no run starts after it. The pool calls it before ``ray.kill``."""
+        self._closing = True
         for channel in list(self.channels.values()):
             channel.stop("the worker is closing")
+        deadline = time.monotonic() + CLOSE_JOIN
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._remove_scratch()
 
     def _remove_scratch(self) -> None:
@@ -248,8 +262,11 @@ class NodegraphWorker:
 
     def execute(self, spec: JobSpec) -> Iterator[list[Any]]:
         """Run ``spec``, yielding batches of events and records; the last batch ends with PartDone."""
+        if self._closing:
+            raise RuntimeError(f"worker {self.name} is closing")
         channel = self.channels[spec.run_id] = _Channel(spec)
         thread = threading.Thread(target=self._main, args=(channel,), name=f"run-{spec.run_id[:8]}", daemon=True)
+        self._threads[spec.run_id] = thread
         thread.start()
         try:
             while True:
@@ -262,6 +279,7 @@ class NodegraphWorker:
             channel.stop("the head stopped reading")
             thread.join()
             self.channels.pop(spec.run_id, None)
+            self._threads.pop(spec.run_id, None)
 
     def _main(self, channel: _Channel) -> None:
         spec = channel.spec
@@ -331,6 +349,28 @@ def _failed(spec: JobSpec, error_type: str, message: str, started: float, traceb
                        traceback=traceback)
     return PartDone(status="failed", outputs={}, ui={}, executed=[], cached=[], error=error,
                     duration=time.perf_counter() - started)
+
+
+def _remove_orphans(temp: Path) -> None:
+    """Remove the scratch folders under ``temp`` that a worker process of this host left when it died."""
+    host = socket.gethostname()
+    for folder in temp.glob(f"{SCRATCH_PREFIX}*-*"):
+        try:
+            owner_host, pid = (folder / OWNER).read_text().split()
+        except (OSError, ValueError):
+            continue  # not a worker's (or one still writing its owner): leave it
+        if owner_host == host and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid: leave it
+    return True
 
 
 def _gpu_ids() -> list[Any]:
