@@ -107,3 +107,30 @@ def test_decoded_pairs_are_generated_once_then_read_from_the_cache(tmp_path, mon
     ud.decoded_pairs(ud.Config(n_decoded=5, n_data=len(ds), cache=str(tmp_path)), ds, Timer())
     assert calls == [4, 5]
 
+
+def test_upsampler_embed_mixes_in_the_decoded_pairs_and_records_them(tmp_path, monkeypatch):
+    import json
+
+    from train import upsampler_decoded as ud
+    from train import upsampler_embed
+
+    seen = []
+    real = upsampler_embed.conditioning
+
+    def spy(ds, idx, decoded, p, rng):
+        low = real(ds, idx, decoded, p, rng)
+        seen.append((decoded is not None and p, np.isin(idx, decoded[0]).mean() if decoded is not None else 0.0))
+        return low
+
+    monkeypatch.setattr(ud, "generate_pairs", lambda cfg, bundle, ds, timer: ds.images32[:cfg.n_decoded])
+    monkeypatch.setattr(upsampler_embed, "conditioning", spy)
+    threads = torch.get_num_threads()
+    try:
+        assert upsampler_embed.main(["--smoke", "--out", str(tmp_path / "up"), "--n-decoded", "8", "--p-decoded",
+                                     "1", "--cache", str(tmp_path / "pairs")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [(1.0, 1.0)] * 2  # every sample of both steps from the decoded pairs' scenes
+    record = json.loads((tmp_path / "up" / "training_log.json").read_text())["upsampler_embed"]
+    assert record["n_decoded"] == 8 and record["kept"] == 8 and record["p_decoded"] == 1.0
+    assert "cache" not in record and list((tmp_path / "pairs").glob("decoded-*.npz"))
