@@ -97,6 +97,21 @@ def corrupt(lr: torch.Tensor, max_noise: float, p_blur: float = 0.3, max_blur: f
     return lr + sigma * torch.randn_like(lr)
 
 
+def conditioning(ds, idx: np.ndarray, decoded: tuple[np.ndarray, np.ndarray] | None, p_decoded: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """A batch's 32 px conditioning (B, 32, 32, 3) uint8 for data rows `idx`: their renders, except that with
+    `decoded` = (rows (M,), images (M, 32, 32, 3)) about `p_decoded` of the batch (the first n) become rows
+    that have decoder-style images, and those images; `idx` is changed in place to match."""
+    low = ds.images32[idx]
+    n_dec = min(int(rng.binomial(len(idx), p_decoded)), len(decoded[0])) if decoded is not None else 0
+    if n_dec:  # the first n_dec of the batch: decoder-style conditioning of their scenes
+        pick = rng.choice(len(decoded[0]), size=n_dec, replace=False)
+        idx[:n_dec] = decoded[0][pick]
+        low = ds.images32[idx]
+        low[:n_dec] = decoded[1][pick]
+    return low
+
+
 def main(argv: list[str] | None = None, decoded: tuple[np.ndarray, np.ndarray] | None = None, p_decoded: float = 0.0,
          stage: str = "", extra_seconds: float = 0.0, extra_record: dict | None = None) -> int:
     """Train (or with --init continue) the upsampler. `decoded` = (rows (M,), images (M, 32, 32, 3) uint8):
@@ -126,13 +141,7 @@ def main(argv: list[str] | None = None, decoded: tuple[np.ndarray, np.ndarray] |
     run_loss = None
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
-        low = ds.images32[idx]
-        n_dec = min(int(rng.binomial(cfg.batch, p_decoded)), len(decoded[0])) if decoded is not None else 0
-        if n_dec:  # the first n_dec of the batch: decoder-style conditioning of their scenes
-            pick = rng.choice(len(decoded[0]), size=n_dec, replace=False)
-            idx[:n_dec] = decoded[0][pick]
-            low = ds.images32[idx]
-            low[:n_dec] = decoded[1][pick]
+        low = conditioning(ds, idx, decoded, p_decoded, rng)
         hr = shapes_data.to_tensor(ds.images64[idx]) * 2 - 1  # (B, 3, 64, 64)
         lr = corrupt(shapes_data.to_tensor(low) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
         up = upscale_condition(lr, 64)

@@ -134,6 +134,37 @@ def aligned(decoded: np.ndarray, renders: np.ndarray, min_iou: float) -> np.ndar
     return keep
 
 
+def pairs_key(cfg: Config) -> str:
+    """The cache key of the generated pairs: what they depend on (the scenes are a prefix of data seed
+    `data_seed`'s, so `n_data` counts only where it cuts them short)."""
+    gen = asdict(cfg) | {"n_data": min(cfg.n_data, cfg.n_decoded)}
+    keys = ("out", "n_decoded", "data_seed", "n_data", "min_strength", "max_strength", "steps", "guidance",
+            "gen_batch", "seed")
+    return hashlib.sha256(repr([gen[k] for k in keys]).encode()).hexdigest()[:12]
+
+
+def decoded_pairs(cfg: Config, ds, timer: Timer) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rows (M,), their decoder-style 32 px images (M, 32, 32, 3) uint8, generation seconds): the first
+    `n_decoded` scenes of `ds` decoded by the bundle `cfg.out`'s decoder, those still showing their
+    render's scene kept; read from `cfg.cache` when generated before, else generated and stored there."""
+    cache = Path(cfg.cache or tempfile.mkdtemp(prefix="nodegraph-upsampler-decoded-"))
+    path = cache / f"decoded-{pairs_key(cfg)}.npz"
+    if path.exists():  # the wall time recorded stays the generation's, not the cache read's
+        z = np.load(path)
+        decoded, gen_seconds = z["decoded"], float(z["seconds"])
+        log.info("decoded pairs from %s (generated in %.0f s)", path, gen_seconds)
+    else:
+        t0 = timer()
+        decoded = generate_pairs(cfg, Path(cfg.out), ds, timer)
+        gen_seconds = timer() - t0
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, decoded=decoded, seconds=gen_seconds)
+    keep = aligned(decoded, ds.images32[:len(decoded)], cfg.min_iou)
+    log.info("%d of %d decoded scenes still show their render's scene", keep.sum(), len(keep))
+    rows = np.flatnonzero(keep)
+    return rows, decoded[rows], gen_seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse(Config, argv, smoke)
@@ -141,29 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     timer = Timer()
     bundle = Path(cfg.out)
     ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    gen_keys = ("out", "n_decoded", "data_seed", "n_data", "min_strength", "max_strength", "steps", "guidance",
-                "gen_batch", "seed")
-    key = hashlib.sha256(repr([asdict(cfg)[k] for k in gen_keys]).encode()).hexdigest()[:12]
-    cache = Path(cfg.cache or tempfile.mkdtemp(prefix="nodegraph-upsampler-decoded-"))
-    path = cache / f"decoded-{key}.npz"
-    if path.exists():  # the wall time recorded stays the generation's, not the cache read's
-        z = np.load(path)
-        decoded, gen_seconds = z["decoded"], float(z["seconds"])
-        log.info("decoded pairs from %s (generated in %.0f s)", path, gen_seconds)
-    else:
-        decoded = generate_pairs(cfg, bundle, ds, timer)
-        gen_seconds = timer()
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, decoded=decoded, seconds=gen_seconds)
-    keep = aligned(decoded, ds.images32[:len(decoded)], cfg.min_iou)
-    log.info("%d of %d decoded scenes still show their render's scene", keep.sum(), len(keep))
-    rows = np.flatnonzero(keep)
+    rows, images, gen_seconds = decoded_pairs(cfg, ds, timer)
     return upsampler.main([
         "--init", str(bundle), "--out", str(bundle), "--steps", str(cfg.train_steps), "--batch", str(cfg.batch),
         "--lr", str(cfg.lr), "--warmup", str(cfg.warmup), "--n-data", str(cfg.n_data),
         "--data-seed", str(cfg.data_seed), "--threads", str(cfg.threads), "--seed", str(cfg.seed),
-    ], decoded=(rows, decoded[rows]), p_decoded=cfg.p_decoded, stage="upsampler_decoded",
-        extra_seconds=gen_seconds, extra_record={"n_decoded": int(len(keep)), "kept": int(len(rows)),
+    ], decoded=(rows, images), p_decoded=cfg.p_decoded, stage="upsampler_decoded",
+        extra_seconds=gen_seconds, extra_record={"n_decoded": int(min(cfg.n_decoded, len(ds))), "kept": int(len(rows)),
                                                   "strength": [cfg.min_strength, cfg.max_strength],
                                                   "p_decoded": cfg.p_decoded, "generation_seconds": round(gen_seconds, 1)})
 

@@ -18,8 +18,15 @@ one, and moved by a random vector of norm up to `embed_noise` (on the unit spher
 prior's samples (through Recolour) differ from a render's embedding. `edge_weight` > 0 puts more of the
 loss where the conditioning lacks what the render has (the outline, a star's tips).
 
+A blur leaves the shape in the 32 px image, and the net learns to read it from there and barely uses the
+embedding. With `n_decoded` > 0, `p_decoded` of each batch is instead conditioned on `upsampler_decoded`'s
+pairs: the first `n_decoded` training scenes noised part of the way and denoised by the `--init` bundle's
+decoder (cached in `--cache`), whose 32 px images are ambiguous the way the decoder makes them at inference,
+so that the embedding is the cue for the outline the render has.
+
     python -m train upsampler_embed --out DIR            # a new folder: super_res_first/, super_res_embed/, ...
     python -m train upsampler_embed --out DIR --smoke    # a few steps, the shipped weights at the start
+    python -m train upsampler_embed --out DIR --n-decoded 1536 --cache /tmp/pairs   # decoder-made pairs mixed in
     python -m train upsampler_embed --out models/shapes-unclip --ship true   # into the shipped bundle
 
 It reads `--init` (default models/shapes-unclip: its `clip/` and `super_res_first/`) and refuses to
@@ -41,6 +48,7 @@ from diffusers import UNet2DModel
 
 from nodes.unclip.models.upsampler import UpsamplerEmbedding, upscale_condition, with_embedding
 from train import data as shapes_data
+from train import upsampler_decoded
 from train.common import (
     SHIPPED,
     cosine_lr,
@@ -50,7 +58,7 @@ from train.common import (
     start,
     write_model_index,
 )
-from train.upsampler import corrupt, scheduler
+from train.upsampler import conditioning, corrupt, scheduler
 
 log = logging.getLogger("train.upsampler_embed")
 
@@ -72,6 +80,9 @@ class Config:
     p_drop_embed: float = 0.1
     embed_noise: float = 0.3
     edge_weight: float = 0.0  # > 0: per-pixel loss weight 1 + edge_weight × |render − conditioning| (mean 1)
+    n_decoded: int = 0  # > 0: that many training scenes decoded by the init bundle's decoder (upsampler_decoded)
+    p_decoded: float = 0.6  # the share of each batch conditioned on them
+    cache: str = ""  # folder of the decoded pairs ("": a temporary folder), shared with upsampler_decoded
     ema: float = 0.995
     n_data: int = 12_000
     data_seed: int = 0
@@ -136,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     clip = load_clip_frozen(init)
     emb = image_embeddings(clip, ds.images64)  # (N, D): the 64 px renders', as the decoder was trained on
     log.info("image embeddings %s in %.0f s", tuple(emb.shape), timer())
+    decoded, pairs_record, extra_seconds = None, {}, 0.0
+    if cfg.n_decoded > 0:  # upsampler_decoded's pairs of the same scenes, generated with its defaults
+        dcfg = upsampler_decoded.Config(out=str(init), n_decoded=cfg.n_decoded, data_seed=cfg.data_seed,
+                                        n_data=cfg.n_data, cache=cfg.cache, threads=cfg.threads)
+        t0 = timer()
+        rows, images, gen_seconds = upsampler_decoded.decoded_pairs(dcfg, ds, timer)
+        extra_seconds = gen_seconds - (timer() - t0)  # a cache read: count the generation's time instead
+        decoded = (rows, images)
+        pairs_record = {"kept": int(len(rows)), "strength": [dcfg.min_strength, dcfg.max_strength],
+                        "generation_seconds": round(gen_seconds, 1)}
     base = UNet2DModel.from_pretrained(init / "super_res_first").float()
     if base.config.class_embed_type == "identity":  # an upsampler that already sees the embedding: continue it
         unet = base
@@ -159,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     run_loss = None
     for step in range(cfg.steps):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
+        low = conditioning(ds, idx, decoded, cfg.p_decoded, rng)  # decoded rows first, idx changed to match
         hr = shapes_data.to_tensor(ds.images64[idx]) * 2 - 1  # (B, 3, 64, 64)
-        lr = corrupt(shapes_data.to_tensor(ds.images32[idx]) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
+        lr = corrupt(shapes_data.to_tensor(low) * 2 - 1, cfg.max_aug_noise, cfg.p_blur, cfg.max_blur)
         up = upscale_condition(lr, 64)
         y, x = (int(v) for v in rng.integers(0, 64 - cfg.crop + 1, size=2))
         hr, up = hr[..., y:y + cfg.crop, x:x + cfg.crop], up[..., y:y + cfg.crop, x:x + cfg.crop]
@@ -193,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ema_embed.save_pretrained(out / "super_res_embed", safe_serialization=True)
     scheduler().save_pretrained(out / "super_res_scheduler")
     write_model_index(out)
-    record_time(out, "upsampler_embed", timer(), {
-        k: v for k, v in asdict(cfg).items() if k not in ("out", "threads", "log_every", "ship")}
+    record_time(out, "upsampler_embed", timer() + extra_seconds, {
+        k: v for k, v in asdict(cfg).items() if k not in ("out", "threads", "log_every", "ship", "cache")}
+        | pairs_record
         | {"init": str(init.resolve().relative_to(SHIPPED.parent.parent)) if init.resolve().is_relative_to(
             SHIPPED.parent.parent) else str(init)})
     log.info("saved %s in %.0f s", out, timer())
