@@ -31,6 +31,9 @@ MID_BAND = (350, 850)  # decoder timesteps where a small subject's outline is de
 PHASE_BATCH = 16  # subject rows (and preservation captions) per step of the prior phase
 TEXT_KEEP = 512  # with text_rank: ordinary captions whose encodings the text tower's LoRA keeps
 TEXT_KEEP_BATCH = 16  # … and how many of them each step
+CLASS_GUIDANCE = (4.0, 1.5)  # prior and decoder guidance of the class samples
+CLASS_CACHE = ".dreambooth-class"  # class samples kept in <models>/loras/<this>/ (hidden from Load LoRA; git-ignored)
+CLASS_CACHE_ENTRIES = 16
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -85,6 +88,87 @@ def text_keep_loss(tower, frozen_enc, texts: list[str]):
     pooled = torch.mean((enc.embeds - frozen_enc.embeds) ** 2) / torch.mean(frozen_enc.embeds ** 2)
     hidden = torch.sum((enc.hidden - frozen_enc.hidden) ** 2 * mask) / torch.sum(frozen_enc.hidden ** 2 * mask)
     return pooled + hidden
+
+
+def _digest_tensors(h, tensors) -> None:
+    import torch
+
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def class_key(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen) -> str:
+    """What the class samples depend on, hashed: the prior's and the decoder's weights, configs and
+    schedulers, the captions' encodings, the generator's state, the counts and guidance, and the
+    libraries and threads that compute them (so a cached sample is bit-identical to a fresh one)."""
+    import hashlib
+
+    import diffusers
+    import torch
+
+    h = hashlib.sha256(f"dreambooth-class/1 torch {torch.__version__} diffusers {diffusers.__version__} "
+                       f"threads {torch.get_num_threads()} n {n_decoded} steps {steps} guidance "
+                       f"{CLASS_GUIDANCE}".encode())
+    for module in (pri.prior, dec.text_proj, dec.unet):
+        h.update(repr(sorted(dict(module.config).items())).encode())
+        state = module.state_dict()
+        h.update(repr(list(state)).encode())
+        _digest_tensors(h, state.values())
+    for sched in (pri.scheduler, dec.scheduler):
+        h.update(f"{type(sched).__name__} {sorted(dict(getattr(sched, 'config', {})).items())!r}".encode())
+    for enc in (prior_text, uncond):
+        _digest_tensors(h, (enc.embeds, enc.hidden, enc.mask))
+    _digest_tensors(h, (gen.get_state(),))
+    return h.hexdigest()[:32]
+
+
+def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen, folder, check_cancelled):
+    """Prior preservation's samples: the frozen prior's image embeddings for every caption of `prior_text`
+    and the frozen decoder's images (B, 3, S, S) in [0, 1] for the first `n_decoded`, drawn from `gen`;
+    and whether they came from the cache. They depend only on the models, the captions, the seed's
+    generator state and the counts, so they are kept in `folder` under a hash of all of those, with the
+    generator's state after sampling: a repeated training (another learning rate, more steps) reads
+    them instead of sampling again and continues bit for bit as a fresh one would. The newest
+    CLASS_CACHE_ENTRIES are kept."""
+    import contextlib
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    from ..unclip.api import sample_decoder, sample_prior
+    from .common import take
+
+    key = class_key(pri, dec, prior_text, uncond, n_decoded, steps, gen)
+    path = folder / f"{key}.safetensors"
+    if path.is_file():
+        try:
+            got = load_file(str(path))
+            prior_emb, class_img, state = got["prior_emb"], got["class_img"], got["generator_state"]
+        except (OSError, RuntimeError, KeyError, ValueError):  # unreadable: sample again, overwrite it
+            pass
+        else:
+            gen.set_state(state)
+            with contextlib.suppress(OSError):
+                os.utime(path)  # most recently used
+            return prior_emb, class_img, True
+    prior_emb = sample_prior(pri, prior_text, uncond, guidance=CLASS_GUIDANCE[0], steps=steps, generator=gen)
+    check_cancelled()
+    class_img = sample_decoder(dec, prior_emb[:n_decoded], take(prior_text, slice(0, n_decoded)), uncond,
+                               guidance=CLASS_GUIDANCE[1], steps=steps, generator=gen)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        save_file({"prior_emb": prior_emb.contiguous(), "class_img": class_img.contiguous(),
+                   "generator_state": gen.get_state()}, str(tmp))
+        os.replace(tmp, path)
+        old = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)[:-CLASS_CACHE_ENTRIES]
+        for p in old:
+            p.unlink(missing_ok=True)
+    except OSError:  # a read-only models folder: train without the cache
+        pass
+    return prior_emb, class_img, False
 
 
 def subject_rows_per_step(batch: int, share: float) -> int:
@@ -220,8 +304,6 @@ class DreamBooth(Node):
             decoder_loss,
             generator,
             prior_loss,
-            sample_decoder,
-            sample_prior,
         )
         from . import subject, training
         from .common import clip_pixels, decoder_pixels, object_mask, share_weights, take
@@ -307,11 +389,10 @@ class DreamBooth(Node):
             prior_text = clip.encode_text(class_caps)
             uncond = clip.encode_text([""])
             ctx.check_cancelled()
-            prior_emb = sample_prior(pri, prior_text, uncond, guidance=4.0, steps=inputs.class_steps, generator=gen)
-            ctx.check_cancelled()
+            prior_emb, class_img, class_cached = class_samples(
+                pri, dec, prior_text, uncond, inputs.class_images, inputs.class_steps, gen,
+                ctx.settings.model_dirs[0] / "loras" / CLASS_CACHE, ctx.check_cancelled)
             class_text, class_emb = take(prior_text, slice(0, inputs.class_images)), prior_emb[:inputs.class_images]
-            class_img = sample_decoder(dec, class_emb, class_text, uncond, guidance=1.5, steps=inputs.class_steps,
-                                       generator=gen)
         cpu_class = time.process_time() - cpu0
         subj_x0 = decoder_pixels(subj64, size)
         # the same weighting on the class rows: preservation holds where the subject's loss pulls hardest
@@ -445,7 +526,7 @@ class DreamBooth(Node):
                    if inputs.text_rank > 0 else {}),
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
-                "cpu_seconds_class": round(cpu_class, 1), "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
+                "cpu_seconds_class": round(cpu_class, 1), "class_images_cached": class_cached, "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
         save_lora(path, unet, unet_cfg, info, prior_net if prior_steps > 0 or phase_lora else None, prior_cfg,
                   embeddings={ident: row.detach()} if row is not None else None, text_encoder=text_lora)
