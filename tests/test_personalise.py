@@ -243,9 +243,9 @@ def test_an_unchanged_training_is_cached_and_a_changed_one_reruns(tiny_engine):
 
 
 def test_a_repeated_training_reads_the_class_samples_and_writes_the_same_lora(tiny_engine, monkeypatch):
-    import nodes.unclip.api as api
     from safetensors.torch import load_file
 
+    import nodes.unclip.api as api
     from nodes.personalise.dreambooth import CLASS_CACHE
 
     put_subject(tiny_engine)
