@@ -183,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"training failed: {result.error}")
     from safetensors import safe_open
 
-    path = ROOT / "models" / "loras" / f"{result.outputs['train']['lora']}.safetensors"
+    path = Path(engine.settings.model_dirs[0]) / "loras" / f"{result.outputs['train']['lora']}.safetensors"
     with safe_open(str(path), framework="pt") as f:
         info = json.loads((f.metadata() or {}).get("nodegraph_training", "{}"))
-    report = {"lora": str(path.relative_to(ROOT)), "node_cpu_seconds": info.get("cpu_seconds"),
+    report = {"lora": str(path), "class_images_cached": info.get("class_images_cached"),
+              "node_cpu_seconds": info.get("cpu_seconds"),
               "node_cpu_seconds_class": info.get("cpu_seconds_class"), "node_wall_seconds": info.get("seconds"),
               "process_cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1), "threads": args.threads,
               "load_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],

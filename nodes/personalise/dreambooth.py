@@ -15,14 +15,18 @@ the tower's LoRA as diffusers' `text_encoder.*` keys; Load LoRA puts both into a
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from pathlib import Path
 from typing import Literal
 
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, DECODER, PRIOR
+
+log = logging.getLogger(__name__)
 
 PREFIX = "dreambooth-"  # files in <models>/loras/ that runs write (git-ignored)
 PRIOR_CLASS = 8  # prior-preservation captions per class image (see run)
@@ -96,46 +100,109 @@ def _digest_tensors(h, tensors) -> None:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def _sampling_sources() -> list[Path]:
+    """The files of the code that draws the class samples (this module and the unCLIP library's prior,
+    decoder and schedulers): a change to any of them makes cached samples stale."""
+    from ..unclip.models import decoder, prior, schedulers
+
+    return [Path(__file__), *(Path(m.__file__) for m in (prior, decoder, schedulers))]
 
 
 def class_key(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen) -> str:
     """What the class samples depend on, hashed: the prior's and the decoder's weights, configs and
-    schedulers, the captions' encodings, the generator's state, the counts and guidance, and the
-    libraries and threads that compute them (so a cached sample is bit-identical to a fresh one)."""
+    schedulers, the captions' encodings, the generator's state, the counts and guidance, the code that
+    samples them, and the libraries, threads and CPU that compute them (so a cached sample is bit-identical
+    to a fresh one). Where a model was loaded from is left out: the same weights from another folder hit."""
     import hashlib
+    import platform
 
     import diffusers
     import torch
 
     h = hashlib.sha256(f"dreambooth-class/1 torch {torch.__version__} diffusers {diffusers.__version__} "
-                       f"threads {torch.get_num_threads()} n {n_decoded} steps {steps} guidance "
+                       f"threads {torch.get_num_threads()} cpu {platform.machine()} "
+                       f"{torch.backends.cpu.get_cpu_capability()} n {n_decoded} steps {steps} guidance "
                        f"{CLASS_GUIDANCE}".encode())
+    for path in _sampling_sources():
+        h.update(path.read_bytes())
     for module in (pri.prior, dec.text_proj, dec.unet):
-        h.update(repr(sorted(dict(module.config).items())).encode())
+        config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}  # no load path
+        h.update(f"{type(module).__name__} {sorted(config.items())!r}".encode())
         state = module.state_dict()
         h.update(repr(list(state)).encode())
         _digest_tensors(h, state.values())
     for sched in (pri.scheduler, dec.scheduler):
-        h.update(f"{type(sched).__name__} {sorted(dict(getattr(sched, 'config', {})).items())!r}".encode())
+        config = {k: v for k, v in dict(getattr(sched, "config", {})).items() if not k.startswith("_")}
+        h.update(f"{type(sched).__name__} {sorted(config.items())!r}".encode())
     for enc in (prior_text, uncond):
         _digest_tensors(h, (enc.embeds, enc.hidden, enc.mask))
     _digest_tensors(h, (gen.get_state(),))
     return h.hexdigest()[:32]
 
 
+def _read_class_samples(path, n_prior: int, n_decoded: int, gen):
+    """(prior embeddings, class images) of a cache entry, the generator set to the state stored with
+    them; None (and the entry removed) when it is unreadable or does not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        got = load_file(str(path))
+        prior_emb, class_img, state = got["prior_emb"], got["class_img"], got["generator_state"]
+        if (prior_emb.shape[0] != n_prior or class_img.ndim != 4 or class_img.shape[0] != min(n_decoded, n_prior)
+                or state.shape != gen.get_state().shape):
+            raise ValueError(f"shapes {tuple(prior_emb.shape)}, {tuple(class_img.shape)}, {tuple(state.shape)}")
+        gen.set_state(state)
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors derive from Exception alone: sample again
+        log.warning("class-sample cache entry %s is unusable (%s); sampling again", path.name, exc)
+        path.unlink(missing_ok=True)
+        return None
+    return prior_emb, class_img
+
+
+def _write_class_samples(folder, path, tensors: dict) -> None:
+    """Write a cache entry atomically (a temporary file renamed over it), then keep the newest
+    CLASS_CACHE_ENTRIES and drop temporary files older than an hour (an interrupted write's); any
+    failure (a read-only or full models folder) leaves training without the cache."""
+    import os
+    import tempfile
+    import time
+
+    from safetensors.torch import save
+
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(save(tensors))
+        os.replace(tmp, path)
+        tmp = None
+        entries = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        for p in entries[:-CLASS_CACHE_ENTRIES]:
+            p.unlink(missing_ok=True)
+        for p in folder.glob(".*.tmp"):
+            if time.time() - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: train without it
+        log.warning("could not keep the class samples in %s (%s)", folder, exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
 def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen, folder, check_cancelled):
     """Prior preservation's samples: the frozen prior's image embeddings for every caption of `prior_text`
     and the frozen decoder's images (B, 3, S, S) in [0, 1] for the first `n_decoded`, drawn from `gen`;
     and whether they came from the cache. They depend only on the models, the captions, the seed's
-    generator state and the counts, so they are kept in `folder` under a hash of all of those, with the
-    generator's state after sampling: a repeated training (another learning rate, more steps) reads
-    them instead of sampling again and continues bit for bit as a fresh one would. The newest
-    CLASS_CACHE_ENTRIES are kept."""
+    generator state, the counts and the sampling code (`class_key`), so they are kept in `folder` under a
+    hash of all of those, with the generator's state after sampling: a repeated training that draws the
+    same class captions reads them instead of sampling again and continues bit for bit as a fresh one
+    would. The newest CLASS_CACHE_ENTRIES are kept."""
     import contextlib
     import os
-
-    from safetensors.torch import load_file, save_file
 
     from ..unclip.api import sample_decoder, sample_prior
     from .common import take
@@ -143,31 +210,17 @@ def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen,
     key = class_key(pri, dec, prior_text, uncond, n_decoded, steps, gen)
     path = folder / f"{key}.safetensors"
     if path.is_file():
-        try:
-            got = load_file(str(path))
-            prior_emb, class_img, state = got["prior_emb"], got["class_img"], got["generator_state"]
-        except (OSError, RuntimeError, KeyError, ValueError):  # unreadable: sample again, overwrite it
-            pass
-        else:
-            gen.set_state(state)
+        got = _read_class_samples(path, prior_text.embeds.shape[0], n_decoded, gen)
+        if got is not None:
             with contextlib.suppress(OSError):
                 os.utime(path)  # most recently used
-            return prior_emb, class_img, True
+            return *got, True
     prior_emb = sample_prior(pri, prior_text, uncond, guidance=CLASS_GUIDANCE[0], steps=steps, generator=gen)
     check_cancelled()
     class_img = sample_decoder(dec, prior_emb[:n_decoded], take(prior_text, slice(0, n_decoded)), uncond,
                                guidance=CLASS_GUIDANCE[1], steps=steps, generator=gen)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        save_file({"prior_emb": prior_emb.contiguous(), "class_img": class_img.contiguous(),
-                   "generator_state": gen.get_state()}, str(tmp))
-        os.replace(tmp, path)
-        old = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)[:-CLASS_CACHE_ENTRIES]
-        for p in old:
-            p.unlink(missing_ok=True)
-    except OSError:  # a read-only models folder: train without the cache
-        pass
+    _write_class_samples(folder, path, {"prior_emb": prior_emb.contiguous(), "class_img": class_img.contiguous(),
+                                        "generator_state": gen.get_state()})
     return prior_emb, class_img, False
 
 
