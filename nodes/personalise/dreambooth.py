@@ -106,9 +106,13 @@ def _digest_tensors(h, tensors) -> None:
 def _sampling_sources() -> list[Path]:
     """The files of the code that draws the class samples (this module and the unCLIP library's prior,
     decoder and schedulers): a change to any of them makes cached samples stale."""
-    from ..unclip.models import decoder, prior, schedulers
+    import inspect
 
-    return [Path(__file__), *(Path(m.__file__) for m in (prior, decoder, schedulers))]
+    from ..unclip import api
+
+    files = [__file__, inspect.getsourcefile(api.sample_prior), inspect.getsourcefile(api.sample_decoder),
+             api.schedulers.__file__]
+    return [Path(f) for f in dict.fromkeys(files) if f]
 
 
 def class_key(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen) -> str:
