@@ -242,6 +242,50 @@ def test_an_unchanged_training_is_cached_and_a_changed_one_reruns(tiny_engine):
     assert "train" in changed.executed
 
 
+def test_a_repeated_training_reads_the_class_samples_and_writes_the_same_lora(tiny_engine, monkeypatch):
+    from safetensors.torch import load_file
+
+    import nodes.unclip.api as api
+    from nodes.personalise.dreambooth import CLASS_CACHE
+
+    put_subject(tiny_engine)
+    sampled = []
+    for name in ("sample_prior", "sample_decoder"):
+        fn = getattr(api, name)
+        monkeypatch.setattr(api, name, lambda *a, _fn=fn, _name=name, **kw: sampled.append(_name) or _fn(*a, **kw))
+    loras = tiny_engine.settings.model_dirs[0] / "loras"
+    assert tiny_engine.run(dreambooth_workflow(name="first"), targets=["train"]).ok
+    assert sampled == ["sample_prior", "sample_decoder"] and len(list((loras / CLASS_CACHE).iterdir())) == 1
+    assert tiny_engine.run(dreambooth_workflow(name="again"), targets=["train"]).ok  # another name: trains again
+    assert sampled == ["sample_prior", "sample_decoder"]  # … from the kept class samples
+    first, again = (load_file(str(loras / f"dreambooth-{n}.safetensors")) for n in ("first", "again"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert tiny_engine.run(dreambooth_workflow(name="more", class_steps=3), targets=["train"]).ok
+    assert len(sampled) == 4 and len(list((loras / CLASS_CACHE).iterdir())) == 2  # other settings: sampled
+
+
+def test_an_unusable_class_sample_entry_is_sampled_again_and_replaced(tiny_engine):
+    from safetensors.torch import load_file
+
+    from nodes.personalise.dreambooth import CLASS_CACHE
+
+    put_subject(tiny_engine)
+    loras = tiny_engine.settings.model_dirs[0] / "loras"
+    assert tiny_engine.run(dreambooth_workflow(name="first"), targets=["train"]).ok
+    (entry,) = (loras / CLASS_CACHE).glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated: safetensors' own error type, not OSError
+    assert tiny_engine.run(dreambooth_workflow(name="again"), targets=["train"]).ok
+    first, again = (load_file(str(loras / f"dreambooth-{n}.safetensors")) for n in ("first", "again"))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert set(load_file(str(entry))) == {"prior_emb", "class_img", "generator_state"}  # written anew
+    entry.unlink()
+    entry.mkdir()  # a directory where the entry would go: it cannot be written
+    run = tiny_engine.run(dreambooth_workflow(name="third"), targets=["train"])
+    assert run.ok, run.error  # trains without the cache
+    third = load_file(str(loras / "dreambooth-third.safetensors"))
+    assert all(torch.equal(first[k], third[k]) for k in first)
+
+
 def test_cancel_stops_training_between_steps_and_writes_no_file(tiny_engine):
     put_subject(tiny_engine)
     cancel = CancelToken()

@@ -15,14 +15,18 @@ the tower's LoRA as diffusers' `text_encoder.*` keys; Load LoRA puts both into a
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from pathlib import Path
 from typing import Literal
 
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
 
 from ..unclip.api import CLIP, DECODER, PRIOR
+
+log = logging.getLogger(__name__)
 
 PREFIX = "dreambooth-"  # files in <models>/loras/ that runs write (git-ignored)
 PRIOR_CLASS = 8  # prior-preservation captions per class image (see run)
@@ -31,6 +35,9 @@ MID_BAND = (350, 850)  # decoder timesteps where a small subject's outline is de
 PHASE_BATCH = 16  # subject rows (and preservation captions) per step of the prior phase
 TEXT_KEEP = 512  # with text_rank: ordinary captions whose encodings the text tower's LoRA keeps
 TEXT_KEEP_BATCH = 16  # … and how many of them each step
+CLASS_GUIDANCE = (4.0, 1.5)  # prior and decoder guidance of the class samples
+CLASS_CACHE = ".dreambooth-class"  # class samples kept in <models>/loras/<this>/ (hidden from Load LoRA; git-ignored)
+CLASS_CACHE_ENTRIES = 16
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -85,6 +92,140 @@ def text_keep_loss(tower, frozen_enc, texts: list[str]):
     pooled = torch.mean((enc.embeds - frozen_enc.embeds) ** 2) / torch.mean(frozen_enc.embeds ** 2)
     hidden = torch.sum((enc.hidden - frozen_enc.hidden) ** 2 * mask) / torch.sum(frozen_enc.hidden ** 2 * mask)
     return pooled + hidden
+
+
+def _digest_tensors(h, tensors) -> None:
+    import torch
+
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def _sampling_sources() -> list[Path]:
+    """The files of the code that draws the class samples (this module and the unCLIP library's prior,
+    decoder and schedulers): a change to any of them makes cached samples stale."""
+    import inspect
+
+    from ..unclip import api
+
+    files = [__file__, inspect.getsourcefile(api.sample_prior), inspect.getsourcefile(api.sample_decoder),
+             api.schedulers.__file__]
+    return [Path(f) for f in dict.fromkeys(files) if f]
+
+
+def class_key(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen) -> str:
+    """What the class samples depend on, hashed: the prior's and the decoder's weights, configs and
+    schedulers, the captions' encodings, the generator's state, the counts and guidance, the code that
+    samples them, and the libraries, threads and CPU that compute them (so a cached sample is bit-identical
+    to a fresh one). Where a model was loaded from is left out: the same weights from another folder hit."""
+    import hashlib
+    import platform
+
+    import diffusers
+    import torch
+
+    h = hashlib.sha256(f"dreambooth-class/1 torch {torch.__version__} diffusers {diffusers.__version__} "
+                       f"threads {torch.get_num_threads()} cpu {platform.machine()} "
+                       f"{torch.backends.cpu.get_cpu_capability()} n {n_decoded} steps {steps} guidance "
+                       f"{CLASS_GUIDANCE}".encode())
+    for path in _sampling_sources():
+        h.update(path.read_bytes())
+    for module in (pri.prior, dec.text_proj, dec.unet):
+        config = {k: v for k, v in dict(module.config).items() if not k.startswith("_")}  # no load path
+        h.update(f"{type(module).__name__} {sorted(config.items())!r}".encode())
+        state = module.state_dict()
+        h.update(repr(list(state)).encode())
+        _digest_tensors(h, state.values())
+    for sched in (pri.scheduler, dec.scheduler):
+        config = {k: v for k, v in dict(getattr(sched, "config", {})).items() if not k.startswith("_")}
+        h.update(f"{type(sched).__name__} {sorted(config.items())!r}".encode())
+    for enc in (prior_text, uncond):
+        _digest_tensors(h, (enc.embeds, enc.hidden, enc.mask))
+    _digest_tensors(h, (gen.get_state(),))
+    return h.hexdigest()[:32]
+
+
+def _read_class_samples(path, n_prior: int, n_decoded: int, gen):
+    """(prior embeddings, class images) of a cache entry, the generator set to the state stored with
+    them; None (and the entry removed) when it is unreadable or does not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        got = load_file(str(path))
+        prior_emb, class_img, state = got["prior_emb"], got["class_img"], got["generator_state"]
+        if (prior_emb.shape[0] != n_prior or class_img.ndim != 4 or class_img.shape[0] != min(n_decoded, n_prior)
+                or state.shape != gen.get_state().shape):
+            raise ValueError(f"shapes {tuple(prior_emb.shape)}, {tuple(class_img.shape)}, {tuple(state.shape)}")
+        gen.set_state(state)
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors derive from Exception alone: sample again
+        log.warning("class-sample cache entry %s is unusable (%s); sampling again", path.name, exc)
+        path.unlink(missing_ok=True)
+        return None
+    return prior_emb, class_img
+
+
+def _write_class_samples(folder, path, tensors: dict) -> None:
+    """Write a cache entry atomically (a temporary file renamed over it), then keep the newest
+    CLASS_CACHE_ENTRIES and drop temporary files older than an hour (an interrupted write's); any
+    failure (a read-only or full models folder) leaves training without the cache."""
+    import os
+    import tempfile
+    import time
+
+    from safetensors.torch import save
+
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(save(tensors))
+        os.replace(tmp, path)
+        tmp = None
+        entries = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        for p in entries[:-CLASS_CACHE_ENTRIES]:
+            p.unlink(missing_ok=True)
+        for p in folder.glob(".*.tmp"):
+            if time.time() - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: train without it
+        log.warning("could not keep the class samples in %s (%s)", folder, exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen, folder, check_cancelled):
+    """Prior preservation's samples: the frozen prior's image embeddings for every caption of `prior_text`
+    and the frozen decoder's images (B, 3, S, S) in [0, 1] for the first `n_decoded`, drawn from `gen`;
+    and whether they came from the cache. They depend only on the models, the captions, the seed's
+    generator state, the counts and the sampling code (`class_key`), so they are kept in `folder` under a
+    hash of all of those, with the generator's state after sampling: a repeated training that draws the
+    same class captions reads them instead of sampling again and continues bit for bit as a fresh one
+    would. The newest CLASS_CACHE_ENTRIES are kept."""
+    import contextlib
+    import os
+
+    from ..unclip.api import sample_decoder, sample_prior
+    from .common import take
+
+    key = class_key(pri, dec, prior_text, uncond, n_decoded, steps, gen)
+    path = folder / f"{key}.safetensors"
+    if path.is_file():
+        got = _read_class_samples(path, prior_text.embeds.shape[0], n_decoded, gen)
+        if got is not None:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # most recently used
+            return *got, True
+    prior_emb = sample_prior(pri, prior_text, uncond, guidance=CLASS_GUIDANCE[0], steps=steps, generator=gen)
+    check_cancelled()
+    class_img = sample_decoder(dec, prior_emb[:n_decoded], take(prior_text, slice(0, n_decoded)), uncond,
+                               guidance=CLASS_GUIDANCE[1], steps=steps, generator=gen)
+    _write_class_samples(folder, path, {"prior_emb": prior_emb.contiguous(), "class_img": class_img.contiguous(),
+                                        "generator_state": gen.get_state()})
+    return prior_emb, class_img, False
 
 
 def subject_rows_per_step(batch: int, share: float) -> int:
@@ -220,8 +361,6 @@ class DreamBooth(Node):
             decoder_loss,
             generator,
             prior_loss,
-            sample_decoder,
-            sample_prior,
         )
         from . import subject, training
         from .common import clip_pixels, decoder_pixels, object_mask, share_weights, take
@@ -307,11 +446,10 @@ class DreamBooth(Node):
             prior_text = clip.encode_text(class_caps)
             uncond = clip.encode_text([""])
             ctx.check_cancelled()
-            prior_emb = sample_prior(pri, prior_text, uncond, guidance=4.0, steps=inputs.class_steps, generator=gen)
-            ctx.check_cancelled()
+            prior_emb, class_img, class_cached = class_samples(
+                pri, dec, prior_text, uncond, inputs.class_images, inputs.class_steps, gen,
+                ctx.settings.model_dirs[0] / "loras" / CLASS_CACHE, ctx.check_cancelled)
             class_text, class_emb = take(prior_text, slice(0, inputs.class_images)), prior_emb[:inputs.class_images]
-            class_img = sample_decoder(dec, class_emb, class_text, uncond, guidance=1.5, steps=inputs.class_steps,
-                                       generator=gen)
         cpu_class = time.process_time() - cpu0
         subj_x0 = decoder_pixels(subj64, size)
         # the same weighting on the class rows: preservation holds where the subject's loss pulls hardest
@@ -445,7 +583,7 @@ class DreamBooth(Node):
                    if inputs.text_rank > 0 else {}),
                 "seconds": seconds,
                 "cpu_seconds": round(time.process_time() - cpu0, 1),
-                "cpu_seconds_class": round(cpu_class, 1), "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
+                "cpu_seconds_class": round(cpu_class, 1), "class_images_cached": class_cached, "cpu_seconds_prior_phase": round(cpu_phase - cpu_class, 1),
                 "subject_images": len(images), "class_images": inputs.class_images, "final_loss": losses[-1]}
         save_lora(path, unet, unet_cfg, info, prior_net if prior_steps > 0 or phase_lora else None, prior_cfg,
                   embeddings={ident: row.detach()} if row is not None else None, text_encoder=text_lora)
