@@ -15,6 +15,7 @@ the tower's LoRA as diffusers' `text_encoder.*` keys; Load LoRA puts both into a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -161,7 +162,8 @@ def _read_class_samples(path, n_prior: int, n_decoded: int, gen):
         gen.set_state(state)
     except Exception as exc:  # noqa: BLE001 - safetensors' errors derive from Exception alone: sample again
         log.warning("class-sample cache entry %s is unusable (%s); sampling again", path.name, exc)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the fresh samples are not kept either
+            path.unlink(missing_ok=True)
         return None
     return prior_emb, class_img
 
@@ -172,7 +174,6 @@ def _write_class_samples(folder, path, tensors: dict) -> None:
     failure (a read-only or full models folder) leaves training without the cache."""
     import os
     import tempfile
-    import time
 
     from safetensors.torch import save
 
@@ -205,7 +206,6 @@ def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen,
     hash of all of those, with the generator's state after sampling: a repeated training that draws the
     same class captions reads them instead of sampling again and continues bit for bit as a fresh one
     would. The newest CLASS_CACHE_ENTRIES are kept."""
-    import contextlib
     import os
 
     from ..unclip.api import sample_decoder, sample_prior
