@@ -104,7 +104,7 @@ def remove_partial(folders: Iterable[Path]) -> list[Path]:
                     stale = now - path.lstat().st_mtime > STALE_SECONDS
                 except OSError:
                     continue
-                gone = m["host"] == _HOST and not _alive(int(m["pid"]))
+                gone = m["host"] == _HOST and not pid_alive(int(m["pid"]))
                 if gone or stale:
                     _unlink(path)
                     removed.append(path)
@@ -148,7 +148,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host may still run (another user's, or not a pid: yes)."""
     if pid == os.getpid():
         return True
     try:

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..atomic import pid_alive
 from ..config import Settings
 from ..context import CancelToken
 from ..engine import Engine
@@ -359,18 +360,8 @@ def _remove_orphans(temp: Path) -> None:
             owner_host, pid = (folder / OWNER).read_text().split()
         except (OSError, ValueError):
             continue  # not a worker's (or one still writing its owner): leave it
-        if owner_host == host and not _alive(int(pid)):
+        if owner_host == host and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process, or not a pid: leave it
-    return True
 
 
 def _gpu_ids() -> list[Any]:
