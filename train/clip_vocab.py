@@ -148,6 +148,27 @@ def through_prior(prior, abar, x0, teacher, student):
     return torch.nn.functional.mse_loss(pred, target)
 
 
+def through_decoder(decoder, abar, x0, image_embeds, teacher, student):
+    """The frozen decoder's prediction from the student's encoding against the teacher's, as MSE: both at the
+    same noisy 32 px images (`x0`, (B, 3, 32, 32) in [-1, 1], noised at timesteps drawn uniformly from
+    `abar`) and image embeddings (B, D). The decoder attends to the prompt's token states as the prior does;
+    `teacher`, `student`: (pooled embeddings, token states, mask)."""
+    ts = torch.randint(0, len(abar), (len(x0),))
+    a = abar[ts].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
+    extra = decoder.text_proj.clip_extra_context_tokens
+
+    def predict(text):
+        hidden, additive = decoder.text_proj(image_embeddings=image_embeds, prompt_embeds=text[0],
+                                             text_encoder_hidden_states=text[1], do_classifier_free_guidance=False)
+        mask = torch.nn.functional.pad(text[2], (extra, 0), value=True)
+        return decoder.unet(xt, ts, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask).sample[:, :3]
+
+    with torch.no_grad():
+        target = predict(teacher)
+    return torch.nn.functional.mse_loss(predict(student), target)
+
+
 def row_optimizer(weight: torch.Tensor, trainable: set[int], lr: float, warmup: int, steps: int):
     """(the mask of the rows to train, Adam on the embedding table, its cosine schedule): the table learns,
     and the caller multiplies its gradient by the mask, so only `trainable` rows move."""
