@@ -46,6 +46,7 @@ from train import (
     clip,
     clip_bind,
     clip_place,
+    clip_shape,
     clip_text,
     clip_vocab,
     clip_vocab_tune,
@@ -66,7 +67,7 @@ from train import (
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "clip_place": clip_place.main, "arprior": arprior.main,
           "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
-TRIALS = {"clip_text": clip_text.main, "clip_vocab_tune": clip_vocab_tune.main, "upsampler_tune": upsampler.tune,
+TRIALS = {"clip_text": clip_text.main, "clip_vocab_tune": clip_vocab_tune.main, "clip_shape": clip_shape.main, "upsampler_tune": upsampler.tune,
           "upsampler_decoded": upsampler_decoded.main, "upsampler_embed": upsampler_embed.main,
           "decoder_sharp": decoder.sharp}
 # (continue a bundle in place; not in the shipped recipe: docs/unclip.md)

@@ -102,13 +102,13 @@ def trainable_tokens(clip) -> set[int]:
     lex_ids = clip_rows.lexicon_ids(clip)
     ids: set[int] = set()
     for word in NEW_WORDS:
-        pieces = clip_rows.pieces(clip, word)
+        pieces = clip.token_ids(word)
         taken = [i for i in pieces if i in frozen or i in lex_ids]
         if taken and word not in SHARED:
             raise ValueError(f"{word!r} uses a row that trained texts or the lexicon already use: {taken}")
         ids.update(pieces)
         for other in SHARED.get(word, ()):  # the sharing word's other pieces may move to keep its meaning
-            rest = [i for i in clip_rows.pieces(clip, other) if i not in ids]
+            rest = [i for i in clip.token_ids(other) if i not in ids]
             if any(i in frozen for i in rest):
                 raise ValueError(f"{other!r} (sharing {word!r}'s row) has a piece that training texts use")
             ids.update(rest)
@@ -180,15 +180,14 @@ def place_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
     return {"place_nearest_own": round(right / n, 4), "place_cosine": round(cos / n, 4)}
 
 
-WORDS = clip_rows.Words(
-    name="clip_place", words=NEW_WORDS, trainable=trainable_tokens, start=_start_rows, row=place_row,
-    checks=place_checks, anchors=anchor_texts, anchor_name="billow",
-    hint="run the stage on clip_bind's tower (--init <bundle after clip_bind> --out DIR), retrain the chain with "
-         "`python -m train unclip`, ")
+WORDS = clip_rows.Words(words=NEW_WORDS, trainable=trainable_tokens, start=_start_rows, row=place_row,
+                        checks=place_checks, anchors=anchor_texts, anchor_name="billow")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return clip_rows.train(WORDS, Config, argv, smoke, log)
+    return clip_rows.train("clip_place", lambda clip: WORDS, Config, argv, smoke, log,
+                           hint="run the stage on clip_bind's tower (--init <bundle after clip_bind> --out DIR), "
+                                "retrain the chain with `python -m train unclip`, ")
 
 
 if __name__ == "__main__":

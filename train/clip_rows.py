@@ -11,7 +11,8 @@ loop every such stage uses:
   token count matches, the frozen prior's x₀ prediction from it at the same noisy image embedding of the
   scene (`clip_vocab.through_prior`), and, with `decoder_weight`, the frozen decoder's prediction at the
   same noisy 32 px render and image embedding (`clip_vocab.through_decoder`: the decoder attends to the
-  same token states);
+  same token states), in units of the distance between a caption's prediction and its first negative's
+  (`decoder_scale`);
 - **hard negatives** (InfoNCE at `tau`): nearer the original than each negative;
 - **anchors**: texts of other words that share a trained row ("billow" for "low") keep the input tower's
   encoding of themselves (pooled and token states).
@@ -67,12 +68,11 @@ class Config:
 
 @dataclass
 class Words:
-    """A token-row stage's table. `trainable(clip)`: the row ids it trains; `start(clip, rows)`: a start for
+    """A token-row stage's table (`words`, for the log). `trainable(clip)`: the row ids it trains; `start(clip, rows)`: a start for
     each (id → row); `row(attrs, rng, subs, p_sub)`: a training row from a training scene's attributes;
     `anchors(rng, n)`: texts that keep the input tower's encoding (`anchor_name` in the log); `checks(clip,
     seed)`: the stage's own text-side figures on fresh captions."""
 
-    name: str
     words: tuple[str, ...]
     trainable: Callable[[object], set[int]]
     start: Callable[[object, set[int]], dict[int, torch.Tensor]]
@@ -80,13 +80,6 @@ class Words:
     checks: Callable[[object, int], dict[str, float]]
     anchors: Callable[[np.random.Generator, int], list[str]] = lambda rng, n: []
     anchor_name: str = "anchor"
-    hint: str = ""  # what to run instead, when `refuse_own_output` refuses
-
-
-def pieces(clip, word: str) -> list[int]:
-    """The token ids of `word`'s BPE pieces (no start or end token)."""
-    tok = clip.tokenize([word])[0]
-    return tok[tok != 0][1:-1].tolist()
 
 
 def lexicon_ids(clip) -> set[int]:
@@ -106,8 +99,29 @@ def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
                          "this tower's rows anyway")
 
 
-def train(words: Words, cfg_cls: type[Config], argv: list[str] | None, smoke, log: logging.Logger) -> int:
-    """Run the token-row stage `words` with the config `cfg_cls` parsed from `argv` (see the module docstring)."""
+@torch.no_grad()
+def decoder_scale(clip, decoder, abar, x32, img, ds, words: Words, subs, cfg: Config, n: int = 64) -> float:
+    """The decoder term's unit: the MSE between the frozen decoder's predictions from a caption and from its
+    first negative (its hard negatives name another value: another shape, another place), on `n` rows
+    of a seed training never draws. A student caption as far from its original as that scores 1."""
+    rng = np.random.default_rng(30_000 + cfg.seed)
+    rows: list[tuple[list[str], int]] = []
+    while len(rows) < n:
+        i = int(rng.integers(len(ds)))
+        got = words.row(ds.attrs(i), rng, subs, 0.0)
+        if got is not None and len(got[1]) > 1:
+            rows.append((got[1], i))
+    a = clip.encode_text([r[0][0] for r in rows])
+    b = clip.encode_text([r[0][1] for r in rows])
+    idx = torch.tensor([r[1] for r in rows])
+    return clip_vocab.through_decoder(decoder, abar, x32[idx], img[idx], (a.embeds, a.hidden, a.mask),
+                                      (b.embeds, b.hidden, b.mask)).item()
+
+
+def train(name: str, make_words: Callable[[object], Words], cfg_cls: type[Config], argv: list[str] | None, smoke,
+          log: logging.Logger, hint: str = "") -> int:
+    """Run the token-row stage `name`, whose table is `make_words(input tower)`, with the config `cfg_cls` parsed
+    from `argv` (see the module docstring); `hint`: what to run instead when `refuse_own_output` refuses."""
     from diffusers import PriorTransformer
 
     from nodes.unclip.models import load_clip
@@ -117,11 +131,12 @@ def train(words: Words, cfg_cls: type[Config], argv: list[str] | None, smoke, lo
     cfg, out, timer = start(cfg_cls, argv, smoke)
     init = Path(cfg.init) if cfg.init else out
     if not cfg.again:
-        refuse_own_output(init, words.name, words.hint)
+        refuse_own_output(init, name, hint)
     student = load_clip(init / "clip")
     student.requires_grad_(False)
     teacher_weight = student.model.token_embedding.weight.detach().clone()
     subs = lexicon.substitutions(lexicon.load())
+    words = make_words(student)
     trainable = words.trainable(student)
     log.info("%d rows to train: %s", len(trainable), ", ".join(words.words))
     prior = PriorTransformer.from_pretrained(init / "prior").eval().requires_grad_(False)
@@ -141,6 +156,10 @@ def train(words: Words, cfg_cls: type[Config], argv: list[str] | None, smoke, lo
         dec_abar = alphas_cumprod(decoder)
         x32 = shapes_data.to_tensor(ds.images32) * 2 - 1  # (N, 3, 32, 32) in [-1, 1]
     rng = np.random.default_rng(cfg.seed)
+    if decoder is not None:
+        dec_scale = decoder_scale(student, decoder, dec_abar, x32, img, ds, words, subs, cfg)
+        log.info("decoder: prediction MSE between a caption and another shape's, %.2e (the decoder term's unit)",
+                 dec_scale)
     anchors_eval = words.anchors(np.random.default_rng(10_000 + cfg.seed), 64)
     with torch.no_grad():
         anchor_before = student.encode_text(anchors_eval).embeds if anchors_eval else None
@@ -187,7 +206,7 @@ def train(words: Words, cfg_cls: type[Config], argv: list[str] | None, smoke, lo
         through_dec = torch.zeros(())
         if decoder is not None:
             through_dec = clip_vocab.through_decoder(decoder, dec_abar, x32[idx], img[idx], (t_emb, t_hid, t_mask),
-                                                     (s.embeds, s.hidden, s.mask))
+                                                     (s.embeds, s.hidden, s.mask)) / dec_scale
         anchor = torch.zeros(())
         if anchors:
             sa = student.encode_text(anchors)
@@ -221,10 +240,10 @@ def train(words: Words, cfg_cls: type[Config], argv: list[str] | None, smoke, lo
     old_sha = arprior.clip_sha256(init)
     ocfg = json.loads((init / "clip" / "open_clip_config.json").read_text())
     save_open_clip(student.model, out / "clip", ocfg["preprocess_cfg"], ocfg["model_cfg"])
-    clip_vocab.carry_ar_prior(out, old_sha, f"{words.name} (new token rows only; trained encodings unchanged)")
+    clip_vocab.carry_ar_prior(out, old_sha, f"{name} (new token rows only; trained encodings unchanged)")
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "init", "threads", "log_every", "again")}
     extra = {**settings, "words": list(words.words), "rows": len(trainable), "row_ids": sorted(trainable), **checks,
              "clip_sha256_before": old_sha, "clip_sha256": arprior.clip_sha256(out)}
-    record_time(out, words.name, timer(), extra)
+    record_time(out, name, timer(), extra)
     log.info("saved %s in %.0f s", out / "clip", timer())
     return 0

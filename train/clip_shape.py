@@ -1,0 +1,206 @@
+"""Stage 1f: the lexicon's rare shape nouns again ("cube", "circlet", "trigon"), read through the prior and the decoder.
+
+`clip_vocab` taught the lexicon's synonyms by pulling a rephrased caption's pooled embedding (and its token
+states when the token count matched) to the original's. A shape synonym of another length ("circ|let",
+"tri|lateral") never had its token states trained, and the prior and the decoder attend to them: on the
+hard tuning set "a hulking cube" and "a large black circlet" were drawn as triangles (docs/unclip.md,
+"Shape nouns"). This stage trains only the rows of those nouns, with `clip_place`'s loop (`clip_rows`):
+
+- **the words** (`shape_table`): by rule from the lexicon (`train/lexicon.json`, WordNet's `noun.shape`
+  senses and hyponyms): every noun synonym of a first-writer shape noun ("circle", "disk", "block",
+  "triangle", "star", …), with the pieces that only such nouns use. A piece that a training text, the
+  second caption writer (what `prior_tune` and `clip_bind` read), a reserved word or a protected piece
+  uses stays frozen, and so does one another lexicon word or another shape's noun shares ("angle" of
+  "pent|angle", "equ" of "equ|ator" and "equ|ilateral"); a noun left with no piece of its own is not in
+  the table;
+- **the targets**: a caption of a training scene with its shape noun said as a table noun of the same
+  shape must encode as the same caption with a first-writer noun: half the time a first-writer caption
+  (its other words rephrased with lexicon synonyms `p_sub` of the time), half the time a second-writer
+  one (its frames: background first, lists, requests), each text of it from the same draws: the pooled embedding, the token states when the lengths match, the frozen prior's x₀
+  prediction and the frozen decoder's prediction (`decoder_weight`) from it, at the same noisy image
+  embedding and 32 px render of the scene;
+- **hard negatives** (InfoNCE at `tau`): nearer the original than the original with its noun swapped
+  for each other shape's ("circle", "square", "triangle", "star"), never one naming a held-out pair.
+
+The rows start where `clip_vocab` left them. Every other row, the transformer and the projection are the
+input tower's bit for bit, so a prompt without a table noun (nor a word made of their pieces) encodes
+exactly as before (`tests/test_train_shape.py`). It continues the tower after `clip_place` (it reads the
+bundle's prior and decoder) and refuses a tower it wrote itself.
+
+    python -m train clip_shape [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR] [--again true]
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nodes.shapes import captions as second_writer
+from nodes.shapes import domain
+from train import clip_rows, clip_vocab, lexicon
+from train.common import SHIPPED
+
+log = logging.getLogger("train.clip_shape")
+
+# the first writer's nouns of each shape (a negative says another shape with the first of them)
+FIRST_NOUNS: dict[str, tuple[str, ...]] = domain.SHAPE_WORDS
+
+
+@dataclass
+class Config(clip_rows.Config):
+    out: str = str(SHIPPED)
+    steps: int = 200
+    decoder_weight: float = 1.0
+    seed: int = 29
+
+
+def smoke() -> Config:
+    return Config(out="/tmp/nodegraph-smoke", steps=3, batch=8, n_data=64, log_every=1, warmup=1)
+
+
+def second_writer_tokens(clip, n: int = 4000) -> set[int]:
+    """Token ids of the second caption writer's captions (its tables' phrases and `n` captions, seed 0)."""
+    phrases = [p.replace("{}", "").replace("{", "").replace("}", "") for table in
+               (second_writer.SIZES, second_writer.COLORS, second_writer.SHAPES, second_writer.POSITIONS)
+               for opts in table.values() for p in opts]
+    phrases += [p.replace("{}", "") for frames in (second_writer.PLACE_FRAMES, second_writer.CENTER_FRAMES,
+                second_writer.BACKGROUND_AFTER, second_writer.BACKGROUND_FIRST, second_writer.FRAMES,
+                second_writer.NO_SHAPE) for p in frames]
+    rng = np.random.default_rng(0)
+    phrases += [second_writer.caption(domain.sample_scene(rng, "train").attributes(), rng) for _ in range(n)]
+    ids: set[int] = set()
+    for i in range(0, len(phrases), 512):
+        ids.update(clip.tokenize(phrases[i:i + 512]).unique().tolist())
+    return ids
+
+
+def _synonyms() -> dict[str, list[str]]:
+    """{shape: the lexicon's noun synonyms of its first-writer nouns}, in the lexicon's order."""
+    nouns = lexicon.load()["noun"]
+    out: dict[str, list[str]] = {}
+    for shape, words in FIRST_NOUNS.items():
+        out[shape] = []
+        for w in words:
+            out[shape] += [s for s in nouns.get(w, ()) if s not in out[shape]]
+    return out
+
+
+@lru_cache(maxsize=2)  # the rule reads only the tokenizer; a run asks for it several times
+def _table(clip) -> tuple[dict[str, tuple[str, ...]], frozenset[int]]:
+    syns = _synonyms()
+    frozen = clip_vocab.frozen_tokens(clip) | second_writer_tokens(clip)
+    table_words = {s: shape for shape, ws in syns.items() for s in ws}
+    users: dict[int, set[str]] = {}  # piece -> lexicon synonyms using it
+    for s in sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v}):
+        for i in clip.token_ids(s):
+            users.setdefault(i, set()).add(s)
+    table: dict[str, tuple[str, ...]] = {}
+    rows: set[int] = set()
+    for shape, words in syns.items():
+        keep = []
+        for w in words:
+            own = [i for i in clip.token_ids(w) if i not in frozen
+                   and all(table_words.get(u) == shape for u in users.get(i, ()))]
+            if own:
+                keep.append(w)
+                rows.update(own)
+        table[shape] = tuple(keep)
+    return table, frozenset(rows)
+
+
+def shape_table(clip) -> dict[str, tuple[str, ...]]:
+    """{shape: the lexicon nouns this stage trains} (see the module docstring for the rule)."""
+    return _table(clip)[0]
+
+
+def trainable_tokens(clip) -> set[int]:
+    """The rows of the table nouns' own pieces (see the module docstring)."""
+    return set(_table(clip)[1])
+
+
+def _noun_span(caption: str, shape: str) -> tuple[int, int] | None:
+    for w in sorted(FIRST_NOUNS[shape], key=len, reverse=True):
+        m = re.search(rf"\b{re.escape(w)}\b", caption)
+        if m:
+            return m.span()
+    return None
+
+
+def shape_row(attrs: dict[str, str], rng: np.random.Generator, subs: dict[str, list[str]], p_sub: float,
+              table: dict[str, tuple[str, ...]], p_second: float = 0.5) -> tuple[str, list[str]] | None:
+    """(a caption of `attrs` with its shape said as a table noun, [the same caption with the first writer's
+    noun, then with each other shape's first noun, leaving out any that names a held-out pair]).
+
+    The caption is the first writer's (its other words rephrased with lexicon synonyms at `p_sub`) or, with
+    probability `p_second`, the second writer's (background or position first, lists, requests: the frames
+    the hard prompts use), whose frame and other words are the same in every text of the row."""
+    words = table[attrs["shape"]]
+    if not words:
+        return None
+    include = tuple(a for a in domain.ATTRIBUTES if a == "shape" or rng.random() < 0.7)
+    noun = words[int(rng.integers(len(words)))]
+    nouns = {s: FIRST_NOUNS[s][0] for s in domain.SHAPES}
+    if rng.random() < p_second:
+        state = rng.bit_generator.state  # each text of the row from the same draws: only the noun differs
+        texts = {}
+        for key, word in (("new", noun), *nouns.items()):
+            rng.bit_generator.state = state
+            texts[key] = second_writer.caption(attrs, rng, include=include, noun=word)
+        new, orig = texts["new"], texts[attrs["shape"]]
+        swapped = {s: texts[s] for s in domain.SHAPES}
+    else:
+        orig = domain.caption(attrs, rng, include=include)
+        span = _noun_span(orig, attrs["shape"])
+        if span is None:
+            return None
+        new = (lexicon.rephrase(orig[:span[0]], subs, rng, p_sub) + noun
+               + lexicon.rephrase(orig[span[1]:], subs, rng, p_sub))
+        swapped = {s: orig[:span[0]] + w + orig[span[1]:] for s, w in nouns.items()}
+    color = attrs["color"] if "color" in include else None
+    others = [swapped[s] for s in domain.SHAPES if s != attrs["shape"] and (color, s) not in domain.HELDOUT_PAIRS]
+    return new, [orig, *others]
+
+
+@torch.no_grad()
+def shape_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
+    """On captions of a seed training never draws: the share whose table-noun caption is nearest its
+    original among it and the other shapes' captions, and the mean cosine to it."""
+    rng = np.random.default_rng(20_000 + seed)
+    table = shape_table(clip)
+    right, cos, k = 0, 0.0, 0
+    while k < n:
+        got = shape_row(domain.sample_scene(rng, "train").attributes(), rng, {}, 0.0, table)
+        if got is None:
+            continue
+        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
+        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
+        sims = (e @ c.T)[0]
+        right += int(sims.argmax().item() == 0)
+        cos += sims[0].item()
+        k += 1
+    return {"shape_nearest_own": round(right / n, 4), "shape_cosine": round(cos / n, 4)}
+
+
+def words_for(clip) -> clip_rows.Words:
+    """The stage's table for the input tower `clip` (its tokenizer decides which nouns have pieces of their own)."""
+    table = shape_table(clip)
+    return clip_rows.Words(words=tuple(w for ws in table.values() for w in ws), trainable=trainable_tokens,
+                           start=lambda clip, rows: {}, checks=shape_checks,
+                           row=lambda attrs, rng, subs, p_sub: shape_row(attrs, rng, subs, p_sub, table))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return clip_rows.train("clip_shape", words_for, Config, argv, smoke, log,
+                           hint="run the stage on clip_place's tower (--init <bundle after clip_place> --out DIR), "
+                                "retrain the chain with `python -m train unclip`, ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
