@@ -84,8 +84,11 @@ def test_prompts_without_a_table_noun_encode_bit_for_bit_as_before(tmp_path):
     from nodes.unclip.models import load_clip
 
     out = tmp_path / "bundle"
-    assert clip_shape.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05"]) == 0
-    with pytest.raises(SystemExit, match="clip_shape's own output"):  # run again on its own tower
+    with pytest.raises(SystemExit, match="clip_shape's own output"):  # the shipped tower went through it
+        clip_shape.main(["--smoke", "--init", str(SHIPPED), "--out", str(out)])
+    assert not (out / "clip").exists()
+    assert clip_shape.main(["--smoke", "--init", str(SHIPPED), "--out", str(out), "--lr", "0.05", "--again", "true"]) == 0
+    with pytest.raises(SystemExit, match="clip_shape's own output"):  # nor its own output, run again
         clip_shape.main(["--smoke", "--init", str(out), "--out", str(tmp_path / "again")])
     before, after = load_clip(SHIPPED / "clip"), load_clip(out / "clip")
     rows = clip_shape.trainable_tokens(before)

@@ -89,14 +89,22 @@ def lexicon_ids(clip) -> set[int]:
 
 
 def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
-    """Refuse a tower `stage` wrote (its training log's entry names its hash): run again on it, the stage
-    would start from its own trained rows, anchor shared words to its own drifted reading, and measure
-    "before" on the trained tower."""
+    """Refuse a tower `stage` wrote, or one that later stages continued from it (its training log's entry
+    names its hash; a later entry's `clip_sha256_before` links it on): run again on it, the stage would start
+    from its own trained rows, anchor shared words to its own drifted reading, and measure "before" on the
+    trained tower."""
     path = bundle / "training_log.json"
-    entry = json.loads(path.read_text()).get(stage, {}) if path.exists() else {}
-    if entry.get("clip_sha256") and entry["clip_sha256"] == arprior.clip_sha256(bundle):
-        raise SystemExit(f"{bundle / 'clip'} is {stage}'s own output; {hint}or give --again true to continue "
-                         "this tower's rows anyway")
+    logs = json.loads(path.read_text()) if path.exists() else {}
+    own = {logs[stage]["clip_sha256"]} if logs.get(stage, {}).get("clip_sha256") else set()
+    while own:
+        more = {e["clip_sha256"] for e in logs.values() if isinstance(e, dict) and e.get("clip_sha256_before") in own
+                and e.get("clip_sha256")} - own
+        if not more:
+            break
+        own |= more
+    if arprior.clip_sha256(bundle) in own:
+        raise SystemExit(f"{bundle / 'clip'} is {stage}'s own output (or continues it); {hint}or give --again true "
+                         "to continue this tower's rows anyway")
 
 
 @torch.no_grad()

@@ -24,8 +24,9 @@ hard tuning set "a hulking cube" and "a large black circlet" were drawn as trian
 
 The rows start where `clip_vocab` left them. Every other row, the transformer and the projection are the
 input tower's bit for bit, so a prompt without a table noun (nor a word made of their pieces) encodes
-exactly as before (`tests/test_train_shape.py`). It continues the tower after `clip_place` (it reads the
-bundle's prior and decoder) and refuses a tower it wrote itself.
+exactly as before (`tests/test_train_shape.py`). It continues the tower after `clip_place` and reads the
+bundle's prior and decoder, so `python -m train unclip` runs it after `decoder_tune` (the decoder and the
+AR prior train on first-writer captions, which it leaves as they were); it refuses a tower it wrote itself.
 
     python -m train clip_shape [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR] [--again true]
 """
@@ -56,7 +57,7 @@ FIRST_NOUNS: dict[str, tuple[str, ...]] = domain.SHAPE_WORDS
 @dataclass
 class Config(clip_rows.Config):
     out: str = str(SHIPPED)
-    steps: int = 200
+    steps: int = 120
     decoder_weight: float = 1.0
     seed: int = 29
 
