@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nodes.shapes import domain
 from train import clip_rows, clip_vocab, clip_vocab_tune, lexicon
@@ -160,24 +159,11 @@ def anchor_texts(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-@torch.no_grad()
 def place_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
     """On captions of a seed training never draws: the share whose place-word caption is nearest its own
     position's first-writer caption among the nine, and the mean cosine to it."""
-    rng = np.random.default_rng(20_000 + seed)
     subs = lexicon.substitutions(lexicon.load())
-    right, cos, k = 0, 0.0, 0
-    while k < n:
-        got = place_row(domain.sample_scene(rng, "train").attributes(), rng, subs, 0.0)
-        if got is None:
-            continue
-        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
-        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
-        sims = (e @ c.T)[0]
-        right += int(sims.argmax().item() == 0)
-        cos += sims[0].item()
-        k += 1
-    return {"place_nearest_own": round(right / n, 4), "place_cosine": round(cos / n, 4)}
+    return clip_rows.nearest_own(clip, lambda attrs, rng: place_row(attrs, rng, subs, 0.0), seed, "place", n)
 
 
 WORDS = clip_rows.Words(words=NEW_WORDS, trainable=trainable_tokens, start=_start_rows, row=place_row,

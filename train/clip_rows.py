@@ -108,6 +108,29 @@ def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
 
 
 @torch.no_grad()
+def nearest_own(clip, row: Callable[[dict[str, str], np.random.Generator], Row], seed: int, name: str,
+                n: int = 256) -> dict[str, float]:
+    """A stage's text check on `n` training scenes of a seed training never draws: the share of rows whose
+    rephrased caption is nearest its original among its targets, and the mean cosine to the original
+    (`{name}_nearest_own`, `{name}_cosine`)."""
+    from nodes.shapes import domain
+
+    rng = np.random.default_rng(20_000 + seed)
+    right, cos, k = 0, 0.0, 0
+    while k < n:
+        got = row(domain.sample_scene(rng, "train").attributes(), rng)
+        if got is None:
+            continue
+        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
+        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
+        sims = (e @ c.T)[0]
+        right += int(sims.argmax().item() == 0)
+        cos += sims[0].item()
+        k += 1
+    return {f"{name}_nearest_own": round(right / n, 4), f"{name}_cosine": round(cos / n, 4)}
+
+
+@torch.no_grad()
 def decoder_scale(clip, decoder, abar, x32, img, ds, words: Words, subs, cfg: Config, n: int = 64) -> float:
     """The decoder term's unit: the MSE between the frozen decoder's predictions from a caption and from its
     first negative (its hard negatives name another value: another shape, another place), on `n` rows

@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from nodes.shapes import captions as second_writer
 from nodes.shapes import domain
@@ -76,10 +74,7 @@ def second_writer_tokens(clip, n: int = 4000) -> set[int]:
                 second_writer.NO_SHAPE) for p in frames]
     rng = np.random.default_rng(0)
     phrases += [second_writer.caption(domain.sample_scene(rng, "train").attributes(), rng) for _ in range(n)]
-    ids: set[int] = set()
-    for i in range(0, len(phrases), 512):
-        ids.update(clip.tokenize(phrases[i:i + 512]).unique().tolist())
-    return ids
+    return clip_vocab.token_set(clip, phrases)
 
 
 def _synonyms() -> dict[str, list[str]]:
@@ -169,24 +164,11 @@ def shape_row(attrs: dict[str, str], rng: np.random.Generator, subs: dict[str, l
     return new, [orig, *others]
 
 
-@torch.no_grad()
 def shape_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
     """On captions of a seed training never draws: the share whose table-noun caption is nearest its
     original among it and the other shapes' captions, and the mean cosine to it."""
-    rng = np.random.default_rng(20_000 + seed)
     table = shape_table(clip)
-    right, cos, k = 0, 0.0, 0
-    while k < n:
-        got = shape_row(domain.sample_scene(rng, "train").attributes(), rng, {}, 0.0, table)
-        if got is None:
-            continue
-        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
-        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
-        sims = (e @ c.T)[0]
-        right += int(sims.argmax().item() == 0)
-        cos += sims[0].item()
-        k += 1
-    return {"shape_nearest_own": round(right / n, 4), "shape_cosine": round(cos / n, 4)}
+    return clip_rows.nearest_own(clip, lambda attrs, rng: shape_row(attrs, rng, {}, 0.0, table), seed, "shape", n)
 
 
 def words_for(clip) -> clip_rows.Words:

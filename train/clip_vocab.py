@@ -78,6 +78,11 @@ def frozen_tokens(clip, n: int = 6000) -> set[int]:
     texts = training_texts(rng, n, 0.3) + [""] + sorted(lexicon.RESERVED) + lexicon.load_protected()
     texts += [t.format(c="red", s="star", n="star", d="left", p="at the top") for k in edits.TEMPLATES.values()
               for t in k["train"]]
+    return token_set(clip, texts)
+
+
+def token_set(clip, texts: list[str]) -> set[int]:
+    """Every token id of `texts` (tokenised 512 at a time)."""
     ids: set[int] = set()
     for i in range(0, len(texts), 512):
         ids.update(clip.tokenize(texts[i:i + 512]).unique().tolist())
