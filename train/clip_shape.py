@@ -135,8 +135,8 @@ def shape_row(attrs: dict[str, str], rng: np.random.Generator, subs: dict[str, l
     noun, then with each other shape's first noun, leaving out any that names a held-out pair]).
 
     The caption is the first writer's (its other words rephrased with lexicon synonyms at `p_sub`) or, with
-    probability `p_second`, the second writer's (background or position first, lists, requests: the frames
-    the hard prompts use), whose frame and other words are the same in every text of the row."""
+    probability `p_second`, the second writer's (background or position first, lists, requests: frames the
+    first writer never uses), whose frame and other words are the same in every text of the row."""
     words = table[attrs["shape"]]
     if not words:
         return None
