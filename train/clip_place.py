@@ -71,7 +71,6 @@ CORNER_TEMPLATES = ("{row} in the {side} corner", "in the {side} corner, {row}")
 class Config(clip_rows.Config):
     out: str = str(SHIPPED)
     steps: int = 200
-    seed: int = 23
 
 
 def smoke() -> Config:

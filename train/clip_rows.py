@@ -24,10 +24,12 @@ its own training log names as its output (`refuse_own_output`).
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +84,46 @@ class Words:
     anchor_name: str = "anchor"
 
 
+# A general English word list: the lower-case alphabetic words of SCOWL's "american-english" (Debian's
+# wamerican 2020.12.07-2, /usr/share/dict/words; 73,445 words; copyright and licence in
+# train/english_words.LICENSE). Shipped so the rule that reads it runs offline and the same everywhere.
+ENGLISH_WORDS = Path(__file__).with_name("english_words.txt.gz")
+
+
+@lru_cache(maxsize=1)
+def english_words() -> tuple[str, ...]:
+    """The shipped general English word list (`ENGLISH_WORDS`), sorted."""
+    with gzip.open(ENGLISH_WORDS, "rt", encoding="utf-8") as f:
+        return tuple(f.read().split())
+
+
+@lru_cache(maxsize=2)  # the tokenizer is all it reads; 73k words take a few seconds
+def english_users(clip) -> dict[int, frozenset[str]]:
+    """{token id: the words of the English word list whose tokenisation uses it}."""
+    users: dict[int, set[str]] = {}
+    words = english_words()
+    for k in range(0, len(words), 4096):
+        chunk = words[k:k + 4096]
+        for w, tok in zip(chunk, clip.tokenize(list(chunk)).tolist(), strict=True):
+            for i in [t for t in tok if t != 0][1:-1]:  # between the start and end-of-text tokens
+                users.setdefault(i, set()).add(w)
+    return {i: frozenset(ws) for i, ws in users.items()}
+
+
+def piece(clip, i: int) -> str:
+    """The BPE piece of token id `i` ("cube</w>": a word's last piece ends in "</w>")."""
+    tok = clip.tokenizer
+    return tok.decoder[i] if hasattr(tok, "decoder") else tok.convert_ids_to_tokens(i)
+
+
+def lexicon_synonyms() -> list[str]:
+    """Every synonym of the lexicon (`lexicon.substitutions`), sorted."""
+    return sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v})
+
+
 def lexicon_ids(clip) -> set[int]:
     """Every token id of the lexicon's synonyms."""
-    syns = sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v})
-    return set(clip.tokenize(syns).unique().tolist())
+    return set(clip.tokenize(lexicon_synonyms()).unique().tolist())
 
 
 def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
@@ -105,6 +143,21 @@ def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
     if arprior.clip_sha256(bundle) in own:
         raise SystemExit(f"{bundle / 'clip'} is {stage}'s own output (or continues it); {hint}or give --again true "
                          "to continue this tower's rows anyway")
+
+
+def carry_log(init: Path, out: Path) -> None:
+    """With `--init` another bundle than `--out`, copy the input bundle's training log entries into the output's
+    (the input's win over any the output folder had): the output tower continues the input's, and
+    `refuse_own_output` follows its ancestry (`clip_sha256_before` links) through this log only."""
+    if init.resolve() == out.resolve():
+        return
+    src, dst = init / "training_log.json", out / "training_log.json"
+    if not src.exists():
+        return
+    logs = json.loads(dst.read_text()) if dst.exists() else {}
+    logs.update(json.loads(src.read_text()))
+    out.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(logs, indent=2) + "\n")
 
 
 @torch.no_grad()
@@ -275,6 +328,7 @@ def train(name: str, make_words: Callable[[object], Words], cfg_cls: type[Config
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "init", "threads", "log_every", "again")}
     extra = {**settings, "words": list(words.words), "rows": len(trainable), "row_ids": sorted(trainable), **checks,
              "clip_sha256_before": old_sha, "clip_sha256": arprior.clip_sha256(out)}
+    carry_log(init, out)
     record_time(out, name, timer(), extra)
     log.info("saved %s in %.0f s", out / "clip", timer())
     return 0
