@@ -1,4 +1,4 @@
-"""Stage 1f: the lexicon's rare shape nouns again ("cube", "circlet", "trigon"), read through the prior and the decoder.
+"""Stage 1f: the lexicon's rare shape nouns again ("cube", "saucer"), read through the prior and the decoder.
 
 `clip_vocab` taught the lexicon's synonyms by pulling a rephrased caption's pooled embedding (and its token
 states when the token count matched) to the original's. A shape synonym of another length ("circ|let",
@@ -7,25 +7,28 @@ hard tuning set "a hulking cube" and "a large black circlet" were drawn as trian
 "Shape nouns"). This stage trains only the rows of those nouns, with `clip_place`'s loop (`clip_rows`):
 
 - **the words** (`shape_table`): by rule from the lexicon (`train/lexicon.json`, WordNet's `noun.shape`
-  senses and hyponyms): every noun synonym of a first-writer shape noun ("circle", "disk", "block",
-  "triangle", "star", …), with the pieces that only such nouns use. A piece that a training text, the
-  second caption writer (what `prior_tune` and `clip_bind` read), a reserved word or a protected piece
-  uses stays frozen, and so does one another lexicon word or another shape's noun shares ("angle" of
-  "pent|angle", "equ" of "equ|ator" and "equ|ilateral"); a noun left with no piece of its own is not in
-  the table;
+  senses and hyponyms): the noun synonyms of a first-writer shape noun ("circle", "disk", "block",
+  "triangle", "star", …) that are one word and have no first-writer noun in them (`candidate`:
+  "osculating circle", "isosceles triangle", "foursquare" are not), with the pieces that only such a noun
+  uses. A piece stays frozen if a training text, the second caption writer (what `prior_tune` and
+  `clip_bind` read), a reserved word or a protected piece uses it; if another lexicon word or another
+  shape's noun shares it; if it is shorter than `MIN_PIECE` letters; or if any word of a general English
+  word list (`clip_rows.english_words`, 73,445 words) other than the noun itself uses it ("que" of
+  "uni|que", "gon" of "poly|gon", "hex" of "hex|agon"). A noun left with no piece of its own is not in the
+  table and reads as it did. With the shipped tokenizer that leaves "cube" and "saucer", one row each;
 - **the targets**: a caption of a training scene with its shape noun said as a table noun of the same
   shape must encode as the same caption with a first-writer noun: half the time a first-writer caption
   (its other words rephrased with lexicon synonyms `p_sub` of the time), half the time a second-writer
-  one (its frames: background first, lists, requests), each text of it from the same draws: the pooled embedding, the token states when the lengths match, the frozen prior's x₀
-  prediction and the frozen decoder's prediction (`decoder_weight`) from it, at the same noisy image
+  one (its frames: background first, lists, requests), each text of it from the same draws: the pooled
+  embedding, the token states when the lengths match, the frozen prior's x₀ prediction and the frozen decoder's prediction (`decoder_weight`) from it, at the same noisy image
   embedding and 32 px render of the scene;
 - **hard negatives** (InfoNCE at `tau`): nearer the original than the original with its noun swapped
   for each other shape's ("circle", "square", "triangle", "star"), never one naming a held-out pair.
 
 The rows start where `clip_vocab` left them. Every other row, the transformer and the projection are the
-input tower's bit for bit, so a prompt without a table noun (nor a word made of their pieces) encodes
-exactly as before (`tests/test_train_shape.py`). It continues the tower after `clip_place` and reads the
-bundle's prior and decoder, so `python -m train unclip` runs it after `decoder_tune` (the decoder and the
+input tower's bit for bit, so a prompt without a table noun encodes exactly as before, and of the English
+word list only the table nouns themselves encode differently (`tests/test_train_shape.py`). It continues
+the tower after `clip_place` and reads the bundle's prior and decoder, so `python -m train unclip` runs it after `decoder_tune` (the decoder and the
 AR prior train on first-writer captions, which it leaves as they were); it refuses a tower it wrote itself.
 
     python -m train clip_shape [--smoke] [--steps N] [--threads T] [--out DIR] [--init DIR] [--again true]
@@ -77,6 +80,11 @@ def second_writer_tokens(clip, n: int = 4000) -> set[int]:
     return clip_vocab.token_set(clip, phrases)
 
 
+# the shortest piece (in letters, "</w>" not counted) this stage trains: "c", "e", "il", "cu" are pieces of
+# thousands of words
+MIN_PIECE = 3
+
+
 def _synonyms() -> dict[str, list[str]]:
     """{shape: the lexicon's noun synonyms of its first-writer nouns}, in the lexicon's order."""
     nouns = lexicon.load()["noun"]
@@ -88,25 +96,37 @@ def _synonyms() -> dict[str, list[str]]:
     return out
 
 
+def candidate(word: str) -> bool:
+    """A synonym the table may take: one word, letters only, that no first-writer noun is part of
+    ("foursquare", "osculating circle", "isosceles triangle" are not: their other pieces are modifiers
+    that ordinary words use, and the first writer's noun is already read right)."""
+    return word.isalpha() and not any(n in word for ns in FIRST_NOUNS.values() for n in ns)
+
+
 @lru_cache(maxsize=2)  # the rule reads only the tokenizer; a run asks for it several times
 def _table(clip) -> tuple[dict[str, tuple[str, ...]], frozenset[int]]:
     syns = _synonyms()
     frozen = clip_vocab.frozen_tokens(clip) | second_writer_tokens(clip)
     table_words = {s: shape for shape, ws in syns.items() for s in ws}
     users: dict[int, set[str]] = {}  # piece -> lexicon synonyms using it
-    for s in sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v}):
+    for s in clip_rows.lexicon_synonyms():
         for i in clip.token_ids(s):
             users.setdefault(i, set()).add(s)
+    english = clip_rows.english_users(clip)
+    def own(i: int, word: str, shape: str) -> bool:
+        return (i not in frozen and len(clip_rows.piece(clip, i).removesuffix("</w>")) >= MIN_PIECE
+                and not english.get(i, frozenset()) - {word}
+                and all(table_words.get(u) == shape for u in users.get(i, ())))
+
     table: dict[str, tuple[str, ...]] = {}
     rows: set[int] = set()
     for shape, words in syns.items():
         keep = []
         for w in words:
-            own = [i for i in clip.token_ids(w) if i not in frozen
-                   and all(table_words.get(u) == shape for u in users.get(i, ()))]
-            if own:
+            ids = [i for i in clip.token_ids(w) if own(i, w, shape)] if candidate(w) else []
+            if ids:
                 keep.append(w)
-                rows.update(own)
+                rows.update(ids)
         table[shape] = tuple(keep)
     return table, frozenset(rows)
 
