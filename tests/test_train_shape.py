@@ -62,8 +62,8 @@ def test_a_second_writer_row_differs_from_its_targets_only_in_the_noun():
 
 
 def test_the_table_takes_single_words_without_a_first_writer_noun():
-    assert clip_shape.candidate("cube") and clip_shape.candidate("circlet") and clip_shape.candidate("trigon")
-    for word in ("foursquare", "osculating circle", "isosceles triangle", "acute-angled triangle", "wedge shape",
+    assert clip_shape.candidate("cube") and clip_shape.candidate("saucer") and clip_shape.candidate("trigon")
+    for word in ("foursquare", "circlet", "osculating circle", "isosceles triangle", "acute-angled triangle", "wedge shape",
                  "intervertebral disc"):
         assert not clip_shape.candidate(word), word
 
@@ -79,7 +79,7 @@ def test_the_table_comes_from_the_lexicon_and_its_rows_from_no_trained_text_nor_
         lex = {s for w in clip_shape.FIRST_NOUNS[shape] for s in nouns.get(w, ())}
         assert set(words) <= lex and all(clip_shape.candidate(w) for w in words), shape
     assert "cube" in table["square"]
-    # "cir|c|let", "tri|gon", "pent|acle": pieces of other English words ("circus", "polygon", "spectacle")
+    # "circlet" has "circle" in it; "tri|gon", "pent|acle": pieces of other English words ("polygon", "tentacle")
     assert "circlet" not in table["circle"] and "trigon" not in table["triangle"] and "pentacle" not in table["star"]
     rows = clip_shape.trainable_tokens(clip)
     assert set(clip.token_ids("cube")) <= rows
@@ -92,6 +92,10 @@ def test_the_table_comes_from_the_lexicon_and_its_rows_from_no_trained_text_nor_
         assert english.get(i, frozenset()) <= words, (clip_rows.piece(clip, i), english[i] - words)
     for word in ("circle", "square", "triangle", "star", "penta", "angle", "tri", "let", *COMMON):
         assert not set(clip.token_ids(word)) & rows, word
+
+
+def shipped_log() -> dict:
+    return json.loads((SHIPPED / "training_log.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +133,9 @@ def test_prompts_without_a_table_noun_encode_bit_for_bit_as_before(smoke_run):
     tmp_path, out = smoke_run
     with pytest.raises(SystemExit, match="clip_shape's own output"):  # nor its own output, run again
         clip_shape.main(["--smoke", "--init", str(out), "--out", str(tmp_path / "again")])
-    with pytest.raises(SystemExit, match="clip_place's own output"):  # the input's log came along with --out
+    # the input's log came along with --out, and the run recorded its input's ancestry (its --again entry
+    # replaced the one that linked clip_place's tower to the shipped one)
+    with pytest.raises(SystemExit, match="clip_place's own output"):
         clip_place.main(["--smoke", "--init", str(out), "--out", str(tmp_path / "place")])
     before, after = load_clip(SHIPPED / "clip"), load_clip(out / "clip")
     rows = clip_shape.trainable_tokens(before)
@@ -164,5 +170,14 @@ def test_prompts_without_a_table_noun_encode_bit_for_bit_as_before(smoke_run):
     assert entry["steps"] == 3 and entry["rows"] == len(rows) and entry["row_ids"] == sorted(rows)
     assert entry["decoder_weight"] > 0 and "shape_nearest_own" in entry and entry["wall_seconds"] > 0
     assert entry["clip_sha256"] == arprior.clip_sha256(out) != entry["clip_sha256_before"]
+    assert shipped_log()["clip_place"]["clip_sha256"] in entry["clip_sha256_ancestors"]
     shipped = json.loads((SHIPPED / "training_log.json").read_text())
     assert {k: v for k, v in logs.items() if k != "clip_shape"} == {k: v for k, v in shipped.items() if k != "clip_shape"}
+
+
+def test_a_towers_ancestry_survives_its_stage_run_again():
+    logs = {"clip_place": {"clip_sha256": "P", "clip_sha256_before": "B"},
+            # clip_shape run again on its own output ("S1" from "P"): the entry that linked S1 to P is replaced
+            "clip_shape": {"clip_sha256": "S2", "clip_sha256_before": "S1", "clip_sha256_ancestors": ["B", "P"]}}
+    assert clip_rows.ancestors(logs, "S2") == {"S1", "P", "B"}
+    assert clip_rows.ancestors(logs, "P") == {"B"} and clip_rows.ancestors(logs, "X") == set()

@@ -126,21 +126,32 @@ def lexicon_ids(clip) -> set[int]:
     return set(clip.tokenize(lexicon_synonyms()).unique().tolist())
 
 
+def ancestors(logs: dict, sha: str) -> set[str]:
+    """The hashes of the towers the tower `sha` was continued from, as a training log tells them: the entry
+    that wrote `sha` names its input (`clip_sha256_before`) and, since row stages record it, the input's own
+    ancestry (`clip_sha256_ancestors`, which survives a later run of the same stage replacing the entry)."""
+    writers = {e["clip_sha256"]: e for e in logs.values() if isinstance(e, dict) and e.get("clip_sha256")}
+    out: set[str] = set()
+    todo = [sha]
+    while todo:
+        e = writers.get(todo.pop(), {})
+        for h in [e.get("clip_sha256_before"), *e.get("clip_sha256_ancestors", ())]:
+            if h and h not in out:
+                out.add(h)
+                todo.append(h)
+    return out
+
+
 def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
     """Refuse a tower `stage` wrote, or one that later stages continued from it (its training log's entry
-    names its hash; a later entry's `clip_sha256_before` links it on): run again on it, the stage would start
+    names its hash, and the tower's ancestry, `ancestors`, holds it): run again on it, the stage would start
     from its own trained rows, anchor shared words to its own drifted reading, and measure "before" on the
     trained tower."""
     path = bundle / "training_log.json"
     logs = json.loads(path.read_text()) if path.exists() else {}
-    own = {logs[stage]["clip_sha256"]} if logs.get(stage, {}).get("clip_sha256") else set()
-    while own:
-        more = {e["clip_sha256"] for e in logs.values() if isinstance(e, dict) and e.get("clip_sha256_before") in own
-                and e.get("clip_sha256")} - own
-        if not more:
-            break
-        own |= more
-    if arprior.clip_sha256(bundle) in own:
+    own = logs.get(stage, {}).get("clip_sha256")
+    sha = arprior.clip_sha256(bundle)
+    if own and (own == sha or own in ancestors(logs, sha)):
         raise SystemExit(f"{bundle / 'clip'} is {stage}'s own output (or continues it); {hint}or give --again true "
                          "to continue this tower's rows anyway")
 
@@ -322,12 +333,15 @@ def train(name: str, make_words: Callable[[object], Words], cfg_cls: type[Config
     checks.update({f"{k}_before": v for k, v in checks_before.items()})
     log.info("fresh captions: %s", checks)
     old_sha = arprior.clip_sha256(init)
+    init_log = init / "training_log.json"
+    lineage = ancestors(json.loads(init_log.read_text()) if init_log.exists() else {}, old_sha)
     ocfg = json.loads((init / "clip" / "open_clip_config.json").read_text())
     save_open_clip(student.model, out / "clip", ocfg["preprocess_cfg"], ocfg["model_cfg"])
     clip_vocab.carry_ar_prior(out, old_sha, f"{name} (new token rows only; trained encodings unchanged)")
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "init", "threads", "log_every", "again")}
     extra = {**settings, "words": list(words.words), "rows": len(trainable), "row_ids": sorted(trainable), **checks,
-             "clip_sha256_before": old_sha, "clip_sha256": arprior.clip_sha256(out)}
+             "clip_sha256_before": old_sha, "clip_sha256_ancestors": sorted(lineage),
+             "clip_sha256": arprior.clip_sha256(out)}
     carry_log(init, out)
     record_time(out, name, timer(), extra)
     log.info("saved %s in %.0f s", out / "clip", timer())

@@ -9,8 +9,8 @@ hard tuning set "a hulking cube" and "a large black circlet" were drawn as trian
 - **the words** (`shape_table`): by rule from the lexicon (`train/lexicon.json`, WordNet's `noun.shape`
   senses and hyponyms): the noun synonyms of a first-writer shape noun ("circle", "disk", "block",
   "triangle", "star", …) that are one word and have no first-writer noun in them (`candidate`:
-  "osculating circle", "isosceles triangle", "foursquare" are not), with the pieces that only such a noun
-  uses. A piece stays frozen if a training text, the second caption writer (what `prior_tune` and
+  "osculating circle", "isosceles triangle", "foursquare", "circlet" are not), with the pieces that only
+  such a noun uses. A piece stays frozen if a training text, the second caption writer (what `prior_tune` and
   `clip_bind` read), a reserved word or a protected piece uses it; if another lexicon word or another
   shape's noun shares it; if it is shorter than `MIN_PIECE` letters; or if any word of a general English
   word list (`clip_rows.english_words`, 73,445 words) other than the noun itself uses it ("que" of
@@ -98,8 +98,8 @@ def _synonyms() -> dict[str, list[str]]:
 
 def candidate(word: str) -> bool:
     """A synonym the table may take: one word, letters only, that no first-writer noun is part of
-    ("foursquare", "osculating circle", "isosceles triangle" are not: their other pieces are modifiers
-    that ordinary words use, and the first writer's noun is already read right)."""
+    ("foursquare", "circlet", "osculating circle", "isosceles triangle" are not: their other pieces are
+    modifiers or endings that ordinary words use, and the first writer's noun is already read right)."""
     return word.isalpha() and not any(n in word for ns in FIRST_NOUNS.values() for n in ns)
 
 
