@@ -84,7 +84,7 @@ class Words:
     anchor_name: str = "anchor"
 
 
-# A general English word list: the lower-case alphabetic words of SCOWL's "american-english" (Debian's
+# A general English word list: the letters-only words, lower-cased (proper nouns included), of SCOWL's "american-english" (Debian's
 # wamerican 2020.12.07-2, /usr/share/dict/words; 73,445 words; copyright and licence in
 # train/english_words.LICENSE). Shipped so the rule that reads it runs offline and the same everywhere.
 ENGLISH_WORDS = Path(__file__).with_name("english_words.txt.gz")
@@ -157,16 +157,18 @@ def refuse_own_output(bundle: Path, stage: str, hint: str) -> None:
 
 
 def carry_log(init: Path, out: Path) -> None:
-    """With `--init` another bundle than `--out`, copy the input bundle's training log entries into the output's
-    (the input's win over any the output folder had): the output tower continues the input's, and
-    `refuse_own_output` follows its ancestry (`clip_sha256_before` links) through this log only."""
+    """With `--init` another bundle than `--out`, copy the input bundle's text-tower entries (`clip` and the
+    `clip_*` stages) into the output's log (the input's win over any the output folder had): the output tower
+    continues the input's, and `refuse_own_output` follows its ancestry (`clip_sha256_before` links) through
+    this log only. The entries of the models the stage does not write (prior, decoder, …) stay the output
+    folder's own."""
     if init.resolve() == out.resolve():
         return
     src, dst = init / "training_log.json", out / "training_log.json"
     if not src.exists():
         return
     logs = json.loads(dst.read_text()) if dst.exists() else {}
-    logs.update(json.loads(src.read_text()))
+    logs.update({k: v for k, v in json.loads(src.read_text()).items() if k == "clip" or k.startswith("clip_")})
     out.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(logs, indent=2) + "\n")
 

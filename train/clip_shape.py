@@ -81,7 +81,8 @@ def second_writer_tokens(clip, n: int = 4000) -> set[int]:
 
 
 # the shortest piece (in letters, "</w>" not counted) this stage trains: "c", "e", "il", "cu" are pieces of
-# thousands of words
+# thousands of words. A backstop: with the shipped tokenizer and word list the English rule already leaves
+# no piece under 3 letters, but another list or tokenizer might
 MIN_PIECE = 3
 
 

@@ -161,12 +161,11 @@ def through_decoder(decoder, abar, x0, image_embeds, teacher, student):
     ts = torch.randint(0, len(abar), (len(x0),))
     a = abar[ts].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
-    extra = decoder.text_proj.clip_extra_context_tokens
+    from nodes.unclip.models.clip import TextEncoding
+    from nodes.unclip.models.decoder import conditioning
 
     def predict(text):
-        hidden, additive = decoder.text_proj(image_embeddings=image_embeds, prompt_embeds=text[0],
-                                             text_encoder_hidden_states=text[1], do_classifier_free_guidance=False)
-        mask = torch.nn.functional.pad(text[2], (extra, 0), value=True)
+        hidden, additive, mask = conditioning(decoder, image_embeds, TextEncoding(*text), False)
         return decoder.unet(xt, ts, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask).sample[:, :3]
 
     with torch.no_grad():
