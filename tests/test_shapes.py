@@ -177,6 +177,9 @@ def test_training_smoke_runs_every_stage(tmp_path):
     # then clip_place taught the vertical place words' rows ("high", "low", …), after clip_bind
     place = json.loads((out / "training_log.json").read_text())["clip_place"]
     assert place["rows"] >= len(place["words"]) and place["steps"] == 3
+    # and clip_shape the lexicon's shape nouns' rows, through the prior and the decoder, after the decoder
+    shape = json.loads((out / "training_log.json").read_text())["clip_shape"]
+    assert shape["rows"] > 0 and shape["decoder_weight"] > 0 and shape["clip_sha256_before"] != shape["clip_sha256"]
     # CLIP (its text tower alone, or with the colour-equivariance term) can continue a bundle; the record keeps the
     # base run
     for stage, extra in (("clip_text", []), ("clip", ["--eq-weight", "2", "--p-recolor", "0.5"])):

@@ -1,14 +1,14 @@
 """`python -m train all` regenerates every shipped weight; `python -m train STAGE` runs one stage.
 
     python -m train all                 # the unCLIP bundle, then the editing models (hours on 2 cores)
-    python -m train unclip              # clip → clip_vocab → prior → prior_tune → clip_bind → clip_place → arprior → decoder → decoder_tune → upsampler (models/shapes-unclip) → upsampler_256
+    python -m train unclip              # clip → clip_vocab → prior → prior_tune → clip_bind → clip_place → arprior → decoder → decoder_tune → clip_shape → upsampler (models/shapes-unclip) → upsampler_256
     python -m train editing             # sam, lora, controlnet, lcm, ip2p, ip2p_edit (lora … ip2p on the shipped decoder)
     python -m train all --smoke         # a few steps of each on tiny models, into a temporary directory
     python -m train decoder --threads 1 --steps 800   # one stage, with config overrides
 
-Bundle stages (`clip`, `clip_vocab`, `prior`, `prior_tune`, `clip_bind`, `clip_place`, `arprior`, `decoder`, `decoder_tune`, `upsampler`) write into one
+Bundle stages (`clip`, `clip_vocab`, `prior`, `prior_tune`, `clip_bind`, `clip_place`, `arprior`, `decoder`, `decoder_tune`, `clip_shape`, `upsampler`) write into one
 Karlo-layout bundle (`--out`, default models/shapes-unclip); stages after CLIP read `clip/` from it (`clip_bind`, which
-continues the text tower through the frozen prior, comes after the prior as it did for the shipped weights). `arprior`, the autoregressive
+continues the text tower through the frozen prior, comes after the prior as it did for the shipped weights; `clip_shape`, which reads the decoder too, after the decoder). `arprior`, the autoregressive
 prior, writes `prior_ar/` (outside Karlo's layout) with its own `training_log.json`; rerun it whenever `clip/`
 changes (`python -m train arprior`, about 15 min on one thread). The editing stages write
 next to it: `lora`, `lcm` → `<models>/loras/`, `controlnet` → `<models>/controlnet-shapes/`, `sam` →
@@ -46,6 +46,7 @@ from train import (
     clip,
     clip_bind,
     clip_place,
+    clip_shape,
     clip_text,
     clip_vocab,
     clip_vocab_tune,
@@ -65,7 +66,7 @@ from train import (
 
 BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main, "prior_tune": prior.tune,
           "clip_bind": clip_bind.main, "clip_place": clip_place.main, "arprior": arprior.main,
-          "decoder": decoder.main, "decoder_tune": decoder.tune, "upsampler": upsampler.main}
+          "decoder": decoder.main, "decoder_tune": decoder.tune, "clip_shape": clip_shape.main, "upsampler": upsampler.main}
 TRIALS = {"clip_text": clip_text.main, "clip_vocab_tune": clip_vocab_tune.main, "upsampler_tune": upsampler.tune,
           "upsampler_decoded": upsampler_decoded.main, "upsampler_embed": upsampler_embed.main,
           "decoder_sharp": decoder.sharp}

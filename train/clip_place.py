@@ -31,22 +31,17 @@ the tower after `clip_bind` (it reads the bundle's prior) and refuses a tower it
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nodes.shapes import domain
-from train import arprior, clip_vocab, clip_vocab_tune, lexicon
-from train import data as shapes_data
-from train.common import SHIPPED, image_embeddings, record_time, start
+from train import clip_rows, clip_vocab, clip_vocab_tune, lexicon
+from train.common import SHIPPED
 
 log = logging.getLogger("train.clip_place")
 
@@ -73,26 +68,9 @@ CORNER_TEMPLATES = ("{row} in the {side} corner", "in the {side} corner, {row}")
 
 
 @dataclass
-class Config:
+class Config(clip_rows.Config):
     out: str = str(SHIPPED)
-    init: str = ""  # the bundle whose clip/ (the teacher) and prior/ are read ("" = out)
     steps: int = 200
-    batch: int = 32
-    lr: float = 3e-3
-    warmup: int = 20
-    p_sub: float = 0.4  # chance that another word of the caption with synonyms is replaced
-    hidden_weight: float = 1.0
-    prior_weight: float = 1.0
-    hard_weight: float = 0.3
-    anchor_weight: float = 1.0
-    n_anchor: int = 8  # "billow" instructions a step
-    tau: float = 0.05
-    n_data: int = 3000  # training scenes whose image embeddings give the prior its noisy inputs
-    data_seed: int = 0
-    seed: int = 23
-    threads: int = 1
-    log_every: int = 25
-    again: bool = False  # run on a tower this stage wrote (refused otherwise: `refuse_own_output`)
 
 
 def smoke() -> Config:
@@ -119,19 +97,16 @@ def trainable_tokens(clip) -> set[int]:
     piece, the other pieces of the words sharing it ("bil" of "bil|low"), which only those words use, so
     that the anchor can keep their encoding."""
     frozen = clip_vocab.frozen_tokens(clip)
-    syns = sorted({s for v in lexicon.substitutions(lexicon.load()).values() for s in v})
-    lex_ids = set(clip.tokenize(syns).unique().tolist())
+    lex_ids = clip_rows.lexicon_ids(clip)
     ids: set[int] = set()
     for word in NEW_WORDS:
-        tok = clip.tokenize([word])[0]
-        pieces = tok[tok != 0][1:-1].tolist()
+        pieces = clip.token_ids(word)
         taken = [i for i in pieces if i in frozen or i in lex_ids]
         if taken and word not in SHARED:
             raise ValueError(f"{word!r} uses a row that trained texts or the lexicon already use: {taken}")
         ids.update(pieces)
         for other in SHARED.get(word, ()):  # the sharing word's other pieces may move to keep its meaning
-            tok = clip.tokenize([other])[0]
-            rest = [i for i in tok[tok != 0][1:-1].tolist() if i not in ids]
+            rest = [i for i in clip.token_ids(other) if i not in ids]
             if any(i in frozen for i in rest):
                 raise ValueError(f"{other!r} (sharing {word!r}'s row) has a piece that training texts use")
             ids.update(rest)
@@ -183,138 +158,21 @@ def anchor_texts(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from diffusers import PriorTransformer
-
-    from nodes.unclip.models import load_clip
-    from nodes.unclip.models.clip import save_open_clip
-    from train.prior import scheduler as prior_scheduler
-
-    cfg, out, timer = start(Config, argv, smoke)
-    init = Path(cfg.init) if cfg.init else out
-    if not cfg.again:
-        refuse_own_output(init)
-    student = load_clip(init / "clip")
-    student.requires_grad_(False)
-    teacher_weight = student.model.token_embedding.weight.detach().clone()
-    subs = lexicon.substitutions(lexicon.load())
-    trainable = trainable_tokens(student)
-    log.info("%d rows to train: %s (and the other pieces of %s)", len(trainable), ", ".join(NEW_WORDS),
-             ", ".join(w for ws in SHARED.values() for w in ws))
-    prior = PriorTransformer.from_pretrained(init / "prior").eval().requires_grad_(False)
-    ds = shapes_data.load(cfg.data_seed, cfg.n_data)
-    with torch.no_grad():
-        latent = (image_embeddings(student, ds.images64) - prior.clip_mean) / prior.clip_std  # (N, D)
-    abar = prior_scheduler().alphas_cumprod
-    rng = np.random.default_rng(cfg.seed)
-    anchors_eval = anchor_texts(np.random.default_rng(10_000 + cfg.seed), 64)
-    with torch.no_grad():
-        anchor_before = student.encode_text(anchors_eval).embeds
-    checks_before = place_checks(student, cfg.seed)
-    weight = student.model.token_embedding.weight
-    with torch.no_grad():
-        for i, row in _start_rows(student, trainable).items():
-            weight[i] = row
-    mask, opt, lr = clip_vocab.row_optimizer(weight, trainable, cfg.lr, cfg.warmup, cfg.steps)
-    emb_scale, hid_scale = clip_vocab.encoding_scales(student, 0.3)
-    n_pos = len(domain.POSITION_NAMES)
-    for step in range(cfg.steps):
-        rows: list[tuple[str, list[str], int]] = []
-        while len(rows) < cfg.batch:
-            i = int(rng.integers(len(ds)))
-            got = place_row(ds.attrs(i), rng, subs, cfg.p_sub)
-            if got is not None:
-                rows.append((got[0], got[1], i))
-        b = len(rows)
-        anchors = anchor_texts(rng, cfg.n_anchor)
-        tok_new = student.tokenize([r[0] for r in rows])
-        tok_orig = student.tokenize([t for r in rows for t in r[1]])  # (b * 9, L): original, then 8 others
-        with torch.no_grad():
-            t = student.encode_tokens(tok_orig)
-            weight_now = weight.detach().clone()
-            weight.data.copy_(teacher_weight)  # the input tower's encoding of the anchors
-            t_anchor = student.encode_text(anchors)
-            weight.data.copy_(weight_now)
-        s = student.encode_tokens(tok_new)
-        own = torch.arange(b) * n_pos
-        t_emb, t_hid, t_mask = t.embeds[own], t.hidden[own], t.mask[own]
-        pooled = (s.embeds - t_emb).pow(2).sum(-1).mean() / emb_scale
-        same = (tok_new != 0).sum(1) == (tok_orig[own] != 0).sum(1)
-        hidden = torch.zeros(())
-        if same.any():
-            hidden = (s.hidden[same] - t_hid[same])[t_mask[same]].pow(2).sum(-1).mean() / hid_scale
-        sn = F.normalize(s.embeds, dim=-1)
-        logits = torch.einsum("bd,bkd->bk", sn, F.normalize(t.embeds, dim=-1).view(b, n_pos, -1)) / cfg.tau
-        hard = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
-        x0 = latent[torch.tensor([r[2] for r in rows])]
-        through = clip_vocab.through_prior(prior, abar, x0, (t_emb, t_hid, t_mask), (s.embeds, s.hidden, s.mask))
-        sa = student.encode_text(anchors)
-        anchor = ((sa.embeds - t_anchor.embeds).pow(2).sum(-1).mean() / emb_scale
-                  + (sa.hidden - t_anchor.hidden)[t_anchor.mask].pow(2).sum(-1).mean() / hid_scale)
-        loss = (pooled + cfg.hidden_weight * hidden + cfg.prior_weight * through + cfg.hard_weight * hard
-                + cfg.anchor_weight * anchor)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        weight.grad.mul_(mask)
-        opt.step()
-        lr.step()
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            acc = (logits.argmax(1) == 0).float().mean().item()
-            log.info("step %d loss %.4f (pooled %.4f token states %.4f prior %.4f hard %.3f [own position "
-                     "nearest %.2f] billow %.4f)  %.0f s", step, loss.item(), pooled.item(), hidden.item(),
-                     through.item(), hard.item(), acc, anchor.item(), timer())
-    with torch.no_grad():  # every row outside the trained set is the input tower's, exactly
-        keep = mask[:, 0] == 0
-        weight[keep] = teacher_weight[keep]
-    weight.requires_grad_(False)
-    checks = place_checks(student, cfg.seed)
-    with torch.no_grad():
-        checks["billow_cosine_to_before"] = round(F.cosine_similarity(
-            student.encode_text(anchors_eval).embeds, anchor_before, dim=-1).mean().item(), 4)
-    checks.update({f"{k}_before": v for k, v in checks_before.items()})
-    log.info("fresh captions: %s", checks)
-    old_sha = arprior.clip_sha256(init)
-    ocfg = json.loads((init / "clip" / "open_clip_config.json").read_text())
-    save_open_clip(student.model, out / "clip", ocfg["preprocess_cfg"], ocfg["model_cfg"])
-    clip_vocab.carry_ar_prior(out, old_sha, "clip_place (new token rows only; trained encodings unchanged)")
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "init", "threads", "log_every", "again")}
-    extra = {**settings, "words": list(NEW_WORDS), "rows": len(trainable), "row_ids": sorted(trainable), **checks,
-             "clip_sha256_before": old_sha, "clip_sha256": arprior.clip_sha256(out)}
-    record_time(out, "clip_place", timer(), extra)
-    log.info("saved %s in %.0f s", out / "clip", timer())
-    return 0
-
-
-def refuse_own_output(bundle: Path) -> None:
-    """Refuse a tower this stage wrote (its training log's `clip_place` entry names its hash): run again on
-    it, the stage would start from its own trained rows and anchor "billow" to its own drifted reading,
-    and its log would measure "before" on the trained tower."""
-    path = bundle / "training_log.json"
-    entry = json.loads(path.read_text()).get("clip_place", {}) if path.exists() else {}
-    if entry.get("clip_sha256") and entry["clip_sha256"] == arprior.clip_sha256(bundle):
-        raise SystemExit(f"{bundle / 'clip'} is clip_place's own output; run the stage on clip_bind's tower "
-                         "(--init <bundle after clip_bind> --out DIR), retrain the chain with `python -m train unclip`, "
-                         "or give --again true to continue this tower's rows anyway")
-
-
-@torch.no_grad()
 def place_checks(clip, seed: int, n: int = 256) -> dict[str, float]:
     """On captions of a seed training never draws: the share whose place-word caption is nearest its own
     position's first-writer caption among the nine, and the mean cosine to it."""
-    rng = np.random.default_rng(20_000 + seed)
     subs = lexicon.substitutions(lexicon.load())
-    right, cos, k = 0, 0.0, 0
-    while k < n:
-        got = place_row(domain.sample_scene(rng, "train").attributes(), rng, subs, 0.0)
-        if got is None:
-            continue
-        e = F.normalize(clip.encode_text([got[0]]).embeds, dim=-1)
-        c = F.normalize(clip.encode_text(got[1]).embeds, dim=-1)
-        sims = (e @ c.T)[0]
-        right += int(sims.argmax().item() == 0)
-        cos += sims[0].item()
-        k += 1
-    return {"place_nearest_own": round(right / n, 4), "place_cosine": round(cos / n, 4)}
+    return clip_rows.nearest_own(clip, lambda attrs, rng: place_row(attrs, rng, subs, 0.0), seed, "place", n)
+
+
+WORDS = clip_rows.Words(words=NEW_WORDS, trainable=trainable_tokens, start=_start_rows, row=place_row,
+                        checks=place_checks, anchors=anchor_texts, anchor_name="billow")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return clip_rows.train("clip_place", lambda clip: WORDS, Config, argv, smoke, log,
+                           hint="run the stage on clip_bind's tower (--init <bundle after clip_bind> --out DIR), "
+                                "retrain the chain with `python -m train unclip`, ")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,11 @@ def frozen_tokens(clip, n: int = 6000) -> set[int]:
     texts = training_texts(rng, n, 0.3) + [""] + sorted(lexicon.RESERVED) + lexicon.load_protected()
     texts += [t.format(c="red", s="star", n="star", d="left", p="at the top") for k in edits.TEMPLATES.values()
               for t in k["train"]]
+    return token_set(clip, texts)
+
+
+def token_set(clip, texts: list[str]) -> set[int]:
+    """Every token id of `texts` (tokenised 512 at a time)."""
     ids: set[int] = set()
     for i in range(0, len(texts), 512):
         ids.update(clip.tokenize(texts[i:i + 512]).unique().tolist())
@@ -146,6 +151,26 @@ def through_prior(prior, abar, x0, teacher, student):
     pred = prior(xt, timestep=ts, proj_embedding=student[0], encoder_hidden_states=student[1],
                  attention_mask=student[2]).predicted_image_embedding
     return torch.nn.functional.mse_loss(pred, target)
+
+
+def through_decoder(decoder, abar, x0, image_embeds, teacher, student):
+    """The frozen decoder's prediction from the student's encoding against the teacher's, as MSE: both at the
+    same noisy 32 px images (`x0`, (B, 3, 32, 32) in [-1, 1], noised at timesteps drawn uniformly from
+    `abar`) and image embeddings (B, D). The decoder attends to the prompt's token states as the prior does;
+    `teacher`, `student`: (pooled embeddings, token states, mask)."""
+    ts = torch.randint(0, len(abar), (len(x0),))
+    a = abar[ts].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn_like(x0)
+    from nodes.unclip.models.clip import TextEncoding
+    from nodes.unclip.models.decoder import conditioning
+
+    def predict(text):
+        hidden, additive, mask = conditioning(decoder, image_embeds, TextEncoding(*text), False)
+        return decoder.unet(xt, ts, encoder_hidden_states=hidden, class_labels=additive, attention_mask=mask).sample[:, :3]
+
+    with torch.no_grad():
+        target = predict(teacher)
+    return torch.nn.functional.mse_loss(predict(student), target)
 
 
 def row_optimizer(weight: torch.Tensor, trainable: set[int], lr: float, warmup: int, steps: int):
