@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nodes.shapes import domain
-from train import arprior, clip_place
+from train import arprior, clip_place, clip_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "shapes-unclip"
@@ -79,6 +79,13 @@ def test_the_stage_trains_only_rows_no_trained_text_uses(monkeypatch):
         assert piece(word) not in rows, word
     monkeypatch.setattr(clip_place, "NEW_WORDS", ("high", "top"))
     with pytest.raises(ValueError, match="'top'"):
+        clip_place.trainable_tokens(clip)
+    # a word only the second caption writer uses (what prior_tune and clip_bind read) is refused too
+    words = [clip_rows.piece(clip, i).removesuffix("</w>") for i in clip_rows.second_writer_tokens(clip) - frozen]
+    only_second = sorted(w for w in words if w.isalpha() and len(clip.token_ids(w)) == 1)
+    assert only_second
+    monkeypatch.setattr(clip_place, "NEW_WORDS", ("high", only_second[0]))
+    with pytest.raises(ValueError, match=repr(only_second[0])):
         clip_place.trainable_tokens(clip)
 
 

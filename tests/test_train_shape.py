@@ -84,7 +84,7 @@ def test_the_table_comes_from_the_lexicon_and_its_rows_from_no_trained_text_nor_
     rows = clip_shape.trainable_tokens(clip)
     assert set(clip.token_ids("cube")) <= rows
     assert not rows & clip_vocab.frozen_tokens(clip)
-    assert not rows & clip_shape.second_writer_tokens(clip)
+    assert not rows & clip_rows.second_writer_tokens(clip)
     english = clip_rows.english_users(clip)
     words = {w for ws in table.values() for w in ws}
     for i in rows:  # 3 letters or more, and no word of the English list but a table noun uses it

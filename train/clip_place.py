@@ -91,12 +91,12 @@ def place_phrase(position: str, rng: np.random.Generator) -> str:
 
 
 def trainable_tokens(clip) -> set[int]:
-    """The rows of `NEW_WORDS`' pieces. Every one must be a row no training text, lexicon synonym, reserved
-    word or protected piece uses, but for a piece `SHARED` names (checked, so that a change of the
-    training texts or of the lexicon cannot make this stage move a trained row unnoticed); with a shared
-    piece, the other pieces of the words sharing it ("bil" of "bil|low"), which only those words use, so
-    that the anchor can keep their encoding."""
-    frozen = clip_vocab.frozen_tokens(clip)
+    """The rows of `NEW_WORDS`' pieces. Every one must be a row no training text, second-writer caption,
+    lexicon synonym, reserved word or protected piece uses, but for a piece `SHARED` names (checked, so that a
+    change of the training texts, of the second writer or of the lexicon cannot make this stage move a trained
+    row unnoticed); with a shared piece, the other pieces of the words sharing it ("bil" of "bil|low"), which
+    only those words use, so that the anchor can keep their encoding."""
+    frozen = clip_vocab.frozen_tokens(clip) | clip_rows.second_writer_tokens(clip)
     lex_ids = clip_rows.lexicon_ids(clip)
     ids: set[int] = set()
     for word in NEW_WORDS:

@@ -126,6 +126,22 @@ def lexicon_ids(clip) -> set[int]:
     return set(clip.tokenize(lexicon_synonyms()).unique().tolist())
 
 
+def second_writer_tokens(clip, n: int = 4000) -> set[int]:
+    """Token ids of the second caption writer's captions (`nodes/shapes/captions.py`, which `prior_tune` and
+    `clip_bind` read): its tables' phrases and `n` captions (seed 0)."""
+    from nodes.shapes import captions, domain
+
+    phrases = [p.replace("{}", "").replace("{", "").replace("}", "") for table in
+               (captions.SIZES, captions.COLORS, captions.SHAPES, captions.POSITIONS)
+               for opts in table.values() for p in opts]
+    phrases += [p.replace("{}", "") for frames in (captions.PLACE_FRAMES, captions.CENTER_FRAMES,
+                captions.BACKGROUND_AFTER, captions.BACKGROUND_FIRST, captions.FRAMES,
+                captions.NO_SHAPE) for p in frames]
+    rng = np.random.default_rng(0)
+    phrases += [captions.caption(domain.sample_scene(rng, "train").attributes(), rng) for _ in range(n)]
+    return clip_vocab.token_set(clip, phrases)
+
+
 def ancestors(logs: dict, sha: str) -> set[str]:
     """The hashes of the towers the tower `sha` was continued from, as a training log tells them: the entry
     that wrote `sha` names its input (`clip_sha256_before`) and, since row stages record it, the input's own

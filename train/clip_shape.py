@@ -67,19 +67,6 @@ def smoke() -> Config:
     return Config(out="/tmp/nodegraph-smoke", steps=3, batch=8, n_data=64, log_every=1, warmup=1)
 
 
-def second_writer_tokens(clip, n: int = 4000) -> set[int]:
-    """Token ids of the second caption writer's captions (its tables' phrases and `n` captions, seed 0)."""
-    phrases = [p.replace("{}", "").replace("{", "").replace("}", "") for table in
-               (second_writer.SIZES, second_writer.COLORS, second_writer.SHAPES, second_writer.POSITIONS)
-               for opts in table.values() for p in opts]
-    phrases += [p.replace("{}", "") for frames in (second_writer.PLACE_FRAMES, second_writer.CENTER_FRAMES,
-                second_writer.BACKGROUND_AFTER, second_writer.BACKGROUND_FIRST, second_writer.FRAMES,
-                second_writer.NO_SHAPE) for p in frames]
-    rng = np.random.default_rng(0)
-    phrases += [second_writer.caption(domain.sample_scene(rng, "train").attributes(), rng) for _ in range(n)]
-    return clip_vocab.token_set(clip, phrases)
-
-
 # the shortest piece (in letters, "</w>" not counted) this stage trains: "c", "e", "il", "cu" are pieces of
 # thousands of words. A backstop: with the shipped tokenizer and word list the English rule already leaves
 # no piece under 3 letters, but another list or tokenizer might
@@ -107,7 +94,7 @@ def candidate(word: str) -> bool:
 @lru_cache(maxsize=2)  # the rule reads only the tokenizer; a run asks for it several times
 def _table(clip) -> tuple[dict[str, tuple[str, ...]], frozenset[int]]:
     syns = _synonyms()
-    frozen = clip_vocab.frozen_tokens(clip) | second_writer_tokens(clip)
+    frozen = clip_vocab.frozen_tokens(clip) | clip_rows.second_writer_tokens(clip)
     table_words = {s: shape for shape, ws in syns.items() for s in ws}
     users: dict[int, set[str]] = {}  # piece -> lexicon synonyms using it
     for s in clip_rows.lexicon_synonyms():
