@@ -158,6 +158,81 @@ def test_the_node_passes_the_embedding_to_an_upsampler_that_sees_it(shipped, tmp
     assert torch.equal(out("shapes-unclip", True), out("shapes-unclip", False))
 
 
+def _embedding_workflow(upsampler: str, source: str) -> dict:
+    """low (32 px) → up, with image_embedding from the shipped CLIP (128 wide), via `source`."""
+    scene = {"shape": "star", "color": "red", "size": "small", "position": "center", "background": "white"}
+    nodes = {
+        "load_clip": {"type": "unclip.load_clip", "version": 1, "inputs": {"model": "shapes-unclip"}},
+        "load_up": {"type": "unclip.load_upsampler", "version": 1, "inputs": {"model": upsampler}},
+        "low": {"type": "shapes.scene", "version": 1, "inputs": {**scene, "resolution": 32}},
+        "enc": {"type": "unclip.image_encode", "version": 1, "inputs": {
+            "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": "low", "output": "image"}}},
+        "up": {"type": "unclip.upsample", "version": 1, "inputs": {
+            "upsampler": {"from": "load_up", "output": "upsampler"}, "images": {"from": "low", "output": "image"},
+            "steps": 2, "image_embedding": {"from": source, "output": "embedding"}}},
+        "save": {"type": "core.preview_image", "version": 1, "inputs": {"images": {"from": "up", "output": "images"}}}}
+    # an embedding operation the check follows (slerp of the encoding with itself), and one it does not know
+    nodes["lerp"] = {"type": "unclip.embedding_interpolate", "version": 1, "inputs": {
+        "a": {"from": "enc", "output": "embedding"}, "b": {"from": "enc", "output": "embedding"}, "steps": 1}}
+    nodes["recolor"] = {"type": "shapes.embedding_recolor", "version": 1, "inputs": {
+        "clip": {"from": "load_clip", "output": "clip"}, "embedding": {"from": "enc", "output": "embedding"},
+        "color": "red", "strength": 0.0}}
+    return {"format": "nodegraph/1", "nodes": nodes}
+
+
+@pytest.fixture
+def narrow_engine(shipped, tmp_path):
+    """An engine whose model folders hold `up-64`: an upsampler that takes 64-wide embeddings (not the shipped 128)."""
+    from nodegraph import Engine, Settings
+
+    unet, embed = with_embedding(shipped.first, 64)
+    save(UpsamplerModel(unet, None, shipped.scheduler, embed), tmp_path / "models" / "up-64")
+    return Engine.from_settings(Settings.from_env(threads=1, output_dir=tmp_path / "out",
+                                                  model_dirs=[tmp_path / "models", SHIPPED.parent]))
+
+
+@pytest.mark.parametrize("source", ["enc", "lerp"])
+def test_an_embedding_of_another_width_is_refused_before_the_run(narrow_engine, source):
+    from nodegraph import WorkflowInvalid
+
+    wf = _embedding_workflow("up-64", source)
+    result = narrow_engine.validate(wf)
+    assert not result.valid
+    [issue] = result.issues
+    assert (issue.code, issue.node, issue.port) == ("invalid_model", "up", "image_embedding")
+    assert "width 64" in issue.message and "128 wide" in issue.message and "bundle" in issue.message
+    events = []
+    with pytest.raises(WorkflowInvalid, match="width 64"):
+        narrow_engine.run(wf, sink=events.append)
+    assert not events  # nothing ran
+    # the shipped (image-only) upsampler ignores the embedding: nothing to refuse
+    assert narrow_engine.validate(_embedding_workflow("shapes-unclip", source)).valid
+
+
+def test_an_embedding_of_another_width_from_an_unknown_node_fails_before_sampling(narrow_engine):
+    wf = _embedding_workflow("up-64", "recolor")
+    assert narrow_engine.validate(wf).valid  # the check cannot tell through shapes.embedding_recolor
+    events = []
+    run = narrow_engine.run(wf, sink=events.append)
+    assert not run.ok and run.error.node == "up"
+    assert "(B, 64)" in run.error.message and "128 wide" in run.error.message
+    assert "the decoder's `image_embedding`" in run.error.message
+    assert not [e for e in events if getattr(e, "event", "") == "progress" and e.node == "up"]
+
+
+def test_a_count_of_embeddings_that_does_not_divide_the_images_fails_before_sampling(shipped):
+    from nodegraph import NodeExecutionError
+    from nodes.unclip.sampling import check_embedding
+
+    model = embedded(shipped, nonzero=False)
+    check_embedding(model, embeds(n=2), 4)  # one per decoded embedding, its 2 images each
+    check_embedding(shipped, embeds(n=3), 4)  # an image-only upsampler ignores them
+    with pytest.raises(NodeExecutionError, match=r"3 embeddings for 4 images; give 1, one per image"):
+        check_embedding(model, embeds(n=3), 4)
+    with pytest.raises(NodeExecutionError, match=r"\(B, 128\).* 64 wide"):
+        check_embedding(model, torch.randn(4, 64), 4)
+
+
 def test_the_trial_refuses_the_shipped_bundle_and_a_missing_out():
     from train.upsampler_embed import _tracked, main
 
