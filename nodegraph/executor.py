@@ -207,6 +207,8 @@ class LocalExecutor:
             run.result.status = "cancelled"
         except Exception as exc:  # noqa: BLE001 - any node failure becomes an event, never a crash
             run.failed(exc)
+        except SystemExit as exc:  # a node (or a library it calls) exiting must not end the CLI or the server
+            run.failed(exc)
         return run.finish()
 
     def _walk(self, run: RunState) -> None:
@@ -392,5 +394,8 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return (f"the node called sys.exit({exc.code!r}); a node reports a failure by raising an exception "
+                "(nodegraph.NodeExecutionError), never by exiting the process")
     text = str(exc).strip()
     return text if text else type(exc).__name__
