@@ -488,15 +488,19 @@ def _digraph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGra
 
 
 def _producers(registry: Registry, type_name: str, limit: int = 3) -> str:
-    """'the `x` output of a pack.node node' hints for a wanted type."""
-    hits = []
+    """'the `x` output of a pack.node node' hints for a wanted type: the nodes of the pack that
+    defines the type first (`unclip.EMBEDDING` → unclip's nodes; a core type → core's), then the others."""
+    owner = type_name.rpartition(".")[0] or "core"
+    found = []
     for spec in registry.specs():
+        if spec.cls.deprecated:
+            continue
         for out in spec.outputs.values():
             if out.type.name == type_name:
-                hits.append(f"the `{out.name}` output of a {spec.type_id} node")
+                found.append((spec.pack != owner, spec.type_id, out.name))
                 break
-        if len(hits) >= limit:
-            break
+    hits = [f"the `{output}` output of {'an' if type_id[0] in 'aeiou' else 'a'} {type_id} node"
+            for _, type_id, output in sorted(found, key=lambda f: f[0])[:limit]]
     return " or ".join(hits) if hits else f"an output of type {type_name}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import link, node, workflow
@@ -76,6 +77,19 @@ def test_type_mismatch_on_link(registry):
     msg = result.issues[0].message
     assert "a.a expects FLOAT but t.value is STRING" in msg
     assert "connect the `value` output of a" in msg  # names a node type that produces a FLOAT
+
+
+def test_a_type_mismatch_suggests_the_nodes_of_the_pack_that_defines_the_wanted_type(registry):
+    wf = workflow(img=node("core.load_image", image="x.png"),
+                  dec=node("unclip.decoder", decoder=link("img", "image"), image_embedding=link("img", "image"),
+                           conditioning=link("img", "image")),
+                  s=node("core.preview_image", images=link("dec", "images")))
+    result = validate(wf, registry)
+    msg = next(i.message for i in result.issues if i.port == "image_embedding")
+    assert "dec.image_embedding expects unclip.EMBEDDING but img.image is IMAGE" in msg
+    suggested = re.findall(r"output of an? (\S+) node", msg)
+    assert len(suggested) == 3 and all(t.startswith("unclip.") for t in suggested), msg
+    assert "the `embedding` output of an unclip." in msg  # "an" before a vowel
 
 
 def test_type_mismatch_literal_on_link_port(registry):
