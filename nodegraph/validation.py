@@ -554,6 +554,10 @@ def _describe(pspec: PortSpec) -> str:
 
 def _missing_file(name: str, folder: str, base: Path, extensions: tuple[str, ...], shown: int = 20) -> str:
     """'there is no file ... in the input folder (...); did you mean ...? files there: ...' (subfolders too)."""
+    if not base.is_dir():  # e.g. a run from another folder than the one holding ./input
+        where = base if base.is_absolute() else f"{base}, that is {base.resolve()}"
+        return (f"there is no file {name!r}: the {folder} folder ({where}) does not exist; give the folder that "
+                f"holds the file (--{folder}-dir, NODEGRAPH_{folder.upper()}_DIR) or create it")
     names = list_files(base, extensions)
     text = f"there is no file {name!r} in the {folder} folder ({base})"
     if not names:

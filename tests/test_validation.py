@@ -182,8 +182,14 @@ def test_literal_file_names_are_checked_against_the_folders_given(registry, tmp_
     for name in (".a.png", "sub/../../a.png", "/etc/passwd"):
         assert codes(validate(load(name), registry, folders=folders)) == {"unsafe_path"}, name
     folders["input"] = tmp_path / "empty"
+    folders["input"].mkdir()
     result = validate(load("a.png"), registry, folders=folders)
     assert codes(result) == {"file_not_found"} and "has no such files" in result.issues[0].message
+    folders["input"] = tmp_path / "missing"  # e.g. the default ./input, run from another folder
+    result = validate(load("a.png"), registry, folders=folders)
+    assert codes(result) == {"file_not_found"}
+    assert f"the input folder ({tmp_path / 'missing'}) does not exist" in result.issues[0].message
+    assert "--input-dir, NODEGRAPH_INPUT_DIR" in result.issues[0].message
 
 
 class Folder(Node):
