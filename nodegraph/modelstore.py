@@ -12,6 +12,7 @@ loader's result does not pin an evicted model: the handle loads it again when ne
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import threading
@@ -52,8 +53,10 @@ def find_model(dirs: Iterable[Path], name: str, kind: str | None = None, *, allo
             if root.is_dir() and (path := safe_join(root, name)).exists():
                 return path
     available = list_models(dirs, kind)
+    close = difflib.get_close_matches(name, available, n=1)
     raise NodeExecutionError(
         f"model {name!r} not found in {', '.join(str(d) for d in dirs) or '(no model folders)'}; "
+        + (f"did you mean {close[0]!r}? " if close else "")
         + (f"available: {', '.join(available)}" if available else "add it to a model folder")
         + ("" if not allow_paths else ", or give a path"))
 

@@ -76,6 +76,13 @@ def test_a_missing_input_image_exits_2_before_any_node_runs(tmp_path, wf_file, c
     assert cli("validate", str(wf_file(wf)), "--nodes-dir", PACKS, "--input-dir", str(tmp_path / "in")) == 2
 
 
+def test_a_misspelt_model_name_fails_its_loader_with_exit_1_and_the_close_name(tmp_path, wf_file, capsys):
+    wf = workflow(clip=node("unclip.load_clip", model="shapes-unclp"), t=node("toy.sink", value=link("clip", "clip")))
+    code = cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path / "out"), "--quiet")
+    err = capsys.readouterr().err
+    assert code == 1 and "model 'shapes-unclp' not found" in err and "did you mean 'shapes-unclip'?" in err
+
+
 def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
