@@ -422,8 +422,11 @@ class Validator:
         if targets is not None:
             for t in targets:
                 if t not in nodes:
+                    close = difflib.get_close_matches(str(t), list(nodes), n=1)
+                    hint = (f"did you mean {close[0]!r}?" if close else
+                            f"its nodes are: {', '.join(list(nodes)[:20])}{' ...' if len(nodes) > 20 else ''}")
                     self.issues.append(Issue(code="unknown_target", node=t,
-                                             message=f"asked to run node {t!r}, which is not in the workflow"))
+                                             message=f"asked to run node {t!r}, which is not in the workflow; {hint}"))
                 elif t in self.inactive:
                     self.issues.append(Issue(code="no_outputs", node=t,
                                              message=f"asked to run node {t!r}, which does not run: it is "

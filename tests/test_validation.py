@@ -92,6 +92,15 @@ def test_a_type_mismatch_suggests_the_nodes_of_the_pack_that_defines_the_wanted_
     assert "the `embedding` output of an unclip." in msg  # "an" before a vowel
 
 
+def test_an_unknown_target_names_the_close_node_or_the_nodes_there(registry):
+    wf = workflow(out=node("toy.const", value=1.0), s=node("toy.sink", value=link("out")))
+    result = validate(wf, registry, targets=["outt"])
+    assert codes(result) == {"unknown_target"}
+    assert result.issues[0].message == "asked to run node 'outt', which is not in the workflow; did you mean 'out'?"
+    result = validate(wf, registry, targets=["zzz"])
+    assert result.issues[0].message.endswith("which is not in the workflow; its nodes are: out, s")
+
+
 def test_type_mismatch_literal_on_link_port(registry):
     wf = workflow(s=node("core.image_grid", images=3), o=node("toy.sink", value=link("s", "image")))
     result = validate(wf, registry)
