@@ -126,11 +126,19 @@ def _read_workflow(path: Path) -> tuple[Any, str | None]:
     return data, None
 
 
-def _print_issues(issues: list, stream=None) -> None:
+def _print_issues(issues: list, stream=None, sets: dict[str, Any] | None = None) -> None:
+    """Every issue; ``sets`` (the ``--set`` values given) adds how to quote a value that JSON made a
+    number, a boolean, null or a list where the port wants text."""
     stream = stream or sys.stderr
     print(f"invalid workflow: {len(issues)} issue(s)", file=stream)
     for i in issues:
         print(f"  [{i.code}] {i.message}", file=stream)
+        target = f"{i.node}.{i.port}"
+        if i.code == "invalid_value" and sets and target in sets and not isinstance(sets[target], str) \
+                and "valid string" in i.message:
+            quoted = json.dumps(json.dumps(sets[target]))
+            print(f"    --set reads VALUE as JSON when it parses, which made it {sets[target]!r}; for the text, "
+                  f"quote it: --set {target}='{quoted}'", file=stream)
 
 
 def parse_override_value(text: str) -> Any:
@@ -208,7 +216,8 @@ def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, arg
     try:
         result = engine.run(data, targets=args.node or None, sink=sink, cancel=token, output_dir=out_dir)
     except WorkflowInvalid as exc:
-        _print_issues(exc.issues, err)
+        sets, _ = _parse_sets(args.sets)
+        _print_issues(exc.issues, err, {k: v for k, v in sets.items() if overrides.get(k, sets) is v})
         return EXIT_INVALID
     for f in renderer.files:
         print(str(out_dir / f), file=out or sys.stdout)

@@ -83,6 +83,15 @@ def test_a_misspelt_model_name_fails_its_loader_with_exit_1_and_the_close_name(t
     assert code == 1 and "model 'shapes-unclp' not found" in err and "did you mean 'shapes-unclip'?" in err
 
 
+def test_a_set_value_json_reads_as_a_number_says_how_to_quote_it_for_a_text_port(tmp_path, wf_file, capsys):
+    wf = workflow(t=node("core.string", value="a red circle"), s=node("toy.sink", value=link("t")))
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path), "--set", "t.value=42") == 2
+    err = capsys.readouterr().err
+    assert "[invalid_value] t.value = 42" in err and """quote it: --set t.value='"42"'""" in err
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+               "--set", 't.value="42"') == 0  # quoted: the text 42
+
+
 def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
