@@ -29,7 +29,7 @@ from .cache import CacheEntry, OutputCache
 from .config import Settings
 from .construct import construct, construct_in_order
 from .context import CancelToken, NodeContext, context_factory
-from .errors import Cancelled, NodeExecutionError
+from .errors import Cancelled, NodeExecutionError, exit_call
 from .events import (
     EventSink,
     NodeCached,
@@ -395,7 +395,7 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
-        return (f"the node called sys.exit({exc.code!r}); a node reports a failure by raising an exception "
+        return (f"the node called {exit_call(exc)}; a node reports a failure by raising an exception "
                 "(nodegraph.NodeExecutionError), never by exiting the process")
     text = str(exc).strip()
     return text if text else type(exc).__name__

@@ -24,7 +24,7 @@ def test_every_pack_loaded():
 
 @pytest.mark.parametrize("type_id", sorted(SPECS))
 def test_node_contract(type_id, tmp_path):
-    inputs, settings = {"fail": False} if type_id == "toy.fail" else None, None
+    inputs, settings = {"toy.fail": {"fail": False}, "toy.exit": {"at": "nowhere"}}.get(type_id), None
     if type_id.startswith("kandinsky."):
         from nodes.kandinsky.models.tiny import cached_models_dir
 

@@ -156,30 +156,13 @@ def test_failure_stops_the_run_with_node_type_message_and_traceback(engine):
     assert "out" not in rec.nodes("node_started")
 
 
-class _Exits(nodegraph.Node):
-    """Calls sys.exit (as a library's command-line code may) instead of raising."""
-
-    name = "exits"
-    output_node = True
-
-    class Inputs(nodegraph.Inputs):
-        code: int = nodegraph.Port(3, description="Exit code.")
-
-    class Outputs(nodegraph.Outputs):
-        pass
-
-    def run(self, inputs, ctx):
-        import sys
-
-        sys.exit(inputs.code)
-
-
 def test_a_node_that_calls_sys_exit_fails_its_run_and_the_process_goes_on(engine):
-    engine.registry.add_pack(nodegraph.Pack("exiting", nodes=[_Exits]), "test:exiting")
-    result, rec = run(engine, workflow(x=node("exiting.exits", code=3)))
+    result, rec = run(engine, workflow(x=node("toy.exit", code=3)))
     assert result.status == "failed" and result.error.node == "x" and result.error.error_type == "SystemExit"
     assert "called sys.exit(3)" in result.error.message and "NodeExecutionError" in result.error.message
     assert rec.kinds()[-1] == "run_finished"
+    bare, _ = run(engine, workflow(x=node("toy.exit", bare=True)))
+    assert bare.status == "failed" and "the node called sys.exit();" in bare.error.message
     again, _ = run(engine, diamond())  # the engine still runs
     assert again.ok
 

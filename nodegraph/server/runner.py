@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from ..context import CancelToken
 from ..engine import Engine
-from ..errors import WorkflowInvalid
+from ..errors import WorkflowInvalid, exit_call
 from ..events import Progress, RunFinished, RunPlaced, fanout
 from .config import ServerConfig
 from .hub import Hub
@@ -363,7 +363,7 @@ def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tu
     elif isinstance(result, BaseException):
         message = str(result) or type(result).__name__
         if isinstance(result, SystemExit):
-            message = f"sys.exit({result.code!r}) was called while the job was prepared; the server goes on"
+            message = f"{exit_call(result)} was called while the job was planned; the server goes on"
         error = JobError(node=None, type=None, error_type=type(result).__name__, message=message,
                          traceback=getattr(result, "__nodegraph_traceback__", ""))
     else:
