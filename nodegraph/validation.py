@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .checking import CheckContext, Upstream
-from .errors import UnsafePath
+from .errors import UnsafePath, exit_call
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
 from .issues import CODES, Issue, ValidationResult
@@ -462,6 +462,10 @@ class Validator:
                 found = spec.cls().check(self._inputs(nid), ctx)
             except Exception:  # noqa: BLE001 - a check that breaks must not block a run; the run reports
                 log.debug("check of %s (%s) failed", nid, spec.type_id, exc_info=True)
+                continue
+            except SystemExit as exc:  # a broken check too: it must not end the CLI or the server
+                log.warning("the check of %s (%s) called %s; it is skipped: a check returns its problems "
+                            "(or raises), never exits the process", nid, spec.type_id, exit_call(exc))
                 continue
             for port, message in found:
                 self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
