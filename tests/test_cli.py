@@ -106,6 +106,19 @@ def test_a_set_value_json_reads_as_a_number_says_how_to_quote_it_for_a_text_port
     assert "[invalid_value] t.value = 42" in err and """quote it: --set t.value='"42"'""" in err
     assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
                "--set", 't.value="42"') == 0  # quoted: the text 42
+    # any value JSON reads as another type, shown as JSON (not only the small ints Python caches)
+    for value, shown in (("1000", "1000"), ("3.5", "3.5"), ("[1,2]", "[1, 2]"), ("true", "true")):
+        assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+                   "--set", f"t.value={value}") == 2
+        err = capsys.readouterr().err
+        assert f"which made it {shown}; for the text, quote it: --set t.value='\"{shown}\"'" in err, err
+    # a --batch line's own value is not the --set's: no hint about --set
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"t.value": 1000}\n')
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+               "--set", "t.value=1000", "--batch", str(batch)) == 1
+    err = capsys.readouterr().err
+    assert "[invalid_value] t.value = 1000" in err and "--set reads VALUE" not in err
 
 
 def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
