@@ -72,7 +72,7 @@ def test_a_trained_embedding_path_changes_the_drawing_and_none_turns_it_off(ship
     assert not torch.equal(two, run(model, images(n=4), embeds(1, n=2).repeat(2, 1)))
     # a zero row is the embedding dropped, as training drops it: the same as none
     assert torch.equal(run(model, images(), torch.zeros(2, DIM)), run(model, images(), None))
-    with pytest.raises(ValueError, match="3 rows for 2 images"):
+    with pytest.raises(ValueError, match="3 embeddings for 2 images"):
         run(model, images(n=2), embeds(1, n=3))
     with pytest.raises(ValueError, match=r"\(B, 128\)"):
         run(model, images(n=2), torch.randn(2, 64))
@@ -220,17 +220,15 @@ def test_an_embedding_of_another_width_from_an_unknown_node_fails_before_samplin
     assert not [e for e in events if getattr(e, "event", "") == "progress" and e.node == "up"]
 
 
-def test_a_count_of_embeddings_that_does_not_divide_the_images_fails_before_sampling(shipped):
-    from nodegraph import NodeExecutionError
-    from nodes.unclip.sampling import check_embedding
-
+def test_a_count_of_embeddings_that_does_not_divide_the_images_is_refused_with_the_fix(shipped):
     model = embedded(shipped, nonzero=False)
-    check_embedding(model, embeds(n=2), 4)  # one per decoded embedding, its 2 images each
-    check_embedding(shipped, embeds(n=3), 4)  # an image-only upsampler ignores them
-    with pytest.raises(NodeExecutionError, match=r"3 embeddings for 4 images; give 1, one per image"):
-        check_embedding(model, embeds(n=3), 4)
-    with pytest.raises(NodeExecutionError, match=r"\(B, 128\).* 64 wide"):
-        check_embedding(model, torch.randn(4, 64), 4)
+    assert model.class_labels(embeds(n=2), 4).shape[0] == 4  # one per decoded embedding, its 2 images each
+    assert shipped.class_labels(embeds(n=3), 4) is None  # an image-only upsampler ignores them
+    with pytest.raises(ValueError, match=r"3 embeddings for 4 images; give 1, one per image, or one per decoded "
+                       r"embedding \(the decoder's `image_embedding`"):
+        model.class_labels(embeds(n=3), 4)
+    with pytest.raises(ValueError, match=r"\(B, 128\).* 64 wide, not from the CLIP of its bundle; connect"):
+        model.class_labels(torch.randn(4, 64), 4)
 
 
 def test_the_trial_refuses_the_shipped_bundle_and_a_missing_out():

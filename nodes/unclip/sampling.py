@@ -231,7 +231,6 @@ class Upsample(Node):
 
         from .models import upsample
 
-        check_embedding(inputs.upsampler.model, inputs.image_embedding, inputs.images.shape[0])
         with torch.inference_mode(), library_errors():
             out = upsample(inputs.upsampler.model, nodegraph.to_tensor(inputs.images), steps=inputs.steps,
                            generator=generator(inputs.seed), noise_level=inputs.noise_level,
@@ -241,22 +240,3 @@ class Upsample(Node):
                            image_embeds=inputs.image_embedding)
         return self.Outputs(images=nodegraph.from_tensor(out))
 
-
-def check_embedding(model, emb, images: int) -> None:
-    """Refuse, before sampling, image embeddings an upsampler that sees them cannot take: another
-    CLIP's width, or a count that does not divide the images among them (1, one per image, or one per
-    decoded embedding with the decoder's `batch`). An upsampler without the path ignores them."""
-    if emb is None or model.embed is None:
-        return
-    width = model.embed.config.embedding_dim
-    if emb.ndim != 2 or emb.shape[-1] != width:
-        found = f"{emb.shape[-1]} wide" if emb.ndim == 2 else f"of shape {tuple(emb.shape)}"
-        raise NodeExecutionError(f"image_embedding: the upsampler takes CLIP image embeddings (B, {width}) "
-                                 f"(super_res_embed/ embedding_dim) but they are {found}, not from the CLIP of "
-                                 "its bundle; connect the embeddings the images were decoded from (the decoder's "
-                                 "`image_embedding`), or disconnect image_embedding")
-    rows = emb.shape[0]
-    if rows == 0 or images % rows:
-        raise NodeExecutionError(f"image_embedding: {rows} embeddings for {images} images; give 1, one per image, "
-                                 "or one per decoded embedding (the decoder's `image_embedding`, whose `batch` "
-                                 "images each follow it in order)")
