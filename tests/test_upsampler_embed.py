@@ -209,6 +209,44 @@ def test_an_embedding_of_another_width_is_refused_before_the_run(narrow_engine, 
     assert narrow_engine.validate(_embedding_workflow("shapes-unclip", source)).valid
 
 
+def _config_only(root, files: dict[str, dict]) -> None:
+    """A model folder of JSON configs only: what validation reads (nothing loads)."""
+    for name, config in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("encoder", ["image", "text"])
+def test_the_width_check_reads_the_tower_that_made_the_embedding(tmp_path, encoder):
+    """An SD-2.1-unCLIP-style root: images are encoded by image_encoder/ (1024 wide), texts by
+    text_encoder/ (512 wide); each upsampler accepts the embeddings of its width only."""
+    from nodegraph import Engine, Settings
+    from nodes.unclip.checks import clip_width
+
+    models = tmp_path / "models"
+    _config_only(models / "sd21", {"text_encoder/config.json": {"projection_dim": 512},
+                                   "tokenizer/tokenizer_config.json": {},
+                                   "image_encoder/config.json": {"projection_dim": 1024}})
+    for width in (512, 1024):
+        _config_only(models / f"up-{width}", {"super_res_embed/config.json": {"embedding_dim": width},
+                                              "super_res_first/config.json": {},
+                                              "super_res_scheduler/scheduler_config.json": {}})
+    assert clip_width(models / "sd21", "text")[0] == 512 and clip_width(models / "sd21", "image")[0] == 1024
+    engine = Engine.from_settings(Settings.from_env(threads=1, output_dir=tmp_path / "out", model_dirs=[models]))
+    wf = _embedding_workflow("up-1024", "enc")
+    wf["nodes"]["load_clip"]["inputs"]["model"] = "sd21"
+    if encoder == "text":
+        wf["nodes"]["enc"] = {"type": "unclip.text_encode", "version": 1, "inputs": {
+            "clip": {"from": "load_clip", "output": "clip"}, "text": "a red star"}}
+    del wf["nodes"]["lerp"], wf["nodes"]["recolor"]
+    right, wrong = ("up-1024", "up-512") if encoder == "image" else ("up-512", "up-1024")
+    wf["nodes"]["load_up"]["inputs"]["model"] = right
+    assert engine.validate(wf).valid
+    wf["nodes"]["load_up"]["inputs"]["model"] = wrong
+    [issue] = engine.validate(wf).issues
+    assert issue.port == "image_embedding" and f"{encoder}_encoder" in issue.message
+
+
 def test_an_embedding_of_another_width_from_an_unknown_node_fails_before_sampling(narrow_engine):
     wf = _embedding_workflow("up-64", "recolor")
     assert narrow_engine.validate(wf).valid  # the check cannot tell through shapes.embedding_recolor

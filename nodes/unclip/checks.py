@@ -8,9 +8,10 @@ cannot tell (a node it does not know, a folder without the config) passes: the r
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nodegraph
 
@@ -24,6 +25,7 @@ WIDTH_FROM = {
     "unclip.text_diff": "image_embedding",
     "unclip.embedding_pca": "embedding",
 }
+ENCODER = {"unclip.image_encode": "image", "unclip.text_encode": "text"}  # which of a CLIP's towers made it
 MAX_DEPTH = 50
 
 
@@ -34,13 +36,16 @@ def _config(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def clip_width(folder: Path) -> tuple[int, Path] | None:
-    """The width of the embeddings of the CLIP in `folder` (as `load_clip` finds it), and the config saying so."""
+def clip_width(folder: Path, encoder: Literal["text", "image"]) -> tuple[int, Path] | None:
+    """The width of the embeddings the CLIP in `folder` (as `load_clip` finds it) makes of texts or of
+    images (`encoder`), and the config saying so."""
     for config in (folder / "open_clip_config.json", folder / "clip" / "open_clip_config.json"):
-        if config.is_file():
+        if config.is_file():  # one width for both towers
             width = ((_config(config) or {}).get("model_cfg") or {}).get("embed_dim")
             return (width, config) if isinstance(width, int) else None
-    config = folder / "text_encoder" / "config.json"  # a Karlo root: CLIPTextModelWithProjection
+    # a diffusers root: CLIPTextModelWithProjection under text_encoder/, CLIPVisionModelWithProjection under
+    # image_encoder/, whose widths may differ (SD 2.1 unCLIP: 1024 for images, the text encoder's 512)
+    config = folder / f"{encoder}_encoder" / "config.json"
     width = (_config(config) or {}).get("projection_dim")
     return (width, config) if isinstance(width, int) else None
 
@@ -70,16 +75,18 @@ def _loader_width(source: nodegraph.Upstream, ctx: nodegraph.CheckContext,
 def embedding_width(source: nodegraph.Upstream | None, ctx: nodegraph.CheckContext) -> tuple[int, Path] | None:
     """The width of the embeddings `source` gives, read from the CLIP or prior folder they come from,
     following only nodes whose output is as wide as a known input; None when that cannot be told."""
+    encoder = "text"
     for _ in range(MAX_DEPTH):
         if source is None:
             return None
         if source.type == "unclip.load_clip":
-            return _loader_width(source, ctx, clip_width)
+            return _loader_width(source, ctx, functools.partial(clip_width, encoder=encoder))
         if source.type == "unclip.load_prior":
             return _loader_width(source, ctx, prior_width)
         port = WIDTH_FROM.get(source.type)
         if port is None:
             return None
+        encoder = ENCODER.get(source.type, encoder)
         source = source.source(port)
     return None
 
