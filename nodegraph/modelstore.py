@@ -12,7 +12,6 @@ loader's result does not pin an evicted model: the handle loads it again when ne
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
+from .issues import close_matches
 from .paths import safe_join
 from .threads import apply_torch_threads
 from .types import ModelKind
@@ -53,7 +53,7 @@ def find_model(dirs: Iterable[Path], name: str, kind: str | None = None, *, allo
             if root.is_dir() and (path := safe_join(root, name)).exists():
                 return path
     available = list_models(dirs, kind)
-    close = difflib.get_close_matches(name, available, n=1)
+    close = close_matches(name, available)
     raise NodeExecutionError(
         f"model {name!r} not found in {', '.join(str(d) for d in dirs) or '(no model folders)'}; "
         + (f"did you mean {close[0]!r}? " if close else "")

@@ -9,7 +9,6 @@ workflow, the :class:`Analysis` planning reuses).
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from .checking import CheckContext, Upstream
 from .errors import UnsafePath, exit_call
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
-from .issues import CODES, Issue, ValidationResult
+from .issues import CODES, Issue, ValidationResult, close_matches, close_names
 from .modes import resolve_modes
 from .node import Node, NodeSpec, PortSpec
 from .paths import list_files, safe_join
@@ -301,8 +300,7 @@ class Validator:
                                  message=f"{nid}.{pspec.name} ({spec.type_id}) is required but not given; {need}"))
 
     def unknown_port(self, nid: str, spec: NodeSpec, port: str) -> None:
-        close = difflib.get_close_matches(port, list(spec.inputs), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"its inputs are: {', '.join(spec.inputs) or 'none'}"
+        hint = close_names(port, spec.inputs, listing="its inputs are")
         self.issues.append(Issue(code="unknown_port", node=nid, port=port,
                                  message=f"{nid}: {spec.type_id} has no input {port!r}; {hint}"))
 
@@ -422,9 +420,7 @@ class Validator:
         if targets is not None:
             for t in targets:
                 if t not in nodes:
-                    close = difflib.get_close_matches(str(t), list(nodes), n=1)
-                    hint = (f"did you mean {close[0]!r}?" if close else
-                            f"its nodes are: {', '.join(list(nodes)[:20])}{' ...' if len(nodes) > 20 else ''}")
+                    hint = close_names(str(t), nodes, listing="its nodes are")
                     self.issues.append(Issue(code="unknown_target", node=t,
                                              message=f"asked to run node {t!r}, which is not in the workflow; {hint}"))
                 elif t in self.inactive:
@@ -570,7 +566,7 @@ def _missing_file(name: str, folder: str, base: Path, extensions: tuple[str, ...
     if not names:
         return text + f"; the folder has no {'such ' if extensions else ''}files: put one there (or upload one)"
     base_name = name.rsplit("/", 1)[-1]
-    close = [n for n in names if n.rsplit("/", 1)[-1] == base_name] or difflib.get_close_matches(name, names, n=1)
+    close = [n for n in names if n.rsplit("/", 1)[-1] == base_name] or close_matches(name, names)
     if close:
         text += f"; did you mean {close[0]!r}?"
     more = f" and {len(names) - shown} more" if len(names) > shown else ""

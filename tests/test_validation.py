@@ -101,6 +101,27 @@ def test_an_unknown_target_names_the_close_node_or_the_nodes_there(registry):
     assert result.issues[0].message.endswith("which is not in the workflow; its nodes are: out, s")
 
 
+def test_every_did_you_mean_tries_the_name_in_another_case_first(registry, tmp_path):
+    """One helper (nodegraph.issues.close_names): difflib alone finds nothing for `OUT` against `out`."""
+    from nodegraph import apply_overrides
+    from nodegraph.issues import close_names
+    from nodegraph.modelstore import find_model
+
+    wf = workflow(out=node("toy.const", VALUE=1.0), s=node("toy.sink", value=link("out")))
+    [issue] = validate(wf, registry, targets=["s"]).issues
+    assert issue.message.endswith("has no input 'VALUE'; did you mean 'value'?")
+    wf["nodes"]["out"]["inputs"] = {"value": 1.0}
+    assert validate(wf, registry, targets=["OUT"]).issues[0].message.endswith("did you mean 'out'?")
+    assert apply_overrides(wf, {"OUT.value": 2.0})[1][0].message.endswith("did you mean 'out'?")
+    assert registry.suggest("TOY.CONST")[0] == "toy.const"
+    (tmp_path / "SD").mkdir()
+    with pytest.raises(nodegraph.NodeExecutionError, match="did you mean 'SD'"):
+        find_model([tmp_path], "sd")
+    many = [f"n{i}" for i in range(25)]
+    assert close_names("zzz", many, listing="nodes are") == f"nodes are: {', '.join(many[:20])} and 5 more"
+    assert close_names("zzz", [], listing="its inputs are") == "its inputs are: none"
+
+
 def test_type_mismatch_literal_on_link_port(registry):
     wf = workflow(s=node("core.image_grid", images=3), o=node("toy.sink", value=link("s", "image")))
     result = validate(wf, registry)
