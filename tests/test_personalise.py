@@ -323,6 +323,16 @@ def test_the_class_sample_cache_keeps_the_newest_entries_within_its_bytes_and_co
     assert _kept(folder) == ["g"]
 
 
+def test_the_class_sample_cache_evicts_oldest_first_even_an_old_entry_that_would_fit(tmp_path, monkeypatch):
+    import nodes.personalise.dreambooth as db
+
+    folder = tmp_path / "cache"
+    monkeypatch.setattr(db, "CLASS_CACHE_BYTES", 100 * 1024)
+    _entries(folder, {"old-small": 1, "newer-large": 90})
+    db._write_class_samples(folder, folder / "d.safetensors", {"t": torch.zeros(5 * 1024)})  # 20 KiB
+    assert _kept(folder) == ["d"]  # newer-large does not fit beside d: it goes, and old-small, older, too
+
+
 def test_a_class_sample_entry_that_cannot_be_removed_is_left_and_the_others_go(tmp_path, monkeypatch):
     import nodes.personalise.dreambooth as db
 

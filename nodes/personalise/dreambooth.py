@@ -170,9 +170,11 @@ def _read_class_samples(path, n_prior: int, n_decoded: int, gen):
 
 
 def _prune_class_cache(folder, keep) -> None:
-    """Remove the oldest entries (by modification time: reading one touches it) beyond the newest
-    CLASS_CACHE_ENTRIES or CLASS_CACHE_BYTES in all; `keep`, the entry just written, stays whatever its
-    size. An entry that cannot be removed (or vanishes meanwhile) is left and the others still go."""
+    """Keep the newest entries (by modification time: reading one touches it) within CLASS_CACHE_ENTRIES
+    and CLASS_CACHE_BYTES in all: from the first entry that would exceed either, that one and every older
+    one go (a small old entry never outlives a larger newer one); `keep`, the entry just written, stays
+    whatever its size. An entry that cannot be removed (or vanishes meanwhile) is left and the others
+    still go."""
     entries = []
     for p in folder.glob("*.safetensors"):
         try:
@@ -181,8 +183,10 @@ def _prune_class_cache(folder, keep) -> None:
             continue
         entries.append((p != keep, -st.st_mtime, st.st_size, p))  # `keep` first, then newest first
     count = total = 0
+    full = False
     for _, _, size, p in sorted(entries, key=lambda e: e[:2]):
-        if p == keep or (count < CLASS_CACHE_ENTRIES and total + size <= CLASS_CACHE_BYTES):
+        full = full or (p != keep and (count >= CLASS_CACHE_ENTRIES or total + size > CLASS_CACHE_BYTES))
+        if not full:
             count, total = count + 1, total + size
             continue
         try:
