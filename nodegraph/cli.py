@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +127,19 @@ def _read_workflow(path: Path) -> tuple[Any, str | None]:
     return data, None
 
 
-def _print_issues(issues: list, stream=None) -> None:
+def _print_issues(issues: list, stream=None, sets: dict[str, Any] | None = None) -> None:
+    """Every issue; ``sets`` (the ``--set`` values given) adds how to quote a value that JSON made a
+    number, a boolean, null or a list where the port wants text."""
     stream = stream or sys.stderr
     print(f"invalid workflow: {len(issues)} issue(s)", file=stream)
     for i in issues:
         print(f"  [{i.code}] {i.message}", file=stream)
+        target = f"{i.node}.{i.port}"
+        if i.code == "invalid_value" and sets and target in sets and not isinstance(sets[target], str) \
+                and "valid string" in i.message:
+            text = json.dumps(sets[target])  # as JSON reads it: 1000, 3.5, true, null, [1, 2]
+            print(f"    --set reads VALUE as JSON when it parses, which made it {text}; for the text, "
+                  f"quote it: --set {target}='{json.dumps(text)}'", file=stream)
 
 
 def parse_override_value(text: str) -> Any:
@@ -192,8 +201,9 @@ def _json_sink(stream=None):
 
 
 def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, args, token, *,
-              out=None, err=None) -> int:
-    """One run; its progress goes to ``err`` (a terminal's stderr by default), written files to ``out``."""
+              sets: Iterable[str] = (), out=None, err=None) -> int:
+    """One run; its progress goes to ``err`` (a terminal's stderr by default), written files to ``out``.
+    ``sets``: the ``overrides`` that came from ``--set`` (not from a ``--batch`` line)."""
     from .engine import apply_overrides
     from .errors import WorkflowInvalid
     from .events import fanout
@@ -208,7 +218,7 @@ def _run_once(engine, source: Any, overrides: dict[str, Any], out_dir: Path, arg
     try:
         result = engine.run(data, targets=args.node or None, sink=sink, cancel=token, output_dir=out_dir)
     except WorkflowInvalid as exc:
-        _print_issues(exc.issues, err)
+        _print_issues(exc.issues, err, {k: overrides[k] for k in sets if k in overrides})
         return EXIT_INVALID
     for f in renderer.files:
         print(str(out_dir / f), file=out or sys.stdout)
@@ -245,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _Interrupt(token):
             try:
                 if args.batch is None:
-                    return _run_once(engine, source, overrides, out_root, args, token)
+                    return _run_once(engine, source, overrides, out_root, args, token, sets=overrides)
                 return _run_batch(engine, source, overrides, out_root, args, token)
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
@@ -268,7 +278,7 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
         print(f"error: cannot read batch file {args.batch}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INVALID
     failed: list[str] = []
-    runs: list[tuple[str, int, dict[str, Any]]] = []
+    runs: list[tuple[str, int, dict[str, Any], set[str]]] = []
     k = -1
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -286,7 +296,7 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
                   file=sys.stderr)
             failed.append(where)
             continue
-        runs.append((where, k, {**base_overrides, **item}))
+        runs.append((where, k, {**base_overrides, **item}, set(base_overrides) - set(item)))
     for where, code in _run_lines(engine, source, runs, out_root, args, token):
         if code == EXIT_INTERRUPTED:
             return code
@@ -299,14 +309,14 @@ def _run_batch(engine, source, base_overrides, out_root: Path, args, token) -> i
     return EXIT_OK if not failed else EXIT_FAILED
 
 
-def _run_lines(engine, source, runs: list[tuple[str, int, dict[str, Any]]], out_root: Path, args, token):
+def _run_lines(engine, source, runs: list[tuple[str, int, dict[str, Any], set[str]]], out_root: Path, args, token):
     """Yield ``(where, exit code)`` of each batch run: one after the other, or as many at once as the
     engine's executor runs (a cluster), each run's output printed in one piece when it ends."""
     parallel = getattr(engine.executor, "concurrency", 1)
     if parallel <= 1:
-        for where, k, overrides in runs:
+        for where, k, overrides, sets in runs:
             print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
-            yield where, _run_once(engine, source, overrides, out_root / str(k), args, token)
+            yield where, _run_once(engine, source, overrides, out_root / str(k), args, token, sets=sets)
         return
     import io
     import threading
@@ -314,10 +324,10 @@ def _run_lines(engine, source, runs: list[tuple[str, int, dict[str, Any]]], out_
 
     lock = threading.Lock()
 
-    def one(run: tuple[str, int, dict[str, Any]]) -> tuple[str, int]:
-        where, k, overrides = run
+    def one(run: tuple[str, int, dict[str, Any], set[str]]) -> tuple[str, int]:
+        where, k, overrides, sets = run
         out, err = io.StringIO(), io.StringIO()
-        code = _run_once(engine, source, overrides, out_root / str(k), args, token, out=out, err=err)
+        code = _run_once(engine, source, overrides, out_root / str(k), args, token, sets=sets, out=out, err=err)
         with lock:
             print(f"== {where} → {out_root / str(k)}", file=sys.stderr)
             sys.stderr.write(err.getvalue())

@@ -6,7 +6,6 @@ No singletons: create one ``Engine`` per process (the CLI, the server, a test) a
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from .config import Settings
 from .context import CancelToken
 from .events import EventSink
 from .executor import Executor, LocalExecutor, RunResult
+from .issues import close_names
 from .modelstore import ModelStore
 from .plan import Plan, make_plan
 from .plancache import PlanCache, pickled_dict, source_bytes, source_digest
@@ -120,11 +120,9 @@ def apply_overrides(source: Any, overrides: Mapping[str, Any]) -> tuple[dict[str
             continue
         entry = nodes.get(node_id)
         if not isinstance(entry, dict):
-            close = [n for n in nodes if n.lower() == node_id.lower()] or difflib.get_close_matches(node_id, list(nodes), n=1)
             issues.append(Issue(code="unknown_target", node=node_id, port=port,
-                                message=f"override {target}: there is no node {node_id!r}"
-                                + (f"; did you mean {close[0]!r}?" if close else
-                                   f"; nodes are: {', '.join(list(nodes)[:20])}")))
+                                message=f"override {target}: there is no node {node_id!r}; "
+                                + close_names(node_id, nodes, listing="nodes are")))
             continue
         entry.setdefault("inputs", {})[port] = value
     return data, issues

@@ -34,3 +34,8 @@ class NodeExecutionError(NodegraphError):
 
 class UnsafePath(NodegraphError):
     """A file name tried to leave its folder (``..``, absolute path, symlink out, NUL byte...)."""
+
+
+def exit_call(exc: SystemExit) -> str:
+    """How ``exc`` was raised, for messages: ``sys.exit()`` or ``sys.exit(3)``."""
+    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"

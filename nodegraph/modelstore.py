@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import NodeExecutionError, UnsafePath
+from .issues import close_matches
 from .paths import safe_join
 from .threads import apply_torch_threads
 from .types import ModelKind
@@ -52,8 +53,10 @@ def find_model(dirs: Iterable[Path], name: str, kind: str | None = None, *, allo
             if root.is_dir() and (path := safe_join(root, name)).exists():
                 return path
     available = list_models(dirs, kind)
+    close = close_matches(name, available)
     raise NodeExecutionError(
         f"model {name!r} not found in {', '.join(str(d) for d in dirs) or '(no model folders)'}; "
+        + (f"did you mean {close[0]!r}? " if close else "")
         + (f"available: {', '.join(available)}" if available else "add it to a model folder")
         + ("" if not allow_paths else ", or give a path"))
 

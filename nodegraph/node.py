@@ -180,8 +180,8 @@ class Node:
 
         Receives the literal inputs (linked inputs are absent: their upstream cache keys are already
         part of the node's key) and the folders, with the rules the node finds files by
-        (:class:`~nodegraph.FingerprintContext`); return ``None`` to always re-run. Called at
-        planning time.
+        (:class:`~nodegraph.FingerprintContext`); return ``None`` to always re-run (an exception, or a
+        ``sys.exit()`` with a warning, does the same). Called at planning time.
         """
         return None
 
@@ -192,7 +192,7 @@ class Node:
         files by, and the nodes upstream (``ctx.source(port)``; :class:`~nodegraph.CheckContext`). Called
         by validation when it is given the folders (the CLI, the server, planning), once the workflow is
         otherwise valid; each problem is an ``invalid_model`` issue. An exception here is ignored (the
-        run reports the problem).
+        run reports the problem); so is a ``sys.exit()``, with a warning.
         """
         return []
 

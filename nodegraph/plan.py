@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .errors import WorkflowInvalid
+from .errors import WorkflowInvalid, exit_call
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
 from .node import NodeSpec
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = ["Plan", "PlanNode", "cache_key", "make_plan", "needed_in_order", "rekeyed"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -267,6 +270,10 @@ def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintCon
     try:
         return spec.cls().fingerprint(dict(literals), files)
     except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
+        return None
+    except SystemExit as exc:  # nor does an exit end the CLI or the server
+        log.warning("the fingerprint of %s called %s; the node re-runs every time: a fingerprint returns "
+                    "None (or raises), never exits the process", spec.type_id, exit_call(exc))
         return None
 
 

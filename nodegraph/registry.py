@@ -7,13 +7,13 @@ the catalogue lists the old id as a deprecated entry naming its replacement.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import DuplicateNodeType, PackError
+from .issues import close_matches
 from .node import Node, NodeSpec, derive_spec
 from .types import ModelKind
 
@@ -177,7 +177,7 @@ class Registry:
 
     def suggest(self, type_id: str) -> list[str]:
         """Registered type ids that look like ``type_id`` (for 'did you mean' messages)."""
-        return difflib.get_close_matches(type_id, list(self._specs), n=3, cutoff=0.6)
+        return close_matches(type_id, self._specs, n=3)
 
     def catalogue(self) -> dict[str, Any]:
         """The node catalogue as JSON (:class:`nodegraph.catalogue.NodeCatalogue`): every node's

@@ -79,8 +79,9 @@ def example_inputs(spec: NodeSpec, input_dir: Path) -> dict[str, Any]:
         if widget is not None and widget.kind == "file" and widget.folder == "input":
             from PIL import Image
 
-            input_dir.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (200, 10, 10)).save(input_dir / values[name])
+            path = input_dir / values[name]
+            path.parent.mkdir(parents=True, exist_ok=True)  # an example in a subfolder: "examples/cat.png"
+            Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
     return values
 
 

@@ -9,7 +9,6 @@ workflow, the :class:`Analysis` planning reuses).
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .checking import CheckContext, Upstream
-from .errors import UnsafePath
+from .errors import UnsafePath, exit_call
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
-from .issues import CODES, Issue, ValidationResult
+from .issues import CODES, Issue, ValidationResult, close_matches, close_names
 from .modes import resolve_modes
 from .node import Node, NodeSpec, PortSpec
 from .paths import list_files, safe_join
@@ -301,8 +300,7 @@ class Validator:
                                  message=f"{nid}.{pspec.name} ({spec.type_id}) is required but not given; {need}"))
 
     def unknown_port(self, nid: str, spec: NodeSpec, port: str) -> None:
-        close = difflib.get_close_matches(port, list(spec.inputs), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"its inputs are: {', '.join(spec.inputs) or 'none'}"
+        hint = close_names(port, spec.inputs, listing="its inputs are")
         self.issues.append(Issue(code="unknown_port", node=nid, port=port,
                                  message=f"{nid}: {spec.type_id} has no input {port!r}; {hint}"))
 
@@ -422,8 +420,9 @@ class Validator:
         if targets is not None:
             for t in targets:
                 if t not in nodes:
+                    hint = close_names(str(t), nodes, listing="its nodes are")
                     self.issues.append(Issue(code="unknown_target", node=t,
-                                             message=f"asked to run node {t!r}, which is not in the workflow"))
+                                             message=f"asked to run node {t!r}, which is not in the workflow; {hint}"))
                 elif t in self.inactive:
                     self.issues.append(Issue(code="no_outputs", node=t,
                                              message=f"asked to run node {t!r}, which does not run: it is "
@@ -460,6 +459,10 @@ class Validator:
             except Exception:  # noqa: BLE001 - a check that breaks must not block a run; the run reports
                 log.debug("check of %s (%s) failed", nid, spec.type_id, exc_info=True)
                 continue
+            except SystemExit as exc:  # a broken check too: it must not end the CLI or the server
+                log.warning("the check of %s (%s) called %s; it is skipped: a check returns its problems "
+                            "(or raises), never exits the process", nid, spec.type_id, exit_call(exc))
+                continue
             for port, message in found:
                 self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
 
@@ -488,15 +491,19 @@ def _digraph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGra
 
 
 def _producers(registry: Registry, type_name: str, limit: int = 3) -> str:
-    """'the `x` output of a pack.node node' hints for a wanted type."""
-    hits = []
+    """'the `x` output of a pack.node node' hints for a wanted type: the nodes of the pack that
+    defines the type first (`unclip.EMBEDDING` → unclip's nodes; a core type → core's), then the others."""
+    owner = type_name.rpartition(".")[0] or "core"
+    found = []
     for spec in registry.specs():
+        if spec.cls.deprecated:
+            continue
         for out in spec.outputs.values():
             if out.type.name == type_name:
-                hits.append(f"the `{out.name}` output of a {spec.type_id} node")
+                found.append((spec.pack != owner, spec.type_id, out.name))
                 break
-        if len(hits) >= limit:
-            break
+    hits = [f"the `{output}` output of {'an' if type_id[0] in 'aeiou' else 'a'} {type_id} node"
+            for _, type_id, output in sorted(found, key=lambda f: f[0])[:limit]]
     return " or ".join(hits) if hits else f"an output of type {type_name}"
 
 
@@ -550,12 +557,16 @@ def _describe(pspec: PortSpec) -> str:
 
 def _missing_file(name: str, folder: str, base: Path, extensions: tuple[str, ...], shown: int = 20) -> str:
     """'there is no file ... in the input folder (...); did you mean ...? files there: ...' (subfolders too)."""
+    if not base.is_dir():  # e.g. a run from another folder than the one holding ./input
+        where = base if base.is_absolute() else f"{base}, that is {base.resolve()}"
+        return (f"there is no file {name!r}: the {folder} folder ({where}) does not exist; give the folder that "
+                f"holds the file (--{folder}-dir, NODEGRAPH_{folder.upper()}_DIR) or create it")
     names = list_files(base, extensions)
     text = f"there is no file {name!r} in the {folder} folder ({base})"
     if not names:
         return text + f"; the folder has no {'such ' if extensions else ''}files: put one there (or upload one)"
     base_name = name.rsplit("/", 1)[-1]
-    close = [n for n in names if n.rsplit("/", 1)[-1] == base_name] or difflib.get_close_matches(name, names, n=1)
+    close = [n for n in names if n.rsplit("/", 1)[-1] == base_name] or close_matches(name, names)
     if close:
         text += f"; did you mean {close[0]!r}?"
     more = f" and {len(names) - shown} more" if len(names) > shown else ""

@@ -76,6 +76,51 @@ def test_a_missing_input_image_exits_2_before_any_node_runs(tmp_path, wf_file, c
     assert cli("validate", str(wf_file(wf)), "--nodes-dir", PACKS, "--input-dir", str(tmp_path / "in")) == 2
 
 
+def test_a_misspelt_model_name_fails_its_loader_with_exit_1_and_the_close_name(tmp_path, wf_file, capsys):
+    wf = workflow(clip=node("unclip.load_clip", model="shapes-unclp"), t=node("toy.sink", value=link("clip", "clip")))
+    code = cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path / "out"), "--quiet")
+    err = capsys.readouterr().err
+    assert code == 1 and "model 'shapes-unclp' not found" in err and "did you mean 'shapes-unclip'?" in err
+
+
+def test_a_node_whose_check_or_fingerprint_calls_sys_exit_does_not_end_the_command(tmp_path, wf_file, caplog):
+    # docs/packs.md: an exit is a failure of the node, never of the process (an exiting check is skipped,
+    # like a broken one; an exiting fingerprint means "re-run"); Ctrl-C stays Ctrl-C
+    run = ("--nodes-dir", PACKS, "--output-dir", str(tmp_path), "--quiet")
+    for at in ("check", "fingerprint"):
+        path = str(wf_file(workflow(x=node("toy.exit", at=at, code=3))))
+        assert cli("validate", path, "--nodes-dir", PACKS) == 0
+        assert cli("run", path, *run) == 0
+        assert "called sys.exit(3); " in caplog.text and "never exits the process" in caplog.text
+        caplog.clear()
+    assert cli("run", str(wf_file(workflow(x=node("toy.exit", at="check", code=0)))), *run) == 0
+    assert cli("run", str(wf_file(workflow(x=node("toy.exit", at="run", code=0)))), *run) == 1
+    for at in ("check", "fingerprint"):
+        assert cli("run", str(wf_file(workflow(x=node("toy.exit", at=at, interrupt=True)))), *run) == 130
+
+
+def test_a_set_value_json_reads_as_a_number_says_how_to_quote_it_for_a_text_port(tmp_path, wf_file, capsys):
+    wf = workflow(t=node("core.string", value="a red circle"), s=node("toy.sink", value=link("t")))
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path), "--set", "t.value=42") == 2
+    err = capsys.readouterr().err
+    assert "[invalid_value] t.value = 42" in err and """quote it: --set t.value='"42"'""" in err
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+               "--set", 't.value="42"') == 0  # quoted: the text 42
+    # any value JSON reads as another type, shown as JSON (not only the small ints Python caches)
+    for value, shown in (("1000", "1000"), ("3.5", "3.5"), ("[1,2]", "[1, 2]"), ("true", "true")):
+        assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+                   "--set", f"t.value={value}") == 2
+        err = capsys.readouterr().err
+        assert f"which made it {shown}; for the text, quote it: --set t.value='\"{shown}\"'" in err, err
+    # a --batch line's own value is not the --set's: no hint about --set
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"t.value": 1000}\n')
+    assert cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path),
+               "--set", "t.value=1000", "--batch", str(batch)) == 1
+    err = capsys.readouterr().err
+    assert "[invalid_value] t.value = 1000" in err and "--set reads VALUE" not in err
+
+
 def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -371,6 +371,33 @@ def test_a_closing_worker_waits_for_its_run_and_new_workers_remove_dead_ones_scr
     assert not thread.is_alive() and not worker.scratch.exists()
 
 
+def test_a_worker_whose_planning_calls_sys_exit_reports_the_failure_to_the_head(tmp_path, monkeypatch):
+    """Without Ray: an exit while the worker plans (a pack's code) ends the run, not the worker's thread
+    silently (the head would wait for the run forever)."""
+    import tempfile
+    import threading
+
+    from nodegraph.cluster import worker as w
+    from nodegraph.cluster.wire import JobSpec
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    worker = w.NodegraphWorker("w1", {"entry_point_packs": False, "nodes_dirs": [str(PACKS)], "model_dirs": []})
+    monkeypatch.setattr(worker, "_plan", lambda spec: sys.exit())
+    spec = JobSpec(run_id="r1", workflow=workflow(s=node("toy.sink", value=1.0)), targets=["s"], report=["s"],
+                   key_dir=str(tmp_path / "out"), run_nonce="n")
+    batches: list = []
+    thread = threading.Thread(target=lambda: batches.extend(worker.execute(spec)), daemon=True)
+    thread.start()
+    thread.join(20)
+    try:
+        assert not thread.is_alive()
+    finally:
+        worker.close()
+    done = batches[-1][-1]
+    assert done.status == "failed" and done.error.error_type == "SystemExit"
+    assert done.error.message == "on worker w1: sys.exit() was called while the run was planned"
+
+
 def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(_save_wf("#ff0000")))

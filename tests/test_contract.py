@@ -24,7 +24,7 @@ def test_every_pack_loaded():
 
 @pytest.mark.parametrize("type_id", sorted(SPECS))
 def test_node_contract(type_id, tmp_path):
-    inputs, settings = {"fail": False} if type_id == "toy.fail" else None, None
+    inputs, settings = {"toy.fail": {"fail": False}, "toy.exit": {"at": "nowhere"}}.get(type_id), None
     if type_id.startswith("kandinsky."):
         from nodes.kandinsky.models.tiny import cached_models_dir
 
@@ -115,6 +115,25 @@ def test_the_contract_names_the_node_and_what_breaks_it(cls, message, tmp_path):
     assert check_node(registry, "mine.const", tmp_path, inputs={"value": 2.5}).value == 2.5
     with pytest.raises(AssertionError, match=message):
         check_node(registry, f"mine.{cls.name}", tmp_path)
+
+
+class LoadsAFile(Const):
+    """Reads an input image named with a subfolder, as the input folder's examples are."""
+
+    name = "loads_a_file"
+
+    class Inputs(nodegraph.Inputs):
+        image: nodegraph.ImageFile = Port(description="An input image.", examples=["examples/cat.png"])
+
+    def run(self, inputs, ctx):
+        assert ctx.resolve_file("input", inputs.image).is_file()
+        return self.Outputs(value=1.0)
+
+
+def test_the_contract_writes_an_example_input_file_in_its_subfolder(tmp_path):
+    registry = pack_registry(nodegraph.Pack("mine", nodes=[LoadsAFile]))
+    assert check_node(registry, "mine.loads_a_file", tmp_path).value == 1.0
+    assert (tmp_path / "input" / "examples" / "cat.png").is_file()
 
 
 def test_public_api_is_versioned_and_exports_what_packs_use():

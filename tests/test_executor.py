@@ -156,6 +156,17 @@ def test_failure_stops_the_run_with_node_type_message_and_traceback(engine):
     assert "out" not in rec.nodes("node_started")
 
 
+def test_a_node_that_calls_sys_exit_fails_its_run_and_the_process_goes_on(engine):
+    result, rec = run(engine, workflow(x=node("toy.exit", code=3)))
+    assert result.status == "failed" and result.error.node == "x" and result.error.error_type == "SystemExit"
+    assert "called sys.exit(3)" in result.error.message and "NodeExecutionError" in result.error.message
+    assert rec.kinds()[-1] == "run_finished"
+    bare, _ = run(engine, workflow(x=node("toy.exit", bare=True)))
+    assert bare.status == "failed" and "the node called sys.exit();" in bare.error.message
+    again, _ = run(engine, diamond())  # the engine still runs
+    assert again.ok
+
+
 def test_failure_does_not_poison_the_cache_and_recovery_reuses_upstream(engine):
     wf = workflow(a=node("toy.const", value=1.0), b=node("toy.add", a=link("a"), b=1.0),
                   f=node("toy.fail", value=link("b")), out=node("toy.sink", value=link("f")))

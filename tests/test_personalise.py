@@ -286,6 +286,70 @@ def test_an_unusable_class_sample_entry_is_sampled_again_and_replaced(tiny_engin
     assert all(torch.equal(first[k], third[k]) for k in first)
 
 
+def _entries(folder, sizes_kb: dict[str, int]) -> None:
+    """Cache entries named `name.safetensors` of `kb` KiB, the first the oldest (a minute apart)."""
+    import os
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for i, (name, kb) in enumerate(sizes_kb.items()):
+        path = folder / f"{name}.safetensors"
+        path.write_bytes(b"x" * (kb * 1024))
+        os.utime(path, (now - 3600 + 60 * i, now - 3600 + 60 * i))
+
+
+def _kept(folder) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.safetensors"))
+
+
+def test_the_class_sample_cache_keeps_the_newest_entries_within_its_bytes_and_count(tmp_path, monkeypatch):
+    import nodes.personalise.dreambooth as db
+
+    folder = tmp_path / "cache"
+    monkeypatch.setattr(db, "CLASS_CACHE_BYTES", 100 * 1024)
+    monkeypatch.setattr(db, "CLASS_CACHE_ENTRIES", 3)
+    _entries(folder, {"a": 30, "b": 30, "c": 30})
+    new = {"t": torch.zeros(5 * 1024, dtype=torch.float32)}  # 20 KiB and a header
+    db._write_class_samples(folder, folder / "d.safetensors", new)
+    assert _kept(folder) == ["b", "c", "d"]  # 110 KiB with a: the oldest goes
+    small = tmp_path / "small"
+    _entries(small, {"a": 1, "b": 1, "c": 1})
+    db._write_class_samples(small, small / "d.safetensors", new)
+    assert _kept(small) == ["b", "c", "d"]  # small, but 3 entries at most
+    # an entry larger than the bound is kept when it is the one just written; the others make room
+    monkeypatch.setattr(db, "CLASS_CACHE_BYTES", 10 * 1024)
+    db._write_class_samples(folder, folder / "g.safetensors", new)
+    assert _kept(folder) == ["g"]
+
+
+def test_the_class_sample_cache_evicts_oldest_first_even_an_old_entry_that_would_fit(tmp_path, monkeypatch):
+    import nodes.personalise.dreambooth as db
+
+    folder = tmp_path / "cache"
+    monkeypatch.setattr(db, "CLASS_CACHE_BYTES", 100 * 1024)
+    _entries(folder, {"old-small": 1, "newer-large": 90})
+    db._write_class_samples(folder, folder / "d.safetensors", {"t": torch.zeros(5 * 1024)})  # 20 KiB
+    assert _kept(folder) == ["d"]  # newer-large does not fit beside d: it goes, and old-small, older, too
+
+
+def test_a_class_sample_entry_that_cannot_be_removed_is_left_and_the_others_go(tmp_path, monkeypatch):
+    import nodes.personalise.dreambooth as db
+
+    folder = tmp_path / "cache"
+    monkeypatch.setattr(db, "CLASS_CACHE_BYTES", 50 * 1024)
+    _entries(folder, {"a": 30, "b": 30, "c": 30})
+    (folder / "0-stuck.safetensors").mkdir()  # the oldest; unlink refuses a directory
+    import os
+
+    os.utime(folder / "0-stuck.safetensors", (0, 0))
+    db._write_class_samples(folder, folder / "d.safetensors", {"t": torch.zeros(4)})
+    assert _kept(folder) == ["0-stuck", "c", "d"]
+    # a folder that cannot be written: no entry, no error (training goes on without the cache)
+    (tmp_path / "file").write_text("")
+    db._write_class_samples(tmp_path / "file", tmp_path / "file" / "e.safetensors", {"t": torch.zeros(4)})
+
+
 def test_cancel_stops_training_between_steps_and_writes_no_file(tiny_engine):
     put_subject(tiny_engine)
     cancel = CancelToken()

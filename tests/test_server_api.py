@@ -117,6 +117,12 @@ async def test_validate_reports_every_issue_and_runs_nothing(server):
     assert history["total"] == 0
 
 
+async def test_a_check_that_calls_sys_exit_is_skipped_and_the_server_goes_on(server):
+    exits = wf(x=node("toy.exit", at="check", code=3))
+    assert (await server.json("POST", "/api/validate", json={"workflow": exits}))["valid"]
+    assert (await server.json("POST", "/api/validate", json={"workflow": trivial()}))["valid"]
+
+
 async def test_queue_a_job_and_read_it_back_from_jobs_and_history(server):
     ws = await server.ws()
     job_id = await server.queue(trivial(7.0), client_id="tester")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 import time
 
 import aiohttp
@@ -144,6 +145,32 @@ async def test_an_engine_error_fails_the_job_with_its_traceback_and_the_runner_g
     assert end["status"] == "failed" and end["error"]["error_type"] == "RuntimeError"
     assert "engine bug" in end["error"]["traceback"]
     assert seen[-1]["data"]["status"] == "success"
+
+
+async def test_a_node_or_engine_that_calls_sys_exit_fails_its_job_only_and_the_server_keeps_serving(server):
+    ws = await server.ws()
+    engine = server.app[RUNNER].engine
+    in_node = await server.queue(wf(x=node("toy.exit", code=3)))
+    good = await server.queue(trivial(4.0))
+    seen = await until(ws, finished(good))
+    end = [m for m in seen if m["type"] == "job_finished" and m["data"]["job_id"] == in_node][0]["data"]
+    assert end["status"] == "failed" and end["error"]["node"] == "x" and "sys.exit(3)" in end["error"]["message"]
+    assert seen[-1]["data"]["status"] == "success"
+    original = engine.run
+
+    def exits(*args, **kwargs):  # e.g. a node's fingerprint exiting while the job is planned
+        engine.run = original
+        sys.exit()
+
+    engine.run = exits
+    planning = await server.queue(trivial(1.0))
+    good = await server.queue(trivial(2.0))
+    seen = await until(ws, finished(good))
+    end = [m for m in seen if m["type"] == "job_finished" and m["data"]["job_id"] == planning][0]["data"]
+    assert end["status"] == "failed" and end["error"]["error_type"] == "SystemExit"
+    assert end["error"]["message"].startswith("sys.exit() was called while the job was planned")
+    assert seen[-1]["data"]["status"] == "success"
+    assert (await server.json("GET", "/api/system"))["queue"]["finished"] == 4
 
 
 async def test_a_workflow_that_became_invalid_fails_when_it_runs(server):

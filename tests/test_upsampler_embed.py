@@ -72,7 +72,7 @@ def test_a_trained_embedding_path_changes_the_drawing_and_none_turns_it_off(ship
     assert not torch.equal(two, run(model, images(n=4), embeds(1, n=2).repeat(2, 1)))
     # a zero row is the embedding dropped, as training drops it: the same as none
     assert torch.equal(run(model, images(), torch.zeros(2, DIM)), run(model, images(), None))
-    with pytest.raises(ValueError, match="3 rows for 2 images"):
+    with pytest.raises(ValueError, match="3 embeddings for 2 images"):
         run(model, images(n=2), embeds(1, n=3))
     with pytest.raises(ValueError, match=r"\(B, 128\)"):
         run(model, images(n=2), torch.randn(2, 64))
@@ -156,6 +156,117 @@ def test_the_node_passes_the_embedding_to_an_upsampler_that_sees_it(shipped, tmp
     assert not torch.equal(out("shapes-unclip-emb", True), out("shapes-unclip-emb", False))
     # the shipped (Karlo-layout, image-only) upsampler runs as before with the port connected
     assert torch.equal(out("shapes-unclip", True), out("shapes-unclip", False))
+
+
+def _embedding_workflow(upsampler: str, source: str) -> dict:
+    """low (32 px) → up, with image_embedding from the shipped CLIP (128 wide), via `source`."""
+    scene = {"shape": "star", "color": "red", "size": "small", "position": "center", "background": "white"}
+    nodes = {
+        "load_clip": {"type": "unclip.load_clip", "version": 1, "inputs": {"model": "shapes-unclip"}},
+        "load_up": {"type": "unclip.load_upsampler", "version": 1, "inputs": {"model": upsampler}},
+        "low": {"type": "shapes.scene", "version": 1, "inputs": {**scene, "resolution": 32}},
+        "enc": {"type": "unclip.image_encode", "version": 1, "inputs": {
+            "clip": {"from": "load_clip", "output": "clip"}, "images": {"from": "low", "output": "image"}}},
+        "up": {"type": "unclip.upsample", "version": 1, "inputs": {
+            "upsampler": {"from": "load_up", "output": "upsampler"}, "images": {"from": "low", "output": "image"},
+            "steps": 2, "image_embedding": {"from": source, "output": "embedding"}}},
+        "save": {"type": "core.preview_image", "version": 1, "inputs": {"images": {"from": "up", "output": "images"}}}}
+    # an embedding operation the check follows (slerp of the encoding with itself), and one it does not know
+    nodes["lerp"] = {"type": "unclip.embedding_interpolate", "version": 1, "inputs": {
+        "a": {"from": "enc", "output": "embedding"}, "b": {"from": "enc", "output": "embedding"}, "steps": 1}}
+    nodes["recolor"] = {"type": "shapes.embedding_recolor", "version": 1, "inputs": {
+        "clip": {"from": "load_clip", "output": "clip"}, "embedding": {"from": "enc", "output": "embedding"},
+        "color": "red", "strength": 0.0}}
+    return {"format": "nodegraph/1", "nodes": nodes}
+
+
+@pytest.fixture
+def narrow_engine(shipped, tmp_path):
+    """An engine whose model folders hold `up-64`: an upsampler that takes 64-wide embeddings (not the shipped 128)."""
+    from nodegraph import Engine, Settings
+
+    unet, embed = with_embedding(shipped.first, 64)
+    save(UpsamplerModel(unet, None, shipped.scheduler, embed), tmp_path / "models" / "up-64")
+    return Engine.from_settings(Settings.from_env(threads=1, output_dir=tmp_path / "out",
+                                                  model_dirs=[tmp_path / "models", SHIPPED.parent]))
+
+
+@pytest.mark.parametrize("source", ["enc", "lerp"])
+def test_an_embedding_of_another_width_is_refused_before_the_run(narrow_engine, source):
+    from nodegraph import WorkflowInvalid
+
+    wf = _embedding_workflow("up-64", source)
+    result = narrow_engine.validate(wf)
+    assert not result.valid
+    [issue] = result.issues
+    assert (issue.code, issue.node, issue.port) == ("invalid_model", "up", "image_embedding")
+    assert "width 64" in issue.message and "128 wide" in issue.message and "bundle" in issue.message
+    events = []
+    with pytest.raises(WorkflowInvalid, match="width 64"):
+        narrow_engine.run(wf, sink=events.append)
+    assert not events  # nothing ran
+    # the shipped (image-only) upsampler ignores the embedding: nothing to refuse
+    assert narrow_engine.validate(_embedding_workflow("shapes-unclip", source)).valid
+
+
+def _config_only(root, files: dict[str, dict]) -> None:
+    """A model folder of JSON configs only: what validation reads (nothing loads)."""
+    for name, config in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("encoder", ["image", "text"])
+def test_the_width_check_reads_the_tower_that_made_the_embedding(tmp_path, encoder):
+    """An SD-2.1-unCLIP-style root: images are encoded by image_encoder/ (1024 wide), texts by
+    text_encoder/ (512 wide); each upsampler accepts the embeddings of its width only."""
+    from nodegraph import Engine, Settings
+    from nodes.unclip.checks import clip_width
+
+    models = tmp_path / "models"
+    _config_only(models / "sd21", {"text_encoder/config.json": {"projection_dim": 512},
+                                   "tokenizer/tokenizer_config.json": {},
+                                   "image_encoder/config.json": {"projection_dim": 1024}})
+    for width in (512, 1024):
+        _config_only(models / f"up-{width}", {"super_res_embed/config.json": {"embedding_dim": width},
+                                              "super_res_first/config.json": {},
+                                              "super_res_scheduler/scheduler_config.json": {}})
+    assert clip_width(models / "sd21", "text")[0] == 512 and clip_width(models / "sd21", "image")[0] == 1024
+    engine = Engine.from_settings(Settings.from_env(threads=1, output_dir=tmp_path / "out", model_dirs=[models]))
+    wf = _embedding_workflow("up-1024", "enc")
+    wf["nodes"]["load_clip"]["inputs"]["model"] = "sd21"
+    if encoder == "text":
+        wf["nodes"]["enc"] = {"type": "unclip.text_encode", "version": 1, "inputs": {
+            "clip": {"from": "load_clip", "output": "clip"}, "text": "a red star"}}
+    del wf["nodes"]["lerp"], wf["nodes"]["recolor"]
+    right, wrong = ("up-1024", "up-512") if encoder == "image" else ("up-512", "up-1024")
+    wf["nodes"]["load_up"]["inputs"]["model"] = right
+    assert engine.validate(wf).valid
+    wf["nodes"]["load_up"]["inputs"]["model"] = wrong
+    [issue] = engine.validate(wf).issues
+    assert issue.port == "image_embedding" and f"{encoder}_encoder" in issue.message
+
+
+def test_an_embedding_of_another_width_from_an_unknown_node_fails_before_sampling(narrow_engine):
+    wf = _embedding_workflow("up-64", "recolor")
+    assert narrow_engine.validate(wf).valid  # the check cannot tell through shapes.embedding_recolor
+    events = []
+    run = narrow_engine.run(wf, sink=events.append)
+    assert not run.ok and run.error.node == "up"
+    assert "(B, 64)" in run.error.message and "128 wide" in run.error.message
+    assert "the decoder's `image_embedding`" in run.error.message
+    assert not [e for e in events if getattr(e, "event", "") == "progress" and e.node == "up"]
+
+
+def test_a_count_of_embeddings_that_does_not_divide_the_images_is_refused_with_the_fix(shipped):
+    model = embedded(shipped, nonzero=False)
+    assert model.class_labels(embeds(n=2), 4).shape[0] == 4  # one per decoded embedding, its 2 images each
+    assert shipped.class_labels(embeds(n=3), 4) is None  # an image-only upsampler ignores them
+    with pytest.raises(ValueError, match=r"3 embeddings for 4 images; give 1, one per image, or one per decoded "
+                       r"embedding \(the decoder's `image_embedding`"):
+        model.class_labels(embeds(n=3), 4)
+    with pytest.raises(ValueError, match=r"\(B, 128\).* 64 wide, not from the CLIP of its bundle; connect"):
+        model.class_labels(torch.randn(4, 64), 4)
 
 
 def test_the_trial_refuses_the_shipped_bundle_and_a_missing_out():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import link, node, workflow
@@ -76,6 +77,49 @@ def test_type_mismatch_on_link(registry):
     msg = result.issues[0].message
     assert "a.a expects FLOAT but t.value is STRING" in msg
     assert "connect the `value` output of a" in msg  # names a node type that produces a FLOAT
+
+
+def test_a_type_mismatch_suggests_the_nodes_of_the_pack_that_defines_the_wanted_type(registry):
+    wf = workflow(img=node("core.load_image", image="x.png"),
+                  dec=node("unclip.decoder", decoder=link("img", "image"), image_embedding=link("img", "image"),
+                           conditioning=link("img", "image")),
+                  s=node("core.preview_image", images=link("dec", "images")))
+    result = validate(wf, registry)
+    msg = next(i.message for i in result.issues if i.port == "image_embedding")
+    assert "dec.image_embedding expects unclip.EMBEDDING but img.image is IMAGE" in msg
+    suggested = re.findall(r"output of an? (\S+) node", msg)
+    assert len(suggested) == 3 and all(t.startswith("unclip.") for t in suggested), msg
+    assert "the `embedding` output of an unclip." in msg  # "an" before a vowel
+
+
+def test_an_unknown_target_names_the_close_node_or_the_nodes_there(registry):
+    wf = workflow(out=node("toy.const", value=1.0), s=node("toy.sink", value=link("out")))
+    result = validate(wf, registry, targets=["outt"])
+    assert codes(result) == {"unknown_target"}
+    assert result.issues[0].message == "asked to run node 'outt', which is not in the workflow; did you mean 'out'?"
+    result = validate(wf, registry, targets=["zzz"])
+    assert result.issues[0].message.endswith("which is not in the workflow; its nodes are: out, s")
+
+
+def test_every_did_you_mean_tries_the_name_in_another_case_first(registry, tmp_path):
+    """One helper (nodegraph.issues.close_names): difflib alone finds nothing for `OUT` against `out`."""
+    from nodegraph import apply_overrides
+    from nodegraph.issues import close_names
+    from nodegraph.modelstore import find_model
+
+    wf = workflow(out=node("toy.const", VALUE=1.0), s=node("toy.sink", value=link("out")))
+    [issue] = validate(wf, registry, targets=["s"]).issues
+    assert issue.message.endswith("has no input 'VALUE'; did you mean 'value'?")
+    wf["nodes"]["out"]["inputs"] = {"value": 1.0}
+    assert validate(wf, registry, targets=["OUT"]).issues[0].message.endswith("did you mean 'out'?")
+    assert apply_overrides(wf, {"OUT.value": 2.0})[1][0].message.endswith("did you mean 'out'?")
+    assert registry.suggest("TOY.CONST")[0] == "toy.const"
+    (tmp_path / "SD").mkdir()
+    with pytest.raises(nodegraph.NodeExecutionError, match="did you mean 'SD'"):
+        find_model([tmp_path], "sd")
+    many = [f"n{i}" for i in range(25)]
+    assert close_names("zzz", many, listing="nodes are") == f"nodes are: {', '.join(many[:20])} and 5 more"
+    assert close_names("zzz", [], listing="its inputs are") == "its inputs are: none"
 
 
 def test_type_mismatch_literal_on_link_port(registry):
@@ -168,8 +212,14 @@ def test_literal_file_names_are_checked_against_the_folders_given(registry, tmp_
     for name in (".a.png", "sub/../../a.png", "/etc/passwd"):
         assert codes(validate(load(name), registry, folders=folders)) == {"unsafe_path"}, name
     folders["input"] = tmp_path / "empty"
+    folders["input"].mkdir()
     result = validate(load("a.png"), registry, folders=folders)
     assert codes(result) == {"file_not_found"} and "has no such files" in result.issues[0].message
+    folders["input"] = tmp_path / "missing"  # e.g. the default ./input, run from another folder
+    result = validate(load("a.png"), registry, folders=folders)
+    assert codes(result) == {"file_not_found"}
+    assert f"the input folder ({tmp_path / 'missing'}) does not exist" in result.issues[0].message
+    assert "--input-dir, NODEGRAPH_INPUT_DIR" in result.issues[0].message
 
 
 class Folder(Node):

@@ -35,7 +35,7 @@ from ..atomic import pid_alive
 from ..config import Settings
 from ..context import CancelToken
 from ..engine import Engine
-from ..errors import Cancelled, NodeExecutionError, WorkflowInvalid
+from ..errors import Cancelled, NodeExecutionError, WorkflowInvalid, exit_call
 from ..events import NodeCached, NodeCompleted, NodeFailed, Progress, RunFinished, RunStarted
 from ..executor import LocalExecutor, RunState
 from ..modelstore import ModelHandle
@@ -300,10 +300,13 @@ class NodegraphWorker:
             channel.close(PartDone(status="cancelled", outputs={}, ui={}, executed=[], cached=[],
                                    duration=time.perf_counter() - started))
             return
-        except Exception as exc:  # noqa: BLE001 - reported to the head as the run's failure
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported to the head as the run's failure
             import traceback
 
-            channel.close(_failed(spec, type(exc).__name__, f"on worker {self.name}: {exc}", started,
+            # an exit too: it would end this thread silently, and the head would wait for the run forever
+            message = f"{exit_call(exc)} was called while the run was planned" if isinstance(exc, SystemExit) \
+                else str(exc)
+            channel.close(_failed(spec, type(exc).__name__, f"on worker {self.name}: {message}", started,
                                   traceback.format_exc()))
             return
         finally:

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from ..context import CancelToken
 from ..engine import Engine
-from ..errors import WorkflowInvalid
+from ..errors import WorkflowInvalid, exit_call
 from ..events import Progress, RunFinished, RunPlaced, fanout
 from .config import ServerConfig
 from .hub import Hub
@@ -307,7 +307,7 @@ class JobRunner:
                 return engine.run(workflow, targets=targets, sink=fanout(placed, sink), cancel=token, run_id=job_id)
             except WorkflowInvalid as exc:  # e.g. a pack is gone since it was queued
                 return exc
-            except Exception as exc:  # noqa: BLE001 - an engine bug fails this job only
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - an engine bug (or an exit) fails this job only
                 exc.__nodegraph_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
                 return exc
 
@@ -360,9 +360,12 @@ def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tu
     if isinstance(result, WorkflowInvalid):
         error = JobError(node=result.issues[0].node if result.issues else None, type=None,
                          error_type="WorkflowInvalid", message=str(result), traceback="")
-    elif isinstance(result, Exception):
-        error = JobError(node=None, type=None, error_type=type(result).__name__, message=str(result) or
-                         type(result).__name__, traceback=getattr(result, "__nodegraph_traceback__", ""))
+    elif isinstance(result, BaseException):
+        message = str(result) or type(result).__name__
+        if isinstance(result, SystemExit):
+            message = f"{exit_call(result)} was called while the job was planned; the server goes on"
+        error = JobError(node=None, type=None, error_type=type(result).__name__, message=message,
+                         traceback=getattr(result, "__nodegraph_traceback__", ""))
     else:
         status, duration = result.status, result.duration
         outputs = {nid: with_urls(ui) for nid, ui in result.ui.items()}

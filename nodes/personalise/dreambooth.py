@@ -38,7 +38,12 @@ TEXT_KEEP = 512  # with text_rank: ordinary captions whose encodings the text to
 TEXT_KEEP_BATCH = 16  # … and how many of them each step
 CLASS_GUIDANCE = (4.0, 1.5)  # prior and decoder guidance of the class samples
 CLASS_CACHE = ".dreambooth-class"  # class samples kept in <models>/loras/<this>/ (hidden from Load LoRA; git-ignored)
-CLASS_CACHE_ENTRIES = 16
+CLASS_CACHE_ENTRIES = 16  # the cache keeps at most this many entries …
+# … and this many bytes, newest first. An entry is, in float32, its class images (class_images, 3, S, S) and
+# the prior's embeddings (1, 8 with prior_steps or 16 with prior_phase per class image, D): 0.8 MB at the defaults
+# with the shipped models (S 32, D 128); with Karlo's (S 64, D 768) 3 MB of images and up to 3 MB of embeddings
+# at 64 class images, up to ~100 MB at 1024
+CLASS_CACHE_BYTES = 256 * 2**20
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -168,10 +173,37 @@ def _read_class_samples(path, n_prior: int, n_decoded: int, gen):
     return prior_emb, class_img
 
 
+def _prune_class_cache(folder, keep) -> None:
+    """Keep the newest entries (by modification time: reading one touches it) within CLASS_CACHE_ENTRIES
+    and CLASS_CACHE_BYTES in all: from the first entry that would exceed either, that one and every older
+    one go (a small old entry never outlives a larger newer one); `keep`, the entry just written, stays
+    whatever its size. An entry that cannot be removed (or vanishes meanwhile) is left and the others
+    still go."""
+    entries = []
+    for p in folder.glob("*.safetensors"):
+        try:
+            st = p.stat()
+        except OSError:  # removed meanwhile (another training's pruning)
+            continue
+        entries.append((p != keep, -st.st_mtime, st.st_size, p))  # `keep` first, then newest first
+    count = total = 0
+    full = False
+    for _, _, size, p in sorted(entries, key=lambda e: e[:2]):
+        full = full or (p != keep and (count >= CLASS_CACHE_ENTRIES or total + size > CLASS_CACHE_BYTES))
+        if not full:
+            count, total = count + 1, total + size
+            continue
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove the class-sample cache entry %s (%s)", p.name, exc)
+
+
 def _write_class_samples(folder, path, tensors: dict) -> None:
-    """Write a cache entry atomically (a temporary file renamed over it), then keep the newest
-    CLASS_CACHE_ENTRIES and drop temporary files older than an hour (an interrupted write's); any
-    failure (a read-only or full models folder) leaves training without the cache."""
+    """Write a cache entry atomically (a temporary file renamed over it), then keep the newest entries,
+    CLASS_CACHE_ENTRIES and CLASS_CACHE_BYTES at most (`_prune_class_cache`), and drop temporary files
+    older than an hour (an interrupted write's); any failure (a read-only or full models folder) leaves
+    training without the cache."""
     import os
     import tempfile
 
@@ -185,9 +217,7 @@ def _write_class_samples(folder, path, tensors: dict) -> None:
             f.write(save(tensors))
         os.replace(tmp, path)
         tmp = None
-        entries = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-        for p in entries[:-CLASS_CACHE_ENTRIES]:
-            p.unlink(missing_ok=True)
+        _prune_class_cache(folder, path)
         for p in folder.glob(".*.tmp"):
             if time.time() - p.stat().st_mtime > 3600:
                 p.unlink(missing_ok=True)
@@ -205,7 +235,7 @@ def class_samples(pri, dec, prior_text, uncond, n_decoded: int, steps: int, gen,
     generator state, the counts and the sampling code (`class_key`), so they are kept in `folder` under a
     hash of all of those, with the generator's state after sampling: a repeated training that draws the
     same class captions reads them instead of sampling again and continues bit for bit as a fresh one
-    would. The newest CLASS_CACHE_ENTRIES are kept."""
+    would. The newest entries are kept, CLASS_CACHE_ENTRIES and CLASS_CACHE_BYTES at most."""
     import os
 
     from ..unclip.api import sample_decoder, sample_prior

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import nodegraph
 from nodegraph import IMAGE, Node, NodeContext, NodeExecutionError, Port
@@ -221,6 +221,11 @@ class Upsample(Node):
     class Outputs(nodegraph.Outputs):
         images: IMAGE = Port(description="Upsampled images.")
 
+    def check(self, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        from .checks import upsample_problems
+
+        return upsample_problems(ctx)
+
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         import torch
 
@@ -234,3 +239,4 @@ class Upsample(Node):
                            scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                            image_embeds=inputs.image_embedding)
         return self.Outputs(images=nodegraph.from_tensor(out))
+

@@ -86,13 +86,20 @@ class UpsamplerModel:
         dtype = self.first.dtype
         if image_embeds is None:
             return torch.zeros(batch, time_embed_dim(self.first), dtype=dtype)
-        rows, dim = image_embeds.shape[0], image_embeds.shape[-1]
-        if image_embeds.ndim != 2 or dim != self.embed.config.embedding_dim:
-            raise ValueError(f"image_embedding: expected (B, {self.embed.config.embedding_dim}) CLIP image "
-                             f"embeddings (the upsampler's bundle's CLIP), got {tuple(image_embeds.shape)}")
+        # before any step (the node's library_errors makes these its error): another CLIP's width, or a
+        # count that does not divide the images among the rows
+        width = self.embed.config.embedding_dim
+        if image_embeds.ndim != 2 or image_embeds.shape[-1] != width:
+            found = f"{image_embeds.shape[-1]} wide" if image_embeds.ndim == 2 else f"of shape {tuple(image_embeds.shape)}"
+            raise ValueError(f"image_embedding: the upsampler takes CLIP image embeddings (B, {width}) "
+                             f"(super_res_embed/ embedding_dim) but they are {found}, not from the CLIP of its "
+                             "bundle; connect the embeddings the images were decoded from (the decoder's "
+                             "`image_embedding`), or disconnect image_embedding")
+        rows = image_embeds.shape[0]
         if rows == 0 or batch % rows:
-            raise ValueError(f"image_embedding: {rows} rows for {batch} images; give 1, one per image, or one "
-                             "per decoded embedding (each repeated for its images)")
+            raise ValueError(f"image_embedding: {rows} embeddings for {batch} images; give 1, one per image, or "
+                             "one per decoded embedding (the decoder's `image_embedding`, whose `batch` images "
+                             "each follow it in order)")
         embeds = image_embeds.to(dtype).repeat_interleave(batch // rows, dim=0)
         dropped = (embeds == 0).all(-1, keepdim=True)  # a zero row is the embedding dropped, as in training
         return torch.where(dropped, torch.zeros((), dtype=dtype), self.embed(embeds))

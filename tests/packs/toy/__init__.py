@@ -1,7 +1,8 @@
 """A toy pack for engine tests: loaded through the real plugin loader (as a directory pack)."""
 
+import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import nodegraph
 from nodegraph import ANY, Node, NodeContext, NodeExecutionError, Port
@@ -160,8 +161,49 @@ class Sink(Node):
         return self.Outputs(value=inputs.value)
 
 
+class Exit(Node):
+    """Ends the process as a node must not (as a library's command-line code may): ``sys.exit(code)``
+    (``sys.exit()`` when `bare`), or a KeyboardInterrupt, in `run`, `check` or `fingerprint` (`at`)."""
+
+    name = "exit"
+    output_node = True
+    volatile = True  # so that planning asks its fingerprint
+
+    class Inputs(nodegraph.Inputs):
+        at: Literal["run", "check", "fingerprint", "nowhere"] = Port("run", description="Where it exits.")
+        code: int = Port(3, description="The exit code.")
+        bare: bool = Port(False, description="sys.exit() without a code.")
+        interrupt: bool = Port(False, description="Raise KeyboardInterrupt (Ctrl-C) instead of exiting.")
+
+    class Outputs(nodegraph.Outputs):
+        pass
+
+    @staticmethod
+    def _exit(inputs: dict[str, Any], at: str) -> None:
+        if inputs.get("at", "run") != at:
+            return
+        if inputs.get("interrupt"):
+            raise KeyboardInterrupt
+        if inputs.get("bare"):
+            sys.exit()
+        sys.exit(inputs.get("code", 3))
+
+    def fingerprint(self, inputs, ctx):
+        self._exit(inputs, "fingerprint")
+        return "same"
+
+    def check(self, inputs, ctx):
+        self._exit(inputs, "check")
+        return []
+
+    def run(self, inputs, ctx):
+        _count("exit")
+        self._exit(inputs.model_dump(), "run")
+        return self.Outputs()
+
+
 def calls() -> dict[str, Any]:
     return dict(CALLS)
 
 
-PACK = nodegraph.Pack("toy", nodes=[Const, Add, Fail, Steps, Blob, Noise, Clock, Sink])
+PACK = nodegraph.Pack("toy", nodes=[Const, Add, Fail, Steps, Blob, Noise, Clock, Sink, Exit])
