@@ -38,3 +38,19 @@ def test_smoke_run_continues_a_copy_and_leaves_the_shipped_decoder(tmp_path):
     assert record["steps"] == 2 and record["lr"] == 1.5e-4 and record["fg_weight"] == 4.0
     assert record["continued_from"] == json.loads((SHIPPED / "training_log.json").read_text())["decoder"]
     assert (SHIPPED / "decoder" / "diffusion_pytorch_model.safetensors").read_bytes() == shipped
+
+
+def test_stop_at_ends_the_run_early_on_the_full_schedule(tmp_path):
+    from train.__main__ import main
+
+    out = tmp_path / "shapes-unclip-dlong"
+    out.mkdir()
+    for sub in ("clip", "text_proj", "decoder", "decoder_scheduler"):
+        shutil.copytree(SHIPPED / sub, out / sub)
+    threads = torch.get_num_threads()
+    try:
+        assert main(["decoder_long", "--smoke", "--out", str(out), "--stop-at", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads((out / "training_log.json").read_text())["decoder"]
+    assert record["steps"] == 2 and record["stop_at"] == 1

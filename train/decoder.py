@@ -63,6 +63,9 @@ log = logging.getLogger("train.decoder")
 class Config:
     out: str = str(SHIPPED)
     steps: int = 1500
+    # stop after this many steps (0: all of them); the learning-rate schedule still spans `steps`, so a run
+    # stopped at a checkpoint is written again exactly by the same command with --stop-at that step
+    stop_at: int = 0
     batch: int = 64
     lr: float = 5e-4
     warmup: int = 100
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     images_all = ds.images32
     modules.train()
     run_loss = None
-    for step in range(cfg.steps):
+    last = min(cfg.stop_at or cfg.steps, cfg.steps)
+    for step in range(last):
         idx = rng.choice(len(ds), size=cfg.batch, replace=False)
         img = emb[torch.from_numpy(idx)]
         recol = rng.random(cfg.batch) < cfg.p_recolor
@@ -230,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             for pe, pm in zip(ema.parameters(), modules.parameters(), strict=True):
                 pe.lerp_(pm, 1 - decay)
         run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+        if step % cfg.log_every == 0 or step == last - 1:
             log.info("step %d loss %.4f (ema %.4f)  %.0f s  %.1f samples/s", step, loss.item(), run_loss, timer(),
                      (step + 1) * cfg.batch / timer())
-        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+        if (step + 1) % cfg.save_every == 0 and step + 1 < last:
             save(out, ema[0], ema[1])
             log.info("checkpoint at step %d", step + 1)
     save(out, ema[0], ema[1])
-    extra = {"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "min_snr": cfg.min_snr,
+    extra = {"steps": cfg.steps, **({"stop_at": last} if last < cfg.steps else {}), "batch": cfg.batch, "lr": cfg.lr, "min_snr": cfg.min_snr,
              "snr_floor": cfg.snr_floor, "p_recolor": cfg.p_recolor, "fg_weight": cfg.fg_weight,
              "object_share": cfg.object_share, "p_mid": cfg.p_mid, "t_range": [cfg.t_lo, cfg.t_hi],
              "params_M": round(sum(p.numel() for p in params) / 1e6, 2)}
