@@ -227,6 +227,37 @@ def test_save_writes_only_the_trained_layers_and_load_restores_the_model(tmp_pat
         torch.testing.assert_close(back.unet.state_dict()[k], v, msg=k)
 
 
+def test_a_model_whose_base_decoder_changed_is_refused(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny.cached_root(), base)
+    save_instruct(tiny_instruct().model, tmp_path / "ip2p", base=base)
+    load_instruct(tmp_path / "ip2p")  # its own base: loads
+    weights = base / "decoder" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    state["conv_in.weight"] = state["conv_in.weight"] + 1  # a layer the model trains and stores: still loads
+    save_file(state, str(weights))
+    load_instruct(tmp_path / "ip2p")
+    name = next(k for k in state if not trainable(k))
+    state[name] = state[name] + 1e-3  # a layer it takes from the base: refused, naming the fix
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="another decoder.*python -m train ip2p"):
+        load_instruct(tmp_path / "ip2p")
+
+
+@pytest.mark.skipif(not (SHIPPED / "unet").is_dir() or not (BUNDLE / "decoder").is_dir(), reason="shipped weights absent")
+def test_the_shipped_model_was_trained_on_the_shipped_decoder():
+    from safetensors.torch import load_file
+
+    from nodes.instruct.model import frozen_sha256
+
+    index = json.loads((SHIPPED / "model_index.json").read_text())
+    assert index["frozen_sha256"] == frozen_sha256(load_file(str(BUNDLE / "decoder" / "diffusion_pytorch_model.safetensors")))
+
+
 def test_load_names_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="unet"):
         load_instruct(tmp_path)

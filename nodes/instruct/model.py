@@ -18,7 +18,9 @@ Layout on disk (diffusers style): `model_index.json`, `unet/` and `text_proj/` (
 diffusion_pytorch_model.safetensors), `scheduler/scheduler_config.json`, and optionally `edit_prior/`
 (`nodes/instruct/edit_prior.py`, loaded as `InstructModel.edit_prior`). Layers listed in
 `FROZEN` keep the base decoder's weights: `unet/` then holds only the other tensors, and
-`model_index.json` names the base bundle (`"base"`, relative to the folder) that the rest comes from.
+`model_index.json` names the base bundle (`"base"`, relative to the folder) that the rest comes from and
+the hash of those layers' values (`"frozen_sha256"`): a folder whose base decoder has changed since is
+refused, not loaded with layers it was never trained with.
 """
 
 from __future__ import annotations
@@ -113,6 +115,18 @@ def trainable(name: str) -> bool:
     return not name.startswith(FROZEN)
 
 
+def frozen_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of the `FROZEN` layers' values (as float32) in a UNet state dict: what the model takes from its
+    base decoder, recorded when it is saved so that loading it on another decoder is refused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(k for k in state if not trainable(k)):
+        digest.update(name.encode())
+        digest.update(state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16: bool = True) -> None:
     """Write the diffusers-style folder (safetensors weights, fp16 by default; the edit prior too, when the
     model has one); `base` is the bundle whose decoder holds the frozen layers, stored relative to `path`
@@ -138,6 +152,7 @@ def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16
              "unet": ["diffusers", "UNet2DConditionModel"], "text_proj": ["unclip", "UnCLIPTextProjModel"],
              "scheduler": ["diffusers", type(model.scheduler).__name__],
              "base": os.path.relpath(Path(base).resolve(), root.resolve()), "frozen": list(FROZEN),
+             "frozen_sha256": frozen_sha256(model.unet.state_dict()),
              "image_embedding": "clip" if model.clip is not None else "null"}
     (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     if model.edit_prior is not None:
@@ -161,8 +176,13 @@ def load_instruct(path: str | Path) -> InstructModel:
         raise FileNotFoundError(f"{root} keeps some layers at the weights of the decoder in {base}, which has no "
                                 f"decoder/; put the base bundle there (model_index.json 'base')")
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(root / "unet"))
-    state = {**expand_conv_in(load_file(str(base / "decoder" / "diffusion_pytorch_model.safetensors"))),
-             **load_file(str(root / "unet" / "diffusion_pytorch_model.safetensors"))}
+    base_state = load_file(str(base / "decoder" / "diffusion_pytorch_model.safetensors"))
+    if "frozen_sha256" in index and frozen_sha256(base_state) != index["frozen_sha256"]:
+        raise ValueError(f"{root} was trained on another decoder than the one in {base / 'decoder'}: it keeps "
+                         f"the layers {', '.join(index.get('frozen', FROZEN))} at its training decoder's weights, "
+                         "which have changed since. Retrain it on this decoder (`python -m train ip2p`), or point "
+                         "model_index.json 'base' at a bundle with the decoder it was trained on")
+    state = {**expand_conv_in(base_state), **load_file(str(root / "unet" / "diffusion_pytorch_model.safetensors"))}
     unet.load_state_dict({k: v.float() for k, v in state.items()})
     unet.eval()
     noisy = unet.config.in_channels - IMAGE_CHANNELS
