@@ -246,6 +246,28 @@ def test_a_model_whose_base_decoder_changed_is_refused(tmp_path):
     save_file(state, str(weights))
     with pytest.raises(ValueError, match="another decoder.*python -m train ip2p"):
         load_instruct(tmp_path / "ip2p")
+    load_instruct(tmp_path / "ip2p", check_base=False)  # training that continues it on the new decoder
+    index_path = tmp_path / "ip2p" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "frozen_sha256": None}))  # no record: taken on trust
+    load_instruct(tmp_path / "ip2p")
+
+
+def test_load_instructs_fingerprint_follows_the_base_decoder(tmp_path):
+    import os
+    import shutil
+
+    from nodegraph.fingerprint import FingerprintContext
+    from nodes.instruct import LoadInstruct
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny.cached_root(), models / "base")
+    save_instruct(tiny_instruct().model, models / "ip2p", base=models / "base")
+    ctx = FingerprintContext((models,), tmp_path)
+    before = LoadInstruct().fingerprint({"model": "ip2p"}, ctx)
+    weights = models / "base" / "decoder" / "diffusion_pytorch_model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert before and LoadInstruct().fingerprint({"model": "ip2p"}, ctx) != before
 
 
 @pytest.mark.skipif(not (SHIPPED / "unet").is_dir() or not (BUNDLE / "decoder").is_dir(), reason="shipped weights absent")

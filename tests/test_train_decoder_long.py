@@ -40,17 +40,42 @@ def test_smoke_run_continues_a_copy_and_leaves_the_shipped_decoder(tmp_path):
     assert (SHIPPED / "decoder" / "diffusion_pytorch_model.safetensors").read_bytes() == shipped
 
 
-def test_stop_at_ends_the_run_early_on_the_full_schedule(tmp_path):
-    from train.__main__ import main
-
-    out = tmp_path / "shapes-unclip-dlong"
+def _copy(tmp_path, name):
+    out = tmp_path / name
     out.mkdir()
     for sub in ("clip", "text_proj", "decoder", "decoder_scheduler"):
         shutil.copytree(SHIPPED / sub, out / sub)
+    return out
+
+
+def test_stop_at_writes_the_full_runs_checkpoint_of_that_step_again(tmp_path, monkeypatch):
+    import pytest
+
+    from train import decoder
+
+    saves: list[dict[str, torch.Tensor]] = []
+    real = decoder.save
+
+    def snapshot(out, text_proj, unet):
+        saves.append({k: v.clone() for k, v in unet.state_dict().items()})
+        real(out, text_proj, unet)
+
+    monkeypatch.setattr(decoder, "save", snapshot)
     threads = torch.get_num_threads()
     try:
-        assert main(["decoder_long", "--smoke", "--out", str(out), "--stop-at", "1"]) == 0
+        runs = {}
+        for name, extra in (("full", []), ("stopped", ["--stop-at", "2"])):
+            out = _copy(tmp_path, name)
+            saves.clear()
+            assert decoder.main(["--smoke", "--init", str(out), "--out", str(out), "--steps", "4",
+                                 "--save-every", "2", *extra]) == 0
+            runs[name] = list(saves)
+            record = json.loads((out / "training_log.json").read_text())["decoder"]
+            assert record["steps"] == 4 and record.get("stop_at") == (2 if extra else None)
+        with pytest.raises(SystemExit, match="--stop-at 5"):
+            decoder.main(["--smoke", "--out", str(tmp_path / "bad"), "--steps", "4", "--stop-at", "5"])
     finally:
         torch.set_num_threads(threads)
-    record = json.loads((out / "training_log.json").read_text())["decoder"]
-    assert record["steps"] == 2 and record["stop_at"] == 1
+    (step2, step4), (stopped,) = runs["full"], runs["stopped"]
+    assert all(torch.equal(stopped[k], step2[k]) for k in step2)  # the full run's step-2 checkpoint, bit for bit
+    assert not all(torch.equal(step4[k], step2[k]) for k in step2)

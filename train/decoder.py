@@ -160,6 +160,8 @@ def save(out: Path, text_proj, unet) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, out, timer = start(Config, argv, smoke)
+    if not 0 <= cfg.stop_at <= cfg.steps:
+        raise SystemExit(f"--stop-at {cfg.stop_at}: give a step in 0..{cfg.steps} (--steps), 0 for all of them")
     ds, clip, emb = embedded_data(cfg, out, timer)  # emb: (N, D)
     with torch.no_grad():
         empty = clip.encode_text([""])
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             save(out, ema[0], ema[1])
             log.info("checkpoint at step %d", step + 1)
     save(out, ema[0], ema[1])
-    extra = {"steps": cfg.steps, **({"stop_at": last} if last < cfg.steps else {}), "batch": cfg.batch, "lr": cfg.lr, "min_snr": cfg.min_snr,
+    extra = {"steps": cfg.steps, **({"stop_at": last} if last < cfg.steps else {}),
+             "batch": cfg.batch, "lr": cfg.lr, "min_snr": cfg.min_snr,
              "snr_floor": cfg.snr_floor, "p_recolor": cfg.p_recolor, "fg_weight": cfg.fg_weight,
              "object_share": cfg.object_share, "p_mid": cfg.p_mid, "t_range": [cfg.t_lo, cfg.t_hi],
              "params_M": round(sum(p.numel() for p in params) / 1e6, 2)}

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodes.instruct.model import from_decoder, load_instruct, save_instruct, trainable
+from nodes.instruct.model import base_matches, from_decoder, load_instruct, save_instruct, trainable
 from nodes.shapes import edits
 from nodes.unclip.embeddings import slerp
 from nodes.unclip.models.clip import TextEncoding
@@ -103,7 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: %d edits, %d distinct instructions, rendered and encoded in %.0f s", len(pairs), len(texts),
              timer())
 
-    model = load_instruct(cfg.init) if cfg.init else from_decoder(dec.text_proj, dec.unet, dec.scheduler)
+    model = load_instruct(cfg.init, check_base=False) if cfg.init else from_decoder(dec.text_proj, dec.unet,
+                                                                                     dec.scheduler)
+    if cfg.init:
+        from safetensors.torch import load_file
+
+        index = json.loads((Path(cfg.init) / "model_index.json").read_text())
+        base = (Path(cfg.init) / index.get("base", "../shapes-unclip")).resolve()
+        if not base_matches(index, load_file(str(base / "decoder" / "diffusion_pytorch_model.safetensors"))):
+            log.warning("%s was trained on another decoder than %s's: continuing it on this decoder's frozen layers "
+                        "(the saved model records them)", cfg.init, base)
     model.clip = clip if cfg.image_embedding else None
     init_log = Path(cfg.init) / "training_log.json" if cfg.init else None
     continued = json.loads(init_log.read_text()) if init_log and init_log.is_file() else None

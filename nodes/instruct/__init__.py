@@ -10,6 +10,7 @@ model's edit prior (unCLIP's way: edit in CLIP space), for Instruct Edit's `imag
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import nodegraph
@@ -51,8 +52,13 @@ class LoadInstruct(Node):
 
     def fingerprint(self, inputs: dict[str, Any], ctx: nodegraph.FingerprintContext) -> str | None:
         try:
-            return nodegraph.file_signature(ctx.resolve_model(inputs.get("model", DEFAULT)))
-        except (nodegraph.NodegraphError, OSError):
+            path = ctx.resolve_model(inputs.get("model", DEFAULT))
+            signature = nodegraph.file_signature(path)
+            # the frozen layers come from the base bundle's decoder: a retrained one must load the model again
+            index = json.loads((path / "model_index.json").read_text())
+            decoder = path / index.get("base", "../shapes-unclip") / "decoder"
+            return signature + (f"|{nodegraph.file_signature(decoder)}" if decoder.is_dir() else "")
+        except (nodegraph.NodegraphError, OSError, ValueError, AttributeError, TypeError):
             return None  # run() reports the problem
 
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:

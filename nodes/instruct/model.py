@@ -115,13 +115,14 @@ def trainable(name: str) -> bool:
     return not name.startswith(FROZEN)
 
 
-def frozen_sha256(state: dict[str, torch.Tensor]) -> str:
-    """A hash of the `FROZEN` layers' values (as float32) in a UNet state dict: what the model takes from its
-    base decoder, recorded when it is saved so that loading it on another decoder is refused."""
+def frozen_sha256(state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = FROZEN) -> str:
+    """A hash of the values (as float32) of the layers named by `prefixes` (`FROZEN`, or the list a folder's
+    `model_index.json` records) in a UNet state dict: what the model takes from its base decoder, recorded
+    when it is saved so that loading it on another decoder is refused."""
     import hashlib
 
     digest = hashlib.sha256()
-    for name in sorted(k for k in state if not trainable(k)):
+    for name in sorted(k for k in state if k.startswith(prefixes)):
         digest.update(name.encode())
         digest.update(state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
@@ -161,8 +162,18 @@ def save_instruct(model: InstructModel, path: str | Path, base: str | Path, fp16
         save_edit_prior(model.edit_prior, root, fp16=fp16)
 
 
-def load_instruct(path: str | Path) -> InstructModel:
-    """Load a folder written by `save_instruct`."""
+def base_matches(index: dict, base_state: dict[str, torch.Tensor]) -> bool:
+    """Whether a base decoder's state holds the frozen layers a folder's `model_index.json` (`index`) was
+    trained with; a folder without the record (written before it) is taken on trust."""
+    if index.get("frozen_sha256") is None:
+        return True
+    return frozen_sha256(base_state, tuple(index.get("frozen", FROZEN))) == index["frozen_sha256"]
+
+
+def load_instruct(path: str | Path, check_base: bool = True) -> InstructModel:
+    """Load a folder written by `save_instruct`. `check_base`: refuse a base decoder whose frozen layers are
+    not those the model was trained with (False: load it anyway, as training that continues it on a new
+    decoder does)."""
     from safetensors.torch import load_file
 
     root = Path(path)
@@ -177,10 +188,11 @@ def load_instruct(path: str | Path) -> InstructModel:
                                 f"decoder/; put the base bundle there (model_index.json 'base')")
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(root / "unet"))
     base_state = load_file(str(base / "decoder" / "diffusion_pytorch_model.safetensors"))
-    if "frozen_sha256" in index and frozen_sha256(base_state) != index["frozen_sha256"]:
+    if check_base and not base_matches(index, base_state):
         raise ValueError(f"{root} was trained on another decoder than the one in {base / 'decoder'}: it keeps "
                          f"the layers {', '.join(index.get('frozen', FROZEN))} at its training decoder's weights, "
-                         "which have changed since. Retrain it on this decoder (`python -m train ip2p`), or point "
+                         "which have changed since. Retrain it on this decoder (`python -m train ip2p`, which may continue "
+                         "it with --init), or point "
                          "model_index.json 'base' at a bundle with the decoder it was trained on")
     state = {**expand_conv_in(base_state), **load_file(str(root / "unet" / "diffusion_pytorch_model.safetensors"))}
     unet.load_state_dict({k: v.float() for k, v in state.items()})
