@@ -23,10 +23,7 @@ def test_the_trial_is_the_last_tune_phase_longer_at_a_lower_lr():
 def test_smoke_run_continues_a_copy_and_leaves_the_shipped_decoder(tmp_path):
     from train.__main__ import main
 
-    out = tmp_path / "shapes-unclip-dlong"
-    out.mkdir()
-    for sub in ("clip", "text_proj", "decoder", "decoder_scheduler"):
-        shutil.copytree(SHIPPED / sub, out / sub)
+    out = _copy(tmp_path, "shapes-unclip-dlong")
     shutil.copy(SHIPPED / "training_log.json", out / "training_log.json")
     shipped = (SHIPPED / "decoder" / "diffusion_pytorch_model.safetensors").read_bytes()
     threads = torch.get_num_threads()

@@ -294,15 +294,22 @@ SHARP = ["--steps", "300", "--batch", "32", "--lr", "5e-5", "--warmup", "20", "-
          "--min-snr", "20", "--object-share", "0.55", "--p-mid", "0.5", "--n-data", "12000"]
 
 
-def sharp(argv: list[str] | None = None) -> int:
-    """Continue the decoder of the bundle given by --out in place with SHARP (run it on a copy of the bundle)."""
+def continue_in_place(preset: list[str], argv: list[str] | None = None) -> int:
+    """Continue the decoder of the bundle given by --out in place with a trial's `preset` (whose last option is
+    its --n-data; run it on a copy of the bundle); options in `argv` override the preset's."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse(Config, argv, smoke)
-    preset = SHARP[:-2] if "--smoke" in argv else SHARP  # the smoke preset keeps its own data
+    if "--smoke" in argv:
+        preset = preset[:-2]  # the smoke preset keeps its own data
     args = [*preset, *argv, "--init", cfg.out, "--out", cfg.out]
     if "--smoke" in argv:
         args += ["--steps", "2"]
     return main(args)
+
+
+def sharp(argv: list[str] | None = None) -> int:
+    """Continue the decoder of the bundle given by --out in place with SHARP (run it on a copy of the bundle)."""
+    return continue_in_place(SHARP, argv)
 
 
 # A trial, not shipped (docs/unclip.md, "Short prompts: a longer-trained decoder"): the shipped decoder's whole
@@ -315,13 +322,7 @@ LONG = ["--steps", "1500", "--batch", "32", "--lr", "1.5e-4", "--warmup", "50", 
 
 def long(argv: list[str] | None = None) -> int:
     """Continue the decoder of the bundle given by --out in place with LONG (run it on a copy of the bundle)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse(Config, argv, smoke)
-    preset = LONG[:-2] if "--smoke" in argv else LONG  # the smoke preset keeps its own data
-    args = [*preset, *argv, "--init", cfg.out, "--out", cfg.out]
-    if "--smoke" in argv:
-        args += ["--steps", "2"]
-    return main(args)
+    return continue_in_place(LONG, argv)
 
 
 if __name__ == "__main__":
