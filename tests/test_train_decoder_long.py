@@ -1,4 +1,4 @@
-"""The `decoder_long` trial stage: the last `decoder_tune` phase's recipe, continued for longer on a copy."""
+"""The long decoder phase: `decoder_tune`'s last phase, and `decoder_long`, its whole schedule on a copy."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import shutil
 import torch
 
 from train.common import SHIPPED
-from train.decoder import LONG, TUNE_PHASES
+from train.decoder import LONG, LONG_STOP, TUNE_PHASES
 
 
-def test_the_trial_is_the_last_tune_phase_longer_at_a_lower_lr():
+def test_the_last_tune_phase_is_the_one_before_longer_at_a_lower_lr_stopped_early():
+    assert TUNE_PHASES[-1] == [*LONG, "--stop-at", str(LONG_STOP)]
+    assert 0 < LONG_STOP < int(LONG[LONG.index("--steps") + 1])
+    assert LONG_STOP % int(LONG[LONG.index("--save-every") + 1]) == 0  # a save of the full run
     args = dict(zip(LONG[::2], LONG[1::2], strict=True))
-    last = dict(zip(TUNE_PHASES[-1][::2], TUNE_PHASES[-1][1::2], strict=True))
+    last = dict(zip(TUNE_PHASES[-2][::2], TUNE_PHASES[-2][1::2], strict=True))
     assert int(args["--steps"]) >= 2 * int(last["--steps"]) and float(args["--lr"]) < float(last["--lr"])
     for key in ("--batch", "--snr-floor", "--p-recolor", "--min-snr", "--fg-weight"):
         assert args[key] == last[key], key
