@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .checking import CheckContext, Upstream
-from .errors import UnsafePath, exit_call
+from .errors import UnsafePath, exit_call, stray_exit
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
 from .issues import CODES, Issue, ValidationResult, close_matches, close_names
@@ -459,7 +459,9 @@ class Validator:
             except Exception:  # noqa: BLE001 - a check that breaks must not block a run; the run reports
                 log.debug("check of %s (%s) failed", nid, spec.type_id, exc_info=True)
                 continue
-            except SystemExit as exc:  # a broken check too: it must not end the CLI or the server
+            except (SystemExit, KeyboardInterrupt) as exc:  # a broken check too: it must not end the CLI or the server
+                if not stray_exit(exc):
+                    raise
                 log.warning("the check of %s (%s) called %s; it is skipped: a check returns its problems "
                             "(or raises), never exits the process", nid, spec.type_id, exit_call(exc))
                 continue
