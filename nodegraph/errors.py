@@ -39,10 +39,11 @@ class UnsafePath(NodegraphError):
 
 
 def exit_call(exc: BaseException) -> str:
-    """How ``exc`` was raised, for messages: ``sys.exit()``, ``sys.exit(3)`` or ``KeyboardInterrupt``."""
+    """What the code did, for messages: ``called sys.exit()``, ``called sys.exit(3)`` or ``raised
+    KeyboardInterrupt``."""
     if not isinstance(exc, SystemExit):
-        return type(exc).__name__
-    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+        return f"raised {type(exc).__name__}"
+    return "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
 
 
 def stray_exit(exc: BaseException) -> bool:

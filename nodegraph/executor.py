@@ -397,8 +397,7 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-        did = f"called {exit_call(exc)}" if isinstance(exc, SystemExit) else "raised KeyboardInterrupt"
-        return (f"the node {did}; a node reports a failure by raising an exception "
+        return (f"the node {exit_call(exc)}; a node reports a failure by raising an exception "
                 "(nodegraph.NodeExecutionError), never by ending the process")
     text = str(exc).strip()
     return text if text else type(exc).__name__

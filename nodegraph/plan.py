@@ -274,7 +274,7 @@ def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintCon
     except (SystemExit, KeyboardInterrupt) as exc:  # nor does an exit end the CLI or the server
         if not stray_exit(exc):
             raise
-        log.warning("the fingerprint of %s called %s; the node re-runs every time: a fingerprint returns "
+        log.warning("the fingerprint of %s %s; the node re-runs every time: a fingerprint returns "
                     "None (or raises), never exits the process", spec.type_id, exit_call(exc))
         return None
 

@@ -17,7 +17,7 @@ MODELS = ROOT / "models"
 # (node type, its model port, a name that is there, the same misspelt)
 LOADERS = [
     ("unclip.load_clip", "model", "shapes-unclip", "shapes-unclp"),
-    ("unclip.load_prior", "model", "shapes-unclip", "Shapes-Unclip"),
+    ("unclip.load_prior", "model", "shapes-unclip", "shapes-unclip2"),
     ("unclip.load_decoder", "model", "shapes-unclip", "shapes-unclipp"),
     ("unclip.load_upsampler", "model", "shapes-unclip-sr256", "shapes-unclip-sr265"),
     ("unclip.load_ar_prior", "model", "shapes-unclip", "shapes_unclip"),
@@ -59,6 +59,10 @@ def test_a_lora_name_is_checked_unless_none_or_linked(registry):
 
     for name in ("shapes-pink", "shapes-pink.safetensors", "none"):
         assert not [i for i in issues(registry, wf(name)) if i.code == "invalid_model"], name
+    linked = wf("none")
+    linked["nodes"]["n"] = node("core.string", value="shapes-pnk")
+    linked["nodes"]["l"]["inputs"]["lora"] = link("n")  # known when it runs (e.g. a DreamBooth training's output)
+    assert not [i for i in issues(registry, linked) if i.code == "invalid_model"]
     found = [i for i in issues(registry, wf("shapes-pnk")) if i.code == "invalid_model"]
     assert [(i.node, i.port) for i in found] == [("l", "lora")] and "not found" in found[0].message
 
@@ -77,3 +81,30 @@ def test_check_context_missing_model_is_public_api(tmp_path):
     assert ctx.missing_model("model", 3) == []  # not a literal name: not checked
     [(port, why)] = ctx.missing_model("model", "thin")
     assert port == "model" and "did you mean 'thing'?" in why
+
+
+def test_a_path_where_paths_are_not_allowed_is_named(registry):
+    settings, reg = registry
+    wf = workflow(l=node("unclip.load_decoder", model=str(MODELS / "shapes-unclip")),
+                  s=node("toy.sink", value=link("l", "decoder")))
+    assert not validate_for(wf, reg, settings).issues
+    server = settings.model_copy(update={"allow_model_paths": False})
+    found = validate_for(wf, reg, server).issues
+    assert [i.code for i in found] == ["invalid_model"] and "paths are not allowed here" in found[0].message
+
+
+def test_only_the_nodes_a_run_executes_are_checked(registry):
+    # a loose loader, one only another target needs, one on an untaken (lazy) switch branch: none runs
+    def wf(**extra):
+        return workflow(c=node("toy.const", value=1.0), s=node("toy.sink", value=link("c")), **extra)
+
+    missing = node("unclip.load_clip", model="my-karlo")
+    assert not issues(registry, wf(spare=missing))
+    other = wf(spare=missing, t=node("toy.sink", value=link("spare", "clip")))
+    settings, reg = registry
+    assert not validate_for(other, reg, settings, targets=["s"]).issues
+    assert [i.node for i in validate_for(other, reg, settings, targets=["t"]).issues] == ["spare"]
+    assert [i.node for i in issues(registry, other)] == ["spare"]  # without targets: every output node
+    switch = wf(spare=missing, sw=node("core.switch", condition=True, on_true=link("c"), on_false=link("spare", "clip")),
+                u=node("toy.sink", value=link("sw")))
+    assert not issues(registry, switch)

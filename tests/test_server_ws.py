@@ -168,7 +168,7 @@ async def test_a_node_or_engine_that_calls_sys_exit_fails_its_job_only_and_the_s
     seen = await until(ws, finished(good))
     end = [m for m in seen if m["type"] == "job_finished" and m["data"]["job_id"] == planning][0]["data"]
     assert end["status"] == "failed" and end["error"]["error_type"] == "SystemExit"
-    assert end["error"]["message"].startswith("sys.exit() was called while the job was planned")
+    assert end["error"]["message"].startswith("the job was planned and a node called sys.exit()")
     assert seen[-1]["data"]["status"] == "success"
     assert (await server.json("GET", "/api/system"))["queue"]["finished"] == 4
 

@@ -304,7 +304,7 @@ class NodegraphWorker:
             import traceback
 
             # an exit too: it would end this thread silently, and the head would wait for the run forever
-            message = f"{exit_call(exc)} was called while the run was planned" if isinstance(exc, (SystemExit, KeyboardInterrupt)) \
+            message = f"the run was planned and a node {exit_call(exc)}" if isinstance(exc, (SystemExit, KeyboardInterrupt)) \
                 else str(exc)
             channel.close(_failed(spec, type(exc).__name__, f"on worker {self.name}: {message}", started,
                                   traceback.format_exc()))

@@ -363,7 +363,7 @@ def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tu
     elif isinstance(result, BaseException):
         message = str(result) or type(result).__name__
         if isinstance(result, (SystemExit, KeyboardInterrupt)):
-            message = f"{exit_call(result)} was called while the job was planned; the server goes on"
+            message = f"the job was planned and a node {exit_call(result)}; the server goes on"
         error = JobError(node=None, type=None, error_type=type(result).__name__, message=message,
                          traceback=getattr(result, "__nodegraph_traceback__", ""))
     else:
