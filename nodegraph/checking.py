@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import NodegraphError
 from .fingerprint import FingerprintContext
 
 __all__ = ["CheckContext", "Upstream"]
@@ -44,3 +45,15 @@ class CheckContext(FingerprintContext):
     def source(self, port: str) -> Upstream | None:
         """The node feeding input ``port`` of the checked node (``None``: a literal, or nothing)."""
         return self.sources(port)
+
+    def missing_model(self, port: str, name: Any, kind: str | None = None) -> list[tuple[str | None, str]]:
+        """``[(port, why)]`` when the running node would not find model ``name`` (``ctx.models.resolve(name,
+        kind)``: not in the model folders, or a path that does not exist or is not allowed), else ``[]``;
+        a loader's :meth:`~nodegraph.Node.check` in one line. A name that is not a literal is not checked."""
+        if not isinstance(name, str):
+            return []
+        try:
+            self.resolve_model(name, kind)
+        except NodegraphError as exc:
+            return [(port, str(exc))]
+        return []

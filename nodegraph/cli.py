@@ -348,7 +348,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = _settings(args, input_dir=args.input_dir)
     registry = load_settings_packs(settings, indexed=True)  # imports only the packs the workflow uses
     if err:
-        result = ValidationResult(valid=False, issues=[Issue(code="invalid_json", message=err)])
+        code = "invalid_json" if Path(args.workflow).exists() else "file_not_found"
+        result = ValidationResult(valid=False, issues=[Issue(code=code, message=err)])
     else:
         result = validate_for(source, registry, settings)
     if args.json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class NodegraphError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -36,6 +38,18 @@ class UnsafePath(NodegraphError):
     """A file name tried to leave its folder (``..``, absolute path, symlink out, NUL byte...)."""
 
 
-def exit_call(exc: SystemExit) -> str:
-    """How ``exc`` was raised, for messages: ``sys.exit()`` or ``sys.exit(3)``."""
-    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+def exit_call(exc: BaseException) -> str:
+    """What the code did, for messages: ``called sys.exit()``, ``called sys.exit(3)`` or ``raised
+    KeyboardInterrupt``."""
+    if not isinstance(exc, SystemExit):
+        return f"raised {type(exc).__name__}"
+    return "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
+
+
+def stray_exit(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a node's code, must fail only that node (or job), never end the process:
+    a ``SystemExit``, or a ``KeyboardInterrupt`` outside the main thread, where no Ctrl-C is delivered (a
+    server's jobs and validations run there; the command line's Ctrl-C in the main thread stays one)."""
+    if isinstance(exc, SystemExit):
+        return True
+    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is not threading.main_thread()

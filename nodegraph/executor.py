@@ -29,7 +29,7 @@ from .cache import CacheEntry, OutputCache
 from .config import Settings
 from .construct import construct, construct_in_order
 from .context import CancelToken, NodeContext, context_factory
-from .errors import Cancelled, NodeExecutionError, exit_call
+from .errors import Cancelled, NodeExecutionError, exit_call, stray_exit
 from .events import (
     EventSink,
     NodeCached,
@@ -207,7 +207,9 @@ class LocalExecutor:
             run.result.status = "cancelled"
         except Exception as exc:  # noqa: BLE001 - any node failure becomes an event, never a crash
             run.failed(exc)
-        except SystemExit as exc:  # a node (or a library it calls) exiting must not end the CLI or the server
+        except (SystemExit, KeyboardInterrupt) as exc:  # a node (or a library it calls) exiting must not end
+            if not stray_exit(exc):  # the CLI or the server; Ctrl-C (in the main thread) still stops the run
+                raise
             run.failed(exc)
         return run.finish()
 
@@ -394,8 +396,8 @@ def node_outputs(pn: PlanNode, result: Any) -> dict[str, Any]:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return (f"the node called {exit_call(exc)}; a node reports a failure by raising an exception "
-                "(nodegraph.NodeExecutionError), never by exiting the process")
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        return (f"the node {exit_call(exc)}; a node reports a failure by raising an exception "
+                "(nodegraph.NodeExecutionError), never by ending the process")
     text = str(exc).strip()
     return text if text else type(exc).__name__

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .errors import WorkflowInvalid, exit_call
+from .errors import WorkflowInvalid, exit_call, stray_exit
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
 from .node import NodeSpec
@@ -271,8 +271,10 @@ def _fingerprint(spec: NodeSpec, literals: dict[str, Any], files: FingerprintCon
         return spec.cls().fingerprint(dict(literals), files)
     except Exception:  # noqa: BLE001 - no fingerprint means "always re-run", never a crash
         return None
-    except SystemExit as exc:  # nor does an exit end the CLI or the server
-        log.warning("the fingerprint of %s called %s; the node re-runs every time: a fingerprint returns "
+    except (SystemExit, KeyboardInterrupt) as exc:  # nor does an exit end the CLI or the server
+        if not stray_exit(exc):
+            raise
+        log.warning("the fingerprint of %s %s; the node re-runs every time: a fingerprint returns "
                     "None (or raises), never exits the process", spec.type_id, exit_call(exc))
         return None
 

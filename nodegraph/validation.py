@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .checking import CheckContext, Upstream
-from .errors import UnsafePath, exit_call
+from .errors import UnsafePath, exit_call, stray_exit
 from .fingerprint import FingerprintContext
 from .heap import gc_paused
 from .issues import CODES, Issue, ValidationResult, close_matches, close_names
@@ -151,6 +151,7 @@ class Validator:
     upgraded: dict[str, NodeEntry] = field(default_factory=dict)
     inactive: dict[str, str] = field(default_factory=dict)  # muted, bypassed, or needing a muted node: why
     order: list[str] = field(default_factory=list)  # every node, topologically sorted (empty if cyclic)
+    targets: list[str] | None = None  # the nodes asked for (None: the output nodes), once checked
     _types: dict[str, NodeSpec] = field(default_factory=dict)  # saved type id -> its node type (resolved once)
     _known: dict[str, NodeSpec] = field(default_factory=dict)  # node -> its type, for the nodes whose type is known
     # Every link seen so far comes from a node checked before the one it goes into (check_inputs
@@ -417,6 +418,7 @@ class Validator:
     def check_targets(self, targets: list[str] | None) -> None:
         """The nodes asked for exist and run; without targets, there is an output node that runs."""
         nodes = self.workflow.nodes
+        self.targets = targets
         if targets is not None:
             for t in targets:
                 if t not in nodes:
@@ -449,8 +451,9 @@ class Validator:
         if self.files is None or self.issues:
             return
         files = self.files
+        runs = self._runs()
         for nid, spec in self.specs.items():
-            if spec.cls.check is Node.check:
+            if spec.cls.check is Node.check or nid not in runs:
                 continue
             ctx = CheckContext(files.model_dirs, files.input_dir, files.allow_model_paths,
                                sources=lambda port, nid=nid: self._upstream(nid, port))
@@ -459,12 +462,31 @@ class Validator:
             except Exception:  # noqa: BLE001 - a check that breaks must not block a run; the run reports
                 log.debug("check of %s (%s) failed", nid, spec.type_id, exc_info=True)
                 continue
-            except SystemExit as exc:  # a broken check too: it must not end the CLI or the server
-                log.warning("the check of %s (%s) called %s; it is skipped: a check returns its problems "
+            except (SystemExit, KeyboardInterrupt) as exc:  # a broken check too: it must not end the CLI or the server
+                if not stray_exit(exc):
+                    raise
+                log.warning("the check of %s (%s) %s; it is skipped: a check returns its problems "
                             "(or raises), never exits the process", nid, spec.type_id, exit_call(exc))
                 continue
             for port, message in found:
                 self.issues.append(Issue(code="invalid_model", node=nid, port=port, message=f"{nid}: {message}"))
+
+    def _runs(self) -> set[str]:
+        """The nodes a run will execute for sure: the targets (or the output nodes) and what they need,
+        except through lazy inputs, which a node may never ask for. A node outside (a loose loader, one
+        that only another target needs, an untaken switch branch) is not checked: it does not run."""
+        roots = self.targets if self.targets is not None else [
+            nid for nid, spec in self.specs.items() if spec.cls.output_node]
+        runs, frontier = set(roots), list(roots)
+        while frontier:
+            nid = frontier.pop()
+            spec = self.specs.get(nid)
+            for port, (pred, _) in self.links.get(nid, {}).items():
+                if (spec is not None and spec.inputs[port].lazy) or pred in runs:
+                    continue
+                runs.add(pred)
+                frontier.append(pred)
+        return runs
 
     def _inputs(self, nid: str) -> dict[str, Any]:
         return dict(with_defaults(self.specs[nid], self.literals[nid], self.links[nid]))  # the node's own copy

@@ -76,11 +76,13 @@ def test_a_missing_input_image_exits_2_before_any_node_runs(tmp_path, wf_file, c
     assert cli("validate", str(wf_file(wf)), "--nodes-dir", PACKS, "--input-dir", str(tmp_path / "in")) == 2
 
 
-def test_a_misspelt_model_name_fails_its_loader_with_exit_1_and_the_close_name(tmp_path, wf_file, capsys):
+def test_a_misspelt_model_name_is_a_validation_issue_with_the_close_name(tmp_path, wf_file, capsys):
     wf = workflow(clip=node("unclip.load_clip", model="shapes-unclp"), t=node("toy.sink", value=link("clip", "clip")))
-    code = cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path / "out"), "--quiet")
-    err = capsys.readouterr().err
-    assert code == 1 and "model 'shapes-unclp' not found" in err and "did you mean 'shapes-unclip'?" in err
+    code = cli("run", str(wf_file(wf)), "--nodes-dir", PACKS, "--output-dir", str(tmp_path / "out"), "--json-events")
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""  # before anything runs
+    assert "[invalid_model] clip: model 'shapes-unclp' not found" in err and "did you mean 'shapes-unclip'?" in err
+    assert cli("validate", str(wf_file(wf)), "--nodes-dir", PACKS) == 2
 
 
 def test_a_node_whose_check_or_fingerprint_calls_sys_exit_does_not_end_the_command(tmp_path, wf_file, caplog):
@@ -127,6 +129,9 @@ def test_unreadable_or_non_json_file_exits_2(tmp_path, capsys):
     assert cli("run", str(bad)) == 2
     assert cli("run", str(tmp_path / "missing.json")) == 2
     assert "cannot read" in capsys.readouterr().err
+    for name, code in (("bad.json", "invalid_json"), ("missing.json", "file_not_found")):
+        assert cli("validate", str(tmp_path / name), "--json") == 2
+        assert [i["code"] for i in json.loads(capsys.readouterr().out)["issues"]] == [code]
 
 
 def test_set_overrides_are_json_when_they_parse_else_strings(tmp_path, wf_file, capsys):

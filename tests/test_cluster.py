@@ -395,7 +395,7 @@ def test_a_worker_whose_planning_calls_sys_exit_reports_the_failure_to_the_head(
         worker.close()
     done = batches[-1][-1]
     assert done.status == "failed" and done.error.error_type == "SystemExit"
-    assert done.error.message == "on worker w1: sys.exit() was called while the run was planned"
+    assert done.error.message == "on worker w1: the run was planned and a node called sys.exit()"
 
 
 def test_without_ray_the_ray_executor_says_how_to_install_it(tmp_path, monkeypatch, capsys):

@@ -120,6 +120,8 @@ async def test_validate_reports_every_issue_and_runs_nothing(server):
 async def test_a_check_that_calls_sys_exit_is_skipped_and_the_server_goes_on(server):
     exits = wf(x=node("toy.exit", at="check", code=3))
     assert (await server.json("POST", "/api/validate", json={"workflow": exits}))["valid"]
+    interrupts = wf(x=node("toy.exit", at="check", interrupt=True))  # not a Ctrl-C: off the main thread
+    assert (await server.json("POST", "/api/validate", json={"workflow": interrupts}))["valid"]
     assert (await server.json("POST", "/api/validate", json={"workflow": trivial()}))["valid"]
 
 

@@ -168,9 +168,24 @@ async def test_a_node_or_engine_that_calls_sys_exit_fails_its_job_only_and_the_s
     seen = await until(ws, finished(good))
     end = [m for m in seen if m["type"] == "job_finished" and m["data"]["job_id"] == planning][0]["data"]
     assert end["status"] == "failed" and end["error"]["error_type"] == "SystemExit"
-    assert end["error"]["message"].startswith("sys.exit() was called while the job was planned")
+    assert end["error"]["message"].startswith("the job was planned and a node called sys.exit()")
     assert seen[-1]["data"]["status"] == "success"
     assert (await server.json("GET", "/api/system"))["queue"]["finished"] == 4
+
+
+async def test_a_node_that_raises_keyboard_interrupt_fails_its_job_only(server):
+    # no Ctrl-C reaches the server's worker threads (the server takes SIGINT itself): code raised it
+    ws = await server.ws()
+    at_run = await server.queue(wf(x=node("toy.exit", interrupt=True)))
+    at_plan = await server.queue(wf(x=node("toy.exit", at="fingerprint", interrupt=True)))
+    good = await server.queue(trivial(4.0))
+    seen = await until(ws, finished(good))
+    ends = {m["data"]["job_id"]: m["data"] for m in seen if m["type"] == "job_finished"}
+    assert ends[at_run]["status"] == "failed" and ends[at_run]["error"]["node"] == "x"
+    assert ends[at_run]["error"]["error_type"] == "KeyboardInterrupt"
+    assert "the node raised KeyboardInterrupt; a node reports" in ends[at_run]["error"]["message"]
+    assert ends[at_plan]["status"] == "success"  # a fingerprint that raises it: the node re-runs every time
+    assert ends[good]["status"] == "success"
 
 
 async def test_a_workflow_that_became_invalid_fails_when_it_runs(server):

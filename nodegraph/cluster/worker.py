@@ -300,11 +300,11 @@ class NodegraphWorker:
             channel.close(PartDone(status="cancelled", outputs={}, ui={}, executed=[], cached=[],
                                    duration=time.perf_counter() - started))
             return
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported to the head as the run's failure
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported to the head as the run's failure
             import traceback
 
             # an exit too: it would end this thread silently, and the head would wait for the run forever
-            message = f"{exit_call(exc)} was called while the run was planned" if isinstance(exc, SystemExit) \
+            message = f"the run was planned and a node {exit_call(exc)}" if isinstance(exc, (SystemExit, KeyboardInterrupt)) \
                 else str(exc)
             channel.close(_failed(spec, type(exc).__name__, f"on worker {self.name}: {message}", started,
                                   traceback.format_exc()))

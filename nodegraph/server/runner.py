@@ -307,7 +307,7 @@ class JobRunner:
                 return engine.run(workflow, targets=targets, sink=fanout(placed, sink), cancel=token, run_id=job_id)
             except WorkflowInvalid as exc:  # e.g. a pack is gone since it was queued
                 return exc
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 - an engine bug (or an exit) fails this job only
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - an engine bug (or an exit) fails this job only
                 exc.__nodegraph_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
                 return exc
 
@@ -362,8 +362,8 @@ def _outcome(job_id: str, result: Any, token: CancelToken, elapsed: float) -> tu
                          error_type="WorkflowInvalid", message=str(result), traceback="")
     elif isinstance(result, BaseException):
         message = str(result) or type(result).__name__
-        if isinstance(result, SystemExit):
-            message = f"{exit_call(result)} was called while the job was planned; the server goes on"
+        if isinstance(result, (SystemExit, KeyboardInterrupt)):
+            message = f"the job was planned and a node {exit_call(result)}; the server goes on"
         error = JobError(node=None, type=None, error_type=type(result).__name__, message=message,
                          traceback=getattr(result, "__nodegraph_traceback__", ""))
     else:

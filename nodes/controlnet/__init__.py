@@ -53,6 +53,9 @@ class LoadControlNet(Node):
         except (nodegraph.NodegraphError, OSError):
             return None
 
+    def check(self, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        return ctx.missing_model("controlnet", inputs.get("controlnet"), KIND)
+
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         from .model import load_controlnet
 

@@ -61,6 +61,9 @@ class LoadInstruct(Node):
         except (nodegraph.NodegraphError, OSError, ValueError, AttributeError, TypeError):
             return None  # run() reports the problem
 
+    def check(self, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        return ctx.missing_model("model", inputs.get("model"))
+
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         from .model import load_instruct
 

@@ -23,7 +23,7 @@ def loader_problems(type_id: str, inputs: dict[str, Any], ctx: nodegraph.CheckCo
     try:
         folder = ctx.resolve_model(inputs.get("model"))
     except nodegraph.NodegraphError:
-        return []  # a model that is not there is the run's error, as for every loader
+        return []  # not there: the run's error (the shipped workflows validate without the weights)
     try:
         if type_id == PRIOR_LOADER:
             check_prior_folder(folder)

@@ -73,6 +73,16 @@ class LoadLora(Node):
         except Exception:  # noqa: BLE001 - a missing file fails in run() with its message
             return None
 
+    def check(self, inputs: dict, ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        name = inputs.get("lora")
+        if not isinstance(name, str) or name.strip().lower() in (NONE, ""):
+            return []
+        try:
+            resolve_lora(ctx.resolve_model, name)
+        except nodegraph.NodegraphError as exc:
+            return [("lora", str(exc))]
+        return []
+
     class Inputs(nodegraph.Inputs):
         decoder: DECODER = Port(description="The decoder to patch (from Load Decoder or another LoRA).")
         prior: PRIOR = Port(None, description="Optional: the prior to patch, for LoRAs with prior weights.")

@@ -45,6 +45,9 @@ class LoadSam(Node):
         except (nodegraph.NodegraphError, OSError):
             return None  # run() reports the problem
 
+    def check(self, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        return ctx.missing_model("model", inputs.get("model"), "sam")
+
     def run(self, inputs: Inputs, ctx: NodeContext) -> Outputs:
         path = ctx.models.resolve(inputs.model, "sam")
         device = ctx.device

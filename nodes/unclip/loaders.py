@@ -36,6 +36,9 @@ class _Loader(Node):
         except nodegraph.NodegraphError:
             return None  # run() reports the problem
 
+    def check(self, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
+        return ctx.missing_model("model", inputs.get("model"))
+
     def load(self, ctx: NodeContext, name: str, loader) -> ModelHandle:
         path = ctx.models.resolve(name)
         from .convert import library_errors

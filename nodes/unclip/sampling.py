@@ -239,4 +239,3 @@ class Upsample(Node):
                            scheduler=None if inputs.scheduler == "default" else inputs.scheduler,
                            image_embeds=inputs.image_embedding)
         return self.Outputs(images=nodegraph.from_tensor(out))
-
