@@ -79,3 +79,15 @@ def test_stop_at_writes_the_full_runs_checkpoint_of_that_step_again(tmp_path, mo
     (step2, step4), (stopped,) = runs["full"], runs["stopped"]
     assert all(torch.equal(stopped[k], step2[k]) for k in step2)  # the full run's step-2 checkpoint, bit for bit
     assert not all(torch.equal(step4[k], step2[k]) for k in step2)
+
+
+def test_the_shipped_decoder_is_the_fourth_phase_on_the_third():
+    record = json.loads((SHIPPED / "training_log.json").read_text())["decoder"]
+    args = dict(zip(LONG[::2], LONG[1::2], strict=True))
+    assert record["steps"] == int(args["--steps"]) and record["stop_at"] == LONG_STOP
+    assert record["lr"] == float(args["--lr"]) and record["batch"] == int(args["--batch"])
+    assert record["fg_weight"] == float(args["--fg-weight"]) and record["min_snr"] == float(args["--min-snr"])
+    third = dict(zip(TUNE_PHASES[-2][::2], TUNE_PHASES[-2][1::2], strict=True))
+    before = record["continued_from"]
+    assert before["steps"] == int(third["--steps"]) and before["lr"] == float(third["--lr"]) and "stop_at" not in before
+    assert before["fg_weight"] == float(third["--fg-weight"])

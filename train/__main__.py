@@ -30,8 +30,8 @@ clip_vocab_tune --out DIR` trains the vocabulary rows again after `clip_bind` (a
 to write into the shipped bundle). `python -m train upsampler_embed --out DIR` continues the bundle's 64 px
 upsampler as one that also sees the CLIP image embedding (a trial, in no group; `super_res_first/`,
 `super_res_embed/` and `super_res_scheduler/` into DIR; it refuses the shipped bundle without `--ship true`).
-`python -m train decoder_long --out COPY` continues the bundle's decoder in place for 1,500 steps with the last
-`decoder_tune` phase's recipe (a trial, in no group; run it on a copy of the bundle).
+`python -m train decoder_long --out COPY` continues the bundle's decoder in place for the whole 1,500-step
+schedule of `decoder_tune`'s fourth phase (which stops at step 1,250; in no group; run it on a copy of the bundle).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ BUNDLE = {"clip": clip.main, "clip_vocab": clip_vocab.main, "prior": prior.main,
 TRIALS = {"clip_text": clip_text.main, "clip_vocab_tune": clip_vocab_tune.main, "upsampler_tune": upsampler.tune,
           "upsampler_decoded": upsampler_decoded.main, "upsampler_embed": upsampler_embed.main,
           "decoder_sharp": decoder.sharp, "decoder_long": decoder.long}
-# (continue a bundle in place; not in the shipped recipe: docs/unclip.md)
+# (continue a bundle in place; not in the shipped recipe as they are: docs/unclip.md)
 CASCADE = {"upsampler_256": upsampler256.main}  # later super-resolution stages: a folder each, beside the bundle
 EDITING = {"sam": sam.main, "lora": lora.main, "controlnet": controlnet.main, "lcm": lcm.main, "ip2p": ip2p.main,
            "ip2p_edit": ip2p_edit.main}

@@ -21,9 +21,9 @@ The shipped `decoder_scheduler` is a DDIM config (v-prediction, trailing spacing
 UnCLIPScheduler only implements epsilon / sample prediction.
 
     python -m train.decoder [--smoke] [--steps N] [--threads T] [--out DIR]
-    python -m train decoder_tune [--out DIR]     # the continuation phases, on DIR's decoder
+    python -m train decoder_tune [--out DIR]     # the four continuation phases, on DIR's decoder
     python -m train decoder_sharp --out COPY     # a trial (not shipped): more loss on the object's outline
-    python -m train decoder_long --out COPY      # a trial (not shipped): the last phase, 1,500 steps more
+    python -m train decoder_long --out COPY      # the fourth phase's whole 1,500-step schedule, on a copy
 """
 
 from __future__ import annotations
@@ -284,7 +284,9 @@ TUNE_PHASES: list[list[str]] = [
 
 
 def tune(argv: list[str] | None = None) -> int:
-    """Run TUNE_PHASES on the bundle given by --out (default models/shapes-unclip); --smoke: 2 steps."""
+    """Run TUNE_PHASES on the bundle given by --out (default models/shapes-unclip); --smoke: 2 steps. A phase's
+    own options win over the same options given here (--n-data, --save-every, --stop-at of the fourth phase);
+    --steps other than the default (or --smoke) replaces every phase's length and drops the fourth's stop."""
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse(Config, argv, smoke)
     for phase in TUNE_PHASES:
