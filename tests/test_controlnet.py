@@ -262,8 +262,10 @@ def test_lora_on_a_controlled_decoder_keeps_the_control(cn_engine, tmp_path):
 def test_apply_errors_name_the_problem(cn_engine):
     run = cn_engine.run(pipeline(a=apply(1.0, start=0.8, end=0.2), d=decode("a")), targets=["d"])
     assert not run.ok and "start" in run.error.message
-    run = cn_engine.run(pipeline(cn=node("controlnet.load_controlnet", controlnet="nope")), targets=["cn"])
-    assert not run.ok and "not found" in run.error.message
+    from nodegraph import WorkflowInvalid
+
+    with pytest.raises(WorkflowInvalid, match=r"\[invalid_model\] cn: model 'nope' not found"):  # before it runs
+        cn_engine.run(pipeline(cn=node("controlnet.load_controlnet", controlnet="nope")), targets=["cn"])
 
 
 # --- the shipped ControlNet ------------------------------------------------------------------------

@@ -414,8 +414,10 @@ def test_prior_weights_apply_when_a_prior_is_connected_and_are_reported_when_not
 
 
 def test_missing_or_bad_lora_fails_the_node_with_the_fix(lora_engine, tmp_path):
-    run = lora_engine.run(pipeline(l=lora_node(1.0, name="nope"), d=decode("l")), targets=["d"])
-    assert not run.ok and "not found" in run.error.message and "tiny-unet" in run.error.message
+    from nodegraph import WorkflowInvalid
+
+    with pytest.raises(WorkflowInvalid, match=r"(?s)\[invalid_model\] l: model 'nope' not found.*tiny-unet"):
+        lora_engine.run(pipeline(l=lora_node(1.0, name="nope"), d=decode("l")), targets=["d"])  # before it runs
     bad = lora_engine.settings.model_dirs[0] / "loras" / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
     run = lora_engine.run(pipeline(l=lora_node(1.0, name="bad"), d=decode("l")), targets=["d"])
