@@ -16,7 +16,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from helpers import Recorder, link, node, workflow
 from test_unclip_models_karlo import _StageNoiseScheduler
 
-from nodegraph import CancelToken, Engine, Settings, apply_overrides
+from nodegraph import CancelToken, Engine, Settings, WorkflowInvalid, apply_overrides
 from nodes.unclip.models import load_clip, load_decoder, load_prior, load_upsampler
 from nodes.unclip.models.tiny import build_tiny_karlo
 
@@ -256,9 +256,8 @@ def test_mismatched_models_fail_with_a_message_naming_the_fix(engine, models_dir
     assert "components must be between 1 and 1" in run.error.message
     missing = text2image()
     missing["nodes"]["prior_model"]["inputs"]["model"] = "no-such-model"
-    run = engine.run(missing)
-    assert run.status == "failed" and run.error.node == "prior_model"
-    assert "no-such-model" in run.error.message
+    with pytest.raises(WorkflowInvalid, match=r"\[invalid_model\] prior_model: model 'no-such-model' not found"):
+        engine.run(missing)  # validation names it before any model loads
 
 
 def test_loader_reloads_when_the_files_change(engine, models_dir, tmp_path):
