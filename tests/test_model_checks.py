@@ -108,3 +108,18 @@ def test_only_the_nodes_a_run_executes_are_checked(registry):
     switch = wf(spare=missing, sw=node("core.switch", condition=True, on_true=link("c"), on_false=link("spare", "clip")),
                 u=node("toy.sink", value=link("sw")))
     assert not issues(registry, switch)
+
+
+def test_a_kandinsky_loader_names_a_missing_folder_before_anything_loads(tmp_path):
+    from nodes.kandinsky.models.tiny import cached_models_dir
+
+    settings = Settings(model_dirs=[cached_models_dir()], nodes_dirs=[TESTS / "packs"])
+    reg = load_settings_packs(settings)
+
+    def wf(name):
+        return workflow(p=node("kandinsky.load_prior", model=name), s=node("toy.sink", value=link("p", "prior")))
+
+    assert not validate_for(wf("kandinsky-2-2-prior"), reg, settings).issues
+    found = validate_for(wf("kandinsky-2-2-prio"), reg, settings).issues
+    assert [(i.code, i.node, i.port) for i in found] == [("invalid_model", "p", "model")]
+    assert "did you mean 'kandinsky-2-2-prior'?" in found[0].message and "docs/checkpoints.md" in found[0].message
