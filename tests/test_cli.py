@@ -329,14 +329,11 @@ def test_plain_progress_lines_say_the_eta_and_the_rate():
     assert line.startswith("step  a 5/10 [00:00<") and line.endswith("step/s]"), line
 
 
-def test_example_workflows_validate(capsys):
+def test_example_workflows_validate():
     from nodes.kandinsky.models.tiny import cached_models_dir
 
+    # the Kandinsky workflows name the published folders (not shipped): tiny ones stand in for them
     for path in sorted((ROOT / "workflows").glob("*.json")):
-        assert cli("validate", str(path), "--input-dir", str(ROOT / "input")) == (2 if "kandinsky" in path.name else 0), path
-        # the Kandinsky workflows name the published folders, which are not shipped: named before anything loads
-        assert "kandinsky" not in path.name or "[invalid_model]" in capsys.readouterr().out
-        capsys.readouterr()
         assert cli("validate", str(path), "--input-dir", str(ROOT / "input"), "--models-dir",
                    str(cached_models_dir())) == 0, path
 

@@ -3,6 +3,8 @@ workflow before anything runs, with the close name and what is there."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import ROOT, TESTS
 from helpers import link, node, workflow
@@ -111,6 +113,15 @@ def test_only_the_nodes_a_run_executes_are_checked(registry):
 
 
 def test_a_kandinsky_loader_names_a_missing_folder_before_anything_loads(tmp_path):
+    # the shipped Kandinsky workflows, where the published folders are not: each loader that runs is named
+    empty = Settings(model_dirs=[tmp_path], nodes_dirs=[TESTS / "packs"])
+    reg = load_settings_packs(empty)
+    for path in sorted((ROOT / "workflows").glob("kandinsky_*.json")):
+        wf = json.loads(path.read_text())
+        loaders = {nid for nid, n in wf["nodes"].items() if n["type"].startswith("kandinsky.load_")}
+        found = validate_for(wf, reg, empty).issues
+        assert found and {i.code for i in found} == {"invalid_model"} and {i.node for i in found} <= loaders, path
+        assert all("docs/checkpoints.md#kandinsky-22" in i.message for i in found)
     from nodes.kandinsky.models.tiny import cached_models_dir
 
     settings = Settings(model_dirs=[cached_models_dir()], nodes_dirs=[TESTS / "packs"])

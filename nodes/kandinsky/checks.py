@@ -20,14 +20,14 @@ DECODER_LOADERS = {"kandinsky.load_decoder": "text2image", "kandinsky.load_inpai
 
 
 def loader_problems(type_id: str, inputs: dict[str, Any], ctx: nodegraph.CheckContext) -> list[tuple[str | None, str]]:
-    name = inputs.get("model")
-    if not isinstance(name, str):
-        return []  # linked: known when it runs
+    missing = ctx.missing_model("model", inputs.get("model"))  # before the prior and its CLIP load (gigabytes)
+    if missing:
+        return [(port, f"{why}. It is a Kandinsky 2.2 folder as published (diffusers' layout); "
+                       "docs/checkpoints.md#kandinsky-22 says where to put it") for port, why in missing]
     try:
-        folder = ctx.resolve_model(name)
-    except nodegraph.NodegraphError as exc:  # named before the prior and its CLIP load (gigabytes), not after
-        return [("model", f"{exc} (a Kandinsky 2.2 folder as diffusers saves it; docs/checkpoints.md says where "
-                          "to put it)")]
+        folder = ctx.resolve_model(inputs.get("model"))
+    except nodegraph.NodegraphError:
+        return []  # linked: known when it runs
     try:
         if type_id == PRIOR_LOADER:
             check_prior_folder(folder)
