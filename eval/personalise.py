@@ -5,8 +5,9 @@
 
 DreamBooth: trains the LoRA by running `workflows/dreambooth.json` up to its training node with the
 engine (unless `--lora` names an existing file), then draws as that workflow does (text → Factor Out
-Colour → prior → Recolour Embedding → decoder, the default text→image path) with the LoRA merged (Load
-LoRA's code) and without it, same seeds:
+Colour → prior → Recolour Embedding → decoder, the default text→image path, with the workflow's Prior
+and Decoder `candidates` unless `--prior-candidates` / `--decoder-candidates` say otherwise) with the
+LoRA merged (Load LoRA's code) and without it, same seeds:
 
 - `subject`: prompts with the identifier naming a colour other than the example's red, a size, a
   position and a background; the image shows the subject when the heart template fits better than
@@ -127,17 +128,21 @@ class Stack:
         return self._maps
 
     def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8,
-                 factored: bool = False) -> list[np.ndarray]:
+                 factored: bool = False, prior_candidates: int = 1, decoder_candidates: int = 1,
+                 prior_guidance: float = 4.0) -> list[np.ndarray]:
         """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows').
 
         `factored`: as the default text→image workflow draws, through Factor Out Colour (method words)
         and Recolour Embedding: the prior sees the prompt without its colour words, and its sample is
-        moved to the named colour."""
+        moved to the named colour. `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
+        nodes' `candidates`, samples drawn per output and the one nearest (cosine) the prompt's text
+        embedding (prior) or the embedding it was decoded from (decoder, by its CLIP image embedding) kept."""
         import torch
 
         from nodes.shapes.recolor import parse_color
         from nodes.shapes.textcolor import factor_encoding
         from nodes.unclip.api import sample_decoder, sample_prior
+        from nodes.unclip.sampling import rank_candidates, rank_images
 
         out = []
         with torch.inference_mode():
@@ -146,18 +151,26 @@ class Stack:
                 texts = prompts[i:i + batch]
                 text = self.clip.encode_text(texts)
                 gen = torch.Generator().manual_seed(seed + i)
+                kp, kd = prior_candidates, decoder_candidates
+                for_prior = text
                 if factored:
                     tmap, cmap = self.maps()
                     for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words")
-                    emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen)
+                emb = sample_prior(self.prior, for_prior, empty, guidance=prior_guidance, steps=steps, generator=gen,
+                                   num_per_prompt=kp)
+                if kp > 1:
+                    emb = rank_candidates(emb, for_prior.embeds, kp)
+                if factored:
                     for r, c in enumerate(named):
                         if c and "/" not in c:  # a prompt read with two colours keeps its sample,
                             # as in eval/shapes.py (Recolour Embedding's 'a/b' roles need the background map)
                             rgb = torch.tensor(parse_color(c), dtype=torch.float32) / 255
                             emb[r] = cmap.apply(emb[r:r + 1], rgb)[0].to(emb)
-                else:
-                    emb = sample_prior(self.prior, text, empty, guidance=4.0, steps=steps, generator=gen)
-                img = sample_decoder(self.decoder, emb, text, empty, guidance=1.5, steps=steps, generator=gen)
+                img = sample_decoder(self.decoder, emb.repeat_interleave(kd, dim=0),
+                                     text.repeat_interleave(kd) if kd > 1 else text, empty, guidance=1.5,
+                                     steps=steps, generator=gen)
+                if kd > 1:
+                    img = rank_images(img, self.clip.encode_image(img), emb, kd)
                 out.extend((img.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
         return out
 
@@ -183,8 +196,11 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
 
 
 def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int | None, threads: int,
-                    save: Path | None = None, overrides: dict | None = None) -> dict:
+                    save: Path | None = None, overrides: dict | None = None, candidates: tuple[int, int] = (1, 1)
+                    ) -> dict:
     report: dict = {"set": which}
+    draw = {"factored": True, "prior_candidates": candidates[0], "decoder_candidates": candidates[1]}
+    report["candidates"] = {"prior": candidates[0], "decoder": candidates[1]}
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
     else:
@@ -204,7 +220,7 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int 
 
     pairs = identifier_prompts(which, n)
     t0 = time.time()
-    images = tuned.generate([p for p, _ in pairs], seed, steps, factored=True)
+    images = tuned.generate([p for p, _ in pairs], seed, steps, **draw)
     report["seconds_per_image"] = round((time.time() - t0) / len(pairs), 2)
     if save:
         from PIL import Image
@@ -224,7 +240,7 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int 
     texts = [p.text for p in prompts]
     rows = {}
     for label, stack in (("base", base), ("lora", tuned)):
-        ims = stack.generate(texts, seed + 1, steps, factored=True)
+        ims = stack.generate(texts, seed + 1, steps, **draw)
         v = [judge.judge(im, p.named) for im, p in zip(ims, prompts, strict=True)]
         s = judge.summarise(v)
         rows[label] = {a: round(s[a], 3) for a in domain.ATTRIBUTES} | {"mean": round(
@@ -246,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
     p.add_argument("--save-images", type=Path, help="DreamBooth: write the subject images here, in a row")
+    p.add_argument("--prior-candidates", type=int, default=None, help="DreamBooth: prior samples per image, the "
+                   "nearest the prompt's text embedding kept (the Prior node's `candidates`; default: the workflow's)")
+    p.add_argument("--decoder-candidates", type=int, default=None, help="DreamBooth: images decoded per image, "
+                   "the nearest its embedding (CLIP) kept (the Decoder node's `candidates`; default: the workflow's)")
     p.add_argument("--set-node", action="append", default=[], metavar="NODE.PORT=VALUE",
                    help="override a port of the method's workflow (JSON values), e.g. finetune.steps=40 "
                    "(imagic.json) or train.token_lr=0.01 (dreambooth.json)")
@@ -262,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError:
             overrides[key] = value
     if args.method == "dreambooth":
+        nodes = json.loads(DREAMBOOTH.read_text())["nodes"]
+        candidates = tuple(given if given is not None else int(nodes[node]["inputs"].get("candidates", 1))
+                           for given, node in ((args.prior_candidates, "prior"), (args.decoder_candidates, "dec")))
         report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
-                                 args.save_images, overrides)
+                                 args.save_images, overrides, candidates)
     else:
         from ._imagic import eval_imagic
 
