@@ -621,7 +621,8 @@ def test_captions_port_writes_subject_captions_afresh_each_step_only_when_asked(
     monkeypatch.setattr(subject, "caption", spy_caption)
     monkeypatch.setattr(subject, "rephrase", spy_rephrase)
     steps, batch = 4, 4  # 2 subject rows a step at subject_share 0.625
-    run = tiny_engine.run(dreambooth_workflow(captions=mode, steps=steps, batch=batch), targets=["train"])
+    # align 0: its own colourless captions (a test of their own) are not the captions port's
+    run = tiny_engine.run(dreambooth_workflow(captions=mode, steps=steps, batch=batch, align=0), targets=["train"])
     assert run.ok, run.error
     fresh = written[len(pool):]  # rows() writes the pool's captions first
     if mode == "pool":
@@ -781,3 +782,103 @@ def test_alone_share_names_the_identifier_without_its_class_noun(tiny_engine, mo
     alone = [t for t in subj if f"{IDENT} shape" not in t]
     assert subj and dreambooth.DreamBooth.Inputs.model_fields["alone_share"].default == 0.0
     assert (len(alone) == 0) if share == 0 else (0.3 < len(alone) / len(subj) < 0.7)
+
+
+
+@pytest.mark.parametrize(("kp", "kd"), [(1, 1), (3, 1), (1, 2)])
+def test_the_dreambooth_eval_ranks_candidates_as_the_prior_and_decoder_nodes(monkeypatch, kp, kd):
+    """The eval draws as the workflow: with prior candidates it keeps, of each prompt's kp samples, the
+    one nearest (cosine) the text embedding the prior was given; with decoder candidates it decodes kd
+    images per embedding and keeps the one whose CLIP image embedding is nearest that embedding."""
+    import torch
+    import torch.nn.functional as F
+
+    from eval import personalise
+    from nodes.unclip import api
+
+    stack = personalise.Stack(tiny.cached_root())
+    prompts = ["a red square", "a blue circle at the top"]
+    seen = {}
+    real_decoder = api.sample_decoder
+
+    def decoder(model, emb, *a, **kw):
+        seen["emb"], seen["images"] = emb.clone(), real_decoder(model, emb, *a, **kw)
+        return seen["images"]
+
+    monkeypatch.setattr(api, "sample_decoder", decoder)
+    images = stack.generate(prompts, seed=5, steps=2, prior_candidates=kp, decoder_candidates=kd)
+    assert len(images) == len(prompts)
+    with torch.inference_mode():
+        text = stack.clip.encode_text(prompts)
+        pool = api.sample_prior(stack.prior, text, stack.clip.encode_text([""]), guidance=4.0, steps=2,
+                                generator=torch.Generator().manual_seed(5), num_per_prompt=kp)
+        pool = pool.reshape(len(prompts), kp, -1)
+        best = (F.normalize(pool, dim=-1) @ F.normalize(text.embeds, dim=-1)[..., None])[..., 0].argmax(1)
+        kept = pool[torch.arange(len(prompts)), best]
+        # each kept embedding decoded kd times, in a row
+        torch.testing.assert_close(seen["emb"], kept.repeat_interleave(kd, 0))
+        drawn = seen["images"].reshape(len(prompts), kd, *seen["images"].shape[1:])
+        near = (F.normalize(stack.clip.encode_image(seen["images"]), dim=-1).reshape(len(prompts), kd, -1)
+                @ F.normalize(kept, dim=-1)[..., None])[..., 0].argmax(1)
+    for i, im in enumerate(images):
+        want = (drawn[i, near[i]].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(im, want)
+
+
+def test_the_dreambooth_eval_draws_with_the_workflows_candidates_unless_told(monkeypatch):
+    import json
+
+    from eval import personalise
+
+    got = []
+    monkeypatch.setattr(personalise, "eval_dreambooth", lambda *a, **kw: got.append(a[-1]) or {})
+    personalise.main(["dreambooth", "--lora", "x"])
+    personalise.main(["dreambooth", "--lora", "x", "--prior-candidates", "1", "--decoder-candidates", "3"])
+    nodes = json.loads(personalise.DREAMBOOTH.read_text())["nodes"]
+    assert got[0] == (nodes["prior"]["inputs"].get("candidates", 1), nodes["dec"]["inputs"].get("candidates", 1))
+    assert got[0][0] == 2  # DALL·E 2's two prior samples, the one nearer the text kept
+    assert got[1] == (1, 3)
+
+
+def test_align_moves_the_identifiers_row_by_colourless_captions_against_the_domain_shapes(tiny_engine, monkeypatch):
+    """align's hinge reaches the identifier's row: with the prior's and decoder's losses held at zero the
+    row moves with align and stays with align 0; its captions name no colour (as Factor Out Colour hands
+    prompts to the prior, whose candidates are ranked by them), and without augment it is unused."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from nodes.lora.api import read_lora
+    from nodes.unclip import api
+
+    put_subject(tiny_engine)
+    caps = []
+    caption = subject.caption
+
+    def spy_caption(attrs, ident, rng, include, *a):
+        caps.append((caption(attrs, ident, rng, include, *a), "color" in include))
+        return caps[-1][0]
+
+    monkeypatch.setattr(subject, "caption", spy_caption)
+    monkeypatch.setattr(api, "prior_loss", lambda *a, **kw: torch.zeros((), requires_grad=True))
+    monkeypatch.setattr(api, "decoder_loss", lambda dec, x0, *a, **kw: torch.zeros(len(x0), requires_grad=True))
+    clip = api.load_clip(tiny.cached_root())
+    start = clip.input_embeddings().weight[clip.token_ids(IDENT)].detach()
+    moved = {}
+    for align, augment in ((0.0, True), (10.0, True), (10.0, False)):
+        caps.clear()
+        name = f"a{align:g}{augment:d}"
+        run = tiny_engine.run(dreambooth_workflow(steps=4, align=align, augment=augment, name=name),
+                              targets=["train"])
+        assert run.ok, run.error
+        path = tiny_engine.settings.model_dirs[0] / "loras" / f"dreambooth-{name}.safetensors"
+        with safe_open(str(path), framework="pt") as f:
+            used = json.loads(f.metadata()["nodegraph_training"])["align"]
+        assert used == (align if augment else 0.0)
+        pool = len(caps) // 2 if used else len(caps)
+        if used:  # the pool's captions, then align's: as many, none naming the colour
+            assert len(caps) == 2 * pool and not any(named for _, named in caps[pool:])
+            assert all(f"{IDENT} shape" in c for c, _ in caps[pool:])
+        moved[name] = float((read_lora(path).embeddings[IDENT] - start).abs().max())
+    assert moved["a01"] == 0.0 and moved["a100"] == 0.0 and moved["a101"] > 1e-4, moved

@@ -109,11 +109,12 @@ def _measured(cut: Cutout) -> dict[str, str]:
 
 def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
          augment: bool = True, p_second: float = 0.5, small_share: float | None = None,
-         scenes: list[dict[str, str]] | None = None) -> tuple[np.ndarray, list[str]]:
+         scenes: list[dict[str, str]] | None = None, placed: list | None = None) -> tuple[np.ndarray, list[str]]:
     """`n` subject images uint8 (n, 64, 64, 3) and their captions (`p_second` of them by the second writer).
 
     `small_share`: the share of augmented rows drawn at the domain's small size (None: the domain's
-    own, half). `scenes`: if a list, each row's attributes are appended to it (to caption them again)."""
+    own, half). `scenes`: if a list, each row's attributes are appended to it (to caption them again).
+    `placed`: if a list, each row's domain scene (where the object was placed; None without augment)."""
     cuts = cutouts(images)
     out, caps = [], []
     for k in range(n):
@@ -126,9 +127,12 @@ def rows(images: np.ndarray, identifier: str, n: int, rng: np.random.Generator,
             attrs = s.attributes()
             out.append(place(cut, s.cx, s.cy, s.r, s.fg_rgb, s.bg_rgb))
         else:
+            s = None
             attrs = _measured(cut)
             out.append(place(cut, *cut.center, cut.radius, cut.analysis.color_rgb, cut.analysis.background_rgb))
         caps.append(caption(attrs, identifier, rng, domain.random_subset(rng), p_second))
         if scenes is not None:
             scenes.append(attrs)
+        if placed is not None:
+            placed.append(s)
     return np.stack(out), caps
