@@ -128,15 +128,16 @@ class Stack:
         return self._maps
 
     def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8,
-                 factored: bool = False, prior_candidates: int = 1, decoder_candidates: int = 1,
-                 prior_guidance: float = 4.0) -> list[np.ndarray]:
+                 factored: bool = False, prior_candidates: int = 1, decoder_candidates: int = 1) -> list[np.ndarray]:
         """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows').
 
         `factored`: as the default text→image workflow draws, through Factor Out Colour (method words)
         and Recolour Embedding: the prior sees the prompt without its colour words, and its sample is
         moved to the named colour. `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
         nodes' `candidates`, samples drawn per output and the one nearest (cosine) the prompt's text
-        embedding (prior) or the embedding it was decoded from (decoder, by its CLIP image embedding) kept."""
+        embedding (prior) or the embedding it was decoded from (decoder, by its CLIP image embedding) kept.
+        One generator draws the prior's samples and then the decoder's noise, so more prior candidates also
+        change the decoder's noise."""
         import torch
 
         from nodes.shapes.recolor import parse_color
@@ -156,7 +157,7 @@ class Stack:
                 if factored:
                     tmap, cmap = self.maps()
                     for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words")
-                emb = sample_prior(self.prior, for_prior, empty, guidance=prior_guidance, steps=steps, generator=gen,
+                emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen,
                                    num_per_prompt=kp)
                 if kp > 1:
                     emb = rank_candidates(emb, for_prior.embeds, kp)
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = value
     if args.method == "dreambooth":
         nodes = json.loads(DREAMBOOTH.read_text())["nodes"]
-        candidates = tuple(given if given is not None else int(nodes[node]["inputs"].get("candidates", 1))
+        candidates = tuple(given if given is not None else int(overrides.get(f"{node}.candidates",
+                                                                               nodes[node]["inputs"].get("candidates", 1)))
                            for given, node in ((args.prior_candidates, "prior"), (args.decoder_candidates, "dec")))
         report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
                                  args.save_images, overrides, candidates)

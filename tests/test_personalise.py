@@ -785,11 +785,12 @@ def test_alone_share_names_the_identifier_without_its_class_noun(tiny_engine, mo
 
 
 
-@pytest.mark.parametrize(("kp", "kd"), [(1, 1), (3, 1), (1, 2)])
-def test_the_dreambooth_eval_ranks_candidates_as_the_prior_and_decoder_nodes(monkeypatch, kp, kd):
+@pytest.mark.parametrize(("kp", "kd", "factored"), [(1, 1, False), (3, 1, False), (1, 2, False), (3, 2, True)])
+def test_the_dreambooth_eval_ranks_candidates_as_the_prior_and_decoder_nodes(monkeypatch, kp, kd, factored):
     """The eval draws as the workflow: with prior candidates it keeps, of each prompt's kp samples, the
-    one nearest (cosine) the text embedding the prior was given; with decoder candidates it decodes kd
-    images per embedding and keeps the one whose CLIP image embedding is nearest that embedding."""
+    one nearest (cosine) the text embedding the prior was given (through Factor Out Colour: the prompt
+    without its colour words); with decoder candidates it decodes kd images per embedding and keeps the
+    one whose CLIP image embedding is nearest that embedding (after Recolour Embedding)."""
     import torch
     import torch.nn.functional as F
 
@@ -806,15 +807,39 @@ def test_the_dreambooth_eval_ranks_candidates_as_the_prior_and_decoder_nodes(mon
         return seen["images"]
 
     monkeypatch.setattr(api, "sample_decoder", decoder)
-    images = stack.generate(prompts, seed=5, steps=2, prior_candidates=kp, decoder_candidates=kd)
+    from nodes.unclip import sampling
+
+    real_rank = sampling.rank_candidates
+
+    def rank(emb, text, k):
+        out = real_rank(emb, text, k)
+        seen["ranked"] = out.clone()  # the eval recolours it in place
+        return out
+
+    monkeypatch.setattr(sampling, "rank_candidates", rank)
+    images = stack.generate(prompts, seed=5, steps=2, prior_candidates=kp, decoder_candidates=kd, factored=factored)
     assert len(images) == len(prompts)
     with torch.inference_mode():
-        text = stack.clip.encode_text(prompts)
+        plain = text = stack.clip.encode_text(prompts)
+        if factored:
+            from nodes.shapes.textcolor import factor_encoding
+
+            text, _, _ = factor_encoding(stack.maps()[0], stack.clip, plain, prompts, "words")
         pool = api.sample_prior(stack.prior, text, stack.clip.encode_text([""]), guidance=4.0, steps=2,
                                 generator=torch.Generator().manual_seed(5), num_per_prompt=kp)
         pool = pool.reshape(len(prompts), kp, -1)
-        best = (F.normalize(pool, dim=-1) @ F.normalize(text.embeds, dim=-1)[..., None])[..., 0].argmax(1)
+
+        def nearest(t):
+            return (F.normalize(pool, dim=-1) @ F.normalize(t.embeds, dim=-1)[..., None])[..., 0].argmax(1)
+
+        best = nearest(text)
         kept = pool[torch.arange(len(prompts)), best]
+        if kp > 1:
+            torch.testing.assert_close(seen["ranked"], kept)
+        if factored:  # ranked by the text the prior saw, not the prompt as written; then recoloured
+            assert not torch.equal(best, nearest(plain))
+            assert not torch.allclose(seen["emb"][::kd], kept)
+            kept = seen["emb"][::kd]
         # each kept embedding decoded kd times, in a row
         torch.testing.assert_close(seen["emb"], kept.repeat_interleave(kd, 0))
         drawn = seen["images"].reshape(len(prompts), kd, *seen["images"].shape[1:])
@@ -834,10 +859,12 @@ def test_the_dreambooth_eval_draws_with_the_workflows_candidates_unless_told(mon
     monkeypatch.setattr(personalise, "eval_dreambooth", lambda *a, **kw: got.append(a[-1]) or {})
     personalise.main(["dreambooth", "--lora", "x"])
     personalise.main(["dreambooth", "--lora", "x", "--prior-candidates", "1", "--decoder-candidates", "3"])
+    personalise.main(["dreambooth", "--lora", "x", "--set-node", "prior.candidates=4"])
     nodes = json.loads(personalise.DREAMBOOTH.read_text())["nodes"]
     assert got[0] == (nodes["prior"]["inputs"].get("candidates", 1), nodes["dec"]["inputs"].get("candidates", 1))
-    assert got[0][0] == 2  # DALL·E 2's two prior samples, the one nearer the text kept
+    assert got[0][0] > 1  # prior samples ranked by the text, as DALL·E 2 ranks two
     assert got[1] == (1, 3)
+    assert got[2] == (4, got[0][1])  # an override of the workflow's port draws with it
 
 
 def test_align_moves_the_identifiers_row_by_colourless_captions_against_the_domain_shapes(tiny_engine, monkeypatch):

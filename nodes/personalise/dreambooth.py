@@ -377,8 +377,11 @@ class DreamBooth(Node):
                             "CLIP's own space: a subject caption without its colour word (as Factor Out Colour hands "
                             "it to the prior) at least 0.02 nearer (cosine) the subject row's image embedding than "
                             "the same scene drawn as any domain shape, so that the prior's candidates ranked by the "
-                            "text (the Prior node's `candidates`, 2 in dreambooth.json) keep the subject's. Needs "
-                            "augment and the row (else set it to 0); 0: off.")
+                            "text (the Prior node's `candidates`, 4 in dreambooth.json) keep the subject's. It acts "
+                            "while the row learns (with prior_steps, only those steps; with text_rank, the tower's "
+                            "LoRA learns from it too; its captions always name the class noun). Unused without "
+                            "augment, without the learnt row, or with prior_phase's prior LoRA (the row is fixed "
+                            "then); 0: off.")
         seed: nodegraph.Seed = Port(0, description="Random seed (data, noise, class prompts).")
 
     class Outputs(nodegraph.Outputs):
@@ -490,14 +493,16 @@ class DreamBooth(Node):
                 pri, dec, prior_text, uncond, inputs.class_images, inputs.class_steps, gen,
                 ctx.settings.model_dirs[0] / "loras" / CLASS_CACHE, ctx.check_cancelled)
             class_text, class_emb = take(prior_text, slice(0, inputs.class_images)), prior_emb[:inputs.class_images]
-            align = inputs.align if token_ids and inputs.augment else 0.0
+            # the hinge acts in the decoder's steps, while the row learns there (not after a prior phase's LoRA)
+            align = inputs.align if token_ids and inputs.augment and not phase_lora else 0.0
             if align > 0:  # each subject row's scene drawn as every domain shape: the row's negatives
                 shapes = domain.SHAPES
                 others = np.stack([domain.render(dataclasses.replace(sc, shape=sh), subj64.shape[1])
                                    for sc in placed for sh in shapes])
                 align_pos = torch.nn.functional.normalize(subj_emb, dim=-1)
-                align_neg = torch.nn.functional.normalize(clip.encode_image(clip_pixels(others)), dim=-1
-                                                          ).reshape(len(placed), len(shapes), -1)
+                align_neg = torch.nn.functional.normalize(torch.cat([
+                    clip.encode_image(clip_pixels(others[k:k + 256])) for k in range(0, len(others), 256)]),
+                    dim=-1).reshape(len(placed), len(shapes), -1)
                 # captions without their colour word, as Factor Out Colour hands prompts to the prior (and
                 # the Prior node ranks its candidates by them); a stream of their own
                 align_rng = np.random.default_rng([inputs.seed, 37])
@@ -611,10 +616,10 @@ class DreamBooth(Node):
             if align > 0 and row.requires_grad:
                 # the row in CLIP's space: the colourless caption nearer (cosine) its subject row than the
                 # scene drawn as any domain shape, by ALIGN_MARGIN (a hinge: no pull once it is)
-                t = torch.nn.functional.normalize(text_tower.encode_text([align_caps[j] for j in i_s.tolist()]).embeds,
-                                                  dim=-1)
-                cos_pos = (align_pos[i_s] * t).sum(-1)
-                cos_neg = (align_neg[i_s] @ t[..., None])[..., 0].max(-1).values
+                caps = text_tower.encode_text([align_caps[j] for j in i_s.tolist()]).embeds
+                t_al = torch.nn.functional.normalize(caps, dim=-1)
+                cos_pos = (align_pos[i_s] * t_al).sum(-1)
+                cos_neg = (align_neg[i_s] @ t_al[..., None])[..., 0].max(-1).values
                 total = total + align * torch.relu(ALIGN_MARGIN - (cos_pos - cos_neg)).mean()
             if text_lora:  # ordinary captions keep their encodings
                 i_k = keep_rng.choice(TEXT_KEEP, size=TEXT_KEEP_BATCH, replace=False)
