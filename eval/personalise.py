@@ -128,12 +128,14 @@ class Stack:
         return self._maps
 
     def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8,
-                 factored: bool = False, prior_candidates: int = 1, decoder_candidates: int = 1) -> list[np.ndarray]:
+                 factored: bool | dict = False, prior_candidates: int = 1, decoder_candidates: int = 1
+                 ) -> list[np.ndarray]:
         """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows').
 
         `factored`: as the default text→image workflow draws, through Factor Out Colour (method words)
         and Recolour Embedding: the prior sees the prompt without its colour words, and its sample is
-        moved to the named colour. `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
+        moved to the named colour; a dict gives Factor Out Colour's `strength`, `roles` and `words_alone`
+        (True: the node's defaults). `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
         nodes' `candidates`, samples drawn per output and the one nearest (cosine) the prompt's text
         embedding (prior) or the embedding it was decoded from (decoder, by its CLIP image embedding) kept.
         One generator draws the prior's samples and then the decoder's noise, so more prior candidates also
@@ -145,6 +147,7 @@ class Stack:
         from nodes.unclip.api import sample_decoder, sample_prior
         from nodes.unclip.sampling import rank_candidates, rank_images
 
+        factor = factored if isinstance(factored, dict) else {}
         out = []
         with torch.inference_mode():
             empty = self.clip.encode_text([""])
@@ -156,7 +159,7 @@ class Stack:
                 for_prior = text
                 if factored:
                     tmap, cmap = self.maps()
-                    for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words")
+                    for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words", **factor)
                 emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen,
                                    num_per_prompt=kp)
                 if kp > 1:
@@ -196,12 +199,25 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     return result.outputs[node], time.time() - t0
 
 
+def workflow_factor(nodes: dict, overrides: dict) -> dict:
+    """Factor Out Colour's settings in dreambooth.json (with --set-node factor.… overrides), as the eval draws."""
+    inputs = nodes["factor"]["inputs"]
+    method = overrides.get("factor.method", inputs.get("method", "auto"))
+    if method not in ("auto", "words"):
+        raise SystemExit(f"dreambooth.json: Factor Out Colour method {method!r}; the eval draws with 'words' (what "
+                         "'auto' means for the shipped Shapes CLIP)")
+    return {k: overrides.get(f"factor.{k}", inputs.get(k, default))
+            for k, default in (("strength", 2.0), ("roles", True), ("words_alone", True))}
+
+
 def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int | None, threads: int,
-                    save: Path | None = None, overrides: dict | None = None, candidates: tuple[int, int] = (1, 1)
-                    ) -> dict:
+                    save: Path | None = None, overrides: dict | None = None, candidates: tuple[int, int] = (1, 1),
+                    factor: dict | None = None) -> dict:
+    """`factor`: Factor Out Colour's strength / roles / words_alone (None: the node's defaults)."""
     report: dict = {"set": which}
-    draw = {"factored": True, "prior_candidates": candidates[0], "decoder_candidates": candidates[1]}
+    draw = {"factored": factor or True, "prior_candidates": candidates[0], "decoder_candidates": candidates[1]}
     report["candidates"] = {"prior": candidates[0], "decoder": candidates[1]}
+    report["factor"] = factor or "defaults"
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
     else:
@@ -233,6 +249,9 @@ def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int 
         "n": len(pairs), "heart": float(np.mean([v.heart for v in verdicts])),
         **{k: float(np.mean([getattr(v, k) == a[k] for v, (_, a) in zip(verdicts, pairs, strict=True)]))
            for k in ("color", "size", "position")}}
+    for size in ("small", "large"):  # the heart rate of the prompts naming each size
+        hits = [v.heart for v, (_, a) in zip(verdicts, pairs, strict=True) if a["size"] == size]
+        report["subject"][f"heart_{size}"] = float(np.mean(hits)) if hits else None
     report["subject_examples"] = [{"prompt": p, "heart": v.heart, "iou": round(v.heart_iou, 2)}
                                   for (p, _), v in list(zip(pairs, verdicts, strict=True))[:4]]
 
@@ -288,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                nodes[node]["inputs"].get("candidates", 1)))
                            for given, node in ((args.prior_candidates, "prior"), (args.decoder_candidates, "dec")))
         report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
-                                 args.save_images, overrides, candidates)
+                                 args.save_images, overrides, candidates, workflow_factor(nodes, overrides))
     else:
         from ._imagic import eval_imagic
 

@@ -855,16 +855,44 @@ def test_the_dreambooth_eval_draws_with_the_workflows_candidates_unless_told(mon
 
     from eval import personalise
 
-    got = []
-    monkeypatch.setattr(personalise, "eval_dreambooth", lambda *a, **kw: got.append(a[-1]) or {})
+    got, factors = [], []
+    monkeypatch.setattr(personalise, "eval_dreambooth",
+                        lambda *a, **kw: got.append(a[-2]) or factors.append(a[-1]) or {})
     personalise.main(["dreambooth", "--lora", "x"])
     personalise.main(["dreambooth", "--lora", "x", "--prior-candidates", "1", "--decoder-candidates", "3"])
     personalise.main(["dreambooth", "--lora", "x", "--set-node", "prior.candidates=4"])
+    personalise.main(["dreambooth", "--lora", "x", "--set-node", "factor.roles=false"])
     nodes = json.loads(personalise.DREAMBOOTH.read_text())["nodes"]
     assert got[0] == (nodes["prior"]["inputs"].get("candidates", 1), nodes["dec"]["inputs"].get("candidates", 1))
     assert got[0][0] > 1  # prior samples ranked by the text, as DALL·E 2 ranks two
     assert got[1] == (1, 3)
     assert got[2] == (4, got[0][1])  # an override of the workflow's port draws with it
+    # Factor Out Colour as the workflow sets it (as text2image.json: both readings on), or as overridden
+    factor = nodes["factor"]["inputs"]
+    assert factors[0] == {k: factor[k] for k in ("strength", "roles", "words_alone")}
+    assert factors[0]["roles"] is True and factors[0]["words_alone"] is True
+    assert factors[3] == {**factors[0], "roles": False}
+    with pytest.raises(SystemExit, match="method 'linear'"):
+        personalise.main(["dreambooth", "--lora", "x", "--set-node", "factor.method=linear"])
+
+
+def test_the_dreambooth_eval_factors_colour_with_the_settings_it_is_given(monkeypatch):
+    from eval import personalise
+    from nodes.shapes import textcolor
+
+    stack = personalise.Stack(tiny.cached_root())
+    seen = []
+    real = textcolor.factor_encoding
+
+    def spy(*a, **kw):
+        seen.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(textcolor, "factor_encoding", spy)
+    stack.generate(["a red square"], seed=1, steps=2, factored=True)
+    stack.generate(["a red square"], seed=1, steps=2, factored={"roles": False, "words_alone": False})
+    stack.generate(["a red square"], seed=1, steps=2)
+    assert seen == [{}, {"roles": False, "words_alone": False}]
 
 
 def test_align_moves_the_identifiers_row_by_colourless_captions_against_the_domain_shapes(tiny_engine, monkeypatch):
