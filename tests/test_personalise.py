@@ -154,8 +154,11 @@ def test_after_prior_steps_the_decoder_learns_with_the_identifiers_learnt_row(ti
     with torch.no_grad():
         before, after = base.encode_text(caps).embeds, tuned.encode_text(caps).embeds
     last = texts[-1]  # subject rows first, then class rows
-    assert (torch.cdist(last, after).min(1).values < 1e-4).sum() >= 1
-    assert (torch.cdist(last, before).min(1).values < 1e-4).sum() == 0
+    # captions the learnt row changes (the tiny CLIP's short context cuts the identifier off some)
+    moved = (before - after).norm(dim=1) > 1e-3
+    assert moved.sum() > len(caps) // 2
+    assert (torch.cdist(last, after[moved]).min(1).values < 1e-4).sum() >= 1
+    assert (torch.cdist(last, before[moved]).min(1).values < 1e-4).sum() == 0
 
 
 def test_dreambooth_names_contradictory_phase_settings(tiny_engine):
