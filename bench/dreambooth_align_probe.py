@@ -13,6 +13,7 @@ DreamBooth's `align` trains the row towards it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,13 +38,14 @@ def main() -> None:
     args = p.parse_args()
     path = Path(args.lora) if Path(args.lora).is_file() else ROOT / "models" / "loras" / f"{args.lora}.safetensors"
     stack = personalise.Stack().with_lora(path)
-    tmap, _ = stack.maps()
+    tmap = stack.maps()[0]
+    factor = personalise.workflow_draw(json.loads(personalise.DREAMBOOTH.read_text())["nodes"], {})["factor"]
     for which in ("tuning", "tuning_hard"):
         pairs = personalise.identifier_prompts(which, args.n)
         texts = [t for t, _ in pairs]
         with torch.inference_mode():
             enc = stack.clip.encode_text(texts)
-            factored, _, _ = factor_encoding(tmap, stack.clip, enc, texts, "words")
+            factored, _, _ = factor_encoding(tmap, stack.clip, enc, texts, "words", **factor)
             images = []
             for _, a in pairs:
                 scene = (a["color"], a["background"], a["size"], a["position"])

@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nodes.personalise.common import clip_pixels, decoder_pixels
-    from nodes.shapes.recolor import parse_color
     from nodes.shapes.textcolor import factor_encoding
     from nodes.unclip.api import alphas_cumprod, sample_decoder, sample_prior
 
@@ -82,14 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         text, empty = st.clip.encode_text(texts), st.clip.encode_text([""])
         h_emb, c_emb = st.clip.encode_image(hearts_t), st.clip.encode_image(circles_t)
-        tmap, cmap = st.maps()
-        for_prior, named, _ = factor_encoding(tmap, st.clip, text, texts, "words")
+        tmap = st.maps()[0]
+        draw = personalise.workflow_draw(json.loads(personalise.DREAMBOOTH.read_text())["nodes"], {})
+        for_prior, named, _ = factor_encoding(tmap, st.clip, text, texts, "words", **draw["factor"])
         emb = sample_prior(st.prior, for_prior, empty, guidance=4.0, steps=STEPS,
                            generator=torch.Generator().manual_seed(7000))
-        for r, c in enumerate(named):
-            if c and "/" not in c:  # a prompt read with two colours keeps its sample,
-                # as in eval/shapes.py (Recolour Embedding's 'a/b' roles need the background map)
-                emb[r] = cmap.apply(emb[r:r + 1], torch.tensor(parse_color(c), dtype=torch.float32) / 255)[0].to(emb)
+        emb = st.recolour(emb, named, draw["recolor"])
         cos = torch.nn.functional.cosine_similarity
         report["prior_nearer"] = rates((cos(emb, h_emb) > cos(emb, c_emb)).numpy(), small)
         for label, e in (("full", emb), ("oracle", h_emb)):

@@ -34,6 +34,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -112,6 +113,7 @@ class Stack:
         parts = patch({"unet": self.decoder.unet, "text_proj": self.decoder.text_proj, "prior": self.prior.prior},
                       subset(lora, ("unet", "text_proj", "prior")), 1.0)
         out = copy.copy(self)
+        out.__dict__.pop("_maps", None)  # fitted on this CLIP; the LoRA's reads colour words its own way
         # the identifier's learnt row and the text tower's LoRA, when the file has them
         out.clip = patch_clip(self.clip, lora)
         out.decoder = dataclasses.replace(self.decoder, unet=parts["unet"], text_proj=parts["text_proj"])
@@ -119,35 +121,49 @@ class Stack:
         return out
 
     def maps(self):
-        """The text and image colour maps of Factor Out Colour and Recolour Embedding for this CLIP (fitted once)."""
+        """The text, image colour and image background maps of Factor Out Colour and Recolour Embedding for
+        this CLIP (fitted once)."""
         if not hasattr(self, "_maps"):
-            from nodes.shapes.recolor import fit_color_map
+            from nodes.shapes.recolor import fit_background_map, fit_color_map
             from nodes.shapes.textcolor import fit_text_color_map
 
-            self._maps = fit_text_color_map(self.clip), fit_color_map(self.clip)
+            self._maps = fit_text_color_map(self.clip), fit_color_map(self.clip), fit_background_map(self.clip)
         return self._maps
 
+    def recolour(self, emb, named: list[str], recolor: dict | None = None):
+        """Recolour Embedding's move on `emb` (B, D) to each row's colour read by Factor Out Colour (`named`),
+        handed on as the node's `color` output carries them (one for all, or one a row, comma-separated); no
+        colour named: `emb` as it is. `recolor`: the node's `strength`, `keep_apart` (None: its defaults)."""
+        from nodes.shapes.recolor import recolor_rows
+
+        color = named[0] if len(set(named)) == 1 else ",".join(named)
+        if not color.strip():
+            return emb
+        settings = {"strength": 1.0, "keep_apart": True, **(recolor or {})}
+        _, cmap, bmap = self.maps()
+        return recolor_rows(emb, cmap, bmap, color=color, strength=settings["strength"],
+                            apart=settings["keep_apart"])[0].to(emb)
+
     def generate(self, prompts: list[str], seed: int, steps: int, batch: int = 8,
-                 factored: bool | dict = False, prior_candidates: int = 1, decoder_candidates: int = 1
-                 ) -> list[np.ndarray]:
+                 factored: bool = False, prior_candidates: int = 1, decoder_candidates: int = 1,
+                 factor: dict | None = None, recolor: dict | None = None) -> list[np.ndarray]:
         """uint8 images (S, S, 3) at the decoder's resolution, prior guidance 4, decoder 1.5 (the workflows').
 
         `factored`: as the default text→image workflow draws, through Factor Out Colour (method words)
         and Recolour Embedding: the prior sees the prompt without its colour words, and its sample is
-        moved to the named colour; a dict gives Factor Out Colour's `strength`, `roles` and `words_alone`
-        (True: the node's defaults). `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
+        moved to the named colour by Recolour Embedding's own move (`recolor_rows`); `factor` gives Factor Out
+        Colour's `strength`, `roles`, `words_alone` and `recolor` Recolour Embedding's `strength`,
+        `keep_apart` (None: the nodes' defaults). `prior_candidates` / `decoder_candidates`: as the Prior and Decoder
         nodes' `candidates`, samples drawn per output and the one nearest (cosine) the prompt's text
         embedding (prior) or the embedding it was decoded from (decoder, by its CLIP image embedding) kept.
         One generator draws the prior's samples and then the decoder's noise, so more prior candidates also
         change the decoder's noise."""
         import torch
 
-        from nodes.shapes.recolor import parse_color
         from nodes.shapes.textcolor import factor_encoding
         from nodes.unclip.api import sample_decoder, sample_prior
         from nodes.unclip.sampling import rank_candidates, rank_images
 
-        factor = factored if isinstance(factored, dict) else {}
         out = []
         with torch.inference_mode():
             empty = self.clip.encode_text([""])
@@ -158,18 +174,14 @@ class Stack:
                 kp, kd = prior_candidates, decoder_candidates
                 for_prior = text
                 if factored:
-                    tmap, cmap = self.maps()
-                    for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words", **factor)
+                    tmap = self.maps()[0]
+                    for_prior, named, _ = factor_encoding(tmap, self.clip, text, texts, "words", **(factor or {}))
                 emb = sample_prior(self.prior, for_prior, empty, guidance=4.0, steps=steps, generator=gen,
                                    num_per_prompt=kp)
                 if kp > 1:
                     emb = rank_candidates(emb, for_prior.embeds, kp)
                 if factored:
-                    for r, c in enumerate(named):
-                        if c and "/" not in c:  # a prompt read with two colours keeps its sample,
-                            # as in eval/shapes.py (Recolour Embedding's 'a/b' roles need the background map)
-                            rgb = torch.tensor(parse_color(c), dtype=torch.float32) / 255
-                            emb[r] = cmap.apply(emb[r:r + 1], rgb)[0].to(emb)
+                    emb = self.recolour(emb, named, recolor)
                 img = sample_decoder(self.decoder, emb.repeat_interleave(kd, dim=0),
                                      text.repeat_interleave(kd) if kd > 1 else text, empty, guidance=1.5,
                                      steps=steps, generator=gen)
@@ -199,25 +211,47 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     return result.outputs[node], time.time() - t0
 
 
-def workflow_factor(nodes: dict, overrides: dict) -> dict:
-    """Factor Out Colour's settings in dreambooth.json (with --set-node factor.… overrides), as the eval draws."""
-    inputs = nodes["factor"]["inputs"]
-    method = overrides.get("factor.method", inputs.get("method", "auto"))
+def workflow_draw(nodes: dict, overrides: dict) -> dict:
+    """How dreambooth.json draws, as `Stack.generate` keywords: Factor Out Colour's `strength`, `roles`,
+    `words_alone` (`factor`) and Recolour Embedding's `strength`, `keep_apart` (`recolor`), with
+    --set-node factor.… / recolor.… overrides, checked against the nodes' ports."""
+    import pydantic
+
+    from nodes.shapes.recolor import EmbeddingRecolor
+    from nodes.shapes.textcolor import FactorColor
+
+    out = {}
+    for node, cls, ports in (("factor", FactorColor, ("method", "strength", "roles", "words_alone")),
+                             ("recolor", EmbeddingRecolor, ("strength", "keep_apart"))):
+        entry = nodes[node]
+        if entry.get("version", 1) != cls.version:
+            raise SystemExit(f"dreambooth.json: node {node!r} is version {entry.get('version', 1)}, the code's "
+                             f"{cls.version}; upgrade the workflow (nodegraph upgrade)")
+        values = {}
+        for port in ports:
+            field = cls.Inputs.model_fields[port]
+            value = overrides.get(f"{node}.{port}", entry["inputs"].get(port, field.default))
+            try:
+                kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+                values[port] = pydantic.TypeAdapter(kind).validate_python(value)
+            except pydantic.ValidationError as exc:
+                raise SystemExit(f"{node}.{port}={value!r}: {exc.errors()[0]['msg']}") from None
+        out[node] = values
+    method = out["factor"].pop("method")
     if method not in ("auto", "words"):
         raise SystemExit(f"dreambooth.json: Factor Out Colour method {method!r}; the eval draws with 'words' (what "
                          "'auto' means for the shipped Shapes CLIP)")
-    return {k: overrides.get(f"factor.{k}", inputs.get(k, default))
-            for k, default in (("strength", 2.0), ("roles", True), ("words_alone", True))}
+    return out
 
 
 def eval_dreambooth(which: str, n: int, steps: int, lora: str, train_steps: int | None, threads: int,
                     save: Path | None = None, overrides: dict | None = None, candidates: tuple[int, int] = (1, 1),
-                    factor: dict | None = None) -> dict:
-    """`factor`: Factor Out Colour's strength / roles / words_alone (None: the node's defaults)."""
+                    draw: dict | None = None) -> dict:
+    """`draw`: `factor` / `recolor` settings for `Stack.generate` (`workflow_draw`; None: the nodes' defaults)."""
     report: dict = {"set": which}
-    draw = {"factored": factor or True, "prior_candidates": candidates[0], "decoder_candidates": candidates[1]}
     report["candidates"] = {"prior": candidates[0], "decoder": candidates[1]}
-    report["factor"] = factor or "defaults"
+    report["draw"] = draw or "defaults"
+    draw = {"factored": True, "prior_candidates": candidates[0], "decoder_candidates": candidates[1], **(draw or {})}
     if lora:
         path = Path(lora) if Path(lora).is_file() else ROOT / "models" / "loras" / f"{lora}.safetensors"
     else:
@@ -307,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                nodes[node]["inputs"].get("candidates", 1)))
                            for given, node in ((args.prior_candidates, "prior"), (args.decoder_candidates, "dec")))
         report = eval_dreambooth(args.which, args.n, args.steps, args.lora, args.train_steps, args.threads,
-                                 args.save_images, overrides, candidates, workflow_factor(nodes, overrides))
+                                 args.save_images, overrides, candidates=candidates,
+                                 draw=workflow_draw(nodes, overrides))
     else:
         from ._imagic import eval_imagic
 

@@ -858,44 +858,79 @@ def test_the_dreambooth_eval_draws_with_the_workflows_candidates_unless_told(mon
 
     from eval import personalise
 
-    got, factors = [], []
-    monkeypatch.setattr(personalise, "eval_dreambooth",
-                        lambda *a, **kw: got.append(a[-2]) or factors.append(a[-1]) or {})
+    got = []
+    monkeypatch.setattr(personalise, "eval_dreambooth", lambda *a, **kw: got.append(kw) or {})
     personalise.main(["dreambooth", "--lora", "x"])
     personalise.main(["dreambooth", "--lora", "x", "--prior-candidates", "1", "--decoder-candidates", "3"])
     personalise.main(["dreambooth", "--lora", "x", "--set-node", "prior.candidates=4"])
-    personalise.main(["dreambooth", "--lora", "x", "--set-node", "factor.roles=false"])
+    personalise.main(["dreambooth", "--lora", "x", "--set-node", "factor.roles=false",
+                      "--set-node", "recolor.keep_apart=false"])
     nodes = json.loads(personalise.DREAMBOOTH.read_text())["nodes"]
-    assert got[0] == (nodes["prior"]["inputs"].get("candidates", 1), nodes["dec"]["inputs"].get("candidates", 1))
-    assert got[0][0] > 1  # prior samples ranked by the text, as DALL·E 2 ranks two
-    assert got[1] == (1, 3)
-    assert got[2] == (4, got[0][1])  # an override of the workflow's port draws with it
-    # Factor Out Colour as the workflow sets it (as text2image.json: both readings on), or as overridden
-    factor = nodes["factor"]["inputs"]
-    assert factors[0] == {k: factor[k] for k in ("strength", "roles", "words_alone")}
-    assert factors[0]["roles"] is True and factors[0]["words_alone"] is True
-    assert factors[3] == {**factors[0], "roles": False}
-    with pytest.raises(SystemExit, match="method 'linear'"):
-        personalise.main(["dreambooth", "--lora", "x", "--set-node", "factor.method=linear"])
+    cands = [kw["candidates"] for kw in got]
+    assert cands[0] == (nodes["prior"]["inputs"].get("candidates", 1), nodes["dec"]["inputs"].get("candidates", 1))
+    assert cands[0][0] > 1  # prior samples ranked by the text, as DALL·E 2 ranks two
+    assert cands[1] == (1, 3)
+    assert cands[2] == (4, cands[0][1])  # an override of the workflow's port draws with it
+    # Factor Out Colour and Recolour Embedding as the workflow sets them (as text2image.json: both
+    # readings on), or as overridden
+    factor, recolor = nodes["factor"]["inputs"], nodes["recolor"]["inputs"]
+    assert got[0]["draw"] == {"factor": {k: factor[k] for k in ("strength", "roles", "words_alone")},
+                              "recolor": {"strength": recolor["strength"], "keep_apart": True}}
+    assert factor["roles"] is True and factor["words_alone"] is True
+    assert got[3]["draw"] == {"factor": {**got[0]["draw"]["factor"], "roles": False},
+                              "recolor": {**got[0]["draw"]["recolor"], "keep_apart": False}}
+    for bad, says in (("factor.method=linear", "method 'linear'"), ("recolor.strength=5", "recolor.strength"),
+                      ("factor.roles=maybe", "factor.roles")):
+        with pytest.raises(SystemExit, match=says):  # before any training
+            personalise.main(["dreambooth", "--set-node", bad])
+    assert len(got) == 4
 
 
-def test_the_dreambooth_eval_factors_colour_with_the_settings_it_is_given(monkeypatch):
+def test_the_dreambooth_eval_factors_and_recolours_as_the_nodes_hand_on(monkeypatch):
+    """The eval gives Factor Out Colour's settings to its reading, hands its colours to Recolour
+    Embedding's own move as the node's `color` output carries them (one a prompt, comma-separated; a
+    prompt naming none keeps its sample) and decodes what that move returns."""
+    import torch
+
     from eval import personalise
-    from nodes.shapes import textcolor
+    from nodes.shapes import recolor, textcolor
+    from nodes.unclip import api
 
     stack = personalise.Stack(tiny.cached_root())
-    seen = []
-    real = textcolor.factor_encoding
+    seen: dict = {}
+    real_factor, real_recolor, real_decoder = textcolor.factor_encoding, recolor.recolor_rows, api.sample_decoder
 
-    def spy(*a, **kw):
-        seen.append(kw)
-        return real(*a, **kw)
+    def factor(*a, **kw):
+        seen["factor_kw"] = kw
+        out = real_factor(*a, **kw)
+        seen["named"] = out[1]
+        return out
 
-    monkeypatch.setattr(textcolor, "factor_encoding", spy)
-    stack.generate(["a red square"], seed=1, steps=2, factored=True)
-    stack.generate(["a red square"], seed=1, steps=2, factored={"roles": False, "words_alone": False})
-    stack.generate(["a red square"], seed=1, steps=2)
-    assert seen == [{}, {"roles": False, "words_alone": False}]
+    def move(emb, cmap, bmap, **kw):
+        seen["recolor_kw"], seen["before"] = kw, emb.clone()
+        seen["moved"] = real_recolor(emb, cmap, bmap, **kw)[0]
+        return real_recolor(emb, cmap, bmap, **kw)
+
+    def decoder(model, emb, *a, **kw):
+        seen["decoded"] = emb.clone()
+        return real_decoder(model, emb, *a, **kw)
+
+    monkeypatch.setattr(textcolor, "factor_encoding", factor)
+    monkeypatch.setattr(recolor, "recolor_rows", move)
+    monkeypatch.setattr(api, "sample_decoder", decoder)
+    prompts = ["a red square", "a blue circle at the top", "a square"]
+    stack.generate(prompts, seed=1, steps=2, factored=True, factor={"roles": False, "words_alone": False},
+                   recolor={"strength": 0.5, "keep_apart": False})
+    assert seen["factor_kw"] == {"roles": False, "words_alone": False}
+    named = seen["named"]
+    assert named[0] and named[1] and not named[2]
+    assert seen["recolor_kw"] == {"color": ",".join(named), "strength": 0.5, "apart": False}
+    torch.testing.assert_close(seen["decoded"], seen["moved"].to(seen["decoded"]))
+    torch.testing.assert_close(seen["decoded"][2], seen["before"][2])  # no colour named: kept
+    assert not torch.allclose(seen["decoded"][0], seen["before"][0])
+    seen.clear()
+    stack.generate(prompts, seed=1, steps=2)  # the plain path: neither node
+    assert "factor_kw" not in seen and "recolor_kw" not in seen
 
 
 def test_align_moves_the_identifiers_row_by_colourless_captions_against_the_domain_shapes(tiny_engine, monkeypatch):

@@ -354,30 +354,8 @@ class EmbeddingRecolor(Node):
         if either or (inputs.keep_apart and inputs.strength > 0):
             with library_errors():
                 bmap = fitted(ctx, inputs.clip, "image_background", fit_background_map, ColorMap)
-        if ref is not None:  # the colour another embedding reads as, row by row
-            rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
-        before = cmap.read(emb)
-        rows = torch.ones(len(emb), dtype=torch.bool) if moved is None else moved
-        back = torch.zeros(len(emb), 3)
-        paired = torch.zeros(len(emb), dtype=torch.bool)
-        backgrounds = nearest_palette(bmap.read(emb)) if bmap is not None else None
-        if ref is None:  # where a prompt names two colours, the sample's own colours give them their roles
-            rgb, back, paired = choose(choices, backgrounds if either else None,
-                                       nearest_palette(before) if either else None)
-            rgb = rgb.to(emb.device)
-        swapped: list[str] = []
-        if inputs.keep_apart and inputs.strength > 0:
-            swapped = keep_apart(backgrounds, before, rgb, rows & ~paired)
-            for i, c in enumerate(swapped):
-                if c:
-                    back[i] = torch.tensor(parse_color(c), dtype=torch.float32) / 255
-        to_move = paired | torch.tensor([bool(c) for c in swapped] or [False] * len(emb))
-        out = emb.to(cmap.readout)
-        if bool(to_move.any()):  # the background first: the object's move then lands exactly on its target
-            out = torch.where(to_move[:, None].to(out.device), bmap.apply(out, back.to(out), inputs.strength), out)
-        out = cmap.apply(out, rgb, inputs.strength)
-        if moved is not None:  # rows whose prompt named no colour stay as they are
-            out = torch.where(moved[:, None], out, emb.to(out))
+        out, before, rgb, swapped = recolor_rows(emb, cmap, bmap, color=inputs.color, ref=ref,
+                                                 strength=inputs.strength, apart=inputs.keep_apart)
         after = cmap.read(out)
         moves = ", ".join(f"{_hex(a)} → {_hex(b)}" for a, b in zip(before[:8], after[:8], strict=True))
         more = f" (first 8 of {len(emb)})" if len(emb) > 8 else ""
@@ -393,6 +371,48 @@ class EmbeddingRecolor(Node):
                          + ", ".join(f"row {i}: {b}" for i, b in enumerate(swapped) if b))
         ctx.show(text=lines)
         return self.Outputs(embedding=out.to(emb.dtype))
+
+
+def recolor_rows(emb, cmap: ColorMap, bmap: ColorMap | None, color: str = "", ref=None, strength: float = 1.0,
+                 apart: bool = True):
+    """Recolour Embedding's move: (the moved embeddings, their read-out colours before, the (B, 3) object
+    targets, the backgrounds `keep_apart` moved: a colour name per row, "" where none).
+
+    `color` as the node's port (a colour, "a/b", or one per equal run of rows, comma-separated; an empty
+    entry keeps its rows); `ref` replaces it with the colours these embeddings read as. `bmap` (the
+    background map) is needed for "a/b" targets and for `apart` (the node's `keep_apart`) with
+    `strength` above 0."""
+    import torch
+
+    choices, moved = (None, None) if ref is not None else _targets(color, len(emb))
+    either = choices is not None and any(len(c) > 1 for c in choices)
+    if bmap is None and (either or (apart and strength > 0)):
+        raise ValueError("recolor_rows: the background map is needed for 'a/b' colours and for apart")
+    if ref is not None:  # the colour another embedding reads as, row by row
+        rgb = cmap.read(ref).clamp(0, 1).expand(len(emb), 3)
+    before = cmap.read(emb)
+    rows = torch.ones(len(emb), dtype=torch.bool) if moved is None else moved
+    back = torch.zeros(len(emb), 3)
+    paired = torch.zeros(len(emb), dtype=torch.bool)
+    backgrounds = nearest_palette(bmap.read(emb)) if bmap is not None else None
+    if ref is None:  # where a prompt names two colours, the sample's own colours give them their roles
+        rgb, back, paired = choose(choices, backgrounds if either else None,
+                                   nearest_palette(before) if either else None)
+        rgb = rgb.to(emb.device)
+    swapped: list[str] = []
+    if apart and strength > 0:
+        swapped = keep_apart(backgrounds, before, rgb, rows & ~paired)
+        for i, c in enumerate(swapped):
+            if c:
+                back[i] = torch.tensor(parse_color(c), dtype=torch.float32) / 255
+    to_move = paired | torch.tensor([bool(c) for c in swapped] or [False] * len(emb))
+    out = emb.to(cmap.readout)
+    if bool(to_move.any()):  # the background first: the object's move then lands exactly on its target
+        out = torch.where(to_move[:, None].to(out.device), bmap.apply(out, back.to(out), strength), out)
+    out = cmap.apply(out, rgb, strength)
+    if moved is not None:  # rows whose prompt named no colour stay as they are
+        out = torch.where(moved[:, None], out, emb.to(out))
+    return out, before, rgb, swapped
 
 
 def nearest_palette(rgb) -> list[str]:
