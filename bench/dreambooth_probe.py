@@ -7,7 +7,7 @@ writer's phrasings with `--set tuning_hard`; never the validation set), heart ra
 by the named size, judged at the decoder's 32 px as the eval judges:
 
 - `full`: prompt → Factor Out Colour → prior → Recolour Embedding → LoRA decoder (the eval's path, one
-  prior sample: the workflow ranks two, `candidates`);
+  prior sample: the workflow ranks four, the Prior's `candidates`);
 - `oracle`: the CLIP image embedding of a true heart render of the prompt's scene → LoRA decoder, with
   the prompt's text: what the decoder draws when the prior is perfect. `full` below `oracle` is the
   prior's share of the misses; `oracle` below 1 the decoder's;

@@ -113,7 +113,8 @@ class Stack:
         parts = patch({"unet": self.decoder.unet, "text_proj": self.decoder.text_proj, "prior": self.prior.prior},
                       subset(lora, ("unet", "text_proj", "prior")), 1.0)
         out = copy.copy(self)
-        out.__dict__.pop("_maps", None)  # fitted on this CLIP; the LoRA's reads colour words its own way
+        out.__dict__.pop("_tmap", None)  # the LoRA's CLIP reads colour words its own way (its image tower is
+        # the base's, and the workflow's Recolour Embedding reads the base CLIP's maps)
         # the identifier's learnt row and the text tower's LoRA, when the file has them
         out.clip = patch_clip(self.clip, lora)
         out.decoder = dataclasses.replace(self.decoder, unet=parts["unet"], text_proj=parts["text_proj"])
@@ -123,12 +124,14 @@ class Stack:
     def maps(self):
         """The text, image colour and image background maps of Factor Out Colour and Recolour Embedding for
         this CLIP (fitted once)."""
-        if not hasattr(self, "_maps"):
-            from nodes.shapes.recolor import fit_background_map, fit_color_map
-            from nodes.shapes.textcolor import fit_text_color_map
+        from nodes.shapes.recolor import fit_background_map, fit_color_map
+        from nodes.shapes.textcolor import fit_text_color_map
 
-            self._maps = fit_text_color_map(self.clip), fit_color_map(self.clip), fit_background_map(self.clip)
-        return self._maps
+        if not hasattr(self, "_tmap"):
+            self._tmap = fit_text_color_map(self.clip)
+        if not hasattr(self, "_imaps"):
+            self._imaps = fit_color_map(self.clip), fit_background_map(self.clip)
+        return self._tmap, *self._imaps
 
     def recolour(self, emb, named: list[str], recolor: dict | None = None):
         """Recolour Embedding's move on `emb` (B, D) to each row's colour read by Factor Out Colour (`named`),
@@ -211,6 +214,9 @@ def run_workflow(path: Path, overrides: dict, node: str, threads: int) -> tuple[
     return result.outputs[node], time.time() - t0
 
 
+DRAW_PORTS = {"factor": ("method", "strength", "roles", "words_alone"), "recolor": ("strength", "keep_apart")}
+
+
 def workflow_draw(nodes: dict, overrides: dict) -> dict:
     """How dreambooth.json draws, as `Stack.generate` keywords: Factor Out Colour's `strength`, `roles`,
     `words_alone` (`factor`) and Recolour Embedding's `strength`, `keep_apart` (`recolor`), with
@@ -221,16 +227,18 @@ def workflow_draw(nodes: dict, overrides: dict) -> dict:
     from nodes.shapes.textcolor import FactorColor
 
     out = {}
-    for node, cls, ports in (("factor", FactorColor, ("method", "strength", "roles", "words_alone")),
-                             ("recolor", EmbeddingRecolor, ("strength", "keep_apart"))):
+    for node, cls in (("factor", FactorColor), ("recolor", EmbeddingRecolor)):
+        ports = DRAW_PORTS[node]
         entry = nodes[node]
-        if entry.get("version", 1) != cls.version:
-            raise SystemExit(f"dreambooth.json: node {node!r} is version {entry.get('version', 1)}, the code's "
-                             f"{cls.version}; upgrade the workflow (nodegraph upgrade)")
+        version = entry.get("version", cls.version)
+        inputs = entry["inputs"] if version == cls.version else cls.migrate(version, dict(entry["inputs"]))
+        if inputs is None:  # as the engine reads an older node: migrated, or refused
+            raise SystemExit(f"dreambooth.json: node {node!r} is version {version}, which this install's "
+                             f"{cls.version} cannot upgrade; re-create the node")
         values = {}
         for port in ports:
             field = cls.Inputs.model_fields[port]
-            value = overrides.get(f"{node}.{port}", entry["inputs"].get(port, field.default))
+            value = overrides.get(f"{node}.{port}", inputs.get(port, field.default))
             try:
                 kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
                 values[port] = pydantic.TypeAdapter(kind).validate_python(value)
@@ -337,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = value
     if args.method == "dreambooth":
         nodes = json.loads(DREAMBOOTH.read_text())["nodes"]
+        drawn = {"prior.candidates", "dec.candidates", *(f"factor.{k}" for k in DRAW_PORTS["factor"]),
+                 *(f"recolor.{k}" for k in DRAW_PORTS["recolor"])}
+        unused = sorted(k for k in overrides if k not in drawn and (args.lora or not k.startswith("train.")))
+        if unused:
+            raise SystemExit(f"--set-node {', '.join(unused)}: not used by the eval, which draws with "
+                             f"{', '.join(sorted(drawn))}" + ("" if args.lora else " and trains with train.*")
+                             + " (guidance as the workflow's, 4 and 1.5; sampling steps from --steps)")
         candidates = tuple(given if given is not None else int(overrides.get(f"{node}.candidates",
                                                                                nodes[node]["inputs"].get("candidates", 1)))
                            for given, node in ((args.prior_candidates, "prior"), (args.decoder_candidates, "dec")))

@@ -880,10 +880,21 @@ def test_the_dreambooth_eval_draws_with_the_workflows_candidates_unless_told(mon
     assert got[3]["draw"] == {"factor": {**got[0]["draw"]["factor"], "roles": False},
                               "recolor": {**got[0]["draw"]["recolor"], "keep_apart": False}}
     for bad, says in (("factor.method=linear", "method 'linear'"), ("recolor.strength=5", "recolor.strength"),
-                      ("factor.roles=maybe", "factor.roles")):
+                      ("factor.roles=maybe", "factor.roles"), ("dec.steps=3", "dec.steps: not used"),
+                      ("recolor.keep_appart=false", "recolor.keep_appart: not used")):
         with pytest.raises(SystemExit, match=says):  # before any training
             personalise.main(["dreambooth", "--set-node", bad])
+    with pytest.raises(SystemExit, match="train.steps: not used"):  # nothing is trained with --lora
+        personalise.main(["dreambooth", "--lora", "x", "--set-node", "train.steps=5"])
     assert len(got) == 4
+    # an older Factor Out Colour is read as the engine reads it: migrated (version 4 had no words_alone)
+    old = json.loads(json.dumps(nodes))
+    old["factor"]["version"] = 4
+    del old["factor"]["inputs"]["words_alone"]
+    assert personalise.workflow_draw(old, {})["factor"]["words_alone"] is False
+    old["factor"]["version"] = 99
+    with pytest.raises(SystemExit, match="cannot upgrade"):
+        personalise.workflow_draw(old, {})
 
 
 def test_the_dreambooth_eval_factors_and_recolours_as_the_nodes_hand_on(monkeypatch):
@@ -928,6 +939,10 @@ def test_the_dreambooth_eval_factors_and_recolours_as_the_nodes_hand_on(monkeypa
     torch.testing.assert_close(seen["decoded"], seen["moved"].to(seen["decoded"]))
     torch.testing.assert_close(seen["decoded"][2], seen["before"][2])  # no colour named: kept
     assert not torch.allclose(seen["decoded"][0], seen["before"][0])
+    seen.clear()
+    stack.generate(["a red square", "a red square"], seed=1, steps=2, factored=True)
+    assert seen["named"][0] == seen["named"][1] and seen["recolor_kw"]["color"] == seen["named"][0]  # one for all
+    assert seen["recolor_kw"]["strength"] == 1.0 and seen["recolor_kw"]["apart"] is True  # the node's defaults
     seen.clear()
     stack.generate(prompts, seed=1, steps=2)  # the plain path: neither node
     assert "factor_kw" not in seen and "recolor_kw" not in seen

@@ -376,7 +376,8 @@ class EmbeddingRecolor(Node):
 def recolor_rows(emb, cmap: ColorMap, bmap: ColorMap | None, color: str = "", ref=None, strength: float = 1.0,
                  apart: bool = True):
     """Recolour Embedding's move: (the moved embeddings, their read-out colours before, the (B, 3) object
-    targets, the backgrounds `keep_apart` moved: a colour name per row, "" where none).
+    targets (None when no colour is given), the backgrounds `keep_apart` moved: a colour name per row, ""
+    where none).
 
     `color` as the node's port (a colour, "a/b", or one per equal run of rows, comma-separated; an empty
     entry keeps its rows); `ref` replaces it with the colours these embeddings read as. `bmap` (the
@@ -384,6 +385,8 @@ def recolor_rows(emb, cmap: ColorMap, bmap: ColorMap | None, color: str = "", re
     `strength` above 0."""
     import torch
 
+    if ref is None and not color.strip():  # no colour: as the node, the embeddings as they are
+        return emb, cmap.read(emb), None, [""] * len(emb)
     choices, moved = (None, None) if ref is not None else _targets(color, len(emb))
     either = choices is not None and any(len(c) > 1 for c in choices)
     if bmap is None and (either or (apart and strength > 0)):
