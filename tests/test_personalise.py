@@ -147,18 +147,18 @@ def test_after_prior_steps_the_decoder_learns_with_the_identifiers_learnt_row(ti
 
     monkeypatch.setattr(subject, "rows", spy_rows)
     monkeypatch.setattr(unclip_api, "decoder_loss", spy_loss)
-    run = tiny_engine.run(dreambooth_workflow(prior_steps=1, steps=3, token_lr=0.5), targets=["train"])
+    # 64 subject rows: with more, the tiny CLIP's short context cuts the identifier off some captions,
+    # whose encodings the row cannot change
+    run = tiny_engine.run(dreambooth_workflow(prior_steps=1, steps=3, token_lr=0.5, subject_pool=64),
+                          targets=["train"])
     assert run.ok, run.error
     base = load_clip(tiny.cached_root())
     tuned = patch_clip(base, read_lora(tiny_engine.settings.model_dirs[0] / "loras" / "dreambooth-t.safetensors"))
     with torch.no_grad():
         before, after = base.encode_text(caps).embeds, tuned.encode_text(caps).embeds
     last = texts[-1]  # subject rows first, then class rows
-    # captions the learnt row changes (the tiny CLIP's short context cuts the identifier off some)
-    moved = (before - after).norm(dim=1) > 1e-3
-    assert moved.sum() > len(caps) // 2
-    assert (torch.cdist(last, after[moved]).min(1).values < 1e-4).sum() >= 1
-    assert (torch.cdist(last, before[moved]).min(1).values < 1e-4).sum() == 0
+    assert (torch.cdist(last, after).min(1).values < 1e-4).sum() >= 1
+    assert (torch.cdist(last, before).min(1).values < 1e-4).sum() == 0
 
 
 def test_dreambooth_names_contradictory_phase_settings(tiny_engine):
